@@ -1,0 +1,552 @@
+/*
+ * config.c: the key table, the rte_cfgfile loader, and value validation.
+ *
+ * All keys live in one table: name, default, parser, whether a reload may
+ * change it.  Loading builds one rte_cfgfile from the file (or an empty one),
+ * applies -o overrides on top, rejects any entry the table does not know,
+ * then parses every key of the table from it, default when absent.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <rte_cfgfile.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/pa.h"
+
+#define GLOBAL_SECTION "GLOBAL"
+
+struct config_key;
+typedef int (*config_parse_fn)(struct pa_config *config, const struct config_key *key,
+			       const char *value, char *err, size_t errlen);
+
+struct config_key {
+	const char *name;
+	const char *default_value;
+	config_parse_fn parse;
+	size_t offset;	   /* of the field in struct pa_config */
+	size_t size;	   /* of that field (strings) */
+	uint64_t min, max; /* for numbers */
+};
+
+static int __attribute__((format(printf, 4, 5)))
+key_error(const struct config_key *key, char *err, size_t errlen, const char *fmt, ...)
+{
+	int n = snprintf(err, errlen, "config key '%s': ", key->name);
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < errlen)
+		vsnprintf(err + n, errlen - n, fmt, ap);
+	va_end(ap);
+	return PA_ERROR;
+}
+
+static void *
+field(struct pa_config *config, const struct config_key *key)
+{
+	return (char *)config + key->offset;
+}
+
+static int
+parse_u64(const struct config_key *key, const char *value, uint64_t *out, char *err,
+	  size_t errlen)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)value[0]))
+		return key_error(key, err, errlen, "'%s' is not a number", value);
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (errno == ERANGE || *end != '\0')
+		return key_error(key, err, errlen, "'%s' is not a number", value);
+	if (v < key->min || v > key->max)
+		return key_error(key, err, errlen, "%llu is outside %llu..%llu", v,
+				 (unsigned long long)key->min, (unsigned long long)key->max);
+	*out = v;
+	return PA_OK;
+}
+
+static int
+parse_unsigned(struct pa_config *config, const struct config_key *key, const char *value,
+	       char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (parse_u64(key, value, &v, err, errlen) != PA_OK)
+		return PA_ERROR;
+	*(unsigned *)field(config, key) = (unsigned)v;
+	return PA_OK;
+}
+
+static int
+parse_size(struct pa_config *config, const struct config_key *key, const char *value,
+	   char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (parse_u64(key, value, &v, err, errlen) != PA_OK)
+		return PA_ERROR;
+	*(size_t *)field(config, key) = (size_t)v;
+	return PA_OK;
+}
+
+static int
+parse_string(struct pa_config *config, const struct config_key *key, const char *value,
+	     char *err, size_t errlen)
+{
+	size_t len = strlen(value);
+
+	if (len >= key->size)
+		return key_error(key, err, errlen, "value longer than %zu octets", key->size - 1);
+	memcpy(field(config, key), value, len + 1);
+	return PA_OK;
+}
+
+static int
+parse_backend(struct pa_config *config, const struct config_key *key, const char *value,
+	      char *err, size_t errlen)
+{
+	if (strcmp(value, "kernel") == 0)
+		config->backend = PA_BACKEND_KERNEL;
+	else if (strcmp(value, "dpdk") == 0)
+		config->backend = PA_BACKEND_DPDK;
+	else
+		return key_error(key, err, errlen, "'%s' is not kernel or dpdk", value);
+	return PA_OK;
+}
+
+static int
+parse_bare_lf(struct pa_config *config, const struct config_key *key, const char *value,
+	      char *err, size_t errlen)
+{
+	if (strcmp(value, "reject") == 0)
+		config->bare_lf = SMTP_BARE_LF_REJECT;
+	else if (strcmp(value, "normalize") == 0)
+		config->bare_lf = SMTP_BARE_LF_NORMALIZE;
+	else
+		return key_error(key, err, errlen, "'%s' is not reject or normalize", value);
+	return PA_OK;
+}
+
+static int
+parse_log_level(struct pa_config *config, const struct config_key *key, const char *value,
+		char *err, size_t errlen)
+{
+	static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
+
+	for (size_t i = 0; i < pa_array_size(names); i++) {
+		if (strcmp(value, names[i]) == 0) {
+			config->log_level = (int)i;
+			return PA_OK;
+		}
+	}
+	return key_error(key, err, errlen, "'%s' is not error, warning, notice, info or debug",
+			 value);
+}
+
+/* ADDR:PORT, or [IPv6]:PORT. */
+static int
+parse_listen(struct pa_config *config, const struct config_key *key, const char *value,
+	     char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(value, ':');
+	size_t hostlen;
+	char *end;
+	unsigned long port;
+
+	if (colon == NULL || colon == value)
+		return key_error(key, err, errlen, "'%s' is not ADDR:PORT", value);
+	hostlen = (size_t)(colon - value);
+	if (hostlen >= sizeof(host))
+		return key_error(key, err, errlen, "'%s' is not ADDR:PORT", value);
+	memcpy(host, value, hostlen);
+	host[hostlen] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno == ERANGE || port == 0 || port > 65535)
+		return key_error(key, err, errlen, "'%s' has no valid port", value);
+
+	memset(&config->listen_addr, 0, sizeof(config->listen_addr));
+	if (host[0] == '[' && host[hostlen - 1] == ']') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&config->listen_addr;
+
+		host[hostlen - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+			return key_error(key, err, errlen, "'%s' is not an IPv6 address", host + 1);
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		config->listen_addrlen = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&config->listen_addr;
+
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return key_error(key, err, errlen, "'%s' is not an IPv4 address", host);
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		config->listen_addrlen = sizeof(*sin);
+	}
+	snprintf(config->listen, sizeof(config->listen), "%s", value);
+	return PA_OK;
+}
+
+/* RFC 1035 2.3.1 letters, digits, hyphens and dots; no empty label. */
+static bool
+valid_domain(const char *d)
+{
+	size_t label = 0;
+
+	if (*d == '\0' || strlen(d) > 253)
+		return false;
+	for (; *d; d++) {
+		if (*d == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (isalnum((unsigned char)*d) || *d == '-') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+static int
+compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+free_domains(struct pa_config *config)
+{
+	for (size_t i = 0; i < config->ndomains; i++)
+		free(config->domains[i]);
+	free(config->domains);
+	config->domains = NULL;
+	config->ndomains = 0;
+}
+
+static int
+parse_domains(struct pa_config *config, const struct config_key *key, const char *value,
+	      char *err, size_t errlen)
+{
+	char *copy = strdup(value), *save = NULL, *tok;
+	size_t cap = 8;
+
+	free_domains(config);
+	config->domains = calloc(cap, sizeof(char *));
+	if (copy == NULL || config->domains == NULL) {
+		free(copy);
+		return key_error(key, err, errlen, "out of memory");
+	}
+	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		for (char *c = tok; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		if (!valid_domain(tok)) {
+			key_error(key, err, errlen, "'%s' is not a domain name", tok);
+			free(copy);
+			return PA_ERROR;
+		}
+		if (config->ndomains == cap) {
+			char **grown = realloc(config->domains, 2 * cap * sizeof(char *));
+
+			if (grown == NULL) {
+				free(copy);
+				return key_error(key, err, errlen, "out of memory");
+			}
+			config->domains = grown;
+			cap *= 2;
+		}
+		config->domains[config->ndomains] = strdup(tok);
+		if (config->domains[config->ndomains] == NULL) {
+			free(copy);
+			return key_error(key, err, errlen, "out of memory");
+		}
+		config->ndomains++;
+	}
+	free(copy);
+	qsort(config->domains, config->ndomains, sizeof(char *), compare_strings);
+	return PA_OK;
+}
+
+#define OFF(f) offsetof(struct pa_config, f)
+#define SZ(f) sizeof(((struct pa_config *)0)->f)
+
+/* Keep docs/configuration.md in step with this table (tests/unit/test_config.c checks). */
+static const struct config_key keys[] = {
+	{"backend", "kernel", parse_backend, 0, 0, 0, 0},
+	{"listen", "127.0.0.1:2525", parse_listen, 0, 0, 0, 0},
+	{"hostname", "", parse_string, OFF(hostname), SZ(hostname), 0, 0},
+	{"workers", "1", parse_unsigned, OFF(workers), 0, 1, 64},
+	{"node_id", "0", parse_unsigned, OFF(node_id), 0, 0, 4095},
+	{"domains", "localhost", parse_domains, 0, 0, 0, 0},
+	{"log.level", "info", parse_log_level, 0, 0, 0, 0},
+	{"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0},
+	{"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024},
+	{"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20},
+	{"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024,
+	 1ULL << 31},
+	{"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000},
+	{"smtp.max_errors", "10", parse_unsigned, OFF(max_errors), 0, 1, 1000},
+	{"smtp.bare_lf", "reject", parse_bare_lf, 0, 0, 0, 0},
+	{"smtp.command_timeout", "300", parse_unsigned, OFF(command_timeout_s), 0, 1, 3600},
+	{"smtp.data_timeout", "180", parse_unsigned, OFF(data_timeout_s), 0, 1, 3600},
+	{"shutdown_timeout", "30", parse_unsigned, OFF(shutdown_timeout_s), 0, 1, 3600},
+	{"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0},
+};
+
+static const struct config_key *
+find_key(const char *name)
+{
+	for (size_t i = 0; i < pa_array_size(keys); i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+const char *const *
+config_key_names(void)
+{
+	static const char *names[pa_array_size(keys) + 1];
+
+	for (size_t i = 0; i < pa_array_size(keys); i++)
+		names[i] = keys[i].name;
+	return names;
+}
+
+/* "spool.dir" -> section "spool", entry "dir"; "listen" -> GLOBAL, "listen". */
+static void
+split_key(const char *key, char *section, size_t seclen, const char **entry)
+{
+	const char *dot = strchr(key, '.');
+
+	if (dot == NULL) {
+		snprintf(section, seclen, "%s", GLOBAL_SECTION);
+		*entry = key;
+		return;
+	}
+	snprintf(section, seclen, "%.*s", (int)(dot - key), key);
+	*entry = dot + 1;
+}
+
+int
+config_parse_override(char *arg, struct config_override *ov)
+{
+	char *eq = strchr(arg, '=');
+
+	if (eq == NULL || eq == arg)
+		return PA_ERROR;
+	*eq = '\0';
+	ov->key = arg;
+	ov->value = eq + 1;
+	return PA_OK;
+}
+
+static int
+apply_override(struct rte_cfgfile *cfg, const struct config_override *ov, char *err,
+	       size_t errlen)
+{
+	char section[CFG_NAME_LEN];
+	const char *entry;
+
+	if (find_key(ov->key) == NULL) {
+		snprintf(err, errlen, "unknown config key '%s' (in -o)", ov->key);
+		return PA_ERROR;
+	}
+	if (strlen(ov->value) >= CFG_VALUE_LEN) {
+		snprintf(err, errlen, "config key '%s': value longer than %d octets", ov->key,
+			 CFG_VALUE_LEN - 1);
+		return PA_ERROR;
+	}
+	split_key(ov->key, section, sizeof(section), &entry);
+	if (!rte_cfgfile_has_section(cfg, section) && rte_cfgfile_add_section(cfg, section) != 0) {
+		snprintf(err, errlen, "rte_cfgfile_add_section(%s) failed", section);
+		return PA_ERROR;
+	}
+	if (rte_cfgfile_has_entry(cfg, section, entry))
+		return rte_cfgfile_set_entry(cfg, section, entry, ov->value) == 0 ? PA_OK : PA_ERROR;
+	if (rte_cfgfile_add_entry(cfg, section, entry, ov->value) != 0) {
+		snprintf(err, errlen, "rte_cfgfile_add_entry(%s) failed", ov->key);
+		return PA_ERROR;
+	}
+	return PA_OK;
+}
+
+/* Every entry in the file must be a key of the table, and fit rte_cfgfile's value size. */
+static int
+check_known_entries(struct rte_cfgfile *cfg, char *err, size_t errlen)
+{
+	int nsections = rte_cfgfile_num_sections(cfg, NULL, 0);
+
+	for (int s = 0; s < nsections; s++) {
+		char section[CFG_NAME_LEN];
+		int n = rte_cfgfile_section_num_entries_by_index(cfg, section, s);
+		struct rte_cfgfile_entry entries[64];
+
+		if (n > (int)pa_array_size(entries)) {
+			snprintf(err, errlen, "config section [%s] has too many entries", section);
+			return PA_ERROR;
+		}
+		rte_cfgfile_section_entries_by_index(cfg, s, section, entries, n);
+		for (int e = 0; e < n; e++) {
+			char name[2 * CFG_NAME_LEN + 1];
+
+			if (strcmp(section, GLOBAL_SECTION) == 0)
+				snprintf(name, sizeof(name), "%.63s", entries[e].name);
+			else
+				snprintf(name, sizeof(name), "%.63s.%.63s", section,
+					 entries[e].name);
+			if (find_key(name) == NULL) {
+				snprintf(err, errlen, "unknown config key '%s'", name);
+				return PA_ERROR;
+			}
+			/* rte_cfgfile cuts longer values silently: refuse rather than truncate. */
+			if (strlen(entries[e].value) >= CFG_VALUE_LEN - 1) {
+				snprintf(err, errlen,
+					 "config key '%s': value of %d octets or more is not "
+					 "supported",
+					 name, CFG_VALUE_LEN - 1);
+				return PA_ERROR;
+			}
+		}
+	}
+	return PA_OK;
+}
+
+static void
+default_hostname(struct pa_config *config)
+{
+	if (config->hostname[0] != '\0')
+		return;
+	if (gethostname(config->hostname, sizeof(config->hostname)) == -1 ||
+	    config->hostname[0] == '\0')
+		snprintf(config->hostname, sizeof(config->hostname), "localhost");
+	config->hostname[sizeof(config->hostname) - 1] = '\0';
+}
+
+static int
+parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < pa_array_size(keys); i++) {
+		char section[CFG_NAME_LEN];
+		const char *entry, *value;
+
+		split_key(keys[i].name, section, sizeof(section), &entry);
+		value = rte_cfgfile_get_entry(cfg, section, entry);
+		if (value == NULL)
+			value = keys[i].default_value;
+		if (keys[i].parse(config, &keys[i], value, err, errlen) != PA_OK)
+			return PA_ERROR;
+	}
+	default_hostname(config);
+	/* rte_ring sizes are powers of two. */
+	if ((config->spool_ring_size & (config->spool_ring_size - 1)) != 0) {
+		snprintf(err, errlen, "config key 'spool.ring_size': %u is not a power of 2",
+			 config->spool_ring_size);
+		return PA_ERROR;
+	}
+	if (config->ndomains == 0)
+		pa_log_warning("config key 'domains' is empty: every recipient will be refused");
+	return PA_OK;
+}
+
+int
+config_load(struct pa_config *config, const char *path, const struct config_override *ov,
+	    size_t nov, char *err, size_t errlen)
+{
+	const struct rte_cfgfile_parameters params = {.comment_character = '#'};
+	const int flags = CFG_FLAG_GLOBAL_SECTION | CFG_FLAG_EMPTY_VALUES;
+	struct rte_cfgfile *cfg;
+	int rc = PA_ERROR;
+
+	memset(config, 0, sizeof(*config));
+	if (path != NULL) {
+		if (access(path, R_OK) == -1) {
+			snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+			return PA_ERROR;
+		}
+		cfg = rte_cfgfile_load_with_params(path, flags, &params);
+		if (cfg == NULL) {
+			snprintf(err, errlen, "rte_cfgfile_load(%s) failed: not a valid INI file",
+				 path);
+			return PA_ERROR;
+		}
+	} else {
+		cfg = rte_cfgfile_create(flags);
+		if (cfg == NULL) {
+			snprintf(err, errlen, "rte_cfgfile_create() failed");
+			return PA_ERROR;
+		}
+	}
+	if (check_known_entries(cfg, err, errlen) != PA_OK)
+		goto out;
+	for (size_t i = 0; i < nov; i++)
+		if (apply_override(cfg, &ov[i], err, errlen) != PA_OK)
+			goto out;
+	if (parse_all(config, cfg, err, errlen) != PA_OK)
+		goto out;
+	rc = PA_OK;
+out:
+	rte_cfgfile_close(cfg);
+	if (rc != PA_OK)
+		config_free(config);
+	return rc;
+}
+
+void
+config_free(struct pa_config *config)
+{
+	free_domains(config);
+}
+
+bool
+config_domain_served(const struct pa_config *config, const char *domain)
+{
+	char lower[256];
+	const char *key = lower;
+	size_t len = strlen(domain);
+
+	if (len >= sizeof(lower))
+		return false;
+	for (size_t i = 0; i <= len; i++)
+		lower[i] = (char)tolower((unsigned char)domain[i]);
+	return bsearch(&key, config->domains, config->ndomains, sizeof(char *),
+		       compare_strings) != NULL;
+}
+
+const char *
+config_restart_needed(const struct pa_config *running, const struct pa_config *next)
+{
+	if (running->backend != next->backend)
+		return "backend";
+	if (strcmp(running->listen, next->listen) != 0)
+		return "listen";
+	if (running->workers != next->workers)
+		return "workers";
+	if (running->node_id != next->node_id)
+		return "node_id";
+	if (strcmp(running->spool_dir, next->spool_dir) != 0)
+		return "spool.dir";
+	if (running->spool_shards != next->spool_shards)
+		return "spool.shards";
+	if (running->spool_ring_size != next->spool_ring_size)
+		return "spool.ring_size";
+	if (strcmp(running->dpdk_eal, next->dpdk_eal) != 0)
+		return "dpdk.eal";
+	return NULL;
+}

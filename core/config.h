@@ -1,0 +1,78 @@
+/*
+ * config.h: pigeond's configuration, one INI file read with DPDK's rte_cfgfile.
+ *
+ * Keys before any section are top-level ("listen"); a key in a section is
+ * named section.key ("spool.dir").  Every key has a default, can be set in
+ * the file and overridden on the command line with -o key=value.  An unknown
+ * key or a bad value is an error that names the key; nothing is guessed.
+ * docs/configuration.md documents the same table (a unit test checks that
+ * every key is there).
+ */
+#ifndef PA_CONFIG_H
+#define PA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "smtp/smtp_session.h"
+
+#define CONFIG_ERR_MAX 512
+#define CONFIG_OVERRIDES_MAX 64
+
+enum pa_backend {
+	PA_BACKEND_KERNEL,
+	PA_BACKEND_DPDK,
+};
+
+struct pa_config {
+	enum pa_backend backend;
+	char listen[128];
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_addrlen;
+	char hostname[256];
+	unsigned workers;
+	unsigned node_id;
+	char **domains; /* lower-cased, sorted, for bsearch */
+	size_t ndomains;
+	char spool_dir[1024];
+	unsigned spool_shards;
+	unsigned spool_ring_size;
+	size_t max_message_size;
+	unsigned max_recipients;
+	unsigned max_errors;
+	enum smtp_bare_lf_policy bare_lf;
+	unsigned command_timeout_s;
+	unsigned data_timeout_s;
+	unsigned shutdown_timeout_s;
+	int log_level; /* enum pa_log_level */
+	char dpdk_eal[256];
+};
+
+struct config_override {
+	const char *key;
+	const char *value;
+};
+
+/*
+ * Loads path (NULL: defaults only), applies overrides in order, validates.
+ * PA_OK, or PA_ERROR with err naming the key or the call that failed.
+ */
+int config_load(struct pa_config *config, const char *path, const struct config_override *ov,
+		size_t nov, char *err, size_t errlen);
+void config_free(struct pa_config *config);
+
+/* Splits "key=value" in place; PA_ERROR when there is no '='. */
+int config_parse_override(char *arg, struct config_override *ov);
+
+/* Whether domain (any case) is one of config->domains. */
+bool config_domain_served(const struct pa_config *config, const char *domain);
+
+/* Names of keys whose values differ and cannot change without a restart; NULL if none. */
+const char *config_restart_needed(const struct pa_config *running, const struct pa_config *next);
+
+/* For the documentation check: the key names, NULL-terminated. */
+const char *const *config_key_names(void);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * queue_id.h: queue ids unique across restarts and across nodes.
+ *
+ * A queue id is 22 upper-case hex digits: 11 of the arrival time in
+ * microseconds since the epoch, 3 of the node id (config node_id, 0-4095),
+ * 2 of the worker, 6 of a per-worker sequence number.  Ids sort by arrival
+ * time, two workers or two nodes never produce the same id, and a restart
+ * cannot repeat an id unless the clock goes back.
+ */
+#ifndef PA_QUEUE_ID_H
+#define PA_QUEUE_ID_H
+
+#include <stdint.h>
+
+#define QUEUE_ID_LEN 22
+#define QUEUE_ID_NODE_MAX 4095
+#define QUEUE_ID_WORKER_MAX 255
+
+struct queue_id_gen {
+	uint64_t last_us; /* never issue an id older than the last one: guards a clock step back */
+	uint32_t seq;
+	uint16_t node;
+	uint8_t worker;
+};
+
+void queue_id_gen_init(struct queue_id_gen *gen, unsigned node, unsigned worker);
+/* out must hold QUEUE_ID_LEN + 1 bytes. now_us is the wall clock in microseconds. */
+void queue_id_next(struct queue_id_gen *gen, uint64_t now_us, char *out);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * eal.c: builds EAL's argument vector from the configuration and starts EAL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_lcore.h>
+#include <rte_debug.h>
+#include <rte_errno.h>
+
+#include "core/pa.h"
+#include "dataplane/eal.h"
+
+#define EAL_ARGS_MAX 64
+
+void
+eal_start(const struct pa_config *config, const char *argv0)
+{
+	static char lcores[64], prefix[64], extra[sizeof(config->dpdk_eal)];
+	char *argv[EAL_ARGS_MAX];
+	int argc = 0;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	char *save = NULL;
+
+	if (ncpu < 1)
+		ncpu = 1;
+	/*
+	 * Workers float over every CPU rather than being pinned: with the kernel
+	 * backend they sleep in epoll, and on a small shared machine pinning
+	 * more lcores than CPUs would stack them on one core.
+	 */
+	snprintf(lcores, sizeof(lcores), "--lcores=(0-%u)@(0-%ld)", config->workers, ncpu - 1);
+	/* A distinct prefix per process keeps several instances' telemetry apart. */
+	snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-%d", (int)getpid());
+	argv[argc++] = (char *)argv0;
+	argv[argc++] = lcores;
+	argv[argc++] = prefix;
+	argv[argc++] = "--no-huge";
+	argv[argc++] = "--no-pci";
+	argv[argc++] = "--in-memory";
+	argv[argc++] = "-m";
+	argv[argc++] = "256";
+	argv[argc++] = "--log-level=lib.eal:warning";
+	snprintf(extra, sizeof(extra), "%s", config->dpdk_eal);
+	for (char *tok = strtok_r(extra, " \t", &save); tok && argc < EAL_ARGS_MAX - 1;
+	     tok = strtok_r(NULL, " \t", &save))
+		argv[argc++] = tok;
+	argv[argc] = NULL;
+
+	if (rte_eal_init(argc, argv) < 0)
+		rte_exit(EXIT_FAILURE, "rte_eal_init() failed: %s\n", rte_strerror(rte_errno));
+	if (rte_lcore_count() != config->workers + 1)
+		rte_exit(EXIT_FAILURE, "EAL gave %u lcores, %u workers need %u\n",
+			 rte_lcore_count(), config->workers, config->workers + 1);
+}

@@ -1,0 +1,251 @@
+/*
+ * ingest.c: the SMTP engine's host, shared by both backends (ingest.h).
+ *
+ * It answers the engine's callbacks (recipient policy, queue ids, refusal
+ * logging), hands finished messages to the spool and turns spool completions
+ * into replies.  It promises rule 1: the 250 for a message is produced only
+ * from a spool completion with status PA_OK, i.e. after the message is synced
+ * in every shard it touches.  Nothing here blocks.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/pa.h"
+#include "dataplane/ingest.h"
+#include "dataplane/worker.h"
+
+#define COMPLETION_BURST 32
+
+static uint64_t
+wall_clock_us(void)
+{
+	struct timespec ts;
+
+	/* CLOCK_REALTIME is served by the vDSO: no system call. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Never an open relay: only domains in the running config are accepted. */
+static enum smtp_rcpt_verdict
+host_rcpt_check(void *host, const char *addr)
+{
+	struct ingest_conn *conn = host;
+	const char *at = strrchr(addr, '@');
+
+	if (at == NULL || !config_domain_served(&conn->runtime->config, at + 1))
+		return SMTP_RCPT_RELAY_DENIED;
+	return SMTP_RCPT_ACCEPT;
+}
+
+static void
+host_new_queue_id(void *host, char out[SMTP_QUEUE_ID_MAX])
+{
+	struct ingest_conn *conn = host;
+
+	queue_id_next(&conn->worker->queue_ids, wall_clock_us(), out);
+}
+
+static void
+host_refused(void *host, int refusal, const char *detail)
+{
+	struct ingest_conn *conn = host;
+
+	if (refusal > SMTP_REFUSAL_NONE && refusal < SMTP_REFUSAL_COUNT)
+		conn->worker->counters.refusals[refusal]++;
+	pa_log_notice("refused client=%s reason=%s%s%s", conn->client,
+		      smtp_refusal_name((enum smtp_refusal)refusal), detail ? " detail=" : "",
+		      detail ? detail : "");
+}
+
+void
+ingest_bind_callbacks(struct smtp_config *smtp)
+{
+	smtp->rcpt_check = host_rcpt_check;
+	smtp->new_queue_id = host_new_queue_id;
+	smtp->refused = host_refused;
+	smtp->now = NULL;
+}
+
+int
+ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *client)
+{
+	memset(conn, 0, sizeof(*conn));
+	conn->worker = worker;
+	conn->runtime = runtime_ref(worker->runtime);
+	snprintf(conn->client, sizeof(conn->client), "%s", client);
+	conn->smtp = smtp_session_new(&conn->runtime->smtp, conn, conn->client);
+	if (conn->smtp == NULL) {
+		runtime_unref(conn->runtime);
+		return PA_ERROR;
+	}
+	worker->counters.conns_total++;
+	worker->counters.conns_open++;
+	if (worker_stopping(worker)) {
+		worker->counters.conns_refused++;
+		smtp_session_refuse(conn->smtp, "421 4.3.2 Service shutting down, try again later");
+	} else {
+		smtp_session_greet(conn->smtp);
+	}
+	return PA_OK;
+}
+
+/*
+ * Hands the message to the spool.  False when a ring was full: backpressure,
+ * not failure, and the caller queues the connection to try again next loop.
+ */
+static bool
+try_submit(struct ingest_conn *conn)
+{
+	struct pa_worker *worker = conn->worker;
+	int rc = spool_submit(worker->shared->spool, worker->id, &conn->spool_msg);
+
+	if (rc == PA_AGAIN) {
+		worker->counters.submit_retries++;
+		return false;
+	}
+	if (rc == PA_OK) {
+		worker->awaiting_store++;
+		return true;
+	}
+	conn->storing = false;
+	worker->counters.messages_failed++;
+	smtp_session_message_done(conn->smtp, PA_ERROR);
+	return true;
+}
+
+enum ingest_status
+ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len, size_t *consumed)
+{
+	enum smtp_input_status st;
+
+	*consumed = 0;
+	if (conn->storing)
+		return INGEST_STORING;
+	st = smtp_session_input(conn->smtp, in, len, consumed);
+	if (st == SMTP_CLOSE)
+		return INGEST_CLOSE;
+	if (st == SMTP_MESSAGE_READY) {
+		conn->storing = true;
+		conn->spool_msg.msg = smtp_session_message(conn->smtp);
+		conn->spool_msg.arrival_us = wall_clock_us();
+		conn->spool_msg.cookie = conn;
+		if (!try_submit(conn)) {
+			conn->submit_pending = true;
+			TAILQ_INSERT_TAIL(&conn->worker->submit_backlog, conn, backlog_link);
+		}
+		return conn->storing ? INGEST_STORING : INGEST_READY;
+	}
+	return INGEST_READY;
+}
+
+static void
+free_session(struct ingest_conn *conn)
+{
+	smtp_session_free(conn->smtp);
+	conn->smtp = NULL;
+	runtime_unref(conn->runtime);
+	conn->runtime = NULL;
+	conn->worker->counters.conns_open--;
+}
+
+bool
+ingest_close(struct ingest_conn *conn)
+{
+	if (conn->submit_pending) {
+		/* Not in the spool's hands yet: withdraw it, the client never saw 250. */
+		TAILQ_REMOVE(&conn->worker->submit_backlog, conn, backlog_link);
+		conn->submit_pending = false;
+		conn->storing = false;
+	}
+	if (conn->storing) {
+		conn->transport_gone = true;
+		return false;
+	}
+	free_session(conn);
+	return true;
+}
+
+void
+ingest_release(struct ingest_conn *conn)
+{
+	free_session(conn);
+}
+
+void
+ingest_shutdown(struct ingest_conn *conn)
+{
+	smtp_session_shutdown(conn->smtp);
+}
+
+static void
+log_accepted(const struct ingest_conn *conn)
+{
+	const struct smtp_message *msg = conn->spool_msg.msg;
+
+	pa_log_info("%s: accepted client=%s from=<%s> nrcpt=%zu size=%zu", msg->queue_id,
+		    conn->client, msg->mail_from, msg->nrcpt, msg->size);
+}
+
+static void
+complete(struct pa_worker *worker, const struct spool_completion *done)
+{
+	struct ingest_conn *conn = done->cookie;
+
+	worker->awaiting_store--;
+	conn->storing = false;
+	if (done->status == PA_OK) {
+		worker->counters.messages_accepted++;
+		worker->counters.bytes_accepted += conn->spool_msg.msg->size;
+		log_accepted(conn);
+	} else {
+		worker->counters.messages_failed++;
+		pa_log_warning("%s: store failed client=%s: answered 451",
+			       conn->spool_msg.msg->queue_id, conn->client);
+	}
+	/* After this the message memory belongs to the engine again. */
+	smtp_session_message_done(conn->smtp, done->status);
+	conn->spool_msg.msg = NULL;
+	worker->resume(conn);
+}
+
+void
+ingest_poll_spool(struct pa_worker *worker)
+{
+	struct spool_completion done[COMPLETION_BURST];
+	struct ingest_conn *conn;
+	unsigned n;
+
+	do {
+		n = spool_poll(worker->shared->spool, worker->id, done, COMPLETION_BURST);
+		for (unsigned i = 0; i < n; i++)
+			complete(worker, &done[i]);
+	} while (n == COMPLETION_BURST);
+
+	while ((conn = TAILQ_FIRST(&worker->submit_backlog)) != NULL) {
+		if (!try_submit(conn))
+			break;
+		TAILQ_REMOVE(&worker->submit_backlog, conn, backlog_link);
+		conn->submit_pending = false;
+		if (!conn->storing)
+			worker->resume(conn); /* it failed: the 451 is waiting to go out */
+	}
+}
+
+void
+worker_refresh_runtime(struct pa_worker *worker)
+{
+	struct pa_runtime *current = __atomic_load_n(&worker->shared->runtime, __ATOMIC_ACQUIRE);
+
+	if (current == worker->runtime)
+		return;
+	/*
+	 * The main lcore keeps its reference to `current` until every worker
+	 * has acknowledged it (main.c), so taking ours here cannot race a free.
+	 */
+	runtime_ref(current);
+	runtime_unref(worker->runtime);
+	worker->runtime = current;
+}

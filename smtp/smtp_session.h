@@ -1,0 +1,167 @@
+/*
+ * smtp_session.h: the sans-I/O SMTP server engine.
+ *
+ * One struct smtp_session per client connection.  The host (the kernel-socket
+ * backend, the DPDK stack, later the TLS filter) feeds it the bytes it
+ * received and sends the reply bytes it produces; the engine never touches a
+ * socket, a thread, a clock of its own or the spool.  What it promises:
+ *
+ *  - RFC 5321 server behaviour with PIPELINING, SIZE, 8BITMIME,
+ *    ENHANCEDSTATUSCODES, SMTPUTF8 and CHUNKING;
+ *  - end of data is CRLF "." CRLF on the raw byte stream and nothing else, so
+ *    no bare-LF/CR variant can split one message into two;
+ *  - feeding a session byte by byte or in one pipelined chunk gives the same
+ *    replies, byte for byte;
+ *  - memory per session is bounded by the configured limits.
+ *
+ * Flow: smtp_session_new(), smtp_session_greet(), then for every batch of
+ * received bytes call smtp_session_input() until it has consumed them all or
+ * returns something other than SMTP_NEED_MORE; after each call send
+ * smtp_session_output() and mark it consumed.  SMTP_MESSAGE_READY means a
+ * complete message waits in smtp_session_message(): store it, then call
+ * smtp_session_message_done() with the result; the engine consumes no input
+ * until then.  SMTP_CLOSE means: send the pending output, then close.
+ */
+#ifndef SMTP_SESSION_H
+#define SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SMTP_QUEUE_ID_MAX 32	 /* including the NUL */
+#define SMTP_PATH_MAX 256	 /* RFC 5321 4.5.3.1.3, without the angle brackets */
+#define SMTP_COMMAND_LINE_MAX 512 /* RFC 5321 4.5.3.1.4, including CRLF */
+#define SMTP_TEXT_LINE_MAX 1000	 /* RFC 5321 4.5.3.1.6, including CRLF */
+
+enum smtp_bare_lf_policy {
+	SMTP_BARE_LF_REJECT,	/* a bare LF or CR refuses the command or message */
+	SMTP_BARE_LF_NORMALIZE, /* in message data, a bare LF or CR becomes CRLF */
+};
+
+/* The host's verdict on one recipient, given at RCPT time. */
+enum smtp_rcpt_verdict {
+	SMTP_RCPT_ACCEPT,	 /* 250 2.1.5 */
+	SMTP_RCPT_RELAY_DENIED,	 /* 550 5.7.1: domain not served, never an open relay */
+	SMTP_RCPT_UNKNOWN_USER,	 /* 550 5.1.1 */
+	SMTP_RCPT_TEMPFAIL,	 /* 451 4.3.0: directory not available */
+	SMTP_RCPT_SPOOL_FULL,	 /* 452 4.3.1: backpressure */
+};
+
+struct smtp_config {
+	const char *hostname;	 /* used in the banner, EHLO and Received: */
+	size_t max_message_size; /* octets of message content; advertised in SIZE */
+	unsigned max_recipients; /* per transaction; the next RCPT gets 452 4.5.3 */
+	unsigned max_errors;	 /* errors per session before 421 and close */
+	enum smtp_bare_lf_policy bare_lf;
+	unsigned command_timeout_ms; /* RFC 5321 4.5.3.2.7: waiting for a command */
+	unsigned data_timeout_ms;    /* RFC 5321 4.5.3.2.6: waiting for a data block */
+
+	/*
+	 * Host callbacks.  They are called synchronously from inside
+	 * smtp_session_input() and must not block.  `host` is the pointer given
+	 * to smtp_session_new().
+	 */
+	/* addr is the recipient without angle brackets, NUL-terminated */
+	enum smtp_rcpt_verdict (*rcpt_check)(void *host, const char *addr);
+	/* writes a NUL-terminated queue id, unique across restarts and nodes */
+	void (*new_queue_id)(void *host, char out[SMTP_QUEUE_ID_MAX]);
+	/* wall-clock time for the Received: header; NULL means time(NULL) */
+	time_t (*now)(void *host);
+	/*
+	 * Called once for every refusal the engine sends (optional), for the
+	 * host's log line and counters; detail is the offending argument
+	 * (recipient, sender) or NULL.
+	 */
+	void (*refused)(void *host, int refusal, const char *detail);
+};
+
+/* A complete message, valid from SMTP_MESSAGE_READY until smtp_session_message_done(). */
+struct smtp_message {
+	const char *queue_id;
+	const char *mail_from;	  /* without angle brackets; "" for the null sender */
+	const char *const *rcpts; /* without angle brackets, as the client wrote them */
+	size_t nrcpt;
+	const uint8_t *data; /* the Received: header, then the content, CRLF line ends */
+	size_t size;
+	const char *helo;	 /* the EHLO/HELO argument */
+	const char *client_addr; /* as given to smtp_session_new() */
+	bool body_8bitmime;	 /* MAIL BODY=8BITMIME */
+	bool smtputf8;		 /* MAIL SMTPUTF8 */
+	bool chunked;		 /* received with BDAT rather than DATA */
+};
+
+enum smtp_input_status {
+	SMTP_NEED_MORE,	    /* all given input consumed; wait for more */
+	SMTP_MESSAGE_READY, /* a message waits; input stopped at *consumed */
+	SMTP_CLOSE,	    /* flush the output, then close the connection */
+};
+
+/* Why a session was refused or ended, for the host's log line and counters. */
+enum smtp_refusal {
+	SMTP_REFUSAL_NONE,
+	SMTP_REFUSAL_RELAY_DENIED,
+	SMTP_REFUSAL_UNKNOWN_USER,
+	SMTP_REFUSAL_TOO_MANY_RCPTS,
+	SMTP_REFUSAL_SIZE,
+	SMTP_REFUSAL_BARE_LF,
+	SMTP_REFUSAL_LINE_TOO_LONG,
+	SMTP_REFUSAL_SYNTAX,
+	SMTP_REFUSAL_SEQUENCE,
+	SMTP_REFUSAL_UNKNOWN_COMMAND,
+	SMTP_REFUSAL_TOO_MANY_ERRORS,
+	SMTP_REFUSAL_TIMEOUT,
+	SMTP_REFUSAL_TEMPFAIL,
+	SMTP_REFUSAL_STORE_FAILED,
+	SMTP_REFUSAL_COUNT
+};
+
+struct smtp_session;
+
+/* client_addr is copied; returns NULL when out of memory. */
+struct smtp_session *smtp_session_new(const struct smtp_config *config, void *host,
+				      const char *client_addr);
+void smtp_session_free(struct smtp_session *session);
+
+/* Queues the 220 banner. */
+void smtp_session_greet(struct smtp_session *session);
+
+/*
+ * Queues `reply` (a full reply line without CRLF, e.g. "421 4.3.2 ... ") as the
+ * banner and makes the next smtp_session_input() return SMTP_CLOSE: used when
+ * the host refuses a connection (pausing, limits).
+ */
+void smtp_session_refuse(struct smtp_session *session, const char *reply);
+
+enum smtp_input_status smtp_session_input(struct smtp_session *session, const uint8_t *in,
+					  size_t len, size_t *consumed);
+
+const struct smtp_message *smtp_session_message(const struct smtp_session *session);
+
+/* status is PA_OK when the message is synced to disk: 250; anything else: 451 4.3.0. */
+void smtp_session_message_done(struct smtp_session *session, int status);
+
+/* Pending reply bytes.  Each call to smtp_session_input() appends, never reorders. */
+const uint8_t *smtp_session_output(const struct smtp_session *session, size_t *len);
+void smtp_session_output_consumed(struct smtp_session *session, size_t n);
+
+/* How long the host may wait for input in the current state before smtp_session_timeout(). */
+unsigned smtp_session_timeout_ms(const struct smtp_session *session);
+
+/* Queues 421 4.4.2 (timeout); the session is then closing. */
+void smtp_session_timeout(struct smtp_session *session);
+
+/*
+ * The server is stopping: queues 421 4.3.2 unless a message is waiting for
+ * smtp_session_message_done(), in which case the 421 follows its reply.
+ */
+void smtp_session_shutdown(struct smtp_session *session);
+
+bool smtp_session_closing(const struct smtp_session *session);
+bool smtp_session_awaiting_store(const struct smtp_session *session);
+
+/* A short stable name ("relay_denied", "bare_lf", ...) for logs and counters. */
+const char *smtp_refusal_name(enum smtp_refusal refusal);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * spool.h: the durable message spool, RocksDB shards with group commit.
+ *
+ * `shards` RocksDB instances live under one directory.  A recipient belongs
+ * to the shard given by spool_shard_of() (CRC-32C of the lower-cased address,
+ * modulo the shard count; docs/spool-format.md).  A message is stored once
+ * in every shard that holds one of its recipients, with its body once per
+ * shard, never once per recipient.
+ *
+ * What it promises: a completion with status PA_OK is delivered only after
+ * the write holding the message has been synced (WAL fsync) in every shard
+ * the message touches.  Each shard has one committer thread that takes every
+ * request that arrived while its previous sync ran and commits them as one
+ * synced WriteBatch (group commit).  Workers hand requests over and get
+ * completions back through DPDK rings; they never call RocksDB themselves and
+ * never block in this module.
+ *
+ * The spool is one of the explicitly shared objects: the worker-side calls
+ * are safe from any number of workers at once, each using its own worker id.
+ */
+#ifndef SPOOL_H
+#define SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp/smtp_session.h"
+
+#define SPOOL_MAX_SHARDS 1024
+#define SPOOL_MAX_WORKERS 128
+
+struct spool;
+
+struct spool_config {
+	const char *dir;
+	unsigned shards;
+	unsigned workers; /* worker ids 0 .. workers-1 may submit */
+	unsigned ring_size; /* per-shard request ring and per-worker completion ring; power of 2 */
+};
+
+/*
+ * A message handed to the spool.  Everything it points to must stay valid
+ * and unchanged until its completion has been received by the worker.
+ */
+struct spool_message {
+	const struct smtp_message *msg;
+	uint64_t arrival_us;	/* wall clock, microseconds since the epoch */
+	void *cookie;		/* returned unchanged in the completion */
+};
+
+struct spool_completion {
+	void *cookie;
+	int status; /* PA_OK: synced in every shard; PA_ERROR: not (451) */
+};
+
+/*
+ * Opens (creating when absent) every shard, recovers what RocksDB's WAL holds,
+ * starts one committer thread per shard.  On failure returns PA_ERROR and
+ * writes a message naming the failed call into err.
+ */
+int spool_open(struct spool **spool, const struct spool_config *config, char *err,
+	       size_t errlen);
+
+/* Lets the committers finish every request already submitted, then stops them and closes. */
+void spool_close(struct spool *spool);
+
+/* The shard of a recipient: CRC-32C of its lower-cased address, modulo shards. */
+unsigned spool_shard_of(unsigned shards, const char *addr, size_t len);
+
+/* Standard CRC-32C (Castagnoli) of data, as spool_shard_of() uses it; 0xE3069283 for "123456789". */
+uint32_t spool_crc32c(const void *data, size_t len);
+
+/*
+ * A worker that sleeps in the kernel (epoll) gives an eventfd that the
+ * committers write to after they queue completions for it; a poll-mode worker
+ * gives -1 and polls.  may_syscall tells whether this worker may wake an idle
+ * committer with a write to its eventfd; a poll-mode worker may not, and its
+ * committers poll their ring with a short sleep instead.
+ */
+int spool_attach_worker(struct spool *spool, unsigned worker, int notify_fd, bool may_syscall);
+
+/*
+ * Queues one request per shard the message touches.  PA_OK: a completion will
+ * come; PA_AGAIN: a ring is full, nothing was queued, retry later; PA_ERROR:
+ * the spool is unusable.
+ */
+int spool_submit(struct spool *spool, unsigned worker, const struct spool_message *message);
+
+/* Takes up to max completions for this worker; returns how many. Never blocks. */
+unsigned spool_poll(struct spool *spool, unsigned worker, struct spool_completion *out,
+		    unsigned max);
+
+/* Commit latency and batch statistics of one shard, for stats and benchmarks. */
+struct spool_shard_stats {
+	uint64_t commits;  /* synced WriteBatches */
+	uint64_t messages; /* message copies committed */
+	uint64_t failures; /* message copies whose commit failed */
+	uint64_t bytes;
+};
+void spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_stats *out);
+
+/*
+ * Read-only access for pigeonctl while pigeond is stopped: calls fn once per
+ * message copy found in each shard, in queue-id order within a shard.
+ */
+struct spool_entry {
+	unsigned shard;
+	const char *queue_id;
+	const char *mail_from;
+	const char *const *rcpts; /* the recipients stored in this shard */
+	size_t nrcpt;
+	const uint8_t *data; /* the stored message: Received: header + content */
+	size_t size;
+	uint64_t arrival_us;
+	const char *client_addr;
+	const char *helo;
+};
+typedef int (*spool_scan_fn)(const struct spool_entry *entry, void *arg);
+int spool_scan(const char *dir, spool_scan_fn fn, void *arg, char *err, size_t errlen);
+
+/*
+ * Like spool_scan() for the copies of one queue id only: in shard `shard`, or
+ * in every shard when shard < 0.  Both return PA_OK after visiting everything,
+ * fn's return value as soon as fn returns non-zero, or PA_ERROR with a message
+ * in err (a shard that cannot be opened or read, a record that does not decode,
+ * a message record without its body or a body without its message record).
+ * The entry and everything it points to are valid only during the call to fn.
+ */
+int spool_scan_id(const char *dir, const char *queue_id, int shard, spool_scan_fn fn, void *arg,
+		  char *err, size_t errlen);
+
+#endif

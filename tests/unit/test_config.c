@@ -1,0 +1,213 @@
+/*
+ * test_config.c: the configuration loader: defaults, the INI file through
+ * rte_cfgfile, -o overrides, errors that name the key, and that
+ * docs/configuration.md documents every key.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "core/pa.h"
+
+static char *
+write_temp(const char *content)
+{
+	static char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/pa-config-test.XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+	return path;
+}
+
+static void
+test_defaults(void **state)
+{
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(config_load(&c, NULL, NULL, 0, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.backend, PA_BACKEND_KERNEL);
+	assert_string_equal(c.listen, "127.0.0.1:2525");
+	assert_int_equal(((struct sockaddr_in *)&c.listen_addr)->sin_port, htons(2525));
+	assert_int_equal(c.workers, 1);
+	assert_int_equal(c.spool_shards, 4);
+	assert_int_equal(c.max_message_size, 10485760);
+	assert_int_equal(c.max_recipients, 100);
+	assert_int_equal(c.bare_lf, SMTP_BARE_LF_REJECT);
+	assert_int_equal(c.command_timeout_s, 300);
+	assert_true(c.hostname[0] != '\0');
+	assert_true(config_domain_served(&c, "localhost"));
+	assert_false(config_domain_served(&c, "example.com"));
+	config_free(&c);
+}
+
+static void
+test_file_and_overrides(void **state)
+{
+	const char *path = write_temp("# a comment\n"
+				      "listen = 127.0.0.1:30025\n"
+				      "hostname = mx.example.net\n"
+				      "domains = Example.COM, example.org\n"
+				      "[spool]\n"
+				      "dir = /tmp/spool-x\n"
+				      "shards = 8\n"
+				      "[smtp]\n"
+				      "max_recipients = 7\n"
+				      "bare_lf = normalize\n");
+	char o1[] = "spool.shards=16", o2[] = "listen=[::1]:2626";
+	struct config_override ov[2];
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(config_parse_override(o1, &ov[0]), PA_OK);
+	assert_int_equal(config_parse_override(o2, &ov[1]), PA_OK);
+	assert_int_equal(config_load(&c, path, ov, 2, err, sizeof(err)), PA_OK);
+	assert_string_equal(c.hostname, "mx.example.net");
+	assert_string_equal(c.spool_dir, "/tmp/spool-x");
+	assert_int_equal(c.spool_shards, 16); /* the override wins over the file */
+	assert_int_equal(c.max_recipients, 7);
+	assert_int_equal(c.bare_lf, SMTP_BARE_LF_NORMALIZE);
+	assert_int_equal(c.listen_addr.ss_family, AF_INET6);
+	assert_int_equal(c.ndomains, 2);
+	assert_true(config_domain_served(&c, "EXAMPLE.com"));
+	assert_true(config_domain_served(&c, "example.org"));
+	assert_false(config_domain_served(&c, "example.net"));
+	assert_false(config_domain_served(&c, "sub.example.com"));
+	config_free(&c);
+	unlink(path);
+}
+
+static void
+expect_error(const char *file_content, const char *override, const char *key)
+{
+	struct config_override ov;
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX] = "";
+	char copy[256];
+	const char *path = file_content ? write_temp(file_content) : NULL;
+	size_t nov = 0;
+
+	if (override != NULL) {
+		snprintf(copy, sizeof(copy), "%s", override);
+		assert_int_equal(config_parse_override(copy, &ov), PA_OK);
+		nov = 1;
+	}
+	assert_int_equal(config_load(&c, path, &ov, nov, err, sizeof(err)), PA_ERROR);
+	if (strstr(err, key) == NULL)
+		fail_msg("error '%s' does not name '%s'", err, key);
+	if (path)
+		unlink(path);
+}
+
+static void
+test_errors_name_the_key(void **state)
+{
+	(void)state;
+	expect_error("bogus = 1\n", NULL, "bogus");
+	expect_error("[spool]\nshardz = 3\n", NULL, "spool.shardz");
+	expect_error(NULL, "no.such=1", "no.such");
+	expect_error(NULL, "spool.shards=0", "spool.shards");
+	expect_error(NULL, "spool.shards=abc", "spool.shards");
+	expect_error(NULL, "spool.shards=-1", "spool.shards");
+	expect_error(NULL, "listen=garbage", "listen");
+	expect_error(NULL, "listen=127.0.0.1:99999", "listen");
+	expect_error(NULL, "listen=300.0.0.1:25", "listen");
+	expect_error(NULL, "backend=vpp", "backend");
+	expect_error(NULL, "smtp.bare_lf=maybe", "smtp.bare_lf");
+	expect_error(NULL, "domains=exa mple..com", "domains");
+	expect_error(NULL, "workers=0", "workers");
+	expect_error(NULL, "spool.ring_size=1000", "spool.ring_size");
+	expect_error(NULL, "log.level=loud", "log.level");
+}
+
+static void
+test_override_syntax(void **state)
+{
+	struct config_override ov;
+	char no_eq[] = "listen", empty_key[] = "=x";
+
+	(void)state;
+	assert_int_equal(config_parse_override(no_eq, &ov), PA_ERROR);
+	assert_int_equal(config_parse_override(empty_key, &ov), PA_ERROR);
+}
+
+static void
+test_restart_needed(void **state)
+{
+	struct pa_config a, b;
+	char err[CONFIG_ERR_MAX], o[] = "spool.shards=9", h[] = "hostname=other";
+	struct config_override ov;
+
+	(void)state;
+	assert_int_equal(config_load(&a, NULL, NULL, 0, err, sizeof(err)), PA_OK);
+	config_parse_override(h, &ov);
+	assert_int_equal(config_load(&b, NULL, &ov, 1, err, sizeof(err)), PA_OK);
+	assert_null(config_restart_needed(&a, &b));
+	config_free(&b);
+	config_parse_override(o, &ov);
+	assert_int_equal(config_load(&b, NULL, &ov, 1, err, sizeof(err)), PA_OK);
+	assert_string_equal(config_restart_needed(&a, &b), "spool.shards");
+	config_free(&a);
+	config_free(&b);
+}
+
+/* Every key of the table is documented, with its name in backquotes. */
+static void
+test_every_key_documented(void **state)
+{
+	const char *root = getenv("PA_SOURCE_ROOT");
+	char path[1024], *doc;
+	FILE *f;
+	long len;
+
+	(void)state;
+	assert_non_null(root);
+	snprintf(path, sizeof(path), "%s/docs/configuration.md", root);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	doc = calloc(1, (size_t)len + 1);
+	assert_int_equal(fread(doc, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	for (const char *const *k = config_key_names(); *k; k++) {
+		char quoted[128];
+
+		snprintf(quoted, sizeof(quoted), "`%s`", *k);
+		if (strstr(doc, quoted) == NULL)
+			fail_msg("docs/configuration.md does not document %s", quoted);
+	}
+	free(doc);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_file_and_overrides),
+		cmocka_unit_test(test_errors_name_the_key),
+		cmocka_unit_test(test_override_syntax),
+		cmocka_unit_test(test_restart_needed),
+		cmocka_unit_test(test_every_key_documented),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,38 @@
+#!/bin/sh
+# setup-deps.sh: installs exactly the Debian 12 packages that PigeonAir's
+# build, run and tests need.  Idempotent and non-interactive: it asks dpkg
+# first and calls apt-get (after one 'apt-get update') only for what is
+# missing, so the Makefile can run it before every target.
+set -eu
+
+PACKAGES="
+  gcc meson ninja-build pkg-config
+  libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
+  libcmocka-dev python3 python3-pytest
+  swaks postfix
+  iproute2 procps
+"
+
+missing=""
+for p in $PACKAGES; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$status" = "installed" ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "setup-deps: installing:$missing"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO="sudo"
+	else
+		echo "setup-deps: not root and no sudo; install as root:$missing" >&2
+		exit 1
+	fi
+fi
+# Postfix is a test peer (smtp-source, smtp-sink, a relay started by the tests
+# themselves), never the machine's MTA: "No configuration" keeps it from
+# asking questions or starting.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
