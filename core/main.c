@@ -31,7 +31,7 @@
 #include "core/runtime.h"
 #include "dataplane/eal.h"
 #include "dataplane/ingest.h"
-#include "dataplane/kernel_backend.h"
+#include "dataplane/backend.h"
 #include "dataplane/worker.h"
 #include "spool/spool.h"
 
@@ -118,7 +118,8 @@ block_signals(void)
 }
 
 static struct pa_worker **
-start_workers(struct pa_shared *shared, const struct pa_config *config)
+start_workers(struct pa_shared *shared, const struct pa_config *config,
+	      const struct pa_backend_ops *backend)
 {
 	struct pa_worker **workers = calloc(config->workers, sizeof(*workers));
 	unsigned lcore, i = 0;
@@ -136,13 +137,13 @@ start_workers(struct pa_shared *shared, const struct pa_config *config)
 		w->runtime = runtime_ref(shared->runtime);
 		TAILQ_INIT(&w->submit_backlog);
 		queue_id_gen_init(&w->queue_ids, config->node_id, i);
-		if (kernel_backend_init(w, config) != PA_OK)
-			rte_exit(EXIT_FAILURE, "worker %u: kernel backend start failed (see above)\n",
-				 i);
+		if (backend->worker_init(w, config) != PA_OK)
+			rte_exit(EXIT_FAILURE, "worker %u: %s backend start failed (see above)\n", i,
+				 backend->name);
 		workers[i++] = w;
 	}
 	for (i = 0; i < config->workers; i++)
-		if (rte_eal_remote_launch(kernel_backend_run, workers[i], workers[i]->lcore) != 0)
+		if (rte_eal_remote_launch(backend->run, workers[i], workers[i]->lcore) != 0)
 			rte_exit(EXIT_FAILURE, "rte_eal_remote_launch(worker %u) failed\n", i);
 	return workers;
 }
@@ -221,6 +222,7 @@ main(int argc, char **argv)
 	struct pa_shared shared = {0};
 	struct spool_config spool_config;
 	struct pa_worker **workers;
+	const struct pa_backend_ops *backend;
 	char err[CONFIG_ERR_MAX];
 	int sigfd;
 
@@ -236,7 +238,8 @@ main(int argc, char **argv)
 		config_free(&config);
 		return 0;
 	}
-	if (config.backend != PA_BACKEND_KERNEL) {
+	backend = backend_ops(config.backend);
+	if (backend == NULL) {
 		pa_log_err("config key 'backend': dpdk is not available in this build yet");
 		return 2;
 	}
@@ -258,14 +261,18 @@ main(int argc, char **argv)
 	if (spool_open(&shared.spool, &spool_config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
 
-	workers = start_workers(&shared, &shared.runtime->config);
-	pa_log_info("ready listen=%s backend=kernel workers=%u spool=%s shards=%u",
-		    shared.runtime->config.listen, config.workers, shared.runtime->config.spool_dir,
-		    config.spool_shards);
+	if (backend->global_init != NULL && backend->global_init(&shared.runtime->config) != PA_OK)
+		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
+	workers = start_workers(&shared, &shared.runtime->config, backend);
+	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
+		    shared.runtime->config.listen, backend->name, config.workers,
+		    shared.runtime->config.spool_dir, config.spool_shards);
 
 	wait_for_signals(sigfd, &shared, workers, &opt);
 	__atomic_store_n(&shared.stopping, 1, __ATOMIC_RELEASE);
 	rte_eal_mp_wait_lcore();
+	if (backend->global_fini != NULL)
+		backend->global_fini();
 	spool_close(shared.spool);
 	for (unsigned i = 0; i < shared.runtime->config.workers; i++) {
 		runtime_unref(workers[i]->runtime);
