@@ -75,6 +75,14 @@ struct smtp_config {
 	 * (recipient, sender) or NULL.
 	 */
 	void (*refused)(void *host, int refusal, const char *detail);
+	/*
+	 * Optional (NULL: recipients are kept as the client wrote them).  Called
+	 * right after rcpt_check() returned SMTP_RCPT_ACCEPT, with the same addr:
+	 * returns true after writing into out (NUL-terminated, at most outlen
+	 * octets with the NUL) the address the recipient must be stored and
+	 * sharded under, the canonical mailbox of an alias; false keeps addr.
+	 */
+	bool (*rewrite_rcpt)(void *host, const char *addr, char *out, size_t outlen);
 };
 
 /* A complete message, valid from SMTP_MESSAGE_READY until smtp_session_message_done(). */
@@ -134,6 +142,12 @@ void smtp_session_greet(struct smtp_session *session);
  */
 void smtp_session_refuse(struct smtp_session *session, const char *reply);
 
+/*
+ * Backpressure: once 64 KiB of replies are pending (a client pipelining
+ * without reading), it stops before the next command line and returns
+ * SMTP_NEED_MORE with *consumed < len; call it again with the rest after
+ * sending output.
+ */
 enum smtp_input_status smtp_session_input(struct smtp_session *session, const uint8_t *in,
 					  size_t len, size_t *consumed);
 

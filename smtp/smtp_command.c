@@ -1,0 +1,556 @@
+/*
+ * smtp_command.c: the SMTP commands (RFC 5321 4.1.1, with RFC 1870, 2920,
+ * 3030, 6152 and 6531), in the shape of OpenSMTPD's smtp_session.c.
+ *
+ * One static table maps each verb to the states where it is allowed (the
+ * check) and to its handler (the action); a verb outside its states gets
+ * 503 5.5.1 without its handler ever running.  Handlers get a NUL-terminated
+ * argument with no CR, LF or NUL in it (smtp_command_line() refuses those
+ * lines first) and reply exactly once, except where a 421 must follow.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/pa.h"
+#include "smtp/smtp_address.h"
+#include "smtp/smtp_session_private.h"
+
+#define COMMAND_STATES                                                                             \
+	(SMTP_STATE_BIT(SMTP_STATE_CONNECTED) | SMTP_STATE_BIT(SMTP_STATE_GREETED) |               \
+	 SMTP_STATE_BIT(SMTP_STATE_MAIL) | SMTP_STATE_BIT(SMTP_STATE_RCPT))
+#define TXN_STATES (SMTP_STATE_BIT(SMTP_STATE_MAIL) | SMTP_STATE_BIT(SMTP_STATE_RCPT))
+
+struct smtp_command {
+	const char *verb;
+	unsigned states; /* SMTP_STATE_BIT()s where the verb is allowed */
+	void (*handler)(struct smtp_session *s, char *arg);
+	/* Run instead of the plain 503 when refused for sequence (BDAT must skip its octets). */
+	void (*refuse)(struct smtp_session *s, const struct smtp_command *cmd, char *arg);
+};
+
+/* The 503 for a verb out of sequence (RFC 5321 4.1.4). */
+static void
+sequence_error(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	const char *why = "need MAIL command";
+
+	if (s->state == SMTP_STATE_CONNECTED)
+		why = "send HELO/EHLO first";
+	else if (strcmp(cmd->verb, "MAIL") == 0)
+		why = "nested MAIL command";
+	smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL, "503 5.5.1 Error: %s", why);
+}
+
+static void
+syntax_error(struct smtp_session *s, const char *usage)
+{
+	smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL, "501 5.5.4 Syntax: %s", usage);
+}
+
+static void
+out_of_memory(struct smtp_session *s)
+{
+	smtp_refusal(s, SMTP_REFUSAL_TEMPFAIL, NULL, "452 4.3.1 Insufficient system storage");
+}
+
+/* RFC 5321 4.1.1.1: a Domain or address-literal; we take one printable ASCII token. */
+static bool
+valid_helo(const char *arg)
+{
+	if (*arg == '\0')
+		return false;
+	for (; *arg != '\0'; arg++)
+		if ((unsigned char)*arg < 0x21 || (unsigned char)*arg > 0x7e)
+			return false;
+	return true;
+}
+
+static void
+ehlo_reply(struct smtp_session *s)
+{
+	const char *host = s->config->hostname;
+
+	/*
+	 * RFC 2034 3: no enhanced status code on the EHLO and HELO replies, whose
+	 * lines must start with the extension keywords.
+	 */
+	if (!s->esmtp) {
+		smtp_reply(s, "250 %.255s", host);
+		return;
+	}
+	smtp_reply(s, "250-%.255s", host);
+	smtp_reply(s, "250-PIPELINING");                            /* RFC 2920 */
+	smtp_reply(s, "250-SIZE %zu", s->config->max_message_size); /* RFC 1870 */
+	smtp_reply(s, "250-8BITMIME");                              /* RFC 6152 */
+	smtp_reply(s, "250-ENHANCEDSTATUSCODES");                   /* RFC 2034 */
+	smtp_reply(s, "250-SMTPUTF8");                              /* RFC 6531 */
+	smtp_reply(s, "250 CHUNKING");                              /* RFC 3030 */
+}
+
+/* RFC 5321 4.1.4: EHLO/HELO in the middle of a transaction acts as RSET. */
+static void
+greet(struct smtp_session *s, char *arg, bool esmtp)
+{
+	char *helo;
+
+	if (!valid_helo(arg)) {
+		syntax_error(s, esmtp ? "EHLO hostname" : "HELO hostname");
+		return;
+	}
+	helo = strdup(arg);
+	if (helo == NULL) {
+		out_of_memory(s);
+		return;
+	}
+	free(s->helo);
+	s->helo = helo;
+	s->esmtp = esmtp;
+	smtp_txn_end(s);
+	ehlo_reply(s);
+}
+
+static void
+cmd_ehlo(struct smtp_session *s, char *arg)
+{
+	greet(s, arg, true);
+}
+
+static void
+cmd_helo(struct smtp_session *s, char *arg)
+{
+	greet(s, arg, false);
+}
+
+/*
+ * The reply for a MAIL or RCPT argument that does not parse.  `mailbox` is
+ * the RFC 3463 code of the address kind: 5.1.7 for the sender, 5.1.3 for a
+ * recipient.
+ */
+static void
+address_error(struct smtp_session *s, enum smtp_addr_status status, const char *usage,
+              const char *mailbox, const char *detail, const char *bad)
+{
+	enum smtp_refusal why = SMTP_REFUSAL_SYNTAX;
+
+	switch (status) {
+	case SMTP_ADDR_OK:
+	case SMTP_ADDR_SYNTAX:
+		smtp_refusal(s, why, detail, "501 5.5.4 Syntax: %s", usage);
+		break;
+	case SMTP_ADDR_BAD_MAILBOX:
+		smtp_refusal(s, why, detail, "501 %s Bad address syntax", mailbox);
+		break;
+	case SMTP_ADDR_PATH_TOO_LONG: /* RFC 5321 4.5.3.1.9: "501 Path too long" */
+		smtp_refusal(s, why, detail, "501 %s Path too long", mailbox);
+		break;
+	case SMTP_ADDR_LOCAL_TOO_LONG:
+		smtp_refusal(s, why, detail, "501 %s Local part too long", mailbox);
+		break;
+	case SMTP_ADDR_NON_ASCII: /* RFC 6531: 553 5.6.7 */
+		smtp_refusal(s, why, detail, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
+		break;
+	case SMTP_ADDR_BAD_PARAM:
+		smtp_refusal(s, why, detail, "501 5.5.4 Bad parameter: %.64s", bad);
+		break;
+	case SMTP_ADDR_UNKNOWN_PARAM: /* RFC 5321 4.1.1.11 */
+		smtp_refusal(s, why, detail, "555 5.5.4 Unsupported option: %.64s", bad);
+		break;
+	}
+}
+
+/* RFC 5321 4.1.1.2 MAIL FROM:<reverse-path> [SP Mail-parameters] */
+static void
+cmd_mail(struct smtp_session *s, char *arg)
+{
+	static const char usage[] = "MAIL FROM:<address>";
+	const size_t max = s->config->max_message_size;
+	struct smtp_mail_params params;
+	char *path, *rest, *from, *bad = NULL;
+	enum smtp_addr_status status;
+
+	status = smtp_path_split(arg, "FROM:", &path, &rest);
+	if (status != SMTP_ADDR_OK) {
+		address_error(s, status, usage, "5.1.7", arg, bad);
+		return;
+	}
+	status = smtp_mail_params_parse(rest, &params, &bad);
+	if (status == SMTP_ADDR_OK)
+		status = smtp_path_check(
+		    path, SMTP_PATH_NULL_OK | (params.smtputf8 ? SMTP_PATH_UTF8 : 0), &from);
+	if (status != SMTP_ADDR_OK) {
+		address_error(s, status, usage, "5.1.7", path, bad);
+		return;
+	}
+	/* RFC 1870 6.1: refuse a declared size over the limit at once. */
+	if (params.has_size && max != 0 && params.size > max) {
+		smtp_refusal(s, SMTP_REFUSAL_SIZE, from,
+		             "552 5.3.4 Message size exceeds fixed maximum message size");
+		return;
+	}
+	s->txn = smtp_txn_new(s, from);
+	if (s->txn == NULL) {
+		out_of_memory(s);
+		return;
+	}
+	s->txn->body_8bitmime = params.body_8bitmime;
+	s->txn->smtputf8 = params.smtputf8;
+	smtp_set_state(s, SMTP_STATE_MAIL);
+	smtp_reply(s, "250 2.1.0 Ok");
+}
+
+/* What an accepted recipient is stored as: an alias becomes its canonical mailbox. */
+static const char *
+stored_rcpt(struct smtp_session *s, const char *rcpt, char *buf, size_t size)
+{
+	if (s->config->rewrite_rcpt == NULL || !s->config->rewrite_rcpt(s->host, rcpt, buf, size))
+		return rcpt;
+	buf[size - 1] = '\0';
+	return buf;
+}
+
+/* The host's verdict on an accepted-syntax recipient, as a reply. */
+static void
+rcpt_verdict(struct smtp_session *s, const char *rcpt)
+{
+	enum smtp_rcpt_verdict verdict = SMTP_RCPT_RELAY_DENIED; /* never an open relay */
+	char canonical[SMTP_PATH_MAX + 1];
+
+	if (s->config->rcpt_check != NULL)
+		verdict = s->config->rcpt_check(s->host, rcpt);
+	switch (verdict) {
+	case SMTP_RCPT_ACCEPT:
+		if (smtp_txn_add_rcpt(s->txn, stored_rcpt(s, rcpt, canonical, sizeof(canonical))) !=
+		    PA_OK) {
+			out_of_memory(s);
+			return;
+		}
+		smtp_set_state(s, SMTP_STATE_RCPT);
+		smtp_reply(s, "250 2.1.5 Ok");
+		return;
+	case SMTP_RCPT_UNKNOWN_USER:
+		smtp_refusal(s, SMTP_REFUSAL_UNKNOWN_USER, rcpt,
+		             "550 5.1.1 Recipient address rejected: User unknown");
+		return;
+	case SMTP_RCPT_TEMPFAIL:
+		smtp_refusal(s, SMTP_REFUSAL_TEMPFAIL, rcpt,
+		             "451 4.3.0 Recipient address rejected: Try again later");
+		return;
+	case SMTP_RCPT_SPOOL_FULL:
+		smtp_refusal(s, SMTP_REFUSAL_TEMPFAIL, rcpt,
+		             "452 4.3.1 Insufficient system storage");
+		return;
+	case SMTP_RCPT_RELAY_DENIED:
+	default:
+		smtp_refusal(s, SMTP_REFUSAL_RELAY_DENIED, rcpt, "550 5.7.1 Relay access denied");
+		return;
+	}
+}
+
+/* RFC 5321 4.1.1.3 RCPT TO:<forward-path> [SP Rcpt-parameters] */
+static void
+cmd_rcpt(struct smtp_session *s, char *arg)
+{
+	static const char usage[] = "RCPT TO:<address>";
+	const unsigned max = s->config->max_recipients;
+	char *path, *rest, *rcpt, *bad = NULL;
+	enum smtp_addr_status status;
+	unsigned flags = SMTP_PATH_POSTMASTER_OK | (s->txn->smtputf8 ? SMTP_PATH_UTF8 : 0);
+
+	if (s->txn->chunked) { /* RFC 3030 2: the envelope is closed once BDAT starts */
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL, "503 5.5.1 Error: RCPT after BDAT");
+		return;
+	}
+	status = smtp_path_split(arg, "TO:", &path, &rest);
+	if (status != SMTP_ADDR_OK) {
+		address_error(s, status, usage, "5.1.3", arg, bad);
+		return;
+	}
+	status = smtp_rcpt_params_parse(rest, &bad);
+	if (status == SMTP_ADDR_OK)
+		status = smtp_path_check(path, flags, &rcpt);
+	if (status != SMTP_ADDR_OK) {
+		address_error(s, status, usage, "5.1.3", path, bad);
+		return;
+	}
+	/* RFC 5321 4.5.3.1.10 */
+	if (max != 0 && s->txn->nrcpt >= max) {
+		smtp_refusal(s, SMTP_REFUSAL_TOO_MANY_RCPTS, rcpt, "452 4.5.3 Too many recipients");
+		return;
+	}
+	rcpt_verdict(s, rcpt);
+}
+
+/* Refusals shared by DATA and BDAT; returns true when one was sent. */
+static bool
+content_refused(struct smtp_session *s)
+{
+	if (s->txn->nrcpt == 0) {
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL,
+		             "554 5.5.1 Error: no valid recipients");
+		return true;
+	}
+	return false;
+}
+
+/* RFC 5321 4.1.1.4 */
+static void
+cmd_data(struct smtp_session *s, char *arg)
+{
+	if (*arg != '\0') {
+		syntax_error(s, "DATA");
+		return;
+	}
+	if (content_refused(s))
+		return;
+	if (s->txn->chunked) { /* RFC 3030 2: no mixing DATA and BDAT */
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL, "503 5.5.1 Error: DATA after BDAT");
+		return;
+	}
+	smtp_txn_start_body(s, false);
+	smtp_set_state(s, SMTP_STATE_DATA);
+	/* RFC 3463 defines no class 3: an intermediate reply has no enhanced code. */
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* RFC 3030 2: bdat-cmd ::= "BDAT" SP chunk-size [ SP end-marker ] CR LF */
+static bool
+bdat_args(const char *arg, uint64_t *size, bool *last)
+{
+	uint64_t n = 0;
+	const char *p = arg;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (n > (UINT64_MAX - d) / 10)
+			return false;
+		n = n * 10 + d;
+	}
+	if (p == arg)
+		return false;
+	*size = n;
+	*last = false;
+	if (*p == '\0')
+		return true;
+	if (strcasecmp(p, " LAST") != 0)
+		return false;
+	*last = true;
+	return true;
+}
+
+/*
+ * Without a chunk size we cannot know where the next command starts, and
+ * reading the chunk as commands is exactly what an attacker would want: close.
+ */
+static void
+bdat_lost_sync(struct smtp_session *s)
+{
+	syntax_error(s, "BDAT count [LAST]");
+	if (s->state != SMTP_STATE_CLOSING)
+		smtp_reply(s, "421 4.5.0 %.255s Error: lost BDAT synchronization",
+		           s->config->hostname);
+	smtp_close(s);
+}
+
+/* A refused BDAT still owns its octets: skip them so they are never parsed as commands. */
+static void
+bdat_skip(struct smtp_session *s, uint64_t size)
+{
+	s->bdat_size = size;
+	s->bdat_left = size;
+	s->bdat_last = false;
+	s->bdat_discard = size > 0;
+	if (size > 0)
+		smtp_set_state(s, SMTP_STATE_BDAT);
+}
+
+static void
+bdat_refuse(struct smtp_session *s, const struct smtp_command *cmd, char *arg)
+{
+	uint64_t size;
+	bool last;
+
+	if (!bdat_args(arg, &size, &last)) {
+		bdat_lost_sync(s);
+		return;
+	}
+	sequence_error(s, cmd);
+	bdat_skip(s, size);
+}
+
+static void
+cmd_bdat(struct smtp_session *s, char *arg)
+{
+	uint64_t size;
+	bool last;
+
+	if (!bdat_args(arg, &size, &last)) {
+		bdat_lost_sync(s);
+		return;
+	}
+	if (content_refused(s)) {
+		bdat_skip(s, size);
+		return;
+	}
+	if (!s->txn->body_started)
+		smtp_txn_start_body(s, true);
+	s->bdat_size = size;
+	s->bdat_left = size;
+	s->bdat_last = last;
+	s->bdat_discard = false;
+	smtp_set_state(s, SMTP_STATE_BDAT);
+	if (size == 0)
+		smtp_bdat_chunk_end(s);
+}
+
+/* RFC 5321 4.1.1.5 */
+static void
+cmd_rset(struct smtp_session *s, char *arg)
+{
+	if (*arg != '\0') {
+		syntax_error(s, "RSET");
+		return;
+	}
+	smtp_txn_end(s);
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+/* RFC 5321 4.1.1.9: any argument is ignored. */
+static void
+cmd_noop(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+/* RFC 5321 4.1.1.10 */
+static void
+cmd_quit(struct smtp_session *s, char *arg)
+{
+	if (*arg != '\0') {
+		syntax_error(s, "QUIT");
+		return;
+	}
+	smtp_reply(s, "221 2.0.0 Bye");
+	smtp_close(s);
+}
+
+/* RFC 5321 3.5.3: 252 answers without telling whether the user exists. */
+static void
+cmd_vrfy(struct smtp_session *s, char *arg)
+{
+	if (*arg == '\0') {
+		syntax_error(s, "VRFY address");
+		return;
+	}
+	smtp_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+/* RFC 5321 3.5.2: mailing lists are never expanded for strangers. */
+static void
+cmd_expn(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	smtp_refusal(s, SMTP_REFUSAL_UNKNOWN_COMMAND, NULL,
+	             "502 5.5.1 Error: command not implemented");
+}
+
+/* RFC 5321 4.1.1.8 */
+static void
+cmd_help(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	smtp_reply(s, "214-2.0.0 PigeonAir SMTP server");
+	smtp_reply(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT");
+	smtp_reply(s, "214-2.0.0   RSET NOOP QUIT VRFY EXPN HELP");
+	smtp_reply(s, "214 2.0.0 End of HELP info");
+}
+
+static const struct smtp_command commands[] = {
+    {"EHLO", COMMAND_STATES, cmd_ehlo, NULL},
+    {"HELO", COMMAND_STATES, cmd_helo, NULL},
+    {"MAIL", SMTP_STATE_BIT(SMTP_STATE_GREETED), cmd_mail, NULL},
+    {"RCPT", TXN_STATES, cmd_rcpt, NULL},
+    {"DATA", TXN_STATES, cmd_data, NULL},
+    {"BDAT", TXN_STATES, cmd_bdat, bdat_refuse},
+    {"RSET", COMMAND_STATES, cmd_rset, NULL},
+    {"NOOP", COMMAND_STATES, cmd_noop, NULL},
+    {"QUIT", COMMAND_STATES, cmd_quit, NULL},
+    {"VRFY", COMMAND_STATES, cmd_vrfy, NULL},
+    {"EXPN", COMMAND_STATES, cmd_expn, NULL},
+    {"HELP", COMMAND_STATES, cmd_help, NULL},
+};
+
+static const struct smtp_command *
+lookup(const char *verb, size_t len)
+{
+	for (size_t i = 0; i < pa_array_size(commands); i++)
+		if (strlen(commands[i].verb) == len &&
+		    strncasecmp(commands[i].verb, verb, len) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Refuses a line that is not clean text; returns true when it did. */
+static bool
+line_refused(struct smtp_session *s, const char *line, size_t len, bool crlf)
+{
+	/* RFC 5321 2.3.8: lines end with CRLF, and CR and LF appear nowhere else. */
+	if (!crlf || memchr(line, '\r', len) != NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_BARE_LF, NULL,
+		             "500 5.5.2 Error: bare LF or CR in command refused");
+		return true;
+	}
+	if (memchr(line, '\0', len) != NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL,
+		             "500 5.5.2 Error: NUL in command refused");
+		return true;
+	}
+	return false;
+}
+
+/*
+ * One command line, without its LF; `len` < SMTP_COMMAND_LINE_MAX and line
+ * has room for a NUL at line[len].
+ */
+void
+smtp_command_line(struct smtp_session *s, char *line, size_t len)
+{
+	bool crlf = len > 0 && line[len - 1] == '\r';
+	const struct smtp_command *cmd;
+	size_t verb_len;
+	char *arg;
+
+	if (crlf)
+		len--;
+	if (line_refused(s, line, len, crlf))
+		return;
+	/* Trailing blanks are common and harmless: drop them. */
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	line[len] = '\0';
+	verb_len = strcspn(line, " ");
+	if (verb_len == 0) {
+		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL, "500 5.5.2 Error: bad syntax");
+		return;
+	}
+	cmd = lookup(line, verb_len);
+	if (cmd == NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_UNKNOWN_COMMAND, NULL,
+		             "500 5.5.1 Error: command not recognized");
+		return;
+	}
+	arg = line + verb_len;
+	while (*arg == ' ')
+		arg++;
+	if (!(cmd->states & SMTP_STATE_BIT(s->state))) {
+		if (cmd->refuse != NULL)
+			cmd->refuse(s, cmd, arg);
+		else
+			sequence_error(s, cmd);
+		return;
+	}
+	cmd->handler(s, arg);
+}

@@ -1,0 +1,60 @@
+/*
+ * smtp_data.h: the message content scanner shared by DATA and BDAT (internal
+ * to smtp/).
+ *
+ * It turns the raw octets the client sends after DATA or BDAT into the bytes
+ * that get stored, keeping every bit of its state in struct smtp_body so that
+ * feeding it one byte at a time or in one chunk gives the same stored bytes
+ * and the same verdict.  Memory never exceeds the header plus max_content.
+ */
+#ifndef SMTP_DATA_H
+#define SMTP_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Why the content will be refused; the first failure in stream order wins. */
+enum smtp_body_status {
+	SMTP_BODY_OK,
+	SMTP_BODY_TOO_BIG,   /* content over max_content (RFC 1870) */
+	SMTP_BODY_BARE_LF,   /* bare LF or bare CR under SMTP_BARE_LF_REJECT */
+	SMTP_BODY_NUL,       /* NUL octet under SMTP_BARE_LF_REJECT */
+	SMTP_BODY_LONG_LINE, /* text line over SMTP_TEXT_LINE_MAX */
+	SMTP_BODY_NO_MEMORY,
+};
+
+struct smtp_body {
+	uint8_t *data; /* header then content; freed as soon as the content fails */
+	size_t len;
+	size_t cap;
+	size_t header_len;
+	size_t max_content;
+	size_t line_len; /* octets of the current stored line, saturating */
+	uint8_t scan;    /* the scanner state, private to smtp_data.c */
+	uint8_t status;  /* enum smtp_body_status */
+	bool dot_mode;   /* DATA: dot-stuffing and CRLF.CRLF; BDAT: raw octets */
+	bool normalize;  /* SMTP_BARE_LF_NORMALIZE */
+};
+
+/*
+ * Starts a body holding `header` (stored verbatim, not counted against
+ * max_content).  Returns PA_ERROR when out of memory; the body then still
+ * scans (so the client's octets are consumed) with status SMTP_BODY_NO_MEMORY.
+ */
+int smtp_body_start(struct smtp_body *body, const char *header, size_t header_len,
+                    size_t max_content, bool dot_mode, bool normalize);
+
+/*
+ * Scans up to len octets and returns how many it consumed.  In dot mode *end
+ * becomes true when CRLF "." CRLF was seen; the octets after it are not
+ * consumed.  Outside dot mode it consumes everything and *end stays false.
+ */
+size_t smtp_body_scan(struct smtp_body *body, const uint8_t *in, size_t len, bool *end);
+
+/* BDAT LAST: a CR left pending at the very end is a bare CR. */
+void smtp_body_finish(struct smtp_body *body);
+
+void smtp_body_free(struct smtp_body *body);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * smtp_session_private.h: what the files of the SMTP engine share (internal
+ * to smtp/; the host sees only smtp_session.h).
+ *
+ * smtp_session.c  public API, input loop, command-line reader, DATA/BDAT input
+ * smtp_command.c  the command table and the command handlers
+ * smtp_txn.c      the mail transaction: envelope, body, Received: header
+ * smtp_reply.c    the output buffer, replies, refusals and error accounting
+ * smtp_address.c  MAIL/RCPT argument parsing
+ * smtp_data.c     the DATA/BDAT content scanner
+ */
+#ifndef SMTP_SESSION_PRIVATE_H
+#define SMTP_SESSION_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp/smtp_data.h"
+#include "smtp/smtp_session.h"
+
+/*
+ * Once the pending output reaches this, smtp_session_input() stops consuming
+ * input before the next command line (RFC 2920 3.1 lets a server stop
+ * reading): a client that pipelines without ever reading its replies cannot
+ * make the session buffer more than this plus one reply.
+ */
+#define SMTP_OUTPUT_HIGH_WATER (64 * 1024)
+
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
+#define SMTP_REPLY_LINE_MAX 512
+
+enum smtp_state {
+	SMTP_STATE_CONNECTED, /* banner sent, no EHLO/HELO yet */
+	SMTP_STATE_GREETED,   /* EHLO/HELO done, no transaction */
+	SMTP_STATE_MAIL,      /* MAIL accepted, no recipient yet */
+	SMTP_STATE_RCPT,      /* at least one recipient accepted */
+	SMTP_STATE_DATA,      /* reading DATA content */
+	SMTP_STATE_BDAT,      /* reading the octets of a BDAT chunk */
+	SMTP_STATE_AWAITING_STORE,
+	SMTP_STATE_CLOSING,
+};
+
+#define SMTP_STATE_BIT(state) (1u << (state))
+
+/* A 421 held back until the message waiting for the store has its reply. */
+enum smtp_pending_close {
+	SMTP_PENDING_NONE,
+	SMTP_PENDING_SHUTDOWN,
+	SMTP_PENDING_TIMEOUT,
+};
+
+/* One mail transaction, from MAIL to its final reply; allocated at MAIL. */
+struct smtp_txn {
+	char queue_id[SMTP_QUEUE_ID_MAX];
+	char *mail_from;
+	char **rcpts;
+	size_t nrcpt;
+	size_t rcpt_cap;
+	struct smtp_body body;
+	struct smtp_message msg;
+	bool body_started;
+	bool body_8bitmime;
+	bool smtputf8;
+	bool chunked;          /* BDAT was used: DATA is now out of sequence */
+	bool failure_reported; /* a failed BDAT transaction's error was sent once */
+};
+
+/* Kept small: an idle session holds no line, output or transaction memory. */
+struct smtp_session {
+	const struct smtp_config *config;
+	void *host;
+	char *client_addr;
+	char *helo;
+	struct smtp_txn *txn;
+	uint8_t *line; /* a partial command line kept between two input calls */
+	uint8_t *out;
+	size_t out_off; /* sent by the host */
+	size_t out_len;
+	size_t out_cap;
+	uint64_t bdat_size;
+	uint64_t bdat_left;
+	unsigned errors;
+	uint16_t line_len;
+	uint8_t state;         /* enum smtp_state */
+	uint8_t pending_close; /* enum smtp_pending_close */
+	bool esmtp;            /* EHLO rather than HELO */
+	bool line_overflow;    /* discarding a command line over the limit */
+	bool bdat_last;
+	bool bdat_discard; /* the BDAT was refused: its octets are skipped */
+	bool out_failed;   /* no memory for a reply: the session can only close */
+};
+
+/* smtp_session.c */
+void smtp_set_state(struct smtp_session *session, enum smtp_state state);
+enum smtp_state smtp_idle_state(const struct smtp_session *session);
+void smtp_close(struct smtp_session *session);
+void smtp_bdat_chunk_end(struct smtp_session *session);
+void smtp_message_ready(struct smtp_session *session);
+
+/* smtp_command.c */
+void smtp_command_line(struct smtp_session *session, char *line, size_t len);
+
+/* smtp_txn.c */
+struct smtp_txn *smtp_txn_new(struct smtp_session *session, const char *mail_from);
+int smtp_txn_add_rcpt(struct smtp_txn *txn, const char *rcpt);
+void smtp_txn_start_body(struct smtp_session *session, bool chunked);
+void smtp_txn_end(struct smtp_session *session);
+void smtp_txn_free(struct smtp_txn *txn);
+
+/* smtp_reply.c */
+void smtp_out_append(struct smtp_session *session, const char *p, size_t n);
+size_t smtp_out_pending(const struct smtp_session *session);
+void smtp_out_free(struct smtp_session *session);
+void smtp_reply(struct smtp_session *session, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtp_refusal(struct smtp_session *session, enum smtp_refusal why, const char *detail,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void smtp_body_failure_reply(struct smtp_session *session, bool first);
+
+#endif
