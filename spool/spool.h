@@ -68,7 +68,7 @@ void spool_close(struct spool *spool);
 /* The shard of a recipient: CRC-32C of its lower-cased address, modulo shards. */
 unsigned spool_shard_of(unsigned shards, const char *addr, size_t len);
 
-/* Standard CRC-32C (Castagnoli) of data, as spool_shard_of() uses it; 0xE3069283 for "123456789". */
+/* The standard CRC-32C (Castagnoli) spool_shard_of() uses; 0xE3069283 for "123456789". */
 uint32_t spool_crc32c(const void *data, size_t len);
 
 /*

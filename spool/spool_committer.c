@@ -1,0 +1,359 @@
+/*
+ * spool_committer.c: the per-shard group-commit thread.
+ *
+ * Each shard has one committer.  It takes every request waiting on the
+ * shard's ring, writes them all as one RocksDB WriteBatch with sync = 1, and
+ * only then reports them done; requests that arrive during the fsync wait on
+ * the ring and form the next batch, so under load one fsync covers many
+ * messages.  What it promises: a request is reported successful only after
+ * the synced write holding it returned OK; a failed write fails exactly the
+ * requests of that batch; on stop, everything already on the ring is
+ * committed and reported before the thread exits.
+ *
+ * Idle: the committer sleeps on its eventfd.  It announces the sleep
+ * (shard->sleeping) before its last look at the ring, and a worker that may
+ * make syscalls looks at the flag after its enqueue, with a full fence on
+ * both sides, so either the committer sees the request or the worker sees
+ * the flag and rings the eventfd: no lost wakeup.  Poll-mode workers never
+ * ring, so while one is attached the sleep is short and grows with idleness.
+ */
+
+#include "spool/spool_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/pa.h"
+#include "spool/spool_record.h"
+
+/* Bounds the memory of one WriteBatch; the rest of a burst goes into the next one. */
+#define BATCH_BYTES_MAX (64u << 20)
+#define IDLE_POLL_MIN_US 50u
+#define IDLE_POLL_MAX_US 1000u
+#define IDLE_SLEEP_MS 100u
+
+struct spool_committer {
+	struct spool_shard *shard;
+	rocksdb_writebatch_t *batch;
+	void **reqs;      /* one burst from the ring, shard->capacity entries */
+	bool *added;      /* reqs[i] made it into the current batch */
+	uint8_t *scratch; /* the encoded message record */
+	size_t scratch_cap;
+	const char **rcpts; /* the recipients of this shard of one message */
+	size_t rcpts_cap;
+	uint64_t notify[SPOOL_MAX_WORKERS / 64]; /* workers to wake after this batch */
+	unsigned idle_us;
+};
+
+static bool
+grow(void **buf, size_t *cap, size_t want, size_t elem)
+{
+	void *p;
+
+	if (want <= *cap)
+		return true;
+	p = realloc(*buf, want * elem);
+	if (p == NULL)
+		return false;
+	*buf = p;
+	*cap = want;
+	return true;
+}
+
+/*
+ * Puts one message copy into the batch: message record, body, one delivery
+ * record per recipient, schedule entry.  Fails only before its first put, so a
+ * refused request leaves nothing behind in the batch.
+ */
+static bool
+add_request(struct spool_committer *c, const struct spool_request *req, uint64_t now_us)
+{
+	const struct spool_tracker *t = req->tracker;
+	const struct smtp_message *msg = t->message->msg;
+	size_t qlen = strlen(msg->queue_id);
+	struct spool_msg_record rec;
+	struct spool_delivery d = {.state = SPOOL_DELIVERY_PENDING, .next_attempt_us = now_us};
+	uint8_t key[SPOOL_KEY_MAX], dval[SPOOL_DELIVERY_MAX];
+	uint8_t body_header = spool_record_body_header(), sched = spool_record_schedule_value();
+	const char *bkey[1] = {(const char *)key}, *bval[2];
+	size_t bklen[1], bvlen[2], n = 0;
+	long len, dlen;
+
+	if (!grow((void **)&c->rcpts, &c->rcpts_cap, msg->nrcpt, sizeof(*c->rcpts)))
+		return false;
+	for (size_t i = 0; i < msg->nrcpt; i++)
+		if (t->rcpt_shard[i] == c->shard->index)
+			c->rcpts[n++] = msg->rcpts[i];
+	rec = (struct spool_msg_record){
+	    .flags = (msg->body_8bitmime ? SPOOL_MSG_8BITMIME : 0) |
+	             (msg->smtputf8 ? SPOOL_MSG_SMTPUTF8 : 0) |
+	             (msg->chunked ? SPOOL_MSG_CHUNKED : 0),
+	    .arrival_us = t->message->arrival_us,
+	    .size = msg->size,
+	    .mail_from = msg->mail_from,
+	    .client_addr = msg->client_addr,
+	    .helo = msg->helo,
+	    .nrcpt = n,
+	    .rcpts = c->rcpts,
+	};
+	len = spool_record_msg_size(&rec);
+	dlen = spool_record_delivery_encode(&d, dval);
+	if (len < 0 || dlen < 0 || !grow((void **)&c->scratch, &c->scratch_cap, (size_t)len, 1))
+		return false;
+	spool_record_msg_encode(&rec, c->scratch);
+
+	rocksdb_writebatch_put(c->batch, (const char *)key,
+	                       spool_key_message(key, msg->queue_id, qlen),
+	                       (const char *)c->scratch, (size_t)len);
+	/* putv joins the version byte and the worker's bytes without another copy of the body. */
+	bklen[0] = spool_key_body(key, msg->queue_id, qlen);
+	bval[0] = (const char *)&body_header;
+	bvlen[0] = SPOOL_BODY_HEADER;
+	bval[1] = msg->data != NULL ? (const char *)msg->data : "";
+	bvlen[1] = msg->size;
+	rocksdb_writebatch_putv(c->batch, 1, bkey, bklen, 2, bval, bvlen);
+	for (size_t i = 0; i < n; i++)
+		rocksdb_writebatch_put(c->batch, (const char *)key,
+		                       spool_key_delivery(key, msg->queue_id, qlen, (uint16_t)i),
+		                       (const char *)dval, (size_t)dlen);
+	rocksdb_writebatch_put(c->batch, (const char *)key,
+	                       spool_key_schedule(key, now_us, msg->queue_id, qlen),
+	                       (const char *)&sched, SPOOL_SCHEDULE_SIZE);
+	return true;
+}
+
+/* The last shard of a message hands the tracker back; the worker frees it. */
+static void
+finish(struct spool_committer *c, struct spool_request *req, bool ok)
+{
+	struct spool_tracker *t = req->tracker;
+	struct spool_worker *w;
+
+	if (!ok)
+		atomic_store_explicit(&t->failed, true, memory_order_relaxed);
+	if (atomic_fetch_sub_explicit(&t->remaining, 1, memory_order_acq_rel) != 1)
+		return; /* another shard still holds t; it may be freed any time now */
+	t->status = atomic_load_explicit(&t->failed, memory_order_relaxed) ? PA_ERROR : PA_OK;
+	w = &c->shard->spool->workers[t->worker];
+	if (w->notify_fd >= 0)
+		c->notify[t->worker / 64] |= UINT64_C(1) << (t->worker % 64);
+	/* Cannot fail: a worker never has more messages in flight than this ring holds. */
+	if (rte_ring_enqueue(w->done, t) != 0) {
+		fprintf(stderr, "spool: completion ring of worker %u overflowed; aborting\n",
+		        t->worker);
+		abort();
+	}
+}
+
+static void
+notify_workers(struct spool_committer *c)
+{
+	const struct spool *spool = c->shard->spool;
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < pa_array_size(c->notify); i++) {
+		while (c->notify[i] != 0) {
+			unsigned bit = (unsigned)__builtin_ctzll(c->notify[i]);
+
+			c->notify[i] &= c->notify[i] - 1;
+			/* EAGAIN means the counter is already non-zero: the worker wakes anyway. */
+			if (write(spool->workers[i * 64 + bit].notify_fd, &one, sizeof(one)) ==
+			        -1 &&
+			    errno != EAGAIN)
+				fprintf(stderr, "spool: write(worker %u eventfd): %s\n",
+				        i * 64 + bit, strerror(errno));
+		}
+	}
+}
+
+static bool
+commit(struct spool_committer *c)
+{
+	struct spool_shard *sh = c->shard;
+	char *err = NULL;
+
+	rocksdb_write(sh->db, sh->spool->write_options, c->batch, &err);
+	if (err != NULL) {
+		fprintf(stderr, "spool: rocksdb_write(%s): %s\n", sh->path, err);
+		rocksdb_free(err);
+		return false;
+	}
+	atomic_fetch_add_explicit(&sh->commits, 1, memory_order_relaxed);
+	return true;
+}
+
+static void
+process(struct spool_committer *c, unsigned n)
+{
+	struct spool_shard *sh = c->shard;
+	unsigned i = 0;
+
+	while (i < n) {
+		unsigned first = i, added = 0;
+		uint64_t ok_msgs = 0, ok_bytes = 0, failed = 0;
+		size_t bytes = 0;
+		uint64_t now = pa_wall_clock_us();
+		bool written = true;
+
+		rocksdb_writebatch_clear(c->batch);
+		for (; i < n && (i == first || bytes < BATCH_BYTES_MAX); i++) {
+			struct spool_request *req = c->reqs[i];
+
+			c->added[i] = add_request(c, req, now);
+			if (c->added[i]) {
+				added++;
+				bytes += req->tracker->message->msg->size;
+			}
+		}
+		if (added > 0)
+			written = commit(c);
+		for (unsigned j = first; j < i; j++) {
+			struct spool_request *req = c->reqs[j];
+			bool ok = c->added[j] && written;
+
+			if (ok) {
+				ok_msgs++;
+				ok_bytes += req->tracker->message->msg->size;
+			} else {
+				failed++;
+			}
+			finish(c, req, ok);
+		}
+		atomic_fetch_add_explicit(&sh->messages, ok_msgs, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sh->failures, failed, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sh->bytes, ok_bytes, memory_order_relaxed);
+		notify_workers(c);
+	}
+}
+
+static void
+idle(struct spool_committer *c)
+{
+	struct spool_shard *sh = c->shard;
+	bool poll_mode;
+	struct timespec ts;
+	struct pollfd pfd = {sh->wake_fd, POLLIN, 0};
+	uint64_t v;
+
+	atomic_store_explicit(&sh->sleeping, true, memory_order_relaxed);
+	/* Pairs with the fence in spool_submit() between its enqueue and its look at sleeping. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!rte_ring_empty(sh->ring) || atomic_load_explicit(&sh->stop, memory_order_acquire)) {
+		atomic_store_explicit(&sh->sleeping, false, memory_order_relaxed);
+		return;
+	}
+	poll_mode = atomic_load_explicit(&sh->spool->poll_workers, memory_order_acquire);
+	if (poll_mode)
+		ts = (struct timespec){0, (long)c->idle_us * 1000};
+	else
+		ts = (struct timespec){0, (long)IDLE_SLEEP_MS * 1000000};
+	if (ppoll(&pfd, 1, &ts, NULL) == -1 && errno != EINTR) {
+		fprintf(stderr, "spool: ppoll(%s eventfd): %s\n", sh->path, strerror(errno));
+		nanosleep(&ts, NULL); /* never spin on a broken fd */
+	}
+	/* Nonblocking: clears the counter whether or not a wake-up came. */
+	if (read(sh->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+		fprintf(stderr, "spool: read(%s eventfd): %s\n", sh->path, strerror(errno));
+	atomic_store_explicit(&sh->sleeping, false, memory_order_relaxed);
+	if (poll_mode && c->idle_us < IDLE_POLL_MAX_US)
+		c->idle_us = c->idle_us * 2 > IDLE_POLL_MAX_US ? IDLE_POLL_MAX_US : c->idle_us * 2;
+}
+
+static void *
+committer_main(void *arg)
+{
+	struct spool_committer *c = arg;
+	struct spool_shard *sh = c->shard;
+
+	for (;;) {
+		unsigned n = rte_ring_dequeue_burst(sh->ring, c->reqs, sh->capacity, NULL);
+
+		if (n > 0) {
+			/* Free the slots now: the next batch gathers while this one syncs. */
+			atomic_fetch_sub_explicit(&sh->reserved, n, memory_order_release);
+			process(c, n);
+			c->idle_us = IDLE_POLL_MIN_US;
+			continue;
+		}
+		/* stop is read before the ring, so whatever was queued before close is seen. */
+		if (atomic_load_explicit(&sh->stop, memory_order_acquire)) {
+			if (rte_ring_empty(sh->ring))
+				break;
+			continue;
+		}
+		idle(c);
+	}
+	return NULL;
+}
+
+static void
+committer_free(struct spool_committer *c)
+{
+	if (c == NULL)
+		return;
+	if (c->batch != NULL)
+		rocksdb_writebatch_destroy(c->batch);
+	free(c->reqs);
+	free(c->added);
+	free(c->scratch);
+	free(c->rcpts);
+	free(c);
+}
+
+int
+spool_committer_start(struct spool_shard *sh, char *err, size_t errlen)
+{
+	struct spool_committer *c = calloc(1, sizeof(*c));
+	char name[16];
+	int rc;
+
+	if (c != NULL) {
+		c->shard = sh;
+		c->idle_us = IDLE_POLL_MIN_US;
+		c->batch = rocksdb_writebatch_create();
+		c->reqs = calloc(sh->capacity, sizeof(*c->reqs));
+		c->added = calloc(sh->capacity, sizeof(*c->added));
+	}
+	if (c == NULL || c->reqs == NULL || c->added == NULL) {
+		snprintf(err, errlen, "spool committer %s: out of memory", sh->path);
+		committer_free(c);
+		return PA_ERROR;
+	}
+	rc = pthread_create(&sh->thread, NULL, committer_main, c);
+	if (rc != 0) {
+		snprintf(err, errlen, "pthread_create(committer %s): %s", sh->path, strerror(rc));
+		committer_free(c);
+		return PA_ERROR;
+	}
+	sh->committer = c;
+	sh->thread_started = true;
+	snprintf(name, sizeof(name), "spool-c%03u", sh->index);
+	/* Only a name for top and gdb; failing to set it is harmless. */
+	pthread_setname_np(sh->thread, name);
+	return PA_OK;
+}
+
+void
+spool_committer_join(struct spool_shard *sh)
+{
+	pthread_join(sh->thread, NULL);
+	sh->thread_started = false;
+	committer_free(sh->committer);
+	sh->committer = NULL;
+}
+
+void
+spool_committer_wake(struct spool_shard *sh)
+{
+	uint64_t one = 1;
+
+	/* EAGAIN: the counter is already non-zero, the committer wakes anyway. */
+	if (write(sh->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		fprintf(stderr, "spool: write(%s eventfd): %s\n", sh->path, strerror(errno));
+}

@@ -1,0 +1,119 @@
+/*
+ * spool_db.c: RocksDB options, paths and the meta-record check of a shard.
+ *
+ * What it promises: writer and reader open shards with the same options, so a
+ * read-only scan replays the WAL exactly as a restarted writer would, and a
+ * shard is never used under a shard count other than the one it was created
+ * with (the recipient-to-shard mapping depends on it).
+ */
+#include "spool/spool_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/pa.h"
+
+/* Values of at least this size go to blob files: in practice, message bodies. */
+#define SPOOL_MIN_BLOB_SIZE 4096
+/* rocksdb::WALRecoveryMode::kPointInTimeRecovery: stop at a torn tail record. */
+#define SPOOL_WAL_POINT_IN_TIME 2
+
+int
+spool_db_path(char *out, size_t outlen, const char *dir, unsigned shard)
+{
+	int n = snprintf(out, outlen, "%s/shard-%03u", dir, shard);
+
+	return n < 0 || (size_t)n >= outlen ? PA_ERROR : PA_OK;
+}
+
+rocksdb_options_t *
+spool_db_options(bool create)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+
+	rocksdb_options_set_create_if_missing(o, create);
+	rocksdb_options_set_wal_recovery_mode(o, SPOOL_WAL_POINT_IN_TIME);
+	rocksdb_options_set_enable_blob_files(o, 1);
+	rocksdb_options_set_min_blob_size(o, SPOOL_MIN_BLOB_SIZE);
+	rocksdb_options_set_enable_blob_gc(o, 1);
+	/* Shards share RocksDB's default thread pool; keep their footprint small. */
+	rocksdb_options_set_max_background_jobs(o, 2);
+	rocksdb_options_set_keep_log_file_num(o, 4);
+	return o;
+}
+
+rocksdb_t *
+spool_db_open(const rocksdb_options_t *options, const char *path, bool read_only, char *err,
+              size_t errlen)
+{
+	char *rerr = NULL;
+	rocksdb_t *db;
+
+	if (read_only)
+		db = rocksdb_open_for_read_only(options, path, 0, &rerr);
+	else
+		db = rocksdb_open(options, path, &rerr);
+	if (db == NULL) {
+		snprintf(err, errlen, "%s(%s): %s",
+		         read_only ? "rocksdb_open_for_read_only" : "rocksdb_open", path,
+		         rerr != NULL ? rerr : "unknown error");
+		rocksdb_free(rerr);
+	}
+	return db;
+}
+
+int
+spool_db_read_meta(rocksdb_t *db, const char *path, struct spool_meta *meta, bool *found, char *err,
+                   size_t errlen)
+{
+	uint8_t key[SPOOL_KEY_MAX];
+	size_t klen = spool_key_meta(key);
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	char *rerr = NULL;
+	size_t vlen = 0;
+	char *val = rocksdb_get(db, ro, (const char *)key, klen, &vlen, &rerr);
+	int rc = PA_OK;
+
+	rocksdb_readoptions_destroy(ro);
+	*found = false;
+	if (rerr != NULL) {
+		snprintf(err, errlen, "rocksdb_get(%s, meta): %s", path, rerr);
+		rocksdb_free(rerr);
+		return PA_ERROR;
+	}
+	if (val == NULL)
+		return PA_OK;
+	if (spool_record_meta_decode((const uint8_t *)val, vlen, meta) != PA_OK) {
+		snprintf(err, errlen,
+		         "%s: meta record does not decode (unknown version or corrupt)", path);
+		rc = PA_ERROR;
+	} else {
+		*found = true;
+	}
+	rocksdb_free(val);
+	return rc;
+}
+
+int
+spool_db_check_meta(const struct spool_meta *meta, const char *path, unsigned shards,
+                    unsigned shard, char *err, size_t errlen)
+{
+	if (meta->format != SPOOL_FORMAT_VERSION) {
+		snprintf(err, errlen, "%s: spool format version %u, this build reads version %u",
+		         path, (unsigned)meta->format, SPOOL_FORMAT_VERSION);
+		return PA_ERROR;
+	}
+	if (meta->shards != shards) {
+		snprintf(err, errlen,
+		         "%s: spool was created with %u shards, not %u; the shard count of a "
+		         "spool cannot change",
+		         path, (unsigned)meta->shards, shards);
+		return PA_ERROR;
+	}
+	if (meta->shard != shard) {
+		snprintf(err, errlen, "%s: holds shard %u, expected shard %u", path,
+		         (unsigned)meta->shard, shard);
+		return PA_ERROR;
+	}
+	return PA_OK;
+}

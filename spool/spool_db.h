@@ -1,0 +1,35 @@
+/*
+ * spool_db.h: opening one shard's RocksDB instance and checking its meta
+ * record, shared by the writer (spool.c) and the read-only scan.
+ */
+#ifndef SPOOL_DB_H
+#define SPOOL_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <rocksdb/c.h>
+
+#include "spool/spool_record.h"
+
+#define SPOOL_PATH_MAX 4096
+
+/* dir/shard-NNN; PA_ERROR when it does not fit. */
+int spool_db_path(char *out, size_t outlen, const char *dir, unsigned shard);
+
+/* Options for a shard: WAL point-in-time recovery, blob files for large bodies. */
+rocksdb_options_t *spool_db_options(bool create);
+
+/* Opens read-write (creating when absent) or read-only (replaying the WAL). */
+rocksdb_t *spool_db_open(const rocksdb_options_t *options, const char *path, bool read_only,
+                         char *err, size_t errlen);
+
+/* Reads the meta record; *found is false when the shard has none. */
+int spool_db_read_meta(rocksdb_t *db, const char *path, struct spool_meta *meta, bool *found,
+                       char *err, size_t errlen);
+
+/* Refuses a meta record of another format, shard count or shard index. */
+int spool_db_check_meta(const struct spool_meta *meta, const char *path, unsigned shards,
+                        unsigned shard, char *err, size_t errlen);
+
+#endif
