@@ -38,7 +38,7 @@ for label in ("unit", "unit-asan"):
         print(f"{label}: no results (build failed?)"); failed += 1; continue
     for line in open(path):
         t = json.loads(line)
-        out = t.get("stdout", "") or ""
+        out = (t.get("stdout") or "") + (t.get("stderr") or "")
         # cmocka prints its own per-case totals; count cases, not executables.
         p = re.findall(r"\[  PASSED  \] (\d+) test", out)
         f = re.findall(r"\[  FAILED  \] (\d+) test", out)
