@@ -28,14 +28,14 @@
 
 struct config_key;
 typedef int (*config_parse_fn)(struct pa_config *config, const struct config_key *key,
-			       const char *value, char *err, size_t errlen);
+                               const char *value, char *err, size_t errlen);
 
 struct config_key {
 	const char *name;
 	const char *default_value;
 	config_parse_fn parse;
-	size_t offset;	   /* of the field in struct pa_config */
-	size_t size;	   /* of that field (strings) */
+	size_t offset;     /* of the field in struct pa_config */
+	size_t size;       /* of that field (strings) */
 	uint64_t min, max; /* for numbers */
 };
 
@@ -59,8 +59,7 @@ field(struct pa_config *config, const struct config_key *key)
 }
 
 static int
-parse_u64(const struct config_key *key, const char *value, uint64_t *out, char *err,
-	  size_t errlen)
+parse_u64(const struct config_key *key, const char *value, uint64_t *out, char *err, size_t errlen)
 {
 	char *end;
 	unsigned long long v;
@@ -73,14 +72,14 @@ parse_u64(const struct config_key *key, const char *value, uint64_t *out, char *
 		return key_error(key, err, errlen, "'%s' is not a number", value);
 	if (v < key->min || v > key->max)
 		return key_error(key, err, errlen, "%llu is outside %llu..%llu", v,
-				 (unsigned long long)key->min, (unsigned long long)key->max);
+		                 (unsigned long long)key->min, (unsigned long long)key->max);
 	*out = v;
 	return PA_OK;
 }
 
 static int
-parse_unsigned(struct pa_config *config, const struct config_key *key, const char *value,
-	       char *err, size_t errlen)
+parse_unsigned(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+               size_t errlen)
 {
 	uint64_t v;
 
@@ -91,8 +90,8 @@ parse_unsigned(struct pa_config *config, const struct config_key *key, const cha
 }
 
 static int
-parse_size(struct pa_config *config, const struct config_key *key, const char *value,
-	   char *err, size_t errlen)
+parse_size(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+           size_t errlen)
 {
 	uint64_t v;
 
@@ -103,8 +102,8 @@ parse_size(struct pa_config *config, const struct config_key *key, const char *v
 }
 
 static int
-parse_string(struct pa_config *config, const struct config_key *key, const char *value,
-	     char *err, size_t errlen)
+parse_string(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+             size_t errlen)
 {
 	size_t len = strlen(value);
 
@@ -115,8 +114,8 @@ parse_string(struct pa_config *config, const struct config_key *key, const char 
 }
 
 static int
-parse_backend(struct pa_config *config, const struct config_key *key, const char *value,
-	      char *err, size_t errlen)
+parse_backend(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+              size_t errlen)
 {
 	if (strcmp(value, "kernel") == 0)
 		config->backend = PA_BACKEND_KERNEL;
@@ -128,8 +127,8 @@ parse_backend(struct pa_config *config, const struct config_key *key, const char
 }
 
 static int
-parse_bare_lf(struct pa_config *config, const struct config_key *key, const char *value,
-	      char *err, size_t errlen)
+parse_bare_lf(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+              size_t errlen)
 {
 	if (strcmp(value, "reject") == 0)
 		config->bare_lf = SMTP_BARE_LF_REJECT;
@@ -142,7 +141,7 @@ parse_bare_lf(struct pa_config *config, const struct config_key *key, const char
 
 static int
 parse_log_level(struct pa_config *config, const struct config_key *key, const char *value,
-		char *err, size_t errlen)
+                char *err, size_t errlen)
 {
 	static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
 
@@ -153,13 +152,13 @@ parse_log_level(struct pa_config *config, const struct config_key *key, const ch
 		}
 	}
 	return key_error(key, err, errlen, "'%s' is not error, warning, notice, info or debug",
-			 value);
+	                 value);
 }
 
 /* ADDR:PORT, or [IPv6]:PORT. */
 static int
-parse_listen(struct pa_config *config, const struct config_key *key, const char *value,
-	     char *err, size_t errlen)
+parse_listen(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+             size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 2];
 	const char *colon = strrchr(value, ':');
@@ -242,8 +241,8 @@ free_domains(struct pa_config *config)
 }
 
 static int
-parse_domains(struct pa_config *config, const struct config_key *key, const char *value,
-	      char *err, size_t errlen)
+parse_domains(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+              size_t errlen)
 {
 	char *copy = strdup(value), *save = NULL, *tok;
 	size_t cap = 8;
@@ -289,25 +288,24 @@ parse_domains(struct pa_config *config, const struct config_key *key, const char
 
 /* Keep docs/configuration.md in step with this table (tests/unit/test_config.c checks). */
 static const struct config_key keys[] = {
-	{"backend", "kernel", parse_backend, 0, 0, 0, 0},
-	{"listen", "127.0.0.1:2525", parse_listen, 0, 0, 0, 0},
-	{"hostname", "", parse_string, OFF(hostname), SZ(hostname), 0, 0},
-	{"workers", "1", parse_unsigned, OFF(workers), 0, 1, 64},
-	{"node_id", "0", parse_unsigned, OFF(node_id), 0, 0, 4095},
-	{"domains", "localhost", parse_domains, 0, 0, 0, 0},
-	{"log.level", "info", parse_log_level, 0, 0, 0, 0},
-	{"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0},
-	{"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024},
-	{"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20},
-	{"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024,
-	 1ULL << 31},
-	{"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000},
-	{"smtp.max_errors", "10", parse_unsigned, OFF(max_errors), 0, 1, 1000},
-	{"smtp.bare_lf", "reject", parse_bare_lf, 0, 0, 0, 0},
-	{"smtp.command_timeout", "300", parse_unsigned, OFF(command_timeout_s), 0, 1, 3600},
-	{"smtp.data_timeout", "180", parse_unsigned, OFF(data_timeout_s), 0, 1, 3600},
-	{"shutdown_timeout", "30", parse_unsigned, OFF(shutdown_timeout_s), 0, 1, 3600},
-	{"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0},
+    {"backend", "kernel", parse_backend, 0, 0, 0, 0},
+    {"listen", "127.0.0.1:2525", parse_listen, 0, 0, 0, 0},
+    {"hostname", "", parse_string, OFF(hostname), SZ(hostname), 0, 0},
+    {"workers", "1", parse_unsigned, OFF(workers), 0, 1, 64},
+    {"node_id", "0", parse_unsigned, OFF(node_id), 0, 0, 4095},
+    {"domains", "localhost", parse_domains, 0, 0, 0, 0},
+    {"log.level", "info", parse_log_level, 0, 0, 0, 0},
+    {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0},
+    {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024},
+    {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20},
+    {"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024, 1ULL << 31},
+    {"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000},
+    {"smtp.max_errors", "10", parse_unsigned, OFF(max_errors), 0, 1, 1000},
+    {"smtp.bare_lf", "reject", parse_bare_lf, 0, 0, 0, 0},
+    {"smtp.command_timeout", "300", parse_unsigned, OFF(command_timeout_s), 0, 1, 3600},
+    {"smtp.data_timeout", "180", parse_unsigned, OFF(data_timeout_s), 0, 1, 3600},
+    {"shutdown_timeout", "30", parse_unsigned, OFF(shutdown_timeout_s), 0, 1, 3600},
+    {"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0},
 };
 
 static const struct config_key *
@@ -358,8 +356,7 @@ config_parse_override(char *arg, struct config_override *ov)
 }
 
 static int
-apply_override(struct rte_cfgfile *cfg, const struct config_override *ov, char *err,
-	       size_t errlen)
+apply_override(struct rte_cfgfile *cfg, const struct config_override *ov, char *err, size_t errlen)
 {
 	char section[CFG_NAME_LEN];
 	const char *entry;
@@ -370,7 +367,7 @@ apply_override(struct rte_cfgfile *cfg, const struct config_override *ov, char *
 	}
 	if (strlen(ov->value) >= CFG_VALUE_LEN) {
 		snprintf(err, errlen, "config key '%s': value longer than %d octets", ov->key,
-			 CFG_VALUE_LEN - 1);
+		         CFG_VALUE_LEN - 1);
 		return PA_ERROR;
 	}
 	split_key(ov->key, section, sizeof(section), &entry);
@@ -379,7 +376,8 @@ apply_override(struct rte_cfgfile *cfg, const struct config_override *ov, char *
 		return PA_ERROR;
 	}
 	if (rte_cfgfile_has_entry(cfg, section, entry))
-		return rte_cfgfile_set_entry(cfg, section, entry, ov->value) == 0 ? PA_OK : PA_ERROR;
+		return rte_cfgfile_set_entry(cfg, section, entry, ov->value) == 0 ? PA_OK
+		                                                                  : PA_ERROR;
 	if (rte_cfgfile_add_entry(cfg, section, entry, ov->value) != 0) {
 		snprintf(err, errlen, "rte_cfgfile_add_entry(%s) failed", ov->key);
 		return PA_ERROR;
@@ -410,7 +408,7 @@ check_known_entries(struct rte_cfgfile *cfg, char *err, size_t errlen)
 				snprintf(name, sizeof(name), "%.63s", entries[e].name);
 			else
 				snprintf(name, sizeof(name), "%.63s.%.63s", section,
-					 entries[e].name);
+				         entries[e].name);
 			if (find_key(name) == NULL) {
 				snprintf(err, errlen, "unknown config key '%s'", name);
 				return PA_ERROR;
@@ -418,9 +416,9 @@ check_known_entries(struct rte_cfgfile *cfg, char *err, size_t errlen)
 			/* rte_cfgfile cuts longer values silently: refuse rather than truncate. */
 			if (strlen(entries[e].value) >= CFG_VALUE_LEN - 1) {
 				snprintf(err, errlen,
-					 "config key '%s': value of %d octets or more is not "
-					 "supported",
-					 name, CFG_VALUE_LEN - 1);
+				         "config key '%s': value of %d octets or more is not "
+				         "supported",
+				         name, CFG_VALUE_LEN - 1);
 				return PA_ERROR;
 			}
 		}
@@ -457,7 +455,7 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 	/* rte_ring sizes are powers of two. */
 	if ((config->spool_ring_size & (config->spool_ring_size - 1)) != 0) {
 		snprintf(err, errlen, "config key 'spool.ring_size': %u is not a power of 2",
-			 config->spool_ring_size);
+		         config->spool_ring_size);
 		return PA_ERROR;
 	}
 	if (config->ndomains == 0)
@@ -467,7 +465,7 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 
 int
 config_load(struct pa_config *config, const char *path, const struct config_override *ov,
-	    size_t nov, char *err, size_t errlen)
+            size_t nov, char *err, size_t errlen)
 {
 	const struct rte_cfgfile_parameters params = {.comment_character = '#'};
 	const int flags = CFG_FLAG_GLOBAL_SECTION | CFG_FLAG_EMPTY_VALUES;
@@ -483,7 +481,7 @@ config_load(struct pa_config *config, const char *path, const struct config_over
 		cfg = rte_cfgfile_load_with_params(path, flags, &params);
 		if (cfg == NULL) {
 			snprintf(err, errlen, "rte_cfgfile_load(%s) failed: not a valid INI file",
-				 path);
+			         path);
 			return PA_ERROR;
 		}
 	} else {
@@ -525,8 +523,8 @@ config_domain_served(const struct pa_config *config, const char *domain)
 		return false;
 	for (size_t i = 0; i <= len; i++)
 		lower[i] = (char)tolower((unsigned char)domain[i]);
-	return bsearch(&key, config->domains, config->ndomains, sizeof(char *),
-		       compare_strings) != NULL;
+	return bsearch(&key, config->domains, config->ndomains, sizeof(char *), compare_strings) !=
+	       NULL;
 }
 
 const char *

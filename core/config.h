@@ -60,7 +60,7 @@ struct config_override {
  * PA_OK, or PA_ERROR with err naming the key or the call that failed.
  */
 int config_load(struct pa_config *config, const char *path, const struct config_override *ov,
-		size_t nov, char *err, size_t errlen);
+                size_t nov, char *err, size_t errlen);
 void config_free(struct pa_config *config);
 
 /* Splits "key=value" in place; PA_ERROR when there is no '='. */

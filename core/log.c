@@ -15,8 +15,8 @@
 #define LOG_LINE_MAX 2048
 
 static const char *const level_names[] = {
-	[PA_LOG_ERR] = "error",	  [PA_LOG_WARNING] = "warning", [PA_LOG_NOTICE] = "notice",
-	[PA_LOG_INFO] = "info", [PA_LOG_DEBUG] = "debug",
+    [PA_LOG_ERR] = "error", [PA_LOG_WARNING] = "warning", [PA_LOG_NOTICE] = "notice",
+    [PA_LOG_INFO] = "info", [PA_LOG_DEBUG] = "debug",
 };
 
 /* Process-wide logger settings: written at start-up and on reload only. */
@@ -48,7 +48,7 @@ pa_log(enum pa_log_level level, const char *fmt, ...)
 	if ((int)level > __atomic_load_n(&logger.level, __ATOMIC_RELAXED))
 		return;
 	head = snprintf(line, sizeof(line), "%s[%d]: %s: ", logger.ident, (int)getpid(),
-			level_names[level]);
+	                level_names[level]);
 	va_start(ap, fmt);
 	body = vsnprintf(line + head, sizeof(line) - head - 1, fmt, ap);
 	va_end(ap);

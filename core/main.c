@@ -48,10 +48,10 @@ static void
 usage(FILE *out)
 {
 	fprintf(out, "usage: pigeond [-c FILE] [-o key=value]... [-t] [-V]\n"
-		     "  -c FILE        configuration file (INI; docs/configuration.md)\n"
-		     "  -o key=value   override one key, e.g. -o listen=127.0.0.1:2525\n"
-		     "  -t             check the configuration and exit\n"
-		     "  -V             print the version and exit\n");
+	             "  -c FILE        configuration file (INI; docs/configuration.md)\n"
+	             "  -o key=value   override one key, e.g. -o listen=127.0.0.1:2525\n"
+	             "  -t             check the configuration and exit\n"
+	             "  -V             print the version and exit\n");
 }
 
 static void
@@ -119,14 +119,15 @@ block_signals(void)
 
 static struct pa_worker **
 start_workers(struct pa_shared *shared, const struct pa_config *config,
-	      const struct pa_backend_ops *backend)
+              const struct pa_backend_ops *backend)
 {
 	struct pa_worker **workers = calloc(config->workers, sizeof(*workers));
 	unsigned lcore, i = 0;
 
 	if (workers == NULL)
 		rte_exit(EXIT_FAILURE, "out of memory for workers\n");
-	RTE_LCORE_FOREACH_WORKER(lcore) {
+	RTE_LCORE_FOREACH_WORKER(lcore)
+	{
 		struct pa_worker *w = rte_zmalloc("pa_worker", sizeof(*w), RTE_CACHE_LINE_SIZE);
 
 		if (w == NULL)
@@ -138,8 +139,8 @@ start_workers(struct pa_shared *shared, const struct pa_config *config,
 		TAILQ_INIT(&w->submit_backlog);
 		queue_id_gen_init(&w->queue_ids, config->node_id, i);
 		if (backend->worker_init(w, config) != PA_OK)
-			rte_exit(EXIT_FAILURE, "worker %u: %s backend start failed (see above)\n", i,
-				 backend->name);
+			rte_exit(EXIT_FAILURE, "worker %u: %s backend start failed (see above)\n",
+			         i, backend->name);
 		workers[i++] = w;
 	}
 	for (i = 0; i < config->workers; i++)
@@ -158,7 +159,7 @@ reload(struct pa_shared *shared, struct pa_worker **workers, const struct option
 	const char *fixed;
 
 	if (config_load(&config, opt->config_path, opt->overrides, opt->noverrides, err,
-			sizeof(err)) != PA_OK) {
+	                sizeof(err)) != PA_OK) {
 		pa_log_err("reload refused, the running configuration stays: %s", err);
 		return;
 	}
@@ -188,12 +189,12 @@ reload(struct pa_shared *shared, struct pa_worker **workers, const struct option
 	pa_log_set_level(next->config.log_level);
 	runtime_unref(old);
 	pa_log_notice("reloaded configuration (generation %llu)",
-		      (unsigned long long)next->generation);
+	              (unsigned long long)next->generation);
 }
 
 static void
 wait_for_signals(int sigfd, struct pa_shared *shared, struct pa_worker **workers,
-		 const struct options *opt)
+                 const struct options *opt)
 {
 	for (;;) {
 		struct signalfd_siginfo si;
@@ -229,7 +230,7 @@ main(int argc, char **argv)
 	pa_log_init("pigeond");
 	parse_options(argc, argv, &opt);
 	if (config_load(&config, opt.config_path, opt.overrides, opt.noverrides, err,
-			sizeof(err)) != PA_OK) {
+	                sizeof(err)) != PA_OK) {
 		pa_log_err("%s", err);
 		return 2;
 	}
@@ -253,20 +254,20 @@ main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "out of memory\n");
 	ingest_bind_callbacks(&shared.runtime->smtp);
 	spool_config = (struct spool_config){
-		.dir = shared.runtime->config.spool_dir,
-		.shards = config.spool_shards,
-		.workers = config.workers,
-		.ring_size = config.spool_ring_size,
+	    .dir = shared.runtime->config.spool_dir,
+	    .shards = config.spool_shards,
+	    .workers = config.workers,
+	    .ring_size = config.spool_ring_size,
 	};
+	if (backend->global_init != NULL && backend->global_init(&shared.runtime->config) != PA_OK)
+		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
 	if (spool_open(&shared.spool, &spool_config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
 
-	if (backend->global_init != NULL && backend->global_init(&shared.runtime->config) != PA_OK)
-		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
 	workers = start_workers(&shared, &shared.runtime->config, backend);
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
-		    shared.runtime->config.listen, backend->name, config.workers,
-		    shared.runtime->config.spool_dir, config.spool_shards);
+	            shared.runtime->config.listen, backend->name, config.workers,
+	            shared.runtime->config.spool_dir, config.spool_shards);
 
 	wait_for_signals(sigfd, &shared, workers, &opt);
 	__atomic_store_n(&shared.stopping, 1, __ATOMIC_RELEASE);
@@ -281,7 +282,7 @@ main(int argc, char **argv)
 	free(workers);
 	pa_log_info("stopped");
 	runtime_unref(shared.runtime);
-	rte_eal_cleanup();
+	eal_stop();
 	close(sigfd);
 	return 0;
 }

@@ -31,7 +31,7 @@ queue_id_next(struct queue_id_gen *gen, uint64_t now_us, char *out)
 	if (gen->seq == 0)
 		gen->last_us++;
 	snprintf(id, sizeof(id), "%011llX%03X%02X%06X",
-		 (unsigned long long)(gen->last_us & 0xfffffffffffULL), gen->node & 0xfffu,
-		 (unsigned)gen->worker, (unsigned)gen->seq);
+	         (unsigned long long)(gen->last_us & 0xfffffffffffULL), gen->node & 0xfffu,
+	         (unsigned)gen->worker, (unsigned)gen->seq);
 	memcpy(out, id, QUEUE_ID_LEN + 1);
 }

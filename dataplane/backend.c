@@ -7,11 +7,11 @@
 #include "dataplane/kernel_backend.h"
 
 static const struct pa_backend_ops kernel_ops = {
-	.name = "kernel",
-	.global_init = NULL,
-	.worker_init = kernel_backend_init,
-	.run = kernel_backend_run,
-	.global_fini = NULL,
+    .name = "kernel",
+    .global_init = kernel_backend_global_init,
+    .worker_init = kernel_backend_init,
+    .run = kernel_backend_run,
+    .global_fini = NULL,
 };
 
 const struct pa_backend_ops *

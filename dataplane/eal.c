@@ -1,6 +1,9 @@
 /*
  * eal.c: builds EAL's argument vector from the configuration and starts EAL.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,14 @@
 #include "dataplane/eal.h"
 
 #define EAL_ARGS_MAX 64
+
+static unsigned
+listen_port(const struct pa_config *config)
+{
+	if (config->listen_addr.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&config->listen_addr)->sin6_port);
+	return ntohs(((const struct sockaddr_in *)&config->listen_addr)->sin_port);
+}
 
 void
 eal_start(const struct pa_config *config, const char *argv0)
@@ -33,14 +44,19 @@ eal_start(const struct pa_config *config, const char *argv0)
 	 * more lcores than CPUs would stack them on one core.
 	 */
 	snprintf(lcores, sizeof(lcores), "--lcores=(0-%u)@(0-%ld)", config->workers, ncpu - 1);
-	/* A distinct prefix per process keeps several instances' telemetry apart. */
-	snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-%d", (int)getpid());
+	/*
+	 * One prefix per listening port keeps instances on different ports apart
+	 * and gives operators a predictable telemetry socket:
+	 * /var/run/dpdk/pigeond-PORT/dpdk_telemetry.v2.
+	 */
+	snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-%u", listen_port(config));
 	argv[argc++] = (char *)argv0;
 	argv[argc++] = lcores;
 	argv[argc++] = prefix;
 	argv[argc++] = "--no-huge";
 	argv[argc++] = "--no-pci";
-	argv[argc++] = "--in-memory";
+	/* --in-memory refuses --no-huge; no shared config keeps instances apart instead. */
+	argv[argc++] = "--no-shconf";
 	argv[argc++] = "-m";
 	argv[argc++] = "256";
 	argv[argc++] = "--log-level=lib.eal:warning";
@@ -54,5 +70,30 @@ eal_start(const struct pa_config *config, const char *argv0)
 		rte_exit(EXIT_FAILURE, "rte_eal_init() failed: %s\n", rte_strerror(rte_errno));
 	if (rte_lcore_count() != config->workers + 1)
 		rte_exit(EXIT_FAILURE, "EAL gave %u lcores, %u workers need %u\n",
-			 rte_lcore_count(), config->workers, config->workers + 1);
+		         rte_lcore_count(), config->workers, config->workers + 1);
+}
+
+void
+eal_stop(void)
+{
+	char dir[512];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s", rte_eal_get_runtime_dir());
+	rte_eal_cleanup();
+	/* Our runtime directory only holds the telemetry sockets: leave nothing behind. */
+	d = opendir(dir);
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[1024];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
 }

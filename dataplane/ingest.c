@@ -12,21 +12,12 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/clock.h"
 #include "core/pa.h"
 #include "dataplane/ingest.h"
 #include "dataplane/worker.h"
 
 #define COMPLETION_BURST 32
-
-static uint64_t
-wall_clock_us(void)
-{
-	struct timespec ts;
-
-	/* CLOCK_REALTIME is served by the vDSO: no system call. */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* Never an open relay: only domains in the running config are accepted. */
 static enum smtp_rcpt_verdict
@@ -45,7 +36,7 @@ host_new_queue_id(void *host, char out[SMTP_QUEUE_ID_MAX])
 {
 	struct ingest_conn *conn = host;
 
-	queue_id_next(&conn->worker->queue_ids, wall_clock_us(), out);
+	queue_id_next(&conn->worker->queue_ids, pa_wall_clock_us(), out);
 }
 
 static void
@@ -56,8 +47,8 @@ host_refused(void *host, int refusal, const char *detail)
 	if (refusal > SMTP_REFUSAL_NONE && refusal < SMTP_REFUSAL_COUNT)
 		conn->worker->counters.refusals[refusal]++;
 	pa_log_notice("refused client=%s reason=%s%s%s", conn->client,
-		      smtp_refusal_name((enum smtp_refusal)refusal), detail ? " detail=" : "",
-		      detail ? detail : "");
+	              smtp_refusal_name((enum smtp_refusal)refusal), detail ? " detail=" : "",
+	              detail ? detail : "");
 }
 
 void
@@ -130,7 +121,7 @@ ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len, size_t *co
 	if (st == SMTP_MESSAGE_READY) {
 		conn->storing = true;
 		conn->spool_msg.msg = smtp_session_message(conn->smtp);
-		conn->spool_msg.arrival_us = wall_clock_us();
+		conn->spool_msg.arrival_us = pa_wall_clock_us();
 		conn->spool_msg.cookie = conn;
 		if (!try_submit(conn)) {
 			conn->submit_pending = true;
@@ -186,7 +177,7 @@ log_accepted(const struct ingest_conn *conn)
 	const struct smtp_message *msg = conn->spool_msg.msg;
 
 	pa_log_info("%s: accepted client=%s from=<%s> nrcpt=%zu size=%zu", msg->queue_id,
-		    conn->client, msg->mail_from, msg->nrcpt, msg->size);
+	            conn->client, msg->mail_from, msg->nrcpt, msg->size);
 }
 
 static void
@@ -203,7 +194,7 @@ complete(struct pa_worker *worker, const struct spool_completion *done)
 	} else {
 		worker->counters.messages_failed++;
 		pa_log_warning("%s: store failed client=%s: answered 451",
-			       conn->spool_msg.msg->queue_id, conn->client);
+		               conn->spool_msg.msg->queue_id, conn->client);
 	}
 	/* After this the message memory belongs to the engine again. */
 	smtp_session_message_done(conn->smtp, done->status);

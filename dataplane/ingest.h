@@ -25,9 +25,9 @@ struct pa_runtime;
 #define INGEST_CLIENT_MAX 64
 
 enum ingest_status {
-	INGEST_READY,	     /* input consumed; wait for more */
-	INGEST_STORING,	     /* a message is with the spool; read nothing until resume */
-	INGEST_CLOSE,	     /* flush the output and close */
+	INGEST_READY,   /* input consumed; wait for more */
+	INGEST_STORING, /* a message is with the spool; read nothing until resume */
+	INGEST_CLOSE,   /* flush the output and close */
 };
 
 struct ingest_conn {
@@ -35,7 +35,7 @@ struct ingest_conn {
 	struct pa_worker *worker;
 	struct pa_runtime *runtime; /* the settings this connection started with */
 	struct spool_message spool_msg;
-	bool storing;	     /* between submit and completion */
+	bool storing;        /* between submit and completion */
 	bool submit_pending; /* on the worker's submit backlog */
 	bool transport_gone; /* the backend closed while storing: free on completion */
 	TAILQ_ENTRY(ingest_conn) backlog_link;
@@ -53,7 +53,7 @@ int ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *
 
 /* Feeds received bytes; *consumed tells how many the engine took. */
 enum ingest_status ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len,
-				size_t *consumed);
+                                size_t *consumed);
 
 /*
  * The backend is done with the connection.  Returns true when the conn may be

@@ -82,8 +82,8 @@ set_sockopt_int(int fd, int level, int name, int value, const char *what)
 static int
 open_listener(const struct pa_config *config)
 {
-	int fd = socket(config->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			0);
+	int fd =
+	    socket(config->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd == -1) {
 		pa_log_err("socket() failed: %s", strerror(errno));
@@ -92,8 +92,7 @@ open_listener(const struct pa_config *config)
 	if (set_sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR") != PA_OK ||
 	    set_sockopt_int(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") != PA_OK)
 		goto fail;
-	if (bind(fd, (const struct sockaddr *)&config->listen_addr, config->listen_addrlen) ==
-	    -1) {
+	if (bind(fd, (const struct sockaddr *)&config->listen_addr, config->listen_addrlen) == -1) {
 		pa_log_err("bind(%s) failed: %s", config->listen, strerror(errno));
 		goto fail;
 	}
@@ -105,6 +104,33 @@ open_listener(const struct pa_config *config)
 fail:
 	close(fd);
 	return -1;
+}
+
+/*
+ * SO_REUSEPORT would let a second pigeond started by mistake share the port
+ * and split the traffic between two spools; a probe bind without it fails
+ * with EADDRINUSE while anyone serves the address.
+ */
+int
+kernel_backend_global_init(const struct pa_config *config)
+{
+	int fd = socket(config->listen_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int rc = PA_OK;
+
+	if (fd == -1) {
+		pa_log_err("socket() failed: %s", strerror(errno));
+		return PA_ERROR;
+	}
+	if (set_sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR") != PA_OK)
+		rc = PA_ERROR;
+	else if (bind(fd, (const struct sockaddr *)&config->listen_addr, config->listen_addrlen) ==
+	         -1) {
+		pa_log_err("bind(%s) failed: %s%s", config->listen, strerror(errno),
+		           errno == EADDRINUSE ? " (is another pigeond serving it?)" : "");
+		rc = PA_ERROR;
+	}
+	close(fd);
+	return rc;
 }
 
 static int
@@ -301,7 +327,7 @@ accept_connections(struct kernel_worker *kw)
 		char addr[INET6_ADDRSTRLEN] = "unknown";
 		struct kconn *c;
 		int fd = accept4(kw->listen_fd, (struct sockaddr *)&sa, &salen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
@@ -311,10 +337,10 @@ accept_connections(struct kernel_worker *kw)
 		}
 		if (sa.ss_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, addr,
-				  sizeof(addr));
+			          sizeof(addr));
 		else if (sa.ss_family == AF_INET6)
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, addr,
-				  sizeof(addr));
+			          sizeof(addr));
 		/* Replies are already batched per input burst; don't let Nagle hold them. */
 		set_sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
 		c = calloc(1, sizeof(*c));
@@ -333,7 +359,7 @@ accept_connections(struct kernel_worker *kw)
 		TAILQ_INSERT_TAIL(&kw->conns, c, link);
 		kw->nconns++;
 		if (epoll_add(kw->epoll_fd, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-			      &c->obj) != PA_OK) {
+		              &c->obj) != PA_OK) {
 			conn_close(c);
 			continue;
 		}
@@ -472,16 +498,17 @@ kernel_backend_run(void *arg)
 			uint64_t now = rte_get_timer_cycles();
 
 			if (stop_deadline == 0) {
-				stop_deadline = now + rte_get_timer_hz() *
-							      worker->runtime->config.shutdown_timeout_s;
+				stop_deadline =
+				    now +
+				    rte_get_timer_hz() * worker->runtime->config.shutdown_timeout_s;
 				begin_stop(kw);
 			}
 			if (kw->nconns == 0 && worker->awaiting_store == 0)
 				break;
 			if (now > stop_deadline && worker->awaiting_store == 0) {
 				pa_log_warning("worker %u: %u connections still open at shutdown "
-					       "timeout; closing them",
-					       worker->id, kw->nconns);
+				               "timeout; closing them",
+				               worker->id, kw->nconns);
 				while (!TAILQ_EMPTY(&kw->conns))
 					conn_close(TAILQ_FIRST(&kw->conns));
 				break;

@@ -9,6 +9,9 @@
 
 struct pa_worker;
 
+/* On the main lcore, once: refuses an address that something else already serves. */
+int kernel_backend_global_init(const struct pa_config *config);
+
 /* On the main lcore, before launch: the worker's listener, epoll set, spool eventfd. */
 int kernel_backend_init(struct pa_worker *worker, const struct pa_config *config);
 

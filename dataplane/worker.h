@@ -27,7 +27,7 @@ struct ingest_conn;
 struct pa_shared {
 	struct spool *spool;
 	struct pa_runtime *runtime; /* current; replaced with __atomic_exchange_n on reload */
-	int stopping;		    /* set once by the main lcore on SIGTERM */
+	int stopping;               /* set once by the main lcore on SIGTERM */
 };
 
 struct pa_worker_counters {
@@ -53,7 +53,7 @@ struct pa_worker {
 	TAILQ_HEAD(, ingest_conn) submit_backlog;
 	unsigned awaiting_store; /* connections with a message in the spool's hands */
 	worker_resume_fn resume; /* the backend's: a stored message was answered */
-	void *backend;		 /* the backend's own per-worker state */
+	void *backend;           /* the backend's own per-worker state */
 	struct pa_worker_counters counters;
 } __rte_cache_aligned;
 
