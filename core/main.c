@@ -57,6 +57,7 @@ usage(FILE *out)
 static void
 parse_options(int argc, char **argv, struct options *opt)
 {
+	char *arg;
 	int ch;
 
 	while ((ch = getopt(argc, argv, "c:o:thV")) != -1) {
@@ -69,8 +70,10 @@ parse_options(int argc, char **argv, struct options *opt)
 				fprintf(stderr, "pigeond: too many -o options\n");
 				exit(2);
 			}
-			if (config_parse_override(optarg, &opt->overrides[opt->noverrides]) !=
-			    PA_OK) {
+			/* A copy: splitting optarg in place would garble /proc/PID/cmdline. */
+			arg = strdup(optarg);
+			if (arg == NULL ||
+			    config_parse_override(arg, &opt->overrides[opt->noverrides]) != PA_OK) {
 				fprintf(stderr, "pigeond: -o '%s' is not key=value\n", optarg);
 				exit(2);
 			}

@@ -53,6 +53,7 @@ struct kconn {
 	size_t in_len;
 	uint8_t *in; /* allocated while the connection has unconsumed input */
 	struct rte_timer timer;
+	uint64_t deadline; /* TSC; the timer may fire earlier and then re-arms */
 	TAILQ_ENTRY(kconn) link;
 };
 
@@ -175,19 +176,34 @@ conn_timeout(struct rte_timer *timer, void *arg)
 {
 	struct kconn *c = arg;
 
-	(void)timer;
+	uint64_t now = rte_get_timer_cycles();
+
+	if (now < c->deadline) {
+		/* There was activity since it was armed: wait out the rest. */
+		rte_timer_reset(timer, c->deadline - now, SINGLE, rte_lcore_id(), conn_timeout, c);
+		return;
+	}
 	if (c->ingest.storing)
 		return; /* the spool answers soon; the store has its own bound */
 	smtp_session_timeout(c->ingest.smtp);
 	conn_process(c);
 }
 
+/*
+ * Moves the deadline on every event but touches the timer list only when the
+ * new deadline is earlier than the armed one (a shorter state timeout) or
+ * nothing is armed: the common case is one TSC read, not a skip-list update.
+ */
 static void
 conn_arm_timer(struct kconn *c)
 {
 	uint64_t ms = smtp_session_timeout_ms(c->ingest.smtp);
+	uint64_t now = rte_get_timer_cycles();
 	uint64_t ticks = rte_get_timer_hz() * ms / 1000;
 
+	c->deadline = now + ticks;
+	if (rte_timer_pending(&c->timer) && c->timer.expire <= c->deadline)
+		return;
 	rte_timer_reset(&c->timer, ticks, SINGLE, rte_lcore_id(), conn_timeout, c);
 }
 
@@ -222,6 +238,7 @@ conn_flush(struct kconn *c)
 static int
 conn_read(struct kconn *c)
 {
+	size_t want;
 	ssize_t n;
 
 	if (c->in == NULL) {
@@ -229,9 +246,16 @@ conn_read(struct kconn *c)
 		if (c->in == NULL)
 			return PA_ERROR;
 	}
-	n = recv(c->fd, c->in + c->in_len, KCONN_INPUT_SIZE - c->in_len, MSG_DONTWAIT);
+	want = KCONN_INPUT_SIZE - c->in_len;
+	n = recv(c->fd, c->in + c->in_len, want, MSG_DONTWAIT);
 	if (n > 0) {
 		c->in_len += (size_t)n;
+		/*
+		 * A short read drained the socket: anything arriving later raises
+		 * a new edge, so the read that would only say EAGAIN is saved.
+		 */
+		if ((size_t)n < want)
+			c->readable = false;
 		return PA_OK;
 	}
 	if (n == 0) {
