@@ -37,6 +37,7 @@ struct config_key {
 	size_t offset;     /* of the field in struct pa_config */
 	size_t size;       /* of that field (strings) */
 	uint64_t min, max; /* for numbers */
+	bool reloadable;   /* SIGHUP may change it; otherwise a change needs a restart */
 };
 
 static int __attribute__((format(printf, 4, 5)))
@@ -155,6 +156,21 @@ parse_log_level(struct pa_config *config, const struct config_key *key, const ch
 	                 value);
 }
 
+static int
+parse_bool(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+           size_t errlen)
+{
+	bool *out = field(config, key);
+
+	if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+		*out = true;
+	else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+		*out = false;
+	else
+		return key_error(key, err, errlen, "'%s' is not true or false", value);
+	return PA_OK;
+}
+
 /* ADDR:PORT, or [IPv6]:PORT. */
 static int
 parse_listen(struct pa_config *config, const struct config_key *key, const char *value, char *err,
@@ -198,6 +214,54 @@ parse_listen(struct pa_config *config, const struct config_key *key, const char 
 		config->listen_addrlen = sizeof(*sin);
 	}
 	snprintf(config->listen, sizeof(config->listen), "%s", value);
+	return PA_OK;
+}
+
+/* ADDR/PREFIX for dpdk.ip; empty means unset (required only with backend=dpdk). */
+static int
+parse_ipv4_prefix(struct pa_config *config, const struct config_key *key, const char *value,
+                  char *err, size_t errlen)
+{
+	char host[INET_ADDRSTRLEN];
+	const char *slash = strchr(value, '/');
+	char *end;
+	unsigned long prefix;
+	struct in_addr a;
+
+	config->dpdk_addr = 0;
+	config->dpdk_prefix = 0;
+	snprintf(config->dpdk_ip, sizeof(config->dpdk_ip), "%s", value);
+	if (value[0] == '\0')
+		return PA_OK;
+	if (slash == NULL || (size_t)(slash - value) >= sizeof(host))
+		return key_error(key, err, errlen, "'%s' is not ADDR/PREFIX", value);
+	memcpy(host, value, (size_t)(slash - value));
+	host[slash - value] = '\0';
+	errno = 0;
+	prefix = strtoul(slash + 1, &end, 10);
+	if (slash[1] == '\0' || *end != '\0' || errno == ERANGE || prefix < 1 || prefix > 32)
+		return key_error(key, err, errlen, "'%s' has no prefix length 1..32", value);
+	if (inet_pton(AF_INET, host, &a) != 1 || a.s_addr == 0)
+		return key_error(key, err, errlen, "'%s' is not an IPv4 address", host);
+	config->dpdk_addr = a.s_addr;
+	config->dpdk_prefix = (unsigned)prefix;
+	return PA_OK;
+}
+
+/* An IPv4 address for dpdk.gateway; empty means none. */
+static int
+parse_ipv4_gateway(struct pa_config *config, const struct config_key *key, const char *value,
+                   char *err, size_t errlen)
+{
+	struct in_addr a;
+
+	config->dpdk_gateway_addr = 0;
+	snprintf(config->dpdk_gateway, sizeof(config->dpdk_gateway), "%s", value);
+	if (value[0] == '\0')
+		return PA_OK;
+	if (inet_pton(AF_INET, value, &a) != 1 || a.s_addr == 0)
+		return key_error(key, err, errlen, "'%s' is not an IPv4 address", value);
+	config->dpdk_gateway_addr = a.s_addr;
 	return PA_OK;
 }
 
@@ -288,25 +352,59 @@ parse_domains(struct pa_config *config, const struct config_key *key, const char
 
 /* Keep docs/configuration.md in step with this table (tests/unit/test_config.c checks). */
 static const struct config_key keys[] = {
-    {"backend", "kernel", parse_backend, 0, 0, 0, 0},
-    {"listen", "127.0.0.1:2525", parse_listen, 0, 0, 0, 0},
-    {"hostname", "", parse_string, OFF(hostname), SZ(hostname), 0, 0},
-    {"workers", "1", parse_unsigned, OFF(workers), 0, 1, 64},
-    {"node_id", "0", parse_unsigned, OFF(node_id), 0, 0, 4095},
-    {"domains", "localhost", parse_domains, 0, 0, 0, 0},
-    {"log.level", "info", parse_log_level, 0, 0, 0, 0},
-    {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0},
-    {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024},
-    {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20},
-    {"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024, 1ULL << 31},
-    {"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000},
-    {"smtp.max_errors", "10", parse_unsigned, OFF(max_errors), 0, 1, 1000},
-    {"smtp.bare_lf", "reject", parse_bare_lf, 0, 0, 0, 0},
-    {"smtp.command_timeout", "300", parse_unsigned, OFF(command_timeout_s), 0, 1, 3600},
-    {"smtp.data_timeout", "180", parse_unsigned, OFF(data_timeout_s), 0, 1, 3600},
-    {"shutdown_timeout", "30", parse_unsigned, OFF(shutdown_timeout_s), 0, 1, 3600},
-    {"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0},
+    {"backend", "kernel", parse_backend, 0, 0, 0, 0, false},
+    {"listen", "127.0.0.1:2525", parse_listen, 0, 0, 0, 0, false},
+    {"hostname", "", parse_string, OFF(hostname), SZ(hostname), 0, 0, true},
+    {"workers", "1", parse_unsigned, OFF(workers), 0, 1, 64, false},
+    {"node_id", "0", parse_unsigned, OFF(node_id), 0, 0, 4095, false},
+    {"domains", "localhost", parse_domains, 0, 0, 0, 0, true},
+    {"log.level", "info", parse_log_level, 0, 0, 0, 0, true},
+    {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0, false},
+    {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024, false},
+    {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20, false},
+    {"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024, 1ULL << 31,
+     true},
+    {"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000, true},
+    {"smtp.max_errors", "10", parse_unsigned, OFF(max_errors), 0, 1, 1000, true},
+    {"smtp.bare_lf", "reject", parse_bare_lf, 0, 0, 0, 0, true},
+    {"smtp.command_timeout", "300", parse_unsigned, OFF(command_timeout_s), 0, 1, 3600, true},
+    {"smtp.data_timeout", "180", parse_unsigned, OFF(data_timeout_s), 0, 1, 3600, true},
+    {"shutdown_timeout", "30", parse_unsigned, OFF(shutdown_timeout_s), 0, 1, 3600, true},
+    {"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0, false},
+    {"dpdk.ip", "", parse_ipv4_prefix, 0, 0, 0, 0, false},
+    {"dpdk.gateway", "", parse_ipv4_gateway, 0, 0, 0, 0, false},
+    {"dpdk.msl", "30000", parse_unsigned, OFF(dpdk_msl_ms), 0, 1, 600000, false},
+    {"dpdk.syn_backlog", "1024", parse_unsigned, OFF(dpdk_syn_backlog), 0, 16, 1 << 20, false},
+    {"dpdk.syn_per_source", "64", parse_unsigned, OFF(dpdk_syn_per_source), 0, 0, 1 << 20, false},
+    {"dpdk.max_conns", "16384", parse_unsigned, OFF(dpdk_max_conns), 0, 16, 1 << 22, false},
+    {"dpdk.conn_mbufs", "64", parse_unsigned, OFF(dpdk_conn_mbufs), 0, 4, 4096, false},
+    {"dpdk.mbufs", "16383", parse_unsigned, OFF(dpdk_mbufs), 0, 1023, 1 << 22, false},
+    {"dpdk.idle_sleep_us", "0", parse_unsigned, OFF(dpdk_idle_sleep_us), 0, 0, 100000, false},
+    {"dpdk.impair", "", parse_string, OFF(dpdk_impair), SZ(dpdk_impair), 0, 0, false},
+    {"directory.file", "", parse_string, OFF(directory_file), SZ(directory_file), 0, 0, false},
+    {"directory.ldap.uri", "", parse_string, OFF(directory_ldap_uri), SZ(directory_ldap_uri), 0, 0,
+     false},
+    {"directory.ldap.bind_dn", "", parse_string, OFF(directory_ldap_bind_dn),
+     SZ(directory_ldap_bind_dn), 0, 0, false},
+    {"directory.ldap.bind_password_file", "", parse_string, OFF(directory_ldap_bind_password_file),
+     SZ(directory_ldap_bind_password_file), 0, 0, false},
+    {"directory.ldap.base", "", parse_string, OFF(directory_ldap_base), SZ(directory_ldap_base), 0,
+     0, false},
+    {"directory.ldap.filter", "(objectClass=inetOrgPerson)", parse_string,
+     OFF(directory_ldap_filter), SZ(directory_ldap_filter), 0, 0, false},
+    {"directory.ldap.mail_attr", "mail", parse_string, OFF(directory_ldap_mail_attr),
+     SZ(directory_ldap_mail_attr), 0, 0, false},
+    {"directory.ldap.alias_attr", "mailAlternateAddress", parse_string,
+     OFF(directory_ldap_alias_attr), SZ(directory_ldap_alias_attr), 0, 0, false},
+    {"directory.ldap.host_attr", "mailHost", parse_string, OFF(directory_ldap_host_attr),
+     SZ(directory_ldap_host_attr), 0, 0, false},
+    {"directory.refresh", "300", parse_unsigned, OFF(directory_refresh_s), 0, 1, 86400, false},
+    {"directory.max_age", "86400", parse_unsigned, OFF(directory_max_age_s), 0, 2, 2592000, false},
+    {"directory.case_sensitive_local", "false", parse_bool, OFF(directory_case_sensitive_local), 0,
+     0, 0, false},
 };
+
+_Static_assert(pa_array_size(keys) <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
 
 static const struct config_key *
 find_key(const char *name)
@@ -448,6 +546,8 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 		value = rte_cfgfile_get_entry(cfg, section, entry);
 		if (value == NULL)
 			value = keys[i].default_value;
+		/* Kept as given, so that a reload can tell which keys changed. */
+		snprintf(config->raw[i], sizeof(config->raw[i]), "%s", value);
 		if (keys[i].parse(config, &keys[i], value, err, errlen) != PA_OK)
 			return PA_ERROR;
 	}
@@ -456,6 +556,10 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 	if ((config->spool_ring_size & (config->spool_ring_size - 1)) != 0) {
 		snprintf(err, errlen, "config key 'spool.ring_size': %u is not a power of 2",
 		         config->spool_ring_size);
+		return PA_ERROR;
+	}
+	if (config->backend == PA_BACKEND_DPDK && config->dpdk_addr == 0) {
+		snprintf(err, errlen, "config key 'dpdk.ip': required with backend=dpdk");
 		return PA_ERROR;
 	}
 	if (config->ndomains == 0)
@@ -530,21 +634,8 @@ config_domain_served(const struct pa_config *config, const char *domain)
 const char *
 config_restart_needed(const struct pa_config *running, const struct pa_config *next)
 {
-	if (running->backend != next->backend)
-		return "backend";
-	if (strcmp(running->listen, next->listen) != 0)
-		return "listen";
-	if (running->workers != next->workers)
-		return "workers";
-	if (running->node_id != next->node_id)
-		return "node_id";
-	if (strcmp(running->spool_dir, next->spool_dir) != 0)
-		return "spool.dir";
-	if (running->spool_shards != next->spool_shards)
-		return "spool.shards";
-	if (running->spool_ring_size != next->spool_ring_size)
-		return "spool.ring_size";
-	if (strcmp(running->dpdk_eal, next->dpdk_eal) != 0)
-		return "dpdk.eal";
+	for (size_t i = 0; i < pa_array_size(keys); i++)
+		if (!keys[i].reloadable && strcmp(running->raw[i], next->raw[i]) != 0)
+			return keys[i].name;
 	return NULL;
 }

@@ -20,6 +20,8 @@
 
 #define CONFIG_ERR_MAX 512
 #define CONFIG_OVERRIDES_MAX 64
+#define CONFIG_KEYS_MAX 64
+#define CONFIG_VALUE_MAX 256 /* rte_cfgfile's CFG_VALUE_LEN */
 
 enum pa_backend {
 	PA_BACKEND_KERNEL,
@@ -27,6 +29,7 @@ enum pa_backend {
 };
 
 struct pa_config {
+	char raw[CONFIG_KEYS_MAX][CONFIG_VALUE_MAX]; /* each key's value as given, by table order */
 	enum pa_backend backend;
 	char listen[128];
 	struct sockaddr_storage listen_addr;
@@ -48,6 +51,33 @@ struct pa_config {
 	unsigned shutdown_timeout_s;
 	int log_level; /* enum pa_log_level */
 	char dpdk_eal[256];
+	/* the DPDK dataplane (docs/dataplane.md); addresses in network order */
+	char dpdk_ip[32]; /* ADDR/PREFIX as given */
+	uint32_t dpdk_addr;
+	unsigned dpdk_prefix;
+	char dpdk_gateway[32];
+	uint32_t dpdk_gateway_addr; /* 0: none */
+	unsigned dpdk_msl_ms;       /* never 0 */
+	unsigned dpdk_syn_backlog;
+	unsigned dpdk_syn_per_source; /* 0: no limit */
+	unsigned dpdk_max_conns;      /* per worker */
+	unsigned dpdk_conn_mbufs;     /* receive mbufs one connection may hold */
+	unsigned dpdk_mbufs;
+	unsigned dpdk_idle_sleep_us;
+	char dpdk_impair[128]; /* tests only */
+	/* recipient directory (directory/directory.h); no file and no URI: `domains` only */
+	char directory_file[1024];
+	char directory_ldap_uri[256];
+	char directory_ldap_bind_dn[256];
+	char directory_ldap_bind_password_file[1024];
+	char directory_ldap_base[256];
+	char directory_ldap_filter[256];
+	char directory_ldap_mail_attr[64];
+	char directory_ldap_alias_attr[64];
+	char directory_ldap_host_attr[64];
+	unsigned directory_refresh_s;
+	unsigned directory_max_age_s;
+	bool directory_case_sensitive_local;
 };
 
 struct config_override {

@@ -33,9 +33,11 @@
 #include "dataplane/ingest.h"
 #include "dataplane/backend.h"
 #include "dataplane/worker.h"
+#include "directory/directory.h"
 #include "spool/spool.h"
 
 #define RELOAD_ACK_WAIT_MS 5000
+#define DIRECTORY_FIRST_LOAD_WAIT_MS 10000
 
 struct options {
 	const char *config_path;
@@ -97,6 +99,27 @@ parse_options(int argc, char **argv, struct options *opt)
 		usage(stderr);
 		exit(2);
 	}
+}
+
+/* The directory's refresh thread logs through pigeond's log. */
+static void
+directory_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	pa_log((enum pa_log_level)level, "%s", msg);
+}
+
+/* NULL when neither directory.file nor directory.ldap.uri is set. */
+static int
+create_directory(struct pa_shared *shared, const struct pa_config *config, char *err, size_t errlen)
+{
+	struct directory_config dc;
+
+	directory_config_from(&dc, config);
+	dc.log = directory_log;
+	if (!directory_config_enabled(&dc))
+		return PA_OK;
+	return directory_create(&shared->directory, &dc, config->workers, err, errlen);
 }
 
 /* Signals are taken synchronously through a signalfd on the main lcore only. */
@@ -191,6 +214,9 @@ reload(struct pa_shared *shared, struct pa_worker **workers, const struct option
 	}
 	pa_log_set_level(next->config.log_level);
 	runtime_unref(old);
+	/* An operator who sends SIGHUP after editing the directory expects it read now. */
+	if (shared->directory != NULL)
+		directory_refresh_now(shared->directory);
 	pa_log_notice("reloaded configuration (generation %llu)",
 	              (unsigned long long)next->generation);
 }
@@ -237,8 +263,15 @@ main(int argc, char **argv)
 		pa_log_err("%s", err);
 		return 2;
 	}
+	/* Created (validated, strings copied) now so that -t and exit 2 cover it. */
+	if (create_directory(&shared, &config, err, sizeof(err)) != PA_OK) {
+		pa_log_err("%s", err);
+		config_free(&config);
+		return 2;
+	}
 	if (opt.check_only) {
 		printf("pigeond: configuration ok\n");
+		directory_destroy(shared.directory);
 		config_free(&config);
 		return 0;
 	}
@@ -266,6 +299,16 @@ main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
 	if (spool_open(&shared.spool, &spool_config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
+	if (shared.directory != NULL) {
+		int rc = directory_start(shared.directory, DIRECTORY_FIRST_LOAD_WAIT_MS, err,
+		                         sizeof(err));
+
+		if (rc == PA_ERROR)
+			rte_exit(EXIT_FAILURE, "directory: %s\n", err);
+		if (rc == PA_AGAIN)
+			pa_log_warning("directory: no snapshot yet: RCPT answers 451 until a load "
+			               "succeeds");
+	}
 
 	workers = start_workers(&shared, &shared.runtime->config, backend);
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
@@ -275,6 +318,9 @@ main(int argc, char **argv)
 	wait_for_signals(sigfd, &shared, workers, &opt);
 	__atomic_store_n(&shared.stopping, 1, __ATOMIC_RELEASE);
 	rte_eal_mp_wait_lcore();
+	/* No worker looks anything up any more. */
+	directory_destroy(shared.directory);
+	shared.directory = NULL;
 	if (backend->global_fini != NULL)
 		backend->global_fini();
 	spool_close(shared.spool);

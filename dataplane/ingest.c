@@ -16,19 +16,73 @@
 #include "core/pa.h"
 #include "dataplane/ingest.h"
 #include "dataplane/worker.h"
+#include "directory/directory.h"
 
 #define COMPLETION_BURST 32
 
-/* Never an open relay: only domains in the running config are accepted. */
+/*
+ * Never an open relay.  Without a directory only the domains of the running
+ * config are accepted.  With one, its in-memory snapshot decides (no lock, no
+ * network): a domain it does not know is served only if `domains` lists it,
+ * and then has no such user; while the directory has no trustworthy snapshot
+ * every recipient gets 451, so that nothing is refused wrongly.
+ */
 static enum smtp_rcpt_verdict
 host_rcpt_check(void *host, const char *addr)
 {
 	struct ingest_conn *conn = host;
+	struct directory *dir = conn->worker->shared->directory;
 	const char *at = strrchr(addr, '@');
 
-	if (at == NULL || !config_domain_served(&conn->runtime->config, at + 1))
+	if (at == NULL)
 		return SMTP_RCPT_RELAY_DENIED;
-	return SMTP_RCPT_ACCEPT;
+	if (dir == NULL) {
+		if (!config_domain_served(&conn->runtime->config, at + 1))
+			return SMTP_RCPT_RELAY_DENIED;
+		return SMTP_RCPT_ACCEPT;
+	}
+	switch (directory_lookup(dir, conn->worker->id, addr, NULL)) {
+	case DIR_MAILBOX:
+	case DIR_ALIAS:
+	case DIR_CATCH_ALL:
+		return SMTP_RCPT_ACCEPT;
+	case DIR_UNKNOWN_USER:
+		return SMTP_RCPT_UNKNOWN_USER;
+	case DIR_UNKNOWN_DOMAIN:
+		if (!config_domain_served(&conn->runtime->config, at + 1))
+			return SMTP_RCPT_RELAY_DENIED;
+		return SMTP_RCPT_UNKNOWN_USER;
+	case DIR_UNAVAILABLE:
+	default:
+		return SMTP_RCPT_TEMPFAIL;
+	}
+}
+
+/*
+ * A recipient the directory knows is stored as its canonical mailbox: an
+ * alias as the mailbox it names, so one mailbox always lands in one shard,
+ * and a mailbox in the directory's spelling, so that equal recipients compare
+ * equal byte for byte.  Catch-all addresses stay as the client wrote them.
+ */
+static bool
+host_rewrite_rcpt(void *host, const char *addr, char *out, size_t outlen)
+{
+	struct ingest_conn *conn = host;
+	struct directory *dir = conn->worker->shared->directory;
+	struct dir_answer answer;
+	enum dir_status st;
+	size_t n;
+
+	if (dir == NULL)
+		return false;
+	st = directory_lookup(dir, conn->worker->id, addr, &answer);
+	if (st != DIR_ALIAS && st != DIR_MAILBOX)
+		return false;
+	n = strlen(answer.canonical);
+	if (n >= outlen || strcmp(answer.canonical, addr) == 0)
+		return false;
+	memcpy(out, answer.canonical, n + 1);
+	return true;
 }
 
 static void
@@ -57,6 +111,7 @@ ingest_bind_callbacks(struct smtp_config *smtp)
 	smtp->rcpt_check = host_rcpt_check;
 	smtp->new_queue_id = host_new_queue_id;
 	smtp->refused = host_refused;
+	smtp->rewrite_rcpt = host_rewrite_rcpt;
 	smtp->now = NULL;
 }
 

@@ -22,12 +22,15 @@
 
 struct spool;
 struct ingest_conn;
+struct directory;
 
 /* The objects every worker and the main lcore share. */
 struct pa_shared {
 	struct spool *spool;
 	struct pa_runtime *runtime; /* current; replaced with __atomic_exchange_n on reload */
-	int stopping;               /* set once by the main lcore on SIGTERM */
+	int stopping;		    /* set once by the main lcore on SIGTERM */
+	/* The recipient directory; NULL when none is configured: `domains` alone decides. */
+	struct directory *directory;
 };
 
 struct pa_worker_counters {

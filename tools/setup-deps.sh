@@ -10,6 +10,7 @@ PACKAGES="
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
   libcmocka-dev python3 python3-pytest
   swaks postfix
+  slapd ldap-utils libldap-dev
   iproute2 procps
 "
 
@@ -34,5 +35,8 @@ fi
 # themselves), never the machine's MTA: "No configuration" keeps it from
 # asking questions or starting.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# slapd likewise is only a test peer, started by the directory tests with their own
+# configuration and database: no site directory is created, none is started.
+echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
