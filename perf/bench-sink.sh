@@ -3,17 +3,20 @@
 # smtp-sink (stores nothing), both driven by smtp-source over loopback with
 # the same messages, in the same run, on different free ports.
 #
-#   perf/bench-sink.sh [-m MESSAGES] [-l BYTES] [-s SESSIONS] [-r RCPTS]
+#   perf/bench-sink.sh [-m MESSAGES] [-n ROUNDS] [-l BYTES] [-s SESSIONS] [-r RCPTS]
 #                      [-w WORKERS] [-S SHARDS] [-b BUILD_DIR] [-k]
 #
-# Defaults: 20000 messages of 4096 bytes, 1 recipient, 50 parallel sessions,
-# each session reusing its connection (smtp-source -d), pigeond with 1 worker
-# and 4 spool shards.  -k keeps the temp directory (spool, logs).
-# Prints messages/s for each server and the ratio pigeond / smtp-sink.
+# Defaults: 3 rounds of 20000 messages of 4096 bytes, 1 recipient, 50 parallel
+# sessions, each session reusing its connection (smtp-source -d), pigeond with
+# 1 worker and 4 spool shards.  Rounds alternate between the two servers.
+# -k keeps the temp directory (spool, logs).  Prints, per round and as
+# medians, messages/s and CPU seconds per 1000 messages of each server
+# process (all its threads), and the ratio pigeond / smtp-sink.
 # Needs /usr/sbin/smtp-source and /usr/sbin/smtp-sink (Debian package postfix).
 set -euo pipefail
 
 MESSAGES=20000
+ROUNDS=3
 SIZE=4096
 SESSIONS=50
 RCPTS=1
@@ -26,10 +29,11 @@ SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
 TIMEOUT=600 # per smtp-source run, seconds
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "m:l:s:r:w:S:b:kh" opt; do
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while getopts "m:n:l:s:r:w:S:b:kh" opt; do
 	case $opt in
 	m) MESSAGES=$OPTARG ;;
+	n) ROUNDS=$OPTARG ;;
 	l) SIZE=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
 	r) RCPTS=$OPTARG ;;
@@ -77,22 +81,32 @@ wait_listening() { # port timeout-seconds
 	return 1
 }
 
-# smtp-source messages/s: wall time of the whole run
-drive() { # port label
-	local t0 t1 rc
+# CPU seconds a process (all its threads) has used so far.
+cpu_secs() { # pid
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+# One smtp-source run: prints "seconds msgs/s server-cpu-seconds-per-1000-messages".
+drive() { # port label server-pid
+	local t0 t1 c0 c1 rc
+	c0=$(cpu_secs "$3")
 	t0=$(date +%s.%N)
 	rc=0
 	timeout "$TIMEOUT" "$SMTP_SOURCE" -d -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -r "$RCPTS" \
 		-M bench.example.org -f sender@example.org -t rcpt@example.com \
 		"127.0.0.1:$1" >"$TMP/$2.source.out" 2>&1 || rc=$?
 	t1=$(date +%s.%N)
+	c1=$(cpu_secs "$3")
 	if [ "$rc" != 0 ]; then
 		echo "bench-sink: smtp-source against $2 failed (exit $rc):" >&2
 		tail -5 "$TMP/$2.source.out" >&2
 		exit 1
 	fi
-	echo "$t0 $t1" | awk -v n="$MESSAGES" '{ printf "%.3f %.0f\n", $2 - $1, n / ($2 - $1) }'
+	echo "$t0 $t1 $c0 $c1" | awk -v n="$MESSAGES" \
+		'{ printf "%.3f %.0f %.3f\n", $2 - $1, n / ($2 - $1), ($4 - $3) * 1000 / n }'
 }
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # ---- smtp-sink
 SINK_PORT=$(free_port)
@@ -129,16 +143,27 @@ grep -q "ready listen=127.0.0.1:$PIGEON_PORT" "$TMP/pigeond.log" ||
 echo "messages=$MESSAGES size=$SIZE sessions=$SESSIONS rcpts=$RCPTS (connection reuse)" \
 	"pigeond workers=$WORKERS shards=$SHARDS; $(nproc) CPUs"
 
-res=$(drive "$SINK_PORT" smtp-sink)
-read -r sink_secs sink_rate <<<"$res"
-printf '%-10s %8d msg/s  (%s s)\n' smtp-sink "$sink_rate" "$sink_secs"
-res=$(drive "$PIGEON_PORT" pigeond)
-read -r pig_secs pig_rate <<<"$res"
-printf '%-10s %8d msg/s  (%s s)\n' pigeond "$pig_rate" "$pig_secs"
+# Rounds alternate between the servers so that a noisy neighbour hurts both alike.
+: >"$TMP/sink.rates"
+: >"$TMP/pigeond.rates"
+for round in $(seq "$ROUNDS"); do
+	read -r secs rate cpu <<<"$(drive "$SINK_PORT" smtp-sink "$SINK_PID")"
+	printf 'round %d  %-10s %8d msg/s  %6.3f CPU s/1000 msgs  (%s s)\n' "$round" smtp-sink "$rate" "$cpu" "$secs"
+	echo "$rate $cpu" >>"$TMP/sink.rates"
+	read -r secs rate cpu <<<"$(drive "$PIGEON_PORT" pigeond "$PIGEOND_PID")"
+	printf 'round %d  %-10s %8d msg/s  %6.3f CPU s/1000 msgs  (%s s)\n' "$round" pigeond "$rate" "$cpu" "$secs"
+	echo "$rate $cpu" >>"$TMP/pigeond.rates"
+done
 
 accepted=$(grep -c ': accepted ' "$TMP/pigeond.log" || true)
-if [ "$accepted" != "$MESSAGES" ]; then
-	echo "bench-sink: pigeond logged $accepted accepted messages, expected $MESSAGES" >&2
+if [ "$accepted" != $((MESSAGES * ROUNDS)) ]; then
+	echo "bench-sink: pigeond logged $accepted accepted messages, expected $((MESSAGES * ROUNDS))" >&2
 	exit 1
 fi
-awk -v p="$pig_rate" -v s="$sink_rate" 'BEGIN { printf "ratio pigeond/smtp-sink: %.3f\n", p / s }'
+sink_rate=$(cut -d' ' -f1 "$TMP/sink.rates" | median)
+pig_rate=$(cut -d' ' -f1 "$TMP/pigeond.rates" | median)
+sink_cpu=$(cut -d' ' -f2 "$TMP/sink.rates" | median)
+pig_cpu=$(cut -d' ' -f2 "$TMP/pigeond.rates" | median)
+printf 'median     smtp-sink %d msg/s, %.3f CPU s/1000 msgs; pigeond %d msg/s, %.3f CPU s/1000 msgs\n' \
+	"$sink_rate" "$sink_cpu" "$pig_rate" "$pig_cpu"
+awk -v p="$pig_rate" -v s="$sink_rate" 'BEGIN { printf "ratio pigeond/smtp-sink (msg/s): %.3f\n", p / s }'
