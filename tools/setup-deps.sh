@@ -38,5 +38,14 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 # slapd likewise is only a test peer, started by the directory tests with their own
 # configuration and database: no site directory is created, none is started.
 echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+# Servers among the packages (postfix, slapd, dovecot, prometheus) are test
+# peers that the tests start with their own configuration: keep the packages'
+# maintainer scripts from starting system-wide instances of them.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+	$SUDO chmod 755 "$policy"
+	trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
