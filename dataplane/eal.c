@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,14 +52,38 @@ eal_start(const struct pa_config *config, const char *argv0)
 	 */
 	snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-%u", listen_port(config));
 	argv[argc++] = (char *)argv0;
-	argv[argc++] = lcores;
-	argv[argc++] = prefix;
-	argv[argc++] = "--no-huge";
-	argv[argc++] = "--no-pci";
-	/* --in-memory refuses --no-huge; no shared config keeps instances apart instead. */
-	argv[argc++] = "--no-shconf";
-	argv[argc++] = "-m";
-	argv[argc++] = "256";
+	if (config->backend == PA_BACKEND_DPDK) {
+		/*
+		 * The DPDK backend takes devices, memory and hugepage use from
+		 * dpdk.eal (a NIC, or --no-huge --vdev=net_tap0,...): nothing is
+		 * forced but the lcores and, unless dpdk.eal names its own
+		 * --file-prefix or --in-memory, a per-process prefix with no
+		 * shared config, so instances in different network namespaces
+		 * never meet in /var/run/dpdk.
+		 */
+		bool own_prefix = strstr(config->dpdk_eal, "--file-prefix") != NULL;
+		bool in_memory = strstr(config->dpdk_eal, "--in-memory") != NULL;
+
+		if (strstr(config->dpdk_eal, "--lcores") == NULL &&
+		    strstr(config->dpdk_eal, "-l ") == NULL)
+			argv[argc++] = lcores;
+		if (!own_prefix) {
+			snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-dpdk-%d",
+			         (int)getpid());
+			argv[argc++] = prefix;
+			if (!in_memory)
+				argv[argc++] = "--no-shconf";
+		}
+	} else {
+		argv[argc++] = lcores;
+		argv[argc++] = prefix;
+		argv[argc++] = "--no-huge";
+		argv[argc++] = "--no-pci";
+		/* --in-memory refuses --no-huge; no shared config keeps instances apart instead. */
+		argv[argc++] = "--no-shconf";
+		argv[argc++] = "-m";
+		argv[argc++] = "256";
+	}
 	argv[argc++] = "--log-level=lib.eal:warning";
 	snprintf(extra, sizeof(extra), "%s", config->dpdk_eal);
 	for (char *tok = strtok_r(extra, " \t", &save); tok && argc < EAL_ARGS_MAX - 1;

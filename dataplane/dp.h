@@ -1,0 +1,210 @@
+/*
+ * dp.h: the DPDK dataplane's per-lcore structure, its shared objects and its
+ * counters.
+ *
+ * Each worker lcore owns one struct dp_worker (cache aligned, hung off
+ * pa_worker->backend): its RX/TX queue pair, its TX burst, its timer wheel,
+ * its TCB hash and its connection, SYN-queue and TIME_WAIT pools.  Nothing in
+ * it is written by another lcore.  What workers share is struct dp_shared:
+ * read-only after start-up except the neighbour table (an rte_hash with
+ * lock-free readers and several writers) and the steering rings (MP/SC).
+ */
+#ifndef PA_DP_H
+#define PA_DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <rte_common.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/dp_impair.h"
+#include "dataplane/tcp_isn.h"
+#include "dataplane/tcp_timer.h"
+
+#define DP_BURST 32
+#define DP_MAX_WORKERS 64
+#define DP_ARP_PENDING 16
+
+struct pa_worker;
+struct pa_config;
+struct rte_hash;
+struct rte_ring;
+struct rte_mempool;
+
+/* Every packet the stack drops is counted under one of these. */
+enum dp_drop {
+	DP_DROP_ETH_SHORT,
+	DP_DROP_ETH_TYPE,
+	DP_DROP_ETH_DST,
+	DP_DROP_ARP_BAD,
+	DP_DROP_ARP_NOT_US,
+	DP_DROP_IP_BAD_HDR,
+	DP_DROP_IP_BAD_CKSUM,
+	DP_DROP_IP_NOT_US,
+	DP_DROP_IP_FRAGMENT,
+	DP_DROP_IP_PROTO,
+	DP_DROP_ICMP_BAD,
+	DP_DROP_ICMP_TYPE,
+	DP_DROP_TCP_BAD_HDR,
+	DP_DROP_TCP_BAD_CKSUM,
+	DP_DROP_TCP_CLOSED_PORT, /* answered with RST */
+	DP_DROP_TCP_OUT_OF_WINDOW,
+	DP_DROP_TCP_RST_OUT_OF_WINDOW,
+	DP_DROP_TCP_PAWS,
+	DP_DROP_TCP_BAD_ACK,
+	DP_DROP_TCP_NO_ACK,
+	DP_DROP_TCP_RCV_FULL, /* the connection's mbuf cap */
+	DP_DROP_TCP_STATE,
+	DP_DROP_SYN_CONN_LIMIT,
+	DP_DROP_COOKIE_BAD,
+	DP_DROP_NO_ROUTE,
+	DP_DROP_NO_NEIGHBOUR,
+	DP_DROP_TX_FULL,
+	DP_DROP_NO_MBUF,
+	DP_DROP_STEER_FULL,
+	DP_DROP_IMPAIR, /* dpdk.impair, tests only */
+	DP_DROP_COUNT
+};
+
+const char *dp_drop_name(enum dp_drop reason);
+
+struct dp_counters {
+	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
+	uint64_t drops[DP_DROP_COUNT];
+	uint64_t steered_out, steered_in;
+	uint64_t arp_requests_in, arp_replies_out, arp_requests_out, icmp_echo;
+	uint64_t conns_opened, conns_closed, conns_reset, conns_time_wait;
+	uint64_t time_wait_overflows; /* closed without TIME_WAIT: every entry in use */
+	uint64_t retransmits, rto_expiries, fast_retransmits, zero_window_probes;
+	uint64_t syn_per_source_cookies; /* cookies because one source held its share */
+	uint64_t syns_in, synack_retransmits, syn_queue_overflows, cookies_sent, cookies_accepted;
+	uint64_t challenge_acks, rst_sent, ooo_segments;
+};
+
+struct dp_shared {
+	uint16_t port;
+	struct rte_ether_addr mac;
+	uint32_t ip, mask, gateway; /* network order; gateway 0: none */
+	uint16_t listen_port;       /* network order */
+	uint16_t mtu;
+	unsigned nworkers;
+	bool tx_ip_cksum, tx_tcp_cksum; /* the port computes them */
+	struct rte_mempool *pool;
+	struct rte_ring *steer[DP_MAX_WORKERS]; /* to worker i, from any worker */
+	struct rte_hash *neigh;                 /* IPv4 -> MAC packed in the data word */
+	struct tcp_secret secret;
+	/* settings from dpdk.* keys */
+	uint32_t msl_ms;
+	unsigned syn_backlog, syn_per_source, max_conns, conn_mbufs, idle_sleep_us;
+	struct dp_impair_conf impair;
+	struct dp_worker *workers[DP_MAX_WORKERS];
+	uint64_t tsc_per_ms;
+};
+
+struct dp_arp_pending {
+	uint32_t ip;
+	uint8_t tries;
+	uint64_t next_ms;
+};
+
+struct dp_conn;
+struct tcp_syn;
+struct tcp_tw;
+
+struct dp_worker {
+	struct pa_worker *worker;
+	struct dp_shared *sh;
+	unsigned id;
+	uint16_t queue;
+	unsigned ntx;
+	struct rte_mbuf *tx[DP_BURST];
+	uint64_t now_ms;
+	struct tcp_wheel *wheel;
+	struct rte_hash *tcbs;    /* struct tcp_key -> tagged pointer (tcp.h) */
+	struct rte_hash *syn_src; /* source address -> SYN-queue entries from it */
+	/*
+	 * Pools: calloc'ed arrays handed out in order (conns_used...), then
+	 * through free lists; an entry never used is never touched, so unused
+	 * capacity costs no resident memory.
+	 */
+	struct dp_conn *conns;
+	SLIST_HEAD(, dp_conn) conn_free;
+	unsigned nconns, conns_used;
+	struct tcp_syn *syns;
+	SLIST_HEAD(, tcp_syn) syn_free;
+	unsigned nsyns, syns_used;
+	struct tcp_tw *tws;
+	SLIST_HEAD(, tcp_tw) tw_free;
+	unsigned ntws, max_tws, tws_used;
+	TAILQ_HEAD(, dp_conn) out_pending; /* to run tcp_output() on before the TX flush */
+	TAILQ_HEAD(, dp_conn) live;        /* every connection with an SMTP session */
+	struct dp_arp_pending arp[DP_ARP_PENDING];
+	uint64_t last_cookie_s; /* when the last cookie was sent: accept cookie ACKs */
+	struct dp_impair_queue *imp_rx, *imp_tx; /* dpdk.impair only */
+	uint64_t rng;
+	struct dp_counters c;
+} __rte_cache_aligned;
+
+static inline void
+dp_drop(struct dp_worker *dw, struct rte_mbuf *m, enum dp_drop reason)
+{
+	dw->c.drops[reason]++;
+	rte_pktmbuf_free(m);
+}
+
+/* Private area of every mbuf in the pool: links for the receive queues. */
+struct dp_mbuf_priv {
+	struct rte_mbuf *next;
+	uint32_t seq;
+	uint8_t fin;
+	uint8_t pad[3];
+};
+#define DP_MBUF_PRIV_SIZE RTE_ALIGN(sizeof(struct dp_mbuf_priv), RTE_MBUF_PRIV_ALIGN)
+
+static inline struct dp_mbuf_priv *
+dp_priv(struct rte_mbuf *m)
+{
+	return (struct dp_mbuf_priv *)rte_mbuf_to_priv(m);
+}
+
+/* net_eth.c */
+void net_eth_input(struct dp_worker *dw, struct rte_mbuf *m, bool steered);
+/* Sends an IPv4 packet whose IP header is filled in: resolves the next hop, queues for TX. */
+void net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst);
+void net_eth_tx_flush(struct dp_worker *dw);
+/* Frames whose dpdk.impair delay is over: received ones processed, sent ones sent. */
+void net_eth_impair_release(struct dp_worker *dw);
+/* The worker that owns a TCP flow (software RSS): symmetric in the two ends. */
+unsigned net_flow_owner(const struct dp_shared *sh, uint32_t a, uint16_t ap, uint32_t b,
+                        uint16_t bp);
+/* A local port in [lo, hi] for an active open to (raddr, rport) whose flow this worker owns. */
+int net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t laddr, uint32_t raddr,
+                        uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start);
+
+/* net_arp.c */
+int net_arp_create(struct dp_shared *sh);
+void net_arp_input(struct dp_worker *dw, struct rte_mbuf *m);
+/* Looks the MAC up; false (and an ARP request, rate-limited) when not known yet. */
+bool net_arp_resolve(struct dp_worker *dw, uint32_t ip, struct rte_ether_addr *mac);
+void net_arp_tick(struct dp_worker *dw);
+
+/* net_ipv4.c */
+void net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m);
+/* Fills the IPv4 header in front of l4_len octets of TCP; checksums by the port or here. */
+void net_ipv4_output_tcp(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst,
+                         uint16_t l4_len);
+
+static inline struct rte_mbuf *
+dp_alloc(struct dp_worker *dw)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(dw->sh->pool);
+
+	if (m == NULL)
+		dw->c.drops[DP_DROP_NO_MBUF]++;
+	return m;
+}
+
+#endif

@@ -1,0 +1,565 @@
+/*
+ * dpdk_backend.c: the poll-mode worker loop, and TCP bound to the SMTP engine.
+ *
+ * Each worker lcore polls its RX queue and its steering ring in bursts of
+ * DP_BURST, runs the stack, runs tcp_output() once per burst for every
+ * connection that has something to send (so an ACK rides with the reply),
+ * polls the spool's completions, advances its timer wheel and flushes its TX
+ * burst.  Nothing in the loop blocks or makes a system call in steady state
+ * (a PMD may: net_tap reads a file descriptor), except the optional idle
+ * sleep of dpdk.idle_sleep_us for machines shared with other work.
+ *
+ * Binding to the engine (the same contract as kernel_backend.c): ingest_open
+ * once the handshake completes; ingest_input with in-order bytes straight
+ * from the mbufs; ingest_output() (the engine's replies, or TLS ciphertext after
+ * STARTTLS) is the TCP send buffer, released (ingest_output_consumed) only as
+ * it is acknowledged; the FIN follows
+ * the last reply once the engine closes or the peer has closed and all its
+ * input is consumed; ingest_close when TCP is done with the connection, and a
+ * connection whose message is with the spool is freed only by the resume hook.
+ */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_ring.h>
+
+#include "core/log.h"
+#include "core/pa.h"
+#include "dataplane/dpdk_backend.h"
+#include "dataplane/ingest.h"
+#include "dataplane/tcp.h"
+#include "dataplane/worker.h"
+
+#define IDLE_POLLS_BEFORE_SLEEP 256
+
+struct dp_conn {
+	struct tcb tcb;
+	struct ingest_conn ingest;
+	struct dp_worker *dw;
+	struct tcp_timer app_timer; /* the engine's command/data timeout */
+	TAILQ_ENTRY(dp_conn) out_link;
+	union {
+		TAILQ_ENTRY(dp_conn) live_link;
+		SLIST_ENTRY(dp_conn) free_link;
+	};
+	bool in_out;      /* on dw->out_pending */
+	bool app_open;    /* ingest_open() done, ingest_close() not yet */
+	bool held;        /* ingest_close() said the spool still holds its message */
+	bool tcp_gone;    /* TCP is done with the TCB (closed or in TIME_WAIT) */
+	bool app_closing; /* the engine ended the session */
+};
+
+static const char *const drop_names[DP_DROP_COUNT] = {
+    [DP_DROP_ETH_SHORT] = "eth_short",
+    [DP_DROP_ETH_TYPE] = "eth_type",
+    [DP_DROP_ETH_DST] = "eth_dst",
+    [DP_DROP_ARP_BAD] = "arp_bad",
+    [DP_DROP_ARP_NOT_US] = "arp_not_us",
+    [DP_DROP_IP_BAD_HDR] = "ip_bad_header",
+    [DP_DROP_IP_BAD_CKSUM] = "ip_bad_checksum",
+    [DP_DROP_IP_NOT_US] = "ip_not_us",
+    [DP_DROP_IP_FRAGMENT] = "ip_fragment",
+    [DP_DROP_IP_PROTO] = "ip_protocol",
+    [DP_DROP_ICMP_BAD] = "icmp_bad",
+    [DP_DROP_ICMP_TYPE] = "icmp_type",
+    [DP_DROP_TCP_BAD_HDR] = "tcp_bad_header",
+    [DP_DROP_TCP_BAD_CKSUM] = "tcp_bad_checksum",
+    [DP_DROP_TCP_CLOSED_PORT] = "tcp_closed_port",
+    [DP_DROP_TCP_OUT_OF_WINDOW] = "tcp_out_of_window",
+    [DP_DROP_TCP_RST_OUT_OF_WINDOW] = "tcp_rst_out_of_window",
+    [DP_DROP_TCP_PAWS] = "tcp_paws",
+    [DP_DROP_TCP_BAD_ACK] = "tcp_bad_ack",
+    [DP_DROP_TCP_NO_ACK] = "tcp_no_ack",
+    [DP_DROP_TCP_RCV_FULL] = "tcp_receive_full",
+    [DP_DROP_TCP_STATE] = "tcp_state",
+    [DP_DROP_SYN_CONN_LIMIT] = "syn_conn_limit",
+    [DP_DROP_COOKIE_BAD] = "cookie_bad",
+    [DP_DROP_NO_ROUTE] = "no_route",
+    [DP_DROP_NO_NEIGHBOUR] = "no_neighbour",
+    [DP_DROP_TX_FULL] = "tx_full",
+    [DP_DROP_NO_MBUF] = "no_mbuf",
+    [DP_DROP_STEER_FULL] = "steer_ring_full",
+    [DP_DROP_IMPAIR] = "impair",
+};
+
+const char *
+dp_drop_name(enum dp_drop reason)
+{
+	return reason < DP_DROP_COUNT ? drop_names[reason] : "unknown";
+}
+
+static struct dp_conn *
+conn_of(struct tcb *tcb)
+{
+	return pa_container_of(tcb, struct dp_conn, tcb);
+}
+
+static void
+conn_free(struct dp_worker *dw, struct dp_conn *c)
+{
+	if (c->in_out) {
+		TAILQ_REMOVE(&dw->out_pending, c, out_link);
+		c->in_out = false;
+	}
+	SLIST_INSERT_HEAD(&dw->conn_free, c, free_link);
+	dw->nconns--;
+}
+
+/* The engine's side is over: close the session (the spool may keep it a while). */
+static void
+app_finish(struct dp_worker *dw, struct dp_conn *c)
+{
+	if (!c->app_open)
+		return;
+	c->app_open = false;
+	tcp_timer_cancel(dw->wheel, &c->app_timer);
+	TAILQ_REMOVE(&dw->live, c, live_link);
+	if (!ingest_close(&c->ingest))
+		c->held = true;
+}
+
+static void
+maybe_free(struct dp_worker *dw, struct dp_conn *c)
+{
+	if (c->tcp_gone && !c->app_open && !c->held)
+		conn_free(dw, c);
+}
+
+static void app_timeout(struct tcp_timer *t, void *arg);
+
+/* Runs the session as far as it goes without waiting; never frees the connection. */
+static void
+conn_process(struct dp_worker *dw, struct dp_conn *c)
+{
+	struct tcb *tcb = &c->tcb;
+	uint32_t old_win = tcb->rcv_adv - tcb->rcv_nxt;
+	bool consumed_any = false;
+
+	if (!c->app_open || c->tcp_gone)
+		return;
+	while (!c->ingest.storing && !c->app_closing) {
+		struct rte_mbuf *m = tcb->rxq_head;
+		size_t len = m != NULL ? rte_pktmbuf_data_len(m) : 0, consumed;
+		enum ingest_status st;
+
+		/* Input the TLS filter holds goes on even when no new segment came. */
+		if (m == NULL && !ingest_input_pending(&c->ingest))
+			break;
+		st = ingest_input(&c->ingest,
+		                  m != NULL ? rte_pktmbuf_mtod(m, const uint8_t *) : NULL, len,
+		                  &consumed);
+		if (consumed > 0) {
+			consumed_any = true;
+			tcb->rxq_bytes -= (uint32_t)consumed;
+			if (consumed == len) {
+				tcb->rxq_head = dp_priv(m)->next;
+				if (tcb->rxq_head == NULL)
+					tcb->rxq_tail = NULL;
+				tcb->rxq_nbufs--;
+				rte_pktmbuf_free(m);
+			} else {
+				rte_pktmbuf_adj(m, (uint16_t)consumed);
+			}
+		}
+		if (st == INGEST_CLOSE) {
+			c->app_closing = true;
+			break;
+		}
+		if (st == INGEST_STORING || consumed == 0)
+			break; /* the spool has it, or the engine holds back for its output */
+	}
+	if (ingest_closing(&c->ingest))
+		c->app_closing = true;
+	/* The client closed and everything it sent is consumed: close our side too. */
+	if (tcb->state == TCP_CLOSE_WAIT && tcb->rxq_head == NULL && !c->ingest.storing)
+		c->app_closing = true;
+	if (c->app_closing && !c->ingest.storing && !tcb->fin_queued) {
+		size_t len;
+
+		ingest_output(&c->ingest, &len);
+		tcb->fin_queued = true;
+		tcb->snd_end = tcb->snd_una + (uint32_t)len; /* the stream ends here */
+	}
+	/* Receiver window update once the engine made room (RFC 9293 3.8.6.2.2). */
+	if (consumed_any && old_win < 2u * tcb->mss)
+		tcb->ack_now = true;
+	tcp_app_want_output(dw, tcb);
+	if (!c->ingest.storing && !tcb->fin_queued)
+		tcp_timer_arm(dw->wheel, &c->app_timer, ingest_timeout_ms(&c->ingest), app_timeout);
+	else
+		tcp_timer_cancel(dw->wheel, &c->app_timer);
+}
+
+static void
+app_timeout(struct tcp_timer *t, void *arg)
+{
+	struct dp_worker *dw = arg;
+	struct dp_conn *c = pa_container_of(t, struct dp_conn, app_timer);
+
+	if (!c->app_open || c->ingest.storing)
+		return;
+	ingest_timeout(&c->ingest);
+	conn_process(dw, c);
+}
+
+/* ---- TCP's application hooks (tcp.h) ---- */
+
+struct tcb *
+tcp_app_conn_alloc(struct dp_worker *dw)
+{
+	struct dp_conn *c = SLIST_FIRST(&dw->conn_free);
+
+	if (c != NULL)
+		SLIST_REMOVE_HEAD(&dw->conn_free, free_link);
+	else if (dw->conns_used < dw->sh->max_conns)
+		c = &dw->conns[dw->conns_used++];
+	else
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->dw = dw;
+	dw->nconns++;
+	return &c->tcb;
+}
+
+int
+tcp_app_established(struct dp_worker *dw, struct tcb *tcb)
+{
+	struct dp_conn *c = conn_of(tcb);
+	char addr[INET_ADDRSTRLEN];
+
+	inet_ntop(AF_INET, &tcb->key.raddr, addr, sizeof(addr));
+	if (ingest_open(&c->ingest, dw->worker, addr) != PA_OK) {
+		pa_log_err("out of memory for a connection from %s", addr);
+		return PA_ERROR;
+	}
+	c->app_open = true;
+	TAILQ_INSERT_TAIL(&dw->live, c, live_link);
+	conn_process(dw, c);
+	return PA_OK;
+}
+
+void
+tcp_app_data(struct dp_worker *dw, struct tcb *tcb)
+{
+	conn_process(dw, conn_of(tcb));
+}
+
+void
+tcp_app_peer_fin(struct dp_worker *dw, struct tcb *tcb)
+{
+	conn_process(dw, conn_of(tcb));
+}
+
+void
+tcp_app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n)
+{
+	struct dp_conn *c = conn_of(tcb);
+
+	if (!c->app_open)
+		return;
+	ingest_output_consumed(&c->ingest, n);
+	/* Output drained: input the engine held back may go on now. */
+	if (tcb->rxq_head != NULL)
+		conn_process(dw, c);
+}
+
+const uint8_t *
+tcp_app_sendbuf(struct tcb *tcb, uint32_t *len)
+{
+	struct dp_conn *c = conn_of(tcb);
+	size_t n = 0;
+	const uint8_t *p;
+
+	if (!c->app_open) {
+		*len = 0;
+		return NULL;
+	}
+	p = ingest_output(&c->ingest, &n);
+	*len = (uint32_t)n;
+	return p;
+}
+
+void
+tcp_app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset)
+{
+	struct dp_conn *c = conn_of(tcb);
+
+	(void)reset;
+	c->tcp_gone = true;
+	if (c->in_out) {
+		TAILQ_REMOVE(&dw->out_pending, c, out_link);
+		c->in_out = false;
+	}
+	app_finish(dw, c);
+	maybe_free(dw, c);
+}
+
+void
+tcp_app_want_output(struct dp_worker *dw, struct tcb *tcb)
+{
+	struct dp_conn *c = conn_of(tcb);
+
+	if (c->in_out || c->tcp_gone)
+		return;
+	c->in_out = true;
+	TAILQ_INSERT_TAIL(&dw->out_pending, c, out_link);
+}
+
+/* ---- the loop ---- */
+
+static void
+flush_output(struct dp_worker *dw)
+{
+	struct dp_conn *c;
+
+	while ((c = TAILQ_FIRST(&dw->out_pending)) != NULL) {
+		TAILQ_REMOVE(&dw->out_pending, c, out_link);
+		c->in_out = false;
+		tcp_output(dw, &c->tcb);
+		/* Everything we sent, FIN included, is acknowledged: the session may go. */
+		if (c->app_open && c->tcb.fin_sent && c->tcb.snd_una == c->tcb.snd_max)
+			app_finish(dw, c);
+	}
+}
+
+/* The spool answered a message: send the reply and carry on reading. */
+static void
+dpdk_resume(struct ingest_conn *ingest)
+{
+	struct dp_conn *c = pa_container_of(ingest, struct dp_conn, ingest);
+	struct dp_worker *dw = c->dw;
+
+	if (ingest->transport_gone) {
+		ingest_release(ingest);
+		c->held = false;
+		maybe_free(dw, c);
+		return;
+	}
+	conn_process(dw, c);
+}
+
+int
+dpdk_backend_init(struct pa_worker *worker, const struct pa_config *config)
+{
+	struct dp_shared *sh = dpdk_shared();
+	struct dp_worker *dw;
+
+	(void)config;
+	if (sh == NULL)
+		return PA_ERROR;
+	dw = rte_zmalloc("pa_dp_worker", sizeof(*dw), RTE_CACHE_LINE_SIZE);
+	if (dw == NULL) {
+		pa_log_err("dpdk: out of memory for worker %u", worker->id);
+		return PA_ERROR;
+	}
+	dw->worker = worker;
+	dw->sh = sh;
+	dw->id = worker->id;
+	dw->queue = (uint16_t)worker->id;
+	dw->now_ms = rte_get_tsc_cycles() / sh->tsc_per_ms;
+	dw->wheel = rte_zmalloc("pa_wheel", sizeof(*dw->wheel), RTE_CACHE_LINE_SIZE);
+	/* calloc: pages of connections never used are never touched (idle capacity is free). */
+	dw->conns = calloc(sh->max_conns, sizeof(*dw->conns));
+	if (dw->wheel == NULL || dw->conns == NULL) {
+		pa_log_err("dpdk: out of memory for worker %u (dpdk.max_conns=%u)", worker->id,
+		           sh->max_conns);
+		return PA_ERROR;
+	}
+	tcp_wheel_init(dw->wheel, dw->now_ms);
+	SLIST_INIT(&dw->conn_free);
+	TAILQ_INIT(&dw->out_pending);
+	TAILQ_INIT(&dw->live);
+	if (tcp_worker_init(dw) != PA_OK)
+		return PA_ERROR;
+	if (sh->impair.on) {
+		dw->imp_rx = rte_zmalloc("pa_impair", sizeof(*dw->imp_rx), RTE_CACHE_LINE_SIZE);
+		dw->imp_tx = rte_zmalloc("pa_impair", sizeof(*dw->imp_tx), RTE_CACHE_LINE_SIZE);
+		if (dw->imp_rx == NULL || dw->imp_tx == NULL)
+			return PA_ERROR;
+		dw->rng = rte_get_tsc_cycles() | 1;
+		pa_log_warning("dpdk: worker %u impairs its link (dpdk.impair): for tests only",
+		               dw->id);
+	}
+	if (spool_attach_worker(worker->shared->spool, worker->id, -1, false) != PA_OK)
+		return PA_ERROR;
+	sh->workers[dw->id] = dw;
+	worker->backend = dw;
+	worker->resume = dpdk_resume;
+	return PA_OK;
+}
+
+int
+dpdk_backend_counters(unsigned worker, struct dp_counters *out)
+{
+	struct dp_shared *sh = dpdk_shared();
+
+	if (sh == NULL || worker >= sh->nworkers || sh->workers[worker] == NULL)
+		return PA_ERROR;
+	*out = sh->workers[worker]->c;
+	return PA_OK;
+}
+
+static void
+log_counters(const struct dp_worker *dw)
+{
+	const struct dp_counters *c = &dw->c;
+	char drops[1024];
+	size_t n = 0;
+
+	drops[0] = '\0';
+	for (unsigned i = 0; i < DP_DROP_COUNT && n < sizeof(drops); i++)
+		if (c->drops[i] != 0)
+			n += (size_t)snprintf(drops + n, sizeof(drops) - n, " %s=%llu",
+			                      dp_drop_name((enum dp_drop)i),
+			                      (unsigned long long)c->drops[i]);
+	pa_log_info(
+	    "dpdk worker %u: rx=%llu tx=%llu conns=%llu closed=%llu reset=%llu "
+	    "time_wait=%llu tw_overflows=%llu retransmits=%llu rto=%llu fast_rtx=%llu syns=%llu "
+	    "synack_rtx=%llu cookies_sent=%llu cookies_ok=%llu challenge_acks=%llu "
+	    "rst_sent=%llu ooo=%llu icmp_echo=%llu arp_replies=%llu steered_out=%llu "
+	    "steered_in=%llu drops:%s",
+	    dw->id, (unsigned long long)c->rx_pkts, (unsigned long long)c->tx_pkts,
+	    (unsigned long long)c->conns_opened, (unsigned long long)c->conns_closed,
+	    (unsigned long long)c->conns_reset, (unsigned long long)c->conns_time_wait,
+	    (unsigned long long)c->time_wait_overflows, (unsigned long long)c->retransmits,
+	    (unsigned long long)c->rto_expiries, (unsigned long long)c->fast_retransmits,
+	    (unsigned long long)c->syns_in, (unsigned long long)c->synack_retransmits,
+	    (unsigned long long)c->cookies_sent, (unsigned long long)c->cookies_accepted,
+	    (unsigned long long)c->challenge_acks, (unsigned long long)c->rst_sent,
+	    (unsigned long long)c->ooo_segments, (unsigned long long)c->icmp_echo,
+	    (unsigned long long)c->arp_replies_out, (unsigned long long)c->steered_out,
+	    (unsigned long long)c->steered_in, drops[0] ? drops : " none");
+}
+
+/* SIGTERM: 421 to idle sessions; stored messages still get their 250. */
+static void
+begin_stop(struct dp_worker *dw)
+{
+	struct dp_conn *c, *next;
+
+	for (c = TAILQ_FIRST(&dw->live); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, live_link);
+		/* A session already ending keeps its last reply: nothing may follow our FIN. */
+		if (c->app_closing || c->tcb.fin_queued)
+			continue;
+		ingest_shutdown(&c->ingest);
+		conn_process(dw, c);
+	}
+}
+
+/* After the loop: sessions still open are closed (as at the shutdown timeout), memory freed. */
+static void
+worker_fini(struct dp_worker *dw)
+{
+	struct pa_worker *worker = dw->worker;
+	struct dp_conn *c;
+
+	while ((c = TAILQ_FIRST(&dw->live)) != NULL) {
+		tcp_queues_free(&c->tcb);
+		app_finish(dw, c);
+	}
+	for (unsigned i = 0; i < dw->conns_used; i++)
+		tcp_queues_free(&dw->conns[i].tcb);
+	worker->backend = NULL;
+	tcp_worker_fini(dw);
+	free(dw->conns);
+	dw->conns = NULL;
+	rte_free(dw->wheel);
+	rte_free(dw->imp_rx);
+	rte_free(dw->imp_tx);
+	/*
+	 * dw itself stays (DPDK memory, gone with EAL): its counters remain
+	 * readable by the control socket until the process exits.
+	 */
+}
+
+static unsigned
+poll_rx(struct dp_worker *dw)
+{
+	struct rte_mbuf *pkts[DP_BURST], *pass[2 * DP_BURST];
+	unsigned n = rte_eth_rx_burst(dw->sh->port, dw->queue, pkts, DP_BURST), k = 0, np = n;
+
+	for (unsigned i = 0; i < n; i++)
+		dw->c.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+	dw->c.rx_pkts += n;
+	if (pa_unlikely(dw->sh->impair.on)) {
+		np = dp_impair_apply(&dw->sh->impair, dw->imp_rx, dw->sh->pool, dw->now_ms,
+		                     &dw->rng, pkts, n, pass, pa_array_size(pass),
+		                     &dw->c.drops[DP_DROP_IMPAIR]);
+		for (unsigned i = 0; i < np; i++)
+			net_eth_input(dw, pass[i], false);
+		net_eth_impair_release(dw);
+	} else {
+		for (unsigned i = 0; i < n; i++)
+			net_eth_input(dw, pkts[i], false);
+	}
+	(void)np;
+	if (dw->sh->nworkers > 1) {
+		k = rte_ring_dequeue_burst(dw->sh->steer[dw->id], (void **)pkts, DP_BURST, NULL);
+		for (unsigned i = 0; i < k; i++)
+			net_eth_input(dw, pkts[i], true);
+		dw->c.steered_in += k;
+	}
+	return n + k;
+}
+
+int
+dpdk_backend_run(void *arg)
+{
+	struct pa_worker *worker = arg;
+	struct dp_worker *dw = worker->backend;
+	uint64_t stop_deadline = 0;
+	unsigned idle = 0;
+
+	for (;;) {
+		unsigned got;
+
+		dw->now_ms = rte_get_tsc_cycles() / dw->sh->tsc_per_ms;
+		got = poll_rx(dw);
+		flush_output(dw);
+		ingest_poll_spool(worker);
+		tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
+		net_arp_tick(dw);
+		flush_output(dw);
+		net_eth_tx_flush(dw);
+		worker_refresh_runtime(worker);
+
+		if (pa_unlikely(worker_stopping(worker))) {
+			uint64_t now = dw->now_ms;
+
+			if (stop_deadline == 0) {
+				stop_deadline =
+				    now + 1000ull * worker->runtime->config.shutdown_timeout_s;
+				begin_stop(dw);
+			}
+			if (TAILQ_EMPTY(&dw->live) && worker->awaiting_store == 0)
+				break;
+			if (now > stop_deadline && worker->awaiting_store == 0) {
+				pa_log_warning(
+				    "worker %u: connections still open at shutdown timeout; "
+				    "closing them",
+				    worker->id);
+				break;
+			}
+		}
+		if (got == 0 && dw->sh->idle_sleep_us > 0 && ++idle > IDLE_POLLS_BEFORE_SLEEP) {
+			/* Opt-in (dpdk.idle_sleep_us): yields the core on a shared machine. */
+			struct timespec ts = {0, (long)dw->sh->idle_sleep_us * 1000};
+
+			nanosleep(&ts, NULL);
+		} else if (got != 0) {
+			idle = 0;
+		}
+	}
+	/* Last ACKs and FINs out before the port stops. */
+	net_eth_tx_flush(dw);
+	log_counters(dw);
+	worker_fini(dw);
+	return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * dpdk_backend.h: the SMTP engine over the user-space TCP/IP stack, one
+ * poll-mode loop per worker lcore (dpdk_port.c sets up the port and the
+ * shared objects, dpdk_backend.c runs the loop and binds TCP to ingest).
+ */
+#ifndef PA_DPDK_BACKEND_H
+#define PA_DPDK_BACKEND_H
+
+#include "core/config.h"
+#include "dataplane/dp.h"
+
+struct pa_worker;
+
+/* On the main lcore after EAL: the port, its queues, the mempool, rings, neighbour table. */
+int dpdk_global_init(const struct pa_config *config);
+void dpdk_global_fini(void);
+/* The shared objects dpdk_global_init() made (NULL before). */
+struct dp_shared *dpdk_shared(void);
+
+/* On the main lcore, per worker, before launch. */
+int dpdk_backend_init(struct pa_worker *worker, const struct pa_config *config);
+/* The worker lcore's poll loop (an lcore_function_t); returns when the server stops. */
+int dpdk_backend_run(void *worker);
+
+/*
+ * A copy of one worker's counters, for the control socket: word-sized
+ * fields read racily, so a value may be slightly stale, never torn.
+ * PA_ERROR when there is no such worker.
+ */
+int dpdk_backend_counters(unsigned worker, struct dp_counters *out);
+
+#endif

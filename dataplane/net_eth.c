@@ -1,0 +1,152 @@
+/*
+ * net_eth.c: Ethernet in and out, software flow steering, the TX burst.
+ *
+ * Input: frames for our MAC (or broadcast) go to ARP or IPv4; anything else
+ * is counted and dropped.  Steering: where the port gives no usable RSS
+ * (tap, memif, af_packet put a flow on any queue), each TCP segment goes to
+ * the worker that owns its flow (net_flow_owner(), net_steer.c) over that
+ * worker's rte_ring; a flow's TCB lives only there, so workers share no
+ * connection state.  Output: one TX burst per worker, flushed when full and
+ * once per loop.
+ */
+#include <rte_byteorder.h>
+#include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_ring.h>
+#include <rte_tcp.h>
+
+#include "core/pa.h"
+#include "dataplane/dp.h"
+
+/* The owner of a TCP segment in an IPv4 frame; the receiving worker for anything else. */
+static unsigned
+frame_owner(const struct dp_worker *dw, struct rte_mbuf *m)
+{
+	const struct rte_ipv4_hdr *ip;
+	const struct rte_tcp_hdr *th;
+	unsigned hlen;
+
+	if (rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + sizeof(*ip) + 4)
+		return dw->id;
+	ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+	hlen = rte_ipv4_hdr_len(ip);
+	if (ip->next_proto_id != IPPROTO_TCP ||
+	    rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hlen + 4)
+		return dw->id;
+	th = (const struct rte_tcp_hdr *)((const uint8_t *)ip + hlen);
+	return net_flow_owner(dw->sh, ip->src_addr, th->src_port, ip->dst_addr, th->dst_port);
+}
+
+void
+net_eth_input(struct dp_worker *dw, struct rte_mbuf *m, bool steered)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint16_t type;
+
+	if (rte_pktmbuf_data_len(m) < sizeof(*eh)) {
+		dp_drop(dw, m, DP_DROP_ETH_SHORT);
+		return;
+	}
+	type = rte_be_to_cpu_16(eh->ether_type);
+	if (!rte_is_same_ether_addr(&eh->dst_addr, &dw->sh->mac) &&
+	    !rte_is_broadcast_ether_addr(&eh->dst_addr)) {
+		dp_drop(dw, m, DP_DROP_ETH_DST);
+		return;
+	}
+	if (type == RTE_ETHER_TYPE_IPV4) {
+		if (!steered && dw->sh->nworkers > 1) {
+			unsigned owner = frame_owner(dw, m);
+
+			if (owner != dw->id) {
+				if (rte_ring_enqueue(dw->sh->steer[owner], m) != 0) {
+					dp_drop(dw, m, DP_DROP_STEER_FULL);
+					return;
+				}
+				dw->c.steered_out++;
+				return;
+			}
+		}
+		rte_pktmbuf_adj(m, sizeof(*eh));
+		net_ipv4_input(dw, m);
+	} else if (type == RTE_ETHER_TYPE_ARP) {
+		rte_pktmbuf_adj(m, sizeof(*eh));
+		net_arp_input(dw, m);
+	} else {
+		dp_drop(dw, m, DP_DROP_ETH_TYPE);
+	}
+}
+
+static void
+tx_burst(struct dp_worker *dw, struct rte_mbuf **pkts, unsigned n)
+{
+	uint16_t sent;
+
+	if (n == 0)
+		return;
+	sent = rte_eth_tx_burst(dw->sh->port, dw->queue, pkts, (uint16_t)n);
+	for (unsigned i = 0; i < sent; i++)
+		dw->c.tx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+	dw->c.tx_pkts += sent;
+	/* A full TX ring is loss like any other: TCP retransmits. */
+	for (unsigned i = sent; i < n; i++)
+		dp_drop(dw, pkts[i], DP_DROP_TX_FULL);
+}
+
+void
+net_eth_tx_flush(struct dp_worker *dw)
+{
+	struct rte_mbuf *pass[2 * DP_BURST];
+	unsigned n;
+
+	if (pa_likely(!dw->sh->impair.on)) {
+		tx_burst(dw, dw->tx, dw->ntx);
+		dw->ntx = 0;
+		return;
+	}
+	n = dp_impair_apply(&dw->sh->impair, dw->imp_tx, dw->sh->pool, dw->now_ms, &dw->rng, dw->tx,
+	                    dw->ntx, pass, pa_array_size(pass), &dw->c.drops[DP_DROP_IMPAIR]);
+	dw->ntx = 0;
+	tx_burst(dw, pass, n);
+	while ((n = dp_impair_release(dw->imp_tx, dw->now_ms, pass, DP_BURST)) > 0)
+		tx_burst(dw, pass, n);
+}
+
+void
+net_eth_impair_release(struct dp_worker *dw)
+{
+	struct rte_mbuf *pass[DP_BURST];
+	unsigned n;
+
+	while ((n = dp_impair_release(dw->imp_rx, dw->now_ms, pass, DP_BURST)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			net_eth_input(dw, pass[i], false);
+}
+
+void
+net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst)
+{
+	const struct dp_shared *sh = dw->sh;
+	uint32_t hop = ((dst ^ sh->ip) & sh->mask) == 0 ? dst : sh->gateway;
+	struct rte_ether_hdr *eh;
+	struct rte_ether_addr mac;
+
+	if (hop == 0) {
+		dp_drop(dw, m, DP_DROP_NO_ROUTE);
+		return;
+	}
+	if (!net_arp_resolve(dw, hop, &mac)) {
+		dp_drop(dw, m, DP_DROP_NO_NEIGHBOUR);
+		return;
+	}
+	eh = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, sizeof(*eh));
+	if (eh == NULL) {
+		dp_drop(dw, m, DP_DROP_NO_MBUF);
+		return;
+	}
+	rte_ether_addr_copy(&mac, &eh->dst_addr);
+	rte_ether_addr_copy(&sh->mac, &eh->src_addr);
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	if (dw->ntx == DP_BURST)
+		net_eth_tx_flush(dw);
+	dw->tx[dw->ntx++] = m;
+}

@@ -1,0 +1,202 @@
+/*
+ * tcp.h: the user-space TCP of the DPDK dataplane (RFC 9293 with RFC 7323,
+ * 2018, 5681, 6298, 6582, 6928, 5961, 6528).
+ *
+ * A connection is a struct tcb embedded in the backend's struct dp_conn;
+ * the TCP code reaches the application only through the tcp_app_* hooks
+ * declared at the end, which the backend implements.  The send buffer is the
+ * application's own output (smtp_session_output()): bytes are released only
+ * when acknowledged, so a retransmission re-reads them and nothing is copied
+ * until a segment is built.  Received data stays in the mbufs it arrived in
+ * (headers trimmed), on an in-order queue and an out-of-order queue, capped
+ * per connection.
+ *
+ * The TCB hash maps the 4-tuple to a tagged pointer: a full connection, a
+ * SYN-queue entry (tcp_syn.c) or a compact TIME_WAIT entry (tcp_conn.c).
+ */
+#ifndef PA_TCP_H
+#define PA_TCP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataplane/dp.h"
+#include "dataplane/tcp_seq.h"
+#include "dataplane/tcp_timer.h"
+
+enum tcp_state {
+	TCP_CLOSED,
+	TCP_SYN_SENT,
+	TCP_SYN_RECEIVED,
+	TCP_ESTABLISHED,
+	TCP_FIN_WAIT_1,
+	TCP_FIN_WAIT_2,
+	TCP_CLOSE_WAIT,
+	TCP_CLOSING,
+	TCP_LAST_ACK,
+	TCP_TIME_WAIT,
+};
+
+/* Network order, as on the wire; 12 octets, the rte_hash key. */
+struct tcp_key {
+	uint32_t raddr, laddr;
+	uint16_t rport, lport;
+};
+
+enum tcp_tag { TCP_TAG_CONN = 0, TCP_TAG_SYN = 1, TCP_TAG_TW = 2 };
+#define TCP_TAG_MASK 3ul
+
+#define TCP_RTO_INIT_MS 1000 /* RFC 6298 2.1 */
+#define TCP_RTO_MIN_MS 200   /* RFC 6298 2.4 says 1 s (SHOULD); 200 ms as Linux does */
+#define TCP_RTO_MAX_MS 60000 /* RFC 6298 2.5 */
+#define TCP_MAX_RETRIES 12
+#define TCP_SYNACK_RETRIES 5
+#define TCP_IW_SEGMENTS 10 /* RFC 6928 */
+#define TCP_FIN_WAIT_2_MS 60000
+#define TCP_RCV_WSCALE 4    /* window scale we offer (RFC 7323 2.2) */
+#define TCP_MSS_DEFAULT 536 /* RFC 9293 3.7.1, when the peer sends no MSS */
+
+/* Options of a received segment (RFC 9293 3.1, RFC 7323, RFC 2018). */
+struct tcp_opts {
+	uint16_t mss;
+	uint8_t wscale;
+	bool has_mss, has_wscale, sack_ok, has_ts;
+	uint32_t tsval, tsecr;
+	uint8_t nsack;
+	uint32_t sack[4][2];
+};
+
+struct tcb {
+	struct tcp_key key;
+	uint8_t state;
+	bool ts_ok, sack_ok, ws_ok;
+	bool fin_queued; /* the application is done: FIN after its last byte */
+	bool fin_sent;
+	bool ack_now;     /* an ACK is owed at the next output */
+	bool in_recovery; /* NewReno fast recovery (RFC 6582) */
+	uint8_t snd_wscale, rcv_wscale;
+	uint8_t dupacks;
+	uint8_t rtx_count; /* consecutive RTO expiries */
+	bool timing;       /* an RTT sample is running (Karn: new data only) */
+	bool persist;      /* rtx_timer is the zero-window probe timer */
+	uint16_t mss;      /* send MSS, options not counted */
+	uint32_t iss, irs;
+	uint32_t snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, max_snd_wnd;
+	uint32_t snd_end;          /* with fin_queued: the sequence number of our FIN */
+	uint32_t rcv_nxt, rcv_adv; /* rcv_adv: right edge of the last advertised window */
+	uint32_t cwnd, ssthresh, recover;
+	uint32_t ts_recent;
+	uint32_t rtt_seq, rtt_start_ms;
+	uint32_t srtt_ms8, rttvar_ms4, rto_ms; /* RFC 6298 state, scaled as in the RFC's appendix */
+	struct tcp_timer rtx_timer;            /* retransmission, persist, FIN_WAIT_2 */
+	/* received data, in its mbufs: in order (not yet taken), and out of order */
+	struct rte_mbuf *rxq_head, *rxq_tail;
+	uint32_t rxq_bytes;
+	uint16_t rxq_nbufs, ooo_nbufs;
+	struct rte_mbuf *ooo_head;
+};
+
+/* Compact TIME_WAIT (RFC 9293 3.6.1): what it takes to re-ACK a FIN and judge a new SYN. */
+struct tcp_tw {
+	struct tcp_key key;
+	uint32_t snd_nxt, rcv_nxt, ts_recent;
+	bool ts_ok;
+	struct tcp_timer timer;
+	SLIST_ENTRY(tcp_tw) free_link;
+};
+
+/* SYN-queue entry: a half-open connection (SYN_RECEIVED) without a TCB. */
+struct tcp_syn {
+	struct tcp_key key;
+	uint32_t iss, irs, tsval;
+	uint16_t mss;
+	uint8_t snd_wscale, tries;
+	bool ts_ok, sack_ok, ws_ok;
+	struct tcp_timer timer;
+	SLIST_ENTRY(tcp_syn) free_link;
+};
+
+/* A segment being processed: header fields in host order. */
+struct tcp_seg {
+	struct rte_mbuf *m; /* data_off at the payload; NULL once the segment is kept */
+	struct tcp_key key;
+	uint32_t seq, ack;
+	uint16_t win, len; /* len: payload octets */
+	uint8_t flags;
+	struct tcp_opts opts;
+};
+
+/* tcp_input.c: one TCP segment, IP header already checked; m's data starts at the TCP header. */
+void tcp_input(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst,
+               uint16_t l4_len);
+int tcp_parse_options(const uint8_t *p, unsigned len, struct tcp_opts *o);
+
+/* tcp_output.c */
+void tcp_output(struct dp_worker *dw, struct tcb *tcb);
+void tcp_send_ack(struct dp_worker *dw, struct tcb *tcb);
+/* A segment outside any connection (RST, SYN-ACK from the SYN queue, TIME_WAIT ACK). */
+void tcp_send_raw(struct dp_worker *dw, const struct tcp_key *key, uint32_t seq, uint32_t ack,
+                  uint8_t flags, uint16_t win, const struct tcp_syn *synopts, bool ts,
+                  uint32_t tsecr);
+void tcp_send_rst_for(struct dp_worker *dw, const struct tcp_seg *seg);
+uint32_t tcp_rcv_window(const struct dp_worker *dw, const struct tcb *tcb);
+void tcp_rtx_timeout(struct tcp_timer *t, void *arg);
+
+/* tcp_conn.c: the TCB hash and the pools */
+int tcp_worker_init(struct dp_worker *dw);
+void tcp_worker_fini(struct dp_worker *dw);
+void *tcp_lookup(struct dp_worker *dw, const struct tcp_key *key, enum tcp_tag *tag);
+int tcp_hash_add(struct dp_worker *dw, const struct tcp_key *key, void *obj, enum tcp_tag tag);
+void tcp_hash_del(struct dp_worker *dw, const struct tcp_key *key);
+/* A connection reached ESTABLISHED from the SYN queue or a cookie; NULL when at the limit. */
+struct tcb *tcp_conn_create(struct dp_worker *dw, const struct tcp_syn *syn,
+                            const struct tcp_seg *seg);
+/* Frees queues, stops timers, leaves the hash; the backend decides when the memory goes. */
+void tcp_conn_detach(struct dp_worker *dw, struct tcb *tcb);
+/* Moves a connection into a compact TIME_WAIT entry for 2*MSL. */
+void tcp_enter_time_wait(struct dp_worker *dw, struct tcb *tcb);
+void tcp_tw_input(struct dp_worker *dw, struct tcp_tw *tw, struct tcp_seg *seg);
+void tcp_tw_free(struct dp_worker *dw, struct tcp_tw *tw);
+uint64_t tcp_now_us(const struct dp_worker *dw);
+
+/* tcp_syn.c */
+void tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg);
+void tcp_syn_entry_input(struct dp_worker *dw, struct tcp_syn *syn, struct tcp_seg *seg);
+/* The ACK of a handshake whose SYN-ACK carried a cookie; true when it made a connection. */
+struct tcb *tcp_syn_cookie_ack(struct dp_worker *dw, struct tcp_seg *seg);
+
+/* tcp_reass.c */
+/* Queues an out-of-order segment's mbuf (data_off at the payload); false when it was freed. */
+bool tcp_reass_insert(struct tcb *tcb, struct rte_mbuf *m, uint32_t seq, bool fin, unsigned cap);
+/* Moves what became in order onto rxq; returns octets moved, *fin set when a FIN came in order. */
+uint32_t tcp_reass_pull(struct tcb *tcb, bool *fin);
+void tcp_rxq_append(struct tcb *tcb, struct rte_mbuf *m);
+void tcp_queues_free(struct tcb *tcb);
+/* Fills up to max SACK blocks (RFC 2018) from the out-of-order queue. */
+unsigned tcp_reass_sack(const struct tcb *tcb, uint32_t blocks[][2], unsigned max);
+
+/* tcp_input.c: the established-side processing, also used by tcp_syn.c after a handshake */
+void tcp_conn_input(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg);
+
+/*
+ * Application hooks, implemented by the backend (dpdk_backend.c).  They may
+ * call tcp_output(); none is called with the TCB in an inconsistent state.
+ */
+/* Memory for a new connection's TCB (zeroed); NULL at the connection limit. */
+struct tcb *tcp_app_conn_alloc(struct dp_worker *dw);
+/* The handshake completed: PA_ERROR refuses (the TCB is then reset). */
+int tcp_app_established(struct dp_worker *dw, struct tcb *tcb);
+/* New in-order data waits on tcb->rxq_head. */
+void tcp_app_data(struct dp_worker *dw, struct tcb *tcb);
+/* Bytes of the send buffer acknowledged: the application may release them. */
+void tcp_app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n);
+/* The send buffer from SND.UNA on (acknowledged bytes already released). */
+const uint8_t *tcp_app_sendbuf(struct tcb *tcb, uint32_t *len);
+/* The peer's FIN arrived in order. */
+void tcp_app_peer_fin(struct dp_worker *dw, struct tcb *tcb);
+/* The connection is gone from TCP's side (reset, timed out, fully closed, TIME_WAIT). */
+void tcp_app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset);
+/* Queue the TCB for tcp_output() at the end of this burst. */
+void tcp_app_want_output(struct dp_worker *dw, struct tcb *tcb);
+
+#endif

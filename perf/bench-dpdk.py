@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""bench-dpdk.py: pigeond on the DPDK backend against pigeond on the kernel
+backend, in one run, with the same clients and messages.
+
+Both servers run in network namespaces of their own (so nothing leaves them
+and both are measured the same way): the kernel backend listens on the
+namespace's loopback, the DPDK backend on a TAP vdev whose kernel side is the
+client's side.  Measured for each:
+
+  - messages/s at saturation: smtp-source, SESSIONS parallel sessions reusing
+    their connections, MESSAGES messages of SIZE octets (durable spool: every
+    250 is after fsync);
+  - the memory an idle connection costs: pigeond's RSS (VmRSS) before and
+    after IDLE connections that got their banner and then sit idle, divided
+    by IDLE, measured first on a fresh process.  For the kernel backend this
+    leaves out the kernel's own socket memory (not in the process's RSS);
+    for the DPDK backend everything is in it.
+
+    sudo perf/bench-dpdk.py [-m MESSAGES] [-l SIZE] [-s SESSIONS] [-i IDLE] [-z SLEEP_US]
+                            [-b BUILD]
+
+Needs root (ip netns) and smtp-source (Debian package postfix).  Prints one
+table; docs/benchmarks.md records the figures.
+"""
+
+import argparse
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
+from dpdk_env import DpdkNetns, DpdkPigeond  # noqa: E402
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def pigeond_pid(proc):
+    """The pigeond under `ip netns exec ... sh -c 'exec pigeond'`: the same pid, after exec."""
+    for _ in range(50):
+        try:
+            if Path(f"/proc/{proc.pid}/exe").resolve().name == "pigeond":
+                return proc.pid
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return proc.pid
+
+
+def saturate(netns, host, port, args):
+    t0 = time.monotonic()
+    r = netns.run(["smtp-source", "-d", "-s", str(args.sessions), "-m", str(args.messages),
+                   "-l", str(args.size), "-f", "bench@example.org", "-t", "user@example.com",
+                   f"{host}:{port}"], timeout=1800)
+    dt = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"smtp-source failed: {r.stderr}")
+    return args.messages / dt
+
+
+def idle_cost(netns, host, port, pid, n):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
+    socks = []
+    with netns.entered():
+        time.sleep(1.0)
+        before = rss_kib(pid)
+        for _ in range(n):
+            s = socket.create_connection((host, port), timeout=10)
+            socks.append(s)
+        for s in socks:
+            s.settimeout(10)
+            assert s.recv(512).startswith(b"220")
+        time.sleep(1.0)
+        after = rss_kib(pid)
+    for s in socks:
+        s.close()
+    return (after - before) * 1024 / n
+
+
+class KernelServer:
+    """pigeond on kernel sockets, on the loopback of a namespace of its own."""
+
+    def __init__(self, build, tmp):
+        self.netns = DpdkNetns().setup()
+        self.host, self.port = "127.0.0.1", 2525
+        self.log = open(Path(tmp) / "kernel.log", "wb")
+        self.proc = subprocess.Popen(self.netns.wrap_client(
+            [str(Path(build) / "pigeond"), "-o", f"listen={self.host}:{self.port}",
+             "-o", f"spool.dir={tmp}/kernel-spool", "-o", "domains=example.com",
+             "-o", "log.level=warning", "-o", "smtp.command_timeout=600"]),
+            stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            try:
+                with self.netns.entered():
+                    socket.create_connection((self.host, self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.netns.teardown()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-m", "--messages", type=int, default=20000)
+    ap.add_argument("-l", "--size", type=int, default=4096)
+    ap.add_argument("-s", "--sessions", type=int, default=50)
+    ap.add_argument("-i", "--idle", type=int, default=4000)
+    ap.add_argument("-z", "--idle-sleep-us", type=int, default=0,
+                    help="dpdk.idle_sleep_us (0: busy polling)")
+    ap.add_argument("-b", "--build", default=os.environ.get("PIGEON_BUILD",
+                                                           str(HERE.parent / "build")))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench-dpdk.py: needs root (network namespaces)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pigeon-bench-") as tmp:
+        k = KernelServer(args.build, tmp)
+        try:
+            pid = pigeond_pid(k.proc)
+            # Idle cost first, on a fresh process: nothing freed earlier to reuse.
+            idle = idle_cost(k.netns, k.host, k.port, pid, args.idle)
+            rate = saturate(k.netns, k.host, k.port, args)
+            rows.append(("kernel", rate, idle))
+        finally:
+            k.close()
+        with DpdkPigeond(args.build, Path(tmp) / "dpdk",
+                         {"domains": "example.com", "log.level": "warning",
+                          "smtp.command_timeout": "600", "dpdk.idle_sleep_us": str(args.idle_sleep_us),
+                          "dpdk.mbufs": "16383"}) as srv:
+            pid = pigeond_pid(srv.proc)
+            idle = idle_cost(srv.netns, srv.host, srv.port, pid, args.idle)
+            rate = saturate(srv.netns, srv.host, srv.port, args)
+            rows.append(("dpdk", rate, idle))
+    print(f"{args.messages} messages of {args.size} octets, {args.sessions} sessions "
+          f"(smtp-source -d); {args.idle} idle connections")
+    print(f"{'backend':8} {'messages/s':>12} {'idle conn (octets)':>20}")
+    for name, rate, idle in rows:
+        print(f"{name:8} {rate:12.0f} {idle:20.0f}")
+
+
+if __name__ == "__main__":
+    main()
