@@ -1,0 +1,60 @@
+/*
+ * tls_private.h: what the files of the TLS filter share (internal to smtp/tls_*).
+ *
+ * tls_shared.c  the object every worker shares: BIO method, ticket keys
+ * tls_ctx.c     one SSL_CTX per worker, the ticket-key callback
+ * tls_io.c      the byte queues and the BIO method over them
+ * tls_conn.c    one connection: handshake, records in and out
+ * tls_error.c   OpenSSL's error queue as one message
+ */
+#ifndef PA_TLS_PRIVATE_H
+#define PA_TLS_PRIVATE_H
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include "smtp/tls.h"
+
+#define TLS_TICKET_NAME_LEN 16
+#define TLS_TICKET_KEY_LEN 32
+
+/* Read-only once tls_shared_new() returned: no lock is needed to read it. */
+struct tls_shared {
+	BIO_METHOD *bio_method;
+	EVP_CIPHER *ticket_cipher; /* AES-256-CBC, fetched once */
+	unsigned char ticket_name[TLS_TICKET_NAME_LEN];
+	unsigned char ticket_aes[TLS_TICKET_KEY_LEN];
+	unsigned char ticket_hmac[TLS_TICKET_KEY_LEN];
+};
+
+struct tls_ctx {
+	SSL_CTX *ssl_ctx;
+	const struct tls_shared *shared;
+};
+
+/* A FIFO of octets; its buffer exists only while it holds something. */
+struct tls_queue {
+	uint8_t *buf;
+	size_t off; /* first unread octet */
+	size_t len; /* octets held from off */
+	size_t cap;
+};
+
+/* What the BIO reads from (rx) and writes to (tx). */
+struct tls_io {
+	struct tls_queue rx;
+	struct tls_queue tx;
+};
+
+/* tls_io.c */
+int tls_queue_append(struct tls_queue *q, const uint8_t *p, size_t n);
+void tls_queue_consume(struct tls_queue *q, size_t n);
+void tls_queue_free(struct tls_queue *q);
+BIO_METHOD *tls_io_method_new(void);
+BIO *tls_io_bio_new(const BIO_METHOD *method, struct tls_io *io);
+
+/* tls_error.c: "CALL failed: reason" from the error queue, which it empties. */
+void tls_error(char *err, size_t errlen, const char *call);
+
+#endif
