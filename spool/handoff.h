@@ -1,0 +1,97 @@
+/*
+ * handoff.h: the hand-off engine, which drains the spool into the delivery
+ * tier (Postfix relays, LMTP stores) over kernel sockets.
+ *
+ * It runs on its own thread, never on a worker lcore.  Every scan it takes
+ * the due copies of every shard, routes each pending recipient through the
+ * route map (route_map.h), and hands the copy to that destination over a
+ * pool of SMTP or LMTP connections.  docs/handoff.md is the operator's view.
+ *
+ * What it promises (at least once): a recipient is marked done only after
+ * the peer's 2xx for it, and that mark is synced before the copy is deleted
+ * (also synced); a crash re-sends at most what was in flight.  A 5xx, or a
+ * message older than max_queue_lifetime, queues a DSN to the sender (synced,
+ * before the recipient is marked failed).  Workers may read the backpressure
+ * flags from any thread without a lock.
+ */
+#ifndef HANDOFF_H
+#define HANDOFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct spool;
+struct handoff;
+
+#define HANDOFF_WORKER_ID 255 /* the queue-id worker number of DSNs */
+
+struct handoff_config {
+	char routes[1024];      /* route-map file; "" none */
+	char default_dest[256]; /* relay.default; "" none */
+	char helo[256];         /* EHLO/LHLO name */
+	char hostname[256];     /* Reporting-MTA of DSNs */
+	char spool_dir[1024];   /* for the free-space check */
+	unsigned shards;
+	unsigned node_id;
+	unsigned min_backoff_s, max_backoff_s;
+	unsigned max_queue_lifetime_s;
+	unsigned concurrency; /* connections per destination */
+	uint64_t high_water;  /* queued bytes per shard; 0: no limit */
+	uint64_t min_free_bytes;
+	unsigned min_free_percent; /* used when min_free_bytes is 0 */
+	unsigned breaker_failures; /* consecutive failures that open the breaker */
+	unsigned breaker_cooldown_s;
+	unsigned timeout_s; /* per reply from a peer */
+};
+
+/* Parses the route map and starts the thread; PA_ERROR with err naming what failed. */
+int handoff_start(struct handoff **h, struct spool *sp, const struct handoff_config *cfg, char *err,
+                  size_t errlen);
+
+/* Stops the thread, closes its connections, frees everything; copies in flight stay queued. */
+void handoff_stop(struct handoff *h);
+
+/*
+ * Re-reads the route map with a new configuration.  All or nothing: on
+ * PA_ERROR (err names the file and line) the running map and settings stay.
+ * On PA_OK every queued copy is looked at again, due or not.
+ */
+int handoff_reload(struct handoff *h, const struct handoff_config *cfg, char *err, size_t errlen);
+
+/* Backpressure, for the workers: this shard is above its high-water mark, or the disk is full. */
+bool handoff_shard_full(const struct handoff *h, unsigned shard);
+/* Every shard is full (or the disk is): refuse connections. */
+bool handoff_spool_full(const struct handoff *h);
+
+/* Operations (the control socket will expose them).  shard < 0: every shard. */
+int handoff_hold_shard(struct handoff *h, int shard, bool hold);
+/* Makes every queued copy due now (what a reload does too). */
+void handoff_retry_now(struct handoff *h);
+
+/* Operations on every copy of one message (queue id). */
+enum handoff_op {
+	HANDOFF_OP_HOLD,    /* never due until released */
+	HANDOFF_OP_RELEASE, /* due now */
+	HANDOFF_OP_RETRY,   /* due now, held or not */
+	HANDOFF_OP_DELETE,  /* removed without delivery or DSN */
+};
+/*
+ * Queues the operation for the engine thread, which applies it within one
+ * loop (a copy in flight at that moment is done once its transaction ends).
+ * PA_ERROR for an invalid queue id or when out of memory.
+ */
+int handoff_message_op(struct handoff *h, const char *queue_id, enum handoff_op op);
+
+/* A snapshot of one shard's and the engine's counters, for logs and the control socket. */
+struct handoff_stats {
+	uint64_t delivered; /* recipients acknowledged with 2xx */
+	uint64_t deferred;  /* temporary failures */
+	uint64_t failed;    /* permanent failures (DSN queued when there is a sender) */
+	uint64_t dsns;
+	uint64_t queued_bytes; /* per shard: the backpressure figure */
+};
+void handoff_stats(const struct handoff *h, struct handoff_stats *out);
+uint64_t handoff_shard_queued_bytes(const struct handoff *h, unsigned shard);
+
+#endif

@@ -1,0 +1,609 @@
+/*
+ * handoff_client.c: the SMTP/LMTP client state machine (handoff_client.h).
+ *
+ * Replies are matched to commands by position, which is what PIPELINING
+ * guarantees (RFC 2920 3.1): the envelope is MAIL, one RCPT per recipient,
+ * then DATA, sent together when the peer pipelines and one at a time when it
+ * does not.  The body waits for 354.  What it promises: never more than one
+ * transaction in flight, every recipient ends with one result, the message
+ * bytes go out dot-stuffed (RFC 5321 4.5.2) and otherwise unchanged, after
+ * the id header.
+ */
+#include "spool/handoff_client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/pa.h"
+
+enum hc_state {
+	ST_GREET,    /* waiting for 220 */
+	ST_EHLO,     /* EHLO or LHLO sent */
+	ST_HELO,     /* HELO sent after EHLO was refused */
+	ST_IDLE,     /* ready for a transaction */
+	ST_ENVELOPE, /* MAIL, RCPT..., DATA: replies come back in order */
+	ST_BODY,     /* body sent, waiting for the final reply (one per recipient with LMTP) */
+	ST_RSET,     /* RSET sent after a transaction that did not finish */
+	ST_QUIT,
+	ST_CLOSED,
+	ST_FAILED,
+};
+
+struct hc {
+	enum hc_proto proto;
+	enum hc_state state;
+	char helo[256];
+	bool pipelining, dsn, eightbit, smtputf8, size;
+
+	/* Received bytes not yet parsed into lines. */
+	uint8_t *in;
+	size_t inlen, incap;
+	/* The reply being assembled from its lines. */
+	bool in_reply;
+	unsigned reply_code;
+	char reply_text[HC_TEXT_MAX + 1];
+	char last[HC_TEXT_MAX + 1];
+
+	uint8_t *out;
+	size_t outlen, outcap, outoff;
+
+	/* The current transaction. */
+	struct hc_txn txn;
+	struct hc_result *results;
+	size_t results_cap;
+	size_t replies;      /* envelope replies received: 0 MAIL, 1..n RCPT, n+1 DATA */
+	size_t sent;         /* envelope commands sent */
+	size_t accepted;     /* recipients that got 2xx at RCPT */
+	size_t body_replies; /* final replies still expected after the body */
+	size_t next_final;   /* LMTP: the accepted recipient the next reply belongs to */
+	bool mail_ok;
+	unsigned mail_code; /* MAIL's reply, the result of everyone when MAIL was refused */
+	char mail_text[HC_TEXT_MAX + 1];
+	size_t reported; /* results handed out so far, to tell HC_RESULTS apart */
+	size_t nfinal;
+};
+
+static bool
+out_reserve(struct hc *c, size_t more)
+{
+	uint8_t *p;
+	size_t cap;
+
+	if (c->outoff > 0 && c->outoff == c->outlen) {
+		c->outoff = c->outlen = 0;
+	}
+	if (c->outlen + more <= c->outcap)
+		return true;
+	cap = c->outcap == 0 ? 4096 : c->outcap;
+	while (cap < c->outlen + more)
+		cap *= 2;
+	p = realloc(c->out, cap);
+	if (p == NULL)
+		return false;
+	c->out = p;
+	c->outcap = cap;
+	return true;
+}
+
+static bool
+out_add(struct hc *c, const void *data, size_t len)
+{
+	if (!out_reserve(c, len))
+		return false;
+	memcpy(c->out + c->outlen, data, len);
+	c->outlen += len;
+	return true;
+}
+
+static bool __attribute__((format(printf, 2, 3))) out_printf(struct hc *c, const char *fmt, ...)
+{
+	char line[HC_LINE_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return false;
+	return out_add(c, line, (size_t)n);
+}
+
+/* RFC 3461 4: xtext, for ENVID and ORCPT. */
+static void
+xtext(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *s && o + 4 < outlen; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch >= '!' && ch <= '~' && ch != '+' && ch != '=')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, outlen - o, "+%02X", ch);
+	}
+	out[o] = '\0';
+}
+
+static bool
+ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
+struct hc *
+hc_new(enum hc_proto proto, const char *helo)
+{
+	struct hc *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->proto = proto;
+	c->state = ST_GREET;
+	snprintf(c->helo, sizeof(c->helo), "%s", helo != NULL && helo[0] ? helo : "localhost");
+	return c;
+}
+
+void
+hc_free(struct hc *c)
+{
+	if (c == NULL)
+		return;
+	free(c->in);
+	free(c->out);
+	free(c->results);
+	free(c);
+}
+
+static void
+set_result(struct hc *c, size_t i, unsigned code, const char *text)
+{
+	struct hc_result *r = &c->results[i];
+
+	if (r->final)
+		return;
+	r->final = true;
+	r->code = code;
+	snprintf(r->text, sizeof(r->text), "%s", text);
+	c->nfinal++;
+}
+
+static void
+fail_rest(struct hc *c, unsigned code, const char *text)
+{
+	if (c->state != ST_ENVELOPE && c->state != ST_BODY)
+		return;
+	for (size_t i = 0; i < c->txn.nrcpt; i++)
+		set_result(c, i, code, text);
+}
+
+void
+hc_abort(struct hc *c, const char *text)
+{
+	fail_rest(c, 0, text);
+	c->state = ST_FAILED;
+}
+
+/* Sends the next envelope command: MAIL, RCPT i, or DATA. */
+static bool
+send_envelope_cmd(struct hc *c)
+{
+	char x[3 * 512 + 1];
+	size_t i = c->sent;
+
+	if (i == 0) {
+		bool ok = out_printf(c, "MAIL FROM:<%s>", c->txn.mail_from);
+
+		if (ok && c->size)
+			ok = out_printf(c, " SIZE=%zu", c->txn.size);
+		if (ok && c->txn.body_8bit && c->eightbit)
+			ok = out_printf(c, " BODY=8BITMIME");
+		if (ok && c->txn.smtputf8 && c->smtputf8)
+			ok = out_printf(c, " SMTPUTF8");
+		if (ok && c->dsn && c->txn.envid != NULL) {
+			xtext(c->txn.envid, x, 101);
+			ok = out_printf(c, " ENVID=%s", x);
+		}
+		ok = ok && out_add(c, "\r\n", 2);
+		c->sent++;
+		return ok;
+	}
+	if (i <= c->txn.nrcpt) {
+		const char *r = c->txn.rcpts[i - 1];
+		bool ok = out_printf(c, "RCPT TO:<%s>", r);
+
+		if (ok && c->dsn && ascii(r)) {
+			xtext(r, x, sizeof(x));
+			ok = out_printf(c, " ORCPT=rfc822;%s", x);
+		}
+		ok = ok && out_add(c, "\r\n", 2);
+		c->sent++;
+		return ok;
+	}
+	c->sent++;
+	return out_add(c, "DATA\r\n", 6);
+}
+
+int
+hc_start(struct hc *c, const struct hc_txn *txn)
+{
+	size_t total;
+
+	if (c->state != ST_IDLE || txn->nrcpt == 0 || txn->nrcpt > HC_RCPT_MAX ||
+	    strlen(txn->mail_from) > 512)
+		return PA_ERROR;
+	for (size_t i = 0; i < txn->nrcpt; i++)
+		if (strlen(txn->rcpts[i]) > 512)
+			return PA_ERROR;
+	if (txn->nrcpt > c->results_cap) {
+		struct hc_result *r = realloc(c->results, txn->nrcpt * sizeof(*r));
+
+		if (r == NULL)
+			return PA_ERROR;
+		c->results = r;
+		c->results_cap = txn->nrcpt;
+	}
+	memset(c->results, 0, txn->nrcpt * sizeof(*c->results));
+	c->txn = *txn;
+	c->replies = c->sent = c->accepted = c->body_replies = c->next_final = 0;
+	c->reported = c->nfinal = 0;
+	c->mail_ok = false;
+	c->state = ST_ENVELOPE;
+	total = txn->nrcpt + 2;
+	do {
+		if (!send_envelope_cmd(c))
+			return PA_ERROR;
+	} while (c->pipelining && c->sent < total);
+	return PA_OK;
+}
+
+/* The message after the id header, dot-stuffed, ending in CRLF "." CRLF. */
+static bool
+send_body(struct hc *c)
+{
+	const uint8_t *p = c->txn.data, *end = p + c->txn.size;
+	bool bol = true;
+
+	if (!out_reserve(c, c->txn.size + c->txn.size / 64 + 512))
+		return false;
+	if (c->txn.id_header != NULL && !out_printf(c, "%s\r\n", c->txn.id_header))
+		return false;
+	while (p < end) {
+		const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		if (bol && *p == '.' && !out_add(c, ".", 1))
+			return false;
+		if (!out_add(c, p, n))
+			return false;
+		bol = nl != NULL;
+		p += n;
+	}
+	if (c->txn.size > 0 && !bol && !out_add(c, "\r\n", 2))
+		return false;
+	return out_add(c, ".\r\n", 3);
+}
+
+/* One complete reply of the envelope phase. */
+static enum hc_status
+envelope_reply(struct hc *c, unsigned code, const char *text)
+{
+	size_t i = c->replies++, n = c->txn.nrcpt;
+
+	if (i == 0) {
+		c->mail_ok = code / 100 == 2;
+		c->mail_code = code >= 400 && code < 600 ? code : 451;
+		snprintf(c->mail_text, sizeof(c->mail_text), "%s", text);
+	} else if (i <= n) {
+		if (!c->mail_ok)
+			set_result(c, i - 1, c->mail_code, c->mail_text);
+		else if (code / 100 == 2)
+			c->accepted++;
+		else
+			set_result(c, i - 1, code, text);
+	} else {
+		if (code == 354 && c->accepted > 0) {
+			c->body_replies = c->proto == HC_LMTP ? c->accepted : 1;
+			c->state = ST_BODY;
+			return send_body(c) ? HC_NEED_MORE : HC_FAILED;
+		}
+		if (code == 354) {
+			/* No recipient was accepted, yet the peer wants data: an empty message. */
+			c->body_replies = 1;
+			c->state = ST_BODY;
+			return out_add(c, ".\r\n", 3) ? HC_NEED_MORE : HC_FAILED;
+		}
+		/* DATA refused: its reply is the result of everyone accepted at RCPT. */
+		for (size_t r = 0; r < n; r++)
+			set_result(c, r, code, text);
+		if (c->mail_ok) {
+			c->state = ST_RSET;
+			return out_add(c, "RSET\r\n", 6) ? HC_TXN_DONE : HC_FAILED;
+		}
+		c->state = ST_IDLE;
+		return HC_TXN_DONE;
+	}
+	/* MAIL refused without pipelining: nothing more to send, the results are in. */
+	if (!c->mail_ok && !c->pipelining) {
+		for (size_t r = 0; r < n; r++)
+			set_result(c, r, c->mail_code, c->mail_text);
+		c->state = ST_IDLE;
+		return HC_TXN_DONE;
+	}
+	if (!c->pipelining) {
+		/* Every recipient refused: no DATA, the transaction is over. */
+		if (i == n && c->accepted == 0) {
+			c->state = ST_RSET;
+			return out_add(c, "RSET\r\n", 6) ? HC_TXN_DONE : HC_FAILED;
+		}
+		return send_envelope_cmd(c) ? HC_NEED_MORE : HC_FAILED;
+	}
+	return HC_NEED_MORE;
+}
+
+/* One final reply after the body: for all accepted (SMTP) or the next accepted (LMTP). */
+static enum hc_status
+body_reply(struct hc *c, unsigned code, const char *text)
+{
+	size_t n = c->txn.nrcpt;
+
+	if (c->accepted == 0) {
+		c->body_replies = 0;
+	} else if (c->proto == HC_SMTP) {
+		for (size_t r = 0; r < n; r++)
+			set_result(c, r, code, text);
+		c->body_replies = 0;
+	} else {
+		while (c->next_final < n && c->results[c->next_final].final)
+			c->next_final++;
+		if (c->next_final < n)
+			set_result(c, c->next_final, code, text);
+		c->body_replies--;
+	}
+	if (c->body_replies > 0)
+		return HC_RESULTS;
+	c->state = ST_IDLE;
+	return HC_TXN_DONE;
+}
+
+static enum hc_status
+reply(struct hc *c, unsigned code, const char *text)
+{
+	snprintf(c->last, sizeof(c->last), "%s", text);
+	if (code == 421 && c->state != ST_QUIT) {
+		fail_rest(c, 421, text);
+		c->state = ST_FAILED;
+		return HC_FAILED;
+	}
+	switch (c->state) {
+	case ST_GREET:
+		if (code != 220)
+			break;
+		c->state = ST_EHLO;
+		return out_printf(c, "%s %s\r\n", c->proto == HC_LMTP ? "LHLO" : "EHLO", c->helo)
+		           ? HC_NEED_MORE
+		           : HC_FAILED;
+	case ST_EHLO:
+		if (code / 100 == 2) {
+			c->state = ST_IDLE;
+			return HC_READY;
+		}
+		if (c->proto == HC_LMTP || code / 100 != 5)
+			break;
+		c->pipelining = c->dsn = c->eightbit = c->smtputf8 = c->size = false;
+		c->state = ST_HELO;
+		return out_printf(c, "HELO %s\r\n", c->helo) ? HC_NEED_MORE : HC_FAILED;
+	case ST_HELO:
+		if (code / 100 != 2)
+			break;
+		c->state = ST_IDLE;
+		return HC_READY;
+	case ST_ENVELOPE:
+		return envelope_reply(c, code, text);
+	case ST_BODY:
+		return body_reply(c, code, text);
+	case ST_RSET:
+		if (code / 100 != 2)
+			break;
+		c->state = ST_IDLE;
+		return HC_READY;
+	case ST_QUIT:
+		c->state = ST_CLOSED;
+		return HC_CLOSED;
+	case ST_IDLE:
+	case ST_CLOSED:
+	case ST_FAILED:
+		break;
+	}
+	/* Unexpected: a reply nobody asked for, or a refused greeting/EHLO/RSET. */
+	fail_rest(c, code >= 400 && code < 600 ? code : 451, text);
+	c->state = ST_FAILED;
+	return HC_FAILED;
+}
+
+static void
+ehlo_keyword(struct hc *c, const char *kw, size_t len)
+{
+	char word[32];
+	size_t n = 0;
+
+	while (n < len && kw[n] != ' ' && n + 1 < sizeof(word)) {
+		word[n] = (char)(kw[n] >= 'a' && kw[n] <= 'z' ? kw[n] - 32 : kw[n]);
+		n++;
+	}
+	word[n] = '\0';
+	if (strcmp(word, "PIPELINING") == 0)
+		c->pipelining = true;
+	else if (strcmp(word, "DSN") == 0)
+		c->dsn = true;
+	else if (strcmp(word, "8BITMIME") == 0)
+		c->eightbit = true;
+	else if (strcmp(word, "SMTPUTF8") == 0)
+		c->smtputf8 = true;
+	else if (strcmp(word, "SIZE") == 0)
+		c->size = true;
+}
+
+/* One line without its line end; HC_NEED_MORE unless it completed a reply that matters. */
+static enum hc_status
+line(struct hc *c, const char *l, size_t len)
+{
+	unsigned code;
+	bool last;
+
+	if (len < 3 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
+	    l[2] > '9' || (len > 3 && l[3] != ' ' && l[3] != '-')) {
+		snprintf(c->last, sizeof(c->last), "unparsable reply: %.*s",
+		         (int)(len > 200 ? 200 : len), l);
+		fail_rest(c, 0, c->last);
+		c->state = ST_FAILED;
+		return HC_FAILED;
+	}
+	code = (unsigned)((l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
+	last = len == 3 || l[3] == ' ';
+	if (!c->in_reply) {
+		c->in_reply = true;
+		c->reply_code = code;
+		snprintf(c->reply_text, sizeof(c->reply_text), "%.*s", (int)len, l);
+		if (c->state == ST_EHLO)
+			c->pipelining = c->dsn = c->eightbit = c->smtputf8 = c->size = false;
+	} else if (code != c->reply_code) {
+		fail_rest(c, 0, "reply code changed inside a multi-line reply");
+		c->state = ST_FAILED;
+		return HC_FAILED;
+	} else if (c->state == ST_EHLO && len > 4) {
+		ehlo_keyword(c, l + 4, len - 4);
+	}
+	if (!last)
+		return HC_NEED_MORE;
+	c->in_reply = false;
+	return reply(c, c->reply_code, c->reply_text);
+}
+
+static bool
+in_append(struct hc *c, const uint8_t *in, size_t len)
+{
+	if (c->inlen + len > c->incap) {
+		size_t cap = c->incap == 0 ? 4096 : c->incap;
+		uint8_t *p;
+
+		while (cap < c->inlen + len)
+			cap *= 2;
+		p = realloc(c->in, cap);
+		if (p == NULL)
+			return false;
+		c->in = p;
+		c->incap = cap;
+	}
+	memcpy(c->in + c->inlen, in, len);
+	c->inlen += len;
+	return true;
+}
+
+enum hc_status
+hc_input(struct hc *c, const uint8_t *in, size_t len)
+{
+	size_t pos = 0;
+	enum hc_status st = HC_NEED_MORE;
+
+	if (c->state == ST_FAILED)
+		return HC_FAILED;
+	if (len > 0 && !in_append(c, in, len)) {
+		hc_abort(c, "out of memory");
+		return HC_FAILED;
+	}
+	while (st == HC_NEED_MORE && pos < c->inlen) {
+		const uint8_t *nl = memchr(c->in + pos, '\n', c->inlen - pos);
+		size_t l;
+
+		if (nl == NULL) {
+			if (c->inlen - pos > HC_LINE_MAX) {
+				hc_abort(c, "reply line too long");
+				return HC_FAILED;
+			}
+			break;
+		}
+		l = (size_t)(nl - (c->in + pos));
+		if (l > HC_LINE_MAX) {
+			hc_abort(c, "reply line too long");
+			return HC_FAILED;
+		}
+		st = line(c, (const char *)c->in + pos,
+		          l > 0 && c->in[pos + l - 1] == '\r' ? l - 1 : l);
+		pos += l + 1;
+	}
+	memmove(c->in, c->in + pos, c->inlen - pos);
+	c->inlen -= pos;
+	if (st == HC_NEED_MORE && (c->state == ST_ENVELOPE || c->state == ST_BODY) &&
+	    c->nfinal > c->reported)
+		st = HC_RESULTS;
+	if (st == HC_RESULTS || st == HC_TXN_DONE)
+		c->reported = c->nfinal;
+	return st;
+}
+
+const struct hc_result *
+hc_result(const struct hc *c, size_t i)
+{
+	return i < c->txn.nrcpt ? &c->results[i] : NULL;
+}
+
+int
+hc_quit(struct hc *c)
+{
+	if (c->state != ST_IDLE && c->state != ST_GREET && c->state != ST_EHLO)
+		return PA_ERROR;
+	c->state = ST_QUIT;
+	return out_add(c, "QUIT\r\n", 6) ? PA_OK : PA_ERROR;
+}
+
+const uint8_t *
+hc_output(const struct hc *c, size_t *len)
+{
+	*len = c->outlen - c->outoff;
+	return c->out + c->outoff;
+}
+
+void
+hc_output_consumed(struct hc *c, size_t n)
+{
+	c->outoff += n;
+	if (c->outoff >= c->outlen)
+		c->outoff = c->outlen = 0;
+}
+
+bool
+hc_ready(const struct hc *c)
+{
+	return c->state == ST_IDLE;
+}
+
+bool
+hc_busy(const struct hc *c)
+{
+	return c->state == ST_ENVELOPE || c->state == ST_BODY;
+}
+
+bool
+hc_has_pipelining(const struct hc *c)
+{
+	return c->pipelining;
+}
+
+bool
+hc_has_dsn(const struct hc *c)
+{
+	return c->dsn;
+}
+
+const char *
+hc_last_reply(const struct hc *c)
+{
+	return c->last;
+}

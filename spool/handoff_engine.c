@@ -1,0 +1,337 @@
+/*
+ * handoff_engine.c: the hand-off engine's thread, start/stop, reload and
+ * backpressure (handoff.h).
+ *
+ * One thread: an epoll loop over the connections (handoff_conn.c) and an
+ * eventfd for reloads and stop; every HO_SCAN_INTERVAL_US it looks for due
+ * copies (handoff_queue.c).  What it promises: the route map changes only
+ * between two steps of the loop, as a whole; stop leaves every copy that was
+ * not acknowledged queued on disk; the backpressure flags never lag the
+ * spool by more than HO_BACKPRESSURE_US plus one scan.
+ */
+#include "spool/handoff_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/pa.h"
+#include "spool/spool_internal.h"
+
+#define EVENTS_MAX 64
+
+static void
+wake(struct handoff *h)
+{
+	uint64_t one = 1;
+
+	if (write(h->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		pa_log_err("hand-off: write(eventfd): %s", strerror(errno));
+}
+
+/* Queued bytes per shard from what the committers wrote and the engine removed. */
+static void
+update_pressure(struct handoff *h)
+{
+	struct statvfs vfs;
+	bool disk_full = false, all = h->nshards > 0;
+
+	if (statvfs(h->cfg.spool_dir, &vfs) != -1) {
+		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+		uint64_t floor = h->cfg.min_free_bytes;
+
+		if (floor == 0 && h->cfg.min_free_percent > 0)
+			floor = total / 100 * h->cfg.min_free_percent;
+		disk_full = avail < floor;
+	}
+	for (unsigned s = 0; s < h->nshards; s++) {
+		uint64_t committed =
+		    atomic_load_explicit(&h->spool->shards[s].bytes, memory_order_relaxed);
+		uint64_t in =
+		    h->base_bytes[s] + (committed - h->base_committed[s]) + h->added_bytes[s];
+		uint64_t q = in > h->removed_bytes[s] ? in - h->removed_bytes[s] : 0;
+		bool full = disk_full || (h->cfg.high_water > 0 && q >= h->cfg.high_water);
+
+		atomic_store_explicit(&h->queued_bytes[s], q, memory_order_relaxed);
+		if (full != (atomic_load_explicit(&h->full[s], memory_order_relaxed) != 0))
+			pa_log_notice("hand-off: shard %u %s (queued %llu bytes%s)", s,
+			              full ? "full: new mail gets 452 4.3.1" : "accepting again",
+			              (unsigned long long)q,
+			              disk_full ? ", disk below spool.min_free" : "");
+		atomic_store_explicit(&h->full[s], full, memory_order_release);
+		all = all && full;
+	}
+	atomic_store_explicit(&h->all_full, all, memory_order_release);
+}
+
+/* Takes a parked reload: new map and settings, then everything is looked at again. */
+static bool
+take_reload(struct handoff *h)
+{
+	bool took = false;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->pending) {
+		route_map_free(h->map);
+		h->map = h->pending_map;
+		h->cfg = h->pending_cfg;
+		h->pending_map = NULL;
+		h->pending = false;
+		h->warned_unrouted = false;
+		took = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return took;
+}
+
+static void *
+engine_main(void *arg)
+{
+	struct handoff *h = arg;
+	struct epoll_event ev[EVENTS_MAX];
+
+	while (!atomic_load(&h->stop)) {
+		int n = epoll_wait(h->epfd, ev, EVENTS_MAX, (int)(HO_SCAN_INTERVAL_US / 1000));
+		uint64_t now = pa_wall_clock_us();
+		bool all;
+
+		if (n == -1 && errno != EINTR) {
+			pa_log_err("hand-off: epoll_wait: %s", strerror(errno));
+			usleep(HO_SCAN_INTERVAL_US);
+		}
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.ptr == NULL) {
+				uint64_t v;
+
+				if (read(h->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+					pa_log_err("hand-off: read(eventfd): %s", strerror(errno));
+				continue;
+			}
+			ho_conn_event(h, ev[i].data.ptr, ev[i].events, now);
+		}
+		ho_flush(h);
+		if (take_reload(h))
+			atomic_store(&h->rescan_all, true);
+		all = atomic_exchange(&h->rescan_all, false);
+		if ((all || now >= h->next_scan_us) && route_map_routes_anything(h->map)) {
+			/* An "everything" scan cut short by the limits goes on next turn. */
+			if (!ho_scan(h, now, all) && all)
+				atomic_store(&h->rescan_all, true);
+			h->next_scan_us = now + HO_SCAN_INTERVAL_US;
+		}
+		ho_flush(h);
+		ho_apply_ops(h, now);
+		ho_dispatch(h, now);
+		ho_timeouts(h, now);
+		if (now >= h->next_pressure_us) {
+			update_pressure(h);
+			h->next_pressure_us = now + HO_BACKPRESSURE_US;
+		}
+	}
+	ho_conn_close_all(h);
+	ho_flush(h);
+	ho_drop_all(h);
+	return NULL;
+}
+
+static void
+handoff_free(struct handoff *h)
+{
+	if (h == NULL)
+		return;
+	if (h->epfd != -1)
+		close(h->epfd);
+	if (h->wake_fd != -1)
+		close(h->wake_fd);
+	ho_dest_free_all(h);
+	route_map_free(h->map);
+	route_map_free(h->pending_map);
+	ho_ops_free(h->ops);
+	pthread_mutex_destroy(&h->lock);
+	free(h->full);
+	free(h->queued_bytes);
+	free(h->held);
+	free(h->base_bytes);
+	free(h->base_committed);
+	free(h->removed_bytes);
+	free(h->added_bytes);
+	for (unsigned s = 0; h->batch != NULL && s < h->nshards; s++)
+		if (h->batch[s] != NULL)
+			rocksdb_writebatch_destroy(h->batch[s]);
+	free(h->batch);
+	free(h);
+}
+
+static int
+alloc_shards(struct handoff *h, unsigned n)
+{
+	h->nshards = n;
+	h->full = calloc(n, sizeof(*h->full));
+	h->queued_bytes = calloc(n, sizeof(*h->queued_bytes));
+	h->held = calloc(n, sizeof(*h->held));
+	h->base_bytes = calloc(n, sizeof(*h->base_bytes));
+	h->base_committed = calloc(n, sizeof(*h->base_committed));
+	h->removed_bytes = calloc(n, sizeof(*h->removed_bytes));
+	h->added_bytes = calloc(n, sizeof(*h->added_bytes));
+	h->batch = calloc(n, sizeof(*h->batch));
+	for (unsigned s = 0; h->batch != NULL && s < n; s++)
+		h->batch[s] = rocksdb_writebatch_create();
+	return h->batch != NULL && h->full && h->queued_bytes && h->held && h->base_bytes &&
+	               h->base_committed && h->removed_bytes && h->added_bytes
+	           ? PA_OK
+	           : PA_ERROR;
+}
+
+int
+handoff_start(struct handoff **out, struct spool *sp, const struct handoff_config *cfg, char *err,
+              size_t errlen)
+{
+	struct handoff *h = calloc(1, sizeof(*h));
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	int rc;
+
+	if (h == NULL) {
+		snprintf(err, errlen, "hand-off: out of memory");
+		return PA_ERROR;
+	}
+	h->epfd = h->wake_fd = -1;
+	pthread_mutex_init(&h->lock, NULL);
+	h->spool = sp;
+	h->cfg = *cfg;
+	if (alloc_shards(h, sp->nshards) != PA_OK) {
+		snprintf(err, errlen, "hand-off: out of memory");
+		handoff_free(h);
+		return PA_ERROR;
+	}
+	if (route_map_load(cfg->routes, sp->nshards, cfg->default_dest, &h->map, err, errlen) !=
+	    PA_OK) {
+		handoff_free(h);
+		return PA_ERROR;
+	}
+	queue_id_gen_init(&h->qids, cfg->node_id, HANDOFF_WORKER_ID);
+	for (unsigned s = 0; s < sp->nshards; s++) {
+		uint64_t copies;
+
+		h->base_committed[s] = atomic_load(&sp->shards[s].bytes);
+		if (hs_shard_usage(sp, s, &h->base_bytes[s], &copies, err, errlen) != PA_OK) {
+			handoff_free(h);
+			return PA_ERROR;
+		}
+	}
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (h->epfd == -1 || h->wake_fd == -1 ||
+	    epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->wake_fd, &ev) == -1) {
+		snprintf(err, errlen, "hand-off: epoll/eventfd: %s", strerror(errno));
+		handoff_free(h);
+		return PA_ERROR;
+	}
+	update_pressure(h);
+	if (!route_map_routes_anything(h->map))
+		pa_log_warning(
+		    "hand-off: neither relay.routes nor relay.default is set: mail stays "
+		    "queued (held) until a route map is loaded");
+	rc = pthread_create(&h->thread, NULL, engine_main, h);
+	if (rc != 0) {
+		snprintf(err, errlen, "pthread_create(hand-off): %s", strerror(rc));
+		handoff_free(h);
+		return PA_ERROR;
+	}
+	h->started = true;
+	/* Only a name for top and gdb. */
+	pthread_setname_np(h->thread, "handoff");
+	*out = h;
+	return PA_OK;
+}
+
+void
+handoff_stop(struct handoff *h)
+{
+	if (h == NULL)
+		return;
+	atomic_store(&h->stop, true);
+	wake(h);
+	if (h->started)
+		pthread_join(h->thread, NULL);
+	handoff_free(h);
+}
+
+int
+handoff_reload(struct handoff *h, const struct handoff_config *cfg, char *err, size_t errlen)
+{
+	struct route_map *map;
+
+	if (route_map_load(cfg->routes, h->nshards, cfg->default_dest, &map, err, errlen) != PA_OK)
+		return PA_ERROR;
+	pthread_mutex_lock(&h->lock);
+	route_map_free(h->pending_map);
+	h->pending_map = map;
+	h->pending_cfg = *cfg;
+	h->pending = true;
+	pthread_mutex_unlock(&h->lock);
+	wake(h);
+	return PA_OK;
+}
+
+bool
+handoff_shard_full(const struct handoff *h, unsigned shard)
+{
+	return h != NULL && shard < h->nshards &&
+	       atomic_load_explicit(&h->full[shard], memory_order_acquire) != 0;
+}
+
+bool
+handoff_spool_full(const struct handoff *h)
+{
+	return h != NULL && atomic_load_explicit(&h->all_full, memory_order_acquire);
+}
+
+int
+handoff_hold_shard(struct handoff *h, int shard, bool hold)
+{
+	if (shard >= (int)h->nshards)
+		return PA_ERROR;
+	for (unsigned s = 0; s < h->nshards; s++)
+		if (shard < 0 || (unsigned)shard == s)
+			atomic_store(&h->held[s], hold);
+	if (!hold)
+		handoff_retry_now(h);
+	return PA_OK;
+}
+
+void
+handoff_retry_now(struct handoff *h)
+{
+	atomic_store(&h->rescan_all, true);
+	wake(h);
+}
+
+void
+handoff_stats(const struct handoff *h, struct handoff_stats *out)
+{
+	struct handoff *m = (struct handoff *)h; /* atomics are read-only here */
+
+	out->delivered = atomic_load(&m->delivered);
+	out->deferred = atomic_load(&m->deferred);
+	out->failed = atomic_load(&m->failed);
+	out->dsns = atomic_load(&m->dsns);
+	out->queued_bytes = 0;
+	for (unsigned s = 0; s < h->nshards; s++)
+		out->queued_bytes += atomic_load(&m->queued_bytes[s]);
+}
+
+uint64_t
+handoff_shard_queued_bytes(const struct handoff *h, unsigned shard)
+{
+	struct handoff *m = (struct handoff *)h;
+
+	return shard < h->nshards ? atomic_load(&m->queued_bytes[shard]) : 0;
+}

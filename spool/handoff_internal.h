@@ -1,0 +1,164 @@
+/*
+ * handoff_internal.h: the hand-off engine's private state, shared by its
+ * files: handoff_engine.c (thread, reload, backpressure), handoff_queue.c
+ * (scan, copies, jobs, outcomes, DSNs) and handoff_conn.c (connections).
+ *
+ * Ownership: everything below `engine thread only` is touched by the engine
+ * thread alone; the mutex guards the reload hand-over; the backpressure
+ * flags are atomics written by the engine and read by workers.
+ */
+#ifndef HANDOFF_INTERNAL_H
+#define HANDOFF_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "core/queue_id.h"
+#include "spool/handoff.h"
+#include "spool/handoff_client.h"
+#include "spool/handoff_store.h"
+#include "spool/route_map.h"
+
+#define HO_COPY_BUCKETS 4096
+#define HO_MAX_COPIES 2048         /* copies in memory at once */
+#define HO_MAX_BYTES (256u << 20)  /* bodies in memory at once */
+#define HO_SCAN_INTERVAL_US 20000u /* how often due schedule entries are looked for */
+#define HO_IDLE_CLOSE_US 5000000u  /* an idle connection is closed after this */
+/* Jobs a destination may have waiting in memory: BASE + PER_CONN * relay.concurrency. */
+#define HO_DEST_QUEUE_BASE 64u
+#define HO_DEST_QUEUE_PER_CONN 16u
+#define HO_BACKPRESSURE_US 200000u /* how often the backpressure flags are recomputed */
+
+struct ho_dest;
+struct ho_conn;
+
+/* A queued per-message operation (handoff_message_op()). */
+struct ho_op {
+	char qid[SMTP_QUEUE_ID_MAX];
+	enum handoff_op op;
+	struct ho_op *next;
+};
+
+/* A copy the engine holds in memory while some of its recipients are being handed off. */
+struct ho_copy {
+	struct hs_copy *hc;
+	unsigned jobs; /* jobs not finished yet */
+	bool changed;  /* plan() changed a delivery record */
+	struct ho_copy *hnext;
+};
+
+/* The recipients of one copy that go to one destination, in one transaction. */
+struct ho_job {
+	struct ho_copy *copy;
+	struct ho_dest *dest;
+	size_t n;
+	size_t *idx;        /* delivery-record index of each recipient */
+	const char **rcpts; /* their addresses (point into copy->hc->rec) */
+	bool *done;         /* outcome taken */
+	size_t ndone;
+	char id_header[96];
+	char envid[64];
+	TAILQ_ENTRY(ho_job) link;
+};
+TAILQ_HEAD(ho_job_list, ho_job);
+
+struct ho_conn {
+	struct ho_dest *dest;
+	int fd;
+	unsigned host;
+	struct hc *hc;
+	struct ho_job *job;
+	bool connecting;
+	bool want_write;      /* EPOLLOUT is armed */
+	uint64_t deadline_us; /* connect or reply timeout; 0 none */
+	uint64_t idle_since_us;
+	LIST_ENTRY(ho_conn) link;
+};
+LIST_HEAD(ho_conn_list, ho_conn);
+
+struct ho_dest {
+	struct route_dest rd;
+	struct ho_job_list queue;
+	unsigned nqueued;
+	struct ho_conn_list conns;
+	unsigned nconns;
+	unsigned host_next;     /* the host the next connection tries first */
+	unsigned failures;      /* consecutive connection failures */
+	uint64_t open_until_us; /* circuit breaker: no attempts before this */
+	uint64_t delivered, deferred, failed;
+	struct ho_dest *next;
+};
+
+struct handoff {
+	struct spool *spool;
+	pthread_t thread;
+	bool started;
+	int epfd;
+	int wake_fd;
+	atomic_bool stop;
+
+	/* Reload hand-over: the main thread parks a new map and config here. */
+	pthread_mutex_t lock;
+	struct route_map *pending_map;
+	struct handoff_config pending_cfg;
+	bool pending;
+	atomic_bool rescan_all;
+	struct ho_op *ops; /* per-message operations, newest first */
+
+	/* Read by workers. */
+	unsigned nshards;
+	atomic_uchar *full; /* per shard */
+	atomic_bool all_full;
+	atomic_uint_least64_t *queued_bytes; /* per shard */
+	atomic_uchar *held;                  /* per shard: hold requested */
+
+	atomic_uint_least64_t delivered, deferred, failed, dsns;
+
+	/* Engine thread only. */
+	struct handoff_config cfg;
+	struct route_map *map;
+	struct queue_id_gen qids;
+	struct ho_copy *copies[HO_COPY_BUCKETS];
+	unsigned ncopies;
+	uint64_t bytes_in_memory;
+	struct ho_dest *dests;
+	uint64_t next_scan_us;
+	uint64_t next_pressure_us;
+	uint64_t *base_bytes;     /* per shard: at start */
+	uint64_t *base_committed; /* per shard: committer byte count at start */
+	uint64_t *removed_bytes;  /* per shard: deleted by the engine since start */
+	uint64_t *added_bytes;    /* per shard: DSNs queued by the engine */
+	bool warned_unrouted;
+	/* per shard: outcomes gathered in one loop, written by ho_flush() (group commit) */
+	rocksdb_writebatch_t **batch;
+};
+
+/* handoff_queue.c */
+/* False when it stopped at the in-memory limits before looking at everything due. */
+bool ho_scan(struct handoff *h, uint64_t now, bool all);
+void ho_job_free(struct ho_job *job);
+/* Returns how many recipients got a temporary failure. */
+unsigned ho_job_outcomes(struct handoff *h, struct ho_job *job, struct hc *hc, uint64_t now);
+void ho_job_fail(struct handoff *h, struct ho_job *job, const char *why, bool count_attempt,
+                 uint64_t when, uint64_t now);
+void ho_drop_all(struct handoff *h);
+/* Writes (synced) every shard's gathered outcomes; before anything reads copies again. */
+void ho_flush(struct handoff *h);
+void ho_dest_free_all(struct handoff *h);
+
+/* handoff_ops.c: applies queued per-message operations (engine thread). */
+void ho_apply_ops(struct handoff *h, uint64_t now);
+void ho_ops_free(struct ho_op *ops);
+/* handoff_queue.c: whether a copy is in memory (in flight) now. */
+bool ho_in_flight(struct handoff *h, unsigned shard, const char *qid);
+
+/* handoff_conn.c */
+void ho_conn_event(struct handoff *h, struct ho_conn *c, uint32_t events, uint64_t now);
+void ho_dispatch(struct handoff *h, uint64_t now);
+void ho_timeouts(struct handoff *h, uint64_t now);
+void ho_conn_close_all(struct handoff *h);
+
+#endif

@@ -1,0 +1,648 @@
+/*
+ * handoff_queue.c: the hand-off engine's queue logic: which copies are due,
+ * which destination each recipient goes to, and what each outcome does to
+ * the spool.
+ *
+ * What it promises: an outcome is written (synced) before the engine acts on
+ * it further; a DSN is queued (synced) before the recipient it reports is
+ * marked failed, so a crash can duplicate a DSN but never lose one; a copy
+ * is loaded at most once at a time (the in-memory set of copies), so two
+ * connections never carry the same recipient at once.
+ */
+#include "spool/handoff_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/pa.h"
+#include "spool/dsn.h"
+#include "spool/spool_internal.h"
+
+static unsigned
+bucket(unsigned shard, const char *qid)
+{
+	uint32_t x = 2166136261u ^ shard;
+
+	for (; *qid; qid++)
+		x = (x ^ (uint8_t)*qid) * 16777619u;
+	return x % HO_COPY_BUCKETS;
+}
+
+static struct ho_copy *
+copy_find(struct handoff *h, unsigned shard, const char *qid)
+{
+	for (struct ho_copy *c = h->copies[bucket(shard, qid)]; c != NULL; c = c->hnext)
+		if (c->hc->shard == shard && strcmp(c->hc->qid, qid) == 0)
+			return c;
+	return NULL;
+}
+
+bool
+ho_in_flight(struct handoff *h, unsigned shard, const char *qid)
+{
+	return copy_find(h, shard, qid) != NULL;
+}
+
+static void
+copy_forget(struct handoff *h, struct ho_copy *c)
+{
+	struct ho_copy **pp = &h->copies[bucket(c->hc->shard, c->hc->qid)];
+
+	while (*pp != c)
+		pp = &(*pp)->hnext;
+	*pp = c->hnext;
+	h->ncopies--;
+	h->bytes_in_memory -= c->hc->size;
+	hs_copy_free(c->hc);
+	free(c);
+}
+
+static struct ho_dest *
+dest_get(struct handoff *h, const struct route_dest *rd)
+{
+	struct ho_dest *d;
+
+	for (d = h->dests; d != NULL; d = d->next)
+		if (strcmp(d->rd.key, rd->key) == 0)
+			return d;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return NULL;
+	d->rd = *rd;
+	TAILQ_INIT(&d->queue);
+	LIST_INIT(&d->conns);
+	d->next = h->dests;
+	h->dests = d;
+	return d;
+}
+
+void
+ho_dest_free_all(struct handoff *h)
+{
+	while (h->dests != NULL) {
+		struct ho_dest *d = h->dests;
+
+		h->dests = d->next;
+		free(d);
+	}
+}
+
+static uint64_t
+backoff_us(const struct handoff_config *cfg, uint32_t attempts)
+{
+	uint64_t d = (uint64_t)cfg->min_backoff_s * 1000000u;
+	uint64_t max = (uint64_t)cfg->max_backoff_s * 1000000u;
+
+	for (uint32_t i = 1; i < attempts && d < max; i++)
+		d *= 2;
+	return d < max ? d : max;
+}
+
+static void
+set_reply(struct spool_delivery *d, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (n > SPOOL_REPLY_MAX)
+		n = SPOOL_REPLY_MAX;
+	memcpy(d->reply, text, n);
+	d->reply[n] = '\0';
+	/* The record's strings may not hold NUL; replies never do, but cut defensively. */
+	d->reply_len = strlen(d->reply);
+}
+
+static void
+rfc5322_date(uint64_t us, char *out, size_t outlen)
+{
+	time_t t = (time_t)(us / 1000000u);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, outlen, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/*
+ * Queues one DSN for the failed recipients of a copy, in the sender's shard.
+ * PA_OK also when there is nobody to tell (the null sender).
+ */
+static int
+queue_dsn(struct handoff *h, const struct hs_copy *hc, const struct dsn_rcpt *rcpts, size_t n,
+          uint64_t now)
+{
+	const char *from = hc->rec->mail_from;
+	char qid[QUEUE_ID_LEN + 1], date[64], recv[512], err[512];
+	uint8_t *report, *data;
+	size_t rlen, dlen;
+	struct spool_msg_record rec;
+	unsigned shard;
+	int rc, hl;
+	bool eight = false;
+
+	if (from[0] == '\0' || n == 0)
+		return PA_OK;
+	queue_id_next(&h->qids, now, qid);
+	if (dsn_build(&(struct dsn_report){.reporting_mta = h->cfg.hostname,
+	                                   .queue_id = hc->qid,
+	                                   .mail_from = from,
+	                                   .arrival_us = hc->rec->arrival_us,
+	                                   .now_us = now,
+	                                   .rcpts = rcpts,
+	                                   .nrcpt = n,
+	                                   .original = hc->data,
+	                                   .original_size = hc->size},
+	              &report, &rlen) != PA_OK) {
+		pa_log_err("%s: dsn_build: out of memory", hc->qid);
+		return PA_ERROR;
+	}
+	rfc5322_date(now, date, sizeof(date));
+	hl = snprintf(recv, sizeof(recv), "Received: by %s (PigeonAir hand-off) id %s;\r\n\t%s\r\n",
+	              h->cfg.hostname, qid, date);
+	data = malloc((size_t)hl + rlen);
+	if (data == NULL) {
+		free(report);
+		pa_log_err("%s: DSN: out of memory", hc->qid);
+		return PA_ERROR;
+	}
+	memcpy(data, recv, (size_t)hl);
+	memcpy(data + hl, report, rlen);
+	dlen = (size_t)hl + rlen;
+	free(report);
+	for (size_t i = 0; i < dlen && !eight; i++)
+		eight = data[i] >= 0x80;
+	rec = (struct spool_msg_record){
+	    .flags = eight ? SPOOL_MSG_8BITMIME : 0,
+	    .arrival_us = now,
+	    .size = dlen,
+	    .mail_from = "",
+	    .client_addr = "hand-off",
+	    .helo = h->cfg.hostname,
+	    .nrcpt = 1,
+	    .rcpts = &from,
+	};
+	shard = spool_shard_of(h->nshards, from, strlen(from));
+	rc = hs_put(h->spool, shard, qid, &rec, data, dlen, now, err, sizeof(err));
+	free(data);
+	if (rc != PA_OK) {
+		pa_log_err("%s: DSN not queued: %s", hc->qid, err);
+		return PA_ERROR;
+	}
+	h->added_bytes[shard] += dlen;
+	atomic_fetch_add(&h->dsns, 1);
+	pa_log_info("%s: DSN %s queued to <%s> for %zu recipient(s)", hc->qid, qid, from, n);
+	return PA_OK;
+}
+
+/* Writes the copy's state after its last job: deleted when nothing is pending. */
+static void
+copy_finish(struct handoff *h, struct ho_copy *c)
+{
+	char err[512];
+	bool deleted;
+	unsigned shard = c->hc->shard;
+	uint64_t size = c->hc->size;
+
+	if (hs_finish(h->spool, c->hc, &deleted, h->batch[shard], err, sizeof(err)) != PA_OK) {
+		/* Nothing recorded: the copy stays due and goes out again (at least once). */
+		pa_log_err("%s: %s", c->hc->qid, err);
+	} else if (deleted) {
+		h->removed_bytes[shard] += size;
+		pa_log_info("%s: shard %u copy handed off completely, deleted", c->hc->qid, shard);
+	}
+	copy_forget(h, c);
+}
+
+void
+ho_job_free(struct ho_job *job)
+{
+	free(job->idx);
+	free(job->rcpts);
+	free(job->done);
+	free(job);
+}
+
+/* One job is over: record what it changed; the copy's last job finishes the copy. */
+static void
+job_end(struct handoff *h, struct ho_job *job, const size_t *changed, size_t nchanged)
+{
+	struct ho_copy *c = job->copy;
+	char err[512];
+
+	if (job->ndone < job->n && nchanged > 0) {
+		/* LMTP: some recipients answered, others still to come; record these now. */
+		if (hs_record(h->spool, c->hc, changed, nchanged, h->batch[c->hc->shard], err,
+		              sizeof(err)) != PA_OK)
+			pa_log_err("%s: %s", c->hc->qid, err);
+		return;
+	}
+	if (job->ndone < job->n)
+		return;
+	c->jobs--;
+	if (c->jobs == 0) {
+		copy_finish(h, c);
+	} else if (nchanged > 0 && hs_record(h->spool, c->hc, changed, nchanged,
+	                                     h->batch[c->hc->shard], err, sizeof(err)) != PA_OK) {
+		pa_log_err("%s: %s", c->hc->qid, err);
+	}
+	ho_job_free(job);
+}
+
+/*
+ * Applies one outcome to recipient k of the job.  Fills dsn when the
+ * recipient failed for good and the sender must hear of it.
+ */
+static void
+apply(struct handoff *h, struct ho_job *job, size_t k, unsigned code, const char *text,
+      bool count_attempt, uint64_t when, uint64_t now, struct dsn_rcpt *dsn, size_t *ndsn,
+      char (*why)[SPOOL_REPLY_MAX + 64])
+{
+	struct hs_copy *hc = job->copy->hc;
+	struct spool_delivery *d = &hc->d[job->idx[k]];
+	const struct handoff_config *cfg = &h->cfg;
+	uint64_t lifetime = (uint64_t)cfg->max_queue_lifetime_s * 1000000u;
+
+	job->done[k] = true;
+	job->ndone++;
+	if (count_attempt) {
+		d->attempts++;
+		d->last_attempt_us = now;
+	}
+	set_reply(d, text);
+	if (code / 100 == 2) {
+		d->state = SPOOL_DELIVERY_DONE;
+		job->dest->delivered++;
+		atomic_fetch_add(&h->delivered, 1);
+		pa_log_info("%s: to=<%s> relay=%s status=sent (%s)", hc->qid, job->rcpts[k],
+		            job->dest->rd.key, text);
+		return;
+	}
+	if (code / 100 == 5 || now - hc->rec->arrival_us >= lifetime) {
+		d->state = SPOOL_DELIVERY_FAILED;
+		job->dest->failed++;
+		atomic_fetch_add(&h->failed, 1);
+		if (code / 100 == 5) {
+			snprintf(why[*ndsn], sizeof(why[0]), "%s", text);
+		} else {
+			snprintf(why[*ndsn], sizeof(why[0]),
+			         "delivery time expired (relay.max_queue_lifetime); last reply: %s",
+			         text);
+			code = 0;
+		}
+		dsn[*ndsn] = (struct dsn_rcpt){job->rcpts[k], why[*ndsn], code};
+		(*ndsn)++;
+		pa_log_notice("%s: to=<%s> relay=%s status=bounced (%s)", hc->qid, job->rcpts[k],
+		              job->dest->rd.key, why[*ndsn - 1]);
+		return;
+	}
+	d->next_attempt_us = when != 0 ? when : now + backoff_us(cfg, d->attempts);
+	/* The retry should try another host of the destination first. */
+	if (count_attempt && job->dest->rd.nhosts > 1)
+		job->dest->host_next = (job->dest->host_next + 1) % job->dest->rd.nhosts;
+	job->dest->deferred++;
+	atomic_fetch_add(&h->deferred, 1);
+	pa_log_info("%s: to=<%s> relay=%s status=deferred attempts=%u (%s)", hc->qid, job->rcpts[k],
+	            job->dest->rd.key, (unsigned)d->attempts, text);
+}
+
+/* Applies outcomes of recipients ks[0..n), queues their DSN, then records. */
+static void
+apply_many(struct handoff *h, struct ho_job *job, const size_t *ks, const unsigned *codes,
+           const char *const *texts, size_t n, bool count_attempt, uint64_t when, uint64_t now)
+{
+	struct dsn_rcpt *dsn = calloc(n + 1, sizeof(*dsn));
+	char(*why)[SPOOL_REPLY_MAX + 64] = calloc(n + 1, sizeof(*why));
+	size_t *changed = calloc(n + 1, sizeof(*changed));
+	size_t ndsn = 0;
+
+	if (dsn == NULL || why == NULL || changed == NULL) {
+		/* Nothing applied: the copy stays due and is retried (at least once). */
+		pa_log_err("%s: out of memory applying outcomes", job->copy->hc->qid);
+		free(dsn);
+		free(why);
+		free(changed);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		apply(h, job, ks[i], codes[i], texts[i], count_attempt, when, now, dsn, &ndsn, why);
+		changed[i] = job->idx[ks[i]];
+	}
+	if (ndsn > 0 && queue_dsn(h, job->copy->hc, dsn, ndsn, now) != PA_OK) {
+		/* Keep them pending rather than fail them silently: retried later. */
+		for (size_t i = 0; i < n; i++) {
+			struct spool_delivery *d = &job->copy->hc->d[job->idx[ks[i]]];
+
+			if (d->state == SPOOL_DELIVERY_FAILED) {
+				d->state = SPOOL_DELIVERY_PENDING;
+				d->next_attempt_us = now + backoff_us(&h->cfg, d->attempts);
+			}
+		}
+	}
+	job_end(h, job, changed, n);
+	free(dsn);
+	free(why);
+	free(changed);
+}
+
+unsigned
+ho_job_outcomes(struct handoff *h, struct ho_job *job, struct hc *hc, uint64_t now)
+{
+	size_t *ks = calloc(job->n, sizeof(*ks));
+	unsigned *codes = calloc(job->n, sizeof(*codes));
+	const char **texts = calloc(job->n, sizeof(*texts));
+	size_t n = 0;
+	unsigned temp = 0;
+
+	if (ks == NULL || codes == NULL || texts == NULL) {
+		free(ks);
+		free(codes);
+		free(texts);
+		return 0;
+	}
+	for (size_t k = 0; k < job->n; k++) {
+		const struct hc_result *r = hc_result(hc, k);
+
+		if (job->done[k] || r == NULL || !r->final)
+			continue;
+		ks[n] = k;
+		codes[n] = r->code;
+		texts[n] = r->text;
+		temp += r->code / 100 != 2 && r->code / 100 != 5;
+		n++;
+	}
+	if (n > 0)
+		apply_many(h, job, ks, codes, texts, n, true, 0, now);
+	free(ks);
+	free(codes);
+	free(texts);
+	return temp;
+}
+
+void
+ho_job_fail(struct handoff *h, struct ho_job *job, const char *why, bool count_attempt,
+            uint64_t when, uint64_t now)
+{
+	size_t *ks = calloc(job->n, sizeof(*ks));
+	unsigned *codes = calloc(job->n, sizeof(*codes));
+	const char **texts = calloc(job->n, sizeof(*texts));
+	size_t n = 0;
+
+	if (ks == NULL || codes == NULL || texts == NULL) {
+		free(ks);
+		free(codes);
+		free(texts);
+		return;
+	}
+	for (size_t k = 0; k < job->n; k++) {
+		if (job->done[k])
+			continue;
+		ks[n] = k;
+		codes[n] = 0;
+		texts[n] = why;
+		n++;
+	}
+	if (n > 0)
+		apply_many(h, job, ks, codes, texts, n, count_attempt, when, now);
+	else
+		job_end(h, job, NULL, 0);
+	free(ks);
+	free(codes);
+	free(texts);
+}
+
+static struct ho_job *
+job_new(struct ho_copy *c, struct ho_dest *dest, size_t cap)
+{
+	struct ho_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->copy = c;
+	job->dest = dest;
+	job->idx = calloc(cap, sizeof(*job->idx));
+	job->rcpts = calloc(cap, sizeof(*job->rcpts));
+	job->done = calloc(cap, sizeof(*job->done));
+	if (job->idx == NULL || job->rcpts == NULL || job->done == NULL) {
+		ho_job_free(job);
+		return NULL;
+	}
+	/* Stable across attempts: a store that saw it before can drop the duplicate. */
+	snprintf(job->id_header, sizeof(job->id_header), "X-PigeonAir-Id: %s.%u", c->hc->qid,
+	         c->hc->shard);
+	snprintf(job->envid, sizeof(job->envid), "%s.%u", c->hc->qid, c->hc->shard);
+	return job;
+}
+
+/*
+ * Splits the due recipients of a loaded copy into one job per destination.
+ * Returns the number of jobs queued; recipients without a route wait.
+ */
+static unsigned
+plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
+{
+	struct hs_copy *hc = c->hc;
+	size_t n = hc->rec->nrcpt;
+	struct ho_job **jobs = calloc(n, sizeof(*jobs));
+	unsigned njobs = 0;
+	bool unrouted = false;
+	bool held = atomic_load(&h->held[hc->shard]) != 0;
+
+	if (jobs == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct spool_delivery *d = &hc->d[i];
+		const struct route_dest *rd;
+		struct ho_dest *dest;
+		struct ho_job *job = NULL;
+
+		if (d->state != SPOOL_DELIVERY_PENDING || d->next_attempt_us == HS_HELD_US)
+			continue;
+		if (!all && d->next_attempt_us > now)
+			continue;
+		rd = held ? NULL : route_map_lookup(h->map, hc->shard, hc->rec->rcpts[i]);
+		if (rd == NULL) {
+			/* No route (or the shard is held): look again after max_backoff or a
+			 * reload. */
+			d->next_attempt_us = now + (uint64_t)h->cfg.max_backoff_s * 1000000u;
+			unrouted = true;
+			c->changed = true;
+			continue;
+		}
+		dest = dest_get(h, rd);
+		if (dest == NULL)
+			continue;
+		/*
+		 * A destination with enough work queued takes no more now: the copy's
+		 * memory goes to other destinations, this recipient stays due on disk.
+		 */
+		if (dest->nqueued >=
+		    HO_DEST_QUEUE_BASE + HO_DEST_QUEUE_PER_CONN * h->cfg.concurrency) {
+			*busy = true;
+			continue;
+		}
+		for (unsigned j = 0; j < njobs; j++)
+			if (jobs[j]->dest == dest)
+				job = jobs[j];
+		if (job == NULL) {
+			job = job_new(c, dest, n);
+			if (job == NULL)
+				continue;
+			jobs[njobs++] = job;
+		}
+		job->idx[job->n] = i;
+		job->rcpts[job->n] = hc->rec->rcpts[i];
+		job->n++;
+	}
+	if (unrouted && !h->warned_unrouted && !held) {
+		pa_log_warning("%s: recipient(s) in shard %u have no route (relay.routes, "
+		               "relay.default): held",
+		               hc->qid, hc->shard);
+		h->warned_unrouted = true;
+	}
+	c->jobs = njobs;
+	for (unsigned j = 0; j < njobs; j++) {
+		TAILQ_INSERT_TAIL(&jobs[j]->dest->queue, jobs[j], link);
+		jobs[j]->dest->nqueued++;
+	}
+	free(jobs);
+	return njobs;
+}
+
+/* Whether plan() changed a delivery record (a recipient without a route waits longer). */
+static bool
+copy_changed(const struct ho_copy *c)
+{
+	return c->changed;
+}
+
+/* Lifetime exceeded before any attempt this time: every pending recipient fails now. */
+static bool
+expire(struct handoff *h, struct ho_copy *c, uint64_t now)
+{
+	struct hs_copy *hc = c->hc;
+	uint64_t lifetime = (uint64_t)h->cfg.max_queue_lifetime_s * 1000000u;
+	struct dsn_rcpt *dsn;
+	size_t n = 0;
+
+	if (now - hc->rec->arrival_us < lifetime)
+		return false;
+	dsn = calloc(hc->rec->nrcpt, sizeof(*dsn));
+	if (dsn == NULL)
+		return false;
+	for (size_t i = 0; i < hc->rec->nrcpt; i++) {
+		if (hc->d[i].state != SPOOL_DELIVERY_PENDING)
+			continue;
+		dsn[n++] = (struct dsn_rcpt){
+		    hc->rec->rcpts[i],
+		    hc->d[i].reply_len > 0 ? hc->d[i].reply
+		                           : "delivery time expired (relay.max_queue_lifetime)",
+		    0};
+	}
+	if (queue_dsn(h, hc, dsn, n, now) == PA_OK) {
+		for (size_t i = 0; i < hc->rec->nrcpt; i++)
+			if (hc->d[i].state == SPOOL_DELIVERY_PENDING)
+				hc->d[i].state = SPOOL_DELIVERY_FAILED;
+		atomic_fetch_add(&h->failed, n);
+		pa_log_notice("%s: shard %u: %zu recipient(s) expired, status=bounced", hc->qid,
+		              hc->shard, n);
+	}
+	free(dsn);
+	copy_finish(h, c);
+	return true;
+}
+
+struct scan_ctx {
+	struct handoff *h;
+	uint64_t now;
+	bool all;
+};
+
+static int
+scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
+{
+	struct scan_ctx *s = arg;
+	struct handoff *h = s->h;
+	struct ho_copy *c;
+	char err[512];
+	bool busy;
+	int rc;
+
+	if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
+		return 1; /* enough in memory; the rest waits for the next scan */
+	if (copy_find(h, shard, qid) != NULL)
+		return 0; /* in flight */
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return 1;
+	rc = hs_load(h->spool, shard, qid, sched_us, &c->hc, err, sizeof(err));
+	if (rc != PA_OK) {
+		if (rc == PA_ERROR)
+			pa_log_err("hand-off: %s", err);
+		free(c);
+		return 0;
+	}
+	c->hnext = h->copies[bucket(shard, qid)];
+	h->copies[bucket(shard, qid)] = c;
+	h->ncopies++;
+	h->bytes_in_memory += c->hc->size;
+	if (expire(h, c, s->now))
+		return 0;
+	busy = false;
+	if (plan(h, c, s->now, s->all, &busy) > 0)
+		return 0;
+	if (busy && !copy_changed(c))
+		copy_forget(h, c); /* nothing to write: it stays due as it is */
+	else
+		copy_finish(h, c); /* moves the schedule entry to the next due time */
+	return 0;
+}
+
+bool
+ho_scan(struct handoff *h, uint64_t now, bool all)
+{
+	struct scan_ctx s = {h, now, all};
+	char err[512];
+
+	for (unsigned shard = 0; shard < h->nshards; shard++) {
+		if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
+			return false;
+		/* Outcomes not yet written would make their copies look due again. */
+		ho_flush(h);
+		if (hs_due(h->spool, shard, all ? HS_HELD_US - 1 : now, HO_MAX_COPIES, scan_one, &s,
+		           err, sizeof(err)) == PA_ERROR)
+			pa_log_err("hand-off: %s", err);
+	}
+	ho_flush(h);
+	return h->ncopies < HO_MAX_COPIES && h->bytes_in_memory < HO_MAX_BYTES;
+}
+
+void
+ho_flush(struct handoff *h)
+{
+	char err[512];
+
+	for (unsigned shard = 0; shard < h->nshards; shard++)
+		if (hs_write(h->spool, shard, h->batch[shard], err, sizeof(err)) != PA_OK)
+			/* Not recorded: those copies go out again (at least once). */
+			pa_log_err("hand-off: %s", err);
+}
+
+/* Forgets every job and copy in memory (at stop): the spool still has them all. */
+void
+ho_drop_all(struct handoff *h)
+{
+	for (struct ho_dest *d = h->dests; d != NULL; d = d->next) {
+		struct ho_job *job;
+
+		while ((job = TAILQ_FIRST(&d->queue)) != NULL) {
+			TAILQ_REMOVE(&d->queue, job, link);
+			ho_job_free(job);
+		}
+		d->nqueued = 0;
+	}
+	for (unsigned b = 0; b < HO_COPY_BUCKETS; b++)
+		while (h->copies[b] != NULL)
+			copy_forget(h, h->copies[b]);
+}

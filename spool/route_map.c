@@ -1,0 +1,532 @@
+/*
+ * route_map.c: the route-map parser and lookup (route_map.h).
+ *
+ * What it promises: input is hostile.  Lines are bounded (ROUTE_LINE_MAX),
+ * a NUL byte anywhere refuses the map, numbers are parsed digit by digit with
+ * range checks, hosts must be numeric addresses (the hand-off thread never
+ * waits for DNS), and the first error stops parsing with the line number in
+ * the message.  Nothing is half-applied: a map is built privately and handed
+ * out only when every line parsed.
+ */
+#include "spool/route_map.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/pa.h"
+
+/* One override: a lower-cased domain or address and its destination. */
+struct route_entry {
+	char *name;
+	unsigned line;
+	struct route_dest dest;
+};
+
+struct route_map {
+	unsigned shards;
+	struct route_dest **by_shard;   /* shards entries, NULL: not named */
+	unsigned *shard_line;           /* where each shard was assigned, for duplicate errors */
+	struct route_dest *shard_dests; /* owned storage the by_shard pointers point into */
+	size_t nshard_dests;
+	struct route_entry *domains; /* sorted by name */
+	size_t ndomains;
+	struct route_entry *addresses; /* sorted by name */
+	size_t naddresses;
+	bool has_default;
+	struct route_dest default_dest;
+};
+
+static void
+lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* Decimal digits only, no sign, no overflow; the whole [s, s+len) must be digits. */
+static bool
+parse_uint(const char *s, size_t len, unsigned long max, unsigned long *out)
+{
+	unsigned long v = 0;
+
+	if (len == 0 || len > 10)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* HOST:PORT[/PRIO] with HOST an IPv4 address or [IPv6]. */
+static int
+parse_host(const char *s, size_t len, struct route_host *h, char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *slash = memchr(s, '/', len), *colon;
+	size_t hostlen, portlen, hlen = slash != NULL ? (size_t)(slash - s) : len;
+	unsigned long port, prio = 0;
+
+	if (slash != NULL && !parse_uint(slash + 1, len - hlen - 1, 65535, &prio)) {
+		snprintf(err, errlen, "priority of '%.*s' is not 0..65535",
+		         (int)(len > 80 ? 80 : len), s);
+		return PA_ERROR;
+	}
+	colon = NULL;
+	for (size_t i = hlen; i > 0; i--)
+		if (s[i - 1] == ':') {
+			colon = s + i - 1;
+			break;
+		}
+	if (colon == NULL || colon == s) {
+		snprintf(err, errlen, "'%.*s' is not HOST:PORT", (int)(hlen > 80 ? 80 : hlen), s);
+		return PA_ERROR;
+	}
+	hostlen = (size_t)(colon - s);
+	portlen = hlen - hostlen - 1;
+	if (!parse_uint(colon + 1, portlen, 65535, &port) || port == 0) {
+		snprintf(err, errlen, "'%.*s' has no port 1..65535", (int)(hlen > 80 ? 80 : hlen),
+		         s);
+		return PA_ERROR;
+	}
+	if (hostlen >= sizeof(host)) {
+		snprintf(err, errlen, "host '%.*s' is too long", 60, s);
+		return PA_ERROR;
+	}
+	memcpy(host, s, hostlen);
+	host[hostlen] = '\0';
+	memset(&h->addr, 0, sizeof(h->addr));
+	if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&h->addr;
+
+		host[hostlen - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1) {
+			snprintf(err, errlen, "'%s' is not an IPv6 address", host + 1);
+			return PA_ERROR;
+		}
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		h->addrlen = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&h->addr;
+
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			snprintf(err, errlen, "'%s' is not a numeric IPv4 address", host);
+			return PA_ERROR;
+		}
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		h->addrlen = sizeof(*sin);
+	}
+	h->priority = (unsigned)prio;
+	snprintf(h->name, sizeof(h->name), "%.*s", (int)(hlen > 63 ? 63 : hlen), s);
+	return PA_OK;
+}
+
+int
+route_dest_parse(const char *text, size_t len, struct route_dest *out, char *err, size_t errlen)
+{
+	struct route_dest d;
+	const char *p, *end = text + len;
+	size_t klen;
+
+	memset(&d, 0, sizeof(d));
+	if (len >= 5 && memcmp(text, "smtp:", 5) == 0) {
+		d.proto = ROUTE_SMTP;
+	} else if (len >= 5 && memcmp(text, "lmtp:", 5) == 0) {
+		d.proto = ROUTE_LMTP;
+	} else {
+		snprintf(err, errlen, "destination '%.*s' does not start with smtp: or lmtp:",
+		         (int)(len > 80 ? 80 : len), text);
+		return PA_ERROR;
+	}
+	p = text + 5;
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *stop = comma != NULL ? comma : end;
+
+		if (d.nhosts == ROUTE_HOSTS_MAX) {
+			snprintf(err, errlen, "more than %d hosts in one destination",
+			         ROUTE_HOSTS_MAX);
+			return PA_ERROR;
+		}
+		if (parse_host(p, (size_t)(stop - p), &d.hosts[d.nhosts], err, errlen) != PA_OK)
+			return PA_ERROR;
+		d.nhosts++;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	/* Insertion sort: stable, so equal priorities keep the order written. */
+	for (unsigned i = 1; i < d.nhosts; i++) {
+		struct route_host h = d.hosts[i];
+		unsigned j = i;
+
+		while (j > 0 && d.hosts[j - 1].priority > h.priority) {
+			d.hosts[j] = d.hosts[j - 1];
+			j--;
+		}
+		d.hosts[j] = h;
+	}
+	klen =
+	    (size_t)snprintf(d.key, sizeof(d.key), "%s:", d.proto == ROUTE_SMTP ? "smtp" : "lmtp");
+	for (unsigned i = 0; i < d.nhosts && klen < sizeof(d.key); i++)
+		klen += (size_t)snprintf(d.key + klen, sizeof(d.key) - klen, "%s%s/%u",
+		                         i > 0 ? "," : "", d.hosts[i].name, d.hosts[i].priority);
+	*out = d;
+	return PA_OK;
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct route_entry *)a)->name, ((const struct route_entry *)b)->name);
+}
+
+void
+route_map_free(struct route_map *m)
+{
+	if (m == NULL)
+		return;
+	for (size_t i = 0; i < m->ndomains; i++)
+		free(m->domains[i].name);
+	for (size_t i = 0; i < m->naddresses; i++)
+		free(m->addresses[i].name);
+	free(m->domains);
+	free(m->addresses);
+	free(m->by_shard);
+	free(m->shard_line);
+	free(m->shard_dests);
+	free(m);
+}
+
+/* Splits a line into at most 3 words separated by blanks; returns the count, 4 for more. */
+static unsigned
+split_words(char *line, char *words[3])
+{
+	unsigned n = 0;
+	char *p = line;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0' || *p == '#')
+			return n;
+		if (n == 3)
+			return 4;
+		words[n++] = p;
+		while (*p != '\0' && *p != ' ' && *p != '\t')
+			p++;
+		if (*p == '\0')
+			return n;
+		*p++ = '\0';
+	}
+}
+
+static int
+add_entry(struct route_entry **arr, size_t *n, const char *name, unsigned line,
+          const struct route_dest *d)
+{
+	struct route_entry *grown;
+
+	if ((*n & (*n - 1)) == 0) { /* 0, 1, 2, 4, ...: grow at powers of two */
+		grown = realloc(*arr, (*n == 0 ? 1 : 2 * *n) * sizeof(**arr));
+		if (grown == NULL)
+			return PA_ERROR;
+		*arr = grown;
+	}
+	(*arr)[*n].name = strdup(name);
+	if ((*arr)[*n].name == NULL)
+		return PA_ERROR;
+	lower((*arr)[*n].name);
+	(*arr)[*n].line = line;
+	(*arr)[*n].dest = *d;
+	(*n)++;
+	return PA_OK;
+}
+
+/* "N" or "A-B" within 0..shards-1. */
+static bool
+parse_range(const char *s, unsigned shards, unsigned long *a, unsigned long *b)
+{
+	const char *dash = strchr(s, '-');
+
+	if (dash == NULL) {
+		if (!parse_uint(s, strlen(s), shards - 1, a))
+			return false;
+		*b = *a;
+		return true;
+	}
+	return parse_uint(s, (size_t)(dash - s), shards - 1, a) &&
+	       parse_uint(dash + 1, strlen(dash + 1), shards - 1, b) && *a <= *b;
+}
+
+static int
+parse_line(struct route_map *m, char *line, unsigned lineno, char *err, size_t errlen)
+{
+	char *w[3];
+	char derr[256];
+	unsigned n = split_words(line, w);
+	struct route_dest d;
+	unsigned long a, b;
+
+	if (n == 0)
+		return PA_OK;
+	if (n != 3) {
+		snprintf(err, errlen, "line %u: expected 'shards|domain|address WHAT DESTINATION'",
+		         lineno);
+		return PA_ERROR;
+	}
+	if (route_dest_parse(w[2], strlen(w[2]), &d, derr, sizeof(derr)) != PA_OK) {
+		snprintf(err, errlen, "line %u: %s", lineno, derr);
+		return PA_ERROR;
+	}
+	if (strcmp(w[0], "shards") == 0 || strcmp(w[0], "shard") == 0) {
+		if (!parse_range(w[1], m->shards, &a, &b)) {
+			snprintf(err, errlen,
+			         "line %u: '%.40s' is not a shard or range within 0-%u", lineno,
+			         w[1], m->shards - 1);
+			return PA_ERROR;
+		}
+		for (unsigned long s = a; s <= b; s++)
+			if (m->shard_line[s] != 0) {
+				snprintf(err, errlen,
+				         "line %u: shard %lu is already routed on line %u", lineno,
+				         s, m->shard_line[s]);
+				return PA_ERROR;
+			}
+		m->shard_dests[m->nshard_dests] = d;
+		for (unsigned long s = a; s <= b; s++) {
+			m->by_shard[s] = &m->shard_dests[m->nshard_dests];
+			m->shard_line[s] = lineno;
+		}
+		m->nshard_dests++;
+		return PA_OK;
+	}
+	if (strcmp(w[0], "domain") == 0) {
+		if (strchr(w[1], '@') != NULL || w[1][0] == '.' || strlen(w[1]) > 253) {
+			snprintf(err, errlen, "line %u: '%.40s' is not a domain", lineno, w[1]);
+			return PA_ERROR;
+		}
+		if (add_entry(&m->domains, &m->ndomains, w[1], lineno, &d) != PA_OK) {
+			snprintf(err, errlen, "line %u: out of memory", lineno);
+			return PA_ERROR;
+		}
+		return PA_OK;
+	}
+	if (strcmp(w[0], "address") == 0) {
+		const char *at = strrchr(w[1], '@');
+
+		if (at == NULL || at == w[1] || at[1] == '\0' || strlen(w[1]) > 320) {
+			snprintf(err, errlen, "line %u: '%.40s' is not an address", lineno, w[1]);
+			return PA_ERROR;
+		}
+		if (add_entry(&m->addresses, &m->naddresses, w[1], lineno, &d) != PA_OK) {
+			snprintf(err, errlen, "line %u: out of memory", lineno);
+			return PA_ERROR;
+		}
+		return PA_OK;
+	}
+	snprintf(err, errlen, "line %u: unknown keyword '%.20s' (shards, domain or address)",
+	         lineno, w[0]);
+	return PA_ERROR;
+}
+
+/* Sorted, then a duplicate name is an error naming both lines. */
+static int
+sort_entries(struct route_entry *arr, size_t n, const char *what, char *err, size_t errlen)
+{
+	if (n == 0)
+		return PA_OK; /* arr may be NULL, which qsort must not get */
+	qsort(arr, n, sizeof(*arr), entry_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(arr[i - 1].name, arr[i].name) == 0) {
+			unsigned l1 = arr[i - 1].line, l2 = arr[i].line;
+
+			snprintf(err, errlen, "line %u: %s %.60s is already routed on line %u",
+			         l1 > l2 ? l1 : l2, what, arr[i].name, l1 > l2 ? l2 : l1);
+			return PA_ERROR;
+		}
+	return PA_OK;
+}
+
+static int
+parse_all(struct route_map *m, const char *text, size_t len, char *err, size_t errlen)
+{
+	char line[ROUTE_LINE_MAX + 1];
+	size_t pos = 0;
+	unsigned lineno = 0;
+
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t llen = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
+
+		lineno++;
+		if (llen > ROUTE_LINE_MAX) {
+			snprintf(err, errlen, "line %u: longer than %d octets", lineno,
+			         ROUTE_LINE_MAX);
+			return PA_ERROR;
+		}
+		memcpy(line, text + pos, llen);
+		line[llen] = '\0';
+		if (memchr(line, '\0', llen) != NULL) {
+			snprintf(err, errlen, "line %u: contains a NUL byte", lineno);
+			return PA_ERROR;
+		}
+		if (llen > 0 && line[llen - 1] == '\r')
+			line[llen - 1] = '\0';
+		if (parse_line(m, line, lineno, err, errlen) != PA_OK)
+			return PA_ERROR;
+		pos += llen + (nl != NULL ? 1 : 0);
+	}
+	if (sort_entries(m->domains, m->ndomains, "domain", err, errlen) != PA_OK ||
+	    sort_entries(m->addresses, m->naddresses, "address", err, errlen) != PA_OK)
+		return PA_ERROR;
+	return PA_OK;
+}
+
+int
+route_map_parse(const char *text, size_t len, unsigned shards, const char *default_dest,
+                struct route_map **out, char *err, size_t errlen)
+{
+	struct route_map *m;
+	char derr[256];
+
+	if (shards == 0) {
+		snprintf(err, errlen, "route map: no shards");
+		return PA_ERROR;
+	}
+	m = calloc(1, sizeof(*m));
+	if (m != NULL) {
+		m->shards = shards;
+		m->by_shard = calloc(shards, sizeof(*m->by_shard));
+		m->shard_line = calloc(shards, sizeof(*m->shard_line));
+		/* At most one destination per shard line, and a line names at least one shard. */
+		m->shard_dests = calloc(shards, sizeof(*m->shard_dests));
+	}
+	if (m == NULL || m->by_shard == NULL || m->shard_line == NULL || m->shard_dests == NULL) {
+		snprintf(err, errlen, "route map: out of memory");
+		route_map_free(m);
+		return PA_ERROR;
+	}
+	if (default_dest != NULL && default_dest[0] != '\0') {
+		if (route_dest_parse(default_dest, strlen(default_dest), &m->default_dest, derr,
+		                     sizeof(derr)) != PA_OK) {
+			snprintf(err, errlen, "relay.default: %s", derr);
+			route_map_free(m);
+			return PA_ERROR;
+		}
+		m->has_default = true;
+	}
+	if (parse_all(m, text, len, err, errlen) != PA_OK) {
+		route_map_free(m);
+		return PA_ERROR;
+	}
+	*out = m;
+	return PA_OK;
+}
+
+int
+route_map_load(const char *path, unsigned shards, const char *default_dest, struct route_map **out,
+               char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf;
+	size_t got = 0;
+	int fd, rc;
+	char perr[400];
+
+	if (path == NULL || path[0] == '\0')
+		return route_map_parse("", 0, shards, default_dest, out, err, errlen);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		snprintf(err, errlen, "open(%s): %s", path, strerror(errno));
+		return PA_ERROR;
+	}
+	if (fstat(fd, &st) == -1 || st.st_size > (off_t)ROUTE_FILE_MAX) {
+		snprintf(err, errlen, "%s: %s", path,
+		         st.st_size > (off_t)ROUTE_FILE_MAX ? "larger than 16 MiB"
+		                                            : strerror(errno));
+		close(fd);
+		return PA_ERROR;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		close(fd);
+		return PA_ERROR;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "read(%s): %s", path, strerror(errno));
+			free(buf);
+			close(fd);
+			return PA_ERROR;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	rc = route_map_parse(buf, got, shards, default_dest, out, perr, sizeof(perr));
+	if (rc != PA_OK)
+		snprintf(err, errlen, "%s: %s", path, perr);
+	free(buf);
+	return rc;
+}
+
+static const struct route_entry *
+find(const struct route_entry *arr, size_t n, const char *name)
+{
+	struct route_entry key = {.name = (char *)name};
+
+	return n == 0 ? NULL : bsearch(&key, arr, n, sizeof(*arr), entry_cmp);
+}
+
+const struct route_dest *
+route_map_lookup(const struct route_map *m, unsigned shard, const char *rcpt)
+{
+	char addr[400];
+	const struct route_entry *e;
+	const char *at;
+	size_t len = strlen(rcpt);
+
+	if (len < sizeof(addr) && (m->naddresses > 0 || m->ndomains > 0)) {
+		memcpy(addr, rcpt, len + 1);
+		lower(addr);
+		e = find(m->addresses, m->naddresses, addr);
+		if (e != NULL)
+			return &e->dest;
+		at = strrchr(addr, '@');
+		if (at != NULL) {
+			e = find(m->domains, m->ndomains, at + 1);
+			if (e != NULL)
+				return &e->dest;
+		}
+	}
+	if (shard < m->shards && m->by_shard[shard] != NULL)
+		return m->by_shard[shard];
+	return m->has_default ? &m->default_dest : NULL;
+}
+
+bool
+route_map_routes_anything(const struct route_map *m)
+{
+	return m->has_default || m->nshard_dests > 0 || m->ndomains > 0 || m->naddresses > 0;
+}

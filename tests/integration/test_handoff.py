@@ -1,0 +1,124 @@
+"""Hand-off: pigeond drains its spool into real Postfix and Dovecot LMTP stores.
+
+Each test starts its own delivery servers (delivery.py) on loopback ports in
+its work directory, and stops them in teardown, also on failure.
+"""
+
+import pytest
+
+import delivery
+import helpers
+
+DELIVER_TIMEOUT = 20.0
+
+
+@pytest.fixture
+def servers():
+    """Collects delivery servers to stop at teardown."""
+    made = []
+    yield made
+    for s in made:
+        try:
+            s.stop()
+        except Exception:  # noqa: BLE001 - teardown must go on
+            pass
+
+
+def relay_settings(default=None, routes=None, **extra):
+    s = {"relay.min_backoff": "1", "relay.max_backoff": "2", "relay.timeout": "10",
+         "relay.breaker_cooldown": "2",
+         "log.level": "info"}
+    if default:
+        s["relay.default"] = default
+    if routes:
+        s["relay.routes"] = str(routes)
+    s.update(extra)
+    return s
+
+
+def content_for(tag, extra=b""):
+    return (b"From: Sender <sender@example.org>\r\n"
+            b"To: <someone@example.com>\r\n"
+            b"Date: Sat, 28 Nov 2026 12:00:00 +0000\r\n"
+            b"Message-ID: <" + tag.encode() + b"@example.org>\r\n"
+            b"Subject: " + tag.encode() + b"\r\n\r\n"
+            b"Hello " + tag.encode() + b".\r\n.leading dot line\r\n" + extra + b"bye\r\n")
+
+
+def send_ids(server, mail_from, rcpts, content):
+    """Sends one message; returns its queue id (from the 250 reply)."""
+    with server.raw() as c:
+        c.greet()
+        assert c.cmd(f"MAIL FROM:<{mail_from}>")[0] == 250
+        for r in rcpts:
+            code, text = c.cmd(f"RCPT TO:<{r}>")
+            assert code == 250, (r, code, text)
+        assert c.cmd("DATA")[0] == 354
+        c.send(helpers.dot_stuff(content) + b".\r\n")
+        code, text = c.reply()
+        assert code == 250, text
+        c.cmd("QUIT")
+        return helpers.queue_id_of(text[-1])
+
+
+def wait_delivered(store, want, timeout=DELIVER_TIMEOUT):
+    """want: {(domain, user): count}; waits until every mailbox has at least that many."""
+    def ok():
+        got = store.messages()
+        return all(len(got.get(k, [])) >= n for k, n in want.items())
+    delivery.wait_for(ok, timeout, f"delivery of {want} into {store.name}; log:\n{store.log()}")
+    return store.messages()
+
+
+def key(addr):
+    local, domain = addr.split("@")
+    return (domain, local)
+
+
+def test_handoff_postfix_maildir(pigeond_factory, workdir, servers):
+    rcpts = [a[0] for a in helpers.addresses_in_shards(per_shard=1).values()]
+    pf = delivery.Postfix(workdir, rcpts)
+    servers.append(pf)
+    pf.start()
+    p = pigeond_factory(**{k.replace(".", "__"): v
+                           for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}").items()})
+    p.start()
+    sent = {}
+    for i, r in enumerate(rcpts):
+        content = content_for(f"pf{i}", extra=b"x" * 100 + b"\r\n")
+        qid = send_ids(p, "sender@example.org", [r], content)
+        sent[r] = (qid, content)
+    got = wait_delivered(pf, {key(r): 1 for r in rcpts})
+    for r, (qid, content) in sent.items():
+        (m,) = got[key(r)]
+        assert delivery.body_after_added_headers(m, content), m[:600]
+        ids = delivery.pigeon_ids([m])
+        assert len(ids) == 1 and ids[0].startswith(qid + "."), (ids, qid)
+    # every copy acknowledged and deleted
+    delivery.wait_for(lambda: p.log().count("handed off completely") >= len(rcpts), 10,
+                      "copies deleted")
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []
+
+
+def test_handoff_dovecot_lmtp(pigeond_factory, workdir, servers):
+    rcpts = [r for pair in helpers.addresses_in_shards(per_shard=2).values() for r in pair]
+    dv = delivery.DovecotLMTP(workdir, rcpts)
+    servers.append(dv)
+    dv.start()
+    p = pigeond_factory(**{k.replace(".", "__"): v
+                           for k, v in relay_settings(f"lmtp:127.0.0.1:{dv.port}").items()})
+    p.start()
+    content = content_for("lmtp-multi")
+    qid = send_ids(p, "sender@example.org", rcpts, content)
+    got = wait_delivered(dv, {key(r): 1 for r in rcpts})
+    for r in rcpts:
+        (m,) = got[key(r)]
+        assert delivery.body_after_added_headers(m, content), m[:600]
+        assert delivery.pigeon_ids([m])[0].startswith(qid + ".")
+    delivery.wait_for(lambda: p.log().count("handed off completely") >= helpers.SHARDS, 10,
+                      "copies deleted")
+    # one LMTP reply recorded per recipient
+    assert p.log().count(f"{qid}: to=<") >= len(rcpts)
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []

@@ -1,0 +1,253 @@
+/*
+ * test_handoff_client.c: the SMTP/LMTP client state machine against scripted
+ * replies: pipelined and one-at-a-time envelopes, per-recipient LMTP
+ * results, refusals at MAIL, RCPT and DATA, dot-stuffing, DSN parameters,
+ * a 421 in mid-transaction, garbage.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/pa.h"
+#include "spool/handoff_client.h"
+
+/* Takes everything the client wants to send, as a string. */
+static char *
+take(struct hc *c)
+{
+	size_t len;
+	const uint8_t *out = hc_output(c, &len);
+	char *s = calloc(1, len + 1);
+
+	memcpy(s, out, len);
+	hc_output_consumed(c, len);
+	return s;
+}
+
+static enum hc_status
+feed(struct hc *c, const char *in)
+{
+	return hc_input(c, (const uint8_t *)in, strlen(in));
+}
+
+static void
+expect_out(struct hc *c, const char *want)
+{
+	char *got = take(c);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("sent:\n%s\nexpected:\n%s", got, want);
+	free(got);
+}
+
+static struct hc *
+ready_client(enum hc_proto proto, const char *ehlo_reply)
+{
+	struct hc *c = hc_new(proto, "relay.test");
+
+	assert_int_equal(feed(c, "220 store ready\r\n"), HC_NEED_MORE);
+	expect_out(c, proto == HC_LMTP ? "LHLO relay.test\r\n" : "EHLO relay.test\r\n");
+	assert_int_equal(feed(c, ehlo_reply), HC_READY);
+	assert_true(hc_ready(c));
+	return c;
+}
+
+static const char *const two[] = {"a@example.com", "b@example.com"};
+static const uint8_t body[] = "Subject: x\r\n\r\n.dot\r\nline\r\n";
+
+static struct hc_txn
+txn2(void)
+{
+	return (struct hc_txn){.mail_from = "s@example.org",
+	                       .rcpts = two,
+	                       .nrcpt = 2,
+	                       .data = body,
+	                       .size = sizeof(body) - 1,
+	                       .id_header = "X-PigeonAir-Id: Q.1",
+	                       .envid = "Q.1"};
+}
+
+static void
+test_smtp_pipelined(void **state)
+{
+	struct hc *c = ready_client(HC_SMTP, "250-store\r\n250-PIPELINING\r\n250-SIZE 100\r\n"
+	                                     "250 8BITMIME\r\n");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	assert_true(hc_has_pipelining(c));
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	expect_out(c, "MAIL FROM:<s@example.org> SIZE=26\r\nRCPT TO:<a@example.com>\r\n"
+	              "RCPT TO:<b@example.com>\r\nDATA\r\n");
+	assert_int_equal(feed(c, "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n354 go\r\n"),
+	                 HC_RESULTS);
+	assert_true(hc_result(c, 1)->final);
+	assert_int_equal(hc_result(c, 1)->code, 550);
+	assert_false(hc_result(c, 0)->final);
+	expect_out(c, "X-PigeonAir-Id: Q.1\r\nSubject: x\r\n\r\n..dot\r\nline\r\n.\r\n");
+	assert_int_equal(feed(c, "250 2.0.0 queued\r\n"), HC_TXN_DONE);
+	assert_int_equal(hc_result(c, 0)->code, 250);
+	assert_string_equal(hc_result(c, 0)->text, "250 2.0.0 queued");
+	assert_true(hc_ready(c));
+	/* a second transaction on the same connection */
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	hc_free(c);
+}
+
+static void
+test_smtp_one_at_a_time_and_dsn(void **state)
+{
+	struct hc *c = ready_client(HC_SMTP, "250-store\r\n250 DSN\r\n");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	expect_out(c, "MAIL FROM:<s@example.org> ENVID=Q.1\r\n");
+	assert_int_equal(feed(c, "250 ok\r\n"), HC_NEED_MORE);
+	expect_out(c, "RCPT TO:<a@example.com> ORCPT=rfc822;a@example.com\r\n");
+	assert_int_equal(feed(c, "250 ok\r\n"), HC_NEED_MORE);
+	expect_out(c, "RCPT TO:<b@example.com> ORCPT=rfc822;b@example.com\r\n");
+	assert_int_equal(feed(c, "250 ok\r\n"), HC_NEED_MORE);
+	expect_out(c, "DATA\r\n");
+	assert_int_equal(feed(c, "354 go\r\n"), HC_NEED_MORE);
+	free(take(c));
+	/* byte by byte */
+	const char *final = "451 4.3.0 try later\r\n";
+	for (size_t i = 0; final[i + 1]; i++)
+		assert_int_equal(hc_input(c, (const uint8_t *) final + i, 1), HC_NEED_MORE);
+	assert_int_equal(hc_input(c, (const uint8_t *) final + strlen(final) - 1, 1), HC_TXN_DONE);
+	assert_int_equal(hc_result(c, 0)->code, 451);
+	assert_int_equal(hc_result(c, 1)->code, 451);
+	hc_free(c);
+}
+
+static void
+test_lmtp_per_recipient(void **state)
+{
+	struct hc *c = ready_client(HC_LMTP, "250-store\r\n250 PIPELINING\r\n");
+	const char *const three[] = {"a@x", "b@x", "c@x"};
+	struct hc_txn t = txn2();
+
+	(void)state;
+	t.rcpts = three;
+	t.nrcpt = 3;
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(feed(c, "250 ok\r\n250 ok\r\n550 5.1.1 unknown\r\n250 ok\r\n354 go\r\n"),
+	                 HC_RESULTS);
+	free(take(c));
+	/* one reply per accepted recipient, in RCPT order: a, then c */
+	assert_int_equal(feed(c, "250 2.0.0 <a@x> saved\r\n452 4.2.2 <c@x> quota\r\n"), HC_RESULTS);
+	assert_int_equal(hc_result(c, 0)->code, 250);
+	assert_false(hc_result(c, 2)->final);
+	assert_int_equal(hc_input(c, NULL, 0), HC_TXN_DONE);
+	assert_int_equal(hc_result(c, 2)->code, 452);
+	assert_int_equal(hc_result(c, 1)->code, 550);
+	hc_free(c);
+}
+
+static void
+test_mail_refused_pipelined(void **state)
+{
+	struct hc *c = ready_client(HC_SMTP, "250-store\r\n250 PIPELINING\r\n");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(feed(c, "451 4.3.0 sender busy\r\n503 5.5.1 no MAIL\r\n"
+	                         "503 5.5.1 no MAIL\r\n503 5.5.1 no valid recipients\r\n"),
+	                 HC_TXN_DONE);
+	/* the MAIL reply decides, not the 503s that follow it */
+	assert_int_equal(hc_result(c, 0)->code, 451);
+	assert_int_equal(hc_result(c, 1)->code, 451);
+	assert_true(hc_ready(c));
+	hc_free(c);
+}
+
+static void
+test_all_rcpts_refused_then_rset(void **state)
+{
+	struct hc *c = ready_client(HC_SMTP, "250-store\r\n250 PIPELINING\r\n");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(feed(c, "250 ok\r\n550 no\r\n550 no\r\n554 no valid recipients\r\n"),
+	                 HC_TXN_DONE);
+	expect_out(c, "RSET\r\n");
+	assert_false(hc_ready(c));
+	assert_int_equal(feed(c, "250 flushed\r\n"), HC_READY);
+	hc_free(c);
+}
+
+static void
+test_421_and_garbage_fail(void **state)
+{
+	struct hc *c = ready_client(HC_SMTP, "250 store\r\n");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(feed(c, "421 4.3.2 shutting down\r\n"), HC_FAILED);
+	assert_int_equal(hc_result(c, 0)->code, 421);
+	assert_int_equal(hc_result(c, 1)->code, 421);
+	hc_free(c);
+
+	c = hc_new(HC_SMTP, "x");
+	assert_int_equal(feed(c, "HTTP/1.1 400 Bad Request\r\n"), HC_FAILED);
+	hc_free(c);
+
+	c = hc_new(HC_SMTP, "x");
+	{
+		char big[HC_LINE_MAX + 10];
+
+		memset(big, '2', sizeof(big));
+		assert_int_equal(hc_input(c, (const uint8_t *)big, sizeof(big)), HC_FAILED);
+	}
+	hc_free(c);
+}
+
+static void
+test_helo_fallback_and_abort(void **state)
+{
+	struct hc *c = hc_new(HC_SMTP, "relay.test");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	feed(c, "220 old\r\n");
+	free(take(c));
+	assert_int_equal(feed(c, "502 5.5.2 what\r\n"), HC_NEED_MORE);
+	expect_out(c, "HELO relay.test\r\n");
+	assert_int_equal(feed(c, "250 hi\r\n"), HC_READY);
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	expect_out(c, "MAIL FROM:<s@example.org>\r\n");
+	hc_abort(c, "connection reset");
+	assert_int_equal(hc_result(c, 0)->code, 0);
+	assert_string_equal(hc_result(c, 1)->text, "connection reset");
+	hc_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_smtp_pipelined),
+	    cmocka_unit_test(test_smtp_one_at_a_time_and_dsn),
+	    cmocka_unit_test(test_lmtp_per_recipient),
+	    cmocka_unit_test(test_mail_refused_pipelined),
+	    cmocka_unit_test(test_all_rcpts_refused_then_rset),
+	    cmocka_unit_test(test_421_and_garbage_fail),
+	    cmocka_unit_test(test_helo_fallback_and_abort),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,275 @@
+/*
+ * test_handoff_store.c: the hand-off engine's spool operations on a real
+ * spool: due entries in time order, outcomes recorded, rescheduling keeps
+ * the schedule entry at the earliest pending attempt, hold and release,
+ * a finished copy deleted as a whole, new copies (DSNs) and usage counts.
+ */
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rte_eal.h>
+
+#include "core/clock.h"
+#include "core/pa.h"
+#include "spool/handoff.h"
+#include "spool/handoff_store.h"
+#include "spool/spool.h"
+
+struct due {
+	unsigned n;
+	char qid[SMTP_QUEUE_ID_MAX];
+	uint64_t sched;
+};
+
+static int
+on_due(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
+{
+	struct due *d = arg;
+
+	(void)shard;
+	d->n++;
+	snprintf(d->qid, sizeof(d->qid), "%s", qid);
+	d->sched = sched_us;
+	return 0;
+}
+
+static struct due
+due(struct spool *s, uint64_t until)
+{
+	struct due d = {0};
+	char err[512];
+
+	assert_int_equal(hs_due(s, 0, until, 100, on_due, &d, err, sizeof(err)), PA_OK);
+	return d;
+}
+
+static struct spool *
+spool_with_one_message(char *dir, const char *qid)
+{
+	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
+	static const uint8_t data[] = "Received: x\r\nSubject: t\r\n\r\nbody\r\n";
+	struct spool_config cfg = {dir, 1, 1, 64};
+	struct spool *s = NULL;
+	char err[512];
+	struct smtp_message msg = {.queue_id = qid,
+	                           .mail_from = "s@example.org",
+	                           .rcpts = rcpts,
+	                           .nrcpt = 2,
+	                           .data = data,
+	                           .size = sizeof(data) - 1,
+	                           .helo = "h",
+	                           .client_addr = "192.0.2.1"};
+	struct spool_message sm = {&msg, pa_wall_clock_us(), NULL};
+	struct spool_completion c;
+	int waited = 0;
+
+	if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_open: %s", err);
+	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
+	assert_int_equal(spool_submit(s, 0, &sm), PA_OK);
+	while (spool_poll(s, 0, &c, 1) == 0 && waited++ < 20000)
+		usleep(1000);
+	assert_int_equal(c.status, PA_OK);
+	return s;
+}
+
+static void
+test_lifecycle(void **state)
+{
+	char dir[] = "/tmp/pa-hs-XXXXXX";
+	const char *qid = "QIDSTORE1";
+	struct spool *s;
+	struct hs_copy *c;
+	struct due d;
+	char err[512];
+	bool deleted;
+	uint64_t now = pa_wall_clock_us(), bytes, copies;
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	s = spool_with_one_message(dir, qid);
+	d = due(s, pa_wall_clock_us());
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.qid, qid);
+	assert_int_equal(hs_load(s, 0, qid, d.sched, &c, err, sizeof(err)), PA_OK);
+	assert_int_equal(c->rec->nrcpt, 2);
+	assert_int_equal(c->d[0].state, SPOOL_DELIVERY_PENDING);
+	assert_memory_equal(c->data, "Received: x\r\n", 13);
+
+	/* a delivered, b deferred by 10 s: the schedule entry follows b */
+	c->d[0].state = SPOOL_DELIVERY_DONE;
+	c->d[1].attempts = 1;
+	c->d[1].next_attempt_us = now + 10000000u;
+	assert_int_equal(hs_finish(s, c, &deleted, NULL, err, sizeof(err)), PA_OK);
+	assert_false(deleted);
+	hs_copy_free(c);
+	assert_int_equal(due(s, now + 1000000u).n, 0);
+	d = due(s, now + 20000000u);
+	assert_int_equal(d.n, 1);
+	assert_true(d.sched == now + 10000000u);
+
+	/* hold: never due; the delivery records say so too */
+	assert_int_equal(hs_load(s, 0, qid, d.sched, &c, err, sizeof(err)), PA_OK);
+	assert_int_equal(hs_reschedule(s, c, HS_HELD_US, err, sizeof(err)), PA_OK);
+	hs_copy_free(c);
+	assert_int_equal(due(s, HS_HELD_US - 1).n, 0);
+	assert_int_equal(hs_load(s, 0, qid, 0, &c, err, sizeof(err)), PA_OK);
+	assert_true(c->sched_us == HS_HELD_US);
+	assert_int_equal(c->d[0].state, SPOOL_DELIVERY_DONE);
+	assert_int_equal(c->d[1].attempts, 1);
+	/* release */
+	assert_int_equal(hs_reschedule(s, c, now, err, sizeof(err)), PA_OK);
+	hs_copy_free(c);
+	d = due(s, now);
+	assert_int_equal(d.n, 1);
+
+	/* b fails for good: with a batch, nothing is written before hs_write() */
+	assert_int_equal(hs_load(s, 0, qid, d.sched, &c, err, sizeof(err)), PA_OK);
+	c->d[1].state = SPOOL_DELIVERY_FAILED;
+	assert_int_equal(hs_finish(s, c, &deleted, b, err, sizeof(err)), PA_OK);
+	assert_true(deleted);
+	hs_copy_free(c);
+	assert_int_equal(due(s, now).n, 1);
+	assert_int_equal(hs_write(s, 0, b, err, sizeof(err)), PA_OK);
+	assert_int_equal(due(s, HS_HELD_US - 1).n, 0);
+	assert_int_equal(hs_load(s, 0, qid, 0, &c, err, sizeof(err)), PA_AGAIN);
+	assert_int_equal(hs_shard_usage(s, 0, &bytes, &copies, err, sizeof(err)), PA_OK);
+	assert_true(bytes == 0 && copies == 0);
+
+	/* a new copy (a DSN), then an operator's delete */
+	{
+		const char *to = "s@example.org";
+		struct spool_msg_record rec = {.arrival_us = now,
+		                               .size = 5,
+		                               .mail_from = "",
+		                               .client_addr = "hand-off",
+		                               .helo = "h",
+		                               .nrcpt = 1,
+		                               .rcpts = &to};
+
+		assert_int_equal(hs_put(s, 0, "QIDDSN1", &rec, (const uint8_t *)"x\r\n\r\n", 5, now,
+		                        err, sizeof(err)),
+		                 PA_OK);
+	}
+	assert_int_equal(hs_shard_usage(s, 0, &bytes, &copies, err, sizeof(err)), PA_OK);
+	assert_true(bytes == 5 && copies == 1);
+	d = due(s, now);
+	assert_string_equal(d.qid, "QIDDSN1");
+	assert_int_equal(hs_load(s, 0, "QIDDSN1", 0, &c, err, sizeof(err)), PA_OK);
+	assert_string_equal(c->rec->mail_from, "");
+	assert_int_equal(hs_delete(s, c, err, sizeof(err)), PA_OK);
+	hs_copy_free(c);
+	assert_int_equal(due(s, HS_HELD_US - 1).n, 0);
+
+	rocksdb_writebatch_destroy(b);
+	spool_close(s);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* Waits up to 5 s for the copy's schedule entry to be at `want` (0: the copy gone). */
+static void
+wait_sched(struct spool *s, const char *qid, uint64_t want)
+{
+	char err[512];
+
+	for (int i = 0; i < 500; i++) {
+		struct hs_copy *c = NULL;
+		int rc = hs_load(s, 0, qid, 0, &c, err, sizeof(err));
+		bool ok = want == 0 ? rc == PA_AGAIN : rc == PA_OK && c->sched_us == want;
+
+		hs_copy_free(c);
+		if (ok)
+			return;
+		usleep(10000);
+	}
+	fail_msg("%s: schedule never reached %llu", qid, (unsigned long long)want);
+}
+
+/* The engine applies per-message operations on its own thread. */
+static void
+test_engine_message_ops(void **state)
+{
+	char dir[] = "/tmp/pa-ho-XXXXXX";
+	const char *qid = "QIDOPS1";
+	struct spool *s;
+	struct handoff *h = NULL;
+	struct handoff_config cfg = {.shards = 1,
+	                             .min_backoff_s = 1,
+	                             .max_backoff_s = 2,
+	                             .max_queue_lifetime_s = 3600,
+	                             .concurrency = 1,
+	                             .timeout_s = 5,
+	                             .breaker_cooldown_s = 1};
+	char err[512];
+	struct due d;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cfg.spool_dir, sizeof(cfg.spool_dir), "%s", dir);
+	snprintf(cfg.hostname, sizeof(cfg.hostname), "mx.test");
+	s = spool_with_one_message(dir, qid);
+	/* No route: the engine hands nothing off and only applies operations. */
+	if (handoff_start(&h, s, &cfg, err, sizeof(err)) != PA_OK)
+		fail_msg("handoff_start: %s", err);
+	assert_false(handoff_shard_full(h, 0));
+	assert_int_equal(handoff_message_op(h, "bad id", HANDOFF_OP_HOLD), PA_ERROR);
+	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_HOLD), PA_OK);
+	wait_sched(s, qid, HS_HELD_US);
+	assert_int_equal(due(s, HS_HELD_US - 1).n, 0);
+	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_RELEASE), PA_OK);
+	for (int i = 0; i < 500 && (d = due(s, pa_wall_clock_us())).n == 0; i++)
+		usleep(10000);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_DELETE), PA_OK);
+	wait_sched(s, qid, 0);
+	/* a bad route map on reload is refused and names the line */
+	snprintf(cfg.default_dest, sizeof(cfg.default_dest), "smtp:not-an-ip:25");
+	assert_int_equal(handoff_reload(h, &cfg, err, sizeof(err)), PA_ERROR);
+	assert_non_null(strstr(err, "relay.default"));
+	handoff_stop(h);
+	spool_close(s);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+int
+main(void)
+{
+	char prefix[64];
+	char *argv[] = {"test", "--no-huge",   "--no-pci",       "-m",
+	                "128",  "--no-shconf", "--no-telemetry", "--log-level=lib.eal:error",
+	                "-l",   "0",           prefix,           NULL};
+	cpu_set_t cpus;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lifecycle),
+	    cmocka_unit_test(test_engine_message_ops),
+	};
+
+	snprintf(prefix, sizeof(prefix), "--file-prefix=pahs%ld", (long)getpid());
+	sched_getaffinity(0, sizeof(cpus), &cpus);
+	if (rte_eal_init(11, argv) < 0) {
+		fprintf(stderr, "rte_eal_init failed\n");
+		return 1;
+	}
+	pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

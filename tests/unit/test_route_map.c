@@ -1,0 +1,184 @@
+/*
+ * test_route_map.c: the route-map parser accepts the documented format,
+ * refuses bad input as a whole naming the line, and lookups follow
+ * address > domain > shard > default.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/pa.h"
+#include "spool/route_map.h"
+
+static struct route_map *
+parse_ok(const char *text, unsigned shards, const char *def)
+{
+	struct route_map *m = NULL;
+	char err[512] = "";
+
+	if (route_map_parse(text, strlen(text), shards, def, &m, err, sizeof(err)) != PA_OK)
+		fail_msg("refused: %s", err);
+	return m;
+}
+
+static void
+expect_error(const char *text, unsigned shards, const char *needle)
+{
+	struct route_map *m = NULL;
+	char err[512] = "";
+
+	assert_int_equal(route_map_parse(text, strlen(text), shards, NULL, &m, err, sizeof(err)),
+	                 PA_ERROR);
+	assert_null(m);
+	if (strstr(err, needle) == NULL)
+		fail_msg("error '%s' does not contain '%s'", err, needle);
+}
+
+static void
+test_lookup_order(void **state)
+{
+	const char *text = "# a comment\n"
+	                   "\n"
+	                   "shards 0-3   smtp:10.0.0.1:25,10.0.0.2:25\n"
+	                   "shard 4 lmtp:10.0.0.3:24   # trailing comment\n"
+	                   "domain Example.COM lmtp:10.0.0.4:24\r\n"
+	                   "address Boss@example.com smtp:[::1]:2525\n";
+	struct route_map *m = parse_ok(text, 8, "smtp:127.0.0.1:10025");
+	const struct route_dest *d;
+
+	(void)state;
+	d = route_map_lookup(m, 2, "x@other.org");
+	assert_non_null(d);
+	assert_int_equal(d->proto, ROUTE_SMTP);
+	assert_int_equal(d->nhosts, 2);
+	assert_string_equal(d->hosts[0].name, "10.0.0.1:25");
+	d = route_map_lookup(m, 4, "x@other.org");
+	assert_int_equal(d->proto, ROUTE_LMTP);
+	d = route_map_lookup(m, 2, "someone@EXAMPLE.com");
+	assert_string_equal(d->hosts[0].name, "10.0.0.4:24");
+	d = route_map_lookup(m, 2, "boss@Example.Com");
+	assert_string_equal(d->hosts[0].name, "[::1]:2525");
+	d = route_map_lookup(m, 7, "x@other.org");
+	assert_string_equal(d->hosts[0].name, "127.0.0.1:10025");
+	assert_true(route_map_routes_anything(m));
+	route_map_free(m);
+}
+
+static void
+test_no_default_means_unrouted(void **state)
+{
+	struct route_map *m = parse_ok("shards 0-1 smtp:10.0.0.1:25\n", 4, "");
+
+	(void)state;
+	assert_non_null(route_map_lookup(m, 1, "a@b.c"));
+	assert_null(route_map_lookup(m, 2, "a@b.c"));
+	route_map_free(m);
+	m = parse_ok("", 4, NULL);
+	assert_false(route_map_routes_anything(m));
+	assert_null(route_map_lookup(m, 0, "a@b.c"));
+	route_map_free(m);
+}
+
+static void
+test_priorities_sort_hosts(void **state)
+{
+	static const char prio[] = "smtp:10.0.0.1:25/20,10.0.0.2:25/10,10.0.0.3:25/10";
+	struct route_dest d;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(route_dest_parse(prio, strlen(prio), &d, err, sizeof(err)), PA_OK);
+	assert_int_equal(d.nhosts, 3);
+	assert_string_equal(d.hosts[0].name, "10.0.0.2:25");
+	assert_string_equal(d.hosts[1].name, "10.0.0.3:25");
+	assert_string_equal(d.hosts[2].name, "10.0.0.1:25");
+	assert_int_equal(d.hosts[0].priority, 10);
+}
+
+static void
+test_errors_name_the_line(void **state)
+{
+	(void)state;
+	expect_error("shards 0-1 smtp:10.0.0.1:25\nshards 1-2 smtp:10.0.0.1:25\n", 4,
+	             "line 2: shard 1 is already routed on line 1");
+	expect_error("shards 0-9 smtp:10.0.0.1:25\n", 4, "line 1");
+	expect_error("\n\nshards 3-1 smtp:10.0.0.1:25\n", 4, "line 3");
+	expect_error("shards 0 ftp:10.0.0.1:25\n", 4, "line 1: destination");
+	expect_error("shards 0 smtp:mx.example.com:25\n", 4, "numeric");
+	expect_error("shards 0 smtp:10.0.0.1\n", 4, "line 1");
+	expect_error("shards 0 smtp:10.0.0.1:0\n", 4, "port");
+	expect_error("shards 0 smtp:10.0.0.1:65536\n", 4, "port");
+	expect_error("shards 0 smtp:10.0.0.1:25/70000\n", 4, "priority");
+	expect_error("domain a.b smtp:10.0.0.1:25\ndomain A.B smtp:10.0.0.2:25\n", 4,
+	             "line 2: domain a.b is already routed on line 1");
+	expect_error("address nobody smtp:10.0.0.1:25\n", 4, "not an address");
+	expect_error("route 0 smtp:10.0.0.1:25\n", 4, "unknown keyword");
+	expect_error("shards 0 smtp:10.0.0.1:25 extra\n", 4, "line 1");
+	expect_error("shards 0 smtp:10.0.0.1:25,,10.0.0.2:25\n", 4, "line 1");
+	expect_error("shards 0 smtp:1.1.1.1:1,1.1.1.1:2,1.1.1.1:3,1.1.1.1:4,1.1.1.1:5,1.1.1.1:6,"
+	             "1.1.1.1:7,1.1.1.1:8,1.1.1.1:9\n",
+	             4, "more than 8 hosts");
+	expect_error("shards 18446744073709551616 smtp:10.0.0.1:25\n", 4, "line 1");
+}
+
+static void
+test_hostile_bytes(void **state)
+{
+	char text[ROUTE_LINE_MAX + 64];
+	struct route_map *m = NULL;
+	char err[512];
+	static const char nul[] = "shards 0 smtp:10.0.0.1:25\0\n";
+	static const char alphabet[] =
+	    "shards 0-1234 domainaddress smtp:lmtp:10.0.0.1:25/,[::1]@#\n\t ";
+
+	(void)state;
+	memset(text, 'a', sizeof(text));
+	assert_int_equal(route_map_parse(text, sizeof(text), 4, NULL, &m, err, sizeof(err)),
+	                 PA_ERROR);
+	assert_non_null(strstr(err, "line 1: longer than"));
+	assert_int_equal(route_map_parse(nul, sizeof(nul) - 1, 4, NULL, &m, err, sizeof(err)),
+	                 PA_ERROR);
+	assert_non_null(strstr(err, "NUL"));
+	/* Random bytes never crash the parser (ASan run checks the rest). */
+	srand(7);
+	for (int round = 0; round < 2000; round++) {
+		size_t len = (size_t)(rand() % 200);
+
+		for (size_t i = 0; i < len; i++)
+			text[i] = alphabet[(size_t)rand() % (sizeof(alphabet) - 1)];
+		if (route_map_parse(text, len, 8, NULL, &m, err, sizeof(err)) == PA_OK)
+			route_map_free(m);
+	}
+}
+
+static void
+test_bad_default_refused(void **state)
+{
+	struct route_map *m = NULL;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(route_map_parse("", 0, 4, "smtp:localhost:25", &m, err, sizeof(err)),
+	                 PA_ERROR);
+	assert_non_null(strstr(err, "relay.default"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lookup_order),
+	    cmocka_unit_test(test_no_default_means_unrouted),
+	    cmocka_unit_test(test_priorities_sort_hosts),
+	    cmocka_unit_test(test_errors_name_the_line),
+	    cmocka_unit_test(test_hostile_bytes),
+	    cmocka_unit_test(test_bad_default_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
