@@ -26,15 +26,52 @@ build: deps $(BUILD)/build.ninja
 build-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
-# Foreground, zero-config: kernel backend on 127.0.0.1:$(PORT), spool under $(RUN_DIR).
-run: build
+# Foreground, zero-config.  As root: the DPDK backend (user-space TCP/IP) on
+# a TAP vdev, no NIC and no hugepages needed; the TAP's kernel side gets
+# $(DPDK_PEER) and the engine answers on $(DPDK_IP).  Not root: the kernel
+# backend on 127.0.0.1:$(PORT).  Spool under $(RUN_DIR) either way.
+TAP       ?= pigeon0
+DPDK_IP   ?= 198.18.0.2
+DPDK_PEER ?= 198.18.0.1
+# STARTTLS: give TLS_CERT/TLS_KEY, or a self-signed development pair is made.
+TLS_CERT  ?= $(RUN_DIR)/dev-cert.pem
+TLS_KEY   ?= $(RUN_DIR)/dev-key.pem
+TLS_OPTS   = -o tls.cert=$(TLS_CERT) -o tls.key=$(TLS_KEY)
+
+# ECDSA P-256 for CN=localhost, for development only (docs/tls.md).
+$(RUN_DIR)/dev-cert.pem:
 	@mkdir -p $(RUN_DIR)
-	@echo "pigeond: listening on 127.0.0.1:$(PORT), spool in $(RUN_DIR)/spool; stop with Ctrl-C."
-	@echo "Send it a message with:"
-	@echo "  swaks --server 127.0.0.1:$(PORT) --from you@example.org --to postmaster@localhost"
-	@echo "then list the spool (pigeond stopped) with:"
-	@echo "  $(BUILD)/pigeonctl spool ls --dir $(RUN_DIR)/spool"
-	exec $(BUILD)/pigeond -o listen=127.0.0.1:$(PORT) -o spool.dir=$(RUN_DIR)/spool
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+		-subj /CN=localhost -keyout $(RUN_DIR)/dev-key.pem -out $@ 2>/dev/null
+	@chmod 600 $(RUN_DIR)/dev-key.pem
+
+run: build $(TLS_CERT)
+	@mkdir -p $(RUN_DIR)
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		echo "pigeond: DPDK backend on TAP $(TAP): engine $(DPDK_IP):25, kernel side $(DPDK_PEER)/24;"; \
+		echo "spool in $(RUN_DIR)/spool; stop with Ctrl-C.  Send it a message with:"; \
+		echo "  swaks --server $(DPDK_IP):25 --from you@example.org --to postmaster@localhost"; \
+		echo "then list the spool (pigeond stopped) with:"; \
+		echo "  $(BUILD)/pigeonctl spool ls --dir $(RUN_DIR)/spool"; \
+		( i=0; while ! ip link show $(TAP) >/dev/null 2>&1; do \
+			i=$$((i+1)); [ $$i -gt 300 ] && exit 1; sleep 0.1; done; \
+		  ip addr replace $(DPDK_PEER)/24 dev $(TAP) && ip link set $(TAP) up ) & \
+		exec $(BUILD)/pigeond -o backend=dpdk \
+			-o "dpdk.eal=--no-huge --no-pci -m 512 --vdev=net_tap0,iface=$(TAP)" \
+			-o dpdk.ip=$(DPDK_IP)/24 -o listen=$(DPDK_IP):25 -o dpdk.idle_sleep_us=50 \
+			-o spool.dir=$(RUN_DIR)/spool $(TLS_OPTS); \
+	else \
+		echo "pigeond: not root, so the kernel backend: the DPDK backend needs root to create"; \
+		echo "its TAP device (sudo make run starts it)."; \
+		echo "pigeond: listening on 127.0.0.1:$(PORT), spool in $(RUN_DIR)/spool; stop with Ctrl-C."; \
+		echo "Send it a message with:"; \
+		echo "  swaks --server 127.0.0.1:$(PORT) --from you@example.org --to postmaster@localhost"; \
+		echo "(add --tls for STARTTLS; certificate $(TLS_CERT))"; \
+		echo "then list the spool (pigeond stopped) with:"; \
+		echo "  $(BUILD)/pigeonctl spool ls --dir $(RUN_DIR)/spool"; \
+		exec $(BUILD)/pigeond -o listen=127.0.0.1:$(PORT) -o spool.dir=$(RUN_DIR)/spool \
+			$(TLS_OPTS); \
+	fi
 
 test: build build-asan
 	@tests/run.sh $(BUILD) $(ASAN_BUILD)

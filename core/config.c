@@ -171,6 +171,94 @@ parse_bool(struct pa_config *config, const struct config_key *key, const char *v
 	return PA_OK;
 }
 
+/* A file mode in octal, e.g. 0660. */
+static int
+parse_mode(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+           size_t errlen)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(value, &end, 8);
+	if (value[0] < '0' || value[0] > '7' || *end != '\0' || errno == ERANGE || v > 0777)
+		return key_error(key, err, errlen, "'%s' is not an octal mode 0..0777", value);
+	*(unsigned *)field(config, key) = (unsigned)v;
+	return PA_OK;
+}
+
+/* The lowest TLS version offered: 0 for TLSv1.2, 1 for TLSv1.3 (enum tls_min_version). */
+static int
+parse_tls_version(struct pa_config *config, const struct config_key *key, const char *value,
+                  char *err, size_t errlen)
+{
+	if (strcmp(value, "TLSv1.2") == 0)
+		config->tls_min_version = 0;
+	else if (strcmp(value, "TLSv1.3") == 0)
+		config->tls_min_version = 1;
+	else
+		return key_error(key, err, errlen, "'%s' is not TLSv1.2 or TLSv1.3", value);
+	return PA_OK;
+}
+
+/* Comma-separated entries; blank ones do not count. */
+static unsigned
+list_count(const char *list)
+{
+	unsigned n = 0;
+	size_t len;
+
+	for (const char *p = list;; p += len + 1) {
+		len = strcspn(p, ",");
+		n += strspn(p, " \t") < len;
+		if (p[len] == '\0')
+			return n;
+	}
+}
+
+/* tls.cert and tls.key pair by position; tls.required needs a certificate. */
+static int
+check_tls(const struct pa_config *config, char *err, size_t errlen)
+{
+	unsigned certs = list_count(config->tls_cert), keys = list_count(config->tls_key);
+
+	if (certs != keys) {
+		snprintf(err, errlen, "config key 'tls.key': %u files for %u in 'tls.cert'", keys,
+		         certs);
+		return PA_ERROR;
+	}
+	if (config->tls_required && certs == 0) {
+		snprintf(err, errlen, "config key 'tls.required': needs 'tls.cert' and 'tls.key'");
+		return PA_ERROR;
+	}
+	return PA_OK;
+}
+
+/* spool.min_free: a number of bytes, or a percentage of the file system ("5%"). */
+static int
+parse_min_free(struct pa_config *config, const struct config_key *key, const char *value,
+               char *err, size_t errlen)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (!isdigit((unsigned char)value[0]) || errno == ERANGE ||
+	    (*end != '\0' && strcmp(end, "%") != 0) || (*end == '%' && v > 99))
+		return key_error(key, err, errlen, "'%s' is not BYTES or PERCENT%% (0-99)", value);
+	config->spool_min_free_bytes = *end == '%' ? 0 : v;
+	config->spool_min_free_percent = *end == '%' ? (unsigned)v : 0;
+	return PA_OK;
+}
+
+static int
+parse_u64_field(struct pa_config *config, const struct config_key *key, const char *value,
+                char *err, size_t errlen)
+{
+	return parse_u64(key, value, (uint64_t *)field(config, key), err, errlen);
+}
+
 /* ADDR:PORT, or [IPv6]:PORT. */
 static int
 parse_listen(struct pa_config *config, const struct config_key *key, const char *value, char *err,
@@ -402,6 +490,34 @@ static const struct config_key keys[] = {
     {"directory.max_age", "86400", parse_unsigned, OFF(directory_max_age_s), 0, 2, 2592000, false},
     {"directory.case_sensitive_local", "false", parse_bool, OFF(directory_case_sensitive_local), 0,
      0, 0, false},
+    {"ctl.socket", "", parse_string, OFF(ctl_socket), SZ(ctl_socket), 0, 0, false},
+    {"ctl.mode", "0660", parse_mode, OFF(ctl_mode), 0, 0, 0, false},
+    {"ctl.owner", "", parse_string, OFF(ctl_owner), SZ(ctl_owner), 0, 0, false},
+    {"ctl.group", "", parse_string, OFF(ctl_group), SZ(ctl_group), 0, 0, false},
+    {"metrics.listen", "", parse_string, OFF(metrics_listen), SZ(metrics_listen), 0, 0, false},
+    {"tls.cert", "", parse_string, OFF(tls_cert), SZ(tls_cert), 0, 0, false},
+    {"tls.key", "", parse_string, OFF(tls_key), SZ(tls_key), 0, 0, false},
+    {"tls.ciphers", "", parse_string, OFF(tls_ciphers), SZ(tls_ciphers), 0, 0, false},
+    {"tls.ciphersuites", "", parse_string, OFF(tls_ciphersuites), SZ(tls_ciphersuites), 0, 0,
+     false},
+    {"tls.min_version", "TLSv1.2", parse_tls_version, 0, 0, 0, 0, false},
+    {"tls.required", "false", parse_bool, OFF(tls_required), 0, 0, 0, true},
+    {"tls.handshake_timeout", "30", parse_unsigned, OFF(tls_handshake_timeout_s), 0, 1, 3600, true},
+    {"relay.routes", "", parse_string, OFF(relay_routes), SZ(relay_routes), 0, 0, true},
+    {"relay.default", "", parse_string, OFF(relay_default), SZ(relay_default), 0, 0, true},
+    {"relay.helo", "", parse_string, OFF(relay_helo), SZ(relay_helo), 0, 0, true},
+    {"relay.min_backoff", "60", parse_unsigned, OFF(relay_min_backoff_s), 0, 1, 86400, true},
+    {"relay.max_backoff", "3600", parse_unsigned, OFF(relay_max_backoff_s), 0, 1, 604800, true},
+    {"relay.max_queue_lifetime", "432000", parse_unsigned, OFF(relay_max_queue_lifetime_s), 0, 1,
+     31536000, true},
+    {"relay.concurrency", "8", parse_unsigned, OFF(relay_concurrency), 0, 1, 1024, true},
+    {"relay.timeout", "300", parse_unsigned, OFF(relay_timeout_s), 0, 1, 3600, true},
+    {"relay.breaker_failures", "5", parse_unsigned, OFF(relay_breaker_failures), 0, 0, 1000000,
+     true},
+    {"relay.breaker_cooldown", "60", parse_unsigned, OFF(relay_breaker_cooldown_s), 0, 1, 86400,
+     true},
+    {"spool.high_water", "0", parse_u64_field, OFF(spool_high_water), 0, 0, UINT64_MAX, true},
+    {"spool.min_free", "1%", parse_min_free, 0, 0, 0, 0, true},
 };
 
 _Static_assert(pa_array_size(keys) <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
@@ -560,6 +676,13 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 	}
 	if (config->backend == PA_BACKEND_DPDK && config->dpdk_addr == 0) {
 		snprintf(err, errlen, "config key 'dpdk.ip': required with backend=dpdk");
+		return PA_ERROR;
+	}
+	if (check_tls(config, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (config->relay_min_backoff_s > config->relay_max_backoff_s) {
+		snprintf(err, errlen, "config key 'relay.min_backoff': %u is above relay.max_backoff %u",
+		         config->relay_min_backoff_s, config->relay_max_backoff_s);
 		return PA_ERROR;
 	}
 	if (config->ndomains == 0)

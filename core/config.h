@@ -20,7 +20,7 @@
 
 #define CONFIG_ERR_MAX 512
 #define CONFIG_OVERRIDES_MAX 64
-#define CONFIG_KEYS_MAX 64
+#define CONFIG_KEYS_MAX 128
 #define CONFIG_VALUE_MAX 256 /* rte_cfgfile's CFG_VALUE_LEN */
 
 enum pa_backend {
@@ -78,6 +78,34 @@ struct pa_config {
 	unsigned directory_refresh_s;
 	unsigned directory_max_age_s;
 	bool directory_case_sensitive_local;
+	/* control socket and metrics listener (docs/operations.md) */
+	char ctl_socket[1024]; /* empty: <spool.dir>/pigeond.sock */
+	unsigned ctl_mode;
+	char ctl_owner[64];
+	char ctl_group[64];
+	char metrics_listen[128]; /* ADDR:PORT; empty: no HTTP listener */
+	/* STARTTLS (docs/tls.md); no tls.cert: not offered */
+	char tls_cert[CONFIG_VALUE_MAX]; /* comma-separated, paired with tls_key by position */
+	char tls_key[CONFIG_VALUE_MAX];
+	char tls_ciphers[CONFIG_VALUE_MAX];
+	char tls_ciphersuites[CONFIG_VALUE_MAX];
+	int tls_min_version; /* enum tls_min_version (smtp/tls.h) */
+	bool tls_required;
+	unsigned tls_handshake_timeout_s;
+	/* hand-off to the delivery tier (docs/handoff.md) */
+	char relay_routes[1024]; /* route-map file; empty: none */
+	char relay_default[CONFIG_VALUE_MAX]; /* PROTO:HOST:PORT,...; empty: none */
+	char relay_helo[256];		      /* empty: hostname */
+	unsigned relay_min_backoff_s;
+	unsigned relay_max_backoff_s;
+	unsigned relay_max_queue_lifetime_s;
+	unsigned relay_concurrency;
+	unsigned relay_timeout_s;
+	unsigned relay_breaker_failures;
+	unsigned relay_breaker_cooldown_s;
+	uint64_t spool_high_water;	   /* bytes per shard; 0: no limit */
+	uint64_t spool_min_free_bytes;	   /* one of these two is 0 */
+	unsigned spool_min_free_percent;
 };
 
 struct config_override {

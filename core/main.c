@@ -3,7 +3,8 @@
  *
  * Start-up order: configuration (an error names the key and exits 2), EAL,
  * the spool (which recovers what its WAL holds), one listener per worker,
- * then the workers.  The main lcore then only waits for signals: SIGHUP
+ * then the workers.  The main lcore then serves the control socket
+ * (ctl/ctl_server.h) and takes signals as before: SIGHUP
  * reloads what may change at run time, SIGTERM/SIGINT stop the server (no
  * new connections, in-flight commits still answered 250, 421 to the rest)
  * and exit 0 once the spool has closed cleanly.
@@ -25,15 +26,19 @@
 #include <rte_malloc.h>
 #include <rte_timer.h>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/pa.h"
 #include "core/runtime.h"
+#include "ctl/ctl_server.h"
 #include "dataplane/eal.h"
 #include "dataplane/ingest.h"
 #include "dataplane/backend.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
+#include "smtp/tls.h"
+#include "spool/handoff.h"
 #include "spool/spool.h"
 
 #define RELOAD_ACK_WAIT_MS 5000
@@ -122,6 +127,92 @@ create_directory(struct pa_shared *shared, const struct pa_config *config, char 
 	return directory_create(&shared->directory, &dc, config->workers, err, errlen);
 }
 
+static struct tls_settings
+tls_settings_of(const struct pa_config *config)
+{
+	return (struct tls_settings){
+	    .certs = config->tls_cert,
+	    .keys = config->tls_key,
+	    .ciphers = config->tls_ciphers,
+	    .ciphersuites = config->tls_ciphersuites,
+	    .min_version = config->tls_min_version == 1 ? TLS_MIN_1_3 : TLS_MIN_1_2,
+	};
+}
+
+/*
+ * With tls.cert: the shared ticket keys and BIO method, and one trial
+ * context so that a bad certificate or key fails here (exit 2, also for -t)
+ * rather than in a worker.  Certificates are read at start only.
+ */
+static int
+create_tls(struct pa_shared *shared, const struct pa_config *config, char *err, size_t errlen)
+{
+	struct tls_settings settings = tls_settings_of(config);
+	struct tls_ctx *trial;
+
+	if (config->tls_cert[0] == '\0')
+		return PA_OK;
+	if (tls_shared_new(&shared->tls, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (tls_ctx_new(&trial, shared->tls, &settings, err, errlen) != PA_OK) {
+		tls_shared_free(shared->tls);
+		shared->tls = NULL;
+		return PA_ERROR;
+	}
+	tls_ctx_free(trial);
+	return PA_OK;
+}
+
+/*
+ * Reload: the certificate files are read again (renewed under the same
+ * names; the names themselves need a restart).  One new context per worker,
+ * all built before anything is published, so a bad file refuses the reload.
+ */
+static int
+tls_contexts_new(const struct pa_shared *shared, const struct pa_config *config, unsigned n,
+                 struct tls_ctx ***out, char *err, size_t errlen)
+{
+	struct tls_settings settings = tls_settings_of(config);
+	struct tls_ctx **ctxs;
+
+	*out = NULL;
+	if (shared->tls == NULL)
+		return PA_OK;
+	ctxs = calloc(n, sizeof(*ctxs));
+	if (ctxs == NULL) {
+		snprintf(err, errlen, "out of memory for TLS contexts");
+		return PA_ERROR;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (tls_ctx_new(&ctxs[i], shared->tls, &settings, err, errlen) != PA_OK) {
+			for (unsigned j = 0; j < i; j++)
+				tls_ctx_free(ctxs[j]);
+			free(ctxs);
+			return PA_ERROR;
+		}
+	}
+	*out = ctxs;
+	return PA_OK;
+}
+
+static void
+tls_contexts_free(struct tls_ctx **ctxs, unsigned n)
+{
+	for (unsigned i = 0; ctxs != NULL && i < n; i++)
+		tls_ctx_free(ctxs[i]);
+	free(ctxs);
+}
+
+/* Each worker takes its new context on its next loop (ingest_tls_refresh()). */
+static void
+tls_contexts_publish(struct pa_worker **workers, struct tls_ctx **ctxs, unsigned n)
+{
+	for (unsigned i = 0; ctxs != NULL && i < n; i++)
+		/* One the worker has not taken yet was never used: free it here. */
+		tls_ctx_free(__atomic_exchange_n(&workers[i]->tls_next, ctxs[i], __ATOMIC_ACQ_REL));
+	free(ctxs);
+}
+
 /* Signals are taken synchronously through a signalfd on the main lcore only. */
 static int
 block_signals(void)
@@ -163,6 +254,15 @@ start_workers(struct pa_shared *shared, const struct pa_config *config,
 		w->shared = shared;
 		w->runtime = runtime_ref(shared->runtime);
 		TAILQ_INIT(&w->submit_backlog);
+		TAILQ_INIT(&w->tls_backlog);
+		if (shared->tls != NULL) {
+			struct tls_settings settings = tls_settings_of(config);
+			char err[CONFIG_ERR_MAX];
+
+			/* One SSL_CTX per worker: no two cores write OpenSSL's counters. */
+			if (tls_ctx_new(&w->tls, shared->tls, &settings, err, sizeof(err)) != PA_OK)
+				rte_exit(EXIT_FAILURE, "worker %u: %s\n", i, err);
+		}
 		queue_id_gen_init(&w->queue_ids, config->node_id, i);
 		if (backend->worker_init(w, config) != PA_OK)
 			rte_exit(EXIT_FAILURE, "worker %u: %s backend start failed (see above)\n",
@@ -175,32 +275,92 @@ start_workers(struct pa_shared *shared, const struct pa_config *config,
 	return workers;
 }
 
-/* Publishes a new runtime; the old one is released once every worker has moved on. */
+/* The hand-off engine's settings (docs/handoff.md) from the configuration. */
 static void
-reload(struct pa_shared *shared, struct pa_worker **workers, const struct options *opt)
+handoff_config_of(const struct pa_config *c, struct handoff_config *out)
 {
+	*out = (struct handoff_config){
+	    .shards = c->spool_shards,
+	    .node_id = c->node_id,
+	    .min_backoff_s = c->relay_min_backoff_s,
+	    .max_backoff_s = c->relay_max_backoff_s,
+	    .max_queue_lifetime_s = c->relay_max_queue_lifetime_s,
+	    .concurrency = c->relay_concurrency,
+	    .high_water = c->spool_high_water,
+	    .min_free_bytes = c->spool_min_free_bytes,
+	    .min_free_percent = c->spool_min_free_percent,
+	    .breaker_failures = c->relay_breaker_failures,
+	    .breaker_cooldown_s = c->relay_breaker_cooldown_s,
+	    .timeout_s = c->relay_timeout_s,
+	};
+	snprintf(out->routes, sizeof(out->routes), "%s", c->relay_routes);
+	snprintf(out->default_dest, sizeof(out->default_dest), "%s", c->relay_default);
+	snprintf(out->helo, sizeof(out->helo), "%s", c->relay_helo[0] ? c->relay_helo : c->hostname);
+	snprintf(out->hostname, sizeof(out->hostname), "%s", c->hostname);
+	snprintf(out->spool_dir, sizeof(out->spool_dir), "%s", c->spool_dir);
+}
+
+/* What reload() works on: SIGHUP and the control socket's reload command share it. */
+struct reload_ctx {
+	struct pa_shared *shared;
+	struct pa_worker **workers;
+	const struct options *opt;
+};
+
+/*
+ * Publishes a new runtime; the old one is released once every worker has moved
+ * on.  PA_ERROR, with the reason in err, leaves the running configuration.
+ */
+static int
+reload(void *arg, char *err, size_t errlen)
+{
+	struct reload_ctx *ctx = arg;
+	struct pa_shared *shared = ctx->shared;
+	struct pa_worker **workers = ctx->workers;
+	const struct options *opt = ctx->opt;
 	struct pa_runtime *old = shared->runtime, *next;
 	struct pa_config config;
-	char err[CONFIG_ERR_MAX];
+	struct tls_ctx **tls_ctxs;
 	const char *fixed;
 
 	if (config_load(&config, opt->config_path, opt->overrides, opt->noverrides, err,
-	                sizeof(err)) != PA_OK) {
+	                errlen) != PA_OK) {
 		pa_log_err("reload refused, the running configuration stays: %s", err);
-		return;
+		return PA_ERROR;
 	}
 	fixed = config_restart_needed(&old->config, &config);
 	if (fixed != NULL) {
-		pa_log_err("reload refused: '%s' changed and needs a restart", fixed);
+		snprintf(err, errlen, "'%s' changed and needs a restart", fixed);
+		pa_log_err("reload refused: %s", err);
 		config_free(&config);
-		return;
+		return PA_ERROR;
+	}
+	if (tls_contexts_new(shared, &config, config.workers, &tls_ctxs, err, errlen) != PA_OK) {
+		pa_log_err("reload refused, the running certificates stay: %s", err);
+		config_free(&config);
+		return PA_ERROR;
+	}
+	/* The route map is all or nothing too: a bad one refuses the whole reload. */
+	if (shared->handoff != NULL) {
+		struct handoff_config hc;
+
+		handoff_config_of(&config, &hc);
+		if (handoff_reload(shared->handoff, &hc, err, errlen) != PA_OK) {
+			pa_log_err("reload refused, the running route map stays: %s", err);
+			tls_contexts_free(tls_ctxs, config.workers);
+			config_free(&config);
+			return PA_ERROR;
+		}
 	}
 	next = runtime_new(&config, old->generation + 1);
 	if (next == NULL) {
+		snprintf(err, errlen, "out of memory");
 		pa_log_err("reload refused: out of memory");
+		tls_contexts_free(tls_ctxs, config.workers);
 		config_free(&config);
-		return;
+		return PA_ERROR;
 	}
+	tls_contexts_publish(workers, tls_ctxs, next->config.workers);
 	ingest_bind_callbacks(&next->smtp);
 	__atomic_store_n(&shared->runtime, next, __ATOMIC_RELEASE);
 	for (unsigned waited = 0; waited < RELOAD_ACK_WAIT_MS; waited += 10) {
@@ -219,29 +379,16 @@ reload(struct pa_shared *shared, struct pa_worker **workers, const struct option
 		directory_refresh_now(shared->directory);
 	pa_log_notice("reloaded configuration (generation %llu)",
 	              (unsigned long long)next->generation);
+	return PA_OK;
 }
 
+/* The -o copies parse_options() made. */
 static void
-wait_for_signals(int sigfd, struct pa_shared *shared, struct pa_worker **workers,
-                 const struct options *opt)
+free_options(struct options *opt)
 {
-	for (;;) {
-		struct signalfd_siginfo si;
-		ssize_t n = read(sigfd, &si, sizeof(si));
-
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			pa_log_err("read(signalfd) failed: %s", strerror(errno));
-			return;
-		}
-		if (si.ssi_signo == SIGHUP) {
-			reload(shared, workers, opt);
-			continue;
-		}
-		pa_log_notice("signal %u: stopping", si.ssi_signo);
-		return;
-	}
+	for (size_t i = 0; i < opt->noverrides; i++)
+		free((char *)opt->overrides[i].key);
+	opt->noverrides = 0;
 }
 
 int
@@ -252,6 +399,9 @@ main(int argc, char **argv)
 	struct pa_shared shared = {0};
 	struct spool_config spool_config;
 	struct pa_worker **workers;
+	struct ctl_server *ctl;
+	struct ctl_env ctl_env = {0};
+	struct reload_ctx reload_ctx = {0};
 	const struct pa_backend_ops *backend;
 	char err[CONFIG_ERR_MAX];
 	int sigfd;
@@ -261,23 +411,35 @@ main(int argc, char **argv)
 	if (config_load(&config, opt.config_path, opt.overrides, opt.noverrides, err,
 	                sizeof(err)) != PA_OK) {
 		pa_log_err("%s", err);
+		free_options(&opt);
 		return 2;
 	}
 	/* Created (validated, strings copied) now so that -t and exit 2 cover it. */
 	if (create_directory(&shared, &config, err, sizeof(err)) != PA_OK) {
 		pa_log_err("%s", err);
 		config_free(&config);
+		free_options(&opt);
+		return 2;
+	}
+	if (create_tls(&shared, &config, err, sizeof(err)) != PA_OK) {
+		pa_log_err("%s", err);
+		directory_destroy(shared.directory);
+		config_free(&config);
+		free_options(&opt);
 		return 2;
 	}
 	if (opt.check_only) {
 		printf("pigeond: configuration ok\n");
+		tls_shared_free(shared.tls);
 		directory_destroy(shared.directory);
 		config_free(&config);
+		free_options(&opt);
 		return 0;
 	}
 	backend = backend_ops(config.backend);
 	if (backend == NULL) {
 		pa_log_err("config key 'backend': dpdk is not available in this build yet");
+		free_options(&opt);
 		return 2;
 	}
 	pa_log_set_level(config.log_level);
@@ -299,6 +461,13 @@ main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
 	if (spool_open(&shared.spool, &spool_config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
+	{
+		struct handoff_config hc;
+
+		handoff_config_of(&shared.runtime->config, &hc);
+		if (handoff_start(&shared.handoff, shared.spool, &hc, err, sizeof(err)) != PA_OK)
+			rte_exit(EXIT_FAILURE, "hand-off: %s\n", err);
+	}
 	if (shared.directory != NULL) {
 		int rc = directory_start(shared.directory, DIRECTORY_FIRST_LOAD_WAIT_MS, err,
 		                         sizeof(err));
@@ -310,12 +479,25 @@ main(int argc, char **argv)
 			               "succeeds");
 	}
 
+	/* Before the workers, so that a second pigeond on the same socket stops here. */
+	if (ctl_server_open(&ctl, &shared.runtime->config, &ctl_env, err, sizeof(err)) != PA_OK)
+		rte_exit(EXIT_FAILURE, "%s\n", err);
 	workers = start_workers(&shared, &shared.runtime->config, backend);
+	reload_ctx = (struct reload_ctx){&shared, workers, &opt};
+	ctl_env.shared = &shared;
+	ctl_env.workers = workers;
+	ctl_env.nworkers = config.workers;
+	ctl_env.backend = backend->name;
+	ctl_env.started_us = pa_wall_clock_us();
+	ctl_env.reload = reload;
+	ctl_env.reload_arg = &reload_ctx;
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
 	            shared.runtime->config.listen, backend->name, config.workers,
 	            shared.runtime->config.spool_dir, config.spool_shards);
 
-	wait_for_signals(sigfd, &shared, workers, &opt);
+	ctl_server_run(ctl, sigfd);
+	/* The socket goes first: nothing may ask about workers that are stopping. */
+	ctl_server_close(ctl);
 	__atomic_store_n(&shared.stopping, 1, __ATOMIC_RELEASE);
 	rte_eal_mp_wait_lcore();
 	/* No worker looks anything up any more. */
@@ -323,15 +505,22 @@ main(int argc, char **argv)
 	shared.directory = NULL;
 	if (backend->global_fini != NULL)
 		backend->global_fini();
+	/* Copies in flight stay queued; the engine writes nothing after this. */
+	handoff_stop(shared.handoff);
+	shared.handoff = NULL;
 	spool_close(shared.spool);
 	for (unsigned i = 0; i < shared.runtime->config.workers; i++) {
 		runtime_unref(workers[i]->runtime);
+		tls_ctx_free(workers[i]->tls);
+		tls_ctx_free(workers[i]->tls_next);
 		rte_free(workers[i]);
 	}
 	free(workers);
+	tls_shared_free(shared.tls); /* after the last worker's SSL_CTX */
 	pa_log_info("stopped");
 	runtime_unref(shared.runtime);
 	eal_stop();
 	close(sigfd);
+	free_options(&opt);
 	return 0;
 }

@@ -11,12 +11,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_cycles.h>
+
 #include "core/log.h"
 #include "core/clock.h"
 #include "core/pa.h"
 #include "dataplane/ingest.h"
+#include "dataplane/ingest_tls.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
+#include "spool/handoff.h"
+#include "spool/spool.h"
 
 #define COMPLETION_BURST 32
 
@@ -28,7 +33,7 @@
  * every recipient gets 451, so that nothing is refused wrongly.
  */
 static enum smtp_rcpt_verdict
-host_rcpt_check(void *host, const char *addr)
+rcpt_policy(void *host, const char *addr)
 {
 	struct ingest_conn *conn = host;
 	struct directory *dir = conn->worker->shared->directory;
@@ -59,6 +64,25 @@ host_rcpt_check(void *host, const char *addr)
 }
 
 /*
+ * Backpressure (docs/handoff.md): an accepted recipient whose shard is above
+ * spool.high_water, or any recipient while the disk is below spool.min_free,
+ * gets 452 4.3.1, so the client keeps the mail until the shard drains.
+ */
+static enum smtp_rcpt_verdict
+host_rcpt_check(void *host, const char *addr)
+{
+	struct ingest_conn *conn = host;
+	enum smtp_rcpt_verdict v = rcpt_policy(host, addr);
+	const struct pa_config *config = &conn->runtime->config;
+
+	if (v == SMTP_RCPT_ACCEPT && conn->worker->shared->handoff != NULL &&
+	    handoff_shard_full(conn->worker->shared->handoff,
+	                       spool_shard_of(config->spool_shards, addr, strlen(addr))))
+		return SMTP_RCPT_SPOOL_FULL;
+	return v;
+}
+
+/*
  * A recipient the directory knows is stored as its canonical mailbox: an
  * alias as the mailbox it names, so one mailbox always lands in one shard,
  * and a mailbox in the directory's spelling, so that equal recipients compare
@@ -83,6 +107,16 @@ host_rewrite_rcpt(void *host, const char *addr, char *out, size_t outlen)
 		return false;
 	memcpy(out, answer.canonical, n + 1);
 	return true;
+}
+
+/* While the control socket has paused the server, no new transaction starts. */
+static enum smtp_mail_verdict
+host_mail_check(void *host, const char *from)
+{
+	struct ingest_conn *conn = host;
+
+	(void)from;
+	return worker_paused(conn->worker) ? SMTP_MAIL_TEMPFAIL : SMTP_MAIL_ACCEPT;
 }
 
 static void
@@ -112,6 +146,7 @@ ingest_bind_callbacks(struct smtp_config *smtp)
 	smtp->new_queue_id = host_new_queue_id;
 	smtp->refused = host_refused;
 	smtp->rewrite_rcpt = host_rewrite_rcpt;
+	smtp->mail_check = host_mail_check;
 	smtp->now = NULL;
 }
 
@@ -132,6 +167,18 @@ ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *clie
 	if (worker_stopping(worker)) {
 		worker->counters.conns_refused++;
 		smtp_session_refuse(conn->smtp, "421 4.3.2 Service shutting down, try again later");
+	} else if (handoff_spool_full(worker->shared->handoff)) {
+		/* Every shard is above its high-water mark, or the disk is full. */
+		worker->counters.conns_refused++;
+		smtp_session_refuse(conn->smtp, "421 4.3.1 Spool full, try again later");
+	} else if (worker_paused(worker)) {
+		char reply[SMTP_COMMAND_LINE_MAX];
+
+		worker->counters.conns_refused++;
+		worker->counters.conns_paused++;
+		snprintf(reply, sizeof(reply), "421 4.3.2 %.256s Service paused, try again later",
+		         conn->runtime->config.hostname);
+		smtp_session_refuse(conn->smtp, reply);
 	} else {
 		smtp_session_greet(conn->smtp);
 	}
@@ -154,6 +201,7 @@ try_submit(struct ingest_conn *conn)
 	}
 	if (rc == PA_OK) {
 		worker->awaiting_store++;
+		conn->submit_tsc = rte_rdtsc();
 		return true;
 	}
 	conn->storing = false;
@@ -168,9 +216,19 @@ ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len, size_t *co
 	enum smtp_input_status st;
 
 	*consumed = 0;
+	if (conn->tls != NULL || conn->tls_closing)
+		return ingest_tls_input(conn, in, len, consumed);
 	if (conn->storing)
 		return INGEST_STORING;
 	st = smtp_session_input(conn->smtp, in, len, consumed);
+	if (st == SMTP_STARTTLS)
+		return ingest_tls_start(conn);
+	return ingest_engine_status(conn, st);
+}
+
+enum ingest_status
+ingest_engine_status(struct ingest_conn *conn, enum smtp_input_status st)
+{
 	if (st == SMTP_CLOSE)
 		return INGEST_CLOSE;
 	if (st == SMTP_MESSAGE_READY) {
@@ -190,6 +248,7 @@ ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len, size_t *co
 static void
 free_session(struct ingest_conn *conn)
 {
+	ingest_tls_free(conn);
 	smtp_session_free(conn->smtp);
 	conn->smtp = NULL;
 	runtime_unref(conn->runtime);
@@ -200,6 +259,7 @@ free_session(struct ingest_conn *conn)
 bool
 ingest_close(struct ingest_conn *conn)
 {
+	ingest_tls_close(conn);
 	if (conn->submit_pending) {
 		/* Not in the spool's hands yet: withdraw it, the client never saw 250. */
 		TAILQ_REMOVE(&conn->worker->submit_backlog, conn, backlog_link);
@@ -223,6 +283,7 @@ ingest_release(struct ingest_conn *conn)
 void
 ingest_shutdown(struct ingest_conn *conn)
 {
+	ingest_tls_shutdown(conn);
 	smtp_session_shutdown(conn->smtp);
 }
 
@@ -242,6 +303,8 @@ complete(struct pa_worker *worker, const struct spool_completion *done)
 
 	worker->awaiting_store--;
 	conn->storing = false;
+	latency_record(&worker->counters.commit_latency,
+	               (rte_rdtsc() - conn->submit_tsc) * 1000000u / rte_get_tsc_hz());
 	if (done->status == PA_OK) {
 		worker->counters.messages_accepted++;
 		worker->counters.bytes_accepted += conn->spool_msg.msg->size;
@@ -264,6 +327,7 @@ ingest_poll_spool(struct pa_worker *worker)
 	struct ingest_conn *conn;
 	unsigned n;
 
+	ingest_tls_poll(worker);
 	do {
 		n = spool_poll(worker->shared->spool, worker->id, done, COMPLETION_BURST);
 		for (unsigned i = 0; i < n; i++)
@@ -285,6 +349,7 @@ worker_refresh_runtime(struct pa_worker *worker)
 {
 	struct pa_runtime *current = __atomic_load_n(&worker->shared->runtime, __ATOMIC_ACQUIRE);
 
+	ingest_tls_refresh(worker);
 	if (current == worker->runtime)
 		return;
 	/*

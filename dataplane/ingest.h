@@ -21,6 +21,7 @@
 
 struct pa_worker;
 struct pa_runtime;
+struct tls_conn;
 
 #define INGEST_CLIENT_MAX 64
 
@@ -38,6 +39,13 @@ struct ingest_conn {
 	bool storing;        /* between submit and completion */
 	bool submit_pending; /* on the worker's submit backlog */
 	bool transport_gone; /* the backend closed while storing: free on completion */
+	uint64_t submit_tsc; /* when the spool took the message: commit latency */
+	/* STARTTLS (ingest_tls.c): the filter, once the engine said SMTP_STARTTLS */
+	struct tls_conn *tls;
+	size_t clear_out;  /* engine output still due in clear (the 220) before ciphertext */
+	bool tls_closing;  /* handshake failed or timed out, or the TLS stream ended */
+	bool tls_deferred; /* on the worker's tls_backlog (handshake budget spent) */
+	TAILQ_ENTRY(ingest_conn) tls_link;
 	TAILQ_ENTRY(ingest_conn) backlog_link;
 	char client[INGEST_CLIENT_MAX];
 };
@@ -51,9 +59,38 @@ void ingest_bind_callbacks(struct smtp_config *smtp);
  */
 int ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *client);
 
-/* Feeds received bytes; *consumed tells how many the engine took. */
+/*
+ * Feeds received bytes; *consumed tells how many were taken.  Once STARTTLS
+ * ran they are ciphertext, taken into the TLS filter's bounded queue, and
+ * the plaintext goes on to the engine: the backend never needs to know.
+ */
 enum ingest_status ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len,
                                 size_t *consumed);
+
+/*
+ * The bytes to send, in order: the engine's replies, or after STARTTLS the
+ * ciphertext (the 220 still goes in clear first).  They stay until
+ * ingest_output_consumed(), so a TCP stack may keep them as its send buffer
+ * and release them as they are acknowledged.  Use these, never
+ * smtp_session_output(), so that TLS stays hidden.
+ */
+const uint8_t *ingest_output(struct ingest_conn *conn, size_t *len);
+void ingest_output_consumed(struct ingest_conn *conn, size_t n);
+
+/*
+ * Input already taken that the engine has not processed (TLS records held
+ * while a message was stored or output drained): call ingest_input() with
+ * no new bytes to go on.
+ */
+bool ingest_input_pending(const struct ingest_conn *conn);
+
+/* The session is ending: send ingest_output(), then close. */
+bool ingest_closing(const struct ingest_conn *conn);
+
+/* How long to wait for the client: the engine's timeout, or tls.handshake_timeout. */
+unsigned ingest_timeout_ms(const struct ingest_conn *conn);
+/* That wait expired: 421 from the engine, or the handshake is abandoned (counted). */
+void ingest_timeout(struct ingest_conn *conn);
 
 /*
  * The backend is done with the connection.  Returns true when the conn may be
@@ -65,7 +102,11 @@ bool ingest_close(struct ingest_conn *conn);
 /* Final release of a connection that ingest_close() kept. */
 void ingest_release(struct ingest_conn *conn);
 
-/* Takes spool completions and retries queued submits; called on every loop. */
+/*
+ * Takes spool completions, retries queued submits, refills the handshake
+ * budget and runs the handshakes it deferred (then the resume hook sends
+ * their output); called once on every loop iteration.
+ */
 void ingest_poll_spool(struct pa_worker *worker);
 
 /* Asks the session to end (SIGTERM): 421 now, or after the pending 250. */

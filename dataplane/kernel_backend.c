@@ -50,6 +50,7 @@ struct kconn {
 	bool readable; /* edge-triggered: more may be waiting in the kernel */
 	bool writable;
 	bool peer_closed;
+	bool peer_hup; /* epoll reported RDHUP/HUP: a read must reach the EOF, however short */
 	size_t in_len;
 	uint8_t *in; /* allocated while the connection has unconsumed input */
 	struct rte_timer timer;
@@ -185,7 +186,7 @@ conn_timeout(struct rte_timer *timer, void *arg)
 	}
 	if (c->ingest.storing)
 		return; /* the spool answers soon; the store has its own bound */
-	smtp_session_timeout(c->ingest.smtp);
+	ingest_timeout(&c->ingest);
 	conn_process(c);
 }
 
@@ -197,7 +198,7 @@ conn_timeout(struct rte_timer *timer, void *arg)
 static void
 conn_arm_timer(struct kconn *c)
 {
-	uint64_t ms = smtp_session_timeout_ms(c->ingest.smtp);
+	uint64_t ms = ingest_timeout_ms(&c->ingest);
 	uint64_t now = rte_get_timer_cycles();
 	uint64_t ticks = rte_get_timer_hz() * ms / 1000;
 
@@ -213,7 +214,7 @@ conn_flush(struct kconn *c)
 {
 	for (;;) {
 		size_t len;
-		const uint8_t *out = smtp_session_output(c->ingest.smtp, &len);
+		const uint8_t *out = ingest_output(&c->ingest, &len);
 		ssize_t n;
 
 		if (len == 0)
@@ -230,7 +231,7 @@ conn_flush(struct kconn *c)
 				continue;
 			return PA_ERROR;
 		}
-		smtp_session_output_consumed(c->ingest.smtp, (size_t)n);
+		ingest_output_consumed(&c->ingest, (size_t)n);
 	}
 }
 
@@ -254,7 +255,7 @@ conn_read(struct kconn *c)
 		 * A short read drained the socket: anything arriving later raises
 		 * a new edge, so the read that would only say EAGAIN is saved.
 		 */
-		if ((size_t)n < want)
+		if ((size_t)n < want && !c->peer_hup)
 			c->readable = false;
 		return PA_OK;
 	}
@@ -303,16 +304,17 @@ conn_process(struct kconn *c)
 		size_t before = c->in_len;
 		int rc;
 
-		if (c->in_len > 0 && st == INGEST_READY)
+		/* TLS may hold records the engine could not take yet: feed those too. */
+		if ((c->in_len > 0 || ingest_input_pending(&c->ingest)) && st == INGEST_READY)
 			st = conn_feed(c);
 		if (conn_flush(c) == PA_ERROR) {
 			conn_close(c);
 			return;
 		}
-		if (st == INGEST_CLOSE || smtp_session_closing(c->ingest.smtp)) {
+		if (st == INGEST_CLOSE || ingest_closing(&c->ingest)) {
 			size_t pending;
 
-			smtp_session_output(c->ingest.smtp, &pending);
+			ingest_output(&c->ingest, &pending);
 			if (pending == 0 && !c->ingest.storing) {
 				conn_close(c);
 				return;
@@ -475,6 +477,12 @@ handle_event(struct kernel_worker *kw, const struct epoll_event *ev)
 		c = pa_container_of(obj, struct kconn, obj);
 		if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			c->readable = true;
+		/*
+		 * Data and FIN in one edge: the short read that takes the data must
+		 * not end reading, or the FIN goes unseen until the timeout.
+		 */
+		if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			c->peer_hup = true;
 		if (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 			c->writable = true;
 		conn_process(c);
@@ -506,7 +514,9 @@ kernel_backend_run(void *arg)
 	uint64_t stop_deadline = 0;
 
 	for (;;) {
-		int n = epoll_wait(kw->epoll_fd, events, EVENT_BURST, EPOLL_WAIT_MS);
+		/* Handshakes deferred by the budget run next loop: no sleeping till then. */
+		int n = epoll_wait(kw->epoll_fd, events, EVENT_BURST,
+		                   TAILQ_EMPTY(&worker->tls_backlog) ? EPOLL_WAIT_MS : 0);
 
 		if (n == -1 && errno != EINTR) {
 			pa_log_err("epoll_wait() failed: %s", strerror(errno));

@@ -16,6 +16,7 @@
 
 #include <rte_common.h>
 
+#include "core/latency_hist.h"
 #include "core/queue_id.h"
 #include "core/runtime.h"
 #include "smtp/smtp_session.h"
@@ -23,6 +24,9 @@
 struct spool;
 struct ingest_conn;
 struct directory;
+struct handoff;
+struct tls_shared;
+struct tls_ctx;
 
 /* The objects every worker and the main lcore share. */
 struct pa_shared {
@@ -31,6 +35,12 @@ struct pa_shared {
 	int stopping;		    /* set once by the main lcore on SIGTERM */
 	/* The recipient directory; NULL when none is configured: `domains` alone decides. */
 	struct directory *directory;
+	/* The hand-off engine: read-only here, for its backpressure flags (spool/handoff.h). */
+	struct handoff *handoff;
+	/* Set and cleared by the control socket (pause/resume): new connections 421, MAIL 451. */
+	int paused;
+	/* BIO method and session-ticket keys, read-only after start; NULL without tls.cert. */
+	struct tls_shared *tls;
 };
 
 struct pa_worker_counters {
@@ -42,6 +52,13 @@ struct pa_worker_counters {
 	uint64_t bytes_accepted;
 	uint64_t submit_retries; /* a spool ring was full */
 	uint64_t refusals[SMTP_REFUSAL_COUNT];
+	uint64_t conns_paused; /* connections refused with 421 while paused */
+	struct latency_hist commit_latency; /* spool submit -> completion */
+	uint64_t tls_handshakes;            /* completed, full or resumed */
+	uint64_t tls_resumed;               /* of which resumed with a session ticket */
+	uint64_t tls_handshake_failures;    /* protocol errors, garbage, client gone */
+	uint64_t tls_handshake_timeouts;    /* tls.handshake_timeout expired */
+	uint64_t tls_handshakes_deferred;   /* over the per-loop budget: next loop */
 };
 
 typedef void (*worker_resume_fn)(struct ingest_conn *conn);
@@ -58,10 +75,26 @@ struct pa_worker {
 	worker_resume_fn resume; /* the backend's: a stored message was answered */
 	void *backend;           /* the backend's own per-worker state */
 	struct pa_worker_counters counters;
+	struct tls_ctx *tls; /* this worker's SSL_CTX; NULL without tls.cert */
+	/* A context with re-read certificates, set by the main lcore on reload, taken here. */
+	struct tls_ctx *tls_next;
+	/*
+	 * Handshake steps left in this loop iteration (ingest_poll_spool()
+	 * refills it): a burst of handshakes cannot starve packet processing.
+	 * Connections over budget wait on tls_backlog for the next iteration.
+	 */
+	unsigned tls_budget;
+	TAILQ_HEAD(, ingest_conn) tls_backlog;
 } __rte_cache_aligned;
 
 /* Picks up a runtime published since the last call. */
 void worker_refresh_runtime(struct pa_worker *worker);
+
+static inline bool
+worker_paused(const struct pa_worker *worker)
+{
+	return __atomic_load_n(&worker->shared->paused, __ATOMIC_ACQUIRE) != 0;
+}
 
 static inline bool
 worker_stopping(const struct pa_worker *worker)

@@ -86,7 +86,9 @@ ehlo_reply(struct smtp_session *s)
 	smtp_reply(s, "250-8BITMIME");                              /* RFC 6152 */
 	smtp_reply(s, "250-ENHANCEDSTATUSCODES");                   /* RFC 2034 */
 	smtp_reply(s, "250-SMTPUTF8");                              /* RFC 6531 */
-	smtp_reply(s, "250 CHUNKING");                              /* RFC 3030 */
+	if (s->config->tls_available && s->tls_version == NULL)
+		smtp_reply(s, "250-STARTTLS"); /* RFC 3207; never again inside TLS */
+	smtp_reply(s, "250 CHUNKING");         /* RFC 3030 */
 }
 
 /* RFC 5321 4.1.4: EHLO/HELO in the middle of a transaction acts as RSET. */
@@ -170,6 +172,12 @@ cmd_mail(struct smtp_session *s, char *arg)
 	char *path, *rest, *from, *bad = NULL;
 	enum smtp_addr_status status;
 
+	/* RFC 3207 4: a server that requires TLS refuses mail in clear. */
+	if (s->config->tls_required && s->tls_version == NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL,
+		             "530 5.7.0 Must issue a STARTTLS command first");
+		return;
+	}
 	status = smtp_path_split(arg, "FROM:", &path, &rest);
 	if (status != SMTP_ADDR_OK) {
 		address_error(s, status, usage, "5.1.7", arg, bad);
@@ -187,6 +195,13 @@ cmd_mail(struct smtp_session *s, char *arg)
 	if (params.has_size && max != 0 && params.size > max) {
 		smtp_refusal(s, SMTP_REFUSAL_SIZE, from,
 		             "552 5.3.4 Message size exceeds fixed maximum message size");
+		return;
+	}
+	/* The host may be paused: sessions already past MAIL finish, new ones wait. */
+	if (s->config->mail_check != NULL &&
+	    s->config->mail_check(s->host, from) == SMTP_MAIL_TEMPFAIL) {
+		smtp_refusal(s, SMTP_REFUSAL_TEMPFAIL, from,
+		             "451 4.3.2 Service paused, try again later");
 		return;
 	}
 	s->txn = smtp_txn_new(s, from);
@@ -468,6 +483,40 @@ cmd_help(struct smtp_session *s, char *arg)
 	smtp_reply(s, "214 2.0.0 End of HELP info");
 }
 
+/*
+ * RFC 3207 4: STARTTLS takes no argument and is refused inside TLS.  Only
+ * outside a transaction: a transaction begun in clear must not go on in TLS.
+ */
+static void
+cmd_starttls(struct smtp_session *s, char *arg)
+{
+	if (!s->config->tls_available) {
+		smtp_refusal(s, SMTP_REFUSAL_UNKNOWN_COMMAND, NULL,
+		             "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (s->tls_version != NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (*arg != '\0') {
+		syntax_error(s, "STARTTLS");
+		return;
+	}
+	if (s->state == SMTP_STATE_CONNECTED) {
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL,
+		             "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->txn != NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL,
+		             "503 5.5.1 Error: STARTTLS inside a mail transaction");
+		return;
+	}
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_set_state(s, SMTP_STATE_STARTTLS);
+}
+
 static const struct smtp_command commands[] = {
     {"EHLO", COMMAND_STATES, cmd_ehlo, NULL},
     {"HELO", COMMAND_STATES, cmd_helo, NULL},
@@ -481,6 +530,7 @@ static const struct smtp_command commands[] = {
     {"VRFY", COMMAND_STATES, cmd_vrfy, NULL},
     {"EXPN", COMMAND_STATES, cmd_expn, NULL},
     {"HELP", COMMAND_STATES, cmd_help, NULL},
+    {"STARTTLS", COMMAND_STATES, cmd_starttls, NULL},
 };
 
 static const struct smtp_command *

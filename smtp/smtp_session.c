@@ -277,6 +277,12 @@ smtp_session_input(struct smtp_session *s, const uint8_t *in, size_t len, size_t
 			status = SMTP_MESSAGE_READY;
 			break;
 		}
+		if (s->state == SMTP_STATE_STARTTLS) {
+			/* CVE-2011-0411: nothing sent in clear after STARTTLS is ever a command. */
+			status = SMTP_STARTTLS;
+			off = len;
+			break;
+		}
 		if (off == len)
 			break;
 		if (s->state == SMTP_STATE_DATA)
@@ -386,6 +392,32 @@ smtp_session_shutdown(struct smtp_session *s)
 		return;
 	}
 	shutdown_close(s);
+}
+
+void
+smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher)
+{
+	if (s->state != SMTP_STATE_STARTTLS)
+		return;
+	/* RFC 3207 4.2: forget everything learnt from the client in clear. */
+	smtp_txn_free(s->txn);
+	s->txn = NULL;
+	free(s->helo);
+	s->helo = NULL;
+	free(s->line);
+	s->line = NULL;
+	s->line_len = 0;
+	s->line_overflow = false;
+	s->esmtp = false;
+	s->tls_version = version != NULL ? version : "unknown";
+	s->tls_cipher = cipher != NULL ? cipher : "unknown";
+	s->state = SMTP_STATE_CONNECTED;
+}
+
+bool
+smtp_session_tls_active(const struct smtp_session *s)
+{
+	return s->tls_version != NULL;
 }
 
 bool

@@ -21,6 +21,13 @@
  * complete message waits in smtp_session_message(): store it, then call
  * smtp_session_message_done() with the result; the engine consumes no input
  * until then.  SMTP_CLOSE means: send the pending output, then close.
+ *
+ * STARTTLS (RFC 3207), when config->tls_available: the engine answers 220 and
+ * returns SMTP_STARTTLS, reporting all of the given input as consumed.  The
+ * host must throw away what it has not fed yet (bytes a client pipelined
+ * after STARTTLS are the CVE-2011-0411 command injection), send the pending
+ * output in clear, run the TLS handshake, then call smtp_session_tls_started()
+ * and feed the decrypted stream.  Until then every input is discarded.
  */
 #ifndef SMTP_SESSION_H
 #define SMTP_SESSION_H
@@ -47,6 +54,12 @@ enum smtp_rcpt_verdict {
 	SMTP_RCPT_UNKNOWN_USER,	 /* 550 5.1.1 */
 	SMTP_RCPT_TEMPFAIL,	 /* 451 4.3.0: directory not available */
 	SMTP_RCPT_SPOOL_FULL,	 /* 452 4.3.1: backpressure */
+};
+
+/* The host's verdict on a new transaction, given at MAIL time. */
+enum smtp_mail_verdict {
+	SMTP_MAIL_ACCEPT,   /* 250 2.1.0 */
+	SMTP_MAIL_TEMPFAIL, /* 451 4.3.2: not taking mail right now */
 };
 
 struct smtp_config {
@@ -83,6 +96,18 @@ struct smtp_config {
 	 * sharded under, the canonical mailbox of an alias; false keeps addr.
 	 */
 	bool (*rewrite_rcpt)(void *host, const char *addr, char *out, size_t outlen);
+
+	/* RFC 3207: the host can run TLS (a certificate is configured): offer STARTTLS. */
+	bool tls_available;
+	/* MAIL before STARTTLS gets 530 5.7.0 (only meaningful with tls_available). */
+	bool tls_required;
+
+	/*
+	 * Optional (NULL: every syntactically valid MAIL is accepted).  The
+	 * host's verdict on a new transaction, after the engine's own checks:
+	 * SMTP_MAIL_TEMPFAIL answers 451 4.3.2 (the server is paused).
+	 */
+	enum smtp_mail_verdict (*mail_check)(void *host, const char *from);
 };
 
 /* A complete message, valid from SMTP_MESSAGE_READY until smtp_session_message_done(). */
@@ -104,6 +129,7 @@ enum smtp_input_status {
 	SMTP_NEED_MORE,	    /* all given input consumed; wait for more */
 	SMTP_MESSAGE_READY, /* a message waits; input stopped at *consumed */
 	SMTP_CLOSE,	    /* flush the output, then close the connection */
+	SMTP_STARTTLS,	    /* flush the output (the 220), discard the rest, start TLS */
 };
 
 /* Why a session was refused or ended, for the host's log line and counters. */
@@ -174,6 +200,19 @@ void smtp_session_shutdown(struct smtp_session *session);
 
 bool smtp_session_closing(const struct smtp_session *session);
 bool smtp_session_awaiting_store(const struct smtp_session *session);
+
+/*
+ * The TLS handshake after STARTTLS completed: the session starts afresh
+ * (RFC 3207 4.2: no banner, EHLO/HELO required again, STARTTLS no longer
+ * offered) and the Received: header names the protocol as ESMTPS with
+ * version and cipher.  Both strings must outlive the session (OpenSSL's
+ * SSL_get_version() and SSL_CIPHER_get_name() return static strings).
+ */
+void smtp_session_tls_started(struct smtp_session *session, const char *version,
+                              const char *cipher);
+
+/* Whether the session runs inside TLS (after smtp_session_tls_started()). */
+bool smtp_session_tls_active(const struct smtp_session *session);
 
 /* A short stable name ("relay_denied", "bare_lf", ...) for logs and counters. */
 const char *smtp_refusal_name(enum smtp_refusal refusal);

@@ -39,6 +39,7 @@ enum smtp_state {
 	SMTP_STATE_BDAT,      /* reading the octets of a BDAT chunk */
 	SMTP_STATE_AWAITING_STORE,
 	SMTP_STATE_CLOSING,
+	SMTP_STATE_STARTTLS, /* 220 to STARTTLS sent: input is discarded until the handshake */
 };
 
 #define SMTP_STATE_BIT(state) (1u << (state))
@@ -73,6 +74,8 @@ struct smtp_session {
 	char *client_addr;
 	char *helo;
 	struct smtp_txn *txn;
+	const char *tls_version; /* static strings from the TLS library; NULL: clear text */
+	const char *tls_cipher;
 	uint8_t *line; /* a partial command line kept between two input calls */
 	uint8_t *out;
 	size_t out_off; /* sent by the host */

@@ -81,13 +81,28 @@ rfc5322_date(time_t t, char *out, size_t size)
 	         months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* RFC 3848 / RFC 6531 3.7.3 "with" protocol names. */
+/* RFC 3848 / RFC 6531 3.7.3 "with" protocol names; the S suffix means TLS. */
 static const char *
 protocol(const struct smtp_session *s, const struct smtp_txn *txn)
 {
+	bool tls = s->tls_version != NULL;
+
 	if (!s->esmtp)
-		return "SMTP";
-	return txn->smtputf8 ? "UTF8SMTP" : "ESMTP";
+		return tls ? "ESMTPS" : "SMTP"; /* TLS came through the ESMTP STARTTLS extension */
+	if (txn->smtputf8)
+		return tls ? "UTF8SMTPS" : "UTF8SMTP";
+	return tls ? "ESMTPS" : "ESMTP";
+}
+
+/* A comment after the "with" clause, as sendmail writes it: what TLS protected the session. */
+static void
+tls_comment(const struct smtp_session *s, char *out, size_t size)
+{
+	if (s->tls_version == NULL) {
+		out[0] = '\0';
+		return;
+	}
+	snprintf(out, size, "\r\n\t(version=%.32s cipher=%.64s)", s->tls_version, s->tls_cipher);
 }
 
 /*
@@ -99,24 +114,25 @@ received_header(const struct smtp_session *s, const struct smtp_txn *txn, char *
 {
 	const struct smtp_config *cfg = s->config;
 	time_t now = cfg->now != NULL ? cfg->now(s->host) : time(NULL);
-	char date[64];
+	char date[64], tls[128];
 	int n;
 
 	rfc5322_date(now, date, sizeof(date));
+	tls_comment(s, tls, sizeof(tls));
 	if (txn->nrcpt == 1)
 		n = snprintf(out, size,
 		             "Received: from %.505s ([%.64s])\r\n"
-		             "\tby %.255s (PigeonAir) with %s id %s\r\n"
+		             "\tby %.255s (PigeonAir) with %s id %s%s\r\n"
 		             "\tfor <%.256s>; %s\r\n",
 		             s->helo ? s->helo : "unknown", s->client_addr, cfg->hostname,
-		             protocol(s, txn), txn->queue_id, txn->rcpts[0], date);
+		             protocol(s, txn), txn->queue_id, tls, txn->rcpts[0], date);
 	else
 		n = snprintf(out, size,
 		             "Received: from %.505s ([%.64s])\r\n"
-		             "\tby %.255s (PigeonAir) with %s id %s;\r\n"
+		             "\tby %.255s (PigeonAir) with %s id %s%s;\r\n"
 		             "\t%s\r\n",
 		             s->helo ? s->helo : "unknown", s->client_addr, cfg->hostname,
-		             protocol(s, txn), txn->queue_id, date);
+		             protocol(s, txn), txn->queue_id, tls, date);
 	if (n < 0)
 		return 0;
 	return (size_t)n < size ? (size_t)n : size - 1;

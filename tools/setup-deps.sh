@@ -10,8 +10,11 @@ PACKAGES="
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
   libcmocka-dev python3 python3-pytest
   swaks postfix
+  dovecot-core dovecot-lmtpd
   slapd ldap-utils libldap-dev
   iproute2 procps
+  python3-scapy tcpdump iputils-ping
+  prometheus
 "
 
 missing=""
@@ -38,6 +41,10 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 # slapd likewise is only a test peer, started by the directory tests with their own
 # configuration and database: no site directory is created, none is started.
 echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+# dovecot-core and dovecot-lmtpd are likewise test peers only: the hand-off tests run
+# their own `dovecot -F -c CONF` (LMTP, passwd-file userdb) in a temporary directory.
+# prometheus is here for promtool only: the tests check pigeond's metrics with
+# `promtool check metrics`; no Prometheus server is configured by the tests.
 # Servers among the packages (postfix, slapd, dovecot, prometheus) are test
 # peers that the tests start with their own configuration: keep the packages'
 # maintainer scripts from starting system-wide instances of them.

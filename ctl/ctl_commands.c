@@ -1,0 +1,278 @@
+/*
+ * ctl_commands.c: the command table of the control socket (ctl_commands.h).
+ *
+ * Every command is one row: name and handler.  The handlers here act on the
+ * server as a whole (status, stats, pause, resume, reload, shutdown,
+ * metrics); the spool's are in ctl_spool.c.  pause and resume only flip a
+ * flag the workers read (ingest.c): sessions already past MAIL finish.
+ */
+#include "ctl/ctl_commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/pa.h"
+#include "ctl/ctl_handoff.h"
+#include "ctl/ctl_metrics.h"
+#include "ctl/ctl_server.h"
+#include "ctl/ctl_spool.h"
+#include "ctl/ctl_stats.h"
+#include "dataplane/worker.h"
+#include "spool/spool.h"
+#include "spool/spool_iter.h"
+
+static json_t *
+latency_json(const struct latency_hist *h)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)h->count, "p50",
+	                 (json_int_t)latency_quantile(h, 0.50), "p99",
+	                 (json_int_t)latency_quantile(h, 0.99), "p999",
+	                 (json_int_t)latency_quantile(h, 0.999));
+}
+
+static json_t *
+tcp_json(const struct ctl_worker_stats *w)
+{
+	const struct dp_counters *t = &w->tcp;
+	json_t *drops = json_object();
+
+	if (drops == NULL)
+		return NULL;
+	for (unsigned i = 0; i < DP_DROP_COUNT; i++)
+		if (t->drops[i] != 0)
+			json_object_set_new(drops, dp_drop_name((enum dp_drop)i),
+			                    json_integer((json_int_t)t->drops[i]));
+	return json_pack("{s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	                 "rx_packets", (json_int_t)t->rx_pkts, "tx_packets", (json_int_t)t->tx_pkts,
+	                 "retransmits", (json_int_t)t->retransmits, "rto_expiries",
+	                 (json_int_t)t->rto_expiries, "drops", drops, "syns",
+	                 (json_int_t)t->syns_in, "syn_cookies_sent", (json_int_t)t->cookies_sent,
+	                 "syn_cookies_accepted", (json_int_t)t->cookies_accepted,
+	                 "syn_queue_overflows", (json_int_t)t->syn_queue_overflows, "time_wait",
+	                 (json_int_t)w->time_wait_now, "time_wait_total",
+	                 (json_int_t)t->conns_time_wait, "resets_sent", (json_int_t)t->rst_sent);
+}
+
+static json_t *
+worker_json(const struct ctl_worker_stats *w, long id)
+{
+	const struct pa_worker_counters *c = &w->c;
+	json_t *refused = json_object(), *obj;
+
+	if (refused == NULL)
+		return NULL;
+	for (int r = SMTP_REFUSAL_NONE + 1; r < SMTP_REFUSAL_COUNT; r++)
+		json_object_set_new(refused, smtp_refusal_name((enum smtp_refusal)r),
+		                    json_integer((json_int_t)c->refusals[r]));
+	obj = json_pack(
+	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "conns_open",
+	    (json_int_t)c->conns_open, "conns_total", (json_int_t)c->conns_total, "conns_refused",
+	    (json_int_t)c->conns_refused, "conns_paused", (json_int_t)c->conns_paused,
+	    "messages_accepted", (json_int_t)c->messages_accepted, "messages_failed",
+	    (json_int_t)c->messages_failed, "bytes_accepted", (json_int_t)c->bytes_accepted,
+	    "submit_retries", (json_int_t)c->submit_retries, "refused", refused,
+	    "commit_latency_us", latency_json(&c->commit_latency));
+	if (obj == NULL)
+		return NULL;
+	if (id >= 0)
+		json_object_set_new(obj, "worker", json_integer(id));
+	if (w->has_tcp)
+		json_object_set_new(obj, "tcp", tcp_json(w));
+	return obj;
+}
+
+static int
+cmd_stats(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	struct ctl_stats st;
+	json_t *workers;
+
+	(void)req;
+	if (ctl_stats_take(env, &st) != PA_OK) {
+		snprintf(err, errlen, "stats: out of memory");
+		return PA_ERROR;
+	}
+	workers = json_array();
+	for (unsigned i = 0; workers != NULL && i < st.nworkers; i++)
+		json_array_append_new(workers, worker_json(&st.workers[i], (long)i));
+	*result = json_pack("{s:o, s:o}", "workers", workers, "total", worker_json(&st.total, -1));
+	ctl_stats_free(&st);
+	return *result != NULL ? PA_OK : PA_ERROR;
+}
+
+static json_t *
+spool_health_json(const struct ctl_env *env)
+{
+	struct spool *spool = env->shared->spool;
+	unsigned shards = spool_shard_count(spool);
+	struct spool_shard_stats total = {0};
+
+	for (unsigned i = 0; i < shards; i++) {
+		struct spool_shard_stats s;
+
+		spool_shard_stats(spool, i, &s);
+		total.commits += s.commits;
+		total.messages += s.messages;
+		total.failures += s.failures;
+		total.bytes += s.bytes;
+	}
+	/* A failed commit means a shard's disk refused a sync: the operator must look. */
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "health",
+	                 total.failures == 0 ? "ok" : "commit_failures", "dir",
+	                 env->shared->runtime->config.spool_dir, "shards", (json_int_t)shards,
+	                 "commits", (json_int_t)total.commits, "messages_committed",
+	                 (json_int_t)total.messages, "commit_failures", (json_int_t)total.failures);
+}
+
+static int
+cmd_status(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	const struct pa_runtime *rt = __atomic_load_n(&env->shared->runtime, __ATOMIC_ACQUIRE);
+	uint64_t now = pa_wall_clock_us();
+	json_t *listeners;
+
+	(void)req;
+	listeners =
+	    json_pack("{s:s, s:s, s:s?}", "smtp", rt->config.listen, "ctl", env->socket_path,
+	              "metrics", env->metrics_listen[0] != '\0' ? env->metrics_listen : NULL);
+	*result =
+	    json_pack("{s:s, s:I, s:s, s:I, s:o, s:b, s:b, s:I, s:s, s:o}", "version", PA_VERSION,
+	              "uptime_s", (json_int_t)((now - env->started_us) / 1000000u), "backend",
+	              env->backend, "workers", (json_int_t)env->nworkers, "listeners", listeners,
+	              "paused", __atomic_load_n(&env->shared->paused, __ATOMIC_ACQUIRE) != 0,
+	              "stopping", __atomic_load_n(&env->shared->stopping, __ATOMIC_ACQUIRE) != 0,
+	              "config_generation", (json_int_t)rt->generation, "hostname",
+	              rt->config.hostname, "spool", spool_health_json(env));
+	if (*result == NULL) {
+		snprintf(err, errlen, "status: out of memory");
+		return PA_ERROR;
+	}
+	json_object_set_new(*result, "draining", json_boolean(env->draining));
+	json_object_set_new(*result, "handoff", ctl_handoff_json(env));
+	return PA_OK;
+}
+
+static int
+set_paused(struct ctl_env *env, int paused, json_t **result)
+{
+	int was = __atomic_exchange_n(&env->shared->paused, paused, __ATOMIC_ACQ_REL);
+
+	if (was != paused)
+		pa_log_notice("control: %s", paused ? "paused: new connections get 421, MAIL 451"
+		                                    : "resumed: taking mail again");
+	*result = json_pack("{s:b, s:b}", "paused", paused != 0, "changed", was != paused);
+	return *result != NULL ? PA_OK : PA_ERROR;
+}
+
+static int
+cmd_pause(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	(void)req;
+	(void)err;
+	(void)errlen;
+	return set_paused(env, 1, result);
+}
+
+static int
+cmd_resume(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	(void)req;
+	(void)err;
+	(void)errlen;
+	return set_paused(env, 0, result);
+}
+
+static int
+cmd_reload(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	(void)req;
+	if (env->reload(env->reload_arg, err, errlen) != PA_OK)
+		return PA_ERROR;
+	*result = json_pack(
+	    "{s:I}", "config_generation",
+	    (json_int_t)__atomic_load_n(&env->shared->runtime, __ATOMIC_ACQUIRE)->generation);
+	return *result != NULL ? PA_OK : PA_ERROR;
+}
+
+static int
+cmd_shutdown(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	(void)req;
+	(void)err;
+	(void)errlen;
+	pa_log_notice("control: shutdown requested");
+	env->stop = true;
+	*result = json_pack("{s:b}", "stopping", 1);
+	return *result != NULL ? PA_OK : PA_ERROR;
+}
+
+static int
+cmd_metrics(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	size_t len;
+	char *text = ctl_metrics_text(env, &len);
+
+	(void)req;
+	if (text == NULL) {
+		snprintf(err, errlen, "metrics: out of memory");
+		return PA_ERROR;
+	}
+	*result = json_pack("{s:s%}", "text", text, len);
+	free(text);
+	return *result != NULL ? PA_OK : PA_ERROR;
+}
+
+static const struct {
+	const char *name;
+	ctl_handler run;
+} commands[] = {
+    // clang-format off
+    {"status", cmd_status},
+    {"stats", cmd_stats},
+    {"pause", cmd_pause},
+    {"resume", cmd_resume},
+    {"reload", cmd_reload},
+    {"shutdown", cmd_shutdown},
+    {"metrics", cmd_metrics},
+    {"spool.summary", ctl_spool_summary},
+    {"spool.ls", ctl_spool_ls},
+    {"spool.show", ctl_spool_show},
+    {"spool.hold", ctl_spool_hold},
+    {"spool.release", ctl_spool_release},
+    {"spool.retry", ctl_spool_retry},
+    {"drain", ctl_drain},
+    // clang-format on
+};
+
+json_t *
+ctl_error_reply(const char *msg)
+{
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+json_t *
+ctl_dispatch(struct ctl_env *env, const json_t *request)
+{
+	const char *name = json_string_value(json_object_get(request, "cmd"));
+	char err[CTL_ERR_MAX] = "";
+	json_t *result = NULL;
+
+	if (!json_is_object(request))
+		return ctl_error_reply("a request is one JSON object per line");
+	if (name == NULL)
+		return ctl_error_reply("the request has no \"cmd\" string");
+	for (size_t i = 0; i < pa_array_size(commands); i++) {
+		if (strcmp(commands[i].name, name) != 0)
+			continue;
+		if (commands[i].run(env, request, &result, err, sizeof(err)) != PA_OK) {
+			json_decref(result);
+			return ctl_error_reply(err[0] != '\0' ? err : "out of memory");
+		}
+		return json_pack("{s:b, s:o}", "ok", 1, "result", result);
+	}
+	snprintf(err, sizeof(err), "unknown command '%.64s'", name);
+	return ctl_error_reply(err);
+}

@@ -1,0 +1,242 @@
+/*
+ * ctl_metrics.c: Prometheus text exposition of pigeond's counters (ctl_metrics.h).
+ *
+ * Per worker: connections, messages, bytes, refusals by reason, commit
+ * latency (a summary with p50/p99/p999); per shard: the spool's commits;
+ * with the DPDK backend, per worker TCP counters and drops by reason.
+ * The text is written into a memory stream; nothing here allocates per
+ * series beyond it.
+ */
+#include "ctl/ctl_metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/pa.h"
+#include "ctl/ctl_server.h"
+#include "ctl/ctl_stats.h"
+#include "dataplane/worker.h"
+#include "spool/handoff.h"
+#include "spool/spool.h"
+#include "spool/spool_iter.h"
+
+static void
+family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One counter or gauge family with a value per worker, read at offset off of the stats. */
+struct worker_metric {
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t off; /* of a uint64_t in struct pa_worker_counters */
+};
+
+#define WOFF(f) offsetof(struct pa_worker_counters, f)
+
+static const struct worker_metric worker_metrics[] = {
+    {"pigeonair_connections_open", "gauge", "SMTP connections open now.", WOFF(conns_open)},
+    {"pigeonair_connections_total", "counter", "SMTP connections accepted by the transport.",
+     WOFF(conns_total)},
+    {"pigeonair_connections_refused_total", "counter",
+     "Connections answered 421 at once (stopping or paused).", WOFF(conns_refused)},
+    {"pigeonair_connections_paused_total", "counter",
+     "Connections answered 421 because the server was paused.", WOFF(conns_paused)},
+    {"pigeonair_messages_accepted_total", "counter",
+     "Messages synced to the spool and answered 250.", WOFF(messages_accepted)},
+    {"pigeonair_messages_failed_total", "counter", "Messages whose store failed, answered 451.",
+     WOFF(messages_failed)},
+    {"pigeonair_accepted_bytes_total", "counter", "Octets of accepted messages.",
+     WOFF(bytes_accepted)},
+    {"pigeonair_submit_retries_total", "counter",
+     "Times a message waited because a spool ring was full.", WOFF(submit_retries)},
+};
+
+static void
+write_workers(FILE *f, const struct ctl_stats *st)
+{
+	for (size_t m = 0; m < pa_array_size(worker_metrics); m++) {
+		const struct worker_metric *wm = &worker_metrics[m];
+
+		family(f, wm->name, wm->type, wm->help);
+		for (unsigned i = 0; i < st->nworkers; i++)
+			fprintf(f, "%s{worker=\"%u\"} %llu\n", wm->name, i,
+			        (unsigned long long)*(
+			            const uint64_t *)((const char *)&st->workers[i].c + wm->off));
+	}
+	family(f, "pigeonair_refusals_total", "counter", "SMTP refusals sent, by reason.");
+	for (unsigned i = 0; i < st->nworkers; i++)
+		for (int r = SMTP_REFUSAL_NONE + 1; r < SMTP_REFUSAL_COUNT; r++)
+			fprintf(f, "pigeonair_refusals_total{worker=\"%u\",reason=\"%s\"} %llu\n",
+			        i, smtp_refusal_name((enum smtp_refusal)r),
+			        (unsigned long long)st->workers[i].c.refusals[r]);
+	family(f, "pigeonair_commit_latency_seconds", "summary",
+	       "Spool commit latency, submit to completion (synced in every shard).");
+	for (unsigned i = 0; i < st->nworkers; i++) {
+		const struct latency_hist *h = &st->workers[i].c.commit_latency;
+		static const double qs[] = {0.5, 0.99, 0.999};
+
+		for (size_t q = 0; q < pa_array_size(qs); q++)
+			fprintf(f,
+			        "pigeonair_commit_latency_seconds{worker=\"%u\",quantile=\"%g\"} "
+			        "%.6f\n",
+			        i, qs[q], (double)latency_quantile(h, qs[q]) / 1e6);
+		fprintf(f, "pigeonair_commit_latency_seconds_sum{worker=\"%u\"} %.6f\n", i,
+		        (double)h->sum_us / 1e6);
+		fprintf(f, "pigeonair_commit_latency_seconds_count{worker=\"%u\"} %llu\n", i,
+		        (unsigned long long)h->count);
+	}
+}
+
+static void
+write_spool(FILE *f, const struct ctl_env *env)
+{
+	struct spool *spool = env->shared->spool;
+	unsigned shards = spool_shard_count(spool);
+	struct spool_shard_stats *s = calloc(shards, sizeof(*s));
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} m[] = {
+	    {"pigeonair_spool_commits_total", "Synced RocksDB write batches (group commits).",
+	     offsetof(struct spool_shard_stats, commits)},
+	    {"pigeonair_spool_messages_committed_total", "Message copies committed.",
+	     offsetof(struct spool_shard_stats, messages)},
+	    {"pigeonair_spool_commit_failures_total", "Message copies whose commit failed.",
+	     offsetof(struct spool_shard_stats, failures)},
+	    {"pigeonair_spool_committed_bytes_total", "Octets committed.",
+	     offsetof(struct spool_shard_stats, bytes)},
+	};
+
+	if (s == NULL)
+		return;
+	for (unsigned i = 0; i < shards; i++)
+		spool_shard_stats(spool, i, &s[i]);
+	for (size_t k = 0; k < pa_array_size(m); k++) {
+		family(f, m[k].name, "counter", m[k].help);
+		for (unsigned i = 0; i < shards; i++)
+			fprintf(f, "%s{shard=\"%u\"} %llu\n", m[k].name, i,
+			        (unsigned long long)*(const uint64_t *)((const char *)&s[i] +
+			                                                m[k].off));
+	}
+	free(s);
+}
+
+struct tcp_metric {
+	const char *name;
+	const char *help;
+	size_t off; /* of a uint64_t in struct dp_counters */
+};
+
+#define TOFF(f) offsetof(struct dp_counters, f)
+
+static const struct tcp_metric tcp_metrics[] = {
+    {"pigeonair_tcp_retransmits_total", "TCP segments retransmitted.", TOFF(retransmits)},
+    {"pigeonair_tcp_rto_expiries_total", "TCP retransmission timeouts.", TOFF(rto_expiries)},
+    {"pigeonair_tcp_syns_total", "SYNs received.", TOFF(syns_in)},
+    {"pigeonair_tcp_syn_cookies_sent_total", "SYN-ACKs sent with a SYN cookie.",
+     TOFF(cookies_sent)},
+    {"pigeonair_tcp_syn_cookies_accepted_total", "Connections established from a SYN cookie.",
+     TOFF(cookies_accepted)},
+    {"pigeonair_tcp_time_wait_entered_total", "Connections that entered TIME_WAIT.",
+     TOFF(conns_time_wait)},
+    {"pigeonair_tcp_resets_sent_total", "RST segments sent.", TOFF(rst_sent)},
+    {"pigeonair_rx_packets_total", "Frames received by the DPDK port queues.", TOFF(rx_pkts)},
+    {"pigeonair_tx_packets_total", "Frames sent by the DPDK port queues.", TOFF(tx_pkts)},
+};
+
+static void
+write_tcp(FILE *f, const struct ctl_stats *st)
+{
+	if (!st->total.has_tcp)
+		return;
+	for (size_t m = 0; m < pa_array_size(tcp_metrics); m++) {
+		family(f, tcp_metrics[m].name, "counter", tcp_metrics[m].help);
+		for (unsigned i = 0; i < st->nworkers; i++)
+			if (st->workers[i].has_tcp)
+				fprintf(f, "%s{worker=\"%u\"} %llu\n", tcp_metrics[m].name, i,
+				        (unsigned long long)*(
+				            const uint64_t *)((const char *)&st->workers[i].tcp +
+				                              tcp_metrics[m].off));
+	}
+	family(f, "pigeonair_tcp_time_wait", "gauge", "Connections in TIME_WAIT now.");
+	for (unsigned i = 0; i < st->nworkers; i++)
+		if (st->workers[i].has_tcp)
+			fprintf(f, "pigeonair_tcp_time_wait{worker=\"%u\"} %llu\n", i,
+			        (unsigned long long)st->workers[i].time_wait_now);
+	family(f, "pigeonair_packet_drops_total", "counter",
+	       "Frames dropped by the stack, by reason.");
+	for (unsigned i = 0; i < st->nworkers; i++)
+		for (unsigned r = 0; st->workers[i].has_tcp && r < DP_DROP_COUNT; r++)
+			fprintf(f,
+			        "pigeonair_packet_drops_total{worker=\"%u\",reason=\"%s\"} %llu\n",
+			        i, dp_drop_name((enum dp_drop)r),
+			        (unsigned long long)st->workers[i].tcp.drops[r]);
+}
+
+static void
+write_handoff(FILE *f, const struct ctl_env *env)
+{
+	const struct handoff *h = env->shared->handoff;
+	unsigned shards = spool_shard_count(env->shared->spool);
+	struct handoff_stats st;
+
+	if (h == NULL)
+		return;
+	handoff_stats(h, &st);
+	family(f, "pigeonair_handoff_delivered_total", "counter",
+	       "Recipients handed off and acknowledged with 2xx.");
+	fprintf(f, "pigeonair_handoff_delivered_total %llu\n", (unsigned long long)st.delivered);
+	family(f, "pigeonair_handoff_deferred_total", "counter", "Temporary hand-off failures.");
+	fprintf(f, "pigeonair_handoff_deferred_total %llu\n", (unsigned long long)st.deferred);
+	family(f, "pigeonair_handoff_failed_total", "counter", "Permanent hand-off failures.");
+	fprintf(f, "pigeonair_handoff_failed_total %llu\n", (unsigned long long)st.failed);
+	family(f, "pigeonair_handoff_dsns_total", "counter",
+	       "Delivery status notifications queued.");
+	fprintf(f, "pigeonair_handoff_dsns_total %llu\n", (unsigned long long)st.dsns);
+	family(f, "pigeonair_spool_queued_bytes", "gauge",
+	       "Octets queued for hand-off in a shard (the backpressure figure).");
+	for (unsigned i = 0; i < shards; i++)
+		fprintf(f, "pigeonair_spool_queued_bytes{shard=\"%u\"} %llu\n", i,
+		        (unsigned long long)handoff_shard_queued_bytes(h, i));
+}
+
+char *
+ctl_metrics_text(const struct ctl_env *env, size_t *len)
+{
+	struct ctl_stats st;
+	char *text = NULL;
+	FILE *f;
+
+	if (ctl_stats_take(env, &st) != PA_OK)
+		return NULL;
+	f = open_memstream(&text, len);
+	if (f == NULL) {
+		ctl_stats_free(&st);
+		return NULL;
+	}
+	family(f, "pigeonair_up", "gauge", "1 while pigeond serves.");
+	fprintf(f, "pigeonair_up 1\n");
+	family(f, "pigeonair_paused", "gauge", "1 while paused by the control socket.");
+	fprintf(f, "pigeonair_paused %d\n",
+	        __atomic_load_n(&env->shared->paused, __ATOMIC_ACQUIRE) != 0);
+	family(f, "pigeonair_start_time_seconds", "gauge", "When pigeond started, Unix time.");
+	fprintf(f, "pigeonair_start_time_seconds %llu\n",
+	        (unsigned long long)(env->started_us / 1000000u));
+	family(f, "pigeonair_workers", "gauge", "Worker lcores.");
+	fprintf(f, "pigeonair_workers %u\n", env->nworkers);
+	write_workers(f, &st);
+	write_spool(f, env);
+	write_handoff(f, env);
+	write_tcp(f, &st);
+	ctl_stats_free(&st);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}

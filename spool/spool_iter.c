@@ -1,0 +1,200 @@
+/*
+ * spool_iter.c: read-only iteration over the open spool (spool_iter.h).
+ *
+ * The message records alone carry the envelope and the stored size, so a
+ * listing reads only them and never the bodies; a lookup of one queue id
+ * reads its record and body with two point gets per shard.
+ */
+#include "spool/spool_iter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/pa.h"
+#include "spool/spool_internal.h"
+#include "spool/spool_record.h"
+
+unsigned
+spool_shard_count(const struct spool *spool)
+{
+	return spool->nshards;
+}
+
+static rocksdb_readoptions_t *
+read_options(void)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+
+	/* An operator's listing must not evict what the committers use. */
+	rocksdb_readoptions_set_fill_cache(ro, 0);
+	return ro;
+}
+
+static int
+emit(const struct spool_shard *sh, const char *qid, const char *mval, size_t mlen,
+     const uint8_t *data, spool_scan_fn fn, void *arg, char *err, size_t errlen)
+{
+	struct spool_msg_record *rec;
+	struct spool_entry e;
+	int rc;
+
+	if (spool_record_msg_decode((const uint8_t *)mval, mlen, &rec) != PA_OK) {
+		snprintf(err, errlen, "%s: message record of %s does not decode", sh->path, qid);
+		return PA_ERROR;
+	}
+	e = (struct spool_entry){
+	    .shard = sh->index,
+	    .queue_id = qid,
+	    .mail_from = rec->mail_from,
+	    .rcpts = rec->rcpts,
+	    .nrcpt = rec->nrcpt,
+	    .data = data,
+	    .size = rec->size,
+	    .arrival_us = rec->arrival_us,
+	    .client_addr = rec->client_addr,
+	    .helo = rec->helo,
+	};
+	rc = fn(&e, arg);
+	free(rec);
+	return rc;
+}
+
+static int
+iterate_shard(const struct spool_shard *sh, rocksdb_readoptions_t *ro, spool_scan_fn fn, void *arg,
+              char *err, size_t errlen)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator(sh->db, ro);
+	uint8_t prefix[SPOOL_KEY_MAX];
+	char *rerr = NULL;
+	int rc = PA_OK;
+
+	rocksdb_iter_seek(it, (const char *)prefix, spool_key_prefix(prefix, SPOOL_KEY_MESSAGE));
+	for (; rc == PA_OK && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		struct spool_key key;
+		const char *k, *v;
+		size_t klen, vlen;
+
+		k = rocksdb_iter_key(it, &klen);
+		if (klen < SPOOL_KEY_PREFIX_LEN || (uint8_t)k[0] != SPOOL_KEY_MESSAGE)
+			break;
+		if (spool_key_decode((const uint8_t *)k, klen, &key) != PA_OK) {
+			snprintf(err, errlen, "%s: a message key does not decode", sh->path);
+			rc = PA_ERROR;
+			break;
+		}
+		v = rocksdb_iter_value(it, &vlen);
+		rc = emit(sh, key.queue_id, v, vlen, NULL, fn, arg, err, errlen);
+	}
+	if (rc == PA_OK) {
+		rocksdb_iter_get_error(it, &rerr);
+		if (rerr != NULL) {
+			snprintf(err, errlen, "rocksdb_iter(%s): %s", sh->path, rerr);
+			rocksdb_free(rerr);
+			rc = PA_ERROR;
+		}
+	}
+	rocksdb_iter_destroy(it);
+	return rc;
+}
+
+static int
+check_shard(const struct spool *spool, int shard, char *err, size_t errlen)
+{
+	if (shard >= 0 && (unsigned)shard >= spool->nshards) {
+		snprintf(err, errlen, "the spool has %u shards, no shard %d", spool->nshards,
+		         shard);
+		return PA_ERROR;
+	}
+	return PA_OK;
+}
+
+int
+spool_iterate(struct spool *spool, int shard, spool_scan_fn fn, void *arg, char *err, size_t errlen)
+{
+	rocksdb_readoptions_t *ro;
+	int rc = check_shard(spool, shard, err, errlen);
+
+	if (rc != PA_OK)
+		return rc;
+	ro = read_options();
+	for (unsigned i = 0; i < spool->nshards && rc == PA_OK; i++)
+		if (shard < 0 || (unsigned)shard == i)
+			rc = iterate_shard(&spool->shards[i], ro, fn, arg, err, errlen);
+	rocksdb_readoptions_destroy(ro);
+	return rc;
+}
+
+static rocksdb_pinnableslice_t *
+get_pinned(const struct spool_shard *sh, rocksdb_readoptions_t *ro, const uint8_t *key, size_t klen,
+           bool *failed, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	rocksdb_pinnableslice_t *v = rocksdb_get_pinned(sh->db, ro, (const char *)key, klen, &rerr);
+
+	*failed = rerr != NULL;
+	if (rerr != NULL) {
+		snprintf(err, errlen, "rocksdb_get(%s): %s", sh->path, rerr);
+		rocksdb_free(rerr);
+	}
+	return v;
+}
+
+static int
+lookup_shard(const struct spool_shard *sh, rocksdb_readoptions_t *ro, const char *qid,
+             spool_scan_fn fn, void *arg, char *err, size_t errlen)
+{
+	size_t qlen = strlen(qid), klen, mlen, blen, size;
+	uint8_t key[SPOOL_KEY_MAX];
+	rocksdb_pinnableslice_t *mv, *bv = NULL;
+	const uint8_t *data;
+	const char *mval, *bval;
+	bool failed;
+	int rc = PA_OK;
+
+	klen = spool_key_message(key, qid, qlen);
+	mv = get_pinned(sh, ro, key, klen, &failed, err, errlen);
+	if (!failed && mv != NULL)
+		bv = get_pinned(sh, ro, key, spool_key_body(key, qid, qlen), &failed, err, errlen);
+	if (failed) {
+		rc = PA_ERROR;
+	} else if (mv == NULL) {
+		rc = PA_OK;
+	} else if (bv == NULL) {
+		/* Deleted between the two gets, or damaged: either way not a message now. */
+		rc = PA_OK;
+	} else {
+		mval = rocksdb_pinnableslice_value(mv, &mlen);
+		bval = rocksdb_pinnableslice_value(bv, &blen);
+		if (spool_record_body_decode((const uint8_t *)bval, blen, &data, &size) != PA_OK) {
+			snprintf(err, errlen, "%s: body of %s does not decode", sh->path, qid);
+			rc = PA_ERROR;
+		} else {
+			rc = emit(sh, qid, mval, mlen, data, fn, arg, err, errlen);
+		}
+	}
+	rocksdb_pinnableslice_destroy(mv);
+	rocksdb_pinnableslice_destroy(bv);
+	return rc;
+}
+
+int
+spool_lookup(struct spool *spool, const char *queue_id, int shard, spool_scan_fn fn, void *arg,
+             char *err, size_t errlen)
+{
+	rocksdb_readoptions_t *ro;
+	int rc = check_shard(spool, shard, err, errlen);
+
+	if (rc != PA_OK)
+		return rc;
+	if (!spool_queue_id_valid(queue_id, strlen(queue_id))) {
+		snprintf(err, errlen, "not a valid queue id");
+		return PA_ERROR;
+	}
+	ro = read_options();
+	for (unsigned i = 0; i < spool->nshards && rc == PA_OK; i++)
+		if (shard < 0 || (unsigned)shard == i)
+			rc = lookup_shard(&spool->shards[i], ro, queue_id, fn, arg, err, errlen);
+	rocksdb_readoptions_destroy(ro);
+	return rc;
+}
