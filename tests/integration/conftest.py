@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import dpdk_env
 import helpers
 
 PER_TEST_TIMEOUT = int(os.environ.get("PIGEON_TEST_TIMEOUT", "150"))
@@ -36,6 +37,7 @@ class KernelBackend:
 
     name = "kernel"
     host = "127.0.0.1"
+    client_addr = "127.0.0.1"  # what pigeond logs as client=
 
     def setup(self, workdir):
         pass
@@ -50,24 +52,9 @@ class KernelBackend:
         return argv
 
 
-class DpdkBackend(KernelBackend):
-    """Hook for the DPDK backend (a later issue): pigeond in a network namespace.
-
-    To implement: in setup() create a namespace (`ip netns add pa-<unique>`),
-    the virtual device DPDK drives (e.g. a TAP/af_packet vdev on a veth whose
-    peer stays in the root namespace), give the server side an address on a
-    test-only subnet and set `host` to it; `wrap` prefixes pigeond with
-    `ip netns exec NS`, `wrap_client` leaves clients in the root namespace (or
-    puts them in a second namespace); teardown() deletes the namespace.
-    """
-
-    name = "dpdk"
-
-    def setup(self, workdir):
-        pytest.skip("dpdk backend: network-namespace harness not implemented yet")
-
-
-BACKENDS = {"kernel": KernelBackend, "dpdk": DpdkBackend}
+# The DPDK backend: pigeond on a TAP vdev in a network namespace of the test's
+# own, the test's thread (and so its sockets and subprocesses) inside it.
+BACKENDS = {"kernel": KernelBackend, "dpdk": dpdk_env.ConftestBackend}
 
 
 def _selected_backends():

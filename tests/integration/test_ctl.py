@@ -611,10 +611,10 @@ def test_hold_release_retry_without_routes(pigeond):
 # DPDK's own telemetry socket stays available beside the control socket
 
 def telemetry_dir(p, backend):
-    """EAL's runtime directory of p: pigeond-PORT (kernel), pigeond-dpdk-PID (dpdk)."""
+    """EAL's runtime directory of p: pigeond-PORT (kernel), the namespace's name (dpdk)."""
     base = Path("/var/run/dpdk") if os.geteuid() == 0 else \
         Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / "dpdk"
-    name = f"pigeond-{p.port}" if backend.name == "kernel" else f"pigeond-dpdk-{p.proc.pid}"
+    name = f"pigeond-{p.port}" if backend.name == "kernel" else backend.netns.name
     return base / name
 
 

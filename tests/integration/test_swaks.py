@@ -60,7 +60,7 @@ def test_swaks_messages_stored_verbatim(pigeond, workdir):
         lines = [l for l in accepted if f": {qid}: accepted " in l]
         assert len(lines) == 1, f"{qid}: accepted lines {lines}"
         assert f"from=<{msg_from}>" in lines[0] and f"nrcpt={len(rcpts)}" in lines[0], lines[0]
-        assert "client=127.0.0.1" in lines[0], lines[0]
+        assert f"client={pigeond.backend.client_addr}" in lines[0], lines[0]
 
     entries = helpers.spool_ls(pigeond.spool_dir)
     assert {e["id"] for e in entries} == set(sent), entries
