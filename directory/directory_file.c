@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/pa.h"
+#include "core/read_file.h"
 #include "directory/directory.h"
 
 #define LINE_MAX_OCTETS 1024
@@ -142,52 +143,13 @@ directory_file_parse(struct dir_builder *b, const char *data, size_t len, const 
 int
 directory_file_load(struct dir_builder *b, const char *path, char *err, size_t errlen)
 {
-	struct stat st;
 	char *data;
-	size_t got = 0;
-	int fd, rc;
+	size_t len;
+	int rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		snprintf(err, errlen, "open(%s) failed: %s", path, strerror(errno));
+	if (pa_read_file(path, FILE_MAX_OCTETS, &data, &len, err, errlen) != PA_OK)
 		return PA_ERROR;
-	}
-	if (fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "fstat(%s) failed: %s", path, strerror(errno));
-		close(fd);
-		return PA_ERROR;
-	}
-	if (!S_ISREG(st.st_mode) || (unsigned long long)st.st_size > FILE_MAX_OCTETS) {
-		snprintf(err, errlen, "%s: not a regular file of at most %llu octets", path,
-		         FILE_MAX_OCTETS);
-		close(fd);
-		return PA_ERROR;
-	}
-	data = malloc((size_t)st.st_size + 1);
-	if (data == NULL) {
-		snprintf(err, errlen, "%s: out of memory for %lld octets", path,
-		         (long long)st.st_size);
-		close(fd);
-		return PA_ERROR;
-	}
-	/* Read what was there at fstat time; a file growing meanwhile is read next refresh. */
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			snprintf(err, errlen, "read(%s) failed: %s", path, strerror(errno));
-			free(data);
-			close(fd);
-			return PA_ERROR;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	rc = directory_file_parse(b, data, got, path, err, errlen);
+	rc = directory_file_parse(b, data, len, path, err, errlen);
 	free(data);
 	return rc;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/pa.h"
+#include "core/read_file.h"
 
 /* One override: a lower-cased domain or address and its destination. */
 struct route_entry {
@@ -442,49 +443,16 @@ int
 route_map_load(const char *path, unsigned shards, const char *default_dest, struct route_map **out,
                char *err, size_t errlen)
 {
-	struct stat st;
 	char *buf;
-	size_t got = 0;
-	int fd, rc;
+	size_t len;
+	int rc;
 	char perr[400];
 
 	if (path == NULL || path[0] == '\0')
 		return route_map_parse("", 0, shards, default_dest, out, err, errlen);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		snprintf(err, errlen, "open(%s): %s", path, strerror(errno));
+	if (pa_read_file(path, ROUTE_FILE_MAX, &buf, &len, err, errlen) != PA_OK)
 		return PA_ERROR;
-	}
-	if (fstat(fd, &st) == -1 || st.st_size > (off_t)ROUTE_FILE_MAX) {
-		snprintf(err, errlen, "%s: %s", path,
-		         st.st_size > (off_t)ROUTE_FILE_MAX ? "larger than 16 MiB"
-		                                            : strerror(errno));
-		close(fd);
-		return PA_ERROR;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		close(fd);
-		return PA_ERROR;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			snprintf(err, errlen, "read(%s): %s", path, strerror(errno));
-			free(buf);
-			close(fd);
-			return PA_ERROR;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	rc = route_map_parse(buf, got, shards, default_dest, out, perr, sizeof(perr));
+	rc = route_map_parse(buf, len, shards, default_dest, out, perr, sizeof(perr));
 	if (rc != PA_OK)
 		snprintf(err, errlen, "%s: %s", path, perr);
 	free(buf);
