@@ -4,10 +4,12 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 PORT       ?= 2525
 RUN_DIR    ?= $(BUILD)/run
 
-.PHONY: all deps build build-asan run test bench format clean
+.PHONY: all deps build build-asan build-fuzz fuzz run test bench format clean
 
 all: build
 
@@ -25,6 +27,19 @@ build: deps $(BUILD)/build.ninja
 
 build-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
+
+# The libFuzzer harnesses (tests/fuzz/) need clang; only they and what they
+# link are built there, so the gcc builds never need clang.
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true
+
+build-fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz
+
+# Every harness for FUZZ_SECONDS after replaying its corpus; what it finds
+# new is kept in $(FUZZ_BUILD)/fuzz-corpus, crashes in $(FUZZ_BUILD)/fuzz-artifacts.
+fuzz: build-fuzz
+	tests/fuzz/run.py $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS) --keep
 
 # Foreground, zero-config.  As root: the DPDK backend (user-space TCP/IP) on
 # a TAP vdev, no NIC and no hugepages needed; the TAP's kernel side gets
@@ -73,14 +88,21 @@ run: build $(TLS_CERT)
 			$(TLS_OPTS); \
 	fi
 
-test: build build-asan
-	@tests/run.sh $(BUILD) $(ASAN_BUILD)
+test: build build-asan build-fuzz
+	@tests/run.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
+# The benchmark suite (perf/bench.py, docs/benchmarks.md): pigeond on DPDK and
+# on kernel sockets, Postfix, smtp-sink and Haraka, one workload, one run.
+# Bounded: every run has a duration or a message count and a timeout, and the
+# whole suite BENCH_TIMEOUT seconds.  BENCH_QUICK=1 make bench: every scenario
+# tiny, only to check that the scripts work (docs/ untouched).
+BENCH_TIMEOUT ?= 1200
 bench: build
-	perf/bench-sink.sh
+	@perf/setup-bench-deps.sh >/dev/null
+	timeout --kill-after=60 $(BENCH_TIMEOUT) /usr/bin/python3 perf/bench.py --build $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

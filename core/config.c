@@ -114,6 +114,128 @@ parse_string(struct pa_config *config, const struct config_key *key, const char 
 	return PA_OK;
 }
 
+int
+config_parse_cpu_list(const char *list, cpu_set_t *set)
+{
+	const char *p = list;
+
+	CPU_ZERO(set);
+	do {
+		char *end;
+		unsigned long lo, hi;
+
+		errno = 0;
+		if (*p < '0' || *p > '9')
+			return PA_ERROR;
+		lo = hi = strtoul(p, &end, 10);
+		if (*end == '-') {
+			p = end + 1;
+			if (*p < '0' || *p > '9')
+				return PA_ERROR;
+			hi = strtoul(p, &end, 10);
+		}
+		if (errno == ERANGE || hi < lo || hi >= CPU_SETSIZE)
+			return PA_ERROR;
+		for (unsigned long cpu = lo; cpu <= hi; cpu++)
+			CPU_SET(cpu, set);
+		p = end;
+	} while (*p++ == ',');
+	return p[-1] == '\0' ? PA_OK : PA_ERROR;
+}
+
+/* spool.committer_cpus: empty (automatic) or a CPU list. */
+static int
+parse_cpu_list(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+               size_t errlen)
+{
+	cpu_set_t set;
+
+	if (value[0] != '\0' && config_parse_cpu_list(value, &set) != PA_OK)
+		return key_error(key, err, errlen, "'%s' is not a CPU list such as 0 or 0,2-3",
+		                 value);
+	return parse_string(config, key, value, err, errlen);
+}
+
+/* Clears the bits after the first `prefix` of addr (len octets). */
+static void
+mask_addr(uint8_t *addr, size_t len, unsigned prefix)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned keep = prefix > 8 * i ? prefix - 8 * (unsigned)i : 0;
+
+		if (keep < 8)
+			addr[i] &= (uint8_t)(0xff00u >> keep);
+	}
+}
+
+/*
+ * smtp.trusted_proxies, limits.exempt: comma-separated ADDR[/PREFIX], IPv4
+ * or IPv6; without a prefix, the one address.  Empty: none.
+ */
+static int
+parse_cidr_list(struct pa_config *config, const struct config_key *key, const char *value,
+                char *err, size_t errlen)
+{
+	struct pa_cidr *list = field(config, key);
+	unsigned *n = (unsigned *)((char *)list + CONFIG_CIDRS_MAX * sizeof(*list));
+	char copy[CONFIG_VALUE_MAX], *save = NULL;
+
+	*n = 0;
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		struct pa_cidr c = {0};
+		char *slash = strchr(tok, '/'), *end;
+		unsigned long prefix;
+
+		if (*n == CONFIG_CIDRS_MAX)
+			return key_error(key, err, errlen, "more than %d entries", CONFIG_CIDRS_MAX);
+		if (slash != NULL)
+			*slash = '\0';
+		if (inet_pton(AF_INET, tok, c.addr) == 1)
+			c.family = AF_INET;
+		else if (inet_pton(AF_INET6, tok, c.addr) == 1)
+			c.family = AF_INET6;
+		else
+			return key_error(key, err, errlen, "'%s' is not an IPv4 or IPv6 address", tok);
+		c.prefix = c.family == AF_INET ? 32 : 128;
+		if (slash != NULL) {
+			errno = 0;
+			prefix = strtoul(slash + 1, &end, 10);
+			if (!isdigit((unsigned char)slash[1]) || *end != '\0' || errno == ERANGE ||
+			    prefix > c.prefix)
+				return key_error(key, err, errlen, "'%s' is not a prefix length 0..%u",
+				                 slash + 1, c.prefix);
+			c.prefix = (unsigned)prefix;
+		}
+		mask_addr(c.addr, c.family == AF_INET ? 4 : 16, c.prefix);
+		list[(*n)++] = c;
+	}
+	return PA_OK;
+}
+
+bool
+config_cidr_match(const struct pa_cidr *list, unsigned n, int family, const uint8_t *addr)
+{
+	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	uint8_t a[16];
+
+	if (family == AF_INET6 && memcmp(addr, v4mapped, sizeof(v4mapped)) == 0) {
+		family = AF_INET;
+		addr += sizeof(v4mapped);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = family == AF_INET ? 4 : 16;
+
+		if (list[i].family != family)
+			continue;
+		memcpy(a, addr, len);
+		mask_addr(a, len, list[i].prefix);
+		if (memcmp(a, list[i].addr, len) == 0)
+			return true;
+	}
+	return false;
+}
+
 static int
 parse_backend(struct pa_config *config, const struct config_key *key, const char *value, char *err,
               size_t errlen)
@@ -450,6 +572,8 @@ static const struct config_key keys[] = {
     {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0, false},
     {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024, false},
     {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20, false},
+    {"spool.committer_cpus", "", parse_cpu_list, OFF(spool_committer_cpus),
+     SZ(spool_committer_cpus), 0, 0, false},
     {"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024, 1ULL << 31,
      true},
     {"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000, true},
@@ -457,6 +581,16 @@ static const struct config_key keys[] = {
     {"smtp.bare_lf", "reject", parse_bare_lf, 0, 0, 0, 0, true},
     {"smtp.command_timeout", "300", parse_unsigned, OFF(command_timeout_s), 0, 1, 3600, true},
     {"smtp.data_timeout", "180", parse_unsigned, OFF(data_timeout_s), 0, 1, 3600, true},
+    {"smtp.banner_delay", "0", parse_unsigned, OFF(banner_delay_ms), 0, 0, 60000, true},
+    {"smtp.trusted_proxies", "", parse_cidr_list, OFF(trusted_proxies), 0, 0, 0, true},
+    {"smtp.proxy_protocol", "false", parse_bool, OFF(proxy_protocol), 0, 0, 0, true},
+    {"limits.conn_total", "10000", parse_unsigned, OFF(limit_conn_total), 0, 0, 1 << 24, true},
+    {"limits.conn_per_ip", "50", parse_unsigned, OFF(limit_conn_per_ip), 0, 0, 1 << 24, true},
+    {"limits.conn_rate_per_ip", "0", parse_unsigned, OFF(limit_conn_rate_per_ip), 0, 0, 1 << 24,
+     true},
+    {"limits.commands", "10000", parse_unsigned, OFF(limit_commands), 0, 0, 1 << 30, true},
+    {"limits.exempt", "127.0.0.0/8,::1", parse_cidr_list, OFF(limit_exempt), 0, 0, 0, true},
+    {"limits.table_size", "16384", parse_unsigned, OFF(limit_table_size), 0, 64, 1 << 22, false},
     {"shutdown_timeout", "30", parse_unsigned, OFF(shutdown_timeout_s), 0, 1, 3600, true},
     {"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0, false},
     {"dpdk.ip", "", parse_ipv4_prefix, 0, 0, 0, 0, false},
@@ -468,6 +602,8 @@ static const struct config_key keys[] = {
     {"dpdk.conn_mbufs", "64", parse_unsigned, OFF(dpdk_conn_mbufs), 0, 4, 4096, false},
     {"dpdk.mbufs", "16383", parse_unsigned, OFF(dpdk_mbufs), 0, 1023, 1 << 22, false},
     {"dpdk.idle_sleep_us", "0", parse_unsigned, OFF(dpdk_idle_sleep_us), 0, 0, 100000, false},
+    {"dpdk.challenge_ack_limit", "1000", parse_unsigned, OFF(dpdk_challenge_ack_limit), 0, 0,
+     1000000, false},
     {"dpdk.impair", "", parse_string, OFF(dpdk_impair), SZ(dpdk_impair), 0, 0, false},
     {"directory.file", "", parse_string, OFF(directory_file), SZ(directory_file), 0, 0, false},
     {"directory.ldap.uri", "", parse_string, OFF(directory_ldap_uri), SZ(directory_ldap_uri), 0, 0,
@@ -518,9 +654,20 @@ static const struct config_key keys[] = {
      true},
     {"spool.high_water", "0", parse_u64_field, OFF(spool_high_water), 0, 0, UINT64_MAX, true},
     {"spool.min_free", "1%", parse_min_free, 0, 0, 0, 0, true},
+    {"spool.stall_timeout", "1000", parse_unsigned, OFF(spool_stall_timeout_ms), 0, 10, 600000,
+     false},
+    {"spool.retry_interval", "1000", parse_unsigned, OFF(spool_retry_ms), 0, 10, 600000, false},
+    {"spool.impair", "", parse_string, OFF(spool_impair), SZ(spool_impair), 0, 0, false},
+    {"user", "", parse_string, OFF(user), SZ(user), 0, 0, false},
+    {"group", "", parse_string, OFF(group), SZ(group), 0, 0, false},
 };
 
 _Static_assert(pa_array_size(keys) <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
+/* parse_cidr_list() finds each list's count right after its array. */
+_Static_assert(OFF(ntrusted_proxies) == OFF(trusted_proxies) + SZ(trusted_proxies),
+               "ntrusted_proxies must follow trusted_proxies");
+_Static_assert(OFF(nlimit_exempt) == OFF(limit_exempt) + SZ(limit_exempt),
+               "nlimit_exempt must follow limit_exempt");
 
 static const struct config_key *
 find_key(const char *name)

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -22,6 +23,14 @@
 #define CONFIG_OVERRIDES_MAX 64
 #define CONFIG_KEYS_MAX 128
 #define CONFIG_VALUE_MAX 256 /* rte_cfgfile's CFG_VALUE_LEN */
+#define CONFIG_CIDRS_MAX 32  /* entries in one address list (smtp.trusted_proxies, limits.exempt) */
+
+/* One ADDR/PREFIX of an address list; IPv4 as AF_INET, never IPv4-mapped. */
+struct pa_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned prefix;
+	uint8_t addr[16]; /* network order, host bits cleared */
+};
 
 enum pa_backend {
 	PA_BACKEND_KERNEL,
@@ -42,12 +51,25 @@ struct pa_config {
 	char spool_dir[1024];
 	unsigned spool_shards;
 	unsigned spool_ring_size;
+	char spool_committer_cpus[128]; /* a CPU list; empty: automatic (eal_committer_cpus()) */
 	size_t max_message_size;
 	unsigned max_recipients;
 	unsigned max_errors;
 	enum smtp_bare_lf_policy bare_lf;
 	unsigned command_timeout_s;
 	unsigned data_timeout_s;
+	/* abuse limits and balancers (docs/security.md) */
+	unsigned banner_delay_ms;             /* smtp.banner_delay; 0: banner at once */
+	struct pa_cidr trusted_proxies[CONFIG_CIDRS_MAX]; /* smtp.trusted_proxies */
+	unsigned ntrusted_proxies;
+	bool proxy_protocol;                  /* trusted peers start with a PROXY header */
+	unsigned limit_conn_total;            /* 0: no limit */
+	unsigned limit_conn_per_ip;           /* 0: no limit */
+	unsigned limit_conn_rate_per_ip;      /* new connections per second; 0: no limit */
+	unsigned limit_commands;              /* per session; 0: no limit */
+	struct pa_cidr limit_exempt[CONFIG_CIDRS_MAX]; /* limits.exempt */
+	unsigned nlimit_exempt;
+	unsigned limit_table_size; /* per-address entries per worker */
 	unsigned shutdown_timeout_s;
 	int log_level; /* enum pa_log_level */
 	char dpdk_eal[256];
@@ -64,6 +86,7 @@ struct pa_config {
 	unsigned dpdk_conn_mbufs;     /* receive mbufs one connection may hold */
 	unsigned dpdk_mbufs;
 	unsigned dpdk_idle_sleep_us;
+	unsigned dpdk_challenge_ack_limit; /* RFC 5961 7, per worker per second; 0: none */
 	char dpdk_impair[128]; /* tests only */
 	/* recipient directory (directory/directory.h); no file and no URI: `domains` only */
 	char directory_file[1024];
@@ -106,6 +129,12 @@ struct pa_config {
 	uint64_t spool_high_water;	   /* bytes per shard; 0: no limit */
 	uint64_t spool_min_free_bytes;	   /* one of these two is 0 */
 	unsigned spool_min_free_percent;
+	/* faults and privileges (docs/security.md) */
+	unsigned spool_stall_timeout_ms;
+	unsigned spool_retry_ms;
+	char spool_impair[64]; /* tests only */
+	char user[64];	       /* empty: keep the user pigeond was started as */
+	char group[64];	       /* empty: the user's primary group */
 };
 
 struct config_override {
@@ -121,8 +150,20 @@ int config_load(struct pa_config *config, const char *path, const struct config_
                 size_t nov, char *err, size_t errlen);
 void config_free(struct pa_config *config);
 
+/*
+ * A CPU list as taskset -c and EAL's -l write it ("0", "0,2-3") into set;
+ * PA_ERROR on anything else, an empty list included.
+ */
+int config_parse_cpu_list(const char *list, cpu_set_t *set);
+
 /* Splits "key=value" in place; PA_ERROR when there is no '='. */
 int config_parse_override(char *arg, struct config_override *ov);
+
+/*
+ * Whether addr (family AF_INET: 4 octets, AF_INET6: 16; an IPv4-mapped IPv6
+ * address counts as IPv4) is inside one of list[0..n).
+ */
+bool config_cidr_match(const struct pa_cidr *list, unsigned n, int family, const uint8_t *addr);
 
 /* Whether domain (any case) is one of config->domains. */
 bool config_domain_served(const struct pa_config *config, const char *domain);

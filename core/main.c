@@ -30,15 +30,18 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/pa.h"
+#include "core/privileges.h"
 #include "core/runtime.h"
 #include "ctl/ctl_server.h"
 #include "dataplane/eal.h"
 #include "dataplane/ingest.h"
 #include "dataplane/backend.h"
+#include "dataplane/conn_limits.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
 #include "smtp/tls.h"
 #include "spool/handoff.h"
+#include "spool/route_map.h"
 #include "spool/spool.h"
 
 #define RELOAD_ACK_WAIT_MS 5000
@@ -275,6 +278,19 @@ start_workers(struct pa_shared *shared, const struct pa_config *config,
 	return workers;
 }
 
+/* Loads the route map as the hand-off engine would (relay.routes, relay.default), then frees it. */
+static int
+check_routes(const struct pa_config *c, char *err, size_t errlen)
+{
+	struct route_map *map;
+
+	if (route_map_load(c->relay_routes, c->spool_shards, c->relay_default, &map, err, errlen) !=
+	    PA_OK)
+		return PA_ERROR;
+	route_map_free(map);
+	return PA_OK;
+}
+
 /* The hand-off engine's settings (docs/handoff.md) from the configuration. */
 static void
 handoff_config_of(const struct pa_config *c, struct handoff_config *out)
@@ -398,6 +414,8 @@ main(int argc, char **argv)
 	struct pa_config config;
 	struct pa_shared shared = {0};
 	struct spool_config spool_config;
+	struct pa_privileges priv;
+	cpu_set_t committer_cpus;
 	struct pa_worker **workers;
 	struct ctl_server *ctl;
 	struct ctl_env ctl_env = {0};
@@ -429,16 +447,30 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (opt.check_only) {
-		printf("pigeond: configuration ok\n");
+		/* The route map too: a bad line found now is not found at a start or a reload. */
+		int rc = check_routes(&config, err, sizeof(err));
+
+		if (rc == PA_OK)
+			printf("pigeond: configuration ok\n");
+		else
+			pa_log_err("relay.routes: %s", err);
 		tls_shared_free(shared.tls);
 		directory_destroy(shared.directory);
 		config_free(&config);
 		free_options(&opt);
-		return 0;
+		return rc == PA_OK ? 0 : 2;
 	}
 	backend = backend_ops(config.backend);
 	if (backend == NULL) {
 		pa_log_err("config key 'backend': dpdk is not available in this build yet");
+		free_options(&opt);
+		return 2;
+	}
+	/* Before EAL: its threads inherit the umask and PR_SET_NO_NEW_PRIVS. */
+	if (privileges_resolve(&config, &priv, err, sizeof(err)) != PA_OK ||
+	    privileges_harden(err, sizeof(err)) != PA_OK) {
+		pa_log_err("%s", err);
+		config_free(&config);
 		free_options(&opt);
 		return 2;
 	}
@@ -456,11 +488,46 @@ main(int argc, char **argv)
 	    .shards = config.spool_shards,
 	    .workers = config.workers,
 	    .ring_size = config.spool_ring_size,
+	    .committer_cpus = NULL,
+	    .stall_timeout_ms = config.spool_stall_timeout_ms,
+	    .retry_ms = config.spool_retry_ms,
+	    .impair = shared.runtime->config.spool_impair,
 	};
+	switch (eal_committer_cpus(&config, &committer_cpus)) {
+	case PA_OK:
+		spool_config.committer_cpus = &committer_cpus;
+		break;
+	case PA_AGAIN:
+		break;
+	default:
+		rte_exit(EXIT_FAILURE,
+		         "config key 'spool.committer_cpus': '%s' is not a CPU list\n",
+		         config.spool_committer_cpus);
+	}
 	if (backend->global_init != NULL && backend->global_init(&shared.runtime->config) != PA_OK)
 		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
+	/*
+	 * What needs root is done (the port, the listeners); the socket is made
+	 * now so that it can be given its owner.  Then every thread gives up root
+	 * (docs/security.md) and the spool is opened as `user`, so that every
+	 * file RocksDB creates, now or in a reopen, is the user's.
+	 */
+	if (privileges_prepare_spool(&priv, &config, err, sizeof(err)) != PA_OK)
+		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
+	if (privileges_prepare_runtime_dir(&priv, rte_eal_get_runtime_dir(), err, sizeof(err)) !=
+	    PA_OK)
+		rte_exit(EXIT_FAILURE, "privileges: %s\n", err);
+	/* Before the workers, so that a second pigeond on the same socket stops here. */
+	if (ctl_server_open(&ctl, &shared.runtime->config, &ctl_env, err, sizeof(err)) != PA_OK)
+		rte_exit(EXIT_FAILURE, "%s\n", err);
+	if (privileges_drop(&priv, err, sizeof(err)) != PA_OK)
+		rte_exit(EXIT_FAILURE, "privileges: %s\n", err);
+	if (priv.drop)
+		pa_log_info("running as user %s (uid %u gid %u), no capabilities", config.user,
+		            (unsigned)priv.uid, (unsigned)priv.gid);
 	if (spool_open(&shared.spool, &spool_config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
+	ingest_store_spool(&shared.store, shared.spool);
 	{
 		struct handoff_config hc;
 
@@ -479,8 +546,9 @@ main(int argc, char **argv)
 			               "succeeds");
 	}
 
-	/* Before the workers, so that a second pigeond on the same socket stops here. */
-	if (ctl_server_open(&ctl, &shared.runtime->config, &ctl_env, err, sizeof(err)) != PA_OK)
+	/* Per-address connection accounting, shared by the workers (dataplane/conn_limits.h). */
+	shared.limits = limits_create(config.workers, config.limit_table_size, err, sizeof(err));
+	if (shared.limits == NULL)
 		rte_exit(EXIT_FAILURE, "%s\n", err);
 	workers = start_workers(&shared, &shared.runtime->config, backend);
 	reload_ctx = (struct reload_ctx){&shared, workers, &opt};
@@ -503,6 +571,8 @@ main(int argc, char **argv)
 	/* No worker looks anything up any more. */
 	directory_destroy(shared.directory);
 	shared.directory = NULL;
+	limits_destroy(shared.limits);
+	shared.limits = NULL;
 	if (backend->global_fini != NULL)
 		backend->global_fini();
 	/* Copies in flight stay queued; the engine writes nothing after this. */

@@ -22,6 +22,7 @@ runtime_new(const struct pa_config *config, uint64_t generation)
 	rt->smtp.bare_lf = rt->config.bare_lf;
 	rt->smtp.command_timeout_ms = rt->config.command_timeout_s * 1000u;
 	rt->smtp.data_timeout_ms = rt->config.data_timeout_s * 1000u;
+	rt->smtp.max_commands = rt->config.limit_commands;
 	/* config_load() checked that tls.cert and tls.key pair up; main.c loaded them. */
 	rt->smtp.tls_available = rt->config.tls_cert[0] != '\0';
 	rt->smtp.tls_required = rt->config.tls_required;

@@ -77,6 +77,13 @@ worker_json(const struct ctl_worker_stats *w, long id)
 	    "commit_latency_us", latency_json(&c->commit_latency));
 	if (obj == NULL)
 		return NULL;
+	json_object_set_new(obj, "conns_spool_unhealthy",
+	                    json_integer((json_int_t)c->conns_spool_unhealthy));
+	/* The limits' refusals are under "refused"; these say what the balancers did. */
+	json_object_set_new(obj, "proxy_headers", json_integer((json_int_t)c->proxy_headers));
+	json_object_set_new(obj, "xclients", json_integer((json_int_t)c->xclients));
+	json_object_set_new(obj, "limits_untracked",
+	                    json_integer((json_int_t)c->limits_untracked));
 	if (id >= 0)
 		json_object_set_new(obj, "worker", json_integer(id));
 	if (w->has_tcp)
@@ -103,28 +110,57 @@ cmd_stats(struct ctl_env *env, const json_t *req, json_t **result, char *err, si
 	return *result != NULL ? PA_OK : PA_ERROR;
 }
 
+/*
+ * "health": "unhealthy" while a shard refuses writes (a failed or stalled
+ * write, docs/security.md "Faults": new connections get 421), else
+ * "commit_failures" when some commit ever failed, else "ok".
+ */
 static json_t *
 spool_health_json(const struct ctl_env *env)
 {
 	struct spool *spool = env->shared->spool;
 	unsigned shards = spool_shard_count(spool);
 	struct spool_shard_stats total = {0};
+	json_t *bad = json_array(), *out;
 
 	for (unsigned i = 0; i < shards; i++) {
 		struct spool_shard_stats s;
+		struct spool_shard_health h;
 
 		spool_shard_stats(spool, i, &s);
 		total.commits += s.commits;
 		total.messages += s.messages;
 		total.failures += s.failures;
 		total.bytes += s.bytes;
+		total.stalls += s.stalls;
+		total.write_errors += s.write_errors;
+		total.reopens += s.reopens;
+		total.recoveries += s.recoveries;
+		spool_shard_health(spool, i, &h);
+		if (h.state != SPOOL_SHARD_OK)
+			json_array_append_new(
+			    bad, json_pack("{s:I, s:s, s:I, s:s}", "shard", (json_int_t)i, "state",
+			                   spool_shard_state_name(h.state), "since_us",
+			                   (json_int_t)h.since_us, "error", h.last_error));
 	}
-	/* A failed commit means a shard's disk refused a sync: the operator must look. */
-	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "health",
-	                 total.failures == 0 ? "ok" : "commit_failures", "dir",
-	                 env->shared->runtime->config.spool_dir, "shards", (json_int_t)shards,
-	                 "commits", (json_int_t)total.commits, "messages_committed",
-	                 (json_int_t)total.messages, "commit_failures", (json_int_t)total.failures);
+	out = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:I}", "health",
+	                !spool_healthy(spool) ? "unhealthy"
+	                : total.failures == 0 ? "ok"
+	                                      : "commit_failures",
+	                "healthy", spool_healthy(spool), "dir",
+	                env->shared->runtime->config.spool_dir, "shards", (json_int_t)shards,
+	                "commits", (json_int_t)total.commits, "messages_committed",
+	                (json_int_t)total.messages, "commit_failures", (json_int_t)total.failures);
+	if (out == NULL) {
+		json_decref(bad);
+		return NULL;
+	}
+	json_object_set_new(out, "stalls", json_integer((json_int_t)total.stalls));
+	json_object_set_new(out, "write_errors", json_integer((json_int_t)total.write_errors));
+	json_object_set_new(out, "reopens", json_integer((json_int_t)total.reopens));
+	json_object_set_new(out, "recoveries", json_integer((json_int_t)total.recoveries));
+	json_object_set_new(out, "unhealthy_shards", bad);
+	return out;
 }
 
 static int
@@ -240,9 +276,10 @@ static const struct {
     {"spool.summary", ctl_spool_summary},
     {"spool.ls", ctl_spool_ls},
     {"spool.show", ctl_spool_show},
-    {"spool.hold", ctl_spool_hold},
-    {"spool.release", ctl_spool_release},
-    {"spool.retry", ctl_spool_retry},
+    {"spool.hold", ctl_spool_op},
+    {"spool.release", ctl_spool_op},
+    {"spool.retry", ctl_spool_op},
+    {"spool.delete", ctl_spool_op},
     {"drain", ctl_drain},
     // clang-format on
 };

@@ -1,11 +1,15 @@
 /*
  * ctl_handoff.h: the control commands that act on the hand-off engine
- * (spool/handoff.h): hold and release a shard's hand-off, retry now, drain.
+ * (spool/handoff.h): hold, release, retry and delete, drain.
  *
- * The engine exposes shard-wide operations only, so hold and release take a
- * shard (or every shard), not a message.  drain pauses intake, releases every
- * hold, makes everything due now, and then pigeond exits once the spool is
- * empty (ctl_drain_done(), polled by the server loop).
+ * hold, release, retry and delete take one message ("id", every copy of it
+ * or the one in "shard") or the filters of ctl_filter.h (every matching
+ * copy, at most "limit").  Without either, hold and release act on whole
+ * shards ("shard", else every shard; release also lifts the per-message
+ * holds there), retry makes everything due now, and delete refuses unless
+ * "all" is true.  drain pauses intake, releases every hold (of shards and
+ * of messages), makes everything due now, and then pigeond exits once the
+ * spool is empty (ctl_drain_done(), polled by the server loop).
  */
 #ifndef PA_CTL_HANDOFF_H
 #define PA_CTL_HANDOFF_H
@@ -14,12 +18,8 @@
 
 #include "ctl/ctl_commands.h"
 
-int ctl_spool_hold(struct ctl_env *env, const json_t *req, json_t **result, char *err,
-                   size_t errlen);
-int ctl_spool_release(struct ctl_env *env, const json_t *req, json_t **result, char *err,
-                      size_t errlen);
-int ctl_spool_retry(struct ctl_env *env, const json_t *req, json_t **result, char *err,
-                    size_t errlen);
+/* spool.hold, spool.release, spool.retry, spool.delete: the operation is the "cmd". */
+int ctl_spool_op(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen);
 int ctl_drain(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen);
 
 /* The engine's counters as JSON, or JSON null when it is not running. */

@@ -43,9 +43,21 @@ static const struct worker_metric worker_metrics[] = {
     {"pigeonair_connections_total", "counter", "SMTP connections accepted by the transport.",
      WOFF(conns_total)},
     {"pigeonair_connections_refused_total", "counter",
-     "Connections answered 421 at once (stopping or paused).", WOFF(conns_refused)},
+     "Connections answered 421 at once (stopping, paused, spool, limits.*) or dropped.",
+     WOFF(conns_refused)},
     {"pigeonair_connections_paused_total", "counter",
      "Connections answered 421 because the server was paused.", WOFF(conns_paused)},
+    {"pigeonair_connections_spool_unhealthy_total", "counter",
+     "Connections answered 421 4.3.0 because a spool shard was failed or stalled.",
+     WOFF(conns_spool_unhealthy)},
+    {"pigeonair_proxy_headers_total", "counter",
+     "PROXY protocol headers taken from trusted balancers (smtp.trusted_proxies).",
+     WOFF(proxy_headers)},
+    {"pigeonair_xclients_total", "counter", "XCLIENT commands taken from trusted peers.",
+     WOFF(xclients)},
+    {"pigeonair_limits_untracked_total", "counter",
+     "Connections admitted without per-address accounting: limits.table_size was full.",
+     WOFF(limits_untracked)},
     {"pigeonair_messages_accepted_total", "counter",
      "Messages synced to the spool and answered 250.", WOFF(messages_accepted)},
     {"pigeonair_messages_failed_total", "counter", "Messages whose store failed, answered 451.",
@@ -110,6 +122,15 @@ write_spool(FILE *f, const struct ctl_env *env)
 	     offsetof(struct spool_shard_stats, failures)},
 	    {"pigeonair_spool_committed_bytes_total", "Octets committed.",
 	     offsetof(struct spool_shard_stats, bytes)},
+	    {"pigeonair_spool_stalls_total",
+	     "Writes RocksDB stalled past spool.stall_timeout (their messages got 451).",
+	     offsetof(struct spool_shard_stats, stalls)},
+	    {"pigeonair_spool_write_errors_total", "Writes RocksDB failed (disk full, I/O error).",
+	     offsetof(struct spool_shard_stats, write_errors)},
+	    {"pigeonair_spool_reopens_total", "Times a failed shard was closed and opened again.",
+	     offsetof(struct spool_shard_stats, reopens)},
+	    {"pigeonair_spool_recoveries_total", "Times an unhealthy shard became healthy again.",
+	     offsetof(struct spool_shard_stats, recoveries)},
 	};
 
 	if (s == NULL)
@@ -123,6 +144,15 @@ write_spool(FILE *f, const struct ctl_env *env)
 			        (unsigned long long)*(const uint64_t *)((const char *)&s[i] +
 			                                                m[k].off));
 	}
+	/* 1 while the shard takes writes; 0 while new connections get 421 because of it. */
+	family(f, "pigeonair_spool_shard_healthy", "gauge",
+	       "1 while the shard accepts writes, 0 while it is failed or stalled.");
+	for (unsigned i = 0; i < shards; i++)
+		fprintf(f, "pigeonair_spool_shard_healthy{shard=\"%u\"} %d\n", i,
+		        s[i].healthy ? 1 : 0);
+	family(f, "pigeonair_spool_healthy", "gauge",
+	       "1 while every shard accepts writes; 0: new connections get 421 4.3.0.");
+	fprintf(f, "pigeonair_spool_healthy %d\n", spool_healthy(spool) ? 1 : 0);
 	free(s);
 }
 

@@ -105,6 +105,20 @@ resolve_ids(const struct pa_config *config, uid_t *uid, gid_t *gid, bool *has_gr
 		*gid = gr->gr_gid;
 		*has_group = true;
 	}
+	if (config->user[0] != '\0' && (*uid == (uid_t)-1 || *gid == (gid_t)-1)) {
+		/* pigeond's user after it gives up root (core/privileges.h) owns its socket. */
+		struct passwd *pw = getpwnam(config->user);
+		struct group *gr = config->group[0] != '\0' ? getgrnam(config->group) : NULL;
+
+		if (pw == NULL) {
+			snprintf(err, errlen, "config key 'user': no user '%s'", config->user);
+			return PA_ERROR;
+		}
+		if (*uid == (uid_t)-1)
+			*uid = pw->pw_uid;
+		if (*gid == (gid_t)-1)
+			*gid = gr != NULL ? gr->gr_gid : pw->pw_gid;
+	}
 	return PA_OK;
 }
 
@@ -169,6 +183,13 @@ open_unix(struct ctl_server *srv, const struct pa_config *config, char *err, siz
 	if (resolve_ids(config, &uid, &gid, &srv->has_group, err, errlen) != PA_OK)
 		return PA_ERROR;
 	srv->group_gid = gid;
+	if (config->user[0] != '\0') {
+		struct passwd *pw = getpwnam(config->user);
+
+		/* The peer check's "pigeond's own user" is the one it runs as after the drop. */
+		if (pw != NULL)
+			srv->own_uid = pw->pw_uid;
+	}
 	if (clear_stale(&sun, err, errlen) != PA_OK) {
 		if (err[0] == '\0')
 			snprintf(err, errlen, "lstat(%s) failed: %s", path, strerror(errno));

@@ -6,6 +6,9 @@
  * pigeond over its control socket (--socket PATH, else ctl.socket from the
  * configuration given with -c, else the default <spool.dir>/pigeond.sock);
  * `spool ls` and `spool show` with --dir read a stopped spool directly.
+ * Every table (stats, summary per shard and per destination) goes through one
+ * printer driven by a list of columns; every listing line, from a running
+ * pigeond or from a stopped spool, through one line printer.
  *
  * What it promises: exit 0 on success, 1 when the command failed (pigeond's
  * error or a connection failure, on stderr), 2 on a usage error; --json
@@ -15,6 +18,7 @@
  */
 #include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +34,7 @@
 
 #define EXIT_USAGE 2
 #define ERR_MAX 1024
-
-struct command;
+#define AGE_MAX_S (1L << 40)
 
 /* Everything a command line may give; each command says which it takes. */
 struct args {
@@ -39,10 +42,12 @@ struct args {
 	const char *socket; /* --socket */
 	const char *config; /* -c */
 	bool json;
+	bool all;   /* --all: delete every message (of --shard) */
 	long shard; /* -1: every shard */
 	long limit; /* 0: the server's default */
 	const char *from;
 	const char *rcpt;
+	const char *dest;
 	long min_age; /* seconds; -1: none */
 	long max_age;
 	const char *id; /* the positional argument */
@@ -53,52 +58,80 @@ struct command {
 	const char *name;
 	const char *args;
 	const char *help;
-	const char *options; /* option letters taken, 'q' for the positional queue id */
-	int (*run)(const struct command *cmd, struct args *a);
-	const char *request; /* the control request's cmd, for online commands */
+	/* option letters taken; 'q': a queue id is required, 'i': a queue id may be given */
+	const char *options;
+	const char *request; /* the control request's cmd */
+	/* Prints the result of a successful request as text; returns the exit status. */
+	int (*print)(const struct command *cmd, const json_t *r);
+	/* With --dir, on a stopped spool; NULL: the command needs pigeond. */
+	int (*offline)(const struct command *cmd, struct args *a);
+	const char *done; /* the line print_done() writes */
 };
 
-static int run_simple(const struct command *cmd, struct args *a);
-static int run_spool_ls(const struct command *cmd, struct args *a);
-static int run_spool_show(const struct command *cmd, struct args *a);
+static int print_done(const struct command *cmd, const json_t *r);
+static int print_status(const struct command *cmd, const json_t *r);
+static int print_stats(const struct command *cmd, const json_t *r);
+static int print_reload(const struct command *cmd, const json_t *r);
+static int print_metrics(const struct command *cmd, const json_t *r);
+static int print_summary(const struct command *cmd, const json_t *r);
+static int print_ls(const struct command *cmd, const json_t *r);
+static int print_show(const struct command *cmd, const json_t *r);
+static int print_op(const struct command *cmd, const json_t *r);
+static int ls_offline(const struct command *cmd, struct args *a);
+static int show_offline(const struct command *cmd, struct args *a);
 
 #define SOCK "[--socket PATH | -c FILE] [--json]"
+#define FILTER_ARGS                                                                                \
+	"[--shard N] [--from TEXT] [--rcpt TEXT] [--dest TEXT] [--older-than AGE] "                \
+	"[--younger-than AGE]"
+#define FILTERS "sfrnxoye"
+#define OP_OPTS "Sjci" FILTERS "l"
 
 static const struct command commands[] = {
     {NULL, "status", SOCK, "version, uptime, backend, workers, listeners, paused, spool health",
-     "Sjc", run_simple, "status"},
+     "Sjc", "status", print_status, NULL, NULL},
     {NULL, "stats", SOCK,
      "per worker and total: connections, messages, refusals by reason, bytes, commit latency",
-     "Sjc", run_simple, "stats"},
-    {NULL, "pause", SOCK, "stop taking new mail: new connections 421, MAIL 451", "Sjc", run_simple,
-     "pause"},
-    {NULL, "resume", SOCK, "take mail again after pause", "Sjc", run_simple, "resume"},
+     "Sjc", "stats", print_stats, NULL, NULL},
+    {NULL, "pause", SOCK, "stop taking new mail: new connections 421, MAIL 451", "Sjc", "pause",
+     print_done, NULL, "paused: new connections get 421, MAIL gets 451"},
+    {NULL, "resume", SOCK, "take mail again after pause", "Sjc", "resume", print_done, NULL,
+     "resumed: taking mail"},
     {NULL, "reload", SOCK,
      "re-read the configuration; an invalid one is refused and the running one stays", "Sjc",
-     run_simple, "reload"},
-    {NULL, "shutdown", SOCK, "stop pigeond as SIGTERM does", "Sjc", run_simple, "shutdown"},
-    {NULL, "metrics", SOCK, "the counters in Prometheus text format", "Sjc", run_simple, "metrics"},
-    {"spool", "summary", SOCK, "per shard: messages, bytes, oldest age, age histogram (qshape)",
-     "Sjc", run_simple, "spool.summary"},
-    {"spool", "ls",
-     SOCK " [--shard N] [--from TEXT] [--rcpt TEXT] [--min-age SECS] [--max-age SECS] [--limit "
-          "N] | --dir DIR [--json]",
-     "list message copies (filters: substring of sender or a recipient, age, shard); "
-     "--dir: a stopped spool",
-     "SjcdsfrnxlD", run_spool_ls, "spool.ls"},
-    {"spool", "hold", SOCK " [--shard N]",
-     "stop handing off a shard's messages (every shard without --shard); they stay queued", "Sjcs",
-     run_simple, "spool.hold"},
-    {"spool", "release", SOCK " [--shard N]", "hand off a held shard again, at once", "Sjcs",
-     run_simple, "spool.release"},
-    {"spool", "retry", SOCK, "make every queued message due for hand-off now", "Sjc", run_simple,
-     "spool.retry"},
+     "reload", print_reload, NULL, NULL},
+    {NULL, "shutdown", SOCK, "stop pigeond as SIGTERM does", "Sjc", "shutdown", print_done, NULL,
+     "pigeond is stopping"},
+    {NULL, "metrics", SOCK, "the counters in Prometheus text format", "Sjc", "metrics",
+     print_metrics, NULL, NULL},
+    {"spool", "summary", SOCK " " FILTER_ARGS,
+     "per shard and per destination: messages, bytes, oldest age, deferred, held, age "
+     "histogram (qshape)",
+     "Sjc" FILTERS, "spool.summary", print_summary, NULL, NULL},
+    {"spool", "ls", SOCK " " FILTER_ARGS " [--limit N] | --dir DIR [--json]",
+     "list message copies ('!' after the id: held); --dir: a stopped spool", "Sjcd" FILTERS "l",
+     "spool.ls", print_ls, ls_offline, NULL},
+    {"spool", "hold", SOCK " [QUEUE-ID] " FILTER_ARGS " [--limit N]",
+     "keep messages from being handed off: one message, the matching ones, or whole shards "
+     "(--shard N, or every shard); they stay queued",
+     OP_OPTS, "spool.hold", print_op, NULL, NULL},
+    {"spool", "release", SOCK " [QUEUE-ID] " FILTER_ARGS " [--limit N]",
+     "hand held messages off again, at once: one message, the matching ones, or whole shards",
+     OP_OPTS, "spool.release", print_op, NULL, NULL},
+    {"spool", "retry", SOCK " [QUEUE-ID] " FILTER_ARGS " [--limit N]",
+     "make queued messages due for hand-off now (every one without arguments); a held one "
+     "only when named",
+     OP_OPTS, "spool.retry", print_op, NULL, NULL},
+    {"spool", "delete", SOCK " QUEUE-ID | " FILTER_ARGS " [--limit N] | [--shard N] --all",
+     "remove messages from the spool without delivery and without a DSN", OP_OPTS "a",
+     "spool.delete", print_op, NULL, NULL},
     {NULL, "drain", SOCK,
      "pause, release every hold, hand off everything, then exit once the spool is empty", "Sjc",
-     run_simple, "drain"},
+     "drain", print_done, NULL,
+     "draining: paused, every hold released; pigeond exits once the spool is empty"},
     {"spool", "show", SOCK " [--shard N] QUEUE-ID | --dir DIR [--shard N] QUEUE-ID",
-     "write the stored message (Received: header and content) to stdout", "SjcdsqD", run_spool_show,
-     "spool.show"},
+     "write the stored message (Received: header and content) to stdout", "Sjcdsq", "spool.show",
+     print_show, show_offline, NULL},
 };
 
 static void
@@ -109,15 +142,26 @@ usage(FILE *f)
 		fprintf(f, "  pigeonctl %s%s%s %s\n      %s\n",
 		        commands[i].group ? commands[i].group : "", commands[i].group ? " " : "",
 		        commands[i].name, commands[i].args, commands[i].help);
+	fprintf(f, "\nAGE is seconds, or a number with s, m, h or d (--older-than 10m).\n");
+}
+
+/* "spool ls" or "status": for messages. */
+static const char *
+cmd_label(const struct command *cmd, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", cmd->group ? cmd->group : "", cmd->group ? " " : "",
+	         cmd->name);
+	return buf;
 }
 
 static int
 usage_error(const struct command *cmd, const char *what)
 {
-	const char *g = cmd->group ? cmd->group : "", *sp = cmd->group ? " " : "";
+	char label[64];
 
-	fprintf(stderr, "pigeonctl %s%s%s: %s\nusage: pigeonctl %s%s%s %s\n", g, sp, cmd->name,
-	        what, g, sp, cmd->name, cmd->args);
+	cmd_label(cmd, label, sizeof(label));
+	fprintf(stderr, "pigeonctl %s: %s\nusage: pigeonctl %s %s\n", label, what, label,
+	        cmd->args);
 	return EXIT_USAGE;
 }
 
@@ -133,62 +177,119 @@ parse_long(const char *s, long min, long max, long *out)
 	return true;
 }
 
+/* An age: seconds, or a number with the unit s, m, h or d. */
+static bool
+parse_age(const char *s, long *out)
+{
+	static const struct {
+		char unit;
+		long seconds;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	size_t len = strlen(s);
+	char num[32];
+
+	for (size_t i = 0; len > 1 && len < sizeof(num) && i < pa_array_size(units); i++)
+		if (s[len - 1] == units[i].unit) {
+			memcpy(num, s, len - 1);
+			num[len - 1] = '\0';
+			if (!parse_long(num, 0, AGE_MAX_S / units[i].seconds, out))
+				return false;
+			*out *= units[i].seconds;
+			return true;
+		}
+	return parse_long(s, 0, AGE_MAX_S, out);
+}
+
+/* How an option's argument is read, and where it goes in struct args. */
+enum opt_kind {
+	OPT_STRING, /* const char * */
+	OPT_FLAG,   /* bool, no argument */
+	OPT_SHARD,  /* long, 0 .. SPOOL_MAX_SHARDS - 1 */
+	OPT_AGE,    /* long, parse_age() */
+	OPT_LIMIT,  /* long, 1 .. 100000 */
+};
+
+static const struct opt_spec {
+	int letter; /* what struct command.options names it by */
+	const char *name;
+	enum opt_kind kind;
+	size_t off;
+	const char *usage; /* the complaint when its argument does not parse */
+} opt_specs[] = {
+    {'c', "config", OPT_STRING, offsetof(struct args, config), NULL},
+    {'d', "dir", OPT_STRING, offsetof(struct args, dir), NULL},
+    {'S', "socket", OPT_STRING, offsetof(struct args, socket), NULL},
+    {'f', "from", OPT_STRING, offsetof(struct args, from), NULL},
+    {'r', "rcpt", OPT_STRING, offsetof(struct args, rcpt), NULL},
+    {'e', "dest", OPT_STRING, offsetof(struct args, dest), NULL},
+    {'j', "json", OPT_FLAG, offsetof(struct args, json), NULL},
+    {'a', "all", OPT_FLAG, offsetof(struct args, all), NULL},
+    {'s', "shard", OPT_SHARD, offsetof(struct args, shard), "--shard takes a shard number"},
+    {'n', "min-age", OPT_AGE, offsetof(struct args, min_age),
+     "--older-than (--min-age) takes an age: 600, 10m"},
+    {'o', "older-than", OPT_AGE, offsetof(struct args, min_age),
+     "--older-than (--min-age) takes an age: 600, 10m"},
+    {'x', "max-age", OPT_AGE, offsetof(struct args, max_age),
+     "--younger-than (--max-age) takes an age: 600, 10m"},
+    {'y', "younger-than", OPT_AGE, offsetof(struct args, max_age),
+     "--younger-than (--max-age) takes an age: 600, 10m"},
+    {'l', "limit", OPT_LIMIT, offsetof(struct args, limit), "--limit takes 1..100000"},
+};
+
+/* Stores one option's argument; false when it does not parse. */
+static bool
+set_option(const struct opt_spec *o, struct args *a, const char *arg)
+{
+	void *field = (char *)a + o->off;
+
+	switch (o->kind) {
+	case OPT_STRING:
+		*(const char **)field = arg;
+		return true;
+	case OPT_FLAG:
+		*(bool *)field = true;
+		return true;
+	case OPT_SHARD:
+		return parse_long(arg, 0, SPOOL_MAX_SHARDS - 1, field);
+	case OPT_AGE:
+		return parse_age(arg, field);
+	case OPT_LIMIT:
+		return parse_long(arg, 1, 100000, field);
+	}
+	return false;
+}
+
 static int
 parse_args(const struct command *cmd, int argc, char **argv, struct args *a)
 {
-	static const struct option opts[] = {
-	    {"dir", required_argument, NULL, 'd'},     {"json", no_argument, NULL, 'j'},
-	    {"shard", required_argument, NULL, 's'},   {"socket", required_argument, NULL, 'S'},
-	    {"from", required_argument, NULL, 'f'},    {"rcpt", required_argument, NULL, 'r'},
-	    {"min-age", required_argument, NULL, 'n'}, {"max-age", required_argument, NULL, 'x'},
-	    {"limit", required_argument, NULL, 'l'},   {NULL, 0, NULL, 0},
-	};
+	struct option opts[pa_array_size(opt_specs) + 1] = {{0}};
+	bool id_ok = strchr(cmd->options, 'q') != NULL || strchr(cmd->options, 'i') != NULL;
 	int c;
 
+	for (size_t i = 0; i < pa_array_size(opt_specs); i++)
+		opts[i] =
+		    (struct option){opt_specs[i].name,
+		                    opt_specs[i].kind == OPT_FLAG ? no_argument : required_argument,
+		                    NULL, opt_specs[i].letter};
 	*a = (struct args){.shard = -1, .min_age = -1, .max_age = -1};
 	opterr = 0;
 	optind = 0; /* GNU getopt: start afresh */
 	while ((c = getopt_long(argc, argv, "-c:", opts, NULL)) != -1) {
-		if (c != 1 && (c == '?' || c == ':' || strchr(cmd->options, c) == NULL))
-			return usage_error(cmd, "unknown option or missing argument");
-		switch (c) {
-		case 1: /* a positional argument */
-			if (a->id != NULL || strchr(cmd->options, 'q') == NULL)
+		const struct opt_spec *o = NULL;
+
+		if (c == 1) { /* a positional argument */
+			if (a->id != NULL || !id_ok)
 				return usage_error(cmd, "unexpected argument");
 			a->id = optarg;
-			break;
-		case 'c':
-			a->config = optarg;
-			break;
-		case 'd':
-			a->dir = optarg;
-			break;
-		case 'j':
-			a->json = true;
-			break;
-		case 'S':
-			a->socket = optarg;
-			break;
-		case 'f':
-			a->from = optarg;
-			break;
-		case 'r':
-			a->rcpt = optarg;
-			break;
-		case 's':
-			if (!parse_long(optarg, 0, SPOOL_MAX_SHARDS - 1, &a->shard))
-				return usage_error(cmd, "--shard takes a shard number");
-			break;
-		case 'n':
-		case 'x':
-			if (!parse_long(optarg, 0, 1L << 40, c == 'n' ? &a->min_age : &a->max_age))
-				return usage_error(cmd, "--min-age and --max-age take seconds");
-			break;
-		case 'l':
-			if (!parse_long(optarg, 1, 100000, &a->limit))
-				return usage_error(cmd, "--limit takes 1..100000");
-			break;
+			continue;
 		}
+		for (size_t i = 0; i < pa_array_size(opt_specs) && o == NULL; i++)
+			if (opt_specs[i].letter == c && strchr(cmd->options, c) != NULL)
+				o = &opt_specs[i];
+		if (o == NULL)
+			return usage_error(cmd, "unknown option or missing argument");
+		if (!set_option(o, a, optarg))
+			return usage_error(cmd, o->usage);
 	}
 	if (strchr(cmd->options, 'q') != NULL && a->id == NULL)
 		return usage_error(cmd, "a queue id is required");
@@ -220,37 +321,82 @@ socket_path(const struct args *a, char *out, size_t outlen)
 	return PA_OK;
 }
 
-/*
- * Sends the request; returns the result object (borrowed from *reply) or NULL
- * after printing the error.  With --json the reply is printed as it came.
- */
+/* The control request of a command: cmd plus the options given. */
 static json_t *
-call(const struct command *cmd, const struct args *a, json_t *req, json_t **reply)
+request_of(const struct command *cmd, const struct args *a)
 {
-	char path[1100], err[ERR_MAX];
-	const char *name = cmd->group ? "spool" : "";
-	json_t *result;
+	json_t *req = json_pack("{s:s}", "cmd", cmd->request);
 
-	*reply = NULL;
-	if (socket_path(a, path, sizeof(path)) != PA_OK)
+	if (req == NULL)
 		return NULL;
-	if (ctl_client_call(path, req, reply, err, sizeof(err)) != PA_OK) {
-		fprintf(stderr, "pigeonctl %s%s%s: %s\n", name, *name ? " " : "", cmd->name, err);
-		return NULL;
+	if (a->shard >= 0)
+		json_object_set_new(req, "shard", json_integer(a->shard));
+	if (a->limit > 0)
+		json_object_set_new(req, "limit", json_integer(a->limit));
+	if (a->min_age >= 0)
+		json_object_set_new(req, "min_age", json_integer(a->min_age));
+	if (a->max_age >= 0)
+		json_object_set_new(req, "max_age", json_integer(a->max_age));
+	if (a->from != NULL)
+		json_object_set_new(req, "from", json_string(a->from));
+	if (a->rcpt != NULL)
+		json_object_set_new(req, "rcpt", json_string(a->rcpt));
+	if (a->dest != NULL)
+		json_object_set_new(req, "dest", json_string(a->dest));
+	if (a->id != NULL)
+		json_object_set_new(req, "id", json_string(a->id));
+	if (a->all)
+		json_object_set_new(req, "all", json_true());
+	return req;
+}
+
+static int
+finish(json_t *reply, int rc)
+{
+	json_decref(reply);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		perror("pigeonctl: writing stdout");
+		return EXIT_FAILURE;
 	}
+	return rc;
+}
+
+/*
+ * Every online command: sends the request, prints the reply as it came with
+ * --json, else the result through the command's printer.
+ */
+static int
+run_online(const struct command *cmd, struct args *a)
+{
+	char path[1100], err[ERR_MAX], label[64];
+	json_t *req = request_of(cmd, a), *reply = NULL, *r;
+	const char *e;
+
+	cmd_label(cmd, label, sizeof(label));
+	if (req == NULL || socket_path(a, path, sizeof(path)) != PA_OK) {
+		json_decref(req);
+		return finish(NULL, EXIT_FAILURE);
+	}
+	if (ctl_client_call(path, req, &reply, err, sizeof(err)) != PA_OK) {
+		fprintf(stderr, "pigeonctl %s: %s\n", label, err);
+		json_decref(req);
+		return finish(reply, EXIT_FAILURE);
+	}
+	json_decref(req);
 	if (a->json) {
-		json_dumpf(*reply, stdout, JSON_COMPACT);
+		json_dumpf(reply, stdout, JSON_COMPACT);
 		putchar('\n');
 	}
-	if (!json_is_true(json_object_get(*reply, "ok"))) {
-		const char *e = json_string_value(json_object_get(*reply, "error"));
-
-		fprintf(stderr, "pigeonctl %s%s%s: %s\n", name, *name ? " " : "", cmd->name,
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		e = json_string_value(json_object_get(reply, "error"));
+		fprintf(stderr, "pigeonctl %s: %s\n", label,
 		        e != NULL ? e : "pigeond answered with an error");
-		return NULL;
+		return finish(reply, EXIT_FAILURE);
 	}
-	result = json_object_get(*reply, "result");
-	return result != NULL ? result : json_null();
+	if (a->json)
+		return finish(reply, EXIT_SUCCESS);
+	r = json_object_get(reply, "result");
+	return finish(reply, cmd->print(cmd, r != NULL ? r : json_null()));
 }
 
 /* Spool and client strings: never let them drive the terminal. */
@@ -273,223 +419,295 @@ num(const json_t *obj, const char *key)
 	return (long long)json_integer_value(json_object_get(obj, key));
 }
 
-static void
-print_status(const json_t *r)
+static const char *
+str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+static int
+print_done(const struct command *cmd, const json_t *r)
+{
+	(void)r;
+	printf("%s\n", cmd->done);
+	return EXIT_SUCCESS;
+}
+
+static int
+print_reload(const struct command *cmd, const json_t *r)
+{
+	(void)cmd;
+	printf("reloaded: configuration generation %lld\n", num(r, "config_generation"));
+	return EXIT_SUCCESS;
+}
+
+static int
+print_metrics(const struct command *cmd, const json_t *r)
+{
+	(void)cmd;
+	fputs(str(r, "text") != NULL ? str(r, "text") : "", stdout);
+	return EXIT_SUCCESS;
+}
+
+static int
+print_status(const struct command *cmd, const json_t *r)
 {
 	const json_t *l = json_object_get(r, "listeners"), *sp = json_object_get(r, "spool");
 
-	printf("version:    %s\n", json_string_value(json_object_get(r, "version")));
+	(void)cmd;
+	printf("version:    %s\n", str(r, "version"));
 	printf("uptime:     %llds\n", num(r, "uptime_s"));
-	printf("backend:    %s\n", json_string_value(json_object_get(r, "backend")));
+	printf("backend:    %s\n", str(r, "backend"));
 	printf("workers:    %lld\n", num(r, "workers"));
 	printf("hostname:   ");
-	print_safe(json_string_value(json_object_get(r, "hostname")));
-	printf("\nsmtp:       %s\n", json_string_value(json_object_get(l, "smtp")));
-	printf("control:    %s\n", json_string_value(json_object_get(l, "ctl")));
-	printf("metrics:    %s\n", json_is_string(json_object_get(l, "metrics"))
-	                               ? json_string_value(json_object_get(l, "metrics"))
-	                               : "off");
+	print_safe(str(r, "hostname"));
+	printf("\nsmtp:       %s\n", str(l, "smtp"));
+	printf("control:    %s\n", str(l, "ctl"));
+	printf("metrics:    %s\n", str(l, "metrics") != NULL ? str(l, "metrics") : "off");
 	printf("paused:     %s\n", json_is_true(json_object_get(r, "paused")) ? "yes" : "no");
 	printf("config:     generation %lld\n", num(r, "config_generation"));
 	printf("spool:      %s (%s, %lld shards, %lld commits, %lld commit failures)\n",
-	       json_string_value(json_object_get(sp, "health")),
-	       json_string_value(json_object_get(sp, "dir")), num(sp, "shards"), num(sp, "commits"),
+	       str(sp, "health"), str(sp, "dir"), num(sp, "shards"), num(sp, "commits"),
 	       num(sp, "commit_failures"));
+	/* Why new connections get 421: each shard refusing writes and RocksDB's last word. */
+	for (size_t i = 0; i < json_array_size(json_object_get(sp, "unhealthy_shards")); i++) {
+		const json_t *u = json_array_get(json_object_get(sp, "unhealthy_shards"), i);
+
+		printf("  shard %lld %s: ", num(u, "shard"), str(u, "state"));
+		print_safe(str(u, "error"));
+		printf("\n");
+	}
+	return EXIT_SUCCESS;
+}
+
+/* ---- tables ------------------------------------------------------------- */
+
+/* One column: its title, its width, and the member of the row it shows. */
+struct column {
+	const char *title;
+	int width;
+	/* "a" or "a.b" (member b of member a); an object member shows the sum of its members */
+	const char *key;
+};
+
+struct table {
+	const char *label_title; /* the first column: each row's label */
+	int label_width;         /* at least; a longer label widens the column */
+	const struct column *cols;
+	size_t ncols;
+	const json_t *buckets; /* more columns, one per name: the row's "ages" member */
+};
+
+static long long
+cell(const json_t *row, const char *key)
+{
+	const char *dot = strchr(key, '.');
+	const json_t *v;
+	long long sum = 0;
+	const char *k;
+	json_t *m;
+
+	if (dot != NULL) {
+		char outer[64];
+
+		snprintf(outer, sizeof(outer), "%.*s", (int)(dot - key), key);
+		return cell(json_object_get(row, outer), dot + 1);
+	}
+	v = json_object_get(row, key);
+	if (!json_is_object(v))
+		return (long long)json_integer_value(v);
+	json_object_foreach((json_t *)v, k, m) sum += (long long)json_integer_value(m);
+	return sum;
+}
+
+/* One line: the titles when row is NULL. */
+static void
+table_line(const struct table *t, int label_width, const char *label, const json_t *row)
+{
+	size_t b;
+	json_t *name;
+
+	printf("%-*s", label_width, label);
+	for (size_t i = 0; i < t->ncols; i++)
+		if (row == NULL)
+			printf(" %*s", t->cols[i].width, t->cols[i].title);
+		else
+			printf(" %*lld", t->cols[i].width, cell(row, t->cols[i].key));
+	json_array_foreach(t->buckets, b, name)
+	{
+		if (row == NULL)
+			printf(" %8s", json_string_value(name));
+		else
+			printf(" %8lld",
+			       cell(json_object_get(row, "ages"), json_string_value(name)));
+	}
+	putchar('\n');
 }
 
 static void
-stats_row(const char *label, const json_t *w)
+row_label(const json_t *row, const char *label_key, char *out, size_t len)
 {
-	const json_t *lat = json_object_get(w, "commit_latency_us");
-	const json_t *refused = json_object_get(w, "refused");
-	long long nref = 0;
-	const char *k;
-	json_t *v;
+	const json_t *l = json_object_get(row, label_key);
 
-	json_object_foreach((json_t *)refused, k, v) nref += json_integer_value(v);
-	printf("%-7s %6lld %9lld %9lld %8lld %7lld %12lld %8lld %8lld %8lld\n", label,
-	       num(w, "conns_open"), num(w, "conns_total"), num(w, "messages_accepted"),
-	       num(w, "messages_failed"), nref, num(w, "bytes_accepted"), num(lat, "p50"),
-	       num(lat, "p99"), num(lat, "p999"));
+	if (json_is_string(l))
+		snprintf(out, len, "%s", json_string_value(l));
+	else
+		snprintf(out, len, "%lld", (long long)json_integer_value(l));
+}
+
+/* The titles, one line per row (labelled by its member label_key), then total if given. */
+static void
+table_print(const struct table *t, const json_t *rows, const char *label_key,
+            const char *total_label, const json_t *total)
+{
+	int width = t->label_width;
+	char label[512];
+	size_t i;
+	json_t *row;
+
+	/* Labels are shard and worker numbers and route-map destinations: never client text. */
+	json_array_foreach(rows, i, row)
+	{
+		row_label(row, label_key, label, sizeof(label));
+		if ((int)strlen(label) > width)
+			width = (int)strlen(label);
+	}
+	table_line(t, width, t->label_title, NULL);
+	json_array_foreach(rows, i, row)
+	{
+		row_label(row, label_key, label, sizeof(label));
+		table_line(t, width, label, row);
+	}
+	if (total != NULL)
+		table_line(t, width, total_label, total);
 }
 
 static void
-print_tcp(const char *label, const json_t *t)
+print_tcp(long long worker, const json_t *t)
 {
 	const char *k;
 	json_t *v;
 
-	printf("tcp %s: retransmits %lld, rto %lld, syn cookies sent %lld accepted %lld, "
+	printf("tcp worker %lld: retransmits %lld, rto %lld, syn cookies sent %lld accepted %lld, "
 	       "time_wait %lld, resets sent %lld\n",
-	       label, num(t, "retransmits"), num(t, "rto_expiries"), num(t, "syn_cookies_sent"),
+	       worker, num(t, "retransmits"), num(t, "rto_expiries"), num(t, "syn_cookies_sent"),
 	       num(t, "syn_cookies_accepted"), num(t, "time_wait"), num(t, "resets_sent"));
 	json_object_foreach(json_object_get(t, "drops"), k, v)
 	    printf("  drop %-20s %lld\n", k, (long long)json_integer_value(v));
 }
 
-static void
-print_stats(const json_t *r)
+static int
+print_stats(const struct command *cmd, const json_t *r)
 {
+	static const struct column cols[] = {
+	    {"OPEN", 6, "conns_open"},
+	    {"CONNS", 9, "conns_total"},
+	    {"ACCEPTED", 9, "messages_accepted"},
+	    {"FAILED", 8, "messages_failed"},
+	    {"REFUSED", 7, "refused"},
+	    {"BYTES", 12, "bytes_accepted"},
+	    {"P50_US", 8, "commit_latency_us.p50"},
+	    {"P99_US", 8, "commit_latency_us.p99"},
+	    {"P999_US", 8, "commit_latency_us.p999"},
+	};
+	static const struct table t = {"WORKER", 7, cols, pa_array_size(cols), NULL};
 	const json_t *workers = json_object_get(r, "workers"), *total = json_object_get(r, "total");
 	const char *k;
 	size_t i;
 	json_t *w, *v;
 
-	printf("%-7s %6s %9s %9s %8s %7s %12s %8s %8s %8s\n", "WORKER", "OPEN", "CONNS", "ACCEPTED",
-	       "FAILED", "REFUSED", "BYTES", "P50_US", "P99_US", "P999_US");
-	json_array_foreach(workers, i, w)
-	{
-		char label[16];
-
-		snprintf(label, sizeof(label), "%lld", num(w, "worker"));
-		stats_row(label, w);
-	}
-	stats_row("total", total);
+	(void)cmd;
+	table_print(&t, workers, "worker", "total", total);
 	printf("\nrefused by reason (total):\n");
 	json_object_foreach(json_object_get(total, "refused"), k, v)
 	    printf("  %-18s %lld\n", k, (long long)json_integer_value(v));
 	printf("connections refused (421): %lld, of which while paused: %lld\n",
 	       num(total, "conns_refused"), num(total, "conns_paused"));
+	printf("balancers: %lld PROXY headers, %lld XCLIENT; untracked by limits: %lld\n",
+	       num(total, "proxy_headers"), num(total, "xclients"), num(total, "limits_untracked"));
 	json_array_foreach(workers, i, w) if (json_object_get(w, "tcp") != NULL)
-	{
-		char label[24];
-
-		snprintf(label, sizeof(label), "worker %lld", num(w, "worker"));
-		print_tcp(label, json_object_get(w, "tcp"));
-	}
+	    print_tcp(num(w, "worker"), json_object_get(w, "tcp"));
+	return EXIT_SUCCESS;
 }
 
-static void
-print_summary(const json_t *r)
+static int
+print_summary(const struct command *cmd, const json_t *r)
 {
+	/* The destination table adds the hand-off engine's connections and breaker. */
+	static const struct column cols[] = {
+	    {"MESSAGES", 9, "messages"},
+	    {"BYTES", 12, "bytes"},
+	    {"OLDEST_S", 10, "oldest_age_s"},
+	    {"DEFERRED", 8, "deferred"},
+	    {"HELD", 6, "held"},
+	    {"CONNS", 5, "engine.connections"},
+	    {"BREAKER_S", 9, "engine.breaker_open_s"},
+	};
 	const json_t *buckets = json_object_get(r, "buckets");
-	size_t i, b;
-	json_t *s, *name;
+	const struct table shards = {"SHARD", 6, cols, pa_array_size(cols) - 2, buckets};
+	const struct table dests = {"DESTINATION", 11, cols, pa_array_size(cols), buckets};
 
-	printf("%-6s %9s %12s %10s", "SHARD", "MESSAGES", "BYTES", "OLDEST_S");
-	json_array_foreach(buckets, b, name) printf(" %8s", json_string_value(name));
+	(void)cmd;
+	table_print(&shards, json_object_get(r, "shards"), "shard", "TOTAL",
+	            json_object_get(r, "total"));
 	putchar('\n');
-	for (i = 0; i <= json_array_size(json_object_get(r, "shards")); i++) {
-		bool total = i == json_array_size(json_object_get(r, "shards"));
-		char label[16];
-
-		s = total ? json_object_get(r, "total")
-		          : json_array_get(json_object_get(r, "shards"), i);
-		snprintf(label, sizeof(label), total ? "TOTAL" : "%lld", num(s, "shard"));
-		printf("%-6s %9lld %12lld %10lld", label, num(s, "messages"), num(s, "bytes"),
-		       num(s, "oldest_age_s"));
-		json_array_foreach(buckets, b, name)
-		    printf(" %8lld", num(json_object_get(s, "ages"), json_string_value(name)));
-		putchar('\n');
-	}
+	table_print(&dests, json_object_get(r, "destinations"), "destination", NULL, NULL);
+	return EXIT_SUCCESS;
 }
 
-static int
-finish(json_t *reply, int rc)
-{
-	json_decref(reply);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		perror("pigeonctl: writing stdout");
-		return EXIT_FAILURE;
-	}
-	return rc;
-}
+/* ---- listings ----------------------------------------------------------- */
 
-/* The online request of ls or show: cmd plus the options given. */
-static json_t *
-spool_request(const struct command *cmd, const struct args *a)
-{
-	json_t *req = json_pack("{s:s}", "cmd", cmd->request);
-
-	if (req == NULL)
-		return NULL;
-	if (a->shard >= 0)
-		json_object_set_new(req, "shard", json_integer(a->shard));
-	if (a->limit > 0)
-		json_object_set_new(req, "limit", json_integer(a->limit));
-	if (a->min_age >= 0)
-		json_object_set_new(req, "min_age", json_integer(a->min_age));
-	if (a->max_age >= 0)
-		json_object_set_new(req, "max_age", json_integer(a->max_age));
-	if (a->from != NULL)
-		json_object_set_new(req, "from", json_string(a->from));
-	if (a->rcpt != NULL)
-		json_object_set_new(req, "rcpt", json_string(a->rcpt));
-	if (a->id != NULL)
-		json_object_set_new(req, "id", json_string(a->id));
-	return req;
-}
-
-static int
-run_simple(const struct command *cmd, struct args *a)
-{
-	json_t *req = spool_request(cmd, a), *reply, *r;
-
-	r = req != NULL ? call(cmd, a, req, &reply) : NULL;
-	json_decref(req);
-	if (r == NULL)
-		return finish(reply, EXIT_FAILURE);
-	if (a->json)
-		return finish(reply, EXIT_SUCCESS);
-	if (strcmp(cmd->request, "status") == 0)
-		print_status(r);
-	else if (strcmp(cmd->request, "stats") == 0)
-		print_stats(r);
-	else if (strcmp(cmd->request, "spool.summary") == 0)
-		print_summary(r);
-	else if (strcmp(cmd->request, "metrics") == 0)
-		fputs(json_string_value(json_object_get(r, "text")), stdout);
-	else if (strcmp(cmd->request, "pause") == 0)
-		printf("paused: new connections get 421, MAIL gets 451\n");
-	else if (strcmp(cmd->request, "resume") == 0)
-		printf("resumed: taking mail\n");
-	else if (strcmp(cmd->request, "reload") == 0)
-		printf("reloaded: configuration generation %lld\n", num(r, "config_generation"));
-	else if (strcmp(cmd->request, "shutdown") == 0)
-		printf("pigeond is stopping\n");
-	else if (strcmp(cmd->request, "drain") == 0)
-		printf("draining: paused, every hold released; pigeond exits once the spool is "
-		       "empty\n");
-	else if (strcmp(cmd->request, "spool.retry") == 0)
-		printf("every queued message is due for hand-off now\n");
-	else if (a->shard >= 0)
-		printf("hand-off of shard %ld %s\n", a->shard,
-		       json_is_true(json_object_get(r, "held")) ? "held" : "released");
-	else
-		printf("hand-off of every shard %s\n",
-		       json_is_true(json_object_get(r, "held")) ? "held" : "released");
-	return finish(reply, EXIT_SUCCESS);
-}
-
-/* One listing line, the same for a stopped spool and a running pigeond. */
 static void
-ls_text(const char *id, long long shard, long long size, const char *arrival, const char *from,
-        const char *const *rcpts, size_t nrcpt)
+ls_header(void)
 {
-	printf("%-24s %5lld %10lld %s <", id, shard, size, arrival);
-	print_safe(from);
+	printf("%-25s %5s %10s %-27s %s %s\n", "QUEUE-ID", "SHARD", "SIZE", "ARRIVAL", "FROM",
+	       "RECIPIENTS");
+}
+
+/* One listing line, the same for a stopped spool and a running pigeond: an entry of spool.ls. */
+static void
+ls_line(const json_t *e)
+{
+	char id[40];
+	size_t i;
+	json_t *rcpt;
+
+	/* postqueue's mark: '!' right after the id of a held message. */
+	snprintf(id, sizeof(id), "%s%s", str(e, "id"),
+	         json_is_true(json_object_get(e, "held")) ? "!" : "");
+	printf("%-25s %5lld %10lld %s <", id, num(e, "shard"), num(e, "size"), str(e, "arrival"));
+	print_safe(str(e, "from"));
 	printf(">");
-	for (size_t i = 0; i < nrcpt; i++) {
+	json_array_foreach(json_object_get(e, "rcpt"), i, rcpt)
+	{
 		printf("%s<", i == 0 ? " " : ",");
-		print_safe(rcpts[i]);
+		print_safe(json_string_value(rcpt));
 		printf(">");
 	}
 	putchar('\n');
 }
 
-static void
-ls_header(void)
+static int
+print_ls(const struct command *cmd, const json_t *r)
 {
-	printf("%-24s %5s %10s %-27s %s %s\n", "QUEUE-ID", "SHARD", "SIZE", "ARRIVAL", "FROM",
-	       "RECIPIENTS");
+	size_t i;
+	json_t *e;
+
+	(void)cmd;
+	ls_header();
+	json_array_foreach(json_object_get(r, "entries"), i, e) ls_line(e);
+	if (json_is_true(json_object_get(r, "truncated")))
+		fprintf(stderr,
+		        "pigeonctl spool ls: more messages match: raise --limit or filter\n");
+	return EXIT_SUCCESS;
 }
 
-static int
-ls_offline_json(const struct spool_entry *e)
+/* A stopped spool's entry as spool.ls gives it (no hand-off state: pigeond is not running). */
+static json_t *
+entry_json(const struct spool_entry *e)
 {
-	json_t *rcpt = json_array(), *obj;
+	json_t *rcpt = json_array();
 	char arrival[32];
-	int rc;
 
 	for (size_t i = 0; rcpt != NULL && i < e->nrcpt; i++)
 		if (json_array_append_new(rcpt, ctl_json_lossy(e->rcpts[i])) != 0) {
@@ -497,40 +715,42 @@ ls_offline_json(const struct spool_entry *e)
 			rcpt = NULL;
 		}
 	if (rcpt == NULL)
-		return PA_ERROR;
+		return NULL;
 	ctl_format_time(e->arrival_us, arrival);
-	obj = json_pack("{s:s, s:I, s:I, s:o, s:o, s:s, s:I, s:o, s:o}", "id", e->queue_id, "shard",
-	                (json_int_t)e->shard, "size", (json_int_t)e->size, "from",
-	                ctl_json_lossy(e->mail_from), "rcpt", rcpt, "arrival", arrival,
-	                "arrival_us", (json_int_t)e->arrival_us, "client",
-	                ctl_json_lossy(e->client_addr), "helo", ctl_json_lossy(e->helo));
-	if (obj == NULL)
-		return PA_ERROR;
-	rc = json_dumpf(obj, stdout, JSON_COMPACT) == 0 && putchar('\n') != EOF ? PA_OK : PA_ERROR;
-	json_decref(obj);
-	return rc;
+	return json_pack("{s:s, s:I, s:I, s:o, s:o, s:s, s:I, s:o, s:o}", "id", e->queue_id,
+	                 "shard", (json_int_t)e->shard, "size", (json_int_t)e->size, "from",
+	                 ctl_json_lossy(e->mail_from), "rcpt", rcpt, "arrival", arrival,
+	                 "arrival_us", (json_int_t)e->arrival_us, "client",
+	                 ctl_json_lossy(e->client_addr), "helo", ctl_json_lossy(e->helo));
 }
 
 static int
 ls_offline_entry(const struct spool_entry *e, void *arg)
 {
 	const struct args *a = arg;
-	char arrival[32];
+	json_t *obj = entry_json(e);
 
-	if (a->json)
-		return ls_offline_json(e);
-	ctl_format_time(e->arrival_us, arrival);
-	ls_text(e->queue_id, e->shard, (long long)e->size, arrival, e->mail_from, e->rcpts,
-	        e->nrcpt);
+	if (obj == NULL)
+		return PA_ERROR;
+	if (a->json) {
+		json_dumpf(obj, stdout, JSON_COMPACT);
+		putchar('\n');
+	} else {
+		ls_line(obj);
+	}
+	json_decref(obj);
 	return ferror(stdout) ? PA_ERROR : PA_OK;
 }
 
 static int
-ls_offline(struct args *a)
+ls_offline(const struct command *cmd, struct args *a)
 {
 	char err[ERR_MAX] = "";
 	int rc;
 
+	if (a->from || a->rcpt || a->dest || a->min_age >= 0 || a->max_age >= 0 || a->limit > 0 ||
+	    a->shard >= 0)
+		return usage_error(cmd, "filters need a running pigeond (no --dir)");
 	if (!a->json)
 		ls_header();
 	rc = spool_scan(a->dir, ls_offline_entry, a, err, sizeof(err));
@@ -546,44 +766,43 @@ ls_offline(struct args *a)
 	return EXIT_SUCCESS;
 }
 
+/* ---- hold, release, retry, delete --------------------------------------- */
+
 static int
-run_spool_ls(const struct command *cmd, struct args *a)
+print_op(const struct command *cmd, const json_t *r)
 {
-	json_t *req, *reply, *r, *e;
-	size_t i;
+	long long n = num(r, "messages");
+	const char *op = cmd->name;
 
-	if (a->dir != NULL) {
-		if (a->from || a->rcpt || a->min_age >= 0 || a->max_age >= 0 || a->limit > 0 ||
-		    a->shard >= 0)
-			return usage_error(cmd, "filters need a running pigeond (no --dir)");
-		return ls_offline(a);
+	if (json_object_get(r, "retrying") != NULL) {
+		printf("every queued message is due for hand-off now\n");
+		return EXIT_SUCCESS;
 	}
-	req = spool_request(cmd, a);
-	r = req != NULL ? call(cmd, a, req, &reply) : NULL;
-	json_decref(req);
-	if (r == NULL)
-		return finish(reply, EXIT_FAILURE);
-	if (a->json)
-		return finish(reply, EXIT_SUCCESS);
-	ls_header();
-	json_array_foreach(json_object_get(r, "entries"), i, e)
-	{
-		const json_t *rc = json_object_get(e, "rcpt");
-		const char *rcpts[SPOOL_MAX_SHARDS];
-		size_t n = 0, j;
-		json_t *x;
+	if (json_object_get(r, "held") != NULL) { /* whole shards */
+		const json_t *shard = json_object_get(r, "shard");
+		const char *verb = json_is_true(json_object_get(r, "held")) ? "held" : "released";
 
-		json_array_foreach(rc, j, x) if (n < pa_array_size(rcpts)) rcpts[n++] =
-		    json_string_value(x);
-		ls_text(json_string_value(json_object_get(e, "id")), num(e, "shard"),
-		        num(e, "size"), json_string_value(json_object_get(e, "arrival")),
-		        json_string_value(json_object_get(e, "from")), rcpts, n);
+		if (json_is_integer(shard))
+			printf("hand-off of shard %lld %s", (long long)json_integer_value(shard),
+			       verb);
+		else
+			printf("hand-off of every shard %s", verb);
+		if (json_object_get(r, "messages") != NULL)
+			printf("; %lld held message cop%s released", n, n == 1 ? "y" : "ies");
+		putchar('\n');
+	} else if (str(r, "id") != NULL) {
+		printf("%s %s: %lld cop%s; the hand-off engine applies it at once\n", op,
+		       str(r, "id"), n, n == 1 ? "y" : "ies");
+	} else {
+		printf("%s: %lld message cop%s; the hand-off engine applies it at once\n", op, n,
+		       n == 1 ? "y" : "ies");
 	}
 	if (json_is_true(json_object_get(r, "truncated")))
-		fprintf(stderr,
-		        "pigeonctl spool ls: more messages match: raise --limit or filter\n");
-	return finish(reply, EXIT_SUCCESS);
+		fprintf(stderr, "pigeonctl spool %s: more messages match: run it again\n", op);
+	return EXIT_SUCCESS;
 }
+
+/* ---- show --------------------------------------------------------------- */
 
 struct show {
 	bool found;
@@ -602,12 +821,13 @@ show_entry(const struct spool_entry *e, void *arg)
 }
 
 static int
-show_offline(const struct args *a)
+show_offline(const struct command *cmd, struct args *a)
 {
 	struct show s = {false, false};
 	char err[ERR_MAX] = "";
 	int rc = spool_scan_id(a->dir, a->id, (int)a->shard, show_entry, &s, err, sizeof(err));
 
+	(void)cmd;
 	if (rc == PA_ERROR) {
 		fprintf(stderr, "pigeonctl spool show: %s\n", err[0] != '\0' ? err : "read failed");
 		return EXIT_FAILURE;
@@ -629,35 +849,25 @@ show_offline(const struct args *a)
 }
 
 static int
-run_spool_show(const struct command *cmd, struct args *a)
+print_show(const struct command *cmd, const json_t *r)
 {
-	json_t *req, *reply, *r;
-	const char *b64;
+	const char *b64 = str(r, "data_base64");
 	uint8_t *data;
 	size_t len;
+	int rc = EXIT_SUCCESS;
 
-	if (a->dir != NULL)
-		return show_offline(a);
-	req = spool_request(cmd, a);
-	r = req != NULL ? call(cmd, a, req, &reply) : NULL;
-	json_decref(req);
-	if (r == NULL)
-		return finish(reply, EXIT_FAILURE);
-	if (a->json)
-		return finish(reply, EXIT_SUCCESS);
-	b64 = json_string_value(json_object_get(r, "data_base64"));
+	(void)cmd;
 	data = b64 != NULL ? ctl_base64_decode(b64, strlen(b64), &len) : NULL;
 	if (data == NULL) {
 		fprintf(stderr, "pigeonctl spool show: the reply holds no valid message data\n");
-		return finish(reply, EXIT_FAILURE);
+		return EXIT_FAILURE;
 	}
 	if (fwrite(data, 1, len, stdout) != len) {
 		perror("pigeonctl spool show: writing stdout");
-		free(data);
-		return finish(reply, EXIT_FAILURE);
+		rc = EXIT_FAILURE;
 	}
 	free(data);
-	return finish(reply, EXIT_SUCCESS);
+	return rc;
 }
 
 int
@@ -691,7 +901,9 @@ main(int argc, char **argv)
 		rc = parse_args(cmd, argc - skip, argv + skip, &a);
 		if (rc != EXIT_SUCCESS)
 			return rc;
-		return cmd->run(cmd, &a);
+		if (a.dir != NULL && cmd->offline != NULL)
+			return cmd->offline(cmd, &a);
+		return run_online(cmd, &a);
 	}
 	fprintf(stderr, "pigeonctl: unknown command: %s%s%s\n", argv[1], argc > 2 ? " " : "",
 	        argc > 2 ? argv[2] : "");

@@ -82,6 +82,10 @@ struct dp_counters {
 	uint64_t syn_per_source_cookies; /* cookies because one source held its share */
 	uint64_t syns_in, synack_retransmits, syn_queue_overflows, cookies_sent, cookies_accepted;
 	uint64_t challenge_acks, rst_sent, ooo_segments;
+	uint64_t challenge_acks_limited; /* suppressed by dpdk.challenge_ack_limit (RFC 5961 7) */
+	uint64_t sack_rtx_skipped;       /* octets not resent: the peer SACKed them */
+	/* active open (tcp_connect.c) */
+	uint64_t active_opens, syn_retransmits, connects_failed;
 };
 
 struct dp_shared {
@@ -99,6 +103,7 @@ struct dp_shared {
 	/* settings from dpdk.* keys */
 	uint32_t msl_ms;
 	unsigned syn_backlog, syn_per_source, max_conns, conn_mbufs, idle_sleep_us;
+	unsigned challenge_ack_limit; /* RFC 5961 7: per worker per second; 0: no limit */
 	struct dp_impair_conf impair;
 	struct dp_worker *workers[DP_MAX_WORKERS];
 	uint64_t tsc_per_ms;
@@ -111,14 +116,18 @@ struct dp_arp_pending {
 };
 
 struct dp_conn;
+struct tcp_app_ops;
 struct tcp_syn;
 struct tcp_tw;
 
 struct dp_worker {
 	struct pa_worker *worker;
 	struct dp_shared *sh;
+	const struct tcp_app_ops *app; /* the application TCP serves (tcp.h) */
+	void *app_ctx;                 /* the application's own per-worker state */
 	unsigned id;
 	uint16_t queue;
+	uint16_t next_lport; /* where the next active open starts looking for a local port */
 	unsigned ntx;
 	struct rte_mbuf *tx[DP_BURST];
 	uint64_t now_ms;
@@ -143,6 +152,8 @@ struct dp_worker {
 	TAILQ_HEAD(, dp_conn) live;        /* every connection with an SMTP session */
 	struct dp_arp_pending arp[DP_ARP_PENDING];
 	uint64_t last_cookie_s; /* when the last cookie was sent: accept cookie ACKs */
+	uint64_t cack_second;   /* RFC 5961 7: the second the challenge-ACK budget is for */
+	uint32_t cack_budget;   /* challenge ACKs left in it */
 	struct dp_impair_queue *imp_rx, *imp_tx; /* dpdk.impair only */
 	uint64_t rng;
 	struct dp_counters c;
@@ -171,6 +182,10 @@ dp_priv(struct rte_mbuf *m)
 }
 
 /* net_eth.c */
+/* One RX burst from the worker's queue and one from its steering ring; returns frames taken. */
+unsigned net_eth_poll(struct dp_worker *dw);
+/* The next hop towards dst (network order): dst on link, else dpdk.gateway; 0: no route. */
+uint32_t net_next_hop(const struct dp_shared *sh, uint32_t dst);
 void net_eth_input(struct dp_worker *dw, struct rte_mbuf *m, bool steered);
 /* Sends an IPv4 packet whose IP header is filled in: resolves the next hop, queues for TX. */
 void net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst);

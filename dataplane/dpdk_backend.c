@@ -31,6 +31,7 @@
 
 #include "core/log.h"
 #include "core/pa.h"
+#include "dataplane/dp_stack.h"
 #include "dataplane/dpdk_backend.h"
 #include "dataplane/ingest.h"
 #include "dataplane/tcp.h"
@@ -43,6 +44,9 @@ struct dp_conn {
 	struct ingest_conn ingest;
 	struct dp_worker *dw;
 	struct tcp_timer app_timer; /* the engine's command/data timeout */
+	uint32_t progress;          /* ingest_progress() when app_timer was armed */
+	unsigned timeout_ms;        /* ingest_timeout_ms() then */
+	bool lingering;             /* app_timer bounds the wait for the FIN to be acknowledged */
 	TAILQ_ENTRY(dp_conn) out_link;
 	union {
 		TAILQ_ENTRY(dp_conn) live_link;
@@ -54,45 +58,6 @@ struct dp_conn {
 	bool tcp_gone;    /* TCP is done with the TCB (closed or in TIME_WAIT) */
 	bool app_closing; /* the engine ended the session */
 };
-
-static const char *const drop_names[DP_DROP_COUNT] = {
-    [DP_DROP_ETH_SHORT] = "eth_short",
-    [DP_DROP_ETH_TYPE] = "eth_type",
-    [DP_DROP_ETH_DST] = "eth_dst",
-    [DP_DROP_ARP_BAD] = "arp_bad",
-    [DP_DROP_ARP_NOT_US] = "arp_not_us",
-    [DP_DROP_IP_BAD_HDR] = "ip_bad_header",
-    [DP_DROP_IP_BAD_CKSUM] = "ip_bad_checksum",
-    [DP_DROP_IP_NOT_US] = "ip_not_us",
-    [DP_DROP_IP_FRAGMENT] = "ip_fragment",
-    [DP_DROP_IP_PROTO] = "ip_protocol",
-    [DP_DROP_ICMP_BAD] = "icmp_bad",
-    [DP_DROP_ICMP_TYPE] = "icmp_type",
-    [DP_DROP_TCP_BAD_HDR] = "tcp_bad_header",
-    [DP_DROP_TCP_BAD_CKSUM] = "tcp_bad_checksum",
-    [DP_DROP_TCP_CLOSED_PORT] = "tcp_closed_port",
-    [DP_DROP_TCP_OUT_OF_WINDOW] = "tcp_out_of_window",
-    [DP_DROP_TCP_RST_OUT_OF_WINDOW] = "tcp_rst_out_of_window",
-    [DP_DROP_TCP_PAWS] = "tcp_paws",
-    [DP_DROP_TCP_BAD_ACK] = "tcp_bad_ack",
-    [DP_DROP_TCP_NO_ACK] = "tcp_no_ack",
-    [DP_DROP_TCP_RCV_FULL] = "tcp_receive_full",
-    [DP_DROP_TCP_STATE] = "tcp_state",
-    [DP_DROP_SYN_CONN_LIMIT] = "syn_conn_limit",
-    [DP_DROP_COOKIE_BAD] = "cookie_bad",
-    [DP_DROP_NO_ROUTE] = "no_route",
-    [DP_DROP_NO_NEIGHBOUR] = "no_neighbour",
-    [DP_DROP_TX_FULL] = "tx_full",
-    [DP_DROP_NO_MBUF] = "no_mbuf",
-    [DP_DROP_STEER_FULL] = "steer_ring_full",
-    [DP_DROP_IMPAIR] = "impair",
-};
-
-const char *
-dp_drop_name(enum dp_drop reason)
-{
-	return reason < DP_DROP_COUNT ? drop_names[reason] : "unknown";
-}
 
 static struct dp_conn *
 conn_of(struct tcb *tcb)
@@ -190,10 +155,31 @@ conn_process(struct dp_worker *dw, struct dp_conn *c)
 	if (consumed_any && old_win < 2u * tcb->mss)
 		tcb->ack_now = true;
 	tcp_app_want_output(dw, tcb);
-	if (!c->ingest.storing && !tcb->fin_queued)
-		tcp_timer_arm(dw->wheel, &c->app_timer, ingest_timeout_ms(&c->ingest), app_timeout);
-	else
+	if (!c->ingest.storing && !tcb->fin_queued) {
+		unsigned ms = ingest_timeout_ms(&c->ingest);
+		uint32_t progress = ingest_progress(&c->ingest);
+
+		/* Re-armed only on progress, never on bytes alone: slowloris meets the timeout. */
+		if (!tcp_timer_armed(&c->app_timer) || progress != c->progress ||
+		    ms != c->timeout_ms) {
+			c->progress = progress;
+			c->timeout_ms = ms;
+			tcp_timer_arm(dw->wheel, &c->app_timer, ms, app_timeout);
+		}
+	} else if (!c->ingest.storing) {
+		/*
+		 * The FIN waits behind the last replies.  A client that never reads
+		 * them would hold the connection, and its share of limits.*, for
+		 * ever: one more timeout, then app_timeout() resets it.
+		 */
+		if (!c->lingering) {
+			c->lingering = true;
+			tcp_timer_arm(dw->wheel, &c->app_timer, ingest_timeout_ms(&c->ingest),
+			              app_timeout);
+		}
+	} else {
 		tcp_timer_cancel(dw->wheel, &c->app_timer);
+	}
 }
 
 static void
@@ -202,16 +188,29 @@ app_timeout(struct tcp_timer *t, void *arg)
 	struct dp_worker *dw = arg;
 	struct dp_conn *c = pa_container_of(t, struct dp_conn, app_timer);
 
-	if (!c->app_open || c->ingest.storing)
+	if (!c->app_open || c->ingest.storing || c->tcp_gone)
 		return;
+	if (c->tcb.fin_queued) {
+		struct tcb *tcb = &c->tcb;
+
+		/*
+		 * Replies and FIN unacknowledged for a whole timeout: give up as
+		 * tcp_rtx_timeout() does, with a RST (RFC 9293 3.10.5 ABORT).
+		 */
+		tcp_send_raw(dw, &tcb->key, tcb->snd_nxt, tcb->rcv_nxt,
+		             RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG, 0, NULL, false, 0);
+		tcp_conn_detach(dw, tcb);
+		tcp_app_closed(dw, tcb, true);
+		return;
+	}
 	ingest_timeout(&c->ingest);
 	conn_process(dw, c);
 }
 
-/* ---- TCP's application hooks (tcp.h) ---- */
+/* ---- TCP's application hooks (struct tcp_app_ops, tcp.h) ---- */
 
-struct tcb *
-tcp_app_conn_alloc(struct dp_worker *dw)
+static struct tcb *
+app_conn_alloc(struct dp_worker *dw)
 {
 	struct dp_conn *c = SLIST_FIRST(&dw->conn_free);
 
@@ -227,8 +226,8 @@ tcp_app_conn_alloc(struct dp_worker *dw)
 	return &c->tcb;
 }
 
-int
-tcp_app_established(struct dp_worker *dw, struct tcb *tcb)
+static int
+app_established(struct dp_worker *dw, struct tcb *tcb)
 {
 	struct dp_conn *c = conn_of(tcb);
 	char addr[INET_ADDRSTRLEN];
@@ -244,20 +243,20 @@ tcp_app_established(struct dp_worker *dw, struct tcb *tcb)
 	return PA_OK;
 }
 
-void
-tcp_app_data(struct dp_worker *dw, struct tcb *tcb)
+static void
+app_data(struct dp_worker *dw, struct tcb *tcb)
 {
 	conn_process(dw, conn_of(tcb));
 }
 
-void
-tcp_app_peer_fin(struct dp_worker *dw, struct tcb *tcb)
+static void
+app_peer_fin(struct dp_worker *dw, struct tcb *tcb)
 {
 	conn_process(dw, conn_of(tcb));
 }
 
-void
-tcp_app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n)
+static void
+app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n)
 {
 	struct dp_conn *c = conn_of(tcb);
 
@@ -269,10 +268,12 @@ tcp_app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n)
 		conn_process(dw, c);
 }
 
-const uint8_t *
-tcp_app_sendbuf(struct tcb *tcb, uint32_t *len)
+static const uint8_t *
+app_sendbuf(struct dp_worker *dw, struct tcb *tcb, uint32_t *len)
 {
 	struct dp_conn *c = conn_of(tcb);
+
+	(void)dw;
 	size_t n = 0;
 	const uint8_t *p;
 
@@ -285,8 +286,8 @@ tcp_app_sendbuf(struct tcb *tcb, uint32_t *len)
 	return p;
 }
 
-void
-tcp_app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset)
+static void
+app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset)
 {
 	struct dp_conn *c = conn_of(tcb);
 
@@ -300,8 +301,8 @@ tcp_app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset)
 	maybe_free(dw, c);
 }
 
-void
-tcp_app_want_output(struct dp_worker *dw, struct tcb *tcb)
+static void
+app_want_output(struct dp_worker *dw, struct tcb *tcb)
 {
 	struct dp_conn *c = conn_of(tcb);
 
@@ -310,6 +311,18 @@ tcp_app_want_output(struct dp_worker *dw, struct tcb *tcb)
 	c->in_out = true;
 	TAILQ_INSERT_TAIL(&dw->out_pending, c, out_link);
 }
+
+/* pigeond's side of TCP: passive opens only, each bound to an SMTP session. */
+static const struct tcp_app_ops ingest_ops = {
+    .conn_alloc = app_conn_alloc,
+    .established = app_established,
+    .data = app_data,
+    .acked = app_acked,
+    .sendbuf = app_sendbuf,
+    .peer_fin = app_peer_fin,
+    .closed = app_closed,
+    .want_output = app_want_output,
+};
 
 /* ---- the loop ---- */
 
@@ -353,42 +366,19 @@ dpdk_backend_init(struct pa_worker *worker, const struct pa_config *config)
 	(void)config;
 	if (sh == NULL)
 		return PA_ERROR;
-	dw = rte_zmalloc("pa_dp_worker", sizeof(*dw), RTE_CACHE_LINE_SIZE);
-	if (dw == NULL) {
-		pa_log_err("dpdk: out of memory for worker %u", worker->id);
+	dw = dp_worker_create(sh, worker->id, &ingest_ops, NULL);
+	if (dw == NULL)
 		return PA_ERROR;
-	}
 	dw->worker = worker;
-	dw->sh = sh;
-	dw->id = worker->id;
-	dw->queue = (uint16_t)worker->id;
-	dw->now_ms = rte_get_tsc_cycles() / sh->tsc_per_ms;
-	dw->wheel = rte_zmalloc("pa_wheel", sizeof(*dw->wheel), RTE_CACHE_LINE_SIZE);
 	/* calloc: pages of connections never used are never touched (idle capacity is free). */
 	dw->conns = calloc(sh->max_conns, sizeof(*dw->conns));
-	if (dw->wheel == NULL || dw->conns == NULL) {
+	if (dw->conns == NULL) {
 		pa_log_err("dpdk: out of memory for worker %u (dpdk.max_conns=%u)", worker->id,
 		           sh->max_conns);
 		return PA_ERROR;
 	}
-	tcp_wheel_init(dw->wheel, dw->now_ms);
-	SLIST_INIT(&dw->conn_free);
-	TAILQ_INIT(&dw->out_pending);
-	TAILQ_INIT(&dw->live);
-	if (tcp_worker_init(dw) != PA_OK)
+	if (ingest_attach(worker, -1, false) != PA_OK)
 		return PA_ERROR;
-	if (sh->impair.on) {
-		dw->imp_rx = rte_zmalloc("pa_impair", sizeof(*dw->imp_rx), RTE_CACHE_LINE_SIZE);
-		dw->imp_tx = rte_zmalloc("pa_impair", sizeof(*dw->imp_tx), RTE_CACHE_LINE_SIZE);
-		if (dw->imp_rx == NULL || dw->imp_tx == NULL)
-			return PA_ERROR;
-		dw->rng = rte_get_tsc_cycles() | 1;
-		pa_log_warning("dpdk: worker %u impairs its link (dpdk.impair): for tests only",
-		               dw->id);
-	}
-	if (spool_attach_worker(worker->shared->spool, worker->id, -1, false) != PA_OK)
-		return PA_ERROR;
-	sh->workers[dw->id] = dw;
 	worker->backend = dw;
 	worker->resume = dpdk_resume;
 	return PA_OK;
@@ -418,23 +408,23 @@ log_counters(const struct dp_worker *dw)
 			n += (size_t)snprintf(drops + n, sizeof(drops) - n, " %s=%llu",
 			                      dp_drop_name((enum dp_drop)i),
 			                      (unsigned long long)c->drops[i]);
-	pa_log_info(
-	    "dpdk worker %u: rx=%llu tx=%llu conns=%llu closed=%llu reset=%llu "
-	    "time_wait=%llu tw_overflows=%llu retransmits=%llu rto=%llu fast_rtx=%llu syns=%llu "
-	    "synack_rtx=%llu cookies_sent=%llu cookies_ok=%llu challenge_acks=%llu "
-	    "rst_sent=%llu ooo=%llu icmp_echo=%llu arp_replies=%llu steered_out=%llu "
-	    "steered_in=%llu drops:%s",
-	    dw->id, (unsigned long long)c->rx_pkts, (unsigned long long)c->tx_pkts,
-	    (unsigned long long)c->conns_opened, (unsigned long long)c->conns_closed,
-	    (unsigned long long)c->conns_reset, (unsigned long long)c->conns_time_wait,
-	    (unsigned long long)c->time_wait_overflows, (unsigned long long)c->retransmits,
-	    (unsigned long long)c->rto_expiries, (unsigned long long)c->fast_retransmits,
-	    (unsigned long long)c->syns_in, (unsigned long long)c->synack_retransmits,
-	    (unsigned long long)c->cookies_sent, (unsigned long long)c->cookies_accepted,
-	    (unsigned long long)c->challenge_acks, (unsigned long long)c->rst_sent,
-	    (unsigned long long)c->ooo_segments, (unsigned long long)c->icmp_echo,
-	    (unsigned long long)c->arp_replies_out, (unsigned long long)c->steered_out,
-	    (unsigned long long)c->steered_in, drops[0] ? drops : " none");
+	pa_log_info("dpdk worker %u: rx=%llu tx=%llu conns=%llu closed=%llu reset=%llu "
+	            "time_wait=%llu tw_overflows=%llu retransmits=%llu rto=%llu fast_rtx=%llu "
+	            "sack_skipped=%llu syns=%llu synack_rtx=%llu cookies_sent=%llu cookies_ok=%llu "
+	            "challenge_acks=%llu challenge_acks_limited=%llu rst_sent=%llu ooo=%llu "
+	            "icmp_echo=%llu arp_replies=%llu steered_out=%llu steered_in=%llu drops:%s",
+	            dw->id, (unsigned long long)c->rx_pkts, (unsigned long long)c->tx_pkts,
+	            (unsigned long long)c->conns_opened, (unsigned long long)c->conns_closed,
+	            (unsigned long long)c->conns_reset, (unsigned long long)c->conns_time_wait,
+	            (unsigned long long)c->time_wait_overflows, (unsigned long long)c->retransmits,
+	            (unsigned long long)c->rto_expiries, (unsigned long long)c->fast_retransmits,
+	            (unsigned long long)c->sack_rtx_skipped, (unsigned long long)c->syns_in,
+	            (unsigned long long)c->synack_retransmits, (unsigned long long)c->cookies_sent,
+	            (unsigned long long)c->cookies_accepted, (unsigned long long)c->challenge_acks,
+	            (unsigned long long)c->challenge_acks_limited, (unsigned long long)c->rst_sent,
+	            (unsigned long long)c->ooo_segments, (unsigned long long)c->icmp_echo,
+	            (unsigned long long)c->arp_replies_out, (unsigned long long)c->steered_out,
+	            (unsigned long long)c->steered_in, drops[0] ? drops : " none");
 }
 
 /* SIGTERM: 421 to idle sessions; stored messages still get their 250. */
@@ -467,46 +457,31 @@ worker_fini(struct dp_worker *dw)
 	for (unsigned i = 0; i < dw->conns_used; i++)
 		tcp_queues_free(&dw->conns[i].tcb);
 	worker->backend = NULL;
-	tcp_worker_fini(dw);
 	free(dw->conns);
 	dw->conns = NULL;
-	rte_free(dw->wheel);
-	rte_free(dw->imp_rx);
-	rte_free(dw->imp_tx);
+	dp_worker_destroy(dw);
 	/*
 	 * dw itself stays (DPDK memory, gone with EAL): its counters remain
 	 * readable by the control socket until the process exits.
 	 */
 }
 
-static unsigned
-poll_rx(struct dp_worker *dw)
+unsigned
+dpdk_backend_poll(struct pa_worker *worker)
 {
-	struct rte_mbuf *pkts[DP_BURST], *pass[2 * DP_BURST];
-	unsigned n = rte_eth_rx_burst(dw->sh->port, dw->queue, pkts, DP_BURST), k = 0, np = n;
+	struct dp_worker *dw = worker->backend;
+	unsigned got;
 
-	for (unsigned i = 0; i < n; i++)
-		dw->c.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
-	dw->c.rx_pkts += n;
-	if (pa_unlikely(dw->sh->impair.on)) {
-		np = dp_impair_apply(&dw->sh->impair, dw->imp_rx, dw->sh->pool, dw->now_ms,
-		                     &dw->rng, pkts, n, pass, pa_array_size(pass),
-		                     &dw->c.drops[DP_DROP_IMPAIR]);
-		for (unsigned i = 0; i < np; i++)
-			net_eth_input(dw, pass[i], false);
-		net_eth_impair_release(dw);
-	} else {
-		for (unsigned i = 0; i < n; i++)
-			net_eth_input(dw, pkts[i], false);
-	}
-	(void)np;
-	if (dw->sh->nworkers > 1) {
-		k = rte_ring_dequeue_burst(dw->sh->steer[dw->id], (void **)pkts, DP_BURST, NULL);
-		for (unsigned i = 0; i < k; i++)
-			net_eth_input(dw, pkts[i], true);
-		dw->c.steered_in += k;
-	}
-	return n + k;
+	dw->now_ms = rte_get_tsc_cycles() / dw->sh->tsc_per_ms;
+	got = net_eth_poll(dw);
+	flush_output(dw);
+	ingest_poll_spool(worker);
+	tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
+	net_arp_tick(dw);
+	flush_output(dw);
+	net_eth_tx_flush(dw);
+	worker_refresh_runtime(worker);
+	return got;
 }
 
 int
@@ -518,17 +493,7 @@ dpdk_backend_run(void *arg)
 	unsigned idle = 0;
 
 	for (;;) {
-		unsigned got;
-
-		dw->now_ms = rte_get_tsc_cycles() / dw->sh->tsc_per_ms;
-		got = poll_rx(dw);
-		flush_output(dw);
-		ingest_poll_spool(worker);
-		tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
-		net_arp_tick(dw);
-		flush_output(dw);
-		net_eth_tx_flush(dw);
-		worker_refresh_runtime(worker);
+		unsigned got = dpdk_backend_poll(worker);
 
 		if (pa_unlikely(worker_stopping(worker))) {
 			uint64_t now = dw->now_ms;

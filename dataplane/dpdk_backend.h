@@ -21,6 +21,13 @@ struct dp_shared *dpdk_shared(void);
 int dpdk_backend_init(struct pa_worker *worker, const struct pa_config *config);
 /* The worker lcore's poll loop (an lcore_function_t); returns when the server stops. */
 int dpdk_backend_run(void *worker);
+/*
+ * One iteration of that loop (RX bursts, TCP and the engine, spool
+ * completions, timers, the TX flush); returns the frames received.  For a
+ * program that interleaves the loop with its own work in one thread
+ * (perf/bench-stack.c); dpdk_backend_run() is this plus stopping.
+ */
+unsigned dpdk_backend_poll(struct pa_worker *worker);
 
 /*
  * A copy of one worker's counters, for the control socket: word-sized

@@ -3,7 +3,9 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +17,15 @@
 #include <rte_debug.h>
 #include <rte_errno.h>
 
+#include "core/log.h"
 #include "core/pa.h"
 #include "dataplane/eal.h"
 
 #define EAL_ARGS_MAX 64
+
+/* The CPUs pigeond was allowed (taskset, cpuset) before EAL pinned the main thread. */
+static cpu_set_t process_cpus;
+static bool process_cpus_known;
 
 static unsigned
 listen_port(const struct pa_config *config)
@@ -91,11 +98,75 @@ eal_start(const struct pa_config *config, const char *argv0)
 		argv[argc++] = tok;
 	argv[argc] = NULL;
 
+	if (sched_getaffinity(0, sizeof(process_cpus), &process_cpus) == -1)
+		pa_log_warning("sched_getaffinity() failed: %s: spool committers stay on the main "
+		               "lcore's CPUs",
+		               strerror(errno));
+	else
+		process_cpus_known = true;
 	if (rte_eal_init(argc, argv) < 0)
 		rte_exit(EXIT_FAILURE, "rte_eal_init() failed: %s\n", rte_strerror(rte_errno));
 	if (rte_lcore_count() != config->workers + 1)
 		rte_exit(EXIT_FAILURE, "EAL gave %u lcores, %u workers need %u\n",
 		         rte_lcore_count(), config->workers, config->workers + 1);
+}
+
+/* "0,2-3" for the log line. */
+static void
+format_cpus(const cpu_set_t *set, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (unsigned cpu = 0; cpu < CPU_SETSIZE && n < len; cpu++) {
+		unsigned last = cpu;
+
+		if (!CPU_ISSET(cpu, set))
+			continue;
+		while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, set))
+			last++;
+		if (last == cpu)
+			n += (size_t)snprintf(out + n, len - n, "%s%u", n ? "," : "", cpu);
+		else
+			n += (size_t)snprintf(out + n, len - n, "%s%u-%u", n ? "," : "", cpu, last);
+		cpu = last;
+	}
+}
+
+int
+eal_committer_cpus(const struct pa_config *config, cpu_set_t *set)
+{
+	char list[256];
+	unsigned lcore;
+
+	if (config->spool_committer_cpus[0] != '\0') {
+		/* Validated when the configuration was loaded. */
+		if (config_parse_cpu_list(config->spool_committer_cpus, set) != PA_OK)
+			return PA_ERROR;
+		pa_log_info("spool committers on CPUs %s (spool.committer_cpus)",
+		            config->spool_committer_cpus);
+		return PA_OK;
+	}
+	/* Kernel-backend workers sleep in epoll: sharing their CPUs costs them nothing. */
+	if (config->backend != PA_BACKEND_DPDK || !process_cpus_known)
+		return PA_AGAIN;
+	*set = process_cpus;
+	RTE_LCORE_FOREACH_WORKER(lcore)
+	{
+		rte_cpuset_t busy = rte_lcore_cpuset(lcore);
+
+		for (unsigned cpu = 0; cpu < CPU_SETSIZE; cpu++)
+			if (CPU_ISSET(cpu, &busy))
+				CPU_CLR(cpu, set);
+	}
+	if (CPU_COUNT(set) == 0) {
+		pa_log_info("spool committers share the workers' CPUs: every CPU is a worker "
+		            "lcore's (give EAL -l or --lcores to set CPUs apart)");
+		return PA_AGAIN;
+	}
+	format_cpus(set, list, sizeof(list));
+	pa_log_info("spool committers on CPUs %s, away from the worker lcores", list);
+	return PA_OK;
 }
 
 void

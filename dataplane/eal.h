@@ -14,6 +14,16 @@
 /* Calls rte_exit() with the reason when EAL cannot start. */
 void eal_start(const struct pa_config *config, const char *argv0);
 
+/*
+ * The CPUs the spool's committer threads go on (spool.committer_cpus), after
+ * eal_start(): PA_OK with set filled to pin them, PA_AGAIN to leave them with
+ * the main lcore's affinity.  Automatic (the key empty) with backend=dpdk:
+ * the CPUs pigeond was allowed that no worker lcore may run on, so that a
+ * committer never takes time from a busy-polling worker; PA_AGAIN when the
+ * workers may run everywhere, and always with the kernel backend.
+ */
+int eal_committer_cpus(const struct pa_config *config, cpu_set_t *set);
+
 /* rte_eal_cleanup(), then removes the runtime directory EAL made. */
 void eal_stop(void);
 

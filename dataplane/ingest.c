@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/pa.h"
 #include "dataplane/ingest.h"
+#include "dataplane/ingest_limits.h"
 #include "dataplane/ingest_tls.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
@@ -31,13 +32,19 @@
  * network): a domain it does not know is served only if `domains` lists it,
  * and then has no such user; while the directory has no trustworthy snapshot
  * every recipient gets 451, so that nothing is refused wrongly.
+ *
+ * A recipient the directory knows is stored as its canonical mailbox, written
+ * into canonical from the same lookup: an alias as the mailbox it names, so
+ * one mailbox always lands in one shard, and a mailbox in the directory's
+ * spelling, so that equal recipients compare equal byte for byte.  Catch-all
+ * addresses stay as the client wrote them.
  */
 static enum smtp_rcpt_verdict
-rcpt_policy(void *host, const char *addr)
+rcpt_policy(struct ingest_conn *conn, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 {
-	struct ingest_conn *conn = host;
 	struct directory *dir = conn->worker->shared->directory;
 	const char *at = strrchr(addr, '@');
+	struct dir_answer answer;
 
 	if (at == NULL)
 		return SMTP_RCPT_RELAY_DENIED;
@@ -46,9 +53,13 @@ rcpt_policy(void *host, const char *addr)
 			return SMTP_RCPT_RELAY_DENIED;
 		return SMTP_RCPT_ACCEPT;
 	}
-	switch (directory_lookup(dir, conn->worker->id, addr, NULL)) {
+	switch (directory_lookup(dir, conn->worker->id, addr, &answer)) {
 	case DIR_MAILBOX:
 	case DIR_ALIAS:
+		if (strlen(answer.canonical) <= SMTP_PATH_MAX &&
+		    strcmp(answer.canonical, addr) != 0)
+			strcpy(canonical, answer.canonical);
+		return SMTP_RCPT_ACCEPT;
 	case DIR_CATCH_ALL:
 		return SMTP_RCPT_ACCEPT;
 	case DIR_UNKNOWN_USER:
@@ -66,47 +77,26 @@ rcpt_policy(void *host, const char *addr)
 /*
  * Backpressure (docs/handoff.md): an accepted recipient whose shard is above
  * spool.high_water, or any recipient while the disk is below spool.min_free,
- * gets 452 4.3.1, so the client keeps the mail until the shard drains.
+ * gets 452 4.3.1, so the client keeps the mail until the shard drains.  The
+ * shard is the one the recipient is stored in: its canonical address's.
  */
 static enum smtp_rcpt_verdict
-host_rcpt_check(void *host, const char *addr)
+host_rcpt_check(void *host, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 {
 	struct ingest_conn *conn = host;
-	enum smtp_rcpt_verdict v = rcpt_policy(host, addr);
-	const struct pa_config *config = &conn->runtime->config;
+	enum smtp_rcpt_verdict v = rcpt_policy(conn, addr, canonical);
+	const char *stored = canonical[0] != '\0' ? canonical : addr;
+	unsigned shard;
 
-	if (v == SMTP_RCPT_ACCEPT && conn->worker->shared->handoff != NULL &&
-	    handoff_shard_full(conn->worker->shared->handoff,
-	                       spool_shard_of(config->spool_shards, addr, strlen(addr))))
+	if (v != SMTP_RCPT_ACCEPT)
+		return v;
+	shard = spool_shard_of(conn->runtime->config.spool_shards, stored, strlen(stored));
+	if (handoff_shard_full(conn->worker->shared->handoff, shard))
 		return SMTP_RCPT_SPOOL_FULL;
+	/* A shard that failed or stalled its last write would only answer 451 after DATA. */
+	if (!spool_shard_healthy(conn->worker->shared->spool, shard))
+		return SMTP_RCPT_TEMPFAIL;
 	return v;
-}
-
-/*
- * A recipient the directory knows is stored as its canonical mailbox: an
- * alias as the mailbox it names, so one mailbox always lands in one shard,
- * and a mailbox in the directory's spelling, so that equal recipients compare
- * equal byte for byte.  Catch-all addresses stay as the client wrote them.
- */
-static bool
-host_rewrite_rcpt(void *host, const char *addr, char *out, size_t outlen)
-{
-	struct ingest_conn *conn = host;
-	struct directory *dir = conn->worker->shared->directory;
-	struct dir_answer answer;
-	enum dir_status st;
-	size_t n;
-
-	if (dir == NULL)
-		return false;
-	st = directory_lookup(dir, conn->worker->id, addr, &answer);
-	if (st != DIR_ALIAS && st != DIR_MAILBOX)
-		return false;
-	n = strlen(answer.canonical);
-	if (n >= outlen || strcmp(answer.canonical, addr) == 0)
-		return false;
-	memcpy(out, answer.canonical, n + 1);
-	return true;
 }
 
 /* While the control socket has paused the server, no new transaction starts. */
@@ -145,8 +135,8 @@ ingest_bind_callbacks(struct smtp_config *smtp)
 	smtp->rcpt_check = host_rcpt_check;
 	smtp->new_queue_id = host_new_queue_id;
 	smtp->refused = host_refused;
-	smtp->rewrite_rcpt = host_rewrite_rcpt;
 	smtp->mail_check = host_mail_check;
+	smtp->client_changed = ingest_limits_client_changed;
 	smtp->now = NULL;
 }
 
@@ -171,6 +161,11 @@ ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *clie
 		/* Every shard is above its high-water mark, or the disk is full. */
 		worker->counters.conns_refused++;
 		smtp_session_refuse(conn->smtp, "421 4.3.1 Spool full, try again later");
+	} else if (!spool_healthy(worker->shared->spool)) {
+		/* The health gate: one atomic load; a shard failed or stalled a write. */
+		worker->counters.conns_refused++;
+		worker->counters.conns_spool_unhealthy++;
+		smtp_session_refuse(conn->smtp, "421 4.3.0 Spool unavailable, try again later");
 	} else if (worker_paused(worker)) {
 		char reply[SMTP_COMMAND_LINE_MAX];
 
@@ -180,7 +175,8 @@ ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *clie
 		         conn->runtime->config.hostname);
 		smtp_session_refuse(conn->smtp, reply);
 	} else {
-		smtp_session_greet(conn->smtp);
+		/* limits.*, then the PROXY header, banner delay or banner (ingest_limits.c) */
+		ingest_limits_open(conn);
 	}
 	return PA_OK;
 }
@@ -193,7 +189,8 @@ static bool
 try_submit(struct ingest_conn *conn)
 {
 	struct pa_worker *worker = conn->worker;
-	int rc = spool_submit(worker->shared->spool, worker->id, &conn->spool_msg);
+	const struct ingest_store *store = &worker->shared->store;
+	int rc = store->submit(store->ctx, worker->id, &conn->spool_msg);
 
 	if (rc == PA_AGAIN) {
 		worker->counters.submit_retries++;
@@ -216,6 +213,12 @@ ingest_input(struct ingest_conn *conn, const uint8_t *in, size_t len, size_t *co
 	enum smtp_input_status st;
 
 	*consumed = 0;
+	if (conn->phase != INGEST_PHASE_SESSION || !conn->seen_input || conn->dropped) {
+		enum ingest_status status;
+
+		if (ingest_limits_input(conn, in, len, consumed, &status))
+			return status;
+	}
 	if (conn->tls != NULL || conn->tls_closing)
 		return ingest_tls_input(conn, in, len, consumed);
 	if (conn->storing)
@@ -248,6 +251,7 @@ ingest_engine_status(struct ingest_conn *conn, enum smtp_input_status st)
 static void
 free_session(struct ingest_conn *conn)
 {
+	ingest_limits_close(conn);
 	ingest_tls_free(conn);
 	smtp_session_free(conn->smtp);
 	conn->smtp = NULL;
@@ -323,13 +327,15 @@ complete(struct pa_worker *worker, const struct spool_completion *done)
 void
 ingest_poll_spool(struct pa_worker *worker)
 {
+	const struct ingest_store *store = &worker->shared->store;
 	struct spool_completion done[COMPLETION_BURST];
 	struct ingest_conn *conn;
 	unsigned n;
 
 	ingest_tls_poll(worker);
+	ingest_limits_tick(worker);
 	do {
-		n = spool_poll(worker->shared->spool, worker->id, done, COMPLETION_BURST);
+		n = store->poll(store->ctx, worker->id, done, COMPLETION_BURST);
 		for (unsigned i = 0; i < n; i++)
 			complete(worker, &done[i]);
 	} while (n == COMPLETION_BURST);
@@ -342,6 +348,44 @@ ingest_poll_spool(struct pa_worker *worker)
 		if (!conn->storing)
 			worker->resume(conn); /* it failed: the 451 is waiting to go out */
 	}
+}
+
+/* The spool behind struct ingest_store: thin adapters, the spool keeps its own types. */
+static int
+spool_store_attach(void *ctx, unsigned worker, int notify_fd, bool may_syscall)
+{
+	return spool_attach_worker(ctx, worker, notify_fd, may_syscall);
+}
+
+static int
+spool_store_submit(void *ctx, unsigned worker, const struct spool_message *message)
+{
+	return spool_submit(ctx, worker, message);
+}
+
+static unsigned
+spool_store_poll(void *ctx, unsigned worker, struct spool_completion *out, unsigned max)
+{
+	return spool_poll(ctx, worker, out, max);
+}
+
+void
+ingest_store_spool(struct ingest_store *store, struct spool *spool)
+{
+	*store = (struct ingest_store){
+	    .ctx = spool,
+	    .attach = spool_store_attach,
+	    .submit = spool_store_submit,
+	    .poll = spool_store_poll,
+	};
+}
+
+int
+ingest_attach(struct pa_worker *worker, int notify_fd, bool may_syscall)
+{
+	const struct ingest_store *store = &worker->shared->store;
+
+	return store->attach(store->ctx, worker->id, notify_fd, may_syscall);
 }
 
 void

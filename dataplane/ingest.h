@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "dataplane/conn_limits.h"
 #include "spool/spool.h"
 #include "smtp/smtp_session.h"
 
@@ -48,7 +49,21 @@ struct ingest_conn {
 	TAILQ_ENTRY(ingest_conn) tls_link;
 	TAILQ_ENTRY(ingest_conn) backlog_link;
 	char client[INGEST_CLIENT_MAX];
+	/* abuse limits and balancers (ingest_limits.c) */
+	struct limits_hold hold; /* this connection's share of limits.* */
+	uint8_t *proxy_buf;      /* the PROXY header so far, while one is due */
+	uint16_t proxy_len;
+	uint8_t phase;   /* enum ingest_phase */
+	bool trusted;    /* the peer is in smtp.trusted_proxies */
+	bool seen_input; /* the first input is behind us */
+	bool dropped;    /* ends without a reply (a refused PROXY header) */
 };
+
+/*
+ * Registers a worker with the store (pa_shared.store: the spool in pigeond)
+ * before its loop starts; notify_fd and may_syscall as spool_attach_worker().
+ */
+int ingest_attach(struct pa_worker *worker, int notify_fd, bool may_syscall);
 
 /* Sets the engine's host callbacks in a runtime's smtp_config before it is published. */
 void ingest_bind_callbacks(struct smtp_config *smtp);
@@ -87,7 +102,17 @@ bool ingest_input_pending(const struct ingest_conn *conn);
 /* The session is ending: send ingest_output(), then close. */
 bool ingest_closing(const struct ingest_conn *conn);
 
-/* How long to wait for the client: the engine's timeout, or tls.handshake_timeout. */
+/*
+ * Moves when the client achieved something (smtp_session_progress()).  A
+ * backend restarts its timeout only when this or ingest_timeout_ms() changed:
+ * never on bytes alone, so slowloris meets the timeout.
+ */
+uint32_t ingest_progress(const struct ingest_conn *conn);
+
+/*
+ * How long to wait for the client: the engine's timeout, tls.handshake_timeout,
+ * or before the session the banner delay or the PROXY header's wait.
+ */
 unsigned ingest_timeout_ms(const struct ingest_conn *conn);
 /* That wait expired: 421 from the engine, or the handshake is abandoned (counted). */
 void ingest_timeout(struct ingest_conn *conn);

@@ -20,6 +20,7 @@
  */
 #include "core/log.h"
 #include "core/pa.h"
+#include "dataplane/ingest_limits.h"
 #include "dataplane/ingest_tls.h"
 #include "dataplane/worker.h"
 #include "smtp/tls.h"
@@ -243,12 +244,22 @@ ingest_input_pending(const struct ingest_conn *conn)
 bool
 ingest_closing(const struct ingest_conn *conn)
 {
-	return conn->tls_closing || smtp_session_closing(conn->smtp);
+	return conn->dropped || conn->tls_closing || smtp_session_closing(conn->smtp);
+}
+
+uint32_t
+ingest_progress(const struct ingest_conn *conn)
+{
+	return smtp_session_progress(conn->smtp);
 }
 
 unsigned
 ingest_timeout_ms(const struct ingest_conn *conn)
 {
+	unsigned ms;
+
+	if (ingest_limits_timeout_ms(conn, &ms))
+		return ms;
 	if (conn->tls != NULL && !tls_conn_established(conn->tls))
 		return conn->runtime->config.tls_handshake_timeout_s * 1000u;
 	return smtp_session_timeout_ms(conn->smtp);
@@ -257,6 +268,8 @@ ingest_timeout_ms(const struct ingest_conn *conn)
 void
 ingest_timeout(struct ingest_conn *conn)
 {
+	if (ingest_limits_timeout(conn))
+		return;
 	if (conn->tls != NULL && !tls_conn_established(conn->tls)) {
 		if (conn->tls_closing)
 			return;

@@ -55,6 +55,8 @@ struct kconn {
 	uint8_t *in; /* allocated while the connection has unconsumed input */
 	struct rte_timer timer;
 	uint64_t deadline; /* TSC; the timer may fire earlier and then re-arms */
+	uint32_t progress; /* ingest_progress() when the deadline was set */
+	unsigned timeout_ms; /* ingest_timeout_ms() then */
 	TAILQ_ENTRY(kconn) link;
 };
 
@@ -80,6 +82,8 @@ set_sockopt_int(int fd, int level, int name, int value, const char *what)
 	}
 	return PA_OK;
 }
+
+#define PA_KERNEL_LISTENERS_MAX 64 /* the `workers` key's maximum */
 
 static int
 open_listener(const struct pa_config *config)
@@ -109,6 +113,26 @@ fail:
 }
 
 /*
+ * Every worker's listener is bound here, on the main lcore before pigeond
+ * gives up root (docs/security.md): port 25 needs the privilege, serving it
+ * does not.  kernel_backend_init() hands them out by worker id.
+ */
+static int prebound[PA_KERNEL_LISTENERS_MAX];
+static unsigned nprebound;
+
+static int
+take_listener(unsigned worker, const struct pa_config *config)
+{
+	int fd;
+
+	if (worker >= nprebound || prebound[worker] == -1)
+		return open_listener(config);
+	fd = prebound[worker];
+	prebound[worker] = -1;
+	return fd;
+}
+
+/*
  * SO_REUSEPORT would let a second pigeond started by mistake share the port
  * and split the traffic between two spools; a probe bind without it fails
  * with EADDRINUSE while anyone serves the address.
@@ -132,6 +156,13 @@ kernel_backend_global_init(const struct pa_config *config)
 		rc = PA_ERROR;
 	}
 	close(fd);
+	for (nprebound = 0;
+	     rc == PA_OK && nprebound < config->workers && nprebound < PA_KERNEL_LISTENERS_MAX;
+	     nprebound++) {
+		prebound[nprebound] = open_listener(config);
+		if (prebound[nprebound] == -1)
+			rc = PA_ERROR;
+	}
 	return rc;
 }
 
@@ -186,6 +217,14 @@ conn_timeout(struct rte_timer *timer, void *arg)
 	}
 	if (c->ingest.storing)
 		return; /* the spool answers soon; the store has its own bound */
+	if (ingest_closing(&c->ingest)) {
+		/*
+		 * Its last reply has not left in a whole timeout: a client that
+		 * pipelines and never reads.  Nothing is owed it any more.
+		 */
+		conn_close(c);
+		return;
+	}
 	ingest_timeout(&c->ingest);
 	conn_process(c);
 }
@@ -198,9 +237,21 @@ conn_timeout(struct rte_timer *timer, void *arg)
 static void
 conn_arm_timer(struct kconn *c)
 {
-	uint64_t ms = ingest_timeout_ms(&c->ingest);
-	uint64_t now = rte_get_timer_cycles();
-	uint64_t ticks = rte_get_timer_hz() * ms / 1000;
+	unsigned ms = ingest_timeout_ms(&c->ingest);
+	uint32_t progress = ingest_progress(&c->ingest);
+	uint64_t now, ticks;
+
+	/*
+	 * The deadline moves only when the client achieved something (a reply,
+	 * a KiB of content) or the state's wait changed, never on bytes alone:
+	 * a client trickling one octet a second (slowloris) meets the timeout.
+	 */
+	if (rte_timer_pending(&c->timer) && progress == c->progress && ms == c->timeout_ms)
+		return;
+	c->progress = progress;
+	c->timeout_ms = ms;
+	now = rte_get_timer_cycles();
+	ticks = rte_get_timer_hz() * ms / 1000;
 
 	c->deadline = now + ticks;
 	if (rte_timer_pending(&c->timer) && c->timer.expire <= c->deadline)
@@ -438,13 +489,13 @@ kernel_backend_init(struct pa_worker *worker, const struct pa_config *config)
 		pa_log_err("eventfd() failed: %s", strerror(errno));
 		goto fail;
 	}
-	kw->listen_fd = open_listener(config);
+	kw->listen_fd = take_listener(worker->id, config);
 	if (kw->listen_fd == -1)
 		goto fail;
 	if (epoll_add(kw->epoll_fd, kw->listen_fd, EPOLLIN, &kw->listener) != PA_OK ||
 	    epoll_add(kw->epoll_fd, kw->notify_fd, EPOLLIN, &kw->notify) != PA_OK)
 		goto fail;
-	if (spool_attach_worker(worker->shared->spool, worker->id, kw->notify_fd, true) != PA_OK)
+	if (ingest_attach(worker, kw->notify_fd, true) != PA_OK)
 		goto fail;
 	worker->backend = kw;
 	worker->resume = kernel_resume;

@@ -7,7 +7,9 @@
  * the worker that owns its flow (net_flow_owner(), net_steer.c) over that
  * worker's rte_ring; a flow's TCB lives only there, so workers share no
  * connection state.  Output: one TX burst per worker, flushed when full and
- * once per loop.
+ * once per loop.  net_eth_poll() is the RX half of every worker's loop
+ * (pigeond's and pigeon-loadgen's); the names of the drop reasons live here
+ * too, with the code every stack user links.
  */
 #include <rte_byteorder.h>
 #include <rte_ethdev.h>
@@ -17,6 +19,45 @@
 
 #include "core/pa.h"
 #include "dataplane/dp.h"
+
+static const char *const drop_names[DP_DROP_COUNT] = {
+    [DP_DROP_ETH_SHORT] = "eth_short",
+    [DP_DROP_ETH_TYPE] = "eth_type",
+    [DP_DROP_ETH_DST] = "eth_dst",
+    [DP_DROP_ARP_BAD] = "arp_bad",
+    [DP_DROP_ARP_NOT_US] = "arp_not_us",
+    [DP_DROP_IP_BAD_HDR] = "ip_bad_header",
+    [DP_DROP_IP_BAD_CKSUM] = "ip_bad_checksum",
+    [DP_DROP_IP_NOT_US] = "ip_not_us",
+    [DP_DROP_IP_FRAGMENT] = "ip_fragment",
+    [DP_DROP_IP_PROTO] = "ip_protocol",
+    [DP_DROP_ICMP_BAD] = "icmp_bad",
+    [DP_DROP_ICMP_TYPE] = "icmp_type",
+    [DP_DROP_TCP_BAD_HDR] = "tcp_bad_header",
+    [DP_DROP_TCP_BAD_CKSUM] = "tcp_bad_checksum",
+    [DP_DROP_TCP_CLOSED_PORT] = "tcp_closed_port",
+    [DP_DROP_TCP_OUT_OF_WINDOW] = "tcp_out_of_window",
+    [DP_DROP_TCP_RST_OUT_OF_WINDOW] = "tcp_rst_out_of_window",
+    [DP_DROP_TCP_PAWS] = "tcp_paws",
+    [DP_DROP_TCP_BAD_ACK] = "tcp_bad_ack",
+    [DP_DROP_TCP_NO_ACK] = "tcp_no_ack",
+    [DP_DROP_TCP_RCV_FULL] = "tcp_receive_full",
+    [DP_DROP_TCP_STATE] = "tcp_state",
+    [DP_DROP_SYN_CONN_LIMIT] = "syn_conn_limit",
+    [DP_DROP_COOKIE_BAD] = "cookie_bad",
+    [DP_DROP_NO_ROUTE] = "no_route",
+    [DP_DROP_NO_NEIGHBOUR] = "no_neighbour",
+    [DP_DROP_TX_FULL] = "tx_full",
+    [DP_DROP_NO_MBUF] = "no_mbuf",
+    [DP_DROP_STEER_FULL] = "steer_ring_full",
+    [DP_DROP_IMPAIR] = "impair",
+};
+
+const char *
+dp_drop_name(enum dp_drop reason)
+{
+	return reason < DP_DROP_COUNT ? drop_names[reason] : "unknown";
+}
 
 /* The owner of a TCP segment in an IPv4 frame; the receiving worker for anything else. */
 static unsigned
@@ -122,11 +163,17 @@ net_eth_impair_release(struct dp_worker *dw)
 			net_eth_input(dw, pass[i], false);
 }
 
+uint32_t
+net_next_hop(const struct dp_shared *sh, uint32_t dst)
+{
+	return ((dst ^ sh->ip) & sh->mask) == 0 ? dst : sh->gateway;
+}
+
 void
 net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst)
 {
 	const struct dp_shared *sh = dw->sh;
-	uint32_t hop = ((dst ^ sh->ip) & sh->mask) == 0 ? dst : sh->gateway;
+	uint32_t hop = net_next_hop(sh, dst);
 	struct rte_ether_hdr *eh;
 	struct rte_ether_addr mac;
 
@@ -149,4 +196,34 @@ net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst)
 	if (dw->ntx == DP_BURST)
 		net_eth_tx_flush(dw);
 	dw->tx[dw->ntx++] = m;
+}
+
+unsigned
+net_eth_poll(struct dp_worker *dw)
+{
+	struct rte_mbuf *pkts[DP_BURST], *pass[2 * DP_BURST];
+	unsigned n = rte_eth_rx_burst(dw->sh->port, dw->queue, pkts, DP_BURST), k = 0, np = n;
+
+	for (unsigned i = 0; i < n; i++)
+		dw->c.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+	dw->c.rx_pkts += n;
+	if (pa_unlikely(dw->sh->impair.on)) {
+		np = dp_impair_apply(&dw->sh->impair, dw->imp_rx, dw->sh->pool, dw->now_ms,
+		                     &dw->rng, pkts, n, pass, pa_array_size(pass),
+		                     &dw->c.drops[DP_DROP_IMPAIR]);
+		for (unsigned i = 0; i < np; i++)
+			net_eth_input(dw, pass[i], false);
+		net_eth_impair_release(dw);
+	} else {
+		for (unsigned i = 0; i < n; i++)
+			net_eth_input(dw, pkts[i], false);
+	}
+	(void)np;
+	if (dw->sh->nworkers > 1) {
+		k = rte_ring_dequeue_burst(dw->sh->steer[dw->id], (void **)pkts, DP_BURST, NULL);
+		for (unsigned i = 0; i < k; i++)
+			net_eth_input(dw, pkts[i], true);
+		dw->c.steered_in += k;
+	}
+	return n + k;
 }

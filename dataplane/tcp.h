@@ -2,9 +2,12 @@
  * tcp.h: the user-space TCP of the DPDK dataplane (RFC 9293 with RFC 7323,
  * 2018, 5681, 6298, 6582, 6928, 5961, 6528).
  *
- * A connection is a struct tcb embedded in the backend's struct dp_conn;
- * the TCP code reaches the application only through the tcp_app_* hooks
- * declared at the end, which the backend implements.  The send buffer is the
+ * A connection is a struct tcb embedded in the application's own connection
+ * (pigeond's struct dp_conn, pigeon-loadgen's client connection); the TCP
+ * code reaches the application only through the tcp_app_* hooks declared at
+ * the end, which dispatch through the worker's ops table (struct
+ * tcp_app_ops).  Connections are opened passively (tcp_syn.c) or actively
+ * (tcp_connect.c).  The send buffer is the
  * application's own output (smtp_session_output()): bytes are released only
  * when acknowledged, so a retransmission re-reads them and nothing is copied
  * until a segment is built.  Received data stays in the mbufs it arrived in
@@ -37,6 +40,16 @@ enum tcp_state {
 	TCP_TIME_WAIT,
 };
 
+/* Why a connection ended (tcb->err), so an active opener can count failures by kind. */
+enum tcp_err {
+	TCP_ERR_NONE,
+	TCP_ERR_REFUSED,     /* RST in SYN_SENT (RFC 9293 3.10.7.3) */
+	TCP_ERR_TIMEOUT,     /* no SYN-ACK after TCP_SYN_RETRIES retransmissions */
+	TCP_ERR_UNREACHABLE, /* the next hop never answered ARP */
+	TCP_ERR_RESET,       /* reset after ESTABLISHED */
+	TCP_ERR_RTX_TIMEOUT, /* TCP_MAX_RETRIES expiries after ESTABLISHED */
+};
+
 /* Network order, as on the wire; 12 octets, the rte_hash key. */
 struct tcp_key {
 	uint32_t raddr, laddr;
@@ -51,10 +64,17 @@ enum tcp_tag { TCP_TAG_CONN = 0, TCP_TAG_SYN = 1, TCP_TAG_TW = 2 };
 #define TCP_RTO_MAX_MS 60000 /* RFC 6298 2.5 */
 #define TCP_MAX_RETRIES 12
 #define TCP_SYNACK_RETRIES 5
-#define TCP_IW_SEGMENTS 10 /* RFC 6928 */
+#define TCP_SYN_RETRIES 5        /* active open: 1+2+4+8+16+32 s, then the connect fails */
+#define TCP_SYN_RTO_DATA_MS 3000 /* RFC 6298 5.7: RTO after a SYN timed out */
+#define TCP_EPHEMERAL_LO 32768   /* local ports for active opens (as Linux) */
+#define TCP_EPHEMERAL_HI 60999
+#define TCP_ARP_POLL_MS 5    /* active open waiting for ARP: how often to look */
+#define TCP_ARP_WAIT_MS 3500 /* ...and for how long (net_arp.c asks 3 times, 1 s apart) */
+#define TCP_IW_SEGMENTS 10   /* RFC 6928 */
 #define TCP_FIN_WAIT_2_MS 60000
 #define TCP_RCV_WSCALE 4    /* window scale we offer (RFC 7323 2.2) */
 #define TCP_MSS_DEFAULT 536 /* RFC 9293 3.7.1, when the peer sends no MSS */
+#define TCP_SACK_SCORE 4    /* ranges the sender's SACK scoreboard keeps (tcp_sack.c) */
 
 /* Options of a received segment (RFC 9293 3.1, RFC 7323, RFC 2018). */
 struct tcp_opts {
@@ -76,7 +96,9 @@ struct tcb {
 	bool in_recovery; /* NewReno fast recovery (RFC 6582) */
 	uint8_t snd_wscale, rcv_wscale;
 	uint8_t dupacks;
-	uint8_t rtx_count; /* consecutive RTO expiries */
+	uint8_t rtx_count; /* consecutive RTO expiries (in SYN_SENT: SYN retransmissions) */
+	uint8_t err;       /* enum tcp_err: why the connection ended, for the application */
+	bool arp_wait;     /* SYN_SENT, the SYN not sent yet: the next hop is being resolved */
 	bool timing;       /* an RTT sample is running (Karn: new data only) */
 	bool persist;      /* rtx_timer is the zero-window probe timer */
 	uint16_t mss;      /* send MSS, options not counted */
@@ -88,7 +110,9 @@ struct tcb {
 	uint32_t ts_recent;
 	uint32_t rtt_seq, rtt_start_ms;
 	uint32_t srtt_ms8, rttvar_ms4, rto_ms; /* RFC 6298 state, scaled as in the RFC's appendix */
-	struct tcp_timer rtx_timer;            /* retransmission, persist, FIN_WAIT_2 */
+	uint32_t sacked[TCP_SACK_SCORE][2];    /* the peer holds these, above SND.UNA (sorted) */
+	uint8_t nsacked;
+	struct tcp_timer rtx_timer; /* retransmission, persist, FIN_WAIT_2 */
 	/* received data, in its mbufs: in order (not yet taken), and out of order */
 	struct rte_mbuf *rxq_head, *rxq_tail;
 	uint32_t rxq_bytes;
@@ -164,6 +188,37 @@ void tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg);
 void tcp_syn_entry_input(struct dp_worker *dw, struct tcp_syn *syn, struct tcp_seg *seg);
 /* The ACK of a handshake whose SYN-ACK carried a cookie; true when it made a connection. */
 struct tcb *tcp_syn_cookie_ack(struct dp_worker *dw, struct tcp_seg *seg);
+/* The window of a SYN or SYN-ACK (never scaled, RFC 7323 2.2). */
+uint16_t tcp_syn_window(const struct dp_worker *dw);
+/* The send MSS from a SYN's options: the peer's, 536 without one, at most our MTU's. */
+uint16_t tcp_peer_mss(const struct dp_worker *dw, const struct tcp_opts *o);
+
+/* tcp_connect.c: active open (RFC 9293 3.10.1 OPEN, 3.10.7.3 SYN-SENT) */
+/*
+ * Opens a connection from this worker to raddr:rport (network order) on tcb,
+ * zeroed memory the application owns (its ops find their context from it).
+ * Picks a free local port whose flow this worker owns (software steering),
+ * resolves the next hop with ARP before the SYN, and reports through the ops:
+ * established() on the SYN-ACK, closed(reset) with tcb->err on failure.
+ * PA_ERROR (nothing to undo) when there is no route or no free local port.
+ */
+int tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rport);
+/*
+ * The application gives up a connection (RFC 9293 3.10.5 ABORT): a RST when
+ * synchronized, then the TCB leaves the hash.  No closed() hook follows: the
+ * caller knows.  A connection in TIME_WAIT or CLOSED is left as it is.
+ */
+void tcp_abort(struct dp_worker *dw, struct tcb *tcb);
+/* A segment for a connection in SYN_SENT. */
+void tcp_synsent_input(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg);
+
+/* tcp_sack.c: the sender's SACK scoreboard (RFC 2018, RFC 6675 simplified) */
+/* Forgets what una covers, then records the blocks of an acceptable ACK. */
+void tcp_sack_update(struct tcb *tcb, uint32_t una, const uint32_t blocks[][2], unsigned n);
+/* A retransmission at seq: past SACKed octets; *limit is where the next SACKed range starts. */
+uint32_t tcp_sack_next(const struct tcb *tcb, uint32_t seq, uint32_t *limit);
+/* The end of the highest SACKed range (SND.UNA when none). */
+uint32_t tcp_sack_high(const struct tcb *tcb);
 
 /* tcp_reass.c */
 /* Queues an out-of-order segment's mbuf (data_off at the payload); false when it was freed. */
@@ -177,26 +232,80 @@ unsigned tcp_reass_sack(const struct tcb *tcb, uint32_t blocks[][2], unsigned ma
 
 /* tcp_input.c: the established-side processing, also used by tcp_syn.c after a handshake */
 void tcp_conn_input(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg);
+/* RFC 5961 7: whether a challenge ACK may go now (else it is counted as limited). */
+bool tcp_challenge_ack_allowed(struct dp_worker *dw);
+/* RFC 6298 2.2/2.3: one RTT measurement (ms) into SRTT, RTTVAR and RTO. */
+void tcp_rtt_sample(struct tcb *tcb, uint32_t rtt);
 
 /*
- * Application hooks, implemented by the backend (dpdk_backend.c).  They may
- * call tcp_output(); none is called with the TCB in an inconsistent state.
+ * Application hooks.  The TCP code reaches its application only through the
+ * ops table of the worker (dw->app): pigeond's SMTP engine (dpdk_backend.c)
+ * or pigeon-loadgen's client sessions (loadgen/lg_dpdk.c) plug into the same
+ * TCP files.  A hook may call tcp_output(); none is called with the TCB in an
+ * inconsistent state.
  */
-/* Memory for a new connection's TCB (zeroed); NULL at the connection limit. */
-struct tcb *tcp_app_conn_alloc(struct dp_worker *dw);
-/* The handshake completed: PA_ERROR refuses (the TCB is then reset). */
-int tcp_app_established(struct dp_worker *dw, struct tcb *tcb);
-/* New in-order data waits on tcb->rxq_head. */
-void tcp_app_data(struct dp_worker *dw, struct tcb *tcb);
-/* Bytes of the send buffer acknowledged: the application may release them. */
-void tcp_app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n);
-/* The send buffer from SND.UNA on (acknowledged bytes already released). */
-const uint8_t *tcp_app_sendbuf(struct tcb *tcb, uint32_t *len);
-/* The peer's FIN arrived in order. */
-void tcp_app_peer_fin(struct dp_worker *dw, struct tcb *tcb);
-/* The connection is gone from TCP's side (reset, timed out, fully closed, TIME_WAIT). */
-void tcp_app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset);
-/* Queue the TCB for tcp_output() at the end of this burst. */
-void tcp_app_want_output(struct dp_worker *dw, struct tcb *tcb);
+struct tcp_app_ops {
+	/* Memory for a new passive connection's TCB (zeroed); NULL at the connection limit. */
+	struct tcb *(*conn_alloc)(struct dp_worker *dw);
+	/* The handshake completed (either open): PA_ERROR refuses (the TCB is then reset). */
+	int (*established)(struct dp_worker *dw, struct tcb *tcb);
+	/* New in-order data waits on tcb->rxq_head. */
+	void (*data)(struct dp_worker *dw, struct tcb *tcb);
+	/* Bytes of the send buffer acknowledged: the application may release them. */
+	void (*acked)(struct dp_worker *dw, struct tcb *tcb, uint32_t n);
+	/* The send buffer from SND.UNA on (acknowledged bytes already released). */
+	const uint8_t *(*sendbuf)(struct dp_worker *dw, struct tcb *tcb, uint32_t *len);
+	/* The peer's FIN arrived in order. */
+	void (*peer_fin)(struct dp_worker *dw, struct tcb *tcb);
+	/*
+	 * The connection is gone from TCP's side (reset, timed out, fully closed,
+	 * TIME_WAIT).  For an active open that never reached ESTABLISHED this is
+	 * the failure report; tcb->err says why.
+	 */
+	void (*closed)(struct dp_worker *dw, struct tcb *tcb, bool reset);
+	/* Queue the TCB for tcp_output() at the end of this burst. */
+	void (*want_output)(struct dp_worker *dw, struct tcb *tcb);
+};
+
+static inline struct tcb *
+tcp_app_conn_alloc(struct dp_worker *dw)
+{
+	return dw->app->conn_alloc(dw);
+}
+static inline int
+tcp_app_established(struct dp_worker *dw, struct tcb *tcb)
+{
+	return dw->app->established(dw, tcb);
+}
+static inline void
+tcp_app_data(struct dp_worker *dw, struct tcb *tcb)
+{
+	dw->app->data(dw, tcb);
+}
+static inline void
+tcp_app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n)
+{
+	dw->app->acked(dw, tcb, n);
+}
+static inline const uint8_t *
+tcp_app_sendbuf(struct dp_worker *dw, struct tcb *tcb, uint32_t *len)
+{
+	return dw->app->sendbuf(dw, tcb, len);
+}
+static inline void
+tcp_app_peer_fin(struct dp_worker *dw, struct tcb *tcb)
+{
+	dw->app->peer_fin(dw, tcb);
+}
+static inline void
+tcp_app_closed(struct dp_worker *dw, struct tcb *tcb, bool reset)
+{
+	dw->app->closed(dw, tcb, reset);
+}
+static inline void
+tcp_app_want_output(struct dp_worker *dw, struct tcb *tcb)
+{
+	dw->app->want_output(dw, tcb);
+}
 
 #endif

@@ -138,12 +138,16 @@ tcp_conn_create(struct dp_worker *dw, const struct tcp_syn *syn, const struct tc
 void
 tcp_conn_detach(struct dp_worker *dw, struct tcb *tcb)
 {
+	/* An active open that never got its SYN-ACK was never opened: not "closed" either. */
+	bool opened = tcb->state != TCP_SYN_SENT;
+
 	tcp_timer_cancel(dw->wheel, &tcb->rtx_timer);
 	tcp_queues_free(tcb);
 	if (tcb->state != TCP_TIME_WAIT)
 		tcp_hash_del(dw, &tcb->key);
 	tcb->state = TCP_CLOSED;
-	dw->c.conns_closed++;
+	if (opened)
+		dw->c.conns_closed++;
 }
 
 static void
@@ -214,7 +218,8 @@ tcp_tw_input(struct dp_worker *dw, struct tcp_tw *tw, struct tcp_seg *seg)
 		                 ? seq_gt(seg->opts.tsval, tw->ts_recent)
 		                 : seq_gt(seg->seq, tw->rcv_nxt);
 
-		if (newer) {
+		/* Only a listener can take a new incarnation (not an active opener's port). */
+		if (newer && seg->key.lport == dw->sh->listen_port && dw->sh->listen_port != 0) {
 			tcp_tw_free(dw, tw);
 			tcp_syn_listen_input(dw, seg);
 			return;

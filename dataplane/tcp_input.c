@@ -77,18 +77,68 @@ tcp_parse_options(const uint8_t *p, unsigned len, struct tcp_opts *o)
 	return PA_OK;
 }
 
+/* xorshift64: the worker's own cheap randomness (dp_worker_create() seeds it). */
+static uint64_t
+worker_random(struct dp_worker *dw)
+{
+	uint64_t x = dw->rng ? dw->rng : 0x9e3779b97f4a7c15ull;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	dw->rng = x;
+	return x;
+}
+
+/*
+ * RFC 5961 section 7: challenge ACKs are throttled, at most about
+ * dpdk.challenge_ack_limit per second per worker, so that a flood of forged
+ * RSTs, SYNs or ACKs does not turn into a flood of ACKs.  A fixed global
+ * budget is itself an off-path side channel (CVE-2016-5696: its exhaustion
+ * tells an attacker a guess hit a window), so, as Linux does since then,
+ * each second's budget is drawn at random in [limit/2, 3*limit/2].
+ */
+bool
+tcp_challenge_ack_allowed(struct dp_worker *dw)
+{
+	uint32_t limit = dw->sh->challenge_ack_limit;
+	uint64_t sec = dw->now_ms / 1000;
+
+	if (limit == 0)
+		return true;
+	if (sec != dw->cack_second) {
+		dw->cack_second = sec;
+		dw->cack_budget = limit / 2 + (uint32_t)(worker_random(dw) % (limit + 1u));
+	}
+	if (dw->cack_budget == 0) {
+		dw->c.challenge_acks_limited++;
+		return false;
+	}
+	dw->cack_budget--;
+	return true;
+}
+
 static void
 challenge_ack(struct dp_worker *dw, struct tcb *tcb)
 {
-	/* RFC 5961 3.2, 4.2, 5.2.  (The rate limit of section 7 is not applied.) */
+	/* RFC 5961 3.2, 4.2, 5.2, within section 7's rate limit. */
+	if (!tcp_challenge_ack_allowed(dw))
+		return;
 	dw->c.challenge_acks++;
 	tcp_send_ack(dw, tcb);
 }
 
 /* RFC 6298 2.2 and 2.3, in the fixed-point form of Jacobson's paper. */
-static void
-rtt_sample(struct tcb *tcb, uint32_t rtt)
+void
+tcp_rtt_sample(struct tcb *tcb, uint32_t rtt)
 {
+	/*
+	 * A sample beyond the largest RTO is no round trip but a forged or stale
+	 * timestamp echo (the peer picks TSecr); it would also overflow the
+	 * signed arithmetic below (found by fuzz_tcp_input).
+	 */
+	if (rtt > TCP_RTO_MAX_MS)
+		return;
 	if (rtt == 0)
 		rtt = 1;
 	if (tcb->srtt_ms8 == 0) {
@@ -106,6 +156,17 @@ rtt_sample(struct tcb *tcb, uint32_t rtt)
 	tcb->rto_ms = (tcb->srtt_ms8 >> 3) + RTE_MAX(1u, tcb->rttvar_ms4);
 	tcb->rto_ms = RTE_MAX(tcb->rto_ms, (uint32_t)TCP_RTO_MIN_MS);
 	tcb->rto_ms = RTE_MIN(tcb->rto_ms, (uint32_t)TCP_RTO_MAX_MS);
+}
+
+/* Octets the peer SACKed above SND.UNA (the scoreboard, tcp_sack.c). */
+static uint32_t
+sacked_octets(const struct tcb *tcb)
+{
+	uint32_t n = 0;
+
+	for (unsigned i = 0; i < tcb->nsacked; i++)
+		n += tcb->sacked[i][1] - tcb->sacked[i][0];
+	return n;
 }
 
 /* Whether our FIN has been sent and everything up to it acknowledged. */
@@ -131,6 +192,9 @@ process_ack(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg)
 	case TCP_ACK_OK:
 		break;
 	}
+	/* RFC 2018: what the peer holds beyond the cumulative ACK, for retransmission. */
+	if (tcb->sack_ok && (seg->opts.nsack > 0 || tcb->nsacked > 0))
+		tcp_sack_update(tcb, seq_max(ack, tcb->snd_una), seg->opts.sack, seg->opts.nsack);
 	if (seq_gt(ack, tcb->snd_una)) {
 		uint32_t acked = ack - tcb->snd_una, data = acked;
 		bool was_fin = tcb->fin_sent && ack == tcb->snd_max;
@@ -139,9 +203,9 @@ process_ack(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg)
 			data--; /* the FIN's sequence number is no data */
 		/* RTT: timestamps (RFC 7323 4.1) or the timed segment (RFC 6298 3). */
 		if (tcb->ts_ok && seg->opts.has_ts && seg->opts.tsecr != 0)
-			rtt_sample(tcb, (uint32_t)dw->now_ms - seg->opts.tsecr);
+			tcp_rtt_sample(tcb, (uint32_t)dw->now_ms - seg->opts.tsecr);
 		else if (tcb->timing && seq_gt(ack, tcb->rtt_seq))
-			rtt_sample(tcb, (uint32_t)dw->now_ms - tcb->rtt_start_ms);
+			tcp_rtt_sample(tcb, (uint32_t)dw->now_ms - tcb->rtt_start_ms);
 		if (tcb->timing && seq_gt(ack, tcb->rtt_seq))
 			tcb->timing = false;
 		tcb->rtx_count = 0;
@@ -187,8 +251,15 @@ process_ack(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg)
 		tcp_app_want_output(dw, tcb);
 	} else if (ack == tcb->snd_una && seg->len == 0 && tcb->snd_max != tcb->snd_una &&
 	           win == tcb->snd_wnd && !(seg->flags & (RTE_TCP_SYN_FLAG | RTE_TCP_FIN_FLAG))) {
-		/* RFC 5681 2 duplicate ACK. */
-		if (++tcb->dupacks == 3 && !tcb->in_recovery && seq_gt(ack - 1, tcb->recover - 1)) {
+		/*
+		 * RFC 5681 2 duplicate ACK.  With SACK, RFC 6675 5 (IsLost) also
+		 * starts recovery once DupThresh segments' worth above SND.UNA are
+		 * SACKed, even if ACKs were coalesced and fewer than 3 came.
+		 */
+		++tcb->dupacks;
+		if ((tcb->dupacks == 3 ||
+		     (tcb->dupacks < 3 && sacked_octets(tcb) >= 3u * tcb->mss)) &&
+		    !tcb->in_recovery && seq_gt(ack - 1, tcb->recover - 1)) {
 			/* RFC 6582 3.2 steps 1-2: fast retransmit, enter recovery. */
 			uint32_t flight = tcb->snd_max - tcb->snd_una;
 
@@ -307,14 +378,17 @@ process_data(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg, bool *f
 		tcp_app_data(dw, tcb);
 		return;
 	}
-	/* Out of order: keep it and send a duplicate ACK with SACK at once (RFC 5681 4.2). */
+	/*
+	 * Out of order: keep it and send a duplicate ACK with SACK at once, one
+	 * per segment (RFC 5681 4.2), not one per burst: the sender counts them
+	 * to start fast retransmit (RFC 5681 3.2).
+	 */
 	dw->c.ooo_segments++;
 	seg->m = NULL;
 	if (!tcp_reass_insert(tcb, m, seq, *fin, dw->sh->conn_mbufs))
 		dw->c.drops[DP_DROP_TCP_RCV_FULL]++;
 	*fin = false;
-	tcb->ack_now = true;
-	tcp_app_want_output(dw, tcb);
+	tcp_send_ack(dw, tcb);
 }
 
 /* Our peer closed its side (RFC 9293 3.10.7.4 eighth check). */
@@ -377,6 +451,7 @@ tcp_conn_input(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg)
 		switch (tcp_rst_check(seg->seq, tcb->rcv_nxt, win)) {
 		case TCP_RST_ACCEPT:
 			dw->c.conns_reset++;
+			tcb->err = TCP_ERR_RESET;
 			tcp_conn_detach(dw, tcb);
 			tcp_app_closed(dw, tcb, true);
 			return;
@@ -464,7 +539,8 @@ tcp_input(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst, 
 
 	obj = tcp_lookup(dw, &seg.key, &tag);
 	if (obj == NULL) {
-		if (seg.key.lport != dw->sh->listen_port) {
+		/* listen_port 0: no listener (pigeon-loadgen only opens actively). */
+		if (seg.key.lport != dw->sh->listen_port || dw->sh->listen_port == 0) {
 			dw->c.drops[DP_DROP_TCP_CLOSED_PORT]++;
 			tcp_send_rst_for(dw, &seg);
 		} else if ((seg.flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
@@ -484,6 +560,8 @@ tcp_input(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst, 
 		tcp_syn_entry_input(dw, obj, &seg);
 	} else if (tag == TCP_TAG_TW) {
 		tcp_tw_input(dw, obj, &seg);
+	} else if (((struct tcb *)obj)->state == TCP_SYN_SENT) {
+		tcp_synsent_input(dw, obj, &seg);
 	} else {
 		tcp_conn_input(dw, obj, &seg);
 	}

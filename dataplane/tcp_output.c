@@ -214,12 +214,13 @@ may_send_fin(const struct tcb *tcb)
 void
 tcp_output(struct dp_worker *dw, struct tcb *tcb)
 {
-	uint32_t buflen, mss_eff = tcb->mss - (tcb->ts_ok ? 12u : 0u);
+	uint32_t buflen, lim = 0, mss_eff = tcb->mss - (tcb->ts_ok ? 12u : 0u);
+	bool clamp;
 	const uint8_t *buf;
 
 	if (tcb->state < TCP_ESTABLISHED || tcb->state == TCP_TIME_WAIT)
 		return;
-	buf = tcp_app_sendbuf(tcb, &buflen);
+	buf = tcp_app_sendbuf(dw, tcb, &buflen);
 	/* Once the FIN is queued nothing may be sent beyond it, whatever the application does. */
 	if (tcb->fin_queued)
 		buflen = seq_leq(tcb->snd_end, tcb->snd_una)
@@ -232,11 +233,30 @@ tcp_output(struct dp_worker *dw, struct tcb *tcb)
 
 		if (off > buflen)
 			break; /* only our FIN is outstanding */
+		clamp = false;
+		if (tcb->nsacked > 0 && seq_lt(tcb->snd_nxt, tcb->snd_max)) {
+			/* Resending: only the holes the peer's SACK blocks leave (tcp_sack.c). */
+			uint32_t nxt = tcp_sack_next(tcb, tcb->snd_nxt, &lim);
+
+			clamp = true;
+			if (nxt != tcb->snd_nxt) {
+				dw->c.sack_rtx_skipped += nxt - tcb->snd_nxt;
+				tcb->snd_nxt = nxt;
+				continue;
+			}
+			/* RFC 6675 IsLost: above the highest SACK, data is in flight, not lost. */
+			if (tcb->in_recovery && seq_geq(tcb->snd_nxt, tcp_sack_high(tcb))) {
+				tcb->snd_nxt = tcb->snd_max;
+				continue;
+			}
+		}
 		unsent = buflen - off;
 		win = RTE_MIN(tcb->snd_wnd, tcb->cwnd);
 		inflight = tcb->snd_nxt - tcb->snd_una;
 		usable = win > inflight ? win - inflight : 0;
 		len = RTE_MIN(RTE_MIN(unsent, usable), mss_eff);
+		if (clamp && seq_lt(tcb->snd_nxt, lim))
+			len = RTE_MIN(len, lim - tcb->snd_nxt); /* not into a SACKed range */
 		fin = may_send_fin(tcb) && off + len == buflen;
 		if (len == 0 && !fin) {
 			/* RFC 9293 3.8.6.1: a zero window is probed, not waited on forever. */
@@ -320,6 +340,7 @@ tcp_rtx_timeout(struct tcp_timer *t, void *arg)
 	if (tcb->snd_una == tcb->snd_max)
 		return; /* RFC 6298 5.2: nothing outstanding */
 	if (++tcb->rtx_count > TCP_MAX_RETRIES) {
+		tcb->err = TCP_ERR_RTX_TIMEOUT;
 		tcp_send_raw(dw, &tcb->key, tcb->snd_nxt, tcb->rcv_nxt,
 		             RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG, 0, NULL, false, 0);
 		tcp_conn_detach(dw, tcb);
@@ -337,6 +358,8 @@ tcp_rtx_timeout(struct tcp_timer *t, void *arg)
 	tcb->in_recovery = false;
 	tcb->dupacks = 0;
 	tcb->timing = false;
+	/* RFC 2018 8, RFC 6675 5.1: the receiver may have reneged; trust no SACK now. */
+	tcb->nsacked = 0;
 	/* Go back N from the oldest unacknowledged octet (RFC 6298 5.4). */
 	tcb->snd_nxt = tcb->snd_una;
 	tcp_output(dw, tcb);

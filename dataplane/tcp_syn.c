@@ -17,8 +17,8 @@
 #include "core/pa.h"
 #include "dataplane/tcp.h"
 
-static uint16_t
-syn_window(const struct dp_worker *dw)
+uint16_t
+tcp_syn_window(const struct dp_worker *dw)
 {
 	/* RFC 7323 2.2: the window in a SYN is never scaled. */
 	uint32_t win = dw->sh->conn_mbufs * (uint32_t)(dw->sh->mtu - 40);
@@ -30,7 +30,7 @@ static void
 send_synack(struct dp_worker *dw, const struct tcp_syn *syn)
 {
 	tcp_send_raw(dw, &syn->key, syn->iss, syn->irs + 1, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG,
-	             syn_window(dw), syn, syn->ts_ok, syn->tsval);
+	             tcp_syn_window(dw), syn, syn->ts_ok, syn->tsval);
 }
 
 static uintptr_t
@@ -88,8 +88,8 @@ now_s(const struct dp_worker *dw)
 	return dw->now_ms / 1000;
 }
 
-static uint16_t
-peer_mss(const struct dp_worker *dw, const struct tcp_opts *o)
+uint16_t
+tcp_peer_mss(const struct dp_worker *dw, const struct tcp_opts *o)
 {
 	uint16_t ours = (uint16_t)(dw->sh->mtu - 40);
 
@@ -117,7 +117,7 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 			dw->c.syn_per_source_cookies++;
 		uint32_t cookie =
 		    tcp_cookie_make(&dw->sh->secret, seg->key.laddr, seg->key.lport, seg->key.raddr,
-		                    seg->key.rport, seg->seq, peer_mss(dw, &seg->opts), now_s(dw));
+		                    seg->key.rport, seg->seq, tcp_peer_mss(dw, &seg->opts), now_s(dw));
 		struct tcp_syn plain = {.key = seg->key};
 
 		dw->c.syn_queue_overflows++;
@@ -138,7 +138,7 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 	    .iss = tcp_isn(&dw->sh->secret, seg->key.laddr, seg->key.lport, seg->key.raddr,
 	                   seg->key.rport, tcp_now_us(dw)),
 	    .irs = seg->seq,
-	    .mss = peer_mss(dw, &seg->opts),
+	    .mss = tcp_peer_mss(dw, &seg->opts),
 	    .ws_ok = seg->opts.has_wscale,
 	    .snd_wscale = seg->opts.wscale,
 	    .sack_ok = seg->opts.sack_ok,

@@ -19,6 +19,7 @@
 #include "core/latency_hist.h"
 #include "core/queue_id.h"
 #include "core/runtime.h"
+#include "dataplane/ingest_store.h"
 #include "smtp/smtp_session.h"
 
 struct spool;
@@ -31,6 +32,8 @@ struct tls_ctx;
 /* The objects every worker and the main lcore share. */
 struct pa_shared {
 	struct spool *spool;
+	/* Where ingest hands messages: the spool (ingest_store_spool()), or a benchmark's sink. */
+	struct ingest_store store;
 	struct pa_runtime *runtime; /* current; replaced with __atomic_exchange_n on reload */
 	int stopping;		    /* set once by the main lcore on SIGTERM */
 	/* The recipient directory; NULL when none is configured: `domains` alone decides. */
@@ -39,6 +42,8 @@ struct pa_shared {
 	struct handoff *handoff;
 	/* Set and cleared by the control socket (pause/resume): new connections 421, MAIL 451. */
 	int paused;
+	/* limits.* accounting shared by all workers (dataplane/conn_limits.h); NULL: none kept. */
+	struct pa_limits *limits;
 	/* BIO method and session-ticket keys, read-only after start; NULL without tls.cert. */
 	struct tls_shared *tls;
 };
@@ -53,6 +58,10 @@ struct pa_worker_counters {
 	uint64_t submit_retries; /* a spool ring was full */
 	uint64_t refusals[SMTP_REFUSAL_COUNT];
 	uint64_t conns_paused; /* connections refused with 421 while paused */
+	uint64_t conns_spool_unhealthy; /* refused with 421 by the spool's health gate */
+	uint64_t proxy_headers;    /* PROXY headers taken from trusted balancers */
+	uint64_t xclients;         /* XCLIENT commands taken from trusted peers */
+	uint64_t limits_untracked; /* admitted without per-address accounting: table full */
 	struct latency_hist commit_latency; /* spool submit -> completion */
 	uint64_t tls_handshakes;            /* completed, full or resumed */
 	uint64_t tls_resumed;               /* of which resumed with a session ticket */

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# bench-handoff.sh: end-to-end messages/s, client -> pigeond -> delivery tier
-# -> mailbox, beside pigeond's ingest-only figure, in one run.
+# bench-handoff.sh: the hand-off scenario of `make bench` alone: end-to-end
+# messages/s, client -> pigeond -> delivery tier -> Maildir file, beside
+# pigeond's ingest-only figure, in one run (perf/bench.py --only handoff;
+# docs/benchmarks.md).  Options are perf/bench.py's, e.g.
 #
-#   perf/bench-handoff.sh [-m MESSAGES] [-s SESSIONS] [-l BYTES] [-c RELAY_CONCURRENCY]
-#                         [-w WORKERS] [--postfix] [-b BUILD_DIR] [-k]
+#   perf/bench-handoff.sh                                  # Dovecot LMTP store
+#   perf/bench-handoff.sh --handoff-store postfix          # Postfix, virtual delivery
+#   perf/bench-handoff.sh --handoff-messages 20000 --build build
 #
-# Defaults: 5000 messages of 4096 bytes, 1 recipient, 20 smtp-source sessions,
-# relay.concurrency 8, a Dovecot LMTP store delivering into a Maildir
-# (--postfix: a Postfix instance with virtual delivery instead).  Needs root
-# (Postfix and Dovecot instances of their own), smtp-source (postfix) and
-# dovecot-lmtpd; see perf/bench_handoff.py.
+# Needs root (Postfix and Dovecot instances of their own), dovecot-lmtpd and
+# build/pigeon-loadgen.  Prints the figures; docs/ is not touched.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-exec /usr/bin/python3 "$HERE/bench_handoff.py" "$@"
+exec /usr/bin/python3 "$HERE/bench.py" --only handoff --no-docs "$@"

@@ -8,6 +8,7 @@
  * argument with no CR, LF or NUL in it (smtp_command_line() refuses those
  * lines first) and reply exactly once, except where a 421 must follow.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,8 @@ ehlo_reply(struct smtp_session *s)
 	smtp_reply(s, "250-SMTPUTF8");                              /* RFC 6531 */
 	if (s->config->tls_available && s->tls_version == NULL)
 		smtp_reply(s, "250-STARTTLS"); /* RFC 3207; never again inside TLS */
+	if (s->trusted) /* Postfix's XCLIENT_README: only to peers allowed to use it */
+		smtp_reply(s, "250-XCLIENT ADDR PORT HELO PROTO");
 	smtp_reply(s, "250 CHUNKING");         /* RFC 3030 */
 }
 
@@ -215,29 +218,21 @@ cmd_mail(struct smtp_session *s, char *arg)
 	smtp_reply(s, "250 2.1.0 Ok");
 }
 
-/* What an accepted recipient is stored as: an alias becomes its canonical mailbox. */
-static const char *
-stored_rcpt(struct smtp_session *s, const char *rcpt, char *buf, size_t size)
-{
-	if (s->config->rewrite_rcpt == NULL || !s->config->rewrite_rcpt(s->host, rcpt, buf, size))
-		return rcpt;
-	buf[size - 1] = '\0';
-	return buf;
-}
-
 /* The host's verdict on an accepted-syntax recipient, as a reply. */
 static void
 rcpt_verdict(struct smtp_session *s, const char *rcpt)
 {
 	enum smtp_rcpt_verdict verdict = SMTP_RCPT_RELAY_DENIED; /* never an open relay */
-	char canonical[SMTP_PATH_MAX + 1];
+	char canonical[SMTP_PATH_MAX + 1] = "";
 
 	if (s->config->rcpt_check != NULL)
-		verdict = s->config->rcpt_check(s->host, rcpt);
+		verdict = s->config->rcpt_check(s->host, rcpt, canonical);
+	/* A host that filled canonical without a NUL must not make the engine read past it. */
+	canonical[SMTP_PATH_MAX] = '\0';
 	switch (verdict) {
 	case SMTP_RCPT_ACCEPT:
-		if (smtp_txn_add_rcpt(s->txn, stored_rcpt(s, rcpt, canonical, sizeof(canonical))) !=
-		    PA_OK) {
+		/* An alias is stored as its canonical mailbox, the address the host checked. */
+		if (smtp_txn_add_rcpt(s->txn, canonical[0] != '\0' ? canonical : rcpt) != PA_OK) {
 			out_of_memory(s);
 			return;
 		}
@@ -517,6 +512,185 @@ cmd_starttls(struct smtp_session *s, char *arg)
 	smtp_set_state(s, SMTP_STATE_STARTTLS);
 }
 
+/*
+ * RFC 3461 4 xtext, which XCLIENT values use: "+" and two upper-case hex
+ * digits stand for one octet.  Decoded in place; false for a bad escape or a
+ * decoded octet outside printable US-ASCII (the value ends up in logs and in
+ * Received:).
+ */
+static bool
+xtext_decode(char *p)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = p;
+
+	for (; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '+') {
+			const char *hi = p[1] ? strchr(hex, p[1]) : NULL;
+			const char *lo = hi && p[2] ? strchr(hex, p[2]) : NULL;
+
+			if (hi == NULL || lo == NULL)
+				return false;
+			c = (unsigned char)((hi - hex) << 4 | (lo - hex));
+			p += 2;
+		}
+		if (c < 0x21 || c > 0x7e)
+			return false;
+		*out++ = (char)c;
+	}
+	*out = '\0';
+	return true;
+}
+
+/* XCLIENT ADDR: IPv4, or IPv6 with Postfix's "IPV6:" prefix; written back canonical. */
+static bool
+xclient_addr(const char *v, char out[INET6_ADDRSTRLEN])
+{
+	unsigned char bin[16];
+
+	if (inet_pton(AF_INET, v, bin) == 1)
+		return inet_ntop(AF_INET, bin, out, INET6_ADDRSTRLEN) != NULL;
+	if (strncasecmp(v, "IPV6:", 5) == 0 && inet_pton(AF_INET6, v + 5, bin) == 1)
+		return inet_ntop(AF_INET6, bin, out, INET6_ADDRSTRLEN) != NULL;
+	return false;
+}
+
+static bool
+xclient_port(const char *v, unsigned *port)
+{
+	unsigned n = 0;
+
+	if (*v == '\0' || strlen(v) > 5)
+		return false;
+	for (; *v != '\0'; v++) {
+		if (*v < '0' || *v > '9')
+			return false;
+		n = n * 10 + (unsigned)(*v - '0');
+	}
+	*port = n;
+	return n <= 65535;
+}
+
+/* What one XCLIENT command asks for; a field left NULL/0/-1 is unchanged. */
+struct xclient_req {
+	char addr[INET6_ADDRSTRLEN];
+	unsigned port;
+	const char *helo;
+	int esmtp; /* -1: PROTO not given */
+};
+
+/* One name=value attribute; false after replying 501. */
+static bool
+xclient_attr(struct smtp_session *s, char *tok, struct xclient_req *req)
+{
+	char *eq = strchr(tok, '=');
+	char *v;
+
+	if (eq == NULL || eq == tok) {
+		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL,
+		             "501 5.5.4 Syntax: XCLIENT attribute=value ...");
+		return false;
+	}
+	*eq = '\0';
+	v = eq + 1;
+	if (!xtext_decode(v)) {
+		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL, "501 5.5.4 Bad %.16s syntax", tok);
+		return false;
+	}
+	/* Postfix's XCLIENT_README: the proxy does not know it either; keep ours. */
+	if (strcasecmp(v, "[UNAVAILABLE]") == 0 || strcasecmp(v, "[TEMPUNAVAIL]") == 0)
+		return true;
+	if (strcasecmp(tok, "ADDR") == 0) {
+		if (xclient_addr(v, req->addr))
+			return true;
+	} else if (strcasecmp(tok, "PORT") == 0) {
+		if (xclient_port(v, &req->port))
+			return true;
+	} else if (strcasecmp(tok, "HELO") == 0) {
+		if (strlen(v) <= 255 && valid_helo(v)) {
+			req->helo = v;
+			return true;
+		}
+	} else if (strcasecmp(tok, "PROTO") == 0) {
+		if (strcasecmp(v, "SMTP") == 0 || strcasecmp(v, "ESMTP") == 0) {
+			req->esmtp = strcasecmp(v, "ESMTP") == 0;
+			return true;
+		}
+	} else {
+		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL,
+		             "501 5.5.4 Bad XCLIENT attribute name: %.32s", tok);
+		return false;
+	}
+	smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL, "501 5.5.4 Bad %.16s syntax", tok);
+	return false;
+}
+
+/*
+ * Postfix's XCLIENT extension (XCLIENT_README): a trusted proxy in front of
+ * us tells who its client is.  On success the session starts over as if the
+ * client had connected (220 greeting, EHLO needed again) and from then on
+ * the given address is the one logged, rate-limited and written in
+ * Received:.  Trust is spent: the session now speaks for the client, which
+ * must not be able to lie about itself in turn.
+ */
+static void
+cmd_xclient(struct smtp_session *s, char *arg)
+{
+	struct xclient_req req = {.esmtp = -1};
+	char *save = NULL, *helo = NULL;
+
+	if (!s->trusted) {
+		smtp_refusal(s, SMTP_REFUSAL_XCLIENT_DENIED, NULL,
+		             "550 5.7.0 Error: insufficient authorization");
+		return;
+	}
+	if (s->txn != NULL) {
+		smtp_refusal(s, SMTP_REFUSAL_SEQUENCE, NULL,
+		             "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (*arg == '\0') {
+		syntax_error(s, "XCLIENT attribute=value ...");
+		return;
+	}
+	for (char *tok = strtok_r(arg, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+		if (!xclient_attr(s, tok, &req))
+			return;
+	if (req.helo != NULL && (helo = strdup(req.helo)) == NULL) {
+		out_of_memory(s);
+		return;
+	}
+	if (req.addr[0] != '\0') {
+		int why = s->config->client_changed != NULL
+		              ? s->config->client_changed(s->host, req.addr, req.port)
+		              : SMTP_REFUSAL_NONE;
+
+		if (why != SMTP_REFUSAL_NONE) {
+			free(helo);
+			smtp_close(s);
+			smtp_refusal(s, (enum smtp_refusal)why, req.addr,
+			             "421 4.7.0 %.255s Error: too many connections from %s",
+			             s->config->hostname, req.addr);
+			return;
+		}
+		if (smtp_session_set_client(s, req.addr) != PA_OK) {
+			free(helo);
+			out_of_memory(s);
+			return;
+		}
+	}
+	free(s->helo);
+	s->helo = helo;
+	if (req.esmtp >= 0)
+		s->esmtp = req.esmtp != 0;
+	s->trusted = false;
+	/* HELO= stands for the client's own EHLO/HELO; without it, one is needed again. */
+	smtp_set_state(s, smtp_idle_state(s));
+	smtp_reply(s, "220 %.255s ESMTP PigeonAir", s->config->hostname);
+}
+
 static const struct smtp_command commands[] = {
     {"EHLO", COMMAND_STATES, cmd_ehlo, NULL},
     {"HELO", COMMAND_STATES, cmd_helo, NULL},
@@ -531,7 +705,26 @@ static const struct smtp_command commands[] = {
     {"EXPN", COMMAND_STATES, cmd_expn, NULL},
     {"HELP", COMMAND_STATES, cmd_help, NULL},
     {"STARTTLS", COMMAND_STATES, cmd_starttls, NULL},
+    {"XCLIENT", COMMAND_STATES, cmd_xclient, NULL},
 };
+
+/*
+ * An HTTP request line or header on the SMTP port: a browser, a proxy
+ * abuser trying CONNECT, or a cross-protocol attack (an HTML form posting
+ * SMTP commands).  Postfix refuses these verbs outright and hangs up; no SMTP
+ * verb is spelled like one.
+ */
+static bool
+http_request(const char *verb, size_t len)
+{
+	static const char *const http[] = {"GET",	"POST",	 "HEAD",  "CONNECT", "PUT",
+	                                   "OPTIONS", "DELETE", "PATCH", "TRACE",   "Host:"};
+
+	for (size_t i = 0; i < pa_array_size(http); i++)
+		if (strlen(http[i]) == len && strncasecmp(http[i], verb, len) == 0)
+			return true;
+	return false;
+}
 
 static const struct smtp_command *
 lookup(const char *verb, size_t len)
@@ -575,6 +768,13 @@ smtp_command_line(struct smtp_session *s, char *line, size_t len)
 
 	if (crlf)
 		len--;
+	/* limits.commands: whatever the line holds, it is one more the client sent. */
+	if (s->config->max_commands != 0 && ++s->commands > s->config->max_commands) {
+		smtp_close(s);
+		smtp_refusal(s, SMTP_REFUSAL_TOO_MANY_COMMANDS, NULL,
+		             "421 4.7.0 %.255s Error: too many commands", s->config->hostname);
+		return;
+	}
 	if (line_refused(s, line, len, crlf))
 		return;
 	/* Trailing blanks are common and harmless: drop them. */
@@ -584,6 +784,13 @@ smtp_command_line(struct smtp_session *s, char *line, size_t len)
 	verb_len = strcspn(line, " ");
 	if (verb_len == 0) {
 		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, NULL, "500 5.5.2 Error: bad syntax");
+		return;
+	}
+	if (http_request(line, verb_len)) {
+		smtp_close(s); /* first: no "too many errors" 421 after this */
+		smtp_refusal(s, SMTP_REFUSAL_HTTP, NULL,
+		             "521 5.7.0 %.255s Error: HTTP request on an SMTP port",
+		             s->config->hostname);
 		return;
 	}
 	cmd = lookup(line, verb_len);

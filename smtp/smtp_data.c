@@ -101,10 +101,20 @@ store(struct smtp_body *body, const uint8_t *p, size_t n)
 static void
 text(struct smtp_body *body, const uint8_t *p, size_t n)
 {
-	if (body->line_len <= LINE_CONTENT_MAX)
-		body->line_len += n;
-	if (body->line_len > LINE_CONTENT_MAX)
+	size_t room = body->line_len <= LINE_CONTENT_MAX ? LINE_CONTENT_MAX - body->line_len : 0;
+
+	if (n > room) {
+		/*
+		 * The octets that still fit the line come first in the stream: if
+		 * they overflow max_content, that is the failure that counts, as it
+		 * would be had they arrived one by one (found by fuzz_smtp_session).
+		 */
+		store(body, p, room);
+		body->line_len = LINE_CONTENT_MAX + 1;
 		fail(body, SMTP_BODY_LONG_LINE);
+		return;
+	}
+	body->line_len += n;
 	store(body, p, n);
 }
 

@@ -53,6 +53,7 @@ smtp_out_append(struct smtp_session *s, const char *p, size_t n)
 	}
 	memcpy(s->out + s->out_len, p, n);
 	s->out_len += n;
+	s->progress++; /* every reply answers something complete: see smtp_session_progress() */
 }
 
 size_t
@@ -188,6 +189,14 @@ smtp_refusal_name(enum smtp_refusal refusal)
 	    [SMTP_REFUSAL_TIMEOUT] = "timeout",
 	    [SMTP_REFUSAL_TEMPFAIL] = "tempfail",
 	    [SMTP_REFUSAL_STORE_FAILED] = "store_failed",
+	    [SMTP_REFUSAL_TOO_MANY_COMMANDS] = "too_many_commands",
+	    [SMTP_REFUSAL_EARLY_TALKER] = "early_talker",
+	    [SMTP_REFUSAL_HTTP] = "http_request",
+	    [SMTP_REFUSAL_XCLIENT_DENIED] = "xclient_denied",
+	    [SMTP_REFUSAL_CONN_TOTAL] = "conn_total",
+	    [SMTP_REFUSAL_CONN_PER_IP] = "conn_per_ip",
+	    [SMTP_REFUSAL_CONN_RATE] = "conn_rate",
+	    [SMTP_REFUSAL_PROXY] = "proxy_refused",
 	};
 
 	if ((unsigned)refusal >= SMTP_REFUSAL_COUNT || names[refusal] == NULL)

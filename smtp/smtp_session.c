@@ -80,6 +80,7 @@ smtp_session_free(struct smtp_session *s)
 void
 smtp_session_greet(struct smtp_session *s)
 {
+	s->greeted = true;
 	if (s->state == SMTP_STATE_CLOSING)
 		return;
 	smtp_reply(s, "220 %.255s ESMTP PigeonAir", s->config->hostname);
@@ -93,6 +94,7 @@ smtp_session_refuse(struct smtp_session *s, const char *reply)
 
 	if (len > SMTP_REPLY_LINE_MAX - 2)
 		len = SMTP_REPLY_LINE_MAX - 2;
+	s->greeted = true; /* the refusal stands in for the banner */
 	smtp_out_append(s, reply, len);
 	smtp_out_append(s, "\r\n", 2);
 	smtp_close(s);
@@ -232,12 +234,28 @@ input_command(struct smtp_session *s, const uint8_t *in, size_t len)
 	return n + 1;
 }
 
+/*
+ * Content moves progress once per KiB, not per octet: a client must send
+ * at least that much within every data timeout (slowloris, see
+ * smtp_session_progress()).
+ */
+static void
+content_progress(struct smtp_session *s, size_t n)
+{
+	size_t kib = (size_t)s->content_kib + n;
+
+	if (kib >= 1024)
+		s->progress++;
+	s->content_kib = (uint16_t)(kib % 1024);
+}
+
 static size_t
 input_data(struct smtp_session *s, const uint8_t *in, size_t len)
 {
 	bool end;
 	size_t n = smtp_body_scan(&s->txn->body, in, len, &end);
 
+	content_progress(s, n);
 	if (end)
 		data_end(s);
 	return n;
@@ -252,10 +270,27 @@ input_bdat(struct smtp_session *s, const uint8_t *in, size_t len)
 
 	if (!s->bdat_discard)
 		(void)smtp_body_scan(&s->txn->body, in, n, &end);
+	content_progress(s, n);
 	s->bdat_left -= n;
 	if (s->bdat_left == 0)
 		smtp_bdat_chunk_end(s);
 	return n;
+}
+
+/*
+ * A client that talks before the banner does not wait for replies, which no
+ * real MTA does (RFC 5321 4.3.1: the client waits for the greeting); it is a
+ * bot or a pipe from another protocol.  Postfix's postscreen calls it
+ * pregreet; we answer like RFC 5321 3.1's "554 No SMTP service here".
+ */
+static void
+early_talker(struct smtp_session *s)
+{
+	s->greeted = true;
+	smtp_close(s); /* first: this 5xx must not also trigger "too many errors" */
+	smtp_refusal(s, SMTP_REFUSAL_EARLY_TALKER, NULL,
+	             "554 5.5.1 %.255s Protocol error: talked before the greeting",
+	             s->config->hostname);
 }
 
 enum smtp_input_status
@@ -264,6 +299,8 @@ smtp_session_input(struct smtp_session *s, const uint8_t *in, size_t len, size_t
 	enum smtp_input_status status = SMTP_NEED_MORE;
 	size_t off = 0;
 
+	if (!s->greeted && len > 0 && s->state != SMTP_STATE_CLOSING)
+		early_talker(s);
 	for (;;) {
 		size_t n;
 
@@ -412,6 +449,30 @@ smtp_session_tls_started(struct smtp_session *s, const char *version, const char
 	s->tls_version = version != NULL ? version : "unknown";
 	s->tls_cipher = cipher != NULL ? cipher : "unknown";
 	s->state = SMTP_STATE_CONNECTED;
+}
+
+void
+smtp_session_set_trusted(struct smtp_session *s, bool trusted)
+{
+	s->trusted = trusted;
+}
+
+int
+smtp_session_set_client(struct smtp_session *s, const char *addr)
+{
+	char *copy = strdup(addr);
+
+	if (copy == NULL)
+		return PA_ERROR;
+	free(s->client_addr);
+	s->client_addr = copy;
+	return PA_OK;
+}
+
+uint32_t
+smtp_session_progress(const struct smtp_session *s)
+{
+	return s->progress;
 }
 
 bool

@@ -76,8 +76,17 @@ struct smtp_config {
 	 * smtp_session_input() and must not block.  `host` is the pointer given
 	 * to smtp_session_new().
 	 */
-	/* addr is the recipient without angle brackets, NUL-terminated */
-	enum smtp_rcpt_verdict (*rcpt_check)(void *host, const char *addr);
+	/*
+	 * The verdict on one recipient and, with it, what it is stored and
+	 * sharded under: one answer, so that the host's checks (backpressure on
+	 * the recipient's shard) apply to the address that is stored.  addr is
+	 * the recipient without angle brackets, NUL-terminated.  canonical comes
+	 * in as "": on SMTP_RCPT_ACCEPT the host may write there
+	 * (NUL-terminated) the canonical mailbox of an alias; left "", the
+	 * recipient is kept as the client wrote it.
+	 */
+	enum smtp_rcpt_verdict (*rcpt_check)(void *host, const char *addr,
+					     char canonical[SMTP_PATH_MAX + 1]);
 	/* writes a NUL-terminated queue id, unique across restarts and nodes */
 	void (*new_queue_id)(void *host, char out[SMTP_QUEUE_ID_MAX]);
 	/* wall-clock time for the Received: header; NULL means time(NULL) */
@@ -88,15 +97,6 @@ struct smtp_config {
 	 * (recipient, sender) or NULL.
 	 */
 	void (*refused)(void *host, int refusal, const char *detail);
-	/*
-	 * Optional (NULL: recipients are kept as the client wrote them).  Called
-	 * right after rcpt_check() returned SMTP_RCPT_ACCEPT, with the same addr:
-	 * returns true after writing into out (NUL-terminated, at most outlen
-	 * octets with the NUL) the address the recipient must be stored and
-	 * sharded under, the canonical mailbox of an alias; false keeps addr.
-	 */
-	bool (*rewrite_rcpt)(void *host, const char *addr, char *out, size_t outlen);
-
 	/* RFC 3207: the host can run TLS (a certificate is configured): offer STARTTLS. */
 	bool tls_available;
 	/* MAIL before STARTTLS gets 530 5.7.0 (only meaningful with tls_available). */
@@ -108,6 +108,17 @@ struct smtp_config {
 	 * SMTP_MAIL_TEMPFAIL answers 451 4.3.2 (the server is paused).
 	 */
 	enum smtp_mail_verdict (*mail_check)(void *host, const char *from);
+
+	/* Commands per session (limits.commands); the next gets 421 4.7.0 and closes.  0: none. */
+	unsigned max_commands;
+	/*
+	 * Optional.  XCLIENT from a trusted peer named another client address
+	 * (addr, canonical text; port 0 when not given): the host moves its
+	 * per-address accounting there and returns SMTP_REFUSAL_NONE, or the
+	 * limit that refuses the new address, for which the engine answers
+	 * 421 4.7.0 and closes.
+	 */
+	int (*client_changed)(void *host, const char *addr, unsigned port);
 };
 
 /* A complete message, valid from SMTP_MESSAGE_READY until smtp_session_message_done(). */
@@ -148,6 +159,14 @@ enum smtp_refusal {
 	SMTP_REFUSAL_TIMEOUT,
 	SMTP_REFUSAL_TEMPFAIL,
 	SMTP_REFUSAL_STORE_FAILED,
+	SMTP_REFUSAL_TOO_MANY_COMMANDS, /* limits.commands */
+	SMTP_REFUSAL_EARLY_TALKER,	/* input before the banner (smtp.banner_delay) */
+	SMTP_REFUSAL_HTTP,		/* an HTTP request on the SMTP port */
+	SMTP_REFUSAL_XCLIENT_DENIED,	/* XCLIENT from a peer not in smtp.trusted_proxies */
+	SMTP_REFUSAL_CONN_TOTAL,	/* host: limits.conn_total */
+	SMTP_REFUSAL_CONN_PER_IP,	/* host: limits.conn_per_ip */
+	SMTP_REFUSAL_CONN_RATE,		/* host: limits.conn_rate_per_ip */
+	SMTP_REFUSAL_PROXY,		/* host: a PROXY header untrusted, malformed or late */
 	SMTP_REFUSAL_COUNT
 };
 
@@ -158,7 +177,11 @@ struct smtp_session *smtp_session_new(const struct smtp_config *config, void *ho
 				      const char *client_addr);
 void smtp_session_free(struct smtp_session *session);
 
-/* Queues the 220 banner. */
+/*
+ * Queues the 220 banner.  Input that arrives before it (the host may delay
+ * the banner: smtp.banner_delay) is an early talker, a spambot that does not
+ * wait for the server: 554 and close.
+ */
 void smtp_session_greet(struct smtp_session *session);
 
 /*
@@ -213,6 +236,28 @@ void smtp_session_tls_started(struct smtp_session *session, const char *version,
 
 /* Whether the session runs inside TLS (after smtp_session_tls_started()). */
 bool smtp_session_tls_active(const struct smtp_session *session);
+
+/*
+ * The peer is one of smtp.trusted_proxies: XCLIENT (Postfix's extension:
+ * ADDR, PORT, HELO, PROTO) is offered in EHLO and allowed, once.  Others get
+ * 550 5.7.0 for it.  Call before smtp_session_greet().
+ */
+void smtp_session_set_trusted(struct smtp_session *session, bool trusted);
+
+/*
+ * The client is really at addr (a trusted PROXY header said so): logged and
+ * written in Received: from now on.  Copied; PA_ERROR when out of memory.
+ */
+int smtp_session_set_client(struct smtp_session *session, const char *addr);
+
+/*
+ * A counter that moves when the client achieves something: a reply was
+ * produced (a whole command line arrived, a message was stored), or another
+ * KiB of message content came in.  A host restarts its command or data
+ * timeout only when this moved, never on mere bytes, so a client that
+ * trickles one octet a second (slowloris) is cut off at the timeout.
+ */
+uint32_t smtp_session_progress(const struct smtp_session *session);
 
 /* A short stable name ("relay_denied", "bare_lf", ...) for logs and counters. */
 const char *smtp_refusal_name(enum smtp_refusal refusal);

@@ -64,7 +64,7 @@ bool handoff_shard_full(const struct handoff *h, unsigned shard);
 /* Every shard is full (or the disk is): refuse connections. */
 bool handoff_spool_full(const struct handoff *h);
 
-/* Operations (the control socket will expose them).  shard < 0: every shard. */
+/* Operations (the control socket exposes them).  shard < 0: every shard. */
 int handoff_hold_shard(struct handoff *h, int shard, bool hold);
 /* Makes every queued copy due now (what a reload does too). */
 void handoff_retry_now(struct handoff *h);
@@ -82,6 +82,38 @@ enum handoff_op {
  * PA_ERROR for an invalid queue id or when out of memory.
  */
 int handoff_message_op(struct handoff *h, const char *queue_id, enum handoff_op op);
+/* The same on the copy in one shard only (shard < 0: every copy, as handoff_message_op()). */
+int handoff_copy_op(struct handoff *h, const char *queue_id, int shard, enum handoff_op op);
+
+/* Whether the operator holds this shard (handoff_hold_shard()). */
+bool handoff_shard_held(const struct handoff *h, unsigned shard);
+
+/*
+ * The destination a recipient of a copy in `shard` goes to under the route
+ * map in force (one parked by a reload counts already), as its canonical text
+ * ("smtp:10.0.0.1:25/0,10.0.0.2:25/0"), into out; false when nothing routes
+ * it.  Any thread: it takes the engine's lock for the lookup alone.
+ */
+bool handoff_destination(struct handoff *h, unsigned shard, const char *rcpt, char *out,
+                         size_t outlen);
+
+/* The engine's own state of a destination it has handed mail to, for the control socket. */
+#define HANDOFF_DEST_MAX 512 /* ROUTE_KEY_MAX */
+struct handoff_dest_state {
+	char dest[HANDOFF_DEST_MAX]; /* the route map's canonical text of it */
+	unsigned connections;        /* open now */
+	unsigned jobs;               /* transactions waiting in memory for a connection */
+	unsigned failures;           /* connection failures in a row */
+	uint64_t breaker_open_s;     /* seconds until the circuit breaker closes; 0: closed */
+	uint64_t delivered, deferred, failed; /* recipients, since start */
+};
+/*
+ * A copy of that state for every destination the engine knows, at most
+ * 200 ms old (the engine publishes it with the backpressure flags): a
+ * malloc'ed array of *n entries (NULL when none) the caller frees.  Any
+ * thread.  PA_ERROR when out of memory.
+ */
+int handoff_dest_states(struct handoff *h, struct handoff_dest_state **out, size_t *n);
 
 /* A snapshot of one shard's and the engine's counters, for logs and the control socket. */
 struct handoff_stats {

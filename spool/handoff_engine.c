@@ -72,6 +72,62 @@ update_pressure(struct handoff *h)
 	atomic_store_explicit(&h->all_full, all, memory_order_release);
 }
 
+_Static_assert(HANDOFF_DEST_MAX == ROUTE_KEY_MAX, "a destination's text fits");
+
+/*
+ * Publishes the destinations' state for handoff_dest_states(): the list of
+ * destinations is the engine thread's alone, so other threads get a copy
+ * made here, never a pointer into it.
+ */
+static void
+publish_dests(struct handoff *h, uint64_t now)
+{
+	struct handoff_dest_state *view, *old;
+	size_t n = 0, i = 0;
+
+	for (struct ho_dest *d = h->dests; d != NULL; d = d->next)
+		n++;
+	view = n != 0 ? calloc(n, sizeof(*view)) : NULL;
+	if (n != 0 && view == NULL)
+		return; /* out of memory: the previous view stays */
+	for (struct ho_dest *d = h->dests; d != NULL; d = d->next, i++) {
+		snprintf(view[i].dest, sizeof(view[i].dest), "%s", d->rd.key);
+		view[i].connections = d->nconns;
+		view[i].jobs = d->nqueued;
+		view[i].failures = d->failures;
+		view[i].breaker_open_s =
+		    d->open_until_us > now ? (d->open_until_us - now + 999999u) / 1000000u : 0;
+		view[i].delivered = d->delivered;
+		view[i].deferred = d->deferred;
+		view[i].failed = d->failed;
+	}
+	pthread_mutex_lock(&h->lock);
+	old = h->dest_view;
+	h->dest_view = view;
+	h->ndest_view = n;
+	pthread_mutex_unlock(&h->lock);
+	free(old);
+}
+
+int
+handoff_dest_states(struct handoff *h, struct handoff_dest_state **out, size_t *n)
+{
+	int rc = PA_OK;
+
+	*out = NULL;
+	pthread_mutex_lock(&h->lock);
+	*n = h->ndest_view;
+	if (*n != 0) {
+		*out = malloc(*n * sizeof(**out));
+		if (*out != NULL)
+			memcpy(*out, h->dest_view, *n * sizeof(**out));
+		else
+			rc = PA_ERROR;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
 /* Takes a parked reload: new map and settings, then everything is looked at again. */
 static bool
 take_reload(struct handoff *h)
@@ -133,6 +189,7 @@ engine_main(void *arg)
 		ho_timeouts(h, now);
 		if (now >= h->next_pressure_us) {
 			update_pressure(h);
+			publish_dests(h, now);
 			h->next_pressure_us = now + HO_BACKPRESSURE_US;
 		}
 	}
@@ -155,6 +212,7 @@ handoff_free(struct handoff *h)
 	route_map_free(h->map);
 	route_map_free(h->pending_map);
 	ho_ops_free(h->ops);
+	free(h->dest_view);
 	pthread_mutex_destroy(&h->lock);
 	free(h->full);
 	free(h->queued_bytes);
@@ -305,6 +363,29 @@ handoff_hold_shard(struct handoff *h, int shard, bool hold)
 	if (!hold)
 		handoff_retry_now(h);
 	return PA_OK;
+}
+
+bool
+handoff_shard_held(const struct handoff *h, unsigned shard)
+{
+	return h != NULL && shard < h->nshards &&
+	       atomic_load_explicit(&h->held[shard], memory_order_relaxed) != 0;
+}
+
+bool
+handoff_destination(struct handoff *h, unsigned shard, const char *rcpt, char *out, size_t outlen)
+{
+	const struct route_dest *d;
+	bool found;
+
+	/* take_reload() swaps and frees maps under this lock: the map read here stays alive. */
+	pthread_mutex_lock(&h->lock);
+	d = route_map_lookup(h->pending ? h->pending_map : h->map, shard, rcpt);
+	found = d != NULL;
+	if (found)
+		snprintf(out, outlen, "%s", d->key);
+	pthread_mutex_unlock(&h->lock);
+	return found;
 }
 
 void

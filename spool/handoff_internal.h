@@ -38,6 +38,7 @@ struct ho_conn;
 /* A queued per-message operation (handoff_message_op()). */
 struct ho_op {
 	char qid[SMTP_QUEUE_ID_MAX];
+	int shard; /* < 0: every copy */
 	enum handoff_op op;
 	struct ho_op *next;
 };
@@ -107,6 +108,9 @@ struct handoff {
 	bool pending;
 	atomic_bool rescan_all;
 	struct ho_op *ops; /* per-message operations, newest first */
+	/* handoff_dest_states(): published by the engine thread, under the lock */
+	struct handoff_dest_state *dest_view;
+	size_t ndest_view;
 
 	/* Read by workers. */
 	unsigned nshards;

@@ -1,12 +1,13 @@
 /*
  * handoff_ops.c: per-message operations of the hand-off engine: hold,
- * release, retry now, delete (handoff_message_op()).
+ * release, retry now, delete (handoff_message_op(), handoff_copy_op()).
  *
  * Callers on any thread queue an operation under the engine's lock; the
  * engine thread applies it, so the engine stays the only writer of existing
  * copies.  What it promises: each operation is one synced write per copy;
- * a copy in flight is left alone and the operation waits for the next loop,
- * so an operation never races a transaction's outcome.
+ * operations apply in the order they were queued; a copy in flight is left
+ * alone and the operation waits for the next loop, so an operation never
+ * races a transaction's outcome.
  */
 #include "spool/handoff_internal.h"
 
@@ -22,18 +23,19 @@
 static const char *const op_names[] = {"hold", "release", "retry", "delete"};
 
 int
-handoff_message_op(struct handoff *h, const char *qid, enum handoff_op op)
+handoff_copy_op(struct handoff *h, const char *qid, int shard, enum handoff_op op)
 {
 	struct ho_op *o;
 	uint64_t one = 1;
 
 	if (h == NULL || !spool_queue_id_valid(qid, strlen(qid)) ||
-	    (unsigned)op > HANDOFF_OP_DELETE)
+	    (unsigned)op > HANDOFF_OP_DELETE || shard >= (int)h->nshards)
 		return PA_ERROR;
 	o = calloc(1, sizeof(*o));
 	if (o == NULL)
 		return PA_ERROR;
 	snprintf(o->qid, sizeof(o->qid), "%s", qid);
+	o->shard = shard < 0 ? -1 : shard;
 	o->op = op;
 	pthread_mutex_lock(&h->lock);
 	o->next = h->ops;
@@ -42,6 +44,12 @@ handoff_message_op(struct handoff *h, const char *qid, enum handoff_op op)
 	if (write(h->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		pa_log_err("hand-off: write(eventfd): %s", strerror(errno));
 	return PA_OK;
+}
+
+int
+handoff_message_op(struct handoff *h, const char *qid, enum handoff_op op)
+{
+	return handoff_copy_op(h, qid, -1, op);
 }
 
 void
@@ -94,13 +102,30 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 	return rc;
 }
 
+/* Reverses a list of operations: the queue is kept newest first. */
+static struct ho_op *
+reversed(struct ho_op *ops)
+{
+	struct ho_op *out = NULL;
+
+	while (ops != NULL) {
+		struct ho_op *o = ops;
+
+		ops = o->next;
+		o->next = out;
+		out = o;
+	}
+	return out;
+}
+
 void
 ho_apply_ops(struct handoff *h, uint64_t now)
 {
-	struct ho_op *ops, *later = NULL;
+	struct ho_op *ops, *later = NULL, **later_tail = &later, **tail;
 
+	/* Oldest first, so that `hold X` then `release X` ends released, whatever the timing. */
 	pthread_mutex_lock(&h->lock);
-	ops = h->ops;
+	ops = reversed(h->ops);
 	h->ops = NULL;
 	pthread_mutex_unlock(&h->lock);
 	while (ops != NULL) {
@@ -109,23 +134,28 @@ ho_apply_ops(struct handoff *h, uint64_t now)
 
 		ops = o->next;
 		for (unsigned s = 0; s < h->nshards; s++)
-			again |= apply_one(h, o, s, now) == PA_AGAIN;
+			if (o->shard < 0 || (unsigned)o->shard == s)
+				again |= apply_one(h, o, s, now) == PA_AGAIN;
 		if (again) {
-			/* In flight in some shard: the shards done already are idempotent. */
-			o->next = later;
-			later = o;
+			/*
+			 * In flight in some shard: the shards done already are
+			 * idempotent.  A later operation on the same copy is in flight
+			 * too, so the waiting ones keep their order.
+			 */
+			o->next = NULL;
+			*later_tail = o;
+			later_tail = &o->next;
 		} else {
 			free(o);
 		}
 	}
 	if (later != NULL) {
+		/* Back behind (older than) what was queued meanwhile. */
 		pthread_mutex_lock(&h->lock);
-		struct ho_op **tail = &later;
-
+		tail = &h->ops;
 		while (*tail != NULL)
 			tail = &(*tail)->next;
-		*tail = h->ops;
-		h->ops = later;
+		*tail = reversed(later);
 		pthread_mutex_unlock(&h->lock);
 	}
 }

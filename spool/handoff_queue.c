@@ -608,6 +608,9 @@ ho_scan(struct handoff *h, uint64_t now, bool all)
 	for (unsigned shard = 0; shard < h->nshards; shard++) {
 		if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
 			return false;
+		/* A failed or stalled shard refuses writes until its committer recovers it. */
+		if (!spool_shard_healthy(h->spool, shard))
+			continue;
 		/* Outcomes not yet written would make their copies look due again. */
 		ho_flush(h);
 		if (hs_due(h->spool, shard, all ? HS_HELD_US - 1 : now, HO_MAX_COPIES, scan_one, &s,

@@ -11,10 +11,20 @@
 #include "core/pa.h"
 #include "spool/spool_internal.h"
 
+/*
+ * The shard's db, held shared until release(): its committer may close and
+ * open it again after a failure (spool_health.c); NULL (err set) meanwhile.
+ */
 static rocksdb_t *
-shard_db(struct spool *sp, unsigned shard)
+shard_db(struct spool *sp, unsigned shard, char *err, size_t errlen)
 {
-	return sp->shards[shard].db;
+	return spool_shard_db_acquire(&sp->shards[shard], err, errlen);
+}
+
+static void
+release(struct spool *sp, unsigned shard)
+{
+	spool_shard_db_release(&sp->shards[shard]);
 }
 
 static int
@@ -22,8 +32,12 @@ commit(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, const char *wh
        size_t errlen)
 {
 	char *rerr = NULL;
+	rocksdb_t *db = shard_db(sp, shard, err, errlen);
 
-	rocksdb_write(shard_db(sp, shard), sp->write_options, b, &rerr);
+	if (db == NULL)
+		return PA_ERROR;
+	rocksdb_write(db, sp->write_options, b, &rerr);
+	release(sp, shard);
 	if (rerr != NULL) {
 		snprintf(err, errlen, "rocksdb_write(%s, %s): %s", sp->shards[shard].path, what,
 		         rerr);
@@ -65,12 +79,18 @@ int
 hs_due(struct spool *sp, unsigned shard, uint64_t until_us, unsigned max, hs_due_fn fn, void *arg,
        char *err, size_t errlen)
 {
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-	rocksdb_iterator_t *it = rocksdb_create_iterator(shard_db(sp, shard), ro);
+	rocksdb_t *db = shard_db(sp, shard, err, errlen);
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
 	uint8_t prefix[SPOOL_KEY_MAX];
 	unsigned seen = 0;
 	int rc = PA_OK;
 	char *rerr = NULL;
+
+	if (db == NULL)
+		return PA_ERROR;
+	ro = rocksdb_readoptions_create();
+	it = rocksdb_create_iterator(db, ro);
 
 	rocksdb_iter_seek(it, (const char *)prefix, spool_key_prefix(prefix, SPOOL_KEY_SCHEDULE));
 	for (; rocksdb_iter_valid(it) && seen < max; rocksdb_iter_next(it)) {
@@ -97,6 +117,7 @@ hs_due(struct spool *sp, unsigned shard, uint64_t until_us, unsigned max, hs_due
 	}
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
+	release(sp, shard);
 	return rc;
 }
 
@@ -104,11 +125,19 @@ static char *
 get(struct spool *sp, unsigned shard, const uint8_t *key, size_t klen, size_t *vlen, int *rc,
     char *err, size_t errlen)
 {
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_t *db = shard_db(sp, shard, err, errlen);
+	rocksdb_readoptions_t *ro;
 	char *rerr = NULL;
-	char *v = rocksdb_get(shard_db(sp, shard), ro, (const char *)key, klen, vlen, &rerr);
+	char *v;
 
+	if (db == NULL) {
+		*rc = PA_ERROR;
+		return NULL;
+	}
+	ro = rocksdb_readoptions_create();
+	v = rocksdb_get(db, ro, (const char *)key, klen, vlen, &rerr);
 	rocksdb_readoptions_destroy(ro);
+	release(sp, shard);
 	*rc = PA_OK;
 	if (rerr != NULL) {
 		snprintf(err, errlen, "rocksdb_get(%s): %s", sp->shards[shard].path, rerr);
@@ -370,13 +399,17 @@ int
 hs_shard_usage(struct spool *sp, unsigned shard, uint64_t *bytes, uint64_t *copies, char *err,
                size_t errlen)
 {
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_t *db = shard_db(sp, shard, err, errlen);
+	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
 	uint8_t prefix[SPOOL_KEY_MAX];
 	char *rerr = NULL;
 
+	if (db == NULL)
+		return PA_ERROR;
+	ro = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_fill_cache(ro, 0);
-	it = rocksdb_create_iterator(shard_db(sp, shard), ro);
+	it = rocksdb_create_iterator(db, ro);
 	*bytes = *copies = 0;
 	rocksdb_iter_seek(it, (const char *)prefix, spool_key_prefix(prefix, SPOOL_KEY_MESSAGE));
 	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -397,6 +430,7 @@ hs_shard_usage(struct spool *sp, unsigned shard, uint64_t *bytes, uint64_t *copi
 	rocksdb_iter_get_error(it, &rerr);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
+	release(sp, shard);
 	if (rerr != NULL) {
 		snprintf(err, errlen, "rocksdb_iter(%s): %s", sp->shards[shard].path, rerr);
 		rocksdb_free(rerr);

@@ -186,6 +186,7 @@ destroy(struct spool *spool)
 	}
 	if (spool->write_options != NULL)
 		rocksdb_writeoptions_destroy(spool->write_options);
+	spool_health_fini(spool);
 	free(spool->shards);
 	free(spool->workers);
 	free(spool->dir);
@@ -198,7 +199,8 @@ open_all(struct spool *spool, const struct spool_config *config, char *err, size
 	rocksdb_options_t *options;
 	int rc = PA_OK;
 
-	if (mkdir(config->dir, 0750) == -1 && errno != EEXIST) {
+	/* Only pigeond's user may read the spool (docs/security.md, "Privileges"). */
+	if (mkdir(config->dir, 0700) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "mkdir(%s): %s", config->dir, strerror(errno));
 		return PA_ERROR;
 	}
@@ -236,6 +238,10 @@ spool_open(struct spool **out, const struct spool_config *config, char *err, siz
 	}
 	spool->nshards = config->shards;
 	spool->nworkers = config->workers;
+	if (config->committer_cpus != NULL) {
+		spool->pin_committers = true;
+		spool->committer_cpus = *config->committer_cpus;
+	}
 	spool->dir = strdup(config->dir);
 	spool->shards = aligned_alloc(SPOOL_CACHE_LINE, config->shards * sizeof(*spool->shards));
 	spool->workers = aligned_alloc(SPOOL_CACHE_LINE, config->workers * sizeof(*spool->workers));
@@ -261,7 +267,8 @@ spool_open(struct spool **out, const struct spool_config *config, char *err, siz
 	/* The promise of a PA_OK completion: every commit is fsynced through the WAL. */
 	rocksdb_writeoptions_set_sync(spool->write_options, 1);
 	rocksdb_writeoptions_disable_WAL(spool->write_options, 0);
-	if (open_all(spool, config, err, errlen) != PA_OK) {
+	if (spool_health_init(spool, config, err, errlen) != PA_OK ||
+	    open_all(spool, config, err, errlen) != PA_OK) {
 		destroy(spool);
 		return PA_ERROR;
 	}
@@ -457,4 +464,9 @@ spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_
 	out->messages = atomic_load_explicit(&sh->messages, memory_order_relaxed);
 	out->failures = atomic_load_explicit(&sh->failures, memory_order_relaxed);
 	out->bytes = atomic_load_explicit(&sh->bytes, memory_order_relaxed);
+	out->stalls = atomic_load_explicit(&sh->stalls, memory_order_relaxed);
+	out->write_errors = atomic_load_explicit(&sh->write_errors, memory_order_relaxed);
+	out->reopens = atomic_load_explicit(&sh->reopens, memory_order_relaxed);
+	out->recoveries = atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
+	out->healthy = atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK;
 }

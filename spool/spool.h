@@ -21,6 +21,7 @@
 #ifndef SPOOL_H
 #define SPOOL_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,17 @@ struct spool_config {
 	unsigned shards;
 	unsigned workers; /* worker ids 0 .. workers-1 may submit */
 	unsigned ring_size; /* per-shard request ring and per-worker completion ring; power of 2 */
+	/* CPUs the committer threads run on; NULL: the affinity of the thread that opens */
+	const cpu_set_t *committer_cpus;
+	/*
+	 * Faults (docs/security.md): a write RocksDB would stall is retried for
+	 * stall_timeout_ms, then its messages fail (451) and the shard is
+	 * unhealthy; an unhealthy shard is probed every retry_ms and reopened
+	 * when a probe fails with space on the disk again.  0: the defaults.
+	 */
+	unsigned stall_timeout_ms;
+	unsigned retry_ms;
+	const char *impair; /* tests only: "fail=N" or "stall=MS"; NULL or "": none */
 };
 
 /*
@@ -97,8 +109,44 @@ struct spool_shard_stats {
 	uint64_t messages; /* message copies committed */
 	uint64_t failures; /* message copies whose commit failed */
 	uint64_t bytes;
+	uint64_t stalls;       /* writes that stalled past stall_timeout_ms */
+	uint64_t write_errors; /* writes RocksDB failed */
+	uint64_t reopens;      /* times the shard was closed and opened again */
+	uint64_t recoveries;   /* times it became healthy again */
+	bool healthy;
 };
 void spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_stats *out);
+
+/*
+ * Health: a shard is unhealthy from a failed or stalled write until a probe
+ * write succeeds again.  Both calls are one atomic load: safe on poll-mode
+ * cores, which never block or make system calls.  The gate: new connections
+ * get 421 while the spool is unhealthy, recipients of an unhealthy shard 451.
+ */
+bool spool_healthy(const struct spool *spool);
+bool spool_shard_healthy(const struct spool *spool, unsigned shard);
+
+enum spool_shard_state {
+	SPOOL_SHARD_OK,
+	SPOOL_SHARD_STALLED, /* RocksDB stalled writes past stall_timeout_ms */
+	SPOOL_SHARD_FAILED,  /* a write failed (disk full, I/O error): probed, then reopened */
+};
+const char *spool_shard_state_name(enum spool_shard_state state);
+
+/* One shard's health for the control socket: state, since when, RocksDB's last error. */
+struct spool_shard_health {
+	enum spool_shard_state state;
+	uint64_t since_us; /* wall clock of the last change */
+	char last_error[256];
+};
+void spool_shard_health(struct spool *spool, unsigned shard, struct spool_shard_health *out);
+
+/* The hand-off state of one recipient of a copy (its delivery record), for listings. */
+struct spool_rcpt_state {
+	uint8_t state; /* enum spool_delivery_state (spool_record.h): pending, done, failed */
+	uint32_t attempts;
+	uint64_t next_attempt_us; /* UINT64_MAX: held by the operator */
+};
 
 /*
  * Read-only access for pigeonctl while pigeond is stopped: calls fn once per
@@ -115,6 +163,8 @@ struct spool_entry {
 	uint64_t arrival_us;
 	const char *client_addr;
 	const char *helo;
+	/* nrcpt states, one per recipient; NULL where not read (spool_scan(), spool_scan_id()) */
+	const struct spool_rcpt_state *states;
 };
 typedef int (*spool_scan_fn)(const struct spool_entry *entry, void *arg);
 int spool_scan(const char *dir, spool_scan_fn fn, void *arg, char *err, size_t errlen);

@@ -176,14 +176,10 @@ static bool
 commit(struct spool_committer *c)
 {
 	struct spool_shard *sh = c->shard;
-	char *err = NULL;
 
-	rocksdb_write(sh->db, sh->spool->write_options, c->batch, &err);
-	if (err != NULL) {
-		fprintf(stderr, "spool: rocksdb_write(%s): %s\n", sh->path, err);
-		rocksdb_free(err);
+	/* Synced; bounded while RocksDB stalls; logs and marks the shard unhealthy on failure. */
+	if (!spool_shard_write(sh, c->batch))
 		return false;
-	}
 	atomic_fetch_add_explicit(&sh->commits, 1, memory_order_relaxed);
 	return true;
 }
@@ -272,7 +268,11 @@ committer_main(void *arg)
 	struct spool_shard *sh = c->shard;
 
 	for (;;) {
-		unsigned n = rte_ring_dequeue_burst(sh->ring, c->reqs, sh->capacity, NULL);
+		unsigned n;
+
+		/* An unhealthy shard is probed (and reopened) here, never on a worker. */
+		spool_shard_recover(sh);
+		n = rte_ring_dequeue_burst(sh->ring, c->reqs, sh->capacity, NULL);
 
 		if (n > 0) {
 			/* Free the slots now: the next batch gathers while this one syncs. */
@@ -310,6 +310,7 @@ int
 spool_committer_start(struct spool_shard *sh, char *err, size_t errlen)
 {
 	struct spool_committer *c = calloc(1, sizeof(*c));
+	pthread_attr_t attr;
 	char name[16];
 	int rc;
 
@@ -325,7 +326,30 @@ spool_committer_start(struct spool_shard *sh, char *err, size_t errlen)
 		committer_free(c);
 		return PA_ERROR;
 	}
-	rc = pthread_create(&sh->thread, NULL, committer_main, c);
+	/*
+	 * Pinned from its first instruction (spool.committer_cpus): with the
+	 * DPDK backend its syncs must not take time from a busy-polling worker.
+	 */
+	rc = pthread_attr_init(&attr);
+	if (rc != 0) {
+		snprintf(err, errlen, "pthread_attr_init(committer %s): %s", sh->path,
+		         strerror(rc));
+		committer_free(c);
+		return PA_ERROR;
+	}
+	if (sh->spool->pin_committers) {
+		rc = pthread_attr_setaffinity_np(&attr, sizeof(sh->spool->committer_cpus),
+		                                 &sh->spool->committer_cpus);
+		if (rc != 0) {
+			snprintf(err, errlen, "pthread_attr_setaffinity_np(committer %s): %s",
+			         sh->path, strerror(rc));
+			pthread_attr_destroy(&attr);
+			committer_free(c);
+			return PA_ERROR;
+		}
+	}
+	rc = pthread_create(&sh->thread, &attr, committer_main, c);
+	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		snprintf(err, errlen, "pthread_create(committer %s): %s", sh->path, strerror(rc));
 		committer_free(c);

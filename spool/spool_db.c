@@ -17,6 +17,8 @@
 #define SPOOL_MIN_BLOB_SIZE 4096
 /* rocksdb::WALRecoveryMode::kPointInTimeRecovery: stop at a torn tail record. */
 #define SPOOL_WAL_POINT_IN_TIME 2
+/* rocksdb::InfoLogLevel::HEADER_LEVEL: only the header written while a shard opens. */
+#define SPOOL_INFO_LOG_HEADER_ONLY 5
 
 int
 spool_db_path(char *out, size_t outlen, const char *dir, unsigned shard)
@@ -39,6 +41,14 @@ spool_db_options(bool create)
 	/* Shards share RocksDB's default thread pool; keep their footprint small. */
 	rocksdb_options_set_max_background_jobs(o, 2);
 	rocksdb_options_set_keep_log_file_num(o, 4);
+	/*
+	 * RocksDB 7.8 (Debian's build keeps its assertions) aborts the process
+	 * when it writes its info LOG again after a LOG write failed, which is
+	 * what a full disk does the moment a write error is logged.  With only
+	 * the header, nothing is logged while a shard runs; pigeond logs every
+	 * error RocksDB returns itself (docs/security.md, "Faults").
+	 */
+	rocksdb_options_set_info_log_level(o, SPOOL_INFO_LOG_HEADER_ONLY);
 	return o;
 }
 

@@ -72,6 +72,27 @@ struct spool_shard {
 	atomic_uint_least64_t messages;
 	atomic_uint_least64_t failures;
 	atomic_uint_least64_t bytes;
+
+	/*
+	 * Health (spool_health.c), written by the committer only.  health is
+	 * what workers read (an enum spool_shard_state); the rest is for the
+	 * control socket.  db_lock guards db against a reopen: the hand-off
+	 * engine and the control socket hold it shared around each use of db,
+	 * the committer takes it exclusively to close and open the shard again
+	 * (db is NULL while that failed).  The committer's own writes need no
+	 * lock: it is the only thread that reopens.
+	 */
+	alignas(SPOOL_CACHE_LINE) atomic_int health;
+	atomic_uint_least64_t health_since_us;
+	atomic_uint_least64_t stalls;
+	atomic_uint_least64_t write_errors;
+	atomic_uint_least64_t reopens;
+	atomic_uint_least64_t recoveries;
+	uint64_t next_probe_us; /* committer only */
+	pthread_mutex_t error_lock;
+	char last_error[256]; /* under error_lock */
+	pthread_rwlock_t db_lock;
+	bool locks_made;
 };
 
 struct spool_worker {
@@ -93,6 +114,17 @@ struct spool {
 	rocksdb_writeoptions_t *write_options; /* sync = 1 */
 	struct spool_shard *shards;
 	struct spool_worker *workers;
+	bool pin_committers; /* spool_config.committer_cpus was given */
+	cpu_set_t committer_cpus;
+	/* Faults (spool_health.c): set at open. */
+	rocksdb_writeoptions_t *commit_options; /* sync = 1, no_slowdown = 1: a stall returns */
+	uint64_t stall_timeout_us;
+	uint64_t retry_us;
+	unsigned impair_fail;      /* tests: the first N writes fail */
+	uint64_t impair_stall_us;  /* tests: writes stall this long from the first one */
+	atomic_uint impair_writes; /* writes seen while impaired */
+	atomic_uint_least64_t impair_start_us;
+	atomic_uint unhealthy;    /* shards not SPOOL_SHARD_OK: what the gate reads */
 	atomic_bool poll_workers; /* some attached worker cannot ring an eventfd */
 	atomic_bool closing;
 };
@@ -104,5 +136,25 @@ void spool_committer_join(struct spool_shard *shard);
 
 /* Wakes a committer that may be sleeping on its eventfd. */
 void spool_committer_wake(struct spool_shard *shard);
+
+/* Parses the fault settings and makes each shard's locks; PA_ERROR names the problem. */
+int spool_health_init(struct spool *spool, const struct spool_config *config, char *err,
+                      size_t errlen);
+void spool_health_fini(struct spool *spool);
+
+/*
+ * The committer's synced write of a batch: retried while RocksDB stalls, up
+ * to stall_timeout; false when it failed or stalled too long (the shard is
+ * then unhealthy) or the shard is unhealthy already (nothing is tried).
+ */
+bool spool_shard_write(struct spool_shard *shard, rocksdb_writebatch_t *batch);
+
+/* Committer, between batches: an unhealthy shard is probed and reopened when due. */
+void spool_shard_recover(struct spool_shard *shard);
+
+/* Shared use of a shard's db by other threads than its committer; NULL (unlocked, err set)
+ * while a reopen failed. */
+rocksdb_t *spool_shard_db_acquire(struct spool_shard *shard, char *err, size_t errlen);
+void spool_shard_db_release(struct spool_shard *shard);
 
 #endif

@@ -31,16 +31,64 @@ read_options(void)
 	return ro;
 }
 
+/*
+ * The delivery records of one copy through dit (keys sort by queue id, then
+ * recipient index, so they are one seek and a short run).  A recipient
+ * without a record reads as pending, never tried: what the committer writes.
+ */
 static int
-emit(const struct spool_shard *sh, const char *qid, const char *mval, size_t mlen,
-     const uint8_t *data, spool_scan_fn fn, void *arg, char *err, size_t errlen)
+read_states(const struct spool_shard *sh, rocksdb_iterator_t *dit, const char *qid, size_t nrcpt,
+            struct spool_rcpt_state **out, char *err, size_t errlen)
 {
+	size_t qlen = strlen(qid);
+	uint8_t key[SPOOL_KEY_MAX];
+	struct spool_rcpt_state *st = calloc(nrcpt, sizeof(*st));
+
+	if (st == NULL) {
+		snprintf(err, errlen, "%s: out of memory", sh->path);
+		return PA_ERROR;
+	}
+	rocksdb_iter_seek(dit, (const char *)key, spool_key_delivery(key, qid, qlen, 0));
+	for (; rocksdb_iter_valid(dit); rocksdb_iter_next(dit)) {
+		struct spool_delivery d;
+		struct spool_key k;
+		const char *kb, *v;
+		size_t klen, vlen;
+
+		kb = rocksdb_iter_key(dit, &klen);
+		if (spool_key_decode((const uint8_t *)kb, klen, &k) != PA_OK ||
+		    k.type != SPOOL_KEY_DELIVERY || strcmp(k.queue_id, qid) != 0)
+			break;
+		v = rocksdb_iter_value(dit, &vlen);
+		if (k.rcpt >= nrcpt ||
+		    spool_record_delivery_decode((const uint8_t *)v, vlen, &d) != PA_OK) {
+			snprintf(err, errlen, "%s: delivery record %u of %s does not decode",
+			         sh->path, (unsigned)k.rcpt, qid);
+			free(st);
+			return PA_ERROR;
+		}
+		st[k.rcpt] =
+		    (struct spool_rcpt_state){(uint8_t)d.state, d.attempts, d.next_attempt_us};
+	}
+	*out = st;
+	return PA_OK;
+}
+
+static int
+emit(const struct spool_shard *sh, rocksdb_iterator_t *dit, const char *qid, const char *mval,
+     size_t mlen, const uint8_t *data, spool_scan_fn fn, void *arg, char *err, size_t errlen)
+{
+	struct spool_rcpt_state *states = NULL;
 	struct spool_msg_record *rec;
 	struct spool_entry e;
 	int rc;
 
 	if (spool_record_msg_decode((const uint8_t *)mval, mlen, &rec) != PA_OK) {
 		snprintf(err, errlen, "%s: message record of %s does not decode", sh->path, qid);
+		return PA_ERROR;
+	}
+	if (read_states(sh, dit, qid, rec->nrcpt, &states, err, errlen) != PA_OK) {
+		free(rec);
 		return PA_ERROR;
 	}
 	e = (struct spool_entry){
@@ -54,10 +102,25 @@ emit(const struct spool_shard *sh, const char *qid, const char *mval, size_t mle
 	    .arrival_us = rec->arrival_us,
 	    .client_addr = rec->client_addr,
 	    .helo = rec->helo,
+	    .states = states,
 	};
 	rc = fn(&e, arg);
+	free(states);
 	free(rec);
 	return rc;
+}
+
+static int
+iter_error(const struct spool_shard *sh, rocksdb_iterator_t *it, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+
+	rocksdb_iter_get_error(it, &rerr);
+	if (rerr == NULL)
+		return PA_OK;
+	snprintf(err, errlen, "rocksdb_iter(%s): %s", sh->path, rerr);
+	rocksdb_free(rerr);
+	return PA_ERROR;
 }
 
 static int
@@ -65,8 +128,8 @@ iterate_shard(const struct spool_shard *sh, rocksdb_readoptions_t *ro, spool_sca
               char *err, size_t errlen)
 {
 	rocksdb_iterator_t *it = rocksdb_create_iterator(sh->db, ro);
+	rocksdb_iterator_t *dit = rocksdb_create_iterator(sh->db, ro);
 	uint8_t prefix[SPOOL_KEY_MAX];
-	char *rerr = NULL;
 	int rc = PA_OK;
 
 	rocksdb_iter_seek(it, (const char *)prefix, spool_key_prefix(prefix, SPOOL_KEY_MESSAGE));
@@ -84,17 +147,28 @@ iterate_shard(const struct spool_shard *sh, rocksdb_readoptions_t *ro, spool_sca
 			break;
 		}
 		v = rocksdb_iter_value(it, &vlen);
-		rc = emit(sh, key.queue_id, v, vlen, NULL, fn, arg, err, errlen);
+		rc = emit(sh, dit, key.queue_id, v, vlen, NULL, fn, arg, err, errlen);
 	}
-	if (rc == PA_OK) {
-		rocksdb_iter_get_error(it, &rerr);
-		if (rerr != NULL) {
-			snprintf(err, errlen, "rocksdb_iter(%s): %s", sh->path, rerr);
-			rocksdb_free(rerr);
-			rc = PA_ERROR;
-		}
-	}
+	if (rc == PA_OK)
+		rc = iter_error(sh, it, err, errlen);
+	if (rc == PA_OK)
+		rc = iter_error(sh, dit, err, errlen);
+	rocksdb_iter_destroy(dit);
 	rocksdb_iter_destroy(it);
+	return rc;
+}
+
+/* The shard's db held shared for the pass: its committer may reopen it after a failure. */
+static int
+iterate_locked(struct spool_shard *sh, rocksdb_readoptions_t *ro, spool_scan_fn fn, void *arg,
+               char *err, size_t errlen)
+{
+	int rc;
+
+	if (spool_shard_db_acquire(sh, err, errlen) == NULL)
+		return PA_ERROR;
+	rc = iterate_shard(sh, ro, fn, arg, err, errlen);
+	spool_shard_db_release(sh);
 	return rc;
 }
 
@@ -120,7 +194,7 @@ spool_iterate(struct spool *spool, int shard, spool_scan_fn fn, void *arg, char 
 	ro = read_options();
 	for (unsigned i = 0; i < spool->nshards && rc == PA_OK; i++)
 		if (shard < 0 || (unsigned)shard == i)
-			rc = iterate_shard(&spool->shards[i], ro, fn, arg, err, errlen);
+			rc = iterate_locked(&spool->shards[i], ro, fn, arg, err, errlen);
 	rocksdb_readoptions_destroy(ro);
 	return rc;
 }
@@ -170,11 +244,29 @@ lookup_shard(const struct spool_shard *sh, rocksdb_readoptions_t *ro, const char
 			snprintf(err, errlen, "%s: body of %s does not decode", sh->path, qid);
 			rc = PA_ERROR;
 		} else {
-			rc = emit(sh, qid, mval, mlen, data, fn, arg, err, errlen);
+			rocksdb_iterator_t *dit = rocksdb_create_iterator(sh->db, ro);
+
+			rc = emit(sh, dit, qid, mval, mlen, data, fn, arg, err, errlen);
+			if (rc == PA_OK)
+				rc = iter_error(sh, dit, err, errlen);
+			rocksdb_iter_destroy(dit);
 		}
 	}
 	rocksdb_pinnableslice_destroy(mv);
 	rocksdb_pinnableslice_destroy(bv);
+	return rc;
+}
+
+static int
+lookup_locked(struct spool_shard *sh, rocksdb_readoptions_t *ro, const char *qid, spool_scan_fn fn,
+              void *arg, char *err, size_t errlen)
+{
+	int rc;
+
+	if (spool_shard_db_acquire(sh, err, errlen) == NULL)
+		return PA_ERROR;
+	rc = lookup_shard(sh, ro, qid, fn, arg, err, errlen);
+	spool_shard_db_release(sh);
 	return rc;
 }
 
@@ -194,7 +286,7 @@ spool_lookup(struct spool *spool, const char *queue_id, int shard, spool_scan_fn
 	ro = read_options();
 	for (unsigned i = 0; i < spool->nshards && rc == PA_OK; i++)
 		if (shard < 0 || (unsigned)shard == i)
-			rc = lookup_shard(&spool->shards[i], ro, queue_id, fn, arg, err, errlen);
+			rc = lookup_locked(&spool->shards[i], ro, queue_id, fn, arg, err, errlen);
 	rocksdb_readoptions_destroy(ro);
 	return rc;
 }

@@ -18,13 +18,15 @@ unsigned spool_shard_count(const struct spool *spool);
 /*
  * Calls fn once per message copy in shard `shard` (every shard when < 0), in
  * queue-id order within a shard, with the envelope only: entry->data is NULL
- * and entry->size the stored size.  Returns like spool_scan(): PA_OK, fn's
+ * and entry->size the stored size, entry->states each recipient's delivery
+ * record (pending, done or failed; attempts; next attempt, UINT64_MAX when
+ * held).  Returns like spool_scan(): PA_OK, fn's
  * non-zero return value as soon as it returns one, or PA_ERROR with err set.
  */
 int spool_iterate(struct spool *spool, int shard, spool_scan_fn fn, void *arg, char *err,
                   size_t errlen);
 
-/* The copies of one queue id, with their stored bytes; like spool_scan_id(). */
+/* The copies of one queue id, with their stored bytes and states; like spool_scan_id(). */
 int spool_lookup(struct spool *spool, const char *queue_id, int shard, spool_scan_fn fn, void *arg,
                  char *err, size_t errlen);
 

@@ -9,6 +9,7 @@ PACKAGES="
   gcc meson ninja-build pkg-config
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
   libcmocka-dev python3 python3-pytest
+  clang libclang-rt-14-dev
   swaks postfix
   dovecot-core dovecot-lmtpd
   slapd ldap-utils libldap-dev
@@ -45,6 +46,8 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # their own `dovecot -F -c CONF` (LMTP, passwd-file userdb) in a temporary directory.
 # prometheus is here for promtool only: the tests check pigeond's metrics with
 # `promtool check metrics`; no Prometheus server is configured by the tests.
+# clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) build only the
+# fuzz harnesses (tests/fuzz/, make fuzz); pigeond itself is built with gcc.
 # Servers among the packages (postfix, slapd, dovecot, prometheus) are test
 # peers that the tests start with their own configuration: keep the packages'
 # maintainer scripts from starting system-wide instances of them.

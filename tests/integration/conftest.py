@@ -1,5 +1,18 @@
 """Fixtures for PigeonAir's integration tests.
 
+A NEW TEST FILE THAT SHOULD ALSO RUN OVER THE DPDK BACKEND opts in with a
+module-level marker (tests/run.sh runs `-m both_backends` again with
+PIGEON_BACKENDS=dpdk; nothing else lists files):
+
+    pytestmark = pytest.mark.both_backends
+    # or, beside other marks:
+    pytestmark = [pytest.mark.both_backends, pytest.mark.skipif(...)]
+
+Such a file's tests must take the `backend` fixture (directly or through
+`pigeond`/`pigeond_factory`) and reach pigeond at `backend.host`; servers the
+test starts for pigeond to reach (delivery tier, LDAP) run in the test's own
+thread or under backend.wrap_client(), which is inside the DPDK namespace.
+
 Run with Debian's interpreter (the first python3 on PATH may be another build):
 
     /usr/bin/python3 -m pytest -q tests/integration
@@ -18,6 +31,7 @@ setup(), tear it down in teardown(), prefix commands with `ip netns exec`) and
 add "dpdk" to BACKENDS / $PIGEON_BACKENDS.
 """
 
+import atexit
 import os
 import shutil
 import signal
@@ -30,6 +44,23 @@ import dpdk_env
 import helpers
 
 PER_TEST_TIMEOUT = int(os.environ.get("PIGEON_TEST_TIMEOUT", "150"))
+
+# Sanitized builds (meson -Dsanitize=true; tests/run.sh runs the suite on one
+# too): every sanitizer report of any process a test starts, however started
+# (pigeond through the fixtures, inside a namespace, or directly; pigeonctl),
+# goes to a file of its own here, the process exits SANITIZER_EXIT, and
+# _sanitizer_reports fails the test during which it happened.  A caller's own
+# ASAN_OPTIONS etc. win; the reports then reach pigeond's log, which
+# pigeond_factory checks.  Normal builds ignore all of this.
+SANITIZER_DIR = tempfile.mkdtemp(prefix="pigeonair-sanitizer-", dir=helpers.tmp_base())
+atexit.register(shutil.rmtree, SANITIZER_DIR, ignore_errors=True)  # reports were shown
+SANITIZER_EXIT = 86
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: UndefinedBehaviorSanitizer")
+_san = f"log_path={SANITIZER_DIR}/report:exitcode={SANITIZER_EXIT}"
+os.environ.setdefault("ASAN_OPTIONS", f"{_san}:detect_leaks=1:abort_on_error=0")
+os.environ.setdefault("UBSAN_OPTIONS", f"{_san}:print_stacktrace=1:halt_on_error=1")
+os.environ.setdefault("LSAN_OPTIONS", _san)
 
 
 class KernelBackend:
@@ -67,6 +98,9 @@ def _selected_backends():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "both_backends: tests/run.sh runs it again over the DPDK backend "
+        "(PIGEON_BACKENDS=dpdk -m both_backends); see the top of conftest.py")
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +115,20 @@ def _per_test_deadline():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_reports():
+    """Fails the test during which a sanitized process wrote a report.  Autouse
+    fixtures are set up first, so this one is torn down last: after every
+    pigeond the test started has exited (LeakSanitizer reports at exit)."""
+    before = set(os.listdir(SANITIZER_DIR))
+    yield
+    new = sorted(set(os.listdir(SANITIZER_DIR)) - before)
+    if new:
+        text = "".join(Path(SANITIZER_DIR, n).read_text(errors="replace")[:6000] for n in new)
+        pytest.fail(f"sanitizer report(s) {', '.join(new)} in {SANITIZER_DIR}:\n{text}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +182,13 @@ def pigeond_factory(binaries, workdir, backend, request):
     if rep is not None and rep.failed:
         for p in made:
             print(f"---- {p.name} log ({p.log_path}) ----\n{p.log()[-8000:]}")
+    # A sanitized pigeond's report (when it went to the log): the test fails.
+    for p in made:
+        rc = p.proc.returncode if p.proc is not None else None
+        log = p.log()
+        if rc == SANITIZER_EXIT or any(m in log for m in SANITIZER_MARKS):
+            pytest.fail(f"{p.name} exited {rc} with a sanitizer report; log "
+                        f"{p.log_path}:\n{log[-6000:]}", pytrace=False)
 
 
 @pytest.fixture

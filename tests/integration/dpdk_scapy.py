@@ -181,6 +181,30 @@ def rst(peer):
     return out
 
 
+def challenge_limit(peer, n):
+    """n in-window RSTs not at RCV.NXT in a burst: how many challenge ACKs come
+    back (RFC 5961 7 limits them), and whether the connection survived."""
+    c = Conn(peer)
+    c.handshake()
+    out = {"banner": c.read_reply().decode(errors="replace")}
+    peer.drain(0.1)
+    for i in range(n):
+        c.seg("R", seq=c.seq + 10 + i)
+    acks = 0
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        p = peer.expect(lambda p: c.mine(p), deadline - time.monotonic())
+        if p is None:
+            break
+        if str(p[TCP].flags) == "A" and p[TCP].ack == c.seq:
+            acks += 1
+    out["challenge_acks"] = acks
+    c.send_data(b"NOOP\r\n")
+    out["noop_after"] = c.read_reply().decode(errors="replace")
+    c.seg("R")
+    return out
+
+
 def reassembly(peer):
     c = Conn(peer)
     c.handshake()
@@ -340,6 +364,8 @@ def main():
             res = time_wait(peer, arg)
         elif scenario == "cookie":
             res = cookie(peer, arg)
+        elif scenario == "challenge_limit":
+            res = challenge_limit(peer, arg)
         else:
             raise SystemExit(f"unknown scenario {scenario}")
     finally:

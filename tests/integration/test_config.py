@@ -117,3 +117,27 @@ def test_second_instance_on_a_served_port_fails(pigeond_factory):
     with first.raw() as c:
         c.greet()
     assert first.stop() == 0
+
+
+def test_config_check_loads_the_route_map(binaries, workdir):
+    # -t checks relay.routes as the hand-off engine would load it, naming the bad line.
+    routes = workdir / "routes"
+    pigeond = [str(helpers.binary("pigeond")), "-t", "-o", f"relay.routes={routes}",
+               "-o", "spool.shards=4"]
+
+    def check():
+        r = subprocess.run(pigeond, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+    routes.write_text("shards 0-1 smtp:127.0.0.1:25\nshards 2-3 lmtp:127.0.0.1:24\n")
+    rc, out, err = check()
+    assert rc == 0 and "configuration ok" in out, err
+    routes.write_text("shards 0-1 smtp:127.0.0.1:25\nshard 1 smtp:127.0.0.1:26\n")
+    rc, out, err = check()
+    assert rc == 2 and f"{routes}: line 2: shard 1 is already routed on line 1" in err, err
+    routes.write_text("shard 7 smtp:127.0.0.1:25\n")  # only shards 0-3 exist
+    rc, out, err = check()
+    assert rc == 2 and f"{routes}: line 1:" in err, err
+    routes.unlink()
+    rc, out, err = check()
+    assert rc == 2 and str(routes) in err, err

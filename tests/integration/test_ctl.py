@@ -20,6 +20,9 @@ import pytest
 
 import helpers
 
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = pytest.mark.both_backends
+
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
@@ -476,7 +479,9 @@ def test_socket_path_too_long_is_a_clear_error(pigeond_factory, workdir):
 def test_pigeonctl_usage_errors(binaries):
     pc = str(helpers.binary("pigeonctl"))
     for args in (["nosuch"], ["status", "--bogus"], ["spool", "ls", "--limit", "0"],
-                 ["spool", "show"]):
+                 ["spool", "show"], ["spool", "delete", "ID1", "ID2"],
+                 ["spool", "hold", "--all"], ["spool", "summary", "--younger-than", "1w"],
+                 ["spool", "release", "--dir", "/tmp"]):
         r = subprocess.run([pc] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=30)
         assert r.returncode == 2, (args, r.stderr)
@@ -498,6 +503,7 @@ class Sink:
         sink = self
         self.messages = []
         self.lock = threading.Lock()
+        self.refusing = False  # True: every RCPT gets 451 (a store that defers everything)
 
         class Handler(socketserver.StreamRequestHandler):
             timeout = 30
@@ -528,6 +534,8 @@ class Sink:
                     elif verb == b"QUIT":
                         w.write(b"221 bye\r\n")
                         return
+                    elif verb == b"RCPT" and sink.refusing:
+                        w.write(b"451 4.3.0 try again later\r\n")
                     else:
                         w.write(b"250 2.0.0 ok\r\n")
 
@@ -543,6 +551,11 @@ class Sink:
     def count(self):
         with self.lock:
             return len(self.messages)
+
+    def subjects(self):
+        with self.lock:
+            return [line for m in self.messages for line in m.split(b"\r\n")
+                    if line.startswith(b"Subject:")]
 
     def stop(self):
         self.server.shutdown()
@@ -579,7 +592,8 @@ def test_hold_release_retry_drain(pigeond_factory, sink):
     assert spool_ids(p) == sorted([q0, q1]), "held messages must stay queued"
     assert sink.count() == 0
 
-    assert ctl_json(p, "spool", "release", "--shard", "0") == {"held": False, "shard": 0}
+    assert ctl_json(p, "spool", "release", "--shard", "0") == {
+        "held": False, "shard": 0, "messages": 0, "truncated": False}
     wait_until(lambda: spool_ids(p) == [q1], 20, "shard 0 handed off")
     assert sink.count() == 1
     assert ctl_json(p, "spool", "retry") == {"retrying": True}
@@ -605,6 +619,156 @@ def test_hold_release_retry_without_routes(pigeond):
     assert ctl_json(pigeond, "spool", "hold", "--shard", "1")["held"] is True
     assert ctl_json(pigeond, "spool", "release", "--shard", "1")["held"] is False
     assert ctl_json(pigeond, "spool", "retry")["retrying"] is True
+
+
+# --------------------------------------------------------------------------
+# per-message hold, release, retry, delete; filters; the per-destination view
+
+def ls_by_id(p, *args):
+    return {e["id"]: e for e in ctl_json(p, "spool", "ls", *args)["entries"]}
+
+
+def subject(tag):
+    return f"Subject: {tag}\r\n\r\nbody of {tag}\r\n".encode()
+
+
+def test_message_hold_release_delete_retry(pigeond_factory, sink):
+    sink.refusing = True  # the store defers every recipient: each attempt counts
+    p = pigeond_factory(relay__default=f"smtp:127.0.0.1:{sink.port}", relay__min_backoff=1,
+                        relay__max_backoff=2, relay__breaker_cooldown=1).start()
+    by_shard = helpers.addresses_in_shards(per_shard=2)
+    qa = send_message(p, "a@example.org", [by_shard[0][0]], body=subject("msg-a"))
+    qb = send_message(p, "b@example.org", [by_shard[1][0]], body=subject("msg-b"))
+    qc = send_message(p, "c@example.org", [by_shard[0][1]], body=subject("msg-c"))
+    wait_until(lambda: ctl_json(p, "spool", "summary")["total"]["deferred"] == 3, 20,
+               "all three deferred by the refusing destination")
+    dest = f"smtp:127.0.0.1:{sink.port}/0"
+    assert all(e["destinations"] == [dest] and e["deferred"] for e in ls_by_id(p).values())
+
+    def engine_view():
+        (row,) = ctl_json(p, "spool", "summary")["destinations"]
+        assert row["destination"] == dest
+        return row["engine"] or {}
+
+    # the hand-off engine's own view of the destination: its failures so far
+    wait_until(lambda: engine_view().get("deferred", 0) >= 3, 10, "the engine's deferred count")
+
+    assert ctl_json(p, "spool", "hold", qa) == {"op": "hold", "id": qa, "messages": 1,
+                                                "truncated": False}
+    wait_until(lambda: ls_by_id(p)[qa]["held"], 10, f"{qa} held")
+    out = ctl(p, "spool", "ls").stdout.decode()
+    assert any(line.startswith(qa + "!") for line in out.splitlines()), out
+    r = ctl(p, "spool", "delete", qb).stdout.decode()
+    assert r.startswith(f"delete {qb}: 1 copy"), r
+    wait_until(lambda: qb not in ls_by_id(p), 10, f"{qb} deleted")
+
+    # The destination comes back: the held message stays, the other one goes.
+    sink.refusing = False
+    assert ctl_json(p, "spool", "retry") == {"retrying": True}
+    wait_until(lambda: sorted(ls_by_id(p)) == [qa], 20, f"{qc} handed off, {qa} still held")
+    time.sleep(2.5)  # longer than relay.max_backoff: a held copy never comes due by itself
+    assert sorted(ls_by_id(p)) == [qa] and sink.subjects() == [b"Subject: msg-c"]
+    summ = ctl_json(p, "spool", "summary")
+    assert summ["total"]["held"] == 1 and summ["total"]["messages"] == 1
+    (row,) = summ["destinations"]
+    assert row["destination"] == dest and row["held"] == 1 and row["messages"] == 1
+    assert row["oldest_age_s"] >= 0 and row["ages"]["0-5m"] == 1
+    wait_until(lambda: engine_view().get("delivered") == 1, 10, "the engine's delivered count")
+    # a bulk retry does not lift a hold either
+    assert ctl_json(p, "spool", "retry", "--from", "a@")["messages"] == 0
+
+    r = ctl(p, "spool", "release", qa).stdout.decode()
+    assert r.startswith(f"release {qa}: 1 copy"), r
+    wait_until(lambda: ls_by_id(p) == {}, 20, f"{qa} handed off after its release")
+    assert sorted(sink.subjects()) == [b"Subject: msg-a", b"Subject: msg-c"]
+
+    # Errors: an unknown or malformed id, an id with a filter it does not match.
+    for args in (["hold", "15D0A116ED700000000001"], ["delete", "bad id!"]):
+        r = ctl(p, "spool", *args, check=False)
+        assert r.returncode == 1 and r.stderr, (args, r.stderr)
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []
+    assert b"Subject: msg-b" not in b"".join(sink.subjects()), "a deleted message went out"
+
+
+def test_filters_on_ls_summary_and_bulk_operations(pigeond_factory, workdir):
+    # Two destinations that are down (nothing listens): everything stays queued.
+    port_a, port_b = helpers.free_port(), helpers.free_port()
+    routes = workdir / "routes"
+    routes.write_text(f"shards 0-1 smtp:127.0.0.1:{port_a}\nshards 2-3 smtp:127.0.0.1:{port_b}\n")
+    p = pigeond_factory(relay__routes=routes, relay__min_backoff=60).start()
+    by_shard = helpers.addresses_in_shards(per_shard=1)
+    m1 = send_message(p, "alice@example.org", [by_shard[0][0]])
+    m2 = send_message(p, "bob@example.org", [by_shard[2][0]])
+    m3 = send_message(p, "alice@example.org", [by_shard[3][0]])
+
+    def ids(*args):
+        return sorted(ls_by_id(p, *args))
+
+    assert ids("--dest", f":{port_a}/") == [m1]
+    assert ids("--dest", f"127.0.0.1:{port_b}") == sorted([m2, m3])
+    assert ids("--dest", "lmtp:") == []
+    assert ids("--from", "ALICE@") == sorted([m1, m3])
+    assert ids("--older-than", "1h") == [] and ids("--older-than", "3600") == []
+    assert ids("--younger-than", "10m") == sorted([m1, m2, m3])
+    assert ids("--from", "alice", "--dest", f":{port_b}/") == [m3]
+    r = ctl(p, "spool", "ls", "--older-than", "10x", check=False)
+    assert r.returncode == 2
+
+    summ = ctl_json(p, "spool", "summary")
+    rows = {d["destination"]: d for d in summ["destinations"]}
+    assert set(rows) == {f"smtp:127.0.0.1:{port_a}/0", f"smtp:127.0.0.1:{port_b}/0"}
+    assert rows[f"smtp:127.0.0.1:{port_a}/0"]["messages"] == 1
+    assert rows[f"smtp:127.0.0.1:{port_b}/0"]["messages"] == 2
+    assert summ["total"]["messages"] == 3 and summ["total"]["held"] == 0
+    assert ctl_json(p, "spool", "summary", "--from", "bob")["total"]["messages"] == 1
+    text = ctl(p, "spool", "summary").stdout.decode()
+    lines = text.splitlines()
+    assert lines[0].split()[:7] == ["SHARD", "MESSAGES", "BYTES", "OLDEST_S", "DEFERRED",
+                                    "HELD", "0-5m"]
+    assert any(l.startswith("DESTINATION") for l in lines), text
+    assert any(l.startswith(f"smtp:127.0.0.1:{port_b}/0") and l.split()[1] == "2"
+               for l in lines), text
+    assert any(l.split()[:8] == ["DESTINATION", "MESSAGES", "BYTES", "OLDEST_S", "DEFERRED",
+                                 "HELD", "CONNS", "BREAKER_S"] for l in lines), text
+    # nothing listens there: the engine counts its connection failures
+    wait_until(lambda: all(d["engine"] and d["engine"]["failures"] >= 1
+                           for d in ctl_json(p, "spool", "summary")["destinations"]),
+               10, "the engine's failures at both destinations")
+
+    # Bulk forms: only what they change is counted.
+    assert ctl_json(p, "spool", "hold", "--from", "alice")["messages"] == 2
+    wait_until(lambda: [ls_by_id(p)[m]["held"] for m in (m1, m2, m3)] == [True, False, True],
+               10, "alice's messages held")
+    assert ctl_json(p, "spool", "summary")["total"]["held"] == 2
+    assert ctl_json(p, "spool", "hold", "--from", "alice")["messages"] == 0
+    assert ctl_json(p, "spool", "release", "--dest", f":{port_b}/")["messages"] == 1
+    wait_until(lambda: not ls_by_id(p)[m3]["held"], 10, f"{m3} released")
+    assert ctl_json(p, "spool", "retry", "--shard", "0")["messages"] == 0  # m1 is held
+    assert ctl_json(p, "spool", "retry", "--shard", "2")["messages"] == 1
+    # a retry that names the message makes it due now, held or not
+    out = ctl(p, "spool", "retry", m1).stdout.decode()
+    assert out.startswith(f"retry {m1}: 1 copy"), out
+    wait_until(lambda: not ls_by_id(p)[m1]["held"], 10, f"{m1} due again after retry {m1}")
+    assert ctl_json(p, "spool", "hold", m1, "--shard", "0")["messages"] == 1
+    wait_until(lambda: ls_by_id(p)[m1]["held"], 10, f"{m1} held again")
+    r = ctl(p, "spool", "hold", m1, "--shard", "1", check=False)  # it has no copy there
+    assert r.returncode == 1 and b"no message" in r.stderr
+
+    r = ctl(p, "spool", "delete", check=False)
+    assert r.returncode == 1 and b"all" in r.stderr
+    assert ctl_json(p, "spool", "delete", "--older-than", "1h")["messages"] == 0
+    assert ctl_json(p, "spool", "delete", "--rcpt", by_shard[2][0])["messages"] == 1
+    wait_until(lambda: ids() == sorted([m1, m3]), 10, f"{m2} deleted")
+    out = ctl(p, "spool", "release").stdout.decode()
+    assert out.startswith("hand-off of every shard released; 1 held message copy released"), out
+    wait_until(lambda: not any(e["held"] for e in ls_by_id(p).values()), 10, "holds lifted")
+    assert ctl_json(p, "spool", "delete", "--shard", "3", "--all")["messages"] == 1
+    wait_until(lambda: ids() == [m1], 10, "shard 3 emptied")
+    assert ctl_json(p, "spool", "delete", "--all")["messages"] == 1
+    wait_until(lambda: ids() == [], 10, "the spool emptied")
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []
 
 
 # --------------------------------------------------------------------------

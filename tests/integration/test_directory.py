@@ -7,8 +7,12 @@ limit, so only a paged search sees them all): lookups right; an entry added
 with ldapadd is accepted after the next refresh; slapd stopped: the last
 snapshot keeps serving; slapd never reachable at start: 451 at RCPT.
 
-Parametrised over the conftest's `backend` (kernel today; dpdk skips until
-its harness exists).  Needs slapd and ldap-utils (tools/setup-deps.sh).
+Parametrised over the conftest's `backend`, and run over both backends by
+tests/run.sh.  Every slapd is started by a function-scoped fixture that
+depends on `backend`, so it starts after the backend has moved the test's
+thread into the DPDK namespace: slapd, ldapadd and pigeond's directory
+thread then share that namespace's loopback (on the kernel backend, the
+host's).  Needs slapd and ldap-utils (tools/setup-deps.sh).
 """
 
 import os
@@ -32,9 +36,10 @@ ENTRIES = 3000
 PAGE_LIMIT = 500  # slapd's size limit: a search that does not page gets no more
 LDAP_TIMEOUT = 20.0
 
-pytestmark = pytest.mark.skipif(
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = [pytest.mark.both_backends, pytest.mark.skipif(
     not (os.path.exists(SLAPD) and shutil.which("ldapadd")),
-    reason="slapd and ldap-utils are not installed (tools/setup-deps.sh)")
+    reason="slapd and ldap-utils are not installed (tools/setup-deps.sh)")]
 
 # Any refusal counts as a session error; the tests send many on purpose.
 BASE_SETTINGS = {"smtp__max_errors": 1000}
@@ -154,6 +159,35 @@ def test_file_source_bad_file_gives_451(pigeond_factory, workdir):
     })
 
 
+def test_backpressure_checks_the_alias_canonical_shard(pigeond_factory, workdir):
+    # An alias is stored in its mailbox's shard, so that is the shard whose
+    # high-water mark decides its 452: not the shard of the address as typed.
+    by_shard = helpers.addresses_in_shards(per_shard=2, domain="example.com", prefix="box")
+    alias_names = helpers.addresses_in_shards(per_shard=2, domain="example.com", prefix="alias")
+    full_box = by_shard[0][0]      # its shard (0) will be over the mark
+    free_box = by_shard[2][0]      # shard 2 stays empty
+    other_box = by_shard[1][0]     # shard 1 stays empty
+    to_full = alias_names[1][0]    # typed in shard 1, stored in shard 0
+    to_free = alias_names[0][0]    # typed in shard 0, stored in shard 2
+    path = workdir / "directory.txt"
+    path.write_text(f"{full_box}\n{free_box}\n{other_box}\n"
+                    f"{to_full}: {full_box}\n{to_free}: {free_box}\n")
+    # No relay: the message stays queued; one message is over a 1-byte mark.
+    server = pigeond_factory(directory__file=path, spool__high_water=1, **BASE_SETTINGS).start()
+    send(server, [full_box])
+    wait_until(lambda: rcpt_replies(server, [full_box])[0][0] == 452, 10,
+               f"shard 0 over its high-water mark ({full_box} gets 452)")
+    assert_rcpts(server, {
+        to_full: (452, "4.3.1"),      # its mailbox's shard is full
+        to_free: (250, "2.1.5"),      # typed in the full shard, stored in an empty one
+        other_box: (250, "2.1.5"),    # the alias's typed shard itself takes mail
+    })
+    qid = send(server, [to_free])
+    assert server.stop() == 0
+    entries = [e for e in helpers.spool_ls(server.spool_dir) if e["id"] == qid]
+    assert [(e["shard"], e["rcpt"]) for e in entries] == [(2, [free_box])]
+
+
 # --------------------------------------------------------------------------
 # LDAP source
 
@@ -255,7 +289,8 @@ def populate(slapd, n):
 
 
 @pytest.fixture
-def slapd_factory(workdir):
+def slapd_factory(workdir, backend):
+    # `backend` first: with dpdk the test's thread, and so slapd, is in pigeond's namespace.
     made = []
 
     def make():
@@ -268,9 +303,13 @@ def slapd_factory(workdir):
         s.stop()
 
 
-@pytest.fixture(scope="module")
-def big_slapd():
-    """One slapd with a few thousand entries, shared by the read-only LDAP tests."""
+@pytest.fixture
+def big_slapd(backend):
+    """A slapd with a few thousand entries, in the namespace of the test's backend.
+
+    Not module-scoped: each DPDK test has a namespace of its own, made after
+    module fixtures, which a slapd started there first could not be reached from.
+    """
     base = Path(tempfile.mkdtemp(prefix="pigeonair-ldap-", dir=helpers.tmp_base()))
     s = Slapd(base)
     try:

@@ -4,7 +4,8 @@ and a SYN flood, each in its own network namespace.  Needs root.
 Checked: bad TCP and IP checksums dropped without an answer; a SYN to a
 closed port answered with RST; an out-of-window RST ignored; an in-window
 RST not at RCV.NXT answered with a challenge ACK (RFC 5961 3.2) and the
-connection kept; a RST at RCV.NXT resets it; a lost final handshake ACK
+connection kept, a burst of them answered within dpdk.challenge_ack_limit
+(RFC 5961 7) and the rest counted; a RST at RCV.NXT resets it; a lost final handshake ACK
 recovered by the SYN queue's SYN-ACK retransmission; TIME_WAIT re-ACKs a
 retransmitted FIN and ends after 2*MSL; out-of-order and overlapping
 segments reassembled (duplicate ACK with a SACK block, then both commands
@@ -73,6 +74,22 @@ def test_rst_checks_rfc5961(dpdk):
     assert dpdk.total("drop_tcp_rst_out_of_window") >= 1
 
 
+def test_challenge_acks_rate_limited(binaries, workdir):
+    # RFC 5961 7: with dpdk.challenge_ack_limit=10 a burst of 60 in-window
+    # RSTs (each due a challenge ACK) gets at most 15 a second (the budget is
+    # drawn in [5, 15] each second; the burst may straddle two), the rest are
+    # counted as limited, and the connection lives on.
+    with DpdkPigeond(binaries, workdir, {"dpdk.challenge_ack_limit": "10"}) as srv:
+        res = scapy(srv, "challenge_limit", 60)
+        assert res["banner"].startswith("220"), res
+        assert 5 <= res["challenge_acks"] <= 30, res
+        assert res["noop_after"].startswith("250"), res
+        assert srv.stop() == 0
+        sent, limited = srv.total("challenge_acks"), srv.total("challenge_acks_limited")
+        assert sent + limited == 60, (sent, limited)
+        assert sent == res["challenge_acks"], (sent, res)
+
+
 def test_out_of_order_and_overlapping_segments(dpdk):
     res = scapy(dpdk, "reassembly")
     assert res["dup_ack"], res
@@ -108,7 +125,11 @@ def test_time_wait_lasts_two_msl(binaries, workdir):
 
 
 def test_syn_flood_legitimate_clients_still_served(binaries, workdir):
-    with DpdkPigeond(binaries, workdir) as srv:
+    # With the abuse limits on and the clients' address not exempt (docs/security.md):
+    # half-open flood connections never reach them, the legitimate clients stay within.
+    limits = {"limits.exempt": "", "limits.conn_per_ip": "16", "limits.conn_total": "1000",
+              "limits.conn_rate_per_ip": "200"}
+    with DpdkPigeond(binaries, workdir, limits) as srv:
         results, errors = [], []
 
         def clients():

@@ -2,7 +2,12 @@
 
 import time
 
+import pytest
+
 import helpers
+
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = pytest.mark.both_backends
 
 
 def test_bdat_chunks_stored_verbatim(pigeond):

@@ -7,6 +7,9 @@ import pytest
 
 import helpers
 
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = pytest.mark.both_backends
+
 DENIED = [
     "victim@evil.test",
     "user@sub.example.com",         # a subdomain is another domain

@@ -4,7 +4,12 @@ or a change that needs a restart, is refused and the running configuration stays
 import signal
 import time
 
+import pytest
+
 import helpers
+
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = pytest.mark.both_backends
 
 
 def _wait_log(p, needle, timeout=10):

@@ -4,7 +4,12 @@ import signal
 import socket
 import time
 
+import pytest
+
 import helpers
+
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = pytest.mark.both_backends
 
 
 def test_sigterm_idle_sessions_get_421_and_exit_0(pigeond):
@@ -70,3 +75,26 @@ def test_sigterm_during_data_upload(pigeond):
     pigeond.proc.wait(10)
     assert pigeond.proc.returncode == 0
     assert helpers.spool_ls(pigeond.spool_dir) == []
+
+
+def test_sigterm_under_load_keeps_every_250(pigeond):
+    """SIGTERM while 24 clients send: pigeond exits 0 in bounded time; each message that
+    got 250 (in-flight commits are still answered) is stored with the bytes sent."""
+    import test_crash
+
+    pool = [a for s, addrs in helpers.addresses_in_shards(per_shard=2).items() for a in addrs]
+    t0 = []
+
+    def term():
+        t0.append(time.monotonic())
+        pigeond.signal(signal.SIGTERM)
+        pigeond.proc.wait(15)
+
+    acked = test_crash.load_then(pigeond, 1.0, pool, term)
+    assert pigeond.proc.returncode == 0, pigeond.log()[-2000:]
+    assert time.monotonic() - t0[0] < 10
+    assert acked, "nothing was acknowledged before SIGTERM"
+    index = helpers.copies_by_id(helpers.spool_ls(pigeond.spool_dir))
+    for qid, rcpts, _ in acked:
+        helpers.assert_stored_once_per_shard(index, qid, rcpts)
+    test_crash.assert_content(pigeond.spool_dir, acked)

@@ -9,7 +9,10 @@ import helpers
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 
-pytestmark = pytest.mark.skipif(not os.access(SMTP_SOURCE, os.X_OK), reason="smtp-source not installed")
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = [pytest.mark.both_backends,
+              pytest.mark.skipif(not os.access(SMTP_SOURCE, os.X_OK),
+                                 reason="smtp-source not installed")]
 
 SESSIONS = int(os.environ.get("PIGEON_IT_SESSIONS", "200"))
 MESSAGES = int(os.environ.get("PIGEON_IT_MESSAGES", "2000"))

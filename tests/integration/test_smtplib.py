@@ -5,7 +5,12 @@ import email.message
 import io
 import smtplib
 
+import pytest
+
 import helpers
+
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = pytest.mark.both_backends
 
 
 class RecordingSMTP(smtplib.SMTP):

@@ -7,7 +7,9 @@ import pytest
 
 import helpers
 
-pytestmark = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = [pytest.mark.both_backends,
+              pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")]
 
 # Bodies are written to files without a final newline: swaks turns LF into
 # CRLF, dot-stuffs lines that begin with ".", and ends the data with CRLF "." CRLF,

@@ -29,7 +29,9 @@ import pytest
 import helpers
 
 OPENSSL = shutil.which("openssl")
-pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+# run again over the DPDK backend by tests/run.sh (conftest.py)
+pytestmark = [pytest.mark.both_backends,
+              pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")]
 
 CLIENT_TIMEOUT = 30
 QUEUED = re.compile(r"250 2\.0\.0 Ok: queued as (\S+)")

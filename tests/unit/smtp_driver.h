@@ -59,12 +59,13 @@ struct drv {
 
 /* example.org is ours; the local part picks the verdict; everything else is relaying. */
 static inline enum smtp_rcpt_verdict
-drv_rcpt_check(void *host, const char *addr)
+drv_rcpt_check(void *host, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 {
 	struct drv *d = host;
 	const char *at = strrchr(addr, '@');
 
 	d->rcpt_checks++;
+	assert_string_equal(canonical, ""); /* the engine's side of the contract */
 	if (at == NULL)
 		return strcasecmp(addr, "postmaster") == 0 ? SMTP_RCPT_ACCEPT
 		                                           : SMTP_RCPT_RELAY_DENIED;

@@ -197,6 +197,70 @@ test_every_key_documented(void **state)
 	free(doc);
 }
 
+/* spool.committer_cpus: taskset's list syntax, nothing else. */
+static void
+test_cpu_list(void **state)
+{
+	static const char *const bad[] = {"", "x", "0-", "-1", "3-1", "1,,2", "1,", "0 1", "4096"};
+	cpu_set_t set;
+
+	(void)state;
+	assert_int_equal(config_parse_cpu_list("0", &set), PA_OK);
+	assert_int_equal(CPU_COUNT(&set), 1);
+	assert_true(CPU_ISSET(0, &set));
+	assert_int_equal(config_parse_cpu_list("0,2-4,7", &set), PA_OK);
+	assert_int_equal(CPU_COUNT(&set), 5);
+	assert_true(CPU_ISSET(2, &set) && CPU_ISSET(3, &set) && CPU_ISSET(4, &set));
+	assert_true(CPU_ISSET(7, &set) && !CPU_ISSET(1, &set) && !CPU_ISSET(5, &set));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (config_parse_cpu_list(bad[i], &set) != PA_ERROR)
+			fail_msg("'%s' accepted as a CPU list", bad[i]);
+}
+
+/* smtp.trusted_proxies and limits.exempt: ADDR[/PREFIX] lists, IPv4-mapped as IPv4. */
+static void
+test_address_lists(void **state)
+{
+	static const char *const bad[] = {"10.0.0.0/33", "::1/129", "10.0.0.1/", "10.0.0.1/x",
+	                                   "example.org", "10.0.0.256", "10.0.0.0/-1"};
+	struct config_override ov[2] = {
+	    {"smtp.trusted_proxies", "10.1.0.0/16, 2001:db8::/32,192.0.2.7"},
+	    {"limits.exempt", ""},
+	};
+	uint8_t a4[4], a6[16];
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(config_load(&c, NULL, ov, 2, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.ntrusted_proxies, 3);
+	assert_int_equal(c.nlimit_exempt, 0);
+	inet_pton(AF_INET, "10.1.255.3", a4);
+	assert_true(config_cidr_match(c.trusted_proxies, c.ntrusted_proxies, AF_INET, a4));
+	inet_pton(AF_INET, "10.2.0.1", a4);
+	assert_false(config_cidr_match(c.trusted_proxies, c.ntrusted_proxies, AF_INET, a4));
+	inet_pton(AF_INET6, "::ffff:192.0.2.7", a6);
+	assert_true(config_cidr_match(c.trusted_proxies, c.ntrusted_proxies, AF_INET6, a6));
+	inet_pton(AF_INET6, "2001:db8:ffff::1", a6);
+	assert_true(config_cidr_match(c.trusted_proxies, c.ntrusted_proxies, AF_INET6, a6));
+	inet_pton(AF_INET6, "2001:db9::1", a6);
+	assert_false(config_cidr_match(c.trusted_proxies, c.ntrusted_proxies, AF_INET6, a6));
+	config_free(&c);
+	/* The default exempts loopback only. */
+	assert_int_equal(config_load(&c, NULL, NULL, 0, err, sizeof(err)), PA_OK);
+	inet_pton(AF_INET, "127.0.0.1", a4);
+	assert_true(config_cidr_match(c.limit_exempt, c.nlimit_exempt, AF_INET, a4));
+	assert_int_equal(c.limit_conn_per_ip, 50);
+	assert_int_equal(c.banner_delay_ms, 0);
+	config_free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct config_override o = {"smtp.trusted_proxies", bad[i]};
+
+		assert_int_equal(config_load(&c, NULL, &o, 1, err, sizeof(err)), PA_ERROR);
+		assert_non_null(strstr(err, "smtp.trusted_proxies"));
+	}
+}
+
 int
 main(void)
 {
@@ -207,6 +271,8 @@ main(void)
 		cmocka_unit_test(test_override_syntax),
 		cmocka_unit_test(test_restart_needed),
 		cmocka_unit_test(test_every_key_documented),
+		cmocka_unit_test(test_cpu_list),
+		cmocka_unit_test(test_address_lists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,7 +22,9 @@
 #include "core/pa.h"
 #include "spool/handoff.h"
 #include "spool/handoff_store.h"
+#include "spool/route_map.h"
 #include "spool/spool.h"
+#include "spool/spool_iter.h"
 
 struct due {
 	unsigned n;
@@ -57,7 +59,7 @@ spool_with_one_message(char *dir, const char *qid)
 {
 	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
 	static const uint8_t data[] = "Received: x\r\nSubject: t\r\n\r\nbody\r\n";
-	struct spool_config cfg = {dir, 1, 1, 64};
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL};
 	struct spool *s = NULL;
 	char err[512];
 	struct smtp_message msg = {.queue_id = qid,
@@ -200,6 +202,18 @@ wait_sched(struct spool *s, const char *qid, uint64_t want)
 	fail_msg("%s: schedule never reached %llu", qid, (unsigned long long)want);
 }
 
+/* What the control socket reads of a copy: is some recipient held? */
+static int
+held_entry(const struct spool_entry *e, void *arg)
+{
+	bool *held = arg;
+
+	assert_non_null(e->states);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		*held = *held || e->states[i].next_attempt_us == UINT64_MAX;
+	return PA_OK;
+}
+
 /* The engine applies per-message operations on its own thread. */
 static void
 test_engine_message_ops(void **state)
@@ -215,7 +229,8 @@ test_engine_message_ops(void **state)
 	                             .concurrency = 1,
 	                             .timeout_s = 5,
 	                             .breaker_cooldown_s = 1};
-	char err[512];
+	char err[512], dest[ROUTE_KEY_MAX];
+	bool held = false;
 	struct due d;
 
 	(void)state;
@@ -231,12 +246,45 @@ test_engine_message_ops(void **state)
 	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_HOLD), PA_OK);
 	wait_sched(s, qid, HS_HELD_US);
 	assert_int_equal(due(s, HS_HELD_US - 1).n, 0);
-	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_RELEASE), PA_OK);
+	/* spool_iterate() gives the delivery records: the hold is visible there */
+	assert_int_equal(spool_iterate(s, 0, held_entry, &held, err, sizeof(err)), PA_OK);
+	assert_true(held);
+	assert_false(handoff_shard_held(h, 0));
+	/* the per-copy form: a shard the spool does not have is refused */
+	assert_int_equal(handoff_copy_op(h, qid, 1, HANDOFF_OP_RELEASE), PA_ERROR);
+	assert_int_equal(handoff_copy_op(h, qid, 0, HANDOFF_OP_RELEASE), PA_OK);
 	for (int i = 0; i < 500 && (d = due(s, pa_wall_clock_us())).n == 0; i++)
 		usleep(10000);
 	assert_int_equal(d.n, 1);
+	/* Operations apply in the order asked for: hold then release ends released. */
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_HOLD), PA_OK);
+		assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_RELEASE), PA_OK);
+	}
+	usleep(300000); /* many turns of the engine's loop */
+	assert_int_equal(due(s, pa_wall_clock_us()).n, 1);
+	held = false;
+	assert_int_equal(spool_iterate(s, 0, held_entry, &held, err, sizeof(err)), PA_OK);
+	assert_false(held);
 	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_DELETE), PA_OK);
 	wait_sched(s, qid, 0);
+	/* destinations: none without a route; a reload's map counts as soon as it is parked */
+	assert_false(handoff_destination(h, 0, "a@example.com", dest, sizeof(dest)));
+	snprintf(cfg.default_dest, sizeof(cfg.default_dest), "lmtp:127.0.0.1:24");
+	assert_int_equal(handoff_reload(h, &cfg, err, sizeof(err)), PA_OK);
+	assert_true(handoff_destination(h, 0, "a@example.com", dest, sizeof(dest)));
+	assert_string_equal(dest, "lmtp:127.0.0.1:24/0");
+	assert_int_equal(handoff_hold_shard(h, 0, true), PA_OK);
+	assert_true(handoff_shard_held(h, 0));
+	/* nothing was handed off: the engine knows no destination yet */
+	{
+		struct handoff_dest_state *states = (void *)1;
+		size_t n = 1;
+
+		assert_int_equal(handoff_dest_states(h, &states, &n), PA_OK);
+		assert_null(states);
+		assert_int_equal(n, 0);
+	}
 	/* a bad route map on reload is refused and names the line */
 	snprintf(cfg.default_dest, sizeof(cfg.default_dest), "smtp:not-an-ip:25");
 	assert_int_equal(handoff_reload(h, &cfg, err, sizeof(err)), PA_ERROR);

@@ -655,32 +655,49 @@ test_no_rcpt_check_means_no_relay(void **state)
 	drv_free(&d);
 }
 
-static bool
-rewrite_alias(void *host, const char *addr, char *out, size_t outlen)
+/*
+ * A host with aliases: alias@example.org is real@example.org, and
+ * fullalias@example.org is an alias of full@example.org, whose shard is full.
+ */
+static enum smtp_rcpt_verdict
+alias_rcpt_check(void *host, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 {
-	(void)host;
-	if (strcmp(addr, "alias@example.org") != 0)
-		return false;
-	snprintf(out, outlen, "real@example.org");
-	return true;
+	if (strcmp(addr, "alias@example.org") == 0) {
+		snprintf(canonical, SMTP_PATH_MAX + 1, "real@example.org");
+		return drv_rcpt_check(host, "real@example.org", (char[SMTP_PATH_MAX + 1]){""});
+	}
+	if (strcmp(addr, "fullalias@example.org") == 0) {
+		/* The verdict is the canonical address's, which the host wrote too. */
+		snprintf(canonical, SMTP_PATH_MAX + 1, "full@example.org");
+		return drv_rcpt_check(host, "full@example.org", (char[SMTP_PATH_MAX + 1]){""});
+	}
+	return drv_rcpt_check(host, addr, canonical);
 }
 
 static void
-with_rewrite(struct smtp_config *cfg)
+with_aliases(struct smtp_config *cfg)
 {
-	cfg->rewrite_rcpt = rewrite_alias;
+	cfg->rcpt_check = alias_rcpt_check;
 }
 
-/* smtp_config.rewrite_rcpt: an alias is stored under its canonical mailbox. */
+/*
+ * smtp_config.rcpt_check answers the verdict and the canonical address at
+ * once: an accepted alias is stored under its canonical mailbox, and a
+ * refused one stores nothing even though the host wrote its canonical address.
+ */
 static void
 test_alias_stored_as_canonical(void **state)
 {
 	struct drv d;
 
 	(void)state;
-	run_str(&d, with_rewrite,
-	        EHLO MAIL "RCPT TO:<alias@example.org>\r\n" RCPT "DATA\r\nx\r\n.\r\n");
-	assert_string_equal(d.out, R_ENVELOPE R_RCPT R_354 R_QUEUED("Q00001"));
+	run_str(&d, with_aliases,
+	        EHLO MAIL "RCPT TO:<alias@example.org>\r\nRCPT TO:<fullalias@example.org>\r\n" RCPT
+	                  "DATA\r\nx\r\n.\r\n");
+	assert_string_equal(
+	    d.out,
+	    R_ENVELOPE "452 4.3.1 Insufficient system storage\r\n" R_RCPT R_354 R_QUEUED("Q00001"));
+	assert_int_equal(d.rcpt_checks, 3);
 	assert_int_equal(d.msgs[0].nrcpt, 2);
 	assert_string_equal(d.msgs[0].rcpts[0], "real@example.org");
 	assert_string_equal(d.msgs[0].rcpts[1], "bob@example.org");

@@ -169,7 +169,7 @@ tmsg_free(struct tmsg *t)
 static struct spool *
 open_spool(const char *dir, unsigned shards, unsigned workers, unsigned ring)
 {
-	struct spool_config cfg = {dir, shards, workers, ring};
+	struct spool_config cfg = {dir, shards, workers, ring, NULL, 0, 0, NULL};
 	struct spool *s = NULL;
 	char err[ERR_MAX] = "";
 
@@ -1208,7 +1208,8 @@ test_shard_count_mismatch(void **state)
 {
 	char dir[512], err[ERR_MAX] = "";
 	struct spool *s;
-	struct spool_config cfg8 = {NULL, 8, 1, 16}, cfg2 = {NULL, 2, 1, 16};
+	struct spool_config cfg8 = {NULL, 8, 1, 16, NULL, 0, 0, NULL},
+	                    cfg2 = {NULL, 2, 1, 16, NULL, 0, 0, NULL};
 
 	new_dir(*state, dir, sizeof(dir));
 	s = open_spool(dir, 4, 1, 16);
@@ -1291,6 +1292,128 @@ test_full_ring(void **state)
 
 /* -------------------------------------------------------------------- main */
 
+/* One completion's status, polled for up to 10 s. */
+static int
+wait_one(struct spool *s)
+{
+	struct spool_completion c;
+	uint64_t deadline = now_us() + 10000000u;
+
+	while (now_us() < deadline) {
+		if (spool_poll(s, 0, &c, 1) == 1)
+			return c.status;
+		sleep_us(100);
+	}
+	fail_msg("no completion within 10 s");
+	return PA_ERROR;
+}
+
+/* Polls until the spool is healthy again (5 s at most); returns the microseconds it took. */
+static uint64_t
+wait_healthy(struct spool *s)
+{
+	uint64_t t0 = now_us();
+
+	while (!spool_healthy(s) && now_us() - t0 < 5000000u)
+		sleep_us(1000);
+	assert_true(spool_healthy(s));
+	return now_us() - t0;
+}
+
+/*
+ * A failed write (spool.impair "fail=2": the commit and the first probe)
+ * answers PA_ERROR, makes that shard alone unhealthy, and the committer
+ * recovers it by itself through a reopen; later messages are stored, the
+ * failed one is not.
+ */
+static void
+test_fault_write_error(void **state)
+{
+	char dir[512], err[ERR_MAX] = "";
+	struct spool *s = NULL;
+	struct tmsg t[2];
+	const char *r[1] = {"user1@example.com"};
+	struct spool_config cfg = {NULL, 2, 1, 64, NULL, 50, 20, "fail=2"};
+	unsigned shard = spool_shard_of(2, r[0], strlen(r[0]));
+	struct spool_shard_health h;
+	struct spool_shard_stats st;
+	struct seen seen = {0};
+
+	new_dir(*state, dir, sizeof(dir));
+	cfg.dir = dir;
+	assert_int_equal(spool_open(&s, &cfg, err, sizeof(err)), PA_OK);
+	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
+	assert_true(spool_healthy(s));
+	tmsg_init(&t[0], "FAIL00001", 1, r, 500, 1);
+	tmsg_init(&t[1], "FAIL00002", 1, r, 700, 2);
+	assert_int_equal(spool_submit(s, 0, &t[0].sm), PA_OK);
+	assert_int_equal(wait_one(s), PA_ERROR);
+	spool_shard_health(s, shard, &h);
+	if (h.state != SPOOL_SHARD_OK) { /* the probe may already have run */
+		assert_int_equal(h.state, SPOOL_SHARD_FAILED);
+		assert_non_null(strstr(h.last_error, "injected"));
+	}
+	assert_true(spool_shard_healthy(s, 1 - shard));
+	wait_healthy(s);
+	spool_shard_stats(s, shard, &st);
+	assert_int_equal(st.write_errors, 1);
+	assert_int_equal(st.reopens, 1);
+	assert_int_equal(st.recoveries, 1);
+	assert_int_equal(st.failures, 1);
+	assert_true(st.healthy);
+	assert_int_equal(spool_submit(s, 0, &t[1].sm), PA_OK);
+	assert_int_equal(wait_one(s), PA_OK);
+	spool_close(s);
+	scan_all(dir, &seen);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.e[0].qid, "FAIL00002");
+	free(seen.e);
+	tmsg_free(&t[0]);
+	tmsg_free(&t[1]);
+}
+
+/* A write stalled past the stall timeout answers PA_ERROR in bounded time, then resumes. */
+static void
+test_fault_write_stall(void **state)
+{
+	char dir[512], err[ERR_MAX] = "";
+	struct spool *s = NULL;
+	struct tmsg t[2];
+	const char *r[1] = {"user2@example.com"};
+	struct spool_config cfg = {NULL, 1, 1, 64, NULL, 50, 20, "stall=2000"};
+	struct spool_shard_health h;
+	struct spool_shard_stats st;
+	uint64_t t0;
+
+	new_dir(*state, dir, sizeof(dir));
+	cfg.dir = dir;
+	assert_int_equal(spool_open(&s, &cfg, err, sizeof(err)), PA_OK);
+	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
+	tmsg_init(&t[0], "STALL0001", 1, r, 300, 3);
+	tmsg_init(&t[1], "STALL0002", 1, r, 300, 4);
+	t0 = now_us();
+	assert_int_equal(spool_submit(s, 0, &t[0].sm), PA_OK);
+	assert_int_equal(wait_one(s), PA_ERROR);
+	assert_true(now_us() - t0 >= 50000u && now_us() - t0 < 1500000u);
+	assert_false(spool_healthy(s));
+	spool_shard_health(s, 0, &h);
+	assert_int_equal(h.state, SPOOL_SHARD_STALLED);
+	assert_string_equal(spool_shard_state_name(h.state), "stalled");
+	wait_healthy(s);
+	spool_shard_stats(s, 0, &st);
+	assert_int_equal(st.stalls, 1);
+	assert_int_equal(st.reopens, 0);
+	assert_int_equal(spool_submit(s, 0, &t[1].sm), PA_OK);
+	assert_int_equal(wait_one(s), PA_OK);
+	spool_close(s);
+	/* A bad impair setting is refused by name. */
+	cfg.impair = "explode";
+	assert_int_equal(spool_open(&s, &cfg, err, sizeof(err)), PA_ERROR);
+	assert_non_null(strstr(err, "impair"));
+	tmsg_free(&t[0]);
+	tmsg_free(&t[1]);
+}
+
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -1346,6 +1469,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_kill9),
 	    cmocka_unit_test(test_shard_count_mismatch),
 	    cmocka_unit_test(test_full_ring),
+	    cmocka_unit_test(test_fault_write_error),
+	    cmocka_unit_test(test_fault_write_stall),
 	};
 	int rc;
 

@@ -1,0 +1,77 @@
+/*
+ * dp_stack.c: a worker of the user-space stack, for any application
+ * (dp_stack.h).  Its memory is allocated here once, on the main lcore, before
+ * the worker's lcore starts: nothing is allocated per packet afterwards.
+ */
+#include <stdlib.h>
+
+#include <rte_cycles.h>
+#include <rte_malloc.h>
+
+#include "core/log.h"
+#include "core/pa.h"
+#include "dataplane/dp_stack.h"
+#include "dataplane/tcp.h"
+
+struct dp_worker *
+dp_worker_create(struct dp_shared *sh, unsigned id, const struct tcp_app_ops *ops, void *app_ctx)
+{
+	struct dp_worker *dw = rte_zmalloc("pa_dp_worker", sizeof(*dw), RTE_CACHE_LINE_SIZE);
+
+	if (dw == NULL || id >= sh->nworkers) {
+		pa_log_err("dpdk: no memory for worker %u (or no queue for it)", id);
+		rte_free(dw);
+		return NULL;
+	}
+	dw->sh = sh;
+	dw->app = ops;
+	dw->app_ctx = app_ctx;
+	dw->id = id;
+	dw->queue = (uint16_t)id;
+	dw->rng = rte_get_tsc_cycles() | 1;
+	dp_worker_clock(dw);
+	dw->wheel = rte_zmalloc("pa_wheel", sizeof(*dw->wheel), RTE_CACHE_LINE_SIZE);
+	if (dw->wheel == NULL)
+		goto fail;
+	tcp_wheel_init(dw->wheel, dw->now_ms);
+	SLIST_INIT(&dw->conn_free);
+	TAILQ_INIT(&dw->out_pending);
+	TAILQ_INIT(&dw->live);
+	if (tcp_worker_init(dw) != PA_OK)
+		goto fail;
+	if (sh->impair.on) {
+		dw->imp_rx = rte_zmalloc("pa_impair", sizeof(*dw->imp_rx), RTE_CACHE_LINE_SIZE);
+		dw->imp_tx = rte_zmalloc("pa_impair", sizeof(*dw->imp_tx), RTE_CACHE_LINE_SIZE);
+		if (dw->imp_rx == NULL || dw->imp_tx == NULL)
+			goto fail;
+		pa_log_warning("dpdk: worker %u impairs its link (dpdk.impair): for tests only",
+		               dw->id);
+	}
+	sh->workers[id] = dw;
+	return dw;
+fail:
+	pa_log_err("dpdk: out of memory for worker %u", id);
+	rte_free(dw->wheel);
+	rte_free(dw->imp_rx);
+	rte_free(dw->imp_tx);
+	rte_free(dw);
+	return NULL;
+}
+
+void
+dp_worker_destroy(struct dp_worker *dw)
+{
+	tcp_worker_fini(dw);
+	rte_free(dw->wheel);
+	rte_free(dw->imp_rx);
+	rte_free(dw->imp_tx);
+	dw->wheel = NULL;
+	dw->imp_rx = dw->imp_tx = NULL;
+}
+
+void
+dp_worker_timers(struct dp_worker *dw)
+{
+	tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
+	net_arp_tick(dw);
+}

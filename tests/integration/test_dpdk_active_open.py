@@ -1,0 +1,268 @@
+"""Active open on the DPDK stack, end to end, through pigeon-loadgen's DPDK
+transport (loadgen/lg_dpdk.c over dataplane/tcp_connect.c).
+
+- pigeon-loadgen on a TAP vdev inside a network namespace of the test's own,
+  Postfix's smtp-sink on the TAP's kernel side: every message answered 2xx
+  (connections reused, one connection per message, and two load threads on
+  two queue pairs);
+- a port nobody listens on: RST to our SYN, counted as refused, and the run
+  still stops by itself;
+- an unreachable target behind --gateway: the SYN is retransmitted (RFC 6298
+  back-off) until the connect timeout;
+- pigeon-loadgen to pigeond on the DPDK backend over net_memif (pigeond
+  role=server, loadgen role=client, the socket in the test's temp dir): every
+  message that got 250 is in pigeond's spool; with one worker and thread,
+  with two of each (software steering on both sides), and with 2% loss at
+  pigeond, where the loadgen's stack recovers by fast retransmit of the
+  holes its SACK scoreboard leaves (RFC 2018, RFC 6675).
+
+Addresses are in 198.18.0.0/15; processes run inside a namespace the test
+makes and removes (also on failure: DpdkNetns.teardown kills whatever still
+runs in it).  Needs root; skipped otherwise.
+"""
+
+import contextlib
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from dpdk_env import PEER_IP, PREFIX, SERVER_IP, DpdkNetns, is_root
+
+pytestmark = pytest.mark.skipif(not is_root(), reason="the DPDK tests need root (ip netns)")
+
+SINK_PORT = 2525
+DOMAIN = "example.com"
+
+
+def loadgen():
+    path = helpers.binary("pigeon-loadgen")
+    if not path.is_file():
+        pytest.fail(f"{path} not built", pytrace=False)
+    return str(path)
+
+
+@pytest.fixture
+def netns(binaries):
+    ns = DpdkNetns(memory_mb=256).setup()
+    try:
+        yield ns
+    finally:
+        ns.teardown()
+
+
+def wait_listening(ns, port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        r = ns.run(["ss", "-Hltn", f"sport = :{port}"], timeout=10)
+        if r.stdout.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
+
+
+@pytest.fixture
+def sink(netns, workdir):
+    """Postfix's smtp-sink on the namespace's kernel side (every address, so it
+    listens before the TAP exists; as root it needs -u nobody)."""
+    log = open(workdir / "smtp-sink.log", "wb")
+    sink_bin = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"  # not always on PATH
+    proc = netns.popen([sink_bin, "-u", "nobody", "-c", f"0.0.0.0:{SINK_PORT}", "256"],
+                       stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(netns, SINK_PORT, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        log.close()
+
+
+def run_loadgen(ns, args, timeout=90, eal=None, ip=f"{SERVER_IP}/{PREFIX}", peer_setup=True,
+                status=0):
+    """pigeon-loadgen --json in the namespace; (json object, stderr).  With
+    peer_setup the TAP's kernel side gets PEER_IP once the TAP appears.
+    status: the exit status expected (1 when not one connection succeeds)."""
+    argv = [loadgen(), "--eal", eal or ns.eal_args(), "--ip", ip, "--json", *map(str, args)]
+    cmd = ns.wrap(argv) if peer_setup else ns.wrap_client(argv)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout)
+    assert r.returncode == status, f"pigeon-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}"
+    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+    assert lines, f"no JSON from pigeon-loadgen:\n{r.stdout}\n{r.stderr[-4000:]}"
+    return json.loads(lines[-1]), r.stderr
+
+
+def stack_counters(stderr):
+    """The counters pigeon-loadgen's DPDK threads print at the end, summed."""
+    total = {}
+    for m in re.finditer(r"dpdk thread \d+: (.*?) drops:", stderr):
+        for k, v in re.findall(r"(\w+)=(\d+)", m.group(1)):
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def assert_all_ok(out, n):
+    assert out["messages"] == n, out
+    assert out["ok"] == n, out
+    assert out["failed"] == 0, out
+    assert out["eod_replies"] == {"2xx": n, "4xx": 0, "5xx": 0}, out
+    assert sum(out["errors"].values()) == 0, out
+
+
+def test_loadgen_tap_to_smtp_sink(netns, sink):
+    out, err = run_loadgen(netns, ["--target", f"{PEER_IP}:{SINK_PORT}", "--connections", 8,
+                                   "--messages", 400, "--size", "4k", "--timeout", 60])
+    assert_all_ok(out, 400)
+    assert out["connects"] >= 8 and out["ready"] >= 8, out
+    assert out["clean_closes"] == out["connects"], out
+    c = stack_counters(err)
+    assert c["active_opens"] == out["connects"], c
+    assert c["connects_failed"] == 0, c
+
+
+def test_loadgen_tap_one_connection_per_message(netns, sink):
+    # Many active opens in a row: local ports chosen, closed, chosen again.
+    out, err = run_loadgen(netns, ["--target", f"{PEER_IP}:{SINK_PORT}", "--connections", 4,
+                                   "--messages", 150, "--per-conn", 1, "--size", "2k",
+                                   "--no-pipelining", "--timeout", 60])
+    assert_all_ok(out, 150)
+    # A connection opened as the budget ran out just says QUIT: at least one per message.
+    assert 150 <= out["connects"] <= 154, out
+    assert out["clean_closes"] == out["connects"], out
+    assert stack_counters(err)["active_opens"] == out["connects"]
+
+
+def test_loadgen_tap_two_threads(netns, sink):
+    # Two lcores, two queue pairs on the TAP: each thread opens from local
+    # ports whose steering hash is its own, and every message gets its 2xx.
+    out, err = run_loadgen(netns, ["--target", f"{PEER_IP}:{SINK_PORT}", "--threads", 2,
+                                   "--connections", 8, "--messages", 400, "--per-conn", 10,
+                                   "--size", "4k", "--timeout", 60])
+    assert_all_ok(out, 400)
+    opens = [int(n) for n in re.findall(r"dpdk thread \d+: .*? active_opens=(\d+)", err)]
+    assert len(opens) == 2 and all(n > 0 for n in opens), opens
+    assert sum(opens) == out["connects"], (opens, out)
+
+
+def test_connect_refused(netns):
+    # Nothing listens on the port: the kernel answers the SYN with RST,ACK
+    # (RFC 9293 3.10.7.3: acceptable ACK, so "connection refused").
+    t0 = time.monotonic()
+    out, err = run_loadgen(netns, ["--target", f"{PEER_IP}:2599", "--connections", 2,
+                                   "--duration", 1, "--timeout", 20], status=1)
+    assert time.monotonic() - t0 < 20
+    assert out["ok"] == 0, out
+    assert out["errors"]["connect_refused"] > 0, out
+    c = stack_counters(err)
+    assert c["connects_failed"] == out["errors"]["connect_refused"], (c, out)
+    assert c["resets"] >= c["connects_failed"], c
+
+
+def test_syn_retransmitted_until_connect_timeout(netns):
+    # 198.18.9.9 is off-link: the SYN goes to --gateway (the kernel side),
+    # which does not forward, so no SYN-ACK ever comes.  In 3.5 s the SYN
+    # leaves at 0, 1 s and 3 s (RFC 6298 2.1 and 5.5); then the session's
+    # connect timeout gives up.
+    out, err = run_loadgen(netns, ["--target", "198.18.9.9:25", "--gateway", PEER_IP,
+                                   "--connections", 1, "--duration", 1, "--reply-timeout", 3.5,
+                                   "--timeout", 20], status=1)
+    assert out["ok"] == 0 and out["connects"] == 0, out
+    assert out["errors"]["timeout"] >= 1, out
+    c = stack_counters(err)
+    assert c["active_opens"] >= 1, c
+    assert 2 <= c["syn_rtx"] <= 3 * c["active_opens"], c
+
+
+def memif_run(netns, workdir, lg_args, pd_settings=None, threads=1):
+    """pigeond (DPDK backend, net_memif role=server) and pigeon-loadgen (role=client)
+    over a memif socket in the test's temp dir; pigeond stopped with SIGTERM at the
+    end.  Returns (loadgen JSON, loadgen stderr, pigeond log, stored queue ids)."""
+    sock = workdir / "memif.sock"
+    spool = workdir / "spool"
+    log_path = workdir / "pigeond.log"
+    pd_log = open(log_path, "wb")
+    pd_eal = (f"--no-huge --no-pci -m 512 --file-prefix={netns.name}-pd --no-shconf "
+              f"--vdev=net_memif0,role=server,socket={sock}")
+    settings = {
+        "backend": "dpdk", "dpdk.eal": pd_eal, "dpdk.ip": f"{SERVER_IP}/{PREFIX}",
+        "listen": f"{SERVER_IP}:25", "dpdk.idle_sleep_us": "20", "dpdk.mbufs": "8191",
+        "spool.dir": str(spool), "domains": DOMAIN, "hostname": "mx.pigeonair.test",
+        "log.level": "info", **(pd_settings or {}),
+    }
+    argv = [str(helpers.binary("pigeond"))]
+    for k, v in settings.items():
+        argv += ["-o", f"{k}={v}"]
+    pd = netns.popen(argv, stdout=pd_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "info: ready " not in log_path.read_text(errors="replace"):
+            assert pd.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "pigeond not ready in 30 s"
+            time.sleep(0.1)
+        lg_eal = (f"--no-huge --no-pci -m 256 --file-prefix={netns.name}-lg --no-shconf "
+                  f"--vdev=net_memif0,role=client,socket={sock}")
+        out, err = run_loadgen(netns, ["--target", f"{SERVER_IP}:25", "--domains", DOMAIN,
+                                       "--threads", threads, "--timeout", 90, *lg_args],
+                               eal=lg_eal, ip=f"{PEER_IP}/{PREFIX}", peer_setup=False,
+                               timeout=120)
+        pd.send_signal(signal.SIGTERM)
+        assert pd.wait(timeout=30) == 0
+    finally:
+        if pd.poll() is None:
+            pd.kill()
+            pd.wait(timeout=10)
+        pd_log.close()
+        for side in ("pd", "lg"):  # EAL's runtime files, had a process been killed
+            shutil.rmtree(f"/var/run/dpdk/{netns.name}-{side}", ignore_errors=True)
+    log = log_path.read_text(errors="replace")
+    ids = {e["id"] for e in helpers.spool_ls(spool)}
+    return out, err, log, ids
+
+
+def pigeond_syns(log):
+    return sum(int(n) for n in re.findall(r"dpdk worker \d+: .*? syns=(\d+)", log))
+
+
+def test_loadgen_memif_to_pigeond(binaries, netns, workdir):
+    out, err, log, ids = memif_run(netns, workdir, ["--connections", 4, "--messages", 300,
+                                                    "--size", "4k"])
+    assert_all_ok(out, 300)
+    # Every 250 the loadgen counted is a message in pigeond's spool, once.
+    assert len(ids) == 300, (len(ids), log[-3000:])
+    assert pigeond_syns(log) == out["connects"], log[-3000:]
+
+
+def test_loadgen_memif_two_threads_two_workers(binaries, netns, workdir):
+    # Two queue pairs each side: memif spreads flows over queues as it likes,
+    # software steering brings each segment to the worker holding its TCB, and
+    # the loadgen's local ports make each flow land on the thread that opened it.
+    out, err, log, ids = memif_run(netns, workdir, ["--connections", 8, "--messages", 240,
+                                                    "--per-conn", 6, "--size", "2k"],
+                                   pd_settings={"workers": "2"}, threads=2)
+    assert_all_ok(out, 240)
+    assert len(ids) == 240, (len(ids), log[-3000:])
+    assert pigeond_syns(log) == out["connects"], log[-3000:]
+    per_worker = re.findall(r"dpdk worker (\d+): .*? conns=(\d+)", log)
+    assert len(per_worker) == 2 and all(int(n) > 0 for _, n in per_worker), per_worker
+
+
+def test_loadgen_memif_loss_sack_recovery(binaries, netns, workdir):
+    # pigeond loses 2% of what it receives (dpdk.impair): its duplicate ACKs
+    # carry SACK blocks, the loadgen's stack enters fast retransmit and
+    # resends only the holes (RFC 2018, RFC 6675), and every message arrives.
+    out, err, log, ids = memif_run(netns, workdir, ["--connections", 4, "--messages", 30,
+                                                    "--size", "100k"],
+                                   pd_settings={"dpdk.impair": "loss=2"})
+    assert_all_ok(out, 30)
+    assert len(ids) == 30, (len(ids), log[-3000:])
+    c = stack_counters(err)
+    assert c["fast_rtx"] > 0 and c["sack_skipped"] > 0, c

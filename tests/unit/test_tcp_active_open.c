@@ -1,0 +1,719 @@
+/*
+ * test_tcp_active_open.c: TCP active open (dataplane/tcp_connect.c) against
+ * RFC 9293 3.10.7.3 SYN-SENT, driven segment by segment on a real worker
+ * (no port: frames are taken from the worker's TX burst before any flush).
+ *
+ * The SYN offers MSS, window scaling, SACK-permitted and timestamps; the
+ * local port lands on the opening worker; ARP resolves the next hop before
+ * the SYN; an unacceptable ACK gets <SEQ=SEG.ACK><CTL=RST>; a RST counts only
+ * with an acceptable ACK; the SYN-ACK completes the handshake with the
+ * options negotiated and an ACK sent; the SYN is retransmitted on the RFC 6298
+ * schedule and the open fails after TCP_SYN_RETRIES; a next hop that never
+ * answers ARP fails the open.  And RFC 5961 section 7: challenge ACKs are
+ * held to a randomized per-second budget, the rest counted.  And the SACK
+ * scoreboard: after fast retransmit only the holes are sent again.
+ */
+/* rte_ipv4_udptcp_cksum_verify() is still experimental in DPDK 22.11. */
+#define ALLOW_EXPERIMENTAL_API
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <rte_arp.h>
+#include <rte_byteorder.h>
+#include <rte_eal.h>
+#include <rte_ether.h>
+#include <rte_hash.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "core/pa.h"
+#include "dataplane/dp_stack.h"
+#include "dataplane/tcp.h"
+
+/* Not RTE_IPV4(): it shifts a signed int into the sign bit (UBSan). */
+#define IP4(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (d))
+#define OUR_IP IP4(198, 18, 0, 2)
+#define PEER_IP IP4(198, 18, 0, 1)
+#define SILENT_IP IP4(198, 18, 0, 77) /* on link, never answers ARP */
+#define PEER_PORT 25
+#define CACK_LIMIT 4 /* dpdk.challenge_ack_limit for these tests */
+
+static struct dp_shared sh;
+static struct dp_worker *dw;
+
+/* What the application saw. */
+static struct {
+	unsigned established, closed;
+	bool reset;
+	uint8_t err;
+} app;
+
+static struct tcb *
+t_conn_alloc(struct dp_worker *w)
+{
+	(void)w;
+	return NULL;
+}
+static int
+t_established(struct dp_worker *w, struct tcb *tcb)
+{
+	(void)w;
+	(void)tcb;
+	app.established++;
+	return PA_OK;
+}
+static void
+t_data(struct dp_worker *w, struct tcb *tcb)
+{
+	(void)w;
+	(void)tcb;
+}
+/* The application's send buffer: acknowledged bytes leave its front. */
+static uint8_t out_data[16384];
+static uint32_t out_off, out_len;
+
+static void
+t_acked(struct dp_worker *w, struct tcb *tcb, uint32_t n)
+{
+	(void)w;
+	(void)tcb;
+	assert_true(n <= out_len - out_off);
+	out_off += n;
+}
+static const uint8_t *
+t_sendbuf(struct dp_worker *w, struct tcb *tcb, uint32_t *len)
+{
+	(void)w;
+	(void)tcb;
+	*len = out_len - out_off;
+	return out_data + out_off;
+}
+static void
+t_peer_fin(struct dp_worker *w, struct tcb *tcb)
+{
+	(void)w;
+	(void)tcb;
+}
+static void
+t_closed(struct dp_worker *w, struct tcb *tcb, bool reset)
+{
+	(void)w;
+	app.closed++;
+	app.reset = reset;
+	app.err = tcb->err;
+}
+static void
+t_want_output(struct dp_worker *w, struct tcb *tcb)
+{
+	(void)w;
+	(void)tcb;
+}
+
+static const struct tcp_app_ops ops = {
+    .conn_alloc = t_conn_alloc,
+    .established = t_established,
+    .data = t_data,
+    .acked = t_acked,
+    .sendbuf = t_sendbuf,
+    .peer_fin = t_peer_fin,
+    .closed = t_closed,
+    .want_output = t_want_output,
+};
+
+/* A frame the worker queued for TX, parsed. */
+struct frame {
+	bool arp, tcp;
+	uint16_t arp_op;
+	uint32_t arp_tip;
+	uint16_t sport, dport;
+	uint32_t seq, ack;
+	uint8_t flags;
+	uint16_t win;
+	uint32_t len; /* payload octets */
+	struct tcp_opts opts;
+};
+
+static unsigned
+take_tx(struct frame *out, unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < dw->ntx; i++) {
+		struct rte_mbuf *m = dw->tx[i];
+		const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+		struct frame f = {0};
+
+		if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+			const struct rte_arp_hdr *ah = (const struct rte_arp_hdr *)(eh + 1);
+
+			f.arp = true;
+			f.arp_op = rte_be_to_cpu_16(ah->arp_opcode);
+			f.arp_tip = rte_be_to_cpu_32(ah->arp_data.arp_tip);
+		} else {
+			const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eh + 1);
+			const struct rte_tcp_hdr *th =
+			    (const struct rte_tcp_hdr *)((const uint8_t *)ip +
+			                                 rte_ipv4_hdr_len(ip));
+			unsigned hlen = (th->data_off >> 4) * 4u;
+
+			assert_int_equal(ip->next_proto_id, IPPROTO_TCP);
+			/* Software checksums (no offload here): the segment must verify. */
+			assert_int_equal(rte_ipv4_udptcp_cksum_verify(ip, th), 0);
+			f.tcp = true;
+			f.sport = rte_be_to_cpu_16(th->src_port);
+			f.dport = rte_be_to_cpu_16(th->dst_port);
+			f.seq = rte_be_to_cpu_32(th->sent_seq);
+			f.ack = rte_be_to_cpu_32(th->recv_ack);
+			f.flags = th->tcp_flags;
+			f.win = rte_be_to_cpu_16(th->rx_win);
+			f.len = rte_be_to_cpu_16(ip->total_length) - rte_ipv4_hdr_len(ip) - hlen;
+			assert_int_equal(tcp_parse_options((const uint8_t *)(th + 1),
+			                                   hlen - sizeof(*th), &f.opts),
+			                 PA_OK);
+		}
+		if (n < max)
+			out[n++] = f;
+		rte_pktmbuf_free(m);
+	}
+	dw->ntx = 0;
+	return n;
+}
+
+/* The peer announces itself (an ARP request for our address): the neighbour table learns it. */
+static void
+learn_peer(void)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(sh.pool);
+	struct rte_arp_hdr arp = {0}, *ah = &arp;
+	struct frame f[4];
+	void *p;
+
+	ah->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
+	ah->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	ah->arp_hlen = RTE_ETHER_ADDR_LEN;
+	ah->arp_plen = 4;
+	ah->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+	ah->arp_data.arp_sha.addr_bytes[0] = 0x02;
+	ah->arp_data.arp_sha.addr_bytes[5] = 0x01;
+	ah->arp_data.arp_sip = rte_cpu_to_be_32(PEER_IP);
+	ah->arp_data.arp_tip = rte_cpu_to_be_32(OUR_IP);
+	assert_non_null(m);
+	p = rte_pktmbuf_append(m, sizeof(arp));
+	assert_non_null(p);
+	memcpy(p, &arp, sizeof(arp));
+	net_arp_input(dw, m);
+	take_tx(f, 4); /* our reply */
+}
+
+static void
+advance(uint64_t ms)
+{
+	dw->now_ms += ms;
+	dp_worker_timers(dw);
+}
+
+/* A segment from the peer to the connection, as tcp_input() would hand it over. */
+static struct tcp_seg
+from_peer(const struct tcb *tcb, uint8_t flags, uint32_t seq, uint32_t ack)
+{
+	struct tcp_seg seg = {.key = tcb->key, .seq = seq, .ack = ack, .flags = flags, .win = 8192};
+
+	return seg;
+}
+
+static struct tcb *
+fresh_tcb(void)
+{
+	struct tcb *tcb = calloc(1, sizeof(*tcb));
+
+	assert_non_null(tcb);
+	memset(&app, 0, sizeof(app));
+	out_off = out_len = 0;
+	return tcb;
+}
+
+static void
+done(struct tcb *tcb)
+{
+	tcp_abort(dw, tcb);
+	take_tx((struct frame[4]){0}, 0);
+	free(tcb);
+}
+
+static void
+test_syn_offers_everything(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+
+	(void)state;
+	assert_int_equal(
+	    tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT)), PA_OK);
+	assert_int_equal(tcb->state, TCP_SYN_SENT);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_true(f[0].tcp);
+	assert_int_equal(f[0].flags, RTE_TCP_SYN_FLAG);
+	assert_int_equal(f[0].seq, tcb->iss);
+	assert_int_equal(f[0].dport, PEER_PORT);
+	assert_in_range(f[0].sport, TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI);
+	/* Software steering: the flow belongs to the opening worker. */
+	assert_int_equal(
+	    net_flow_owner(&sh, tcb->key.laddr, tcb->key.lport, tcb->key.raddr, tcb->key.rport),
+	    dw->id);
+	assert_true(f[0].opts.has_mss);
+	assert_int_equal(f[0].opts.mss, 1460);
+	assert_true(f[0].opts.has_wscale);
+	assert_int_equal(f[0].opts.wscale, TCP_RCV_WSCALE);
+	assert_true(f[0].opts.sack_ok);
+	assert_true(f[0].opts.has_ts);
+	assert_int_equal(f[0].opts.tsecr, 0); /* RFC 7323 3.2 */
+	assert_int_equal(tcb->snd_una, tcb->iss);
+	assert_int_equal(tcb->snd_nxt, tcb->iss + 1);
+	done(tcb);
+}
+
+static void
+test_two_opens_two_ports(void **state)
+{
+	struct tcb *a = fresh_tcb(), *b = fresh_tcb();
+
+	(void)state;
+	assert_int_equal(tcp_connect(dw, a, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT)),
+	                 PA_OK);
+	assert_int_equal(tcp_connect(dw, b, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT)),
+	                 PA_OK);
+	assert_int_not_equal(a->key.lport, b->key.lport);
+	done(a);
+	done(b);
+}
+
+static void
+test_unacceptable_ack_gets_rst(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	struct tcp_seg seg;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	take_tx(f, 4);
+	/* SEG.ACK =< ISS: RFC 9293 3.10.7.3 answers <SEQ=SEG.ACK><CTL=RST>. */
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 1000, tcb->iss);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_int_equal(f[0].flags & RTE_TCP_RST_FLAG, RTE_TCP_RST_FLAG);
+	assert_int_equal(f[0].seq, tcb->iss);
+	assert_int_equal(tcb->state, TCP_SYN_SENT);
+	/* SEG.ACK > SND.NXT likewise. */
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 1000, tcb->iss + 2);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_int_equal(f[0].seq, tcb->iss + 2);
+	/* A RST with such an ACK is not answered, and does not reset. */
+	seg = from_peer(tcb, RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG, 0, tcb->iss + 7);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(take_tx(f, 4), 0);
+	assert_int_equal(tcb->state, TCP_SYN_SENT);
+	assert_int_equal(app.closed, 0);
+	done(tcb);
+}
+
+static void
+test_rst_needs_acceptable_ack(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	struct tcp_seg seg;
+	uint64_t failed = dw->c.connects_failed;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	take_tx(f, 4);
+	/* A blind RST (no ACK) is dropped: RFC 9293 3.10.7.3, RFC 5961 3.2. */
+	seg = from_peer(tcb, RTE_TCP_RST_FLAG, 12345, 0);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_SYN_SENT);
+	assert_int_equal(app.closed, 0);
+	/* A SYN without ACK (simultaneous open) is not taken either. */
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG, 5000, 0);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_SYN_SENT);
+	/* "Connection refused": RST with ACK = ISS + 1. */
+	seg = from_peer(tcb, RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG, 0, tcb->iss + 1);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(app.closed, 1);
+	assert_true(app.reset);
+	assert_int_equal(app.err, TCP_ERR_REFUSED);
+	assert_int_equal(app.established, 0);
+	assert_int_equal(tcb->state, TCP_CLOSED);
+	assert_int_equal(dw->c.connects_failed, failed + 1);
+	assert_int_equal(take_tx(f, 4), 0);
+	free(tcb);
+}
+
+static void
+test_synack_establishes(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	struct tcp_seg seg;
+	enum tcp_tag tag;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	take_tx(f, 4);
+	advance(3); /* an RTT of 3 ms */
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 0xfffffff0u, tcb->iss + 1);
+	seg.win = 29200;
+	seg.opts.has_mss = true;
+	seg.opts.mss = 1400;
+	seg.opts.has_wscale = true;
+	seg.opts.wscale = 7;
+	seg.opts.sack_ok = true;
+	seg.opts.has_ts = true;
+	seg.opts.tsval = 777;
+	seg.opts.tsecr = (uint32_t)dw->now_ms - 3;
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(app.established, 1);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	assert_int_equal(tcb->irs, 0xfffffff0u);
+	assert_int_equal(tcb->rcv_nxt, 0xfffffff1u);
+	assert_int_equal(tcb->snd_una, tcb->iss + 1);
+	assert_int_equal(tcb->mss, 1400);
+	assert_true(tcb->ws_ok);
+	assert_int_equal(tcb->snd_wscale, 7);
+	assert_int_equal(tcb->rcv_wscale, TCP_RCV_WSCALE);
+	assert_true(tcb->sack_ok);
+	assert_true(tcb->ts_ok);
+	assert_int_equal(tcb->ts_recent, 777);
+	/* RFC 7323 2.2: the SYN-ACK's window is not scaled. */
+	assert_int_equal(tcb->snd_wnd, 29200);
+	/* RFC 6928 IW with the peer's MSS; an RTT sample from the SYN (RFC 6298 2.2). */
+	assert_int_equal(tcb->cwnd, 10u * 1400u);
+	assert_int_equal(tcb->srtt_ms8 >> 3, 3);
+	assert_int_equal(dw->c.conns_opened > 0, true);
+	assert_ptr_equal(tcp_lookup(dw, &tcb->key, &tag), tcb);
+	/* The owed ACK goes out with the next output: <SEQ=ISS+1><ACK=IRS+1>, timestamps echoed. */
+	tcp_output(dw, tcb);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_int_equal(f[0].flags, RTE_TCP_ACK_FLAG);
+	assert_int_equal(f[0].seq, tcb->iss + 1);
+	assert_int_equal(f[0].ack, 0xfffffff1u);
+	assert_true(f[0].opts.has_ts);
+	assert_int_equal(f[0].opts.tsecr, 777);
+	/* A second SYN-ACK now lands on an established connection: not this function's. */
+	done(tcb);
+}
+
+static void
+test_synack_without_options(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	struct tcp_seg seg;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	take_tx(f, 4);
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 42, tcb->iss + 1);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	/* Nothing offered back: no scaling, no SACK, no timestamps, MSS 536 (RFC 9293 3.7.1). */
+	assert_false(tcb->ws_ok);
+	assert_int_equal(tcb->snd_wscale, 0);
+	assert_int_equal(tcb->rcv_wscale, 0);
+	assert_false(tcb->sack_ok);
+	assert_false(tcb->ts_ok);
+	assert_int_equal(tcb->mss, TCP_MSS_DEFAULT);
+	done(tcb);
+}
+
+static void
+test_syn_retransmitted_then_fails(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	uint64_t rtx = dw->c.syn_retransmits;
+	uint32_t rto = TCP_RTO_INIT_MS;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	assert_int_equal(take_tx(f, 4), 1);
+	for (unsigned i = 1; i <= TCP_SYN_RETRIES; i++) {
+		/* Not before the RTO ... */
+		advance(rto - 1);
+		assert_int_equal(take_tx(f, 4), 0);
+		/* ... then the same SYN again, and the RTO doubles (RFC 6298 5.5). */
+		advance(1);
+		assert_int_equal(take_tx(f, 4), 1);
+		assert_int_equal(f[0].flags, RTE_TCP_SYN_FLAG);
+		assert_int_equal(f[0].seq, tcb->iss);
+		rto *= 2;
+		assert_int_equal(tcb->rto_ms, rto);
+	}
+	assert_int_equal(dw->c.syn_retransmits, rtx + TCP_SYN_RETRIES);
+	assert_int_equal(app.closed, 0);
+	advance(rto);
+	assert_int_equal(app.closed, 1);
+	assert_int_equal(app.err, TCP_ERR_TIMEOUT);
+	assert_int_equal(take_tx(f, 4), 0);
+	free(tcb);
+}
+
+static void
+test_late_synack_after_retransmission(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	struct tcp_seg seg;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	advance(TCP_RTO_INIT_MS);
+	take_tx(f, 4);
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 9, tcb->iss + 1);
+	seg.opts.has_mss = true;
+	seg.opts.mss = 1460;
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	/* Karn: no sample from a retransmitted SYN; RFC 6298 5.7 RTO 3 s; RFC 5681 3.1 IW 1. */
+	assert_int_equal(tcb->srtt_ms8, 0);
+	assert_int_equal(tcb->rto_ms, TCP_SYN_RTO_DATA_MS);
+	assert_int_equal(tcb->cwnd, 1460);
+	done(tcb);
+}
+
+static void
+test_arp_before_syn(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	unsigned n;
+
+	(void)state;
+	/* An on-link address nobody answers for: ARP requests, never a SYN. */
+	assert_int_equal(tcp_connect(dw, tcb, rte_cpu_to_be_32(SILENT_IP), rte_cpu_to_be_16(25)),
+	                 PA_OK);
+	n = take_tx(f, 4);
+	assert_int_equal(n, 1);
+	assert_true(f[0].arp);
+	assert_int_equal(f[0].arp_op, RTE_ARP_OP_REQUEST);
+	assert_int_equal(f[0].arp_tip, SILENT_IP);
+	for (unsigned ms = 0; ms < TCP_ARP_WAIT_MS + 100 && app.closed == 0; ms += 50) {
+		advance(50);
+		n = take_tx(f, 4);
+		for (unsigned i = 0; i < n; i++)
+			assert_true(f[i].arp);
+	}
+	assert_int_equal(app.closed, 1);
+	assert_int_equal(app.err, TCP_ERR_UNREACHABLE);
+	free(tcb);
+}
+
+static void
+test_no_route(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+
+	(void)state;
+	/* Off link and no gateway: refused at once, nothing to undo. */
+	assert_int_equal(
+	    tcp_connect(dw, tcb, rte_cpu_to_be_32(IP4(198, 19, 9, 9)), rte_cpu_to_be_16(25)),
+	    PA_ERROR);
+	assert_int_equal(dw->ntx, 0);
+	free(tcb);
+}
+
+/* RFC 5961 7: challenge ACKs within a per-second budget, randomized in [limit/2, 3*limit/2]. */
+static void
+test_challenge_ack_rate_limit(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[32];
+	struct tcp_seg seg;
+	uint64_t acks0, limited0;
+	unsigned sent;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 42, tcb->iss + 1);
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	take_tx(f, 32);
+	/* The start of a second of its own. */
+	advance(1000 - dw->now_ms % 1000);
+	take_tx(f, 32); /* whatever timers sent (ARP retries of other tests) */
+	acks0 = dw->c.challenge_acks;
+	limited0 = dw->c.challenge_acks_limited;
+	for (int i = 0; i < 20; i++) {
+		/* In the window, not at RCV.NXT: a challenge ACK is due (RFC 5961 3.2). */
+		seg = from_peer(tcb, RTE_TCP_RST_FLAG, tcb->rcv_nxt + 100, 0);
+		tcp_conn_input(dw, tcb, &seg);
+	}
+	sent = take_tx(f, 32);
+	assert_in_range(sent, CACK_LIMIT / 2, CACK_LIMIT + CACK_LIMIT / 2);
+	for (unsigned i = 0; i < sent; i++) {
+		assert_int_equal(f[i].flags, RTE_TCP_ACK_FLAG);
+		assert_int_equal(f[i].ack, tcb->rcv_nxt);
+	}
+	assert_int_equal(dw->c.challenge_acks - acks0, sent);
+	assert_int_equal(dw->c.challenge_acks_limited - limited0, 20 - sent);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	/* The next second brings a new budget. */
+	advance(1000);
+	take_tx(f, 32);
+	seg = from_peer(tcb, RTE_TCP_RST_FLAG, tcb->rcv_nxt + 100, 0);
+	tcp_conn_input(dw, tcb, &seg);
+	assert_int_equal(take_tx(f, 32), 1);
+	done(tcb);
+}
+
+/* RFC 2018 / RFC 6675: after fast retransmit only the holes the SACK blocks leave are resent. */
+static void
+test_sack_retransmits_holes_only(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[32];
+	struct tcp_seg seg;
+	uint32_t base;
+	uint64_t skipped;
+	unsigned n;
+
+	(void)state;
+	tcp_connect(dw, tcb, rte_cpu_to_be_32(PEER_IP), rte_cpu_to_be_16(PEER_PORT));
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 500, tcb->iss + 1);
+	seg.win = 65535;
+	seg.opts.has_mss = true;
+	seg.opts.mss = 1000;
+	seg.opts.sack_ok = true;
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_true(tcb->sack_ok);
+	take_tx(f, 32);
+	base = tcb->iss + 1;
+	/* Ten segments of 1000 octets: the initial window (RFC 6928). */
+	out_len = 10000;
+	tcp_output(dw, tcb);
+	n = take_tx(f, 32);
+	assert_int_equal(n, 10);
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(f[i].seq, base + 1000 * i);
+		assert_int_equal(f[i].len, 1000);
+	}
+	/* Segments 0 and 5 were lost: three duplicate ACKs with SACK blocks. */
+	skipped = dw->c.sack_rtx_skipped;
+	for (int i = 0; i < 3; i++) {
+		seg = from_peer(tcb, RTE_TCP_ACK_FLAG, 501, base);
+		seg.win = 65535;
+		seg.opts.nsack = 2;
+		seg.opts.sack[0][0] = base + 1000;
+		seg.opts.sack[0][1] = base + 5000;
+		seg.opts.sack[1][0] = base + 6000;
+		seg.opts.sack[1][1] = base + (i == 0 ? 8000 : 10000);
+		tcp_conn_input(dw, tcb, &seg);
+	}
+	assert_true(tcb->in_recovery);
+	assert_int_equal(tcb->nsacked, 2);
+	tcp_output(dw, tcb);
+	n = take_tx(f, 32);
+	assert_int_equal(n, 2);
+	assert_int_equal(f[0].seq, base);
+	assert_int_equal(f[0].len, 1000);
+	assert_int_equal(f[1].seq, base + 5000);
+	assert_int_equal(f[1].len, 1000);
+	assert_int_equal(dw->c.sack_rtx_skipped - skipped, 8000);
+	/* Everything arrives: recovery ends, the scoreboard empties, the buffer is released. */
+	seg = from_peer(tcb, RTE_TCP_ACK_FLAG, 501, base + 10000);
+	seg.win = 65535;
+	tcp_conn_input(dw, tcb, &seg);
+	assert_false(tcb->in_recovery);
+	assert_int_equal(tcb->nsacked, 0);
+	assert_int_equal(out_off, 10000);
+	done(tcb);
+}
+
+static int
+setup(void **state)
+{
+	char *argv[] = {"test",
+	                "--no-huge",
+	                "--no-pci",
+	                "-m",
+	                "64",
+	                "--no-shconf",
+	                "--no-telemetry",
+	                "--log-level=lib.eal:error",
+	                "--file-prefix=test_tcp_active_open",
+	                NULL};
+
+	(void)state;
+	if (rte_eal_init((int)pa_array_size(argv) - 1, argv) < 0)
+		return -1;
+	sh.pool =
+	    rte_pktmbuf_pool_create("ao", 1023, 0, DP_MBUF_PRIV_SIZE, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+	if (sh.pool == NULL)
+		return -1;
+	sh.nworkers = 2;
+	sh.ip = rte_cpu_to_be_32(OUR_IP);
+	sh.mask = rte_cpu_to_be_32(0xffffff00u);
+	sh.mtu = 1500;
+	sh.msl_ms = 1000;
+	sh.syn_backlog = 16;
+	sh.max_conns = 64;
+	sh.conn_mbufs = 64;
+	sh.challenge_ack_limit = CACK_LIMIT;
+	sh.tsc_per_ms = rte_get_tsc_hz() / 1000;
+	sh.secret.k0 = 1;
+	sh.secret.k1 = 2;
+	sh.mac.addr_bytes[0] = 0x02;
+	sh.mac.addr_bytes[5] = 0x02;
+	if (net_arp_create(&sh) != PA_OK)
+		return -1;
+	/* Worker 1 of 2, so the port choice has to mind the steering hash. */
+	dw = dp_worker_create(&sh, 1, &ops, NULL);
+	if (dw == NULL)
+		return -1;
+	learn_peer();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	dp_worker_destroy(dw);
+	rte_free(dw);
+	rte_hash_free(sh.neigh);
+	rte_mempool_free(sh.pool);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_syn_offers_everything),
+	    cmocka_unit_test(test_two_opens_two_ports),
+	    cmocka_unit_test(test_unacceptable_ack_gets_rst),
+	    cmocka_unit_test(test_rst_needs_acceptable_ack),
+	    cmocka_unit_test(test_synack_establishes),
+	    cmocka_unit_test(test_synack_without_options),
+	    cmocka_unit_test(test_syn_retransmitted_then_fails),
+	    cmocka_unit_test(test_late_synack_after_retransmission),
+	    cmocka_unit_test(test_arp_before_syn),
+	    cmocka_unit_test(test_no_route),
+	    cmocka_unit_test(test_challenge_ack_rate_limit),
+	    cmocka_unit_test(test_sack_retransmits_holes_only),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
