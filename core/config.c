@@ -250,6 +250,21 @@ parse_backend(struct pa_config *config, const struct config_key *key, const char
 }
 
 static int
+parse_dpdk_rss(struct pa_config *config, const struct config_key *key, const char *value, char *err,
+               size_t errlen)
+{
+	if (strcmp(value, "auto") == 0)
+		config->dpdk_rss = PA_DPDK_RSS_AUTO;
+	else if (strcmp(value, "on") == 0)
+		config->dpdk_rss = PA_DPDK_RSS_ON;
+	else if (strcmp(value, "off") == 0)
+		config->dpdk_rss = PA_DPDK_RSS_OFF;
+	else
+		return key_error(key, err, errlen, "'%s' is not auto, on or off", value);
+	return PA_OK;
+}
+
+static int
 parse_bare_lf(struct pa_config *config, const struct config_key *key, const char *value, char *err,
               size_t errlen)
 {
@@ -605,6 +620,7 @@ static const struct config_key keys[] = {
     {"dpdk.challenge_ack_limit", "1000", parse_unsigned, OFF(dpdk_challenge_ack_limit), 0, 0,
      1000000, false},
     {"dpdk.impair", "", parse_string, OFF(dpdk_impair), SZ(dpdk_impair), 0, 0, false},
+    {"dpdk.rss", "auto", parse_dpdk_rss, 0, 0, 0, 0, false},
     {"directory.file", "", parse_string, OFF(directory_file), SZ(directory_file), 0, 0, false},
     {"directory.ldap.uri", "", parse_string, OFF(directory_ldap_uri), SZ(directory_ldap_uri), 0, 0,
      false},
@@ -639,6 +655,9 @@ static const struct config_key keys[] = {
     {"tls.min_version", "TLSv1.2", parse_tls_version, 0, 0, 0, 0, false},
     {"tls.required", "false", parse_bool, OFF(tls_required), 0, 0, 0, true},
     {"tls.handshake_timeout", "30", parse_unsigned, OFF(tls_handshake_timeout_s), 0, 1, 3600, true},
+    /* Up to 302400: a ticket resumes for two lifetimes, RFC 8446 4.6.1 allows 7 days. */
+    {"tls.ticket_lifetime", "3600", parse_unsigned, OFF(tls_ticket_lifetime_s), 0, 1, 302400,
+     true},
     {"relay.routes", "", parse_string, OFF(relay_routes), SZ(relay_routes), 0, 0, true},
     {"relay.default", "", parse_string, OFF(relay_default), SZ(relay_default), 0, 0, true},
     {"relay.helo", "", parse_string, OFF(relay_helo), SZ(relay_helo), 0, 0, true},

@@ -37,6 +37,13 @@ enum pa_backend {
 	PA_BACKEND_DPDK,
 };
 
+/* dpdk.rss: hardware RSS when the port supports it (auto), required (on), or never (off). */
+enum pa_dpdk_rss {
+	PA_DPDK_RSS_AUTO,
+	PA_DPDK_RSS_ON,
+	PA_DPDK_RSS_OFF,
+};
+
 struct pa_config {
 	char raw[CONFIG_KEYS_MAX][CONFIG_VALUE_MAX]; /* each key's value as given, by table order */
 	enum pa_backend backend;
@@ -88,6 +95,7 @@ struct pa_config {
 	unsigned dpdk_idle_sleep_us;
 	unsigned dpdk_challenge_ack_limit; /* RFC 5961 7, per worker per second; 0: none */
 	char dpdk_impair[128]; /* tests only */
+	enum pa_dpdk_rss dpdk_rss;
 	/* recipient directory (directory/directory.h); no file and no URI: `domains` only */
 	char directory_file[1024];
 	char directory_ldap_uri[256];
@@ -115,6 +123,7 @@ struct pa_config {
 	int tls_min_version; /* enum tls_min_version (smtp/tls.h) */
 	bool tls_required;
 	unsigned tls_handshake_timeout_s;
+	unsigned tls_ticket_lifetime_s; /* a session-ticket key seals tickets this long */
 	/* hand-off to the delivery tier (docs/handoff.md) */
 	char relay_routes[1024]; /* route-map file; empty: none */
 	char relay_default[CONFIG_VALUE_MAX]; /* PROTO:HOST:PORT,...; empty: none */

@@ -139,6 +139,7 @@ tls_settings_of(const struct pa_config *config)
 	    .ciphers = config->tls_ciphers,
 	    .ciphersuites = config->tls_ciphersuites,
 	    .min_version = config->tls_min_version == 1 ? TLS_MIN_1_3 : TLS_MIN_1_2,
+	    .ticket_lifetime_s = config->tls_ticket_lifetime_s,
 	};
 }
 
@@ -316,6 +317,41 @@ handoff_config_of(const struct pa_config *c, struct handoff_config *out)
 	snprintf(out->spool_dir, sizeof(out->spool_dir), "%s", c->spool_dir);
 }
 
+/*
+ * Session-ticket key rotation, on the main lcore (the only writer of the
+ * keys): every tls.ticket_lifetime of the running configuration, checked on
+ * each turn of the control loop, so within a second of it.
+ */
+struct ticket_rotation {
+	struct pa_shared *shared;
+	uint64_t last_ms; /* monotonic: when the current key was made; 0 before the first tick */
+};
+
+static void
+rotate_ticket_key(void *arg, uint64_t now_ms)
+{
+	struct ticket_rotation *r = arg;
+	struct pa_shared *shared = r->shared;
+	char err[TLS_ERR_MAX];
+
+	if (shared->tls == NULL)
+		return;
+	if (r->last_ms == 0) {
+		r->last_ms = now_ms; /* the first key was made moments ago, at start */
+		return;
+	}
+	if (now_ms - r->last_ms < 1000ull * shared->runtime->config.tls_ticket_lifetime_s)
+		return;
+	r->last_ms = now_ms;
+	if (tls_shared_rotate(shared->tls, err, sizeof(err)) != PA_OK) {
+		pa_log_err("tls: session-ticket key rotation failed, the current key stays: %s",
+		           err);
+		return;
+	}
+	pa_log_info("tls: new session-ticket key (generation %llu)",
+	            (unsigned long long)tls_shared_generation(shared->tls));
+}
+
 /* What reload() works on: SIGHUP and the control socket's reload command share it. */
 struct reload_ctx {
 	struct pa_shared *shared;
@@ -420,6 +456,7 @@ main(int argc, char **argv)
 	struct ctl_server *ctl;
 	struct ctl_env ctl_env = {0};
 	struct reload_ctx reload_ctx = {0};
+	struct ticket_rotation ticket_rotation = {0};
 	const struct pa_backend_ops *backend;
 	char err[CONFIG_ERR_MAX];
 	int sigfd;
@@ -559,6 +596,9 @@ main(int argc, char **argv)
 	ctl_env.started_us = pa_wall_clock_us();
 	ctl_env.reload = reload;
 	ctl_env.reload_arg = &reload_ctx;
+	ticket_rotation.shared = &shared;
+	ctl_env.tick = rotate_ticket_key;
+	ctl_env.tick_arg = &ticket_rotation;
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
 	            shared.runtime->config.listen, backend->name, config.workers,
 	            shared.runtime->config.spool_dir, config.spool_shards);

@@ -8,18 +8,24 @@
  */
 #include "ctl/ctl_commands.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/pa.h"
+#include "ctl/ctl_counters.h"
 #include "ctl/ctl_handoff.h"
 #include "ctl/ctl_metrics.h"
 #include "ctl/ctl_server.h"
 #include "ctl/ctl_spool.h"
 #include "ctl/ctl_stats.h"
+#include "dataplane/dpdk_backend.h"
 #include "dataplane/worker.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
@@ -33,27 +39,57 @@ latency_json(const struct latency_hist *h)
 	                 (json_int_t)latency_quantile(h, 0.999));
 }
 
+/* Every row of ctl_tcp_counters, the gauge of TIME_WAIT now, drops seen, RSS misqueues. */
 static json_t *
 tcp_json(const struct ctl_worker_stats *w)
 {
 	const struct dp_counters *t = &w->tcp;
-	json_t *drops = json_object();
+	json_t *drops = json_object(), *misq = json_object(), *obj = json_object();
 
-	if (drops == NULL)
+	if (drops == NULL || misq == NULL || obj == NULL) {
+		json_decref(drops);
+		json_decref(misq);
+		json_decref(obj);
 		return NULL;
+	}
+	for (unsigned i = 0; i < DP_MISQ_COUNT; i++)
+		json_object_set_new(misq, dp_misq_name((enum dp_misq)i),
+		                    json_integer((json_int_t)t->rss_misqueued[i]));
+	for (size_t i = 0; i < ctl_tcp_counters_n; i++)
+		json_object_set_new(
+		    obj, ctl_tcp_counters[i].key,
+		    json_integer((json_int_t)ctl_counter_value(t, ctl_tcp_counters[i].off)));
+	json_object_set_new(obj, "time_wait", json_integer((json_int_t)w->time_wait_now));
 	for (unsigned i = 0; i < DP_DROP_COUNT; i++)
 		if (t->drops[i] != 0)
 			json_object_set_new(drops, dp_drop_name((enum dp_drop)i),
 			                    json_integer((json_int_t)t->drops[i]));
-	return json_pack("{s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "rx_packets", (json_int_t)t->rx_pkts, "tx_packets", (json_int_t)t->tx_pkts,
-	                 "retransmits", (json_int_t)t->retransmits, "rto_expiries",
-	                 (json_int_t)t->rto_expiries, "drops", drops, "syns",
-	                 (json_int_t)t->syns_in, "syn_cookies_sent", (json_int_t)t->cookies_sent,
-	                 "syn_cookies_accepted", (json_int_t)t->cookies_accepted,
-	                 "syn_queue_overflows", (json_int_t)t->syn_queue_overflows, "time_wait",
-	                 (json_int_t)w->time_wait_now, "time_wait_total",
-	                 (json_int_t)t->conns_time_wait, "resets_sent", (json_int_t)t->rst_sent);
+	json_object_set_new(obj, "drops", drops);
+	json_object_set_new(obj, "rss_misqueued", misq);
+	return obj;
+}
+
+/* The TLS layer's counters, with completed handshakes by protocol version. */
+static json_t *
+tls_json(const struct pa_worker_counters *c)
+{
+	json_t *obj = json_object(), *versions = json_object();
+
+	if (obj == NULL || versions == NULL) {
+		json_decref(obj);
+		json_decref(versions);
+		return NULL;
+	}
+	for (size_t i = 0; i < ctl_tls_counters_n; i++)
+		json_object_set_new(
+		    obj, ctl_tls_counters[i].key,
+		    json_integer((json_int_t)ctl_counter_value(c, ctl_tls_counters[i].off)));
+	for (size_t i = 0; i < ctl_tls_versions_n; i++)
+		json_object_set_new(
+		    versions, ctl_tls_versions[i].name,
+		    json_integer((json_int_t)ctl_counter_value(c, ctl_tls_versions[i].off)));
+	json_object_set_new(obj, "versions", versions);
+	return obj;
 }
 
 static json_t *
@@ -84,6 +120,7 @@ worker_json(const struct ctl_worker_stats *w, long id)
 	json_object_set_new(obj, "xclients", json_integer((json_int_t)c->xclients));
 	json_object_set_new(obj, "limits_untracked",
 	                    json_integer((json_int_t)c->limits_untracked));
+	json_object_set_new(obj, "tls", tls_json(c));
 	if (id >= 0)
 		json_object_set_new(obj, "worker", json_integer(id));
 	if (w->has_tcp)
@@ -168,12 +205,19 @@ cmd_status(struct ctl_env *env, const json_t *req, json_t **result, char *err, s
 {
 	const struct pa_runtime *rt = __atomic_load_n(&env->shared->runtime, __ATOMIC_ACQUIRE);
 	uint64_t now = pa_wall_clock_us();
+	char telemetry[PATH_MAX];
 	json_t *listeners;
 
 	(void)req;
 	listeners =
 	    json_pack("{s:s, s:s, s:s?}", "smtp", rt->config.listen, "ctl", env->socket_path,
 	              "metrics", env->metrics_listen[0] != '\0' ? env->metrics_listen : NULL);
+	/* The file prefix differs per instance and mode: operators read the path here. */
+	snprintf(telemetry, sizeof(telemetry), "%s/dpdk_telemetry.v2", rte_eal_get_runtime_dir());
+	if (listeners != NULL)
+		json_object_set_new(listeners, "telemetry",
+		                    access(telemetry, F_OK) == 0 ? json_string(telemetry)
+		                                                 : json_null());
 	*result =
 	    json_pack("{s:s, s:I, s:s, s:I, s:o, s:b, s:b, s:I, s:s, s:o}", "version", PA_VERSION,
 	              "uptime_s", (json_int_t)((now - env->started_us) / 1000000u), "backend",
@@ -188,6 +232,14 @@ cmd_status(struct ctl_env *env, const json_t *req, json_t **result, char *err, s
 	}
 	json_object_set_new(*result, "draining", json_boolean(env->draining));
 	json_object_set_new(*result, "handoff", ctl_handoff_json(env));
+	/* The DPDK port and how flows reach their worker (dpdk.rss, docs/dataplane.md). */
+	if (strcmp(env->backend, "dpdk") == 0 && dpdk_shared() != NULL) {
+		const struct dp_shared *dp = dpdk_shared();
+
+		json_object_set_new(*result, "dpdk",
+		                    json_pack("{s:s, s:b, s:s}", "port", dp->port_desc, "rss",
+		                              dp->rss, "steering", dp->steering));
+	}
 	return PA_OK;
 }
 

@@ -7,9 +7,11 @@
  * copy, at most "limit").  Without either, hold and release act on whole
  * shards ("shard", else every shard; release also lifts the per-message
  * holds there), retry makes everything due now, and delete refuses unless
- * "all" is true.  drain pauses intake, releases every hold (of shards and
- * of messages), makes everything due now, and then pigeond exits once the
- * spool is empty (ctl_drain_done(), polled by the server loop).
+ * "all" is true.  drain pauses intake, has the engine release every hold
+ * (of shards and of messages, including holds queued but not yet applied:
+ * handoff_drain()), makes everything due now, and then pigeond exits once
+ * the spool is empty (ctl_drain_done(), polled by the server loop); a hold
+ * asked for while draining is refused.
  */
 #ifndef PA_CTL_HANDOFF_H
 #define PA_CTL_HANDOFF_H

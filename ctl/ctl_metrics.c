@@ -2,10 +2,11 @@
  * ctl_metrics.c: Prometheus text exposition of pigeond's counters (ctl_metrics.h).
  *
  * Per worker: connections, messages, bytes, refusals by reason, commit
- * latency (a summary with p50/p99/p999); per shard: the spool's commits;
- * with the DPDK backend, per worker TCP counters and drops by reason.
- * The text is written into a memory stream; nothing here allocates per
- * series beyond it.
+ * latency (a summary with p50/p99/p999), TLS handshakes (by version too);
+ * per shard: the spool's commits; per route-map destination: the queue and
+ * the hand-off engine's deliveries and circuit breaker; with the DPDK
+ * backend, per worker every TCP counter (ctl_counters.h) and drops by
+ * reason.  The text is written into a memory stream.
  */
 #include "ctl/ctl_metrics.h"
 
@@ -14,8 +15,12 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/pa.h"
+#include "ctl/ctl_commands.h"
+#include "ctl/ctl_counters.h"
 #include "ctl/ctl_server.h"
+#include "ctl/ctl_spool.h"
 #include "ctl/ctl_stats.h"
 #include "dataplane/worker.h"
 #include "spool/handoff.h"
@@ -156,42 +161,21 @@ write_spool(FILE *f, const struct ctl_env *env)
 	free(s);
 }
 
-struct tcp_metric {
-	const char *name;
-	const char *help;
-	size_t off; /* of a uint64_t in struct dp_counters */
-};
-
-#define TOFF(f) offsetof(struct dp_counters, f)
-
-static const struct tcp_metric tcp_metrics[] = {
-    {"pigeonair_tcp_retransmits_total", "TCP segments retransmitted.", TOFF(retransmits)},
-    {"pigeonair_tcp_rto_expiries_total", "TCP retransmission timeouts.", TOFF(rto_expiries)},
-    {"pigeonair_tcp_syns_total", "SYNs received.", TOFF(syns_in)},
-    {"pigeonair_tcp_syn_cookies_sent_total", "SYN-ACKs sent with a SYN cookie.",
-     TOFF(cookies_sent)},
-    {"pigeonair_tcp_syn_cookies_accepted_total", "Connections established from a SYN cookie.",
-     TOFF(cookies_accepted)},
-    {"pigeonair_tcp_time_wait_entered_total", "Connections that entered TIME_WAIT.",
-     TOFF(conns_time_wait)},
-    {"pigeonair_tcp_resets_sent_total", "RST segments sent.", TOFF(rst_sent)},
-    {"pigeonair_rx_packets_total", "Frames received by the DPDK port queues.", TOFF(rx_pkts)},
-    {"pigeonair_tx_packets_total", "Frames sent by the DPDK port queues.", TOFF(tx_pkts)},
-};
-
+/* Every row of ctl_tcp_counters: nothing in struct dp_counters goes unexported. */
 static void
 write_tcp(FILE *f, const struct ctl_stats *st)
 {
 	if (!st->total.has_tcp)
 		return;
-	for (size_t m = 0; m < pa_array_size(tcp_metrics); m++) {
-		family(f, tcp_metrics[m].name, "counter", tcp_metrics[m].help);
+	for (size_t m = 0; m < ctl_tcp_counters_n; m++) {
+		const struct ctl_counter *c = &ctl_tcp_counters[m];
+
+		family(f, c->metric, c->type, c->help);
 		for (unsigned i = 0; i < st->nworkers; i++)
 			if (st->workers[i].has_tcp)
-				fprintf(f, "%s{worker=\"%u\"} %llu\n", tcp_metrics[m].name, i,
-				        (unsigned long long)*(
-				            const uint64_t *)((const char *)&st->workers[i].tcp +
-				                              tcp_metrics[m].off));
+				fprintf(f, "%s{worker=\"%u\"} %llu\n", c->metric, i,
+				        (unsigned long long)ctl_counter_value(&st->workers[i].tcp,
+				                                              c->off));
 	}
 	family(f, "pigeonair_tcp_time_wait", "gauge", "Connections in TIME_WAIT now.");
 	for (unsigned i = 0; i < st->nworkers; i++)
@@ -206,6 +190,38 @@ write_tcp(FILE *f, const struct ctl_stats *st)
 			        "pigeonair_packet_drops_total{worker=\"%u\",reason=\"%s\"} %llu\n",
 			        i, dp_drop_name((enum dp_drop)r),
 			        (unsigned long long)st->workers[i].tcp.drops[r]);
+	family(f, "pigeonair_rss_misqueued_total", "counter",
+	       "Frames the port's hardware RSS put on a queue other than their flow's, by reason.");
+	for (unsigned i = 0; i < st->nworkers; i++)
+		for (unsigned r = 0; st->workers[i].has_tcp && r < DP_MISQ_COUNT; r++)
+			fprintf(f,
+			        "pigeonair_rss_misqueued_total{worker=\"%u\",reason=\"%s\"} %llu\n",
+			        i, dp_misq_name((enum dp_misq)r),
+			        (unsigned long long)st->workers[i].tcp.rss_misqueued[r]);
+}
+
+/* Written on both backends, with or without a certificate: a zero says TLS is idle. */
+static void
+write_tls(FILE *f, const struct ctl_stats *st)
+{
+	for (size_t m = 0; m < ctl_tls_counters_n; m++) {
+		const struct ctl_counter *c = &ctl_tls_counters[m];
+
+		family(f, c->metric, c->type, c->help);
+		for (unsigned i = 0; i < st->nworkers; i++)
+			fprintf(f, "%s{worker=\"%u\"} %llu\n", c->metric, i,
+			        (unsigned long long)ctl_counter_value(&st->workers[i].c, c->off));
+	}
+	family(f, "pigeonair_tls_handshakes_by_version_total", "counter",
+	       "TLS handshakes completed, by the protocol version negotiated.");
+	for (unsigned i = 0; i < st->nworkers; i++)
+		for (size_t v = 0; v < ctl_tls_versions_n; v++)
+			fprintf(f,
+			        "pigeonair_tls_handshakes_by_version_total{worker=\"%u\","
+			        "version=\"%s\"} %llu\n",
+			        i, ctl_tls_versions[v].name,
+			        (unsigned long long)ctl_counter_value(&st->workers[i].c,
+			                                              ctl_tls_versions[v].off));
 }
 
 static void
@@ -235,6 +251,124 @@ write_handoff(FILE *f, const struct ctl_env *env)
 		        (unsigned long long)handoff_shard_queued_bytes(h, i));
 }
 
+/* A label value in the text format: backslash, double quote and newline escaped. */
+static void
+label_value(FILE *f, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			fputc('\\', f);
+		if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+}
+
+static void
+dest_series(FILE *f, const char *name, const json_t *row, const char *extra, json_int_t value)
+{
+	fputs(name, f);
+	fputs("{destination=\"", f);
+	label_value(f, json_string_value(json_object_get(row, "destination")));
+	fprintf(f, "\"%s} %lld\n", extra, (long long)value);
+}
+
+/* A figure of the hand-off engine's view of a destination; 0 when it has none yet. */
+static json_int_t
+engine_value(const json_t *row, const char *key)
+{
+	return json_integer_value(json_object_get(json_object_get(row, "engine"), key));
+}
+
+/*
+ * Per destination of the route map (relay.routes, relay.default; "none":
+ * unrouted): the queue as `spool summary` sees it and the hand-off engine's
+ * own view.  The label takes only route-map destinations, whose number the
+ * configuration bounds: never a recipient or a client.  The queue figures
+ * come from the same walk over every message record as `spool summary`.
+ */
+static void
+write_dests(FILE *f, const struct ctl_env *env)
+{
+	static const struct {
+		const char *name, *type, *key, *help;
+	} queue[] = {
+	    {"pigeonair_destination_queued_messages", "gauge", "messages",
+	     "Message copies queued for the destination."},
+	    {"pigeonair_destination_queued_bytes", "gauge", "bytes",
+	     "Octets of the message copies queued for the destination."},
+	    {"pigeonair_destination_oldest_age_seconds", "gauge", "oldest_age_s",
+	     "Age of the oldest message copy queued for the destination (0: none)."},
+	    {"pigeonair_destination_deferred_messages", "gauge", "deferred",
+	     "Queued copies with a recipient there that failed temporarily."},
+	    {"pigeonair_destination_held_messages", "gauge", "held",
+	     "Queued copies held by the operator (spool hold)."},
+	};
+	static const struct {
+		const char *result, *key;
+	} outcomes[] = {{"ok", "delivered"}, {"tempfail", "deferred"}, {"permfail", "failed"}};
+	char err[CTL_ERR_MAX] = "";
+	json_t *req = json_pack("{s:s}", "cmd", "spool.summary"), *sum = NULL, *rows, *row;
+	size_t i;
+
+	if (env->shared->handoff == NULL || req == NULL) {
+		json_decref(req);
+		return;
+	}
+	/* The summary only reads; it takes a non-const env for the filters' sake. */
+	if (ctl_spool_summary((struct ctl_env *)env, req, &sum, err, sizeof(err)) != PA_OK) {
+		pa_log_warning("metrics: per-destination figures left out: %s", err);
+		json_decref(req);
+		return;
+	}
+	json_decref(req);
+	rows = json_object_get(sum, "destinations");
+	for (size_t m = 0; m < pa_array_size(queue); m++) {
+		family(f, queue[m].name, queue[m].type, queue[m].help);
+		json_array_foreach(rows, i, row)
+		{
+			dest_series(f, queue[m].name, row, "",
+			            json_integer_value(json_object_get(row, queue[m].key)));
+		}
+	}
+	family(f, "pigeonair_destination_deliveries_total", "counter",
+	       "Recipients handed to the destination since start, by result (ok: 2xx, "
+	       "tempfail: 4xx or no connection, permfail: 5xx).");
+	json_array_foreach(rows, i, row)
+	{
+		for (size_t o = 0; o < pa_array_size(outcomes); o++) {
+			char extra[32];
+
+			snprintf(extra, sizeof(extra), ",result=\"%s\"", outcomes[o].result);
+			dest_series(f, "pigeonair_destination_deliveries_total", row, extra,
+			            engine_value(row, outcomes[o].key));
+		}
+	}
+	family(f, "pigeonair_destination_connections", "gauge",
+	       "Hand-off connections open to the destination now.");
+	json_array_foreach(rows, i, row)
+	{
+		dest_series(f, "pigeonair_destination_connections", row, "",
+		            engine_value(row, "connections"));
+	}
+	family(f, "pigeonair_destination_breaker_open", "gauge",
+	       "1 while the destination's circuit breaker is open (no attempts), else 0.");
+	json_array_foreach(rows, i, row)
+	{
+		dest_series(f, "pigeonair_destination_breaker_open", row, "",
+		            engine_value(row, "breaker_open_s") > 0);
+	}
+	family(f, "pigeonair_destination_breaker_open_seconds", "gauge",
+	       "Seconds until the destination's circuit breaker closes (0: closed).");
+	json_array_foreach(rows, i, row)
+	{
+		dest_series(f, "pigeonair_destination_breaker_open_seconds", row, "",
+		            engine_value(row, "breaker_open_s"));
+	}
+	json_decref(sum);
+}
+
 char *
 ctl_metrics_text(const struct ctl_env *env, size_t *len)
 {
@@ -262,6 +396,8 @@ ctl_metrics_text(const struct ctl_env *env, size_t *len)
 	write_workers(f, &st);
 	write_spool(f, env);
 	write_handoff(f, env);
+	write_dests(f, env);
+	write_tls(f, &st);
 	write_tcp(f, &st);
 	ctl_stats_free(&st);
 	if (fclose(f) != 0) {

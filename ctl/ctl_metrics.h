@@ -3,8 +3,9 @@
  * (version 0.0.4), for `pigeonctl metrics` and the HTTP listener.
  *
  * What it promises: every family has HELP and TYPE lines; labels are only
- * worker, shard, reason and quantile, so the number of series is bounded by
- * the configuration (never by clients, senders or recipients).
+ * worker, shard, reason, quantile, version (TLS), destination (of the route
+ * map) and result, so the number of series is bounded by the configuration
+ * (never by clients, senders or recipients).
  */
 #ifndef PA_CTL_METRICS_H
 #define PA_CTL_METRICS_H

@@ -609,6 +609,8 @@ ctl_server_run(struct ctl_server *srv, int sigfd)
 			if (pfd[i].revents != 0 && owner[i]->fd == pfd[i].fd)
 				client_event(srv, owner[i], pfd[i].revents);
 		now = now_ms();
+		if (srv->env->tick != NULL)
+			srv->env->tick(srv->env->tick_arg, now);
 		/* Once a second is enough: a drain takes as long as the delivery tier does. */
 		if (srv->env->draining && now - srv->last_drain_ms >= CTL_POLL_MS) {
 			srv->last_drain_ms = now;

@@ -91,7 +91,8 @@ static const struct command commands[] = {
     {NULL, "status", SOCK, "version, uptime, backend, workers, listeners, paused, spool health",
      "Sjc", "status", print_status, NULL, NULL},
     {NULL, "stats", SOCK,
-     "per worker and total: connections, messages, refusals by reason, bytes, commit latency",
+     "per worker and total: connections, messages, refusals by reason, bytes, commit latency, "
+     "TLS handshakes, and every TCP counter of the DPDK stack",
      "Sjc", "stats", print_stats, NULL, NULL},
     {NULL, "pause", SOCK, "stop taking new mail: new connections 421, MAIL 451", "Sjc", "pause",
      print_done, NULL, "paused: new connections get 421, MAIL gets 451"},
@@ -464,6 +465,13 @@ print_status(const struct command *cmd, const json_t *r)
 	printf("\nsmtp:       %s\n", str(l, "smtp"));
 	printf("control:    %s\n", str(l, "ctl"));
 	printf("metrics:    %s\n", str(l, "metrics") != NULL ? str(l, "metrics") : "off");
+	printf("telemetry:  %s\n", str(l, "telemetry") != NULL ? str(l, "telemetry") : "off");
+	if (json_is_object(json_object_get(r, "dpdk"))) {
+		const json_t *d = json_object_get(r, "dpdk");
+
+		printf("port:       %s\n", str(d, "port"));
+		printf("steering:   %s\n", str(d, "steering"));
+	}
 	printf("paused:     %s\n", json_is_true(json_object_get(r, "paused")) ? "yes" : "no");
 	printf("config:     generation %lld\n", num(r, "config_generation"));
 	printf("spool:      %s (%s, %lld shards, %lld commits, %lld commit failures)\n",
@@ -582,18 +590,54 @@ table_print(const struct table *t, const json_t *rows, const char *label_key,
 		table_line(t, width, total_label, total);
 }
 
+/* One "key value" pair of a counter group, three to a line; `n` counts them. */
 static void
-print_tcp(long long worker, const json_t *t)
+print_pair(const char *prefix, const char *key, const char *sub, const json_t *v, int *n)
 {
-	const char *k;
-	json_t *v;
+	char label[64];
 
-	printf("tcp worker %lld: retransmits %lld, rto %lld, syn cookies sent %lld accepted %lld, "
-	       "time_wait %lld, resets sent %lld\n",
-	       worker, num(t, "retransmits"), num(t, "rto_expiries"), num(t, "syn_cookies_sent"),
-	       num(t, "syn_cookies_accepted"), num(t, "time_wait"), num(t, "resets_sent"));
-	json_object_foreach(json_object_get(t, "drops"), k, v)
-	    printf("  drop %-20s %lld\n", k, (long long)json_integer_value(v));
+	snprintf(label, sizeof(label), "%s%s%s", key, sub != NULL ? "." : "",
+	         sub != NULL ? sub : "");
+	printf("%s%-24s %10lld", *n % 3 == 0 ? prefix : "  ", label,
+	       (long long)json_integer_value(v));
+	if (++*n % 3 == 0)
+		putchar('\n');
+}
+
+/* Scalars first, then each nested object's members as "key.member". */
+static void
+print_counters(const char *prefix, const json_t *obj)
+{
+	const char *k, *sk;
+	json_t *v, *sv;
+	int n = 0;
+
+	json_object_foreach((json_t *)obj, k, v) if (!json_is_object(v))
+	    print_pair(prefix, k, NULL, v, &n);
+	json_object_foreach((json_t *)obj, k, v) if (json_is_object(v))
+	{
+		json_object_foreach(v, sk, sv) print_pair(prefix, k, sk, sv, &n);
+	}
+	if (n % 3 != 0)
+		putchar('\n');
+}
+
+/* Every key the server sends, so that a counter it adds is shown without a change here. */
+static void
+print_group(const char *what, const json_t *workers, const json_t *total)
+{
+	size_t i;
+	json_t *w;
+
+	json_array_foreach(workers, i, w) if (json_object_get(w, what) != NULL)
+	{
+		printf("\n%s worker %lld:\n", what, num(w, "worker"));
+		print_counters("  ", json_object_get(w, what));
+	}
+	if (json_array_size(workers) > 1 && json_object_get(total, what) != NULL) {
+		printf("\n%s total:\n", what);
+		print_counters("  ", json_object_get(total, what));
+	}
 }
 
 static int
@@ -613,8 +657,7 @@ print_stats(const struct command *cmd, const json_t *r)
 	static const struct table t = {"WORKER", 7, cols, pa_array_size(cols), NULL};
 	const json_t *workers = json_object_get(r, "workers"), *total = json_object_get(r, "total");
 	const char *k;
-	size_t i;
-	json_t *w, *v;
+	json_t *v;
 
 	(void)cmd;
 	table_print(&t, workers, "worker", "total", total);
@@ -625,8 +668,8 @@ print_stats(const struct command *cmd, const json_t *r)
 	       num(total, "conns_refused"), num(total, "conns_paused"));
 	printf("balancers: %lld PROXY headers, %lld XCLIENT; untracked by limits: %lld\n",
 	       num(total, "proxy_headers"), num(total, "xclients"), num(total, "limits_untracked"));
-	json_array_foreach(workers, i, w) if (json_object_get(w, "tcp") != NULL)
-	    print_tcp(num(w, "worker"), json_object_get(w, "tcp"));
+	print_group("tls", workers, total);
+	print_group("tcp", workers, total);
 	return EXIT_SUCCESS;
 }
 

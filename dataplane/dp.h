@@ -27,6 +27,9 @@
 #define DP_BURST 32
 #define DP_MAX_WORKERS 64
 #define DP_ARP_PENDING 16
+/* Hardware RSS: NICs' keys are 40 (ixgbe, mlx5) or 52 (i40e, ice) octets; ice has 2048 buckets. */
+#define DP_RSS_KEY_MAX 64
+#define DP_RETA_MAX 2048
 
 struct pa_worker;
 struct pa_config;
@@ -71,10 +74,25 @@ enum dp_drop {
 
 const char *dp_drop_name(enum dp_drop reason);
 
+/*
+ * With hardware RSS, why a TCP segment arrived on a queue whose worker does
+ * not own its flow (it is then steered to the owner over the ring, as in
+ * software RSS): the safety net's counters.
+ */
+enum dp_misq {
+	DP_MISQ_NO_HASH, /* the port gave no RSS hash: it did not hash it as IPv4 TCP */
+	DP_MISQ_HASH,    /* the port's hash is not our Toeplitz hash of the 4-tuple */
+	DP_MISQ_RETA,    /* same hash, but the port's redirection table sent it elsewhere */
+	DP_MISQ_COUNT
+};
+
+const char *dp_misq_name(enum dp_misq reason);
+
 struct dp_counters {
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
 	uint64_t drops[DP_DROP_COUNT];
 	uint64_t steered_out, steered_in;
+	uint64_t rss_misqueued[DP_MISQ_COUNT]; /* hardware RSS only; also counted in steered_out */
 	uint64_t arp_requests_in, arp_replies_out, arp_requests_out, icmp_echo;
 	uint64_t conns_opened, conns_closed, conns_reset, conns_time_wait;
 	uint64_t time_wait_overflows; /* closed without TIME_WAIT: every entry in use */
@@ -96,6 +114,22 @@ struct dp_shared {
 	uint16_t mtu;
 	unsigned nworkers;
 	bool tx_ip_cksum, tx_tcp_cksum; /* the port computes them */
+	/*
+	 * Hardware RSS (dpdk.rss, dpdk_port.c).  When rss is set the port
+	 * spreads IPv4 TCP by the Toeplitz hash of rss_key over reta[] (bucket
+	 * -> queue; queue i is worker i), both read back from the port at
+	 * start-up, and net_flow_owner() computes the same mapping; otherwise
+	 * ownership is software RSS.  steering says which, and why, and
+	 * port_desc names the port, for the log and the control socket.
+	 */
+	bool rss;
+	uint8_t rss_key_len;
+	uint16_t reta_size;
+	uint8_t rss_key[DP_RSS_KEY_MAX] __rte_aligned(4); /* as the port holds it */
+	uint32_t rss_key_cpu[DP_RSS_KEY_MAX / 4]; /* rte_convert_rss_key(): rte_softrss_be */
+	uint8_t reta[DP_RETA_MAX];
+	char steering[160];
+	char port_desc[128];
 	struct rte_mempool *pool;
 	struct rte_ring *steer[DP_MAX_WORKERS]; /* to worker i, from any worker */
 	struct rte_hash *neigh;                 /* IPv4 -> MAC packed in the data word */
@@ -192,9 +226,27 @@ void net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst)
 void net_eth_tx_flush(struct dp_worker *dw);
 /* Frames whose dpdk.impair delay is over: received ones processed, sent ones sent. */
 void net_eth_impair_release(struct dp_worker *dw);
-/* The worker that owns a TCP flow (software RSS): symmetric in the two ends. */
-unsigned net_flow_owner(const struct dp_shared *sh, uint32_t a, uint16_t ap, uint32_t b,
-                        uint16_t bp);
+/*
+ * The worker that owns a TCP flow, given as a segment we receive carries it
+ * (src is the peer, dst is us; network order).  Hardware RSS: the port's
+ * choice, reta[Toeplitz(key, tuple) % reta_size]; software RSS: a symmetric
+ * hash.  net_steer.c.
+ */
+unsigned net_flow_owner(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t dst,
+                        uint16_t dport);
+/* The Toeplitz hash of an IPv4 TCP 4-tuple (network order) under sh->rss_key, as the NIC's. */
+uint32_t net_rss_hash(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t dst,
+                      uint16_t dport);
+/*
+ * Installs a Toeplitz key (len octets, a multiple of 4, at least 16) and a
+ * redirection table of reta_size entries (each < sh->nworkers) in sh and
+ * turns hardware ownership on: what dpdk_port.c read back from the port.
+ * PA_ERROR when they do not fit.
+ */
+int net_rss_install(struct dp_shared *sh, const uint8_t *key, unsigned len, const uint8_t *reta,
+                    unsigned reta_size);
+/* Fills len octets with the symmetric key: 0x6d5a repeated (hash(a,b) == hash(b,a)). */
+void net_rss_symmetric_key(uint8_t *key, unsigned len);
 /* A local port in [lo, hi] for an active open to (raddr, rport) whose flow this worker owns. */
 int net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t laddr, uint32_t raddr,
                         uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start);

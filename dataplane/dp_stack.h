@@ -21,6 +21,13 @@
 
 struct tcp_app_ops;
 
+/* dpdk.rss (docs/dataplane.md, Steering); 0 is auto, so a zeroed conf gets auto. */
+enum dp_rss_mode {
+	DP_RSS_AUTO, /* hardware RSS when the port can, else software steering */
+	DP_RSS_ON,   /* hardware RSS or dp_port_open() fails, saying why */
+	DP_RSS_OFF,  /* software steering */
+};
+
 struct dp_port_conf {
 	unsigned nworkers;
 	uint32_t ip;          /* network order */
@@ -31,6 +38,7 @@ struct dp_port_conf {
 	unsigned syn_backlog, syn_per_source, max_conns, conn_mbufs, mbufs, idle_sleep_us;
 	unsigned challenge_ack_limit; /* RFC 5961 7: per worker per second; 0: no limit */
 	const char *impair;           /* dpdk.impair syntax, tests only; NULL or "": off */
+	enum dp_rss_mode rss;
 };
 
 /* NULL (the reason logged) on failure. */

@@ -263,8 +263,12 @@ app_acked(struct dp_worker *dw, struct tcb *tcb, uint32_t n)
 	if (!c->app_open)
 		return;
 	ingest_output_consumed(&c->ingest, n);
-	/* Output drained: input the engine held back may go on now. */
-	if (tcb->rxq_head != NULL)
+	/*
+	 * Output drained: input the engine held back may go on now, whether it
+	 * is still in the receive queue or already in the TLS filter's queues
+	 * (then no segment may ever come again to run it).
+	 */
+	if (tcb->rxq_head != NULL || ingest_input_pending(&c->ingest))
 		conn_process(dw, c);
 }
 
@@ -412,7 +416,9 @@ log_counters(const struct dp_worker *dw)
 	            "time_wait=%llu tw_overflows=%llu retransmits=%llu rto=%llu fast_rtx=%llu "
 	            "sack_skipped=%llu syns=%llu synack_rtx=%llu cookies_sent=%llu cookies_ok=%llu "
 	            "challenge_acks=%llu challenge_acks_limited=%llu rst_sent=%llu ooo=%llu "
-	            "icmp_echo=%llu arp_replies=%llu steered_out=%llu steered_in=%llu drops:%s",
+	            "icmp_echo=%llu arp_replies=%llu steered_out=%llu steered_in=%llu "
+	            "rss_misqueued_no_hash=%llu rss_misqueued_hash_mismatch=%llu "
+	            "rss_misqueued_reta_mismatch=%llu drops:%s",
 	            dw->id, (unsigned long long)c->rx_pkts, (unsigned long long)c->tx_pkts,
 	            (unsigned long long)c->conns_opened, (unsigned long long)c->conns_closed,
 	            (unsigned long long)c->conns_reset, (unsigned long long)c->conns_time_wait,
@@ -424,7 +430,10 @@ log_counters(const struct dp_worker *dw)
 	            (unsigned long long)c->challenge_acks_limited, (unsigned long long)c->rst_sent,
 	            (unsigned long long)c->ooo_segments, (unsigned long long)c->icmp_echo,
 	            (unsigned long long)c->arp_replies_out, (unsigned long long)c->steered_out,
-	            (unsigned long long)c->steered_in, drops[0] ? drops : " none");
+	            (unsigned long long)c->steered_in,
+	            (unsigned long long)c->rss_misqueued[DP_MISQ_NO_HASH],
+	            (unsigned long long)c->rss_misqueued[DP_MISQ_HASH],
+	            (unsigned long long)c->rss_misqueued[DP_MISQ_RETA], drops[0] ? drops : " none");
 }
 
 /* SIGTERM: 421 to idle sessions; stored messages still get their 250. */

@@ -5,8 +5,11 @@
  * net_tap), one RX and one TX queue per worker, one pktmbuf pool with a
  * per-lcore cache, sized from dpdk.mbufs so it fits the memory EAL was given
  * (-m with --no-huge).  Checksum offloads are enabled when the port reports
- * them; the stack computes checksums itself otherwise.  Any failure is
- * logged with its reason and returned, and main() exits through rte_exit().
+ * them; the stack computes checksums itself otherwise.  Hardware RSS
+ * (dpdk.rss) when the port can: a symmetric Toeplitz key and a redirection
+ * table over the workers' queues, both read back into struct dp_shared.
+ * Any failure is logged with its reason and returned, and main() exits
+ * through rte_exit().
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -53,14 +56,101 @@ dpdk_shared(void)
 	return shared;
 }
 
+/* Microsoft's RSS specification's key length, for a PMD that names none (net_null). */
+#define RSS_KEY_STD 40
+
+/*
+ * Why the port cannot do hardware RSS as the stack needs it, NULL when it
+ * can: a Toeplitz hash of IPv4 TCP's 4-tuple that net_rss_hash() can
+ * reproduce, over a redirection table the stack can write and read back.
+ * net_tap, for one, reports hash types and a key size but no table: its
+ * queues are chosen by the kernel, not by a key we know.
+ */
+static const char *
+rss_unsupported(const struct rte_eth_dev_info *info)
+{
+	if ((info->flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP) == 0)
+		return "the port does not hash IPv4 TCP";
+	if (info->reta_size == 0)
+		return "the port has no redirection table";
+	if (info->reta_size > DP_RETA_MAX)
+		return "the port's redirection table has more than 2048 entries";
+	if (info->hash_key_size > DP_RSS_KEY_MAX || info->hash_key_size % 4 != 0 ||
+	    (info->hash_key_size != 0 && info->hash_key_size < 16))
+		return "the port's hash key is of a length the stack cannot compute with";
+	return NULL;
+}
+
+/*
+ * After rte_eth_dev_start(): writes a redirection table that deals the
+ * buckets out to the queues in turn, reads the table and the key back (what
+ * the port holds is what decides, not what was asked for) and installs them
+ * for net_flow_owner().  The reason on failure, NULL on success.
+ */
+static const char *
+rss_program(struct dp_shared *sh, const struct rte_eth_dev_info *info, unsigned nq,
+            uint8_t *want_key, unsigned key_len)
+{
+	struct rte_eth_rss_conf want = {.rss_key = want_key,
+	                                .rss_key_len = (uint8_t)key_len,
+	                                .rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP};
+	struct rte_eth_rss_reta_entry64 rc[DP_RETA_MAX / RTE_ETH_RETA_GROUP_SIZE];
+	uint8_t reta[DP_RETA_MAX], key[DP_RSS_KEY_MAX] __rte_aligned(4) = {0};
+	struct rte_eth_rss_conf conf = {.rss_key = key, .rss_key_len = (uint8_t)key_len};
+	unsigned n = info->reta_size;
+	int rc_key;
+	const uint64_t partial = RTE_ETH_RSS_L3_SRC_ONLY | RTE_ETH_RSS_L3_DST_ONLY |
+	                         RTE_ETH_RSS_L4_SRC_ONLY | RTE_ETH_RSS_L4_DST_ONLY;
+
+	memset(rc, 0, sizeof(rc));
+	for (unsigned i = 0; i < n; i++) {
+		rc[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ull << (i % RTE_ETH_RETA_GROUP_SIZE);
+		rc[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] =
+		    (uint16_t)(i % nq);
+	}
+	if (rte_eth_dev_rss_reta_update(sh->port, rc, (uint16_t)n) != 0)
+		return "the port refused the redirection table";
+	for (unsigned i = 0; i < n; i++)
+		rc[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = UINT16_MAX;
+	if (rte_eth_dev_rss_reta_query(sh->port, rc, (uint16_t)n) != 0)
+		return "the port cannot report its redirection table";
+	/*
+	 * Some PMDs take the key only here, not from rte_eth_dev_configure();
+	 * one that takes it nowhere keeps its own, which the read-back below
+	 * then installs: the owner is computed from the received direction, so
+	 * any key the port really uses is correct, only not symmetric.
+	 */
+	if ((rc_key = rte_eth_dev_rss_hash_update(sh->port, &want)) != 0)
+		pa_log_notice("dpdk: port %u did not take the symmetric RSS key (%s)", sh->port,
+		              rte_strerror(-rc_key));
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t q = rc[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE];
+
+		if (q >= nq)
+			return "the port's redirection table names a queue no worker polls";
+		reta[i] = (uint8_t)q;
+	}
+	if (rte_eth_dev_rss_hash_conf_get(sh->port, &conf) != 0)
+		return "the port cannot report its hash key";
+	if ((conf.rss_hf & RTE_ETH_RSS_NONFRAG_IPV4_TCP) == 0)
+		return "the port does not hash IPv4 TCP as configured";
+	if ((conf.rss_hf & partial) != 0)
+		return "the port hashes only part of the 4-tuple";
+	if (net_rss_install(sh, key, key_len, reta, n) != PA_OK)
+		return "the port's key or table cannot be installed";
+	return NULL;
+}
+
 static int
-setup_port(struct dp_shared *sh, unsigned nq)
+setup_port(struct dp_shared *sh, unsigned nq, enum dp_rss_mode rss)
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf = {0};
 	uint16_t nrx = RX_DESC, ntx = TX_DESC, mtu = 1500;
-	unsigned held;
+	unsigned held, key_len = 0;
 	char name[RTE_ETH_NAME_MAX_LEN] = "";
+	uint8_t key[DP_RSS_KEY_MAX];
+	const char *no_rss = NULL; /* why software steering */
 	int rc;
 
 	rc = rte_eth_dev_info_get(sh->port, &info);
@@ -85,7 +175,37 @@ setup_port(struct dp_shared *sh, unsigned nq)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 	if (sh->tx_tcp_cksum)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+	/* dpdk.rss: what the port offers decides under auto; on insists; off declines. */
+	if (rss == DP_RSS_OFF)
+		no_rss = "dpdk.rss=off";
+	else if ((no_rss = rss_unsupported(&info)) == NULL && nq == 1 && rss == DP_RSS_AUTO)
+		no_rss = "one queue: nothing to spread";
+	if (no_rss != NULL && rss == DP_RSS_ON) {
+		pa_log_err("dpdk: dpdk.rss=on but port %u (%s, %s) cannot do hardware RSS: %s",
+		           sh->port, name, info.driver_name, no_rss);
+		return PA_ERROR;
+	}
+	if (no_rss == NULL) {
+		key_len = info.hash_key_size != 0 ? info.hash_key_size : RSS_KEY_STD;
+		net_rss_symmetric_key(key, key_len);
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_key = key;
+		conf.rx_adv_conf.rss_conf.rss_key_len = (uint8_t)key_len;
+		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP;
+		/* The port's hash in each mbuf tells a misqueued segment's reason (net_eth.c). */
+		if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
+			conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
+	}
 	rc = rte_eth_dev_configure(sh->port, (uint16_t)nq, (uint16_t)nq, &conf);
+	if (rc != 0 && no_rss == NULL && rss == DP_RSS_AUTO) {
+		pa_log_warning("dpdk: port %u refused RSS (%s): software steering", sh->port,
+		               rte_strerror(-rc));
+		no_rss = "the port refused the RSS configuration";
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_NONE;
+		conf.rxmode.offloads &= ~RTE_ETH_RX_OFFLOAD_RSS_HASH;
+		memset(&conf.rx_adv_conf.rss_conf, 0, sizeof(conf.rx_adv_conf.rss_conf));
+		rc = rte_eth_dev_configure(sh->port, (uint16_t)nq, (uint16_t)nq, &conf);
+	}
 	if (rc != 0) {
 		pa_log_err("dpdk: rte_eth_dev_configure(port %u) failed: %s", sh->port,
 		           rte_strerror(-rc));
@@ -130,16 +250,45 @@ setup_port(struct dp_shared *sh, unsigned nq)
 		           rte_strerror(-rc));
 		return PA_ERROR;
 	}
+	/*
+	 * Software steering stays correct whatever a port in RSS mode does, so
+	 * under auto a table or key that cannot be read back only costs the
+	 * ring hops; under on it is refused.
+	 */
+	if (no_rss == NULL && (no_rss = rss_program(sh, &info, nq, key, key_len)) != NULL &&
+	    rss == DP_RSS_ON) {
+		pa_log_err("dpdk: dpdk.rss=on but port %u (%s, %s) cannot do hardware RSS: %s",
+		           sh->port, name, info.driver_name, no_rss);
+		return PA_ERROR;
+	}
+	if (sh->rss) {
+		uint8_t sym[DP_RSS_KEY_MAX];
+
+		net_rss_symmetric_key(sym, sh->rss_key_len);
+		snprintf(sh->steering, sizeof(sh->steering),
+		         "rss=on (hardware: Toeplitz with a %u-octet %s key, %u-entry redirection "
+		         "table over %u queues)",
+		         sh->rss_key_len,
+		         memcmp(sym, sh->rss_key, sh->rss_key_len) == 0 ? "symmetric"
+		                                                        : "port's own",
+		         sh->reta_size, nq);
+	} else {
+		snprintf(sh->steering, sizeof(sh->steering), "rss=off (software steering: %s)",
+		         no_rss);
+	}
 	rte_eth_dev_set_link_up(sh->port);
 	rte_eth_macaddr_get(sh->port, &sh->mac);
 	if (rte_eth_dev_get_mtu(sh->port, &mtu) != 0 || mtu < 576)
 		mtu = 1500;
 	sh->mtu = mtu;
+	snprintf(sh->port_desc, sizeof(sh->port_desc), "port %u (%s, %s), %u queue pairs, mtu %u",
+	         sh->port, name, info.driver_name, nq, mtu);
 	pa_log_info(
 	    "dpdk: port %u (%s) up, %u queue pairs, checksum offload rx=%s tx ip=%s tcp=%s, "
-	    "mtu %u",
-	    sh->port, name, nq, conf.rxmode.offloads ? "yes" : "no", sh->tx_ip_cksum ? "yes" : "no",
-	    sh->tx_tcp_cksum ? "yes" : "no", mtu);
+	    "mtu %u, %s",
+	    sh->port, name, nq,
+	    (conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_TCP_CKSUM) ? "yes" : "no",
+	    sh->tx_ip_cksum ? "yes" : "no", sh->tx_tcp_cksum ? "yes" : "no", mtu, sh->steering);
 	return PA_OK;
 }
 
@@ -216,7 +365,7 @@ dp_port_open(const struct dp_port_conf *pc)
 			goto fail;
 		}
 	}
-	if (net_arp_create(sh) != PA_OK || setup_port(sh, sh->nworkers) != PA_OK)
+	if (net_arp_create(sh) != PA_OK || setup_port(sh, sh->nworkers, pc->rss) != PA_OK)
 		goto fail;
 	inet_ntop(AF_INET, &sh->ip, ip, sizeof(ip));
 	pa_log_info("dpdk: engine address %s/%u port %u, mac " RTE_ETHER_ADDR_PRT_FMT, ip,
@@ -245,6 +394,9 @@ dpdk_global_init(const struct pa_config *config)
 	    .idle_sleep_us = config->dpdk_idle_sleep_us,
 	    .challenge_ack_limit = config->dpdk_challenge_ack_limit,
 	    .impair = config->dpdk_impair,
+	    .rss = config->dpdk_rss == PA_DPDK_RSS_ON    ? DP_RSS_ON
+	           : config->dpdk_rss == PA_DPDK_RSS_OFF ? DP_RSS_OFF
+	                                                 : DP_RSS_AUTO,
 	};
 
 	if (config->listen_addr.ss_family != AF_INET) {

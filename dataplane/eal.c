@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <rte_eal.h>
@@ -35,6 +37,32 @@ listen_port(const struct pa_config *config)
 	return ntohs(((const struct sockaddr_in *)&config->listen_addr)->sin_port);
 }
 
+/*
+ * Whether a live process answers on the telemetry socket of file prefix
+ * `prefix`, found where EAL puts runtime directories (eal_create_runtime_dir():
+ * /var/run for root, else $XDG_RUNTIME_DIR, else /tmp).
+ */
+static bool
+telemetry_in_use(const char *prefix)
+{
+	const char *base = getuid() == 0 ? "/var/run" : getenv("XDG_RUNTIME_DIR");
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	bool live;
+	int fd;
+
+	if (base == NULL)
+		base = "/tmp";
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/dpdk/%s/dpdk_telemetry.v2",
+	                     base, prefix) >= sizeof(sun.sun_path))
+		return false;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return false;
+	live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return live;
+}
+
 void
 eal_start(const struct pa_config *config, const char *argv0)
 {
@@ -55,9 +83,19 @@ eal_start(const struct pa_config *config, const char *argv0)
 	/*
 	 * One prefix per listening port keeps instances on different ports apart
 	 * and gives operators a predictable telemetry socket:
-	 * /var/run/dpdk/pigeond-PORT/dpdk_telemetry.v2.
+	 * /var/run/dpdk/pigeond-PORT/dpdk_telemetry.v2 (pigeond-PORT-PID when
+	 * another pigeond on that port holds it; `pigeonctl status` names it).
 	 */
 	snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-%u", listen_port(config));
+	/*
+	 * Another pigeond on the same port (another address) already answers
+	 * there: sharing its directory, the first to stop would remove the
+	 * other's telemetry socket with its own (eal_stop()).
+	 */
+	if (config->backend != PA_BACKEND_DPDK &&
+	    telemetry_in_use(prefix + strlen("--file-prefix=")))
+		snprintf(prefix, sizeof(prefix), "--file-prefix=pigeond-%u-%d", listen_port(config),
+		         (int)getpid());
 	argv[argc++] = (char *)argv0;
 	if (config->backend == PA_BACKEND_DPDK) {
 		/*

@@ -18,6 +18,8 @@
  *    engine's output is encrypted only while less than TLS_TX_HIGH_WATER
  *    waits to be sent.
  */
+#include <string.h>
+
 #include "core/log.h"
 #include "core/pa.h"
 #include "dataplane/ingest_limits.h"
@@ -96,6 +98,11 @@ handshake(struct ingest_conn *conn)
 	worker->counters.tls_handshakes++;
 	if (tls_conn_resumed(conn->tls))
 		worker->counters.tls_resumed++;
+	/* Operators watch the share of TLS 1.2 clients before raising tls.min_version. */
+	if (strcmp(tls_conn_version(conn->tls), "TLSv1.3") == 0)
+		worker->counters.tls_v1_3++;
+	else
+		worker->counters.tls_v1_2++;
 	pa_log_debug("tls worker=%u client=%s version=%s cipher=%s%s", worker->id, conn->client,
 	             tls_conn_version(conn->tls), tls_conn_cipher(conn->tls),
 	             tls_conn_resumed(conn->tls) ? " resumed" : "");
@@ -104,7 +111,33 @@ handshake(struct ingest_conn *conn)
 	return PA_OK;
 }
 
-/* Runs the handshake, then feeds decrypted input to the engine until it stops. */
+static void encrypt_output(struct ingest_conn *conn);
+
+/*
+ * Moves the engine's replies into the ciphertext queue while it has room;
+ * true when that made room in the engine's output, so it takes input again.
+ */
+static bool
+drain_engine_output(struct ingest_conn *conn)
+{
+	size_t before, after;
+
+	smtp_session_output(conn->smtp, &before);
+	encrypt_output(conn);
+	smtp_session_output(conn->smtp, &after);
+	return after < before && !conn->tls_closing;
+}
+
+/*
+ * Runs the handshake, then feeds decrypted input to the engine until it stops.
+ * When the engine holds back for its output, that output is encrypted here
+ * rather than only when the backend next asks for bytes to send: the engine
+ * then waits only on the ciphertext queue (TLS_TX_HIGH_WATER), which empties
+ * as the transport sends (kernel) or the client acknowledges (DPDK), and
+ * either way the backend calls us again.  Otherwise the replies of a
+ * pipelined burst could sit in the engine with the rest of the burst already
+ * in this filter's queues and no segment left to come that would run it.
+ */
 static enum ingest_status
 pump(struct ingest_conn *conn)
 {
@@ -138,8 +171,8 @@ pump(struct ingest_conn *conn)
 		tls_conn_plain_consumed(conn->tls, used);
 		if (st != INGEST_READY || smtp_session_closing(conn->smtp))
 			return st;
-		if (used < n)
-			return INGEST_READY; /* the engine holds back until its output drains */
+		if (used < n && !drain_engine_output(conn))
+			return INGEST_READY; /* ciphertext queue full: wait for the transport */
 	}
 }
 

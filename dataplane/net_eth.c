@@ -1,15 +1,17 @@
 /*
- * net_eth.c: Ethernet in and out, software flow steering, the TX burst.
+ * net_eth.c: Ethernet in and out, flow steering, the TX burst.
  *
  * Input: frames for our MAC (or broadcast) go to ARP or IPv4; anything else
- * is counted and dropped.  Steering: where the port gives no usable RSS
- * (tap, memif, af_packet put a flow on any queue), each TCP segment goes to
- * the worker that owns its flow (net_flow_owner(), net_steer.c) over that
- * worker's rte_ring; a flow's TCB lives only there, so workers share no
- * connection state.  Output: one TX burst per worker, flushed when full and
- * once per loop.  net_eth_poll() is the RX half of every worker's loop
- * (pigeond's and pigeon-loadgen's); the names of the drop reasons live here
- * too, with the code every stack user links.
+ * is counted and dropped.  Steering: each TCP segment must reach the worker
+ * that owns its flow (net_flow_owner(), net_steer.c); a flow's TCB lives
+ * only there, so workers share no connection state.  With hardware RSS the
+ * port's queue already is the owner's and a segment that arrives elsewhere is
+ * counted by reason; where the port gives no usable RSS (tap, memif,
+ * af_packet put a flow on any queue) that is the normal case.  Either way
+ * the segment goes over the owner's rte_ring.  Output: one TX burst per
+ * worker, flushed when full and once per loop.  net_eth_poll() is the RX
+ * half of every worker's loop (pigeond's and pigeon-loadgen's); the names of
+ * the drop reasons live here too, with the code every stack user links.
  */
 #include <rte_byteorder.h>
 #include <rte_ethdev.h>
@@ -59,13 +61,46 @@ dp_drop_name(enum dp_drop reason)
 	return reason < DP_DROP_COUNT ? drop_names[reason] : "unknown";
 }
 
-/* The owner of a TCP segment in an IPv4 frame; the receiving worker for anything else. */
-static unsigned
-frame_owner(const struct dp_worker *dw, struct rte_mbuf *m)
+static const char *const misq_names[DP_MISQ_COUNT] = {
+    [DP_MISQ_NO_HASH] = "no_hash",
+    [DP_MISQ_HASH] = "hash_mismatch",
+    [DP_MISQ_RETA] = "reta_mismatch",
+};
+
+const char *
+dp_misq_name(enum dp_misq reason)
 {
+	return reason < DP_MISQ_COUNT ? misq_names[reason] : "unknown";
+}
+
+/*
+ * Why the port put a segment whose Toeplitz hash is h on a queue that does
+ * not own it: the port's own hash for the frame, when it gives one, tells a
+ * different hash (another key, or fields we do not hash) from a redirection
+ * table changed behind our back.
+ */
+static enum dp_misq
+misq_reason(const struct rte_mbuf *m, uint32_t h)
+{
+	if ((m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) == 0)
+		return DP_MISQ_NO_HASH;
+	return m->hash.rss != h ? DP_MISQ_HASH : DP_MISQ_RETA;
+}
+
+/*
+ * The owner of a TCP segment in an IPv4 frame; the receiving worker for
+ * anything else.  With hardware RSS the port has already chosen the owner's
+ * queue, so the owner is the receiving worker unless something went wrong,
+ * which is counted by reason: the safety net.
+ */
+static unsigned
+frame_owner(struct dp_worker *dw, struct rte_mbuf *m)
+{
+	const struct dp_shared *sh = dw->sh;
 	const struct rte_ipv4_hdr *ip;
 	const struct rte_tcp_hdr *th;
-	unsigned hlen;
+	unsigned hlen, owner;
+	uint32_t h;
 
 	if (rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + sizeof(*ip) + 4)
 		return dw->id;
@@ -74,8 +109,21 @@ frame_owner(const struct dp_worker *dw, struct rte_mbuf *m)
 	if (ip->next_proto_id != IPPROTO_TCP ||
 	    rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hlen + 4)
 		return dw->id;
+	/*
+	 * Fragments are dropped wherever they arrive (net_ipv4.c), and a port
+	 * hashes them by addresses alone (RSS hashes a 4-tuple only in an
+	 * unfragmented datagram): not worth a hop, nor a misqueue.
+	 */
+	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))
+		return dw->id;
 	th = (const struct rte_tcp_hdr *)((const uint8_t *)ip + hlen);
-	return net_flow_owner(dw->sh, ip->src_addr, th->src_port, ip->dst_addr, th->dst_port);
+	if (!sh->rss)
+		return net_flow_owner(sh, ip->src_addr, th->src_port, ip->dst_addr, th->dst_port);
+	h = net_rss_hash(sh, ip->src_addr, th->src_port, ip->dst_addr, th->dst_port);
+	owner = sh->reta[h % sh->reta_size];
+	if (owner != dw->id)
+		dw->c.rss_misqueued[misq_reason(m, h)]++;
+	return owner;
 }
 
 void

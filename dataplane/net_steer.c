@@ -1,26 +1,96 @@
 /*
- * net_steer.c: software RSS, the owner of a TCP flow among the workers.
+ * net_steer.c: the owner of a TCP flow among the workers, and a local port
+ * for an active open whose flow the opening worker owns.
  *
- * The hash is symmetric in the two ends (addresses and ports are XORed
- * before hashing), so a segment and its answer have the same owner, and an
- * active open can pick a source port whose flow lands on the opening worker
- * (net_pick_local_port), which the load generator and a relay on this stack
- * need.  Pure functions of their arguments.
+ * Hardware RSS (sh->rss, set up by dpdk_port.c): the port computes the
+ * Toeplitz hash of a received segment's 4-tuple (Microsoft's RSS
+ * specification, "RSS Hashing Functions": source address, destination
+ * address, source port, destination port, in network order) under the key
+ * it was given, and queues the segment on reta[hash % reta_size]; queue i
+ * is worker i.  The same computation here (DPDK's rte_softrss_be() over the
+ * rte_convert_rss_key()ed key read back from the port) tells a worker
+ * whether a segment is its own, and an active open which local ports land
+ * on its queue.  The owner is always computed from the received direction,
+ * so it matches the port whatever the key; with the symmetric key
+ * (net_rss_symmetric_key) both directions hash alike besides.
+ *
+ * Software RSS where the port has none (tap, memif, af_packet put a flow on
+ * any queue): a hash symmetric in the two ends (addresses and ports are
+ * XORed before hashing), so a segment and its answer have the same owner.
+ *
+ * Pure functions of their arguments.
  */
+#include <string.h>
+
 #include <rte_byteorder.h>
 #include <rte_hash_crc.h>
+#include <rte_thash.h>
 
+#include "core/pa.h"
 #include "dataplane/dp.h"
 
+uint32_t
+net_rss_hash(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport)
+{
+	union rte_thash_tuple t;
+
+	/* rte_thash.h: the tuple in CPU order, the ports packed as one word (sport, dport). */
+	t.v4.src_addr = rte_be_to_cpu_32(src);
+	t.v4.dst_addr = rte_be_to_cpu_32(dst);
+	t.v4.sport = rte_be_to_cpu_16(sport);
+	t.v4.dport = rte_be_to_cpu_16(dport);
+	return rte_softrss_be((uint32_t *)&t, RTE_THASH_V4_L4_LEN,
+	                      (const uint8_t *)sh->rss_key_cpu);
+}
+
 unsigned
-net_flow_owner(const struct dp_shared *sh, uint32_t a, uint16_t ap, uint32_t b, uint16_t bp)
+net_flow_owner(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t dst,
+               uint16_t dport)
 {
 	uint32_t h;
 
 	if (sh->nworkers <= 1)
 		return 0;
-	h = rte_hash_crc_4byte(a ^ b, (uint32_t)(ap ^ bp) * 0x9e3779b1u);
+	if (sh->rss)
+		return sh->reta[net_rss_hash(sh, src, sport, dst, dport) % sh->reta_size];
+	h = rte_hash_crc_4byte(src ^ dst, (uint32_t)(sport ^ dport) * 0x9e3779b1u);
 	return h % sh->nworkers;
+}
+
+int
+net_rss_install(struct dp_shared *sh, const uint8_t *key, unsigned len, const uint8_t *reta,
+                unsigned reta_size)
+{
+	/*
+	 * rte_softrss_be() reads the key one word past the tuple's: 12 octets
+	 * of IPv4 TCP tuple need 16 of key (the specification's key is 40).
+	 */
+	if (len < 16 || len > DP_RSS_KEY_MAX || len % 4 != 0 || reta_size == 0 ||
+	    reta_size > DP_RETA_MAX)
+		return PA_ERROR;
+	for (unsigned i = 0; i < reta_size; i++)
+		if (reta[i] >= sh->nworkers)
+			return PA_ERROR;
+	memcpy(sh->rss_key, key, len);
+	sh->rss_key_len = (uint8_t)len;
+	rte_convert_rss_key((const uint32_t *)sh->rss_key, sh->rss_key_cpu, (int)len);
+	memcpy(sh->reta, reta, reta_size);
+	sh->reta_size = (uint16_t)reta_size;
+	sh->rss = true;
+	return PA_OK;
+}
+
+void
+net_rss_symmetric_key(uint8_t *key, unsigned len)
+{
+	/*
+	 * Woo and Park, "Scalable TCP Session Monitoring with Symmetric
+	 * Receive-side Scaling" (2012): a key repeating with a 16-bit period
+	 * gives the same hash when the addresses (32-bit fields) and the ports
+	 * (16-bit fields) of the tuple are swapped, and still spreads flows.
+	 */
+	for (unsigned i = 0; i < len; i++)
+		key[i] = i % 2 == 0 ? 0x6d : 0x5a;
 }
 
 int
@@ -32,7 +102,8 @@ net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t laddr,
 	for (uint32_t i = 0; i < span; i++) {
 		uint16_t p = (uint16_t)(lo + (start - lo + i) % span);
 
-		if (net_flow_owner(sh, laddr, rte_cpu_to_be_16(p), raddr, rport) == worker)
+		/* As the SYN-ACK will arrive: from the peer, to us. */
+		if (net_flow_owner(sh, raddr, rport, laddr, rte_cpu_to_be_16(p)) == worker)
 			return p;
 	}
 	return -1;

@@ -68,6 +68,8 @@ struct pa_worker_counters {
 	uint64_t tls_handshake_failures;    /* protocol errors, garbage, client gone */
 	uint64_t tls_handshake_timeouts;    /* tls.handshake_timeout expired */
 	uint64_t tls_handshakes_deferred;   /* over the per-loop budget: next loop */
+	/* completed handshakes by the version negotiated (tls.min_version allows no older) */
+	uint64_t tls_v1_2, tls_v1_3;
 };
 
 typedef void (*worker_resume_fn)(struct ingest_conn *conn);

@@ -8,9 +8,10 @@
  * writes the connection's two byte queues through one custom BIO method.
  *
  * Objects and their sharing:
- *  - struct tls_shared: created once at start, read-only afterwards, shared by
- *    every worker: the BIO method and the session-ticket keys, so a client
- *    that reconnects to another worker still resumes its session;
+ *  - struct tls_shared: created once at start, shared by every worker: the
+ *    BIO method and the session-ticket keys, so a client that reconnects to
+ *    another worker still resumes its session; read-only but for the keys,
+ *    which one thread rotates (tls_shared_rotate()) without stopping anyone;
  *  - struct tls_ctx: one per worker (its own SSL_CTX), built from the shared
  *    settings; never touched by another thread;
  *  - struct tls_conn: one per connection.
@@ -44,15 +45,32 @@ struct tls_settings {
 	const char *ciphers;      /* TLS 1.2 cipher list; "" keeps OpenSSL's default */
 	const char *ciphersuites; /* TLS 1.3 suites; "" keeps OpenSSL's default */
 	enum tls_min_version min_version;
+	/*
+	 * tls.ticket_lifetime: seconds a ticket key encrypts new tickets; it then
+	 * decrypts for as long again, so a ticket resumes for up to twice this
+	 * (the session timeout and the lifetime hint sent).  0: OpenSSL's default.
+	 */
+	unsigned ticket_lifetime_s;
 };
 
 struct tls_shared;
 struct tls_ctx;
 struct tls_conn;
 
-/* Generates the ticket keys (RAND_bytes) and creates the BIO method. */
+/* Generates the first ticket key (RAND_bytes) and creates the BIO method. */
 int tls_shared_new(struct tls_shared **out, char *err, size_t errlen);
 void tls_shared_free(struct tls_shared *shared);
+
+/*
+ * A new session-ticket key (RAND_bytes, held in memory only) becomes the one
+ * new tickets are sealed with; the one before it still opens tickets, older
+ * ones no longer do (their clients make a full handshake).  Called by one
+ * thread only, every tls.ticket_lifetime; workers keep handshaking meanwhile.
+ * PA_ERROR (err set) leaves the keys as they were.
+ */
+int tls_shared_rotate(struct tls_shared *shared, char *err, size_t errlen);
+/* The current key's generation: 1 at start, one more per rotation. */
+uint64_t tls_shared_generation(const struct tls_shared *shared);
 
 /*
  * One worker's context: loads every certificate/key pair (RSA and ECDSA may

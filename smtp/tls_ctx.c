@@ -66,37 +66,72 @@ list_item(const char *list, unsigned index, char *out, size_t size)
 }
 
 /*
+ * Copies the key of generation gen, if its slot still holds it: the slot's
+ * gen read again after the copy (a sequence lock) proves that no rotation
+ * overwrote it meanwhile, which would need two rotations within one call.
+ */
+static bool
+key_copy(const struct tls_shared *sh, uint64_t gen, struct tls_ticket_key *out)
+{
+	const struct tls_ticket_key *k = &sh->keys[gen % TLS_TICKET_SLOTS];
+
+	if (gen == 0 || __atomic_load_n(&k->gen, __ATOMIC_ACQUIRE) != gen)
+		return false;
+	memcpy(out->name, k->name, sizeof(out->name));
+	memcpy(out->aes, k->aes, sizeof(out->aes));
+	memcpy(out->hmac, k->hmac, sizeof(out->hmac));
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&k->gen, __ATOMIC_RELAXED) == gen;
+}
+
+/*
  * RFC 5077 4 ticket protection, OpenSSL 3 style: AES-256-CBC and
- * HMAC-SHA256 with the shared keys.  A ticket under another key name (an
- * earlier process) is simply not resumed: the client gets a full handshake.
+ * HMAC-SHA256 with the shared keys.  New tickets are sealed with the current
+ * key; a ticket sealed with the previous one still resumes and is renewed
+ * (2: the client gets a ticket under the current key); one under any other
+ * name (older keys, an earlier process) is simply not resumed: the client
+ * gets a full handshake.
  */
 static int
 ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
               EVP_MAC_CTX *hctx, int enc)
 {
 	const struct tls_shared *sh = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	uint64_t gen = tls_shared_generation(sh);
+	struct tls_ticket_key k;
 	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)sh->ticket_hmac,
-	                                      sizeof(sh->ticket_hmac)),
+	    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac)),
 	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 	    OSSL_PARAM_construct_end(),
 	};
 	int ivlen = EVP_CIPHER_get_iv_length(sh->ticket_cipher);
+	int rc;
 
 	if (enc) {
-		memcpy(key_name, sh->ticket_name, TLS_TICKET_NAME_LEN);
+		/* A rotation overwrote the slot meanwhile (never in practice): no ticket. */
+		if (!key_copy(sh, gen, &k))
+			return 0;
+		memcpy(key_name, k.name, TLS_TICKET_NAME_LEN);
+		rc = 1;
 		if (RAND_bytes(iv, ivlen) != 1 ||
-		    EVP_EncryptInit_ex(cctx, sh->ticket_cipher, NULL, sh->ticket_aes, iv) != 1 ||
+		    EVP_EncryptInit_ex(cctx, sh->ticket_cipher, NULL, k.aes, iv) != 1 ||
 		    EVP_MAC_CTX_set_params(hctx, params) != 1)
-			return -1;
-		return 1;
+			rc = -1;
+	} else {
+		if (key_copy(sh, gen, &k) && memcmp(key_name, k.name, TLS_TICKET_NAME_LEN) == 0)
+			rc = 1;
+		else if (key_copy(sh, gen - 1, &k) &&
+		         memcmp(key_name, k.name, TLS_TICKET_NAME_LEN) == 0)
+			rc = 2;
+		else
+			rc = 0;
+		if (rc > 0 && (EVP_MAC_CTX_set_params(hctx, params) != 1 ||
+		               EVP_DecryptInit_ex(cctx, sh->ticket_cipher, NULL, k.aes, iv) != 1))
+			rc = -1;
 	}
-	if (memcmp(key_name, sh->ticket_name, TLS_TICKET_NAME_LEN) != 0)
-		return 0;
-	if (EVP_MAC_CTX_set_params(hctx, params) != 1 ||
-	    EVP_DecryptInit_ex(cctx, sh->ticket_cipher, NULL, sh->ticket_aes, iv) != 1)
-		return -1;
-	return 1;
+	/* The contexts keep their own copies: none of the key stays on this stack. */
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc;
 }
 
 static int
@@ -151,10 +186,12 @@ configure(SSL_CTX *ctx, const struct tls_shared *sh, const struct tls_settings *
 	/*
 	 * RELEASE_BUFFERS: an idle session gives back OpenSSL's 34 KiB of record
 	 * buffers.  The write modes let the engine's output buffer move and be
-	 * written in pieces.
+	 * written in pieces.  NO_AUTO_CHAIN: the chain sent is the file's
+	 * (leaf, then its intermediates), never one OpenSSL would build for each
+	 * handshake by verifying the leaf against the context's (empty) store.
 	 */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	if (st->ciphers[0] != '\0' && SSL_CTX_set_cipher_list(ctx, st->ciphers) != 1) {
 		tls_error(err, errlen, "SSL_CTX_set_cipher_list(tls.ciphers)");
 		return PA_ERROR;
@@ -167,6 +204,9 @@ configure(SSL_CTX *ctx, const struct tls_shared *sh, const struct tls_settings *
 		return PA_ERROR;
 	/* Stateless resumption only: a per-worker cache could not resume on another core. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* A ticket's key opens it for up to two lifetimes (tls_shared_rotate()); no longer. */
+	if (st->ticket_lifetime_s > 0)
+		SSL_CTX_set_timeout(ctx, 2L * (long)st->ticket_lifetime_s);
 	if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)SESSION_ID_CONTEXT,
 	                                   sizeof(SESSION_ID_CONTEXT) - 1) != 1 ||
 	    SSL_CTX_set_num_tickets(ctx, 1) != 1 ||

@@ -18,14 +18,34 @@
 
 #define TLS_TICKET_NAME_LEN 16
 #define TLS_TICKET_KEY_LEN 32
+/*
+ * Key slots, indexed by generation: the workers use the current and the
+ * previous key, tls_shared_rotate() writes the next one.  Four, not three, so
+ * that the slot being written is never one a worker that read the generation
+ * a rotation ago may still be reading.
+ */
+#define TLS_TICKET_SLOTS 4
 
-/* Read-only once tls_shared_new() returned: no lock is needed to read it. */
+/* One ticket key; gen is 0 while the slot is being written (or never was). */
+struct tls_ticket_key {
+	uint64_t gen; /* atomic */
+	unsigned char name[TLS_TICKET_NAME_LEN];
+	unsigned char aes[TLS_TICKET_KEY_LEN];
+	unsigned char hmac[TLS_TICKET_KEY_LEN];
+};
+
+/*
+ * Shared by every worker without a lock.  Everything is read-only once
+ * tls_shared_new() returned except the ticket keys, which one thread (the
+ * main lcore) rotates: it fills the slot of generation ticket_gen + 1 and then
+ * publishes ticket_gen; readers check a slot's gen again after copying its
+ * key (a sequence lock), so a torn key is never used.
+ */
 struct tls_shared {
 	BIO_METHOD *bio_method;
 	EVP_CIPHER *ticket_cipher; /* AES-256-CBC, fetched once */
-	unsigned char ticket_name[TLS_TICKET_NAME_LEN];
-	unsigned char ticket_aes[TLS_TICKET_KEY_LEN];
-	unsigned char ticket_hmac[TLS_TICKET_KEY_LEN];
+	uint64_t ticket_gen;       /* atomic: the current key's generation, from 1 */
+	struct tls_ticket_key keys[TLS_TICKET_SLOTS];
 };
 
 struct tls_ctx {

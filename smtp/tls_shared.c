@@ -1,11 +1,14 @@
 /*
- * tls_shared.c: the one TLS object all workers share, read-only after start.
+ * tls_shared.c: the one TLS object all workers share.
  *
  * It holds the BIO method (created once) and the session-ticket keys: a
  * ticket issued by one worker decrypts on any other, so a client whose
  * reconnect the kernel (or RSS) steers to another core still resumes.  The
- * keys are random per process start: tickets do not survive a restart.
- * Rotating them while running is a follow-up (docs/tls.md).
+ * keys come from OpenSSL's CSPRNG and live in memory only: tickets do not
+ * survive a restart.  They rotate (tls_shared_rotate(), every
+ * tls.ticket_lifetime) so that a key that leaked, or was recovered from a
+ * memory image, opens only the tickets of the last two lifetimes, which is
+ * the forward secrecy resumed sessions get.
  */
 #include <stdlib.h>
 
@@ -14,6 +17,24 @@
 
 #include "core/pa.h"
 #include "smtp/tls_private.h"
+
+/* Fills the slot of generation gen; readers skip the slot until it is complete. */
+static int
+make_key(struct tls_shared *sh, uint64_t gen, char *err, size_t errlen)
+{
+	struct tls_ticket_key *k = &sh->keys[gen % TLS_TICKET_SLOTS];
+
+	__atomic_store_n(&k->gen, 0, __ATOMIC_RELAXED);
+	/* The 0 is visible before any octet of the new key (readers re-check gen). */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	if (RAND_bytes(k->name, sizeof(k->name)) != 1 || RAND_bytes(k->aes, sizeof(k->aes)) != 1 ||
+	    RAND_bytes(k->hmac, sizeof(k->hmac)) != 1) {
+		tls_error(err, errlen, "RAND_bytes(ticket key)");
+		return PA_ERROR;
+	}
+	__atomic_store_n(&k->gen, gen, __ATOMIC_RELEASE);
+	return PA_OK;
+}
 
 int
 tls_shared_new(struct tls_shared **out, char *err, size_t errlen)
@@ -25,12 +46,9 @@ tls_shared_new(struct tls_shared **out, char *err, size_t errlen)
 		tls_error(err, errlen, "OPENSSL_zalloc(tls_shared)");
 		return PA_ERROR;
 	}
-	if (RAND_bytes(sh->ticket_name, sizeof(sh->ticket_name)) != 1 ||
-	    RAND_bytes(sh->ticket_aes, sizeof(sh->ticket_aes)) != 1 ||
-	    RAND_bytes(sh->ticket_hmac, sizeof(sh->ticket_hmac)) != 1) {
-		tls_error(err, errlen, "RAND_bytes(ticket keys)");
+	if (make_key(sh, 1, err, errlen) != PA_OK)
 		goto fail;
-	}
+	sh->ticket_gen = 1;
 	sh->ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	if (sh->ticket_cipher == NULL) {
 		tls_error(err, errlen, "EVP_CIPHER_fetch(AES-256-CBC)");
@@ -46,6 +64,28 @@ tls_shared_new(struct tls_shared **out, char *err, size_t errlen)
 fail:
 	tls_shared_free(sh);
 	return PA_ERROR;
+}
+
+int
+tls_shared_rotate(struct tls_shared *sh, char *err, size_t errlen)
+{
+	uint64_t next = __atomic_load_n(&sh->ticket_gen, __ATOMIC_RELAXED) + 1;
+
+	/*
+	 * The slot written is neither the current nor the previous key's, so a
+	 * failure here leaves both usable; a worker sees the new generation only
+	 * once its key is complete.
+	 */
+	if (make_key(sh, next, err, errlen) != PA_OK)
+		return PA_ERROR;
+	__atomic_store_n(&sh->ticket_gen, next, __ATOMIC_RELEASE);
+	return PA_OK;
+}
+
+uint64_t
+tls_shared_generation(const struct tls_shared *sh)
+{
+	return __atomic_load_n(&sh->ticket_gen, __ATOMIC_ACQUIRE);
 }
 
 void

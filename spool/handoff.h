@@ -64,7 +64,10 @@ bool handoff_shard_full(const struct handoff *h, unsigned shard);
 /* Every shard is full (or the disk is): refuse connections. */
 bool handoff_spool_full(const struct handoff *h);
 
-/* Operations (the control socket exposes them).  shard < 0: every shard. */
+/*
+ * Operations (the control socket exposes them).  shard < 0: every shard.
+ * PA_ERROR for an unknown shard, or for a hold while draining (handoff_drain()).
+ */
 int handoff_hold_shard(struct handoff *h, int shard, bool hold);
 /* Makes every queued copy due now (what a reload does too). */
 void handoff_retry_now(struct handoff *h);
@@ -84,6 +87,17 @@ enum handoff_op {
 int handoff_message_op(struct handoff *h, const char *queue_id, enum handoff_op op);
 /* The same on the copy in one shard only (shard < 0: every copy, as handoff_message_op()). */
 int handoff_copy_op(struct handoff *h, const char *queue_id, int shard, enum handoff_op op);
+
+/*
+ * Drain: from now on no copy stays held, or a drain would wait for ever.
+ * Shard holds are lifted (and handoff_hold_shard() refuses new ones); a
+ * per-message hold applied from now on, even one queued before this call,
+ * makes the copy due instead; and the engine thread, after applying every
+ * operation queued before, releases each copy it finds held in the spool.
+ * Any thread; not undone (pigeond exits once the spool is empty).
+ */
+void handoff_drain(struct handoff *h);
+bool handoff_draining(const struct handoff *h);
 
 /* Whether the operator holds this shard (handoff_hold_shard()). */
 bool handoff_shard_held(const struct handoff *h, unsigned shard);

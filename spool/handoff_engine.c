@@ -185,6 +185,15 @@ engine_main(void *arg)
 		}
 		ho_flush(h);
 		ho_apply_ops(h, now);
+		/*
+		 * After the operations queued before the drain: a hold that was
+		 * applied just before the flag was seen is released here.
+		 */
+		if (!h->drain_swept && atomic_load(&h->draining)) {
+			ho_release_held(h, now);
+			h->drain_swept = true;
+			atomic_store(&h->rescan_all, true);
+		}
 		ho_dispatch(h, now);
 		ho_timeouts(h, now);
 		if (now >= h->next_pressure_us) {
@@ -355,7 +364,7 @@ handoff_spool_full(const struct handoff *h)
 int
 handoff_hold_shard(struct handoff *h, int shard, bool hold)
 {
-	if (shard >= (int)h->nshards)
+	if (shard >= (int)h->nshards || (hold && atomic_load(&h->draining)))
 		return PA_ERROR;
 	for (unsigned s = 0; s < h->nshards; s++)
 		if (shard < 0 || (unsigned)shard == s)
@@ -363,6 +372,21 @@ handoff_hold_shard(struct handoff *h, int shard, bool hold)
 	if (!hold)
 		handoff_retry_now(h);
 	return PA_OK;
+}
+
+void
+handoff_drain(struct handoff *h)
+{
+	atomic_store(&h->draining, true);
+	for (unsigned s = 0; s < h->nshards; s++)
+		atomic_store(&h->held[s], 0);
+	handoff_retry_now(h);
+}
+
+bool
+handoff_draining(const struct handoff *h)
+{
+	return h != NULL && atomic_load(&((struct handoff *)h)->draining);
 }
 
 bool

@@ -120,6 +120,7 @@ struct handoff {
 	atomic_uchar *held;                  /* per shard: hold requested */
 
 	atomic_uint_least64_t delivered, deferred, failed, dsns;
+	atomic_bool draining; /* handoff_drain(): nothing may stay held */
 
 	/* Engine thread only. */
 	struct handoff_config cfg;
@@ -136,6 +137,7 @@ struct handoff {
 	uint64_t *removed_bytes;  /* per shard: deleted by the engine since start */
 	uint64_t *added_bytes;    /* per shard: DSNs queued by the engine */
 	bool warned_unrouted;
+	bool drain_swept; /* the held copies were released once draining began */
 	/* per shard: outcomes gathered in one loop, written by ho_flush() (group commit) */
 	rocksdb_writebatch_t **batch;
 };
@@ -155,6 +157,8 @@ void ho_dest_free_all(struct handoff *h);
 
 /* handoff_ops.c: applies queued per-message operations (engine thread). */
 void ho_apply_ops(struct handoff *h, uint64_t now);
+/* Makes every copy held in the spool due now (a drain); copies in flight are not held. */
+void ho_release_held(struct handoff *h, uint64_t now);
 void ho_ops_free(struct ho_op *ops);
 /* handoff_queue.c: whether a copy is in memory (in flight) now. */
 bool ho_in_flight(struct handoff *h, unsigned shard, const char *qid);

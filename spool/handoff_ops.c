@@ -12,6 +12,7 @@
 #include "spool/handoff_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 {
 	struct hs_copy *c;
 	char err[512];
+	bool hold;
 	int rc;
 
 	if (ho_in_flight(h, shard, o->qid))
@@ -80,6 +82,11 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 		pa_log_err("hand-off: %s %s: %s", op_names[o->op], o->qid, err);
 		return PA_ERROR;
 	}
+	/*
+	 * A hold queued just before a drain but applied after it would keep the
+	 * drain waiting for ever: while draining a hold makes the copy due.
+	 */
+	hold = o->op == HANDOFF_OP_HOLD && !atomic_load(&h->draining);
 	if (o->op == HANDOFF_OP_DELETE) {
 		rc = hs_delete(h->spool, c, err, sizeof(err));
 		if (rc == PA_OK)
@@ -88,14 +95,14 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 		if (o->op == HANDOFF_OP_RETRY)
 			for (size_t i = 0; i < c->rec->nrcpt; i++)
 				c->d[i].next_attempt_us = 0; /* a held recipient too */
-		rc = hs_reschedule(h->spool, c, o->op == HANDOFF_OP_HOLD ? HS_HELD_US : now, err,
-		                   sizeof(err));
+		rc = hs_reschedule(h->spool, c, hold ? HS_HELD_US : now, err, sizeof(err));
 	}
 	if (rc != PA_OK)
 		pa_log_err("hand-off: %s %s: %s", op_names[o->op], o->qid, err);
 	else
 		pa_log_notice("%s: shard %u: %s", o->qid, shard,
-		              o->op == HANDOFF_OP_HOLD     ? "held"
+		              hold                         ? "held"
+		              : o->op == HANDOFF_OP_HOLD   ? "not held: draining, due now"
 		              : o->op == HANDOFF_OP_DELETE ? "deleted by the operator"
 		                                           : "released, due now");
 	hs_copy_free(c);
@@ -158,4 +165,35 @@ ho_apply_ops(struct handoff *h, uint64_t now)
 		*tail = reversed(later);
 		pthread_mutex_unlock(&h->lock);
 	}
+}
+
+struct release_ctx {
+	struct handoff *h;
+	uint64_t now;
+};
+
+static int
+release_entry(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
+{
+	struct release_ctx *r = arg;
+	struct ho_op o = {.shard = (int)shard, .op = HANDOFF_OP_RELEASE};
+
+	if (sched_us != HS_HELD_US)
+		return 0;
+	snprintf(o.qid, sizeof(o.qid), "%s", qid);
+	/* The iterator reads a snapshot: moving the schedule entry under it is safe. */
+	apply_one(r->h, &o, shard, r->now);
+	return 0;
+}
+
+void
+ho_release_held(struct handoff *h, uint64_t now)
+{
+	struct release_ctx r = {h, now};
+	char err[512];
+
+	for (unsigned s = 0; s < h->nshards; s++)
+		if (hs_due(h->spool, s, HS_HELD_US, UINT_MAX, release_entry, &r, err,
+		           sizeof(err)) == PA_ERROR)
+			pa_log_err("hand-off: drain: %s", err);
 }

@@ -24,6 +24,7 @@ teardown().
 import atexit
 import contextlib
 import ctypes
+import glob
 import itertools
 import os
 import re
@@ -99,8 +100,10 @@ class DpdkNetns:
             time.sleep(0.1)
         self._made = False
         _live.discard(self)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(f"/var/run/dpdk/{self.name}")
+        # EAL runtime directories of whatever this namespace's tests started
+        # (pigeond, pigeon-loadgen: "<name>", "<name>-pd", "<name>-lg").
+        for d in glob.glob(f"/var/run/dpdk/{self.name}") + glob.glob(f"/var/run/dpdk/{self.name}-*"):
+            shutil.rmtree(d, ignore_errors=True)
 
     # ---- pigeond
     def eal_args(self):

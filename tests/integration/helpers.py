@@ -7,6 +7,7 @@ socket has a timeout, every wait loop has a deadline.
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -397,8 +398,14 @@ class Pigeond:
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
+            pid = self.proc.pid
             self.proc.kill()
             self.proc.wait(STOP_TIMEOUT)
+            # A killed pigeond leaves EAL's runtime directory behind (a clean
+            # exit removes it): the kernel backend's prefix is pigeond-PORT,
+            # or pigeond-PORT-PID when the first was taken (dataplane/eal.c).
+            for d in (f"pigeond-{self.port}", f"pigeond-{self.port}-{pid}"):
+                shutil.rmtree(os.path.join(dpdk_runtime_dir(), d), ignore_errors=True)
 
     # -- log ------------------------------------------------------------
     def log(self):
@@ -443,6 +450,13 @@ class Pigeond:
     def client_cmd(self, argv):
         """A client command line to run where the server is reachable."""
         return self.backend.wrap_client(argv)
+
+
+def dpdk_runtime_dir():
+    """Where EAL keeps its runtime directories: /var/run/dpdk for root."""
+    if os.geteuid() == 0:
+        return "/var/run/dpdk"
+    return os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
 
 
 def run_bounded(cmd, timeout, **kw):

@@ -7,6 +7,7 @@ own spool directory; another user is simulated with setpriv as `nobody`.
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -302,12 +303,13 @@ def test_metrics_promtool_and_http(pigeond_factory):
     assert 'pigeonair_refusals_total{worker="0",reason="relay_denied"} 0' in s
     assert 'pigeonair_commit_latency_seconds_count{worker="0"} 1' in s
     assert 'pigeonair_spool_messages_committed_total{shard="' in s
-    # bounded labels: only worker, shard, reason, quantile
+    # bounded labels: worker, shard, reason, quantile, TLS version, route-map destination
     for line in s.splitlines():
         if "{" in line and not line.startswith("#"):
-            labels = line[line.index("{") + 1:line.index("}")]
-            for kv in labels.split(","):
-                assert kv.split("=")[0] in ("worker", "shard", "reason", "quantile"), line
+            labels = line[line.index("{") + 1:line.rindex("}")]
+            for name in re.findall(r'(\w+)="(?:[^"\\]|\\.)*"', labels):
+                assert name in ("worker", "shard", "reason", "quantile", "version",
+                                "destination", "result"), line
 
     assert ctl_json(p, "status")["listeners"]["metrics"] == f"127.0.0.1:{port}"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
@@ -504,6 +506,10 @@ class Sink:
         self.messages = []
         self.lock = threading.Lock()
         self.refusing = False  # True: every RCPT gets 451 (a store that defers everything)
+        # An Event: the reply to the next message's final dot waits for it and is then 451
+        # (a transaction kept in flight); `stalled` is set while it waits.
+        self.gate = None
+        self.stalled = threading.Event()
 
         class Handler(socketserver.StreamRequestHandler):
             timeout = 30
@@ -517,7 +523,13 @@ class Sink:
                     if not line:
                         return
                     if data is not None:
-                        if line == b".\r\n":
+                        if line == b".\r\n" and sink.gate is not None:
+                            gate, sink.gate = sink.gate, None
+                            sink.stalled.set()
+                            gate.wait(60)
+                            data = None
+                            w.write(b"451 4.3.0 not now\r\n")
+                        elif line == b".\r\n":
                             with sink.lock:
                                 sink.messages.append(b"".join(data))
                             data = None

@@ -8,7 +8,8 @@
  * start in a temporary directory.  What is checked: TLS 1.2 and 1.3
  * handshakes and data both ways; the certificate follows the client's
  * signature algorithms; a session ticket from one worker's context resumes
- * on another's (the shared keys); garbage fails the handshake with a message
+ * on another's (the shared keys); a ticket still resumes after one rotation
+ * of the ticket keys and no longer after two; garbage fails the handshake with a message
  * and leaves OpenSSL's error queue empty; a key that does not match its
  * certificate is refused naming the file.
  */
@@ -317,6 +318,68 @@ test_ticket_resumes_on_another_worker(void **state)
 	tls_ctx_free(b);
 }
 
+/* A fresh client offering `sess`: whether it was resumed; *next: the session it ends with. */
+static bool
+resumes(struct tls_ctx *ctx, int version, SSL_SESSION *sess, SSL_SESSION **next)
+{
+	struct client c;
+	struct tls_conn *s;
+	bool resumed;
+
+	client_new(&c, version, NULL, sess);
+	s = handshake(ctx, &c);
+	resumed = tls_conn_resumed(s);
+	assert_int_equal(SSL_session_reused(c.ssl), resumed ? 1 : 0);
+	exchange(&c, s); /* TLS 1.3: the new ticket arrives after the handshake */
+	if (next != NULL) {
+		*next = SSL_get1_session(c.ssl);
+		assert_non_null(*next);
+		assert_int_equal(SSL_SESSION_is_resumable(*next), 1);
+	}
+	/* A client freed without close_notify marks its session not resumable. */
+	(void)SSL_shutdown(c.ssl);
+	tls_conn_free(s);
+	client_free(&c);
+	return resumed;
+}
+
+/*
+ * Rotation: a ticket sealed with the previous key still resumes (and the
+ * client gets a new one under the current key); two rotations on, its key is
+ * gone and the client gets a full handshake.  The session timeout is
+ * OpenSSL's default (2 hours): only the keys decide here.
+ */
+static void
+test_ticket_key_rotation(void **state)
+{
+	struct fixture *fx = *state;
+	struct tls_ctx *ctx = server_ctx(fx, fx->ec_cert, fx->ec_key);
+	static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+	char err[TLS_ERR_MAX];
+
+	for (size_t i = 0; i < pa_array_size(versions); i++) {
+		SSL_SESSION *first, *renewed, *again;
+		uint64_t gen = tls_shared_generation(fx->shared);
+
+		assert_false(resumes(ctx, versions[i], NULL, &first));
+		assert_true(resumes(ctx, versions[i], first, NULL)); /* the current key */
+
+		assert_int_equal(tls_shared_rotate(fx->shared, err, sizeof(err)), PA_OK);
+		assert_int_equal(tls_shared_generation(fx->shared), gen + 1);
+		assert_true(resumes(ctx, versions[i], first, &renewed)); /* the previous key */
+
+		assert_int_equal(tls_shared_rotate(fx->shared, err, sizeof(err)), PA_OK);
+		assert_false(resumes(ctx, versions[i], first, &again)); /* two rotations: gone */
+		assert_true(resumes(ctx, versions[i], renewed, NULL)); /* sealed one rotation ago */
+		assert_true(resumes(ctx, versions[i], again, NULL));   /* the full handshake's */
+
+		SSL_SESSION_free(first);
+		SSL_SESSION_free(renewed);
+		SSL_SESSION_free(again);
+	}
+	tls_ctx_free(ctx);
+}
+
 static void
 test_garbage_fails_cleanly(void **state)
 {
@@ -396,6 +459,7 @@ main(void)
 	    cmocka_unit_test(test_tls13_and_tls12),
 	    cmocka_unit_test(test_certificate_follows_sigalgs),
 	    cmocka_unit_test(test_ticket_resumes_on_another_worker),
+	    cmocka_unit_test(test_ticket_key_rotation),
 	    cmocka_unit_test(test_garbage_fails_cleanly),
 	    cmocka_unit_test(test_partial_and_bounded_input),
 	    cmocka_unit_test(test_bad_pairs_refused),

@@ -1,0 +1,165 @@
+/*
+ * test_ctl_counters.c: the export tables of ctl_counters.h cover every
+ * counter exactly once, with names Prometheus and scripts can rely on.
+ *
+ * The build already fails when the number of rows and of fields of struct
+ * dp_counters differ; this catches what a count cannot: two rows on one
+ * field (and so another field left out), a row outside the structure, a
+ * name used twice.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctl/ctl_counters.h"
+#include "dataplane/dp.h"
+#include "dataplane/worker.h"
+
+#define DP_WORDS (sizeof(struct dp_counters) / sizeof(uint64_t))
+
+static void
+mark(unsigned *seen, size_t nwords, size_t off, size_t n)
+{
+	assert_int_equal(off % sizeof(uint64_t), 0);
+	for (size_t w = off / sizeof(uint64_t); w < off / sizeof(uint64_t) + n; w++) {
+		assert_true(w < nwords);
+		seen[w]++;
+	}
+}
+
+static void
+test_tcp_rows_cover_every_field_once(void **state)
+{
+	unsigned seen[DP_WORDS] = {0};
+
+	(void)state;
+	for (size_t i = 0; i < ctl_tcp_counters_n; i++)
+		mark(seen, DP_WORDS, ctl_tcp_counters[i].off, 1);
+	/* The two arrays are written by reason, not by rows. */
+	mark(seen, DP_WORDS, offsetof(struct dp_counters, drops), DP_DROP_COUNT);
+	mark(seen, DP_WORDS, offsetof(struct dp_counters, rss_misqueued), DP_MISQ_COUNT);
+	for (size_t w = 0; w < DP_WORDS; w++)
+		if (seen[w] != 1)
+			fail_msg("word %zu of struct dp_counters is exported %u times", w, seen[w]);
+}
+
+/* [a-zA-Z_:][a-zA-Z0-9_:]*: the text format's metric names. */
+static bool
+metric_name_ok(const char *s)
+{
+	if (*s == '\0' || (*s >= '0' && *s <= '9'))
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == ':'))
+			return false;
+	return true;
+}
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static void
+check_rows(const struct ctl_counter *rows, size_t n, size_t struct_size)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_counter *c = &rows[i];
+
+		assert_true(c->off + sizeof(uint64_t) <= struct_size);
+		assert_true(metric_name_ok(c->metric));
+		assert_true(strncmp(c->metric, "pigeonair_", 10) == 0);
+		assert_true(strcmp(c->type, "counter") == 0 || strcmp(c->type, "gauge") == 0);
+		/* Prometheus' convention, and what promtool checks. */
+		if (strcmp(c->type, "counter") == 0)
+			assert_true(ends_with(c->metric, "_total"));
+		assert_true(c->key[0] != '\0' && c->help[0] != '\0');
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(rows[j].key, c->key) == 0 ||
+			    strcmp(rows[j].metric, c->metric) == 0)
+				fail_msg("row %zu repeats the name of row %zu (%s)", i, j, c->key);
+			if (rows[j].off == c->off)
+				fail_msg("rows %zu and %zu export the same field", j, i);
+		}
+	}
+}
+
+static void
+test_tcp_names(void **state)
+{
+	(void)state;
+	check_rows(ctl_tcp_counters, ctl_tcp_counters_n, sizeof(struct dp_counters));
+}
+
+static void
+test_tls_rows(void **state)
+{
+	static const size_t fields[] = {
+	    offsetof(struct pa_worker_counters, tls_handshakes),
+	    offsetof(struct pa_worker_counters, tls_resumed),
+	    offsetof(struct pa_worker_counters, tls_handshake_failures),
+	    offsetof(struct pa_worker_counters, tls_handshake_timeouts),
+	    offsetof(struct pa_worker_counters, tls_handshakes_deferred),
+	};
+
+	(void)state;
+	check_rows(ctl_tls_counters, ctl_tls_counters_n, sizeof(struct pa_worker_counters));
+	/* Every TLS field of the worker's counters is a row or a version. */
+	assert_int_equal(ctl_tls_counters_n, sizeof(fields) / sizeof(fields[0]));
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		bool found = false;
+
+		for (size_t i = 0; i < ctl_tls_counters_n; i++)
+			found = found || ctl_tls_counters[i].off == fields[f];
+		assert_true(found);
+	}
+	assert_int_equal(ctl_tls_versions_n, 2);
+	assert_string_equal(ctl_tls_versions[0].name, "TLSv1.2");
+	assert_int_equal(ctl_tls_versions[0].off, offsetof(struct pa_worker_counters, tls_v1_2));
+	assert_string_equal(ctl_tls_versions[1].name, "TLSv1.3");
+	assert_int_equal(ctl_tls_versions[1].off, offsetof(struct pa_worker_counters, tls_v1_3));
+}
+
+/* The values are read at the row's offset: a known field gives its value back. */
+static void
+test_value_reads_the_field(void **state)
+{
+	struct dp_counters c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	c.challenge_acks_limited = 7;
+	c.active_opens = 11;
+	for (size_t i = 0; i < ctl_tcp_counters_n; i++) {
+		uint64_t v = ctl_counter_value(&c, ctl_tcp_counters[i].off);
+
+		if (strcmp(ctl_tcp_counters[i].key, "challenge_acks_limited") == 0)
+			assert_int_equal(v, 7);
+		else if (strcmp(ctl_tcp_counters[i].key, "active_opens") == 0)
+			assert_int_equal(v, 11);
+		else
+			assert_int_equal(v, 0);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_tcp_rows_cover_every_field_once),
+	    cmocka_unit_test(test_tcp_names),
+	    cmocka_unit_test(test_tls_rows),
+	    cmocka_unit_test(test_value_reads_the_field),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
