@@ -27,6 +27,8 @@
 #define DP_BURST 32
 #define DP_MAX_WORKERS 64
 #define DP_ARP_PENDING 16
+/* Consecutive local addresses (dp_port_conf.ip_count): 64 x 28,232 ports to one server port */
+#define DP_MAX_ADDRS 64
 /* Hardware RSS: NICs' keys are 40 (ixgbe, mlx5) or 52 (i40e, ice) octets; ice has 2048 buckets. */
 #define DP_RSS_KEY_MAX 64
 #define DP_RETA_MAX 2048
@@ -110,7 +112,9 @@ struct dp_shared {
 	uint16_t port;
 	struct rte_ether_addr mac;
 	uint32_t ip, mask, gateway; /* network order; gateway 0: none */
-	uint16_t listen_port;       /* network order */
+	/* ip+1 .. ip+ip_extra (as integers) are ours too: dp_port_conf.ip_count - 1, often 0. */
+	uint32_t ip_extra;
+	uint16_t listen_port; /* network order */
 	uint16_t mtu;
 	unsigned nworkers;
 	bool tx_ip_cksum, tx_tcp_cksum; /* the port computes them */
@@ -161,7 +165,6 @@ struct dp_worker {
 	void *app_ctx;                 /* the application's own per-worker state */
 	unsigned id;
 	uint16_t queue;
-	uint16_t next_lport; /* where the next active open starts looking for a local port */
 	unsigned ntx;
 	struct rte_mbuf *tx[DP_BURST];
 	uint64_t now_ms;
@@ -190,8 +193,26 @@ struct dp_worker {
 	uint32_t cack_budget;   /* challenge ACKs left in it */
 	struct dp_impair_queue *imp_rx, *imp_tx; /* dpdk.impair only */
 	uint64_t rng;
+	/*
+	 * Active opens only (tcp_connect.c), so after the fields every packet
+	 * touches: per local address, where the next open from it starts
+	 * looking for a port; and which address (index from sh->ip) is next.
+	 */
+	uint16_t next_lport[DP_MAX_ADDRS];
+	unsigned next_laddr;
 	struct dp_counters c;
 } __rte_cache_aligned;
+
+/*
+ * One of our addresses (network order)?  One subtraction and compare, so
+ * several addresses cost input nothing more than one: with ip_extra 0 it is
+ * the equality it always was.
+ */
+static inline bool
+dp_is_local_addr(const struct dp_shared *sh, uint32_t a)
+{
+	return rte_be_to_cpu_32(a) - rte_be_to_cpu_32(sh->ip) <= sh->ip_extra;
+}
 
 static inline void
 dp_drop(struct dp_worker *dw, struct rte_mbuf *m, enum dp_drop reason)

@@ -30,7 +30,14 @@ enum dp_rss_mode {
 
 struct dp_port_conf {
 	unsigned nworkers;
-	uint32_t ip;          /* network order */
+	uint32_t ip; /* network order */
+	/*
+	 * ip and the ip_count - 1 addresses after it are all ours (ARP, IPv4
+	 * input, active opens spread over them: each adds a local port range
+	 * towards one server port); all on the prefix's link.  0 or 1: ip alone
+	 * (pigeond).  At most DP_MAX_ADDRS.
+	 */
+	unsigned ip_count;
 	unsigned prefix;      /* on-link prefix length */
 	uint32_t gateway;     /* network order; 0: none */
 	uint16_t listen_port; /* network order; 0: no listener (active opens only) */

@@ -298,7 +298,7 @@ dp_port_open(const struct dp_port_conf *pc)
 	struct dp_shared *sh;
 	uint16_t port;
 	bool found = false;
-	char ip[INET_ADDRSTRLEN];
+	char ip[INET_ADDRSTRLEN], more[32] = "";
 
 	if (pc->nworkers == 0 || pc->nworkers > DP_MAX_WORKERS) {
 		pa_log_err("dpdk: 1 to %u workers", DP_MAX_WORKERS);
@@ -324,6 +324,18 @@ dp_port_open(const struct dp_port_conf *pc)
 	sh->nworkers = pc->nworkers;
 	sh->ip = pc->ip;
 	sh->mask = pc->prefix == 0 ? 0 : htonl(~0u << (32 - pc->prefix));
+	sh->ip_extra = pc->ip_count > 1 ? pc->ip_count - 1 : 0;
+	/*
+	 * Every address on the link of the first (net_next_hop() and ARP treat
+	 * them alike) and no wrap past 255.255.255.255 (dp_is_local_addr()).
+	 */
+	if (sh->ip_extra >= DP_MAX_ADDRS || ntohl(pc->ip) + sh->ip_extra < ntohl(pc->ip) ||
+	    ((htonl(ntohl(pc->ip) + sh->ip_extra) ^ pc->ip) & sh->mask) != 0) {
+		inet_ntop(AF_INET, &pc->ip, ip, sizeof(ip));
+		pa_log_err("dpdk: %u addresses from %s: at most %u, all in the /%u", pc->ip_count,
+		           ip, DP_MAX_ADDRS, pc->prefix);
+		goto fail;
+	}
 	sh->gateway = pc->gateway;
 	sh->listen_port = pc->listen_port;
 	sh->msl_ms = pc->msl_ms;
@@ -368,8 +380,11 @@ dp_port_open(const struct dp_port_conf *pc)
 	if (net_arp_create(sh) != PA_OK || setup_port(sh, sh->nworkers, pc->rss) != PA_OK)
 		goto fail;
 	inet_ntop(AF_INET, &sh->ip, ip, sizeof(ip));
-	pa_log_info("dpdk: engine address %s/%u port %u, mac " RTE_ETHER_ADDR_PRT_FMT, ip,
-	            pc->prefix, ntohs(sh->listen_port), RTE_ETHER_ADDR_BYTES(&sh->mac));
+	/* One address (pigeond): the line it always logged. */
+	if (sh->ip_extra > 0)
+		snprintf(more, sizeof(more), " and the %u after it", sh->ip_extra);
+	pa_log_info("dpdk: engine address %s/%u%s port %u, mac " RTE_ETHER_ADDR_PRT_FMT, ip,
+	            pc->prefix, more, ntohs(sh->listen_port), RTE_ETHER_ADDR_BYTES(&sh->mac));
 	return sh;
 fail:
 	/* Start-up only: the process exits on failure; what was made goes with EAL. */

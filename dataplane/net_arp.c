@@ -4,7 +4,8 @@
  * The table is one rte_hash keyed by IPv4 address whose data word holds the
  * MAC address itself (48 bits, plus a valid bit), so a lookup is one
  * lock-free read and an update one atomic data replace: readers never wait,
- * entries are never freed.  Requests for our address are answered and the
+ * entries are never freed.  Requests for any of our addresses (sh->ip and
+ * the ip_extra after it) are answered from that address and the
  * sender merged in (RFC 826 "Packet Reception"); replies are merged.  A
  * packet for a neighbour not yet known is dropped (counted) and a request
  * sent, retried once a second up to 3 times: TCP's retransmission carries
@@ -87,8 +88,10 @@ neigh_lookup(const struct dp_shared *sh, uint32_t ip, struct rte_ether_addr *mac
 	return true;
 }
 
+/* sip: which of our addresses speaks (a reply is from the address asked for). */
 static void
-send_arp(struct dp_worker *dw, uint16_t op, const struct rte_ether_addr *tha, uint32_t tip)
+send_arp(struct dp_worker *dw, uint16_t op, uint32_t sip, const struct rte_ether_addr *tha,
+         uint32_t tip)
 {
 	struct rte_mbuf *m = dp_alloc(dw);
 	struct rte_ether_hdr *eh;
@@ -110,7 +113,7 @@ send_arp(struct dp_worker *dw, uint16_t op, const struct rte_ether_addr *tha, ui
 	ah->arp_plen = 4;
 	ah->arp_opcode = rte_cpu_to_be_16(op);
 	rte_ether_addr_copy(&dw->sh->mac, &ah->arp_data.arp_sha);
-	ah->arp_data.arp_sip = dw->sh->ip;
+	ah->arp_data.arp_sip = sip;
 	if (op == RTE_ARP_OP_REQUEST)
 		memset(&ah->arp_data.arp_tha, 0, sizeof(ah->arp_data.arp_tha));
 	else
@@ -135,7 +138,7 @@ net_arp_input(struct dp_worker *dw, struct rte_mbuf *m)
 		return;
 	}
 	op = rte_be_to_cpu_16(ah->arp_opcode);
-	if (ah->arp_data.arp_tip != dw->sh->ip) {
+	if (!dp_is_local_addr(dw->sh, ah->arp_data.arp_tip)) {
 		dp_drop(dw, m, DP_DROP_ARP_NOT_US);
 		return;
 	}
@@ -145,7 +148,8 @@ net_arp_input(struct dp_worker *dw, struct rte_mbuf *m)
 	if (op == RTE_ARP_OP_REQUEST) {
 		dw->c.arp_requests_in++;
 		dw->c.arp_replies_out++;
-		send_arp(dw, RTE_ARP_OP_REPLY, &ah->arp_data.arp_sha, ah->arp_data.arp_sip);
+		send_arp(dw, RTE_ARP_OP_REPLY, ah->arp_data.arp_tip, &ah->arp_data.arp_sha,
+		         ah->arp_data.arp_sip);
 	}
 	rte_pktmbuf_free(m);
 }
@@ -169,7 +173,7 @@ net_arp_resolve(struct dp_worker *dw, uint32_t ip, struct rte_ether_addr *mac)
 	free_slot->tries = 1;
 	free_slot->next_ms = dw->now_ms + ARP_RETRY_MS;
 	dw->c.arp_requests_out++;
-	send_arp(dw, RTE_ARP_OP_REQUEST, NULL, ip);
+	send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, NULL, ip);
 	return false;
 }
 
@@ -188,6 +192,6 @@ net_arp_tick(struct dp_worker *dw)
 		p->tries++;
 		p->next_ms = dw->now_ms + ARP_RETRY_MS;
 		dw->c.arp_requests_out++;
-		send_arp(dw, RTE_ARP_OP_REQUEST, NULL, p->ip);
+		send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, NULL, p->ip);
 	}
 }

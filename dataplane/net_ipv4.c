@@ -3,7 +3,7 @@
  *
  * Input promises: a packet reaches TCP or ICMP only with a valid header
  * (version, IHL, total length within the frame, checksum by the port or
- * here), addressed to the engine's address, and not a fragment: fragments
+ * here), addressed to one of the engine's addresses, and not a fragment: fragments
  * are counted and dropped (a TCP with MSS clamped to the MTU has no use for
  * them).  Output fills the header of a TCP segment and leaves checksums to
  * the port when it reported the offloads, computing them here otherwise.
@@ -28,7 +28,7 @@ static void
 icmp_echo(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv4_hdr *ip, uint16_t l4_len)
 {
 	struct rte_icmp_hdr *ic = (struct rte_icmp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
-	uint32_t peer = ip->src_addr;
+	uint32_t peer = ip->src_addr, us = ip->dst_addr; /* answered from the address pinged */
 
 	if (l4_len < sizeof(*ic) || rte_raw_cksum(ic, l4_len) != 0xffff) {
 		dp_drop(dw, m, DP_DROP_ICMP_BAD);
@@ -43,7 +43,7 @@ icmp_echo(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv4_hdr *ip, uin
 	ic->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
 	ic->icmp_cksum = 0;
 	ic->icmp_cksum = (uint16_t)~rte_raw_cksum(ic, l4_len);
-	ip->src_addr = dw->sh->ip;
+	ip->src_addr = us;
 	ip->dst_addr = peer;
 	ip->time_to_live = NET_IP_TTL;
 	ip->hdr_checksum = 0;
@@ -86,7 +86,7 @@ net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m)
 		dp_drop(dw, m, DP_DROP_IP_BAD_CKSUM);
 		return;
 	}
-	if (ip->dst_addr != dw->sh->ip) {
+	if (!dp_is_local_addr(dw->sh, ip->dst_addr)) {
 		dp_drop(dw, m, DP_DROP_IP_NOT_US);
 		return;
 	}

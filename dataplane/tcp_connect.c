@@ -1,7 +1,9 @@
 /*
  * tcp_connect.c: active open (RFC 9293 3.10.1 OPEN call, 3.10.7.3 SYN-SENT).
  *
- * What it promises: the local port is chosen so that the flow's software
+ * What it promises: with several local addresses (dp_port_conf.ip_count)
+ * the opens take them in turn, and an address whose ports are all taken
+ * passes the open to the next; the local port is chosen so that the flow's software
  * steering hash lands on the opening worker (net_pick_local_port), so the
  * SYN-ACK and everything after it reach the worker that holds the TCB; the
  * 4-tuple is free (no connection, SYN-queue or TIME_WAIT entry holds it);
@@ -76,13 +78,16 @@ synsent_timeout(struct tcp_timer *t, void *arg)
 	tcp_timer_arm(dw->wheel, &tcb->rtx_timer, tcb->rto_ms, synsent_timeout);
 }
 
-/* A free local port whose flow this worker owns; -1 when every one is taken. */
+/*
+ * A free local port on key->laddr (our address number ai) whose flow this
+ * worker owns; -1 when every one is taken.
+ */
 static int
-pick_port(struct dp_worker *dw, struct tcp_key *key)
+pick_port(struct dp_worker *dw, struct tcp_key *key, unsigned ai)
 {
 	const uint32_t span = TCP_EPHEMERAL_HI - TCP_EPHEMERAL_LO + 1;
 	uint32_t scanned = 0;
-	uint16_t start = dw->next_lport;
+	uint16_t start = dw->next_lport[ai];
 
 	if (start < TCP_EPHEMERAL_LO || start > TCP_EPHEMERAL_HI)
 		start = (uint16_t)(TCP_EPHEMERAL_LO + (dw->rng ^ dw->now_ms) % span);
@@ -98,7 +103,7 @@ pick_port(struct dp_worker *dw, struct tcp_key *key)
 		start = p == TCP_EPHEMERAL_HI ? TCP_EPHEMERAL_LO : (uint16_t)(p + 1);
 		key->lport = rte_cpu_to_be_16((uint16_t)p);
 		if (tcp_lookup(dw, key, &tag) == NULL) {
-			dw->next_lport = start;
+			dw->next_lport[ai] = start;
 			return p;
 		}
 	}
@@ -111,14 +116,23 @@ tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rpor
 	const struct dp_shared *sh = dw->sh;
 	uint32_t hop = net_next_hop(sh, raddr);
 	struct rte_ether_addr mac;
-	struct tcp_key key = {.raddr = raddr, .laddr = sh->ip, .rport = rport};
+	struct tcp_key key = {.raddr = raddr, .rport = rport};
+	const unsigned naddr = sh->ip_extra + 1;
+	unsigned ai = dw->next_laddr % naddr, tried;
 
 	if (hop == 0) {
 		dw->c.drops[DP_DROP_NO_ROUTE]++;
 		return PA_ERROR;
 	}
-	if (pick_port(dw, &key) < 0)
+	/* Our addresses in turn; one with no free port left hands over to the next. */
+	for (tried = 0; tried < naddr; tried++, ai = (ai + 1) % naddr) {
+		key.laddr = rte_cpu_to_be_32(rte_be_to_cpu_32(sh->ip) + ai);
+		if (pick_port(dw, &key, ai) >= 0)
+			break;
+	}
+	if (tried == naddr)
 		return PA_ERROR;
+	dw->next_laddr = (ai + 1) % naddr;
 	tcb->key = key;
 	tcb->state = TCP_SYN_SENT;
 	tcb->err = TCP_ERR_NONE;

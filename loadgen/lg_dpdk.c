@@ -3,7 +3,11 @@
  * stack (DPDK, active open: dataplane/tcp_connect.c).
  *
  *   pigeon-loadgen --eal "--no-huge -m 512 --vdev=net_memif0,role=client,socket=S" \
- *                  --ip 198.18.0.1/24 [--gateway ADDR] --target 198.18.0.2:25 ...
+ *                  --ip 198.18.0.1/24 [--ip-count N] [--gateway ADDR] --target 198.18.0.2:25 ...
+ *
+ * --ip-count N gives the stack N consecutive addresses from --ip's; active
+ * opens take them in turn (tcp_connect.c), so N server-port-sized port
+ * ranges: what 100,000 connections to one server port need.
  *
  * EAL starts with one lcore per --threads plus the main lcore (which runs
  * lg_monitor()); the first port EAL offers gets one queue pair per thread.
@@ -62,6 +66,9 @@
 #define LG_MBUFS 16383u
 #define LG_CONNECT_BURST 32u   /* new connects per loop: SYNs paced, not one burst of thousands */
 #define LG_CONNECTING_MAX 128u /* handshakes in flight per thread (a connect window) */
+
+/* --ip-count's bound is the stack's: lg_options.c cannot include dataplane headers. */
+_Static_assert(LG_MAX_IP_COUNT == DP_MAX_ADDRS, "--ip-count and DP_MAX_ADDRS disagree");
 
 struct lg_dthread;
 
@@ -773,6 +780,14 @@ lg_dpdk_run(struct lg_run *run)
 		return -1;
 	}
 	pc.prefix = prefix;
+	/* dp_port_open() checks they all fit the prefix; each adds ~28k ports per server port. */
+	pc.ip_count = opt->ip_count;
+	/* Our stack would answer ARP for the target itself and never reach it. */
+	if (ntohl(opt->target.sin_addr.s_addr) - ntohl(pc.ip) < pc.ip_count) {
+		fprintf(stderr, "pigeon-loadgen: --target is one of our own addresses (--ip, "
+		                "--ip-count)\n");
+		return -1;
+	}
 	if (opt->gateway != NULL &&
 	    (parse_prefix(opt->gateway, &pc.gateway, &gwprefix) != 0 || gwprefix != 32)) {
 		fprintf(stderr, "pigeon-loadgen: --gateway: not an IPv4 address: %s\n",
@@ -780,8 +795,8 @@ lg_dpdk_run(struct lg_run *run)
 		return -1;
 	}
 	if (opt->nsources > 0) {
-		fprintf(stderr, "pigeon-loadgen: --source is for --kernel; the DPDK stack has one "
-		                "address, --ip\n");
+		fprintf(stderr, "pigeon-loadgen: --source is for --kernel; the DPDK stack's "
+		                "addresses are --ip and --ip-count\n");
 		return -1;
 	}
 	if (opt->threads == 0 || opt->threads > DP_MAX_WORKERS) {

@@ -40,6 +40,8 @@ static const char usage[] =
     "  --kernel              kernel sockets (any server); otherwise the DPDK stack:\n"
     "  --eal \"ARGS\"          EAL arguments for the DPDK stack\n"
     "  --ip ADDR/PREFIX      our address on the DPDK port\n"
+    "  --ip-count N          N consecutive addresses from --ip's (default 1; more\n"
+    "                        local ports: ~28k per address towards one server port)\n"
     "  --gateway ADDR        next hop for a target off the DPDK port's subnet\n"
     "  --source A[,B..]      local source addresses, used in turn (more ports)\n"
     "  --threads N           load threads (default 1)\n"
@@ -70,6 +72,7 @@ enum {
 	O_EAL,
 	O_IP,
 	O_GATEWAY,
+	O_IP_COUNT,
 	O_SOURCE,
 	O_THREADS,
 	O_CPU,
@@ -100,6 +103,7 @@ static const struct option longopts[] = {
     {"eal", required_argument, NULL, O_EAL},
     {"ip", required_argument, NULL, O_IP},
     {"gateway", required_argument, NULL, O_GATEWAY},
+    {"ip-count", required_argument, NULL, O_IP_COUNT},
     {"source", required_argument, NULL, O_SOURCE},
     {"threads", required_argument, NULL, O_THREADS},
     {"cpu", required_argument, NULL, O_CPU},
@@ -327,6 +331,7 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 	o->helo = "loadgen.example.org";
 	o->pipelining = true;
 	o->threads = 1;
+	o->ip_count = 1;
 	o->domains[0] = "example.com";
 	o->ndomains = 1;
 
@@ -413,6 +418,10 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 			break;
 		case O_GATEWAY:
 			o->gateway = optarg;
+			break;
+		case O_IP_COUNT:
+			if (parse_uint(optarg, 1, LG_MAX_IP_COUNT, &o->ip_count) == -1)
+				return bad("ip-count", optarg, "want 1..64");
 			break;
 		case O_SOURCE:
 			if (parse_sources(optarg, o) == -1)

@@ -12,6 +12,7 @@
 #define LG_MAX_SOURCES 64
 #define LG_MAX_DOMAINS 64
 #define LG_MAX_THREADS 64
+#define LG_MAX_IP_COUNT 64 /* the stack's DP_MAX_ADDRS (dataplane/dp.h) */
 #define LG_MAX_SIZE_CLASSES 32
 #define LG_MAX_RCPTS 1000
 
@@ -48,6 +49,7 @@ struct lg_options {
 	const char *eal;     /* --eal "EAL ARGS" (DPDK) */
 	const char *ip;      /* --ip ADDR/PREFIX (DPDK): our address on the port */
 	const char *gateway; /* --gateway ADDR (DPDK): next hop for targets off-link */
+	unsigned ip_count;   /* --ip-count N (DPDK): --ip and the N-1 addresses after it */
 
 	struct in_addr sources[LG_MAX_SOURCES]; /* --source ADDR[,ADDR..]: local addresses */
 	unsigned nsources;

@@ -14,7 +14,9 @@ transport (loadgen/lg_dpdk.c over dataplane/tcp_connect.c).
   message that got 250 is in pigeond's spool; with one worker and thread,
   with two of each (software steering on both sides), and with 2% loss at
   pigeond, where the loadgen's stack recovers by fast retransmit of the
-  holes its SACK scoreboard leaves (RFC 2018, RFC 6675).
+  holes its SACK scoreboard leaves (RFC 2018, RFC 6675); and with the
+  loadgen on three consecutive addresses (--ip-count 3), its stack answering
+  pigeond's ARP for each and its active opens taking them in turn.
 
 Addresses are in 198.18.0.0/15; processes run inside a namespace the test
 makes and removes (also on failure: DpdkNetns.teardown kills whatever still
@@ -182,10 +184,11 @@ def test_syn_retransmitted_until_connect_timeout(netns):
     assert 2 <= c["syn_rtx"] <= 3 * c["active_opens"], c
 
 
-def memif_run(netns, workdir, lg_args, pd_settings=None, threads=1):
-    """pigeond (DPDK backend, net_memif role=server) and pigeon-loadgen (role=client)
-    over a memif socket in the test's temp dir; pigeond stopped with SIGTERM at the
-    end.  Returns (loadgen JSON, loadgen stderr, pigeond log, stored queue ids)."""
+def memif_run(netns, workdir, lg_args, pd_settings=None, threads=1, lg_ip=PEER_IP):
+    """pigeond (DPDK backend, net_memif role=server) and pigeon-loadgen (role=client,
+    --ip lg_ip) over a memif socket in the test's temp dir; pigeond stopped with
+    SIGTERM at the end.  Returns (loadgen JSON, loadgen stderr, pigeond log, stored
+    queue ids)."""
     sock = workdir / "memif.sock"
     spool = workdir / "spool"
     log_path = workdir / "pigeond.log"
@@ -212,7 +215,7 @@ def memif_run(netns, workdir, lg_args, pd_settings=None, threads=1):
                   f"--vdev=net_memif0,role=client,socket={sock}")
         out, err = run_loadgen(netns, ["--target", f"{SERVER_IP}:25", "--domains", DOMAIN,
                                        "--threads", threads, "--timeout", 90, *lg_args],
-                               eal=lg_eal, ip=f"{PEER_IP}/{PREFIX}", peer_setup=False,
+                               eal=lg_eal, ip=f"{lg_ip}/{PREFIX}", peer_setup=False,
                                timeout=120)
         pd.send_signal(signal.SIGTERM)
         assert pd.wait(timeout=30) == 0
@@ -266,3 +269,45 @@ def test_loadgen_memif_loss_sack_recovery(binaries, netns, workdir):
     assert len(ids) == 30, (len(ids), log[-3000:])
     c = stack_counters(err)
     assert c["fast_rtx"] > 0 and c["sack_skipped"] > 0, c
+
+
+def test_loadgen_memif_three_local_addresses(binaries, netns, workdir):
+    # --ip-count 3: the loadgen's stack owns .10, .11 and .12 (SERVER_IP, .2, is
+    # not among them); all three exempt from pigeond's per-address limits, as
+    # one client address is in the other tests.  pigeond must resolve each by ARP to answer its SYNs, and
+    # each thread's opens take the addresses in turn, so the Received: headers
+    # in the spool name all three, and every message is still 2xx.  Two threads
+    # and two workers: the port picker per address still lands each flow on
+    # the thread that opened it.
+    base = "198.18.0.10"
+    ours = {"198.18.0.10", "198.18.0.11", "198.18.0.12"}
+    out, err, log, ids = memif_run(
+        netns, workdir, ["--connections", 6, "--messages", 120, "--per-conn", 5,
+                         "--size", "2k", "--ip-count", 3],
+        pd_settings={"workers": "2", "limits.exempt": f"127.0.0.0/8,::1,{base}/24"},
+        threads=2, lg_ip=base)
+    assert_all_ok(out, 120)
+    assert len(ids) == 120, (len(ids), log[-3000:])
+    assert pigeond_syns(log) == out["connects"], log[-3000:]
+    seen = {}
+    for e in helpers.spool_ls(workdir / "spool"):
+        head = helpers.spool_show(workdir / "spool", e["id"], e["shard"])
+        m = re.search(rb"Received: from [^\r\n]*\(\[([0-9.]+)\]\)", head)
+        assert m, head[:500]
+        addr = m.group(1).decode()
+        seen[addr] = seen.get(addr, 0) + 1
+    assert set(seen) == ours, seen
+    # 24 connections over 3 addresses, in turn per thread: none is left far behind.
+    assert all(n >= 120 // 3 // 2 for n in seen.values()), seen
+    c = stack_counters(err)
+    assert c["connects_failed"] == 0, c
+
+
+def test_loadgen_ip_count_must_fit_prefix(netns):
+    # 198.18.0.254 + 3 runs past the /24: refused at start-up, nothing sent.
+    r = subprocess.run(netns.wrap_client([loadgen(), "--eal", netns.eal_args(), "--ip",
+                                          "198.18.0.254/24", "--ip-count", "3", "--target",
+                                          f"{PEER_IP}:{SINK_PORT}", "--messages", 1]),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "3 addresses from 198.18.0.254: at most 64, all in the /24" in r.stderr, r.stderr[-2000:]

@@ -11,7 +11,9 @@
  * schedule and the open fails after TCP_SYN_RETRIES; a next hop that never
  * answers ARP fails the open.  And RFC 5961 section 7: challenge ACKs are
  * held to a randomized per-second budget, the rest counted.  And the SACK
- * scoreboard: after fast retransmit only the holes are sent again.
+ * scoreboard: after fast retransmit only the holes are sent again.  And a
+ * stack with several consecutive addresses: ARP and IPv4 input for each,
+ * active opens spread over them.
  */
 /* rte_ipv4_udptcp_cksum_verify() is still experimental in DPDK 22.11. */
 #define ALLOW_EXPERIMENTAL_API
@@ -135,7 +137,8 @@ static const struct tcp_app_ops ops = {
 struct frame {
 	bool arp, tcp;
 	uint16_t arp_op;
-	uint32_t arp_tip;
+	uint32_t arp_tip, arp_sip;
+	uint32_t saddr; /* host order */
 	uint16_t sport, dport;
 	uint32_t seq, ack;
 	uint8_t flags;
@@ -160,6 +163,7 @@ take_tx(struct frame *out, unsigned max)
 			f.arp = true;
 			f.arp_op = rte_be_to_cpu_16(ah->arp_opcode);
 			f.arp_tip = rte_be_to_cpu_32(ah->arp_data.arp_tip);
+			f.arp_sip = rte_be_to_cpu_32(ah->arp_data.arp_sip);
 		} else {
 			const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eh + 1);
 			const struct rte_tcp_hdr *th =
@@ -171,6 +175,7 @@ take_tx(struct frame *out, unsigned max)
 			/* Software checksums (no offload here): the segment must verify. */
 			assert_int_equal(rte_ipv4_udptcp_cksum_verify(ip, th), 0);
 			f.tcp = true;
+			f.saddr = rte_be_to_cpu_32(ip->src_addr);
 			f.sport = rte_be_to_cpu_16(th->src_port);
 			f.dport = rte_be_to_cpu_16(th->dst_port);
 			f.seq = rte_be_to_cpu_32(th->sent_seq);
@@ -190,13 +195,12 @@ take_tx(struct frame *out, unsigned max)
 	return n;
 }
 
-/* The peer announces itself (an ARP request for our address): the neighbour table learns it. */
+/* An ARP request from the peer for tip (host order), handed to ARP input. */
 static void
-learn_peer(void)
+peer_asks_for(uint32_t tip)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(sh.pool);
 	struct rte_arp_hdr arp = {0}, *ah = &arp;
-	struct frame f[4];
 	void *p;
 
 	ah->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
@@ -207,12 +211,21 @@ learn_peer(void)
 	ah->arp_data.arp_sha.addr_bytes[0] = 0x02;
 	ah->arp_data.arp_sha.addr_bytes[5] = 0x01;
 	ah->arp_data.arp_sip = rte_cpu_to_be_32(PEER_IP);
-	ah->arp_data.arp_tip = rte_cpu_to_be_32(OUR_IP);
+	ah->arp_data.arp_tip = rte_cpu_to_be_32(tip);
 	assert_non_null(m);
 	p = rte_pktmbuf_append(m, sizeof(arp));
 	assert_non_null(p);
 	memcpy(p, &arp, sizeof(arp));
 	net_arp_input(dw, m);
+}
+
+/* The peer announces itself (an ARP request for our address): the neighbour table learns it. */
+static void
+learn_peer(void)
+{
+	struct frame f[4];
+
+	peer_asks_for(OUR_IP);
 	take_tx(f, 4); /* our reply */
 }
 
@@ -692,6 +705,70 @@ test_sack_retransmits_holes_only(void **state)
 	done(tcb);
 }
 
+/*
+ * A stack with three consecutive addresses (dp_port_conf.ip_count 3):
+ * ARP is answered for each, from that address, and not for the one past
+ * them; IPv4 input takes exactly that range; active opens take the
+ * addresses in turn, each port still on the opening worker.
+ */
+static void
+test_several_local_addresses(void **state)
+{
+	struct tcb *tcbs[6];
+	struct frame f[4];
+	uint64_t not_us = dw->c.drops[DP_DROP_ARP_NOT_US];
+
+	(void)state;
+	sh.ip_extra = 2;
+	for (unsigned a = 0; a < 4; a++) {
+		peer_asks_for(OUR_IP + a);
+		if (a < 3) {
+			assert_int_equal(take_tx(f, 4), 1);
+			assert_true(f[0].arp);
+			assert_int_equal(f[0].arp_op, RTE_ARP_OP_REPLY);
+			assert_int_equal(f[0].arp_sip, OUR_IP + a);
+			assert_int_equal(f[0].arp_tip, PEER_IP);
+		} else {
+			assert_int_equal(take_tx(f, 4), 0);
+			assert_int_equal(dw->c.drops[DP_DROP_ARP_NOT_US], not_us + 1);
+		}
+	}
+	assert_false(dp_is_local_addr(&sh, rte_cpu_to_be_32(OUR_IP - 1)));
+	for (unsigned a = 0; a < 3; a++)
+		assert_true(dp_is_local_addr(&sh, rte_cpu_to_be_32(OUR_IP + a)));
+	assert_false(dp_is_local_addr(&sh, rte_cpu_to_be_32(OUR_IP + 3)));
+	for (unsigned i = 0; i < 6; i++) {
+		tcbs[i] = calloc(1, sizeof(*tcbs[i]));
+		assert_non_null(tcbs[i]);
+		assert_int_equal(tcp_connect(dw, tcbs[i], rte_cpu_to_be_32(PEER_IP),
+		                             rte_cpu_to_be_16(PEER_PORT)),
+		                 PA_OK);
+		assert_int_equal(take_tx(f, 4), 1);
+		assert_true(f[0].tcp);
+		/* In turn from the first: the worker's cursor starts at address 0. */
+		assert_int_equal(f[0].saddr, OUR_IP + i % 3);
+		assert_int_equal(rte_be_to_cpu_32(tcbs[i]->key.laddr), OUR_IP + i % 3);
+		assert_int_equal(net_flow_owner(&sh, tcbs[i]->key.laddr, tcbs[i]->key.lport,
+		                                tcbs[i]->key.raddr, tcbs[i]->key.rport),
+		                 dw->id);
+	}
+	for (unsigned i = 0; i < 6; i++) {
+		tcp_abort(dw, tcbs[i]);
+		free(tcbs[i]);
+	}
+	take_tx(f, 0);
+}
+
+/* Back to one address for the other tests, whether the test passed or not. */
+static int
+one_address(void **state)
+{
+	(void)state;
+	sh.ip_extra = 0;
+	dw->next_laddr = 0;
+	return 0;
+}
+
 static int
 setup(void **state)
 {
@@ -765,6 +842,7 @@ main(void)
 	    cmocka_unit_test(test_no_route),
 	    cmocka_unit_test(test_challenge_ack_rate_limit),
 	    cmocka_unit_test(test_sack_retransmits_holes_only),
+	    cmocka_unit_test_teardown(test_several_local_addresses, one_address),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
