@@ -10,7 +10,8 @@ PACKAGES="
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
   libcmocka-dev python3 python3-pytest
   clang libclang-rt-14-dev
-  swaks postfix
+  swaks libnet-ssleay-perl libio-socket-ssl-perl postfix
+  libidn2-dev libfuse3-dev fuse3
   dovecot-core dovecot-lmtpd
   slapd ldap-utils libldap-dev
   iproute2 procps
