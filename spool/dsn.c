@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/mail_date.h"
 #include "core/pa.h"
 
 struct buf {
@@ -62,16 +62,6 @@ static void __attribute__((format(printf, 2, 3))) addf(struct buf *b, const char
 	add(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-static void
-rfc5322_date(uint64_t us, char *out, size_t outlen)
-{
-	time_t t = (time_t)(us / 1000000u);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, outlen, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-}
-
 void
 dsn_status_of(unsigned code, const char *reply, char out[16])
 {
@@ -117,13 +107,13 @@ int
 dsn_build(const struct dsn_report *r, uint8_t **out, size_t *outlen)
 {
 	struct buf b = {0};
-	char date[64], arrival[64], boundary[96], status[16], text[600];
+	char date[PA_MAIL_DATE_MAX], arrival[PA_MAIL_DATE_MAX], boundary[96], status[16], text[600];
 	size_t hlen = header_len(r->original, r->original_size);
 
 	if (r->nrcpt == 0)
 		return PA_ERROR;
-	rfc5322_date(r->now_us, date, sizeof(date));
-	rfc5322_date(r->arrival_us, arrival, sizeof(arrival));
+	pa_mail_date((int64_t)(r->now_us / 1000000u), date);
+	pa_mail_date((int64_t)(r->arrival_us / 1000000u), arrival);
 	snprintf(boundary, sizeof(boundary), "=_pigeonair_%s_%llu", r->queue_id,
 	         (unsigned long long)r->now_us);
 	/* A boundary inside the quoted header would split the report: make it longer. */

@@ -18,6 +18,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/mail_date.h"
 #include "core/pa.h"
 #include "spool/dsn.h"
 #include "spool/spool_internal.h"
@@ -115,16 +116,6 @@ set_reply(struct spool_delivery *d, const char *text)
 	d->reply_len = strlen(d->reply);
 }
 
-static void
-rfc5322_date(uint64_t us, char *out, size_t outlen)
-{
-	time_t t = (time_t)(us / 1000000u);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, outlen, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-}
-
 /*
  * Queues one DSN for the failed recipients of a copy, in the sender's shard.
  * PA_OK also when there is nobody to tell (the null sender).
@@ -134,7 +125,7 @@ queue_dsn(struct handoff *h, const struct hs_copy *hc, const struct dsn_rcpt *rc
           uint64_t now)
 {
 	const char *from = hc->rec->mail_from;
-	char qid[QUEUE_ID_LEN + 1], date[64], recv[512], err[512];
+	char qid[QUEUE_ID_LEN + 1], date[PA_MAIL_DATE_MAX], recv[512], err[512];
 	uint8_t *report, *data;
 	size_t rlen, dlen;
 	struct spool_msg_record rec;
@@ -158,7 +149,7 @@ queue_dsn(struct handoff *h, const struct hs_copy *hc, const struct dsn_rcpt *rc
 		pa_log_err("%s: dsn_build: out of memory", hc->qid);
 		return PA_ERROR;
 	}
-	rfc5322_date(now, date, sizeof(date));
+	pa_mail_date((int64_t)(now / 1000000u), date);
 	hl = snprintf(recv, sizeof(recv), "Received: by %s (PigeonAir hand-off) id %s;\r\n\t%s\r\n",
 	              h->cfg.hostname, qid, date);
 	data = malloc((size_t)hl + rlen);
