@@ -2,7 +2,10 @@
  * pigeonctl.c: the operator tool.
  *
  * `pigeonctl COMMAND [options]` or `pigeonctl GROUP COMMAND [options]`; every
- * command is one row of the command table.  Commands talk to a running
+ * command is one row of the command table.  Options may stand before, between
+ * or after the command words (`pigeonctl --socket S spool ls`, `pigeonctl
+ * spool --json ls`, `pigeonctl spool ls --socket=S`), as git and systemctl
+ * take them; `--` ends them.  Commands talk to a running
  * pigeond over its control socket (--socket PATH, else ctl.socket from the
  * configuration given with -c, else the default <spool.dir>/pigeond.sock);
  * `spool ls` and `spool show` with --dir read a stopped spool directly.
@@ -11,12 +14,15 @@
  * pigeond or from a stopped spool, through one line printer.
  *
  * What it promises: exit 0 on success, 1 when the command failed (pigeond's
- * error or a connection failure, on stderr), 2 on a usage error; --json
+ * error or a connection failure, on stderr), 2 on a usage error (an unknown
+ * command or option, a missing or invalid value, an option the command does
+ * not take, a stray argument), named on stderr before anything runs; --json
  * prints pigeond's reply object unchanged, one compact line; text output
  * never passes control characters from the spool to the terminal; `spool
  * show` writes the stored bytes unchanged.
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,6 +57,8 @@ struct args {
 	long min_age; /* seconds; -1: none */
 	long max_age;
 	const char *id; /* the positional argument */
+	bool help;      /* -h, --help: usage, of the command when one is named */
+	bool version;   /* --version */
 };
 
 struct command {
@@ -135,15 +143,33 @@ static const struct command commands[] = {
      print_show, show_offline, NULL},
 };
 
+/* One command's synopsis after `prefix`, then what it does. */
+static void
+command_usage(FILE *f, const char *prefix, const struct command *cmd)
+{
+	fprintf(f, "%spigeonctl %s%s%s %s\n      %s\n", prefix, cmd->group ? cmd->group : "",
+	        cmd->group ? " " : "", cmd->name, cmd->args, cmd->help);
+}
+
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: pigeonctl [GROUP] COMMAND [options]\n\ncommands:\n");
+	fprintf(f, "usage: pigeonctl [options] [GROUP] COMMAND [options] [ARGUMENT]\n\n"
+	           "Options may come before, between or after the command words, as --opt VALUE\n"
+	           "or --opt=VALUE; `--` ends them.  Options every command takes:\n"
+	           "  --socket PATH      the control socket (default: ctl.socket of the\n"
+	           "                     configuration, else <spool.dir>/pigeond.sock)\n"
+	           "  -c, --config FILE  the configuration file that names the socket\n"
+	           "  --json             pigeond's reply object, one line\n"
+	           "  -h, --help         this text; with a command, that command's usage\n"
+	           "  --version          pigeonctl's version\n"
+	           "and for spool ls and spool show:\n"
+	           "  --dir DIR          read a stopped spool directly (no --socket or -c)\n\n"
+	           "commands:\n");
 	for (size_t i = 0; i < pa_array_size(commands); i++)
-		fprintf(f, "  pigeonctl %s%s%s %s\n      %s\n",
-		        commands[i].group ? commands[i].group : "", commands[i].group ? " " : "",
-		        commands[i].name, commands[i].args, commands[i].help);
-	fprintf(f, "\nAGE is seconds, or a number with s, m, h or d (--older-than 10m).\n");
+		command_usage(f, "  ", &commands[i]);
+	fprintf(f, "\nAGE is seconds, or a number with s, m, h or d (--older-than 10m).\n"
+	           "Exit status: 0 done, 1 the command failed, 2 usage error.\n");
 }
 
 /* "spool ls" or "status": for messages. */
@@ -203,6 +229,7 @@ parse_age(const char *s, long *out)
 
 /* How an option's argument is read, and where it goes in struct args. */
 enum opt_kind {
+	OPT_PATH,   /* const char *, not empty */
 	OPT_STRING, /* const char * */
 	OPT_FLAG,   /* bool, no argument */
 	OPT_SHARD,  /* long, 0 .. SPOOL_MAX_SHARDS - 1 */
@@ -217,9 +244,9 @@ static const struct opt_spec {
 	size_t off;
 	const char *usage; /* the complaint when its argument does not parse */
 } opt_specs[] = {
-    {'c', "config", OPT_STRING, offsetof(struct args, config), NULL},
-    {'d', "dir", OPT_STRING, offsetof(struct args, dir), NULL},
-    {'S', "socket", OPT_STRING, offsetof(struct args, socket), NULL},
+    {'c', "config", OPT_PATH, offsetof(struct args, config), NULL},
+    {'d', "dir", OPT_PATH, offsetof(struct args, dir), NULL},
+    {'S', "socket", OPT_PATH, offsetof(struct args, socket), NULL},
     {'f', "from", OPT_STRING, offsetof(struct args, from), NULL},
     {'r', "rcpt", OPT_STRING, offsetof(struct args, rcpt), NULL},
     {'e', "dest", OPT_STRING, offsetof(struct args, dest), NULL},
@@ -235,7 +262,12 @@ static const struct opt_spec {
     {'y', "younger-than", OPT_AGE, offsetof(struct args, max_age),
      "--younger-than (--max-age) takes an age: 600, 10m"},
     {'l', "limit", OPT_LIMIT, offsetof(struct args, limit), "--limit takes 1..100000"},
+    {'h', "help", OPT_FLAG, offsetof(struct args, help), NULL},
+    {'V', "version", OPT_FLAG, offsetof(struct args, version), NULL},
 };
+
+/* Options every command takes, whatever its row of the command table says. */
+#define OPTS_EVERY_COMMAND "hV"
 
 /* Stores one option's argument; false when it does not parse. */
 static bool
@@ -244,6 +276,11 @@ set_option(const struct opt_spec *o, struct args *a, const char *arg)
 	void *field = (char *)a + o->off;
 
 	switch (o->kind) {
+	case OPT_PATH:
+		if (*arg == '\0')
+			return false;
+		*(const char **)field = arg;
+		return true;
 	case OPT_STRING:
 		*(const char **)field = arg;
 		return true;
@@ -260,38 +297,178 @@ set_option(const struct opt_spec *o, struct args *a, const char *arg)
 	return false;
 }
 
+static const struct opt_spec *
+opt_spec_of(int letter)
+{
+	for (size_t i = 0; i < pa_array_size(opt_specs); i++)
+		if (opt_specs[i].letter == letter)
+			return &opt_specs[i];
+	return NULL;
+}
+
+/* The command line once read: its options, and its words in the order given. */
+struct cmdline {
+	struct args a;
+	const char **words; /* the command words, then the positional argument */
+	int nwords;
+	char given[pa_array_size(opt_specs) + 1]; /* letters of the options given, in order */
+	char err[ERR_MAX];                        /* the first usage error; "" when none */
+};
+
+/* Keeps the first usage error only: the one the operator should fix first. */
+static void __attribute__((format(printf, 2, 3)))
+cmdline_error(struct cmdline *cl, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cl->err[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(cl->err, sizeof(cl->err), fmt, ap);
+	va_end(ap);
+}
+
+/* How many long options begin with the len bytes at `text`. */
 static int
-parse_args(const struct command *cmd, int argc, char **argv, struct args *a)
+abbreviates(const char *text, size_t len)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < pa_array_size(opt_specs); i++)
+		n += strncmp(opt_specs[i].name, text, len) == 0;
+	return n;
+}
+
+/* Why getopt refused `arg`, the element it was reading: ret is '?' or ':'. */
+static void
+option_error(struct cmdline *cl, const char *arg, int ret)
+{
+	/* A long option is named as written, without its value; a short one by its letter. */
+	int len = strncmp(arg, "--", 2) == 0 ? (int)strcspn(arg, "=") : 0;
+
+	if (ret == ':' && len > 0)
+		cmdline_error(cl, "option %.*s needs a value", len, arg);
+	else if (ret == ':')
+		cmdline_error(cl, "option -%c needs a value", optopt);
+	else if (len > 0 && optopt != 0)
+		cmdline_error(cl, "option %.*s takes no value", len, arg);
+	else if (len > 0 && abbreviates(arg + 2, (size_t)len - 2) > 1)
+		cmdline_error(cl, "ambiguous option %.*s: write it out", len, arg);
+	else if (len > 0)
+		cmdline_error(cl, "unknown option %.*s", len, arg);
+	else
+		cmdline_error(cl, "unknown option -%c", optopt);
+}
+
+/*
+ * Reads every option wherever it stands (before, between or after the command
+ * words, `--opt VALUE` or `--opt=VALUE`) and collects the other words in
+ * order; `--` ends the options.  Which options the command takes is checked
+ * later, once the words have named it.  Returns PA_ERROR only when out of
+ * memory; a usage error is left in cl->err.
+ */
+static int
+read_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	struct option opts[pa_array_size(opt_specs) + 1] = {{0}};
-	bool id_ok = strchr(cmd->options, 'q') != NULL || strchr(cmd->options, 'i') != NULL;
-	int c;
 
 	for (size_t i = 0; i < pa_array_size(opt_specs); i++)
 		opts[i] =
 		    (struct option){opt_specs[i].name,
 		                    opt_specs[i].kind == OPT_FLAG ? no_argument : required_argument,
 		                    NULL, opt_specs[i].letter};
-	*a = (struct args){.shard = -1, .min_age = -1, .max_age = -1};
+	*cl = (struct cmdline){.a = {.shard = -1, .min_age = -1, .max_age = -1}};
+	cl->words = calloc((size_t)argc, sizeof(*cl->words));
+	if (cl->words == NULL) {
+		perror("pigeonctl: calloc");
+		return PA_ERROR;
+	}
 	opterr = 0;
 	optind = 0; /* GNU getopt: start afresh */
-	while ((c = getopt_long(argc, argv, "-c:", opts, NULL)) != -1) {
-		const struct opt_spec *o = NULL;
+	for (;;) {
+		/* The element getopt reads next: optind stays on a bundle of short options until
+		 * its end. */
+		const char *arg = argv[optind > 0 ? optind : 1];
+		const struct opt_spec *o;
+		/* '-': words come back in place, as option 1; ':': a missing value is told apart.
+		 */
+		int c = getopt_long(argc, argv, "-:hc:", opts, NULL);
 
-		if (c == 1) { /* a positional argument */
-			if (a->id != NULL || !id_ok)
-				return usage_error(cmd, "unexpected argument");
-			a->id = optarg;
+		if (c == -1)
+			break;
+		if (c == 1) {
+			cl->words[cl->nwords++] = optarg;
 			continue;
 		}
-		for (size_t i = 0; i < pa_array_size(opt_specs) && o == NULL; i++)
-			if (opt_specs[i].letter == c && strchr(cmd->options, c) != NULL)
-				o = &opt_specs[i];
-		if (o == NULL)
-			return usage_error(cmd, "unknown option or missing argument");
-		if (!set_option(o, a, optarg))
-			return usage_error(cmd, o->usage);
+		o = opt_spec_of(c);
+		if (c == '?' || c == ':' || o == NULL) {
+			option_error(cl, arg, c);
+			continue;
+		}
+		if (!set_option(o, &cl->a, optarg)) {
+			if (o->usage != NULL)
+				cmdline_error(cl, "%s", o->usage);
+			else
+				cmdline_error(cl, "option --%s needs a value", o->name);
+			continue;
+		}
+		if (strchr(cl->given, c) == NULL)
+			cl->given[strlen(cl->given)] = (char)c;
 	}
+	while (optind < argc) /* after `--`: words, even those that look like options */
+		cl->words[cl->nwords++] = argv[optind++];
+	return PA_OK;
+}
+
+static bool
+is_group(const char *word)
+{
+	for (size_t i = 0; i < pa_array_size(commands); i++)
+		if (commands[i].group != NULL && strcmp(commands[i].group, word) == 0)
+			return true;
+	return false;
+}
+
+/* The command the words name; *used: how many words that took. */
+static const struct command *
+find_command(const struct cmdline *cl, int *used)
+{
+	for (size_t i = 0; cl->nwords > 0 && i < pa_array_size(commands); i++) {
+		const struct command *cmd = &commands[i];
+
+		if (cmd->group == NULL && strcmp(cl->words[0], cmd->name) == 0) {
+			*used = 1;
+			return cmd;
+		}
+		if (cmd->group != NULL && cl->nwords >= 2 &&
+		    strcmp(cl->words[0], cmd->group) == 0 && strcmp(cl->words[1], cmd->name) == 0) {
+			*used = 2;
+			return cmd;
+		}
+	}
+	return NULL;
+}
+
+/* What is left once the words named cmd: the options it takes, its argument. */
+static int
+check_args(const struct command *cmd, struct cmdline *cl, int used)
+{
+	struct args *a = &cl->a;
+	bool id_ok = strchr(cmd->options, 'q') != NULL || strchr(cmd->options, 'i') != NULL;
+	char what[ERR_MAX];
+
+	for (const char *g = cl->given; *g != '\0'; g++)
+		if (strchr(cmd->options, *g) == NULL && strchr(OPTS_EVERY_COMMAND, *g) == NULL) {
+			snprintf(what, sizeof(what), "option --%s does not apply to this command",
+			         opt_spec_of(*g)->name);
+			return usage_error(cmd, what);
+		}
+	if (cl->nwords > used + 1 || (cl->nwords == used + 1 && !id_ok)) {
+		snprintf(what, sizeof(what), "unexpected argument: %s",
+		         cl->words[id_ok ? used + 1 : used]);
+		return usage_error(cmd, what);
+	}
+	a->id = cl->nwords > used ? cl->words[used] : NULL;
 	if (strchr(cmd->options, 'q') != NULL && a->id == NULL)
 		return usage_error(cmd, "a queue id is required");
 	if (a->dir != NULL && (a->socket != NULL || a->config != NULL))
@@ -913,43 +1090,78 @@ print_show(const struct command *cmd, const json_t *r)
 	return rc;
 }
 
-int
-main(int argc, char **argv)
+/* Reads the command line, then runs the command it names; see the promise at the top. */
+static int
+run(struct cmdline *cl)
 {
-	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	                  strcmp(argv[1], "help") == 0)) {
-		usage(stdout);
-		return EXIT_SUCCESS;
+	const struct command *cmd;
+	int used = 0, rc;
+
+	/* `pigeonctl help [GROUP COMMAND]` is `--help`. */
+	if (cl->nwords > 0 && strcmp(cl->words[0], "help") == 0) {
+		cl->a.help = true;
+		cl->words++;
+		cl->nwords--;
 	}
-	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+	cmd = find_command(cl, &used);
+	if (cl->err[0] != '\0' && cmd != NULL)
+		return usage_error(cmd, cl->err);
+	if (cl->err[0] != '\0') {
+		fprintf(stderr, "pigeonctl: %s\n(pigeonctl --help lists commands and options)\n",
+		        cl->err);
+		return EXIT_USAGE;
+	}
+	if (cl->a.version) {
 		printf("pigeonctl %s\n", PA_VERSION);
 		return EXIT_SUCCESS;
 	}
-	if (argc < 2) {
+	if (cmd == NULL && cl->a.help &&
+	    (cl->nwords == 0 || (cl->nwords == 1 && is_group(cl->words[0])))) {
+		usage(stdout);
+		return EXIT_SUCCESS;
+	}
+	if (cmd == NULL && cl->nwords == 0) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	for (size_t i = 0; i < pa_array_size(commands); i++) {
-		const struct command *cmd = &commands[i];
-		int skip = cmd->group != NULL ? 2 : 1;
-		struct args a;
-		int rc;
-
-		if (cmd->group != NULL && (argc < 3 || strcmp(argv[1], cmd->group) != 0 ||
-		                           strcmp(argv[2], cmd->name) != 0))
-			continue;
-		if (cmd->group == NULL && strcmp(argv[1], cmd->name) != 0)
-			continue;
-		/* getopt sees the command word as argv[0]. */
-		rc = parse_args(cmd, argc - skip, argv + skip, &a);
-		if (rc != EXIT_SUCCESS)
-			return rc;
-		if (a.dir != NULL && cmd->offline != NULL)
-			return cmd->offline(cmd, &a);
-		return run_online(cmd, &a);
+	if (cmd == NULL && cl->nwords == 1 && is_group(cl->words[0])) {
+		fprintf(stderr, "pigeonctl: %s needs a command:", cl->words[0]);
+		for (size_t i = 0; i < pa_array_size(commands); i++)
+			if (commands[i].group != NULL &&
+			    strcmp(commands[i].group, cl->words[0]) == 0)
+				fprintf(stderr, " %s", commands[i].name);
+		fprintf(stderr, "\n(pigeonctl --help lists commands and options)\n");
+		return EXIT_USAGE;
 	}
-	fprintf(stderr, "pigeonctl: unknown command: %s%s%s\n", argv[1], argc > 2 ? " " : "",
-	        argc > 2 ? argv[2] : "");
-	usage(stderr);
-	return EXIT_USAGE;
+	if (cmd == NULL) {
+		fprintf(stderr, "pigeonctl: unknown command: %s%s%s\n", cl->words[0],
+		        cl->nwords > 1 ? " " : "", cl->nwords > 1 ? cl->words[1] : "");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (cl->a.help) {
+		command_usage(stdout, "usage: ", cmd);
+		return EXIT_SUCCESS;
+	}
+	rc = check_args(cmd, cl, used);
+	if (rc != EXIT_SUCCESS)
+		return rc;
+	if (cl->a.dir != NULL && cmd->offline != NULL)
+		return cmd->offline(cmd, &cl->a);
+	return run_online(cmd, &cl->a);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cmdline cl;
+	const char **words;
+	int rc;
+
+	if (read_cmdline(argc, argv, &cl) != PA_OK)
+		return EXIT_FAILURE;
+	words = cl.words; /* run() may step past a leading "help" */
+	rc = run(&cl);
+	free(words);
+	return rc;
 }

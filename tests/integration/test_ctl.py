@@ -492,6 +492,99 @@ def test_pigeonctl_usage_errors(binaries):
     assert r.returncode == 1 and b"is pigeond running" in r.stderr
 
 
+
+def pigeonctl(*args):
+    """pigeonctl with exactly these arguments (no --socket added); the CompletedProcess."""
+    return subprocess.run([str(helpers.binary("pigeonctl"))] + [str(a) for a in args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=helpers.CTL_TIMEOUT)
+
+
+def test_options_before_between_and_after_the_command(pigeond):
+    """Issue 15: every option may stand before, between or after the command words,
+    as --opt VALUE or --opt=VALUE, and `--` ends the options (docs/operations.md)."""
+    sock = sock_path(pigeond)
+    qid = send_message(pigeond, "alice@example.org", [helpers.addresses_in_shards(per_shard=1)[0][0]])
+    for args in (["--socket", sock, "status", "--json"],
+                 [f"--socket={sock}", "--json", "status"],
+                 ["status", "--json", f"--socket={sock}"],
+                 ["-c", pigeond.config_path, "status", "--json"],
+                 ["--json", "status", f"--config={pigeond.config_path}"]):
+        r = pigeonctl(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        reply = json.loads(r.stdout)
+        assert reply["ok"] is True and reply["result"]["listeners"]["ctl"] == sock, args
+    # before, between and after the two words of a grouped command: the same listing
+    listings = []
+    for args in (["--socket", sock, "--json", "spool", "ls", "--from", "alice@"],
+                 ["spool", f"--socket={sock}", "--from=alice@", "ls", "--json"],
+                 ["spool", "ls", "--from", "alice@", "--json", "--socket", sock]):
+        r = pigeonctl(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        listings.append([e["id"] for e in json.loads(r.stdout)["result"]["entries"]])
+    assert listings == [[qid]] * 3, listings
+    # `--` ends the options: what follows is an argument even if it looks like one
+    r = pigeonctl("--socket", sock, "spool", "show", "--", qid)
+    assert r.returncode == 0 and r.stdout.startswith(b"Received:"), r.stderr
+    r = pigeonctl("--socket", sock, "status", "--", "--json")
+    assert r.returncode == 2 and b"unexpected argument: --json" in r.stderr, r.stderr
+
+    # a stopped spool: --dir anywhere, the same lines
+    assert pigeond.stop() == 0
+    spool = str(pigeond.spool_dir)
+    outs = [pigeonctl(*args) for args in (["spool", "ls", "--dir", spool],
+                                          ["--dir", spool, "spool", "ls"],
+                                          ["spool", f"--dir={spool}", "ls"])]
+    for r in outs:
+        assert r.returncode == 0, r.stderr
+    assert outs[0].stdout == outs[1].stdout == outs[2].stdout
+    assert qid in outs[0].stdout.decode(), outs[0].stdout
+    r = pigeonctl("--dir", spool, "spool", "show", qid)
+    assert r.returncode == 0 and r.stdout.startswith(b"Received:"), r.stderr
+
+
+def test_option_usage_errors_exit_2_and_say_why():
+    """Unknown options, missing or empty values, an option the command does not take,
+    wherever they stand: exit 2, the reason on stderr, nothing run (no socket exists)."""
+    nosock = "/nonexistent/pigeond.sock"
+    cases = [
+        (["--bogus", "status"], "unknown option --bogus"),
+        (["status", "--bogus"], "unknown option --bogus"),
+        (["spool", "--bogus=1", "ls"], "unknown option --bogus"),
+        (["-x", "status"], "unknown option -x"),
+        (["status", "--socket"], "option --socket needs a value"),
+        (["status", "--socket="], "option --socket needs a value"),
+        (["spool", "ls", "--dir"], "option --dir needs a value"),
+        (["status", "-c"], "option -c needs a value"),
+        (["--json=yes", "status", "--socket", nosock], "option --json takes no value"),
+        (["--m", "1", "spool", "ls"], "ambiguous option --m"),
+        (["--dir", "/tmp", "spool", "release"], "option --dir does not apply"),
+        (["--all", "status", "--socket", nosock], "option --all does not apply"),
+        (["spool", "ls", "--limit=0", "--socket", nosock], "--limit takes 1..100000"),
+        (["--socket", nosock, "spool", "ls", "extra"], "unexpected argument: extra"),
+        (["--socket", nosock, "spool", "show"], "a queue id is required"),
+        (["--socket", nosock, "--dir", "/tmp", "spool", "ls"], "no --socket or -c"),
+        (["--socket", nosock, "spool"], "spool needs a command"),
+        (["--socket", nosock, "nosuch"], "unknown command: nosuch"),
+        ([], "usage: pigeonctl"),
+    ]
+    for args, why in cases:
+        r = pigeonctl(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert why.encode() in r.stderr, (args, r.stderr)
+        assert r.stdout == b"", (args, r.stdout)
+    # --help anywhere: that command's usage, on stdout, exit 0
+    for args in (["--help"], ["help"], ["-h", "status"], ["spool", "--help", "ls"],
+                 ["help", "spool", "ls"]):
+        r = pigeonctl(*args)
+        assert r.returncode == 0 and r.stderr == b"", (args, r.stderr)
+        assert r.stdout.startswith(b"usage: pigeonctl"), (args, r.stdout)
+    assert b"--socket PATH" in pigeonctl("--help").stdout
+    assert pigeonctl("spool", "ls", "--help").stdout.startswith(b"usage: pigeonctl spool ls ")
+    r = pigeonctl("status", "--version")
+    assert r.returncode == 0 and r.stdout.startswith(b"pigeonctl "), r.stderr
+
+
 # --------------------------------------------------------------------------
 # hand-off: hold, release, retry, drain
 
