@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/dir_sync.h"
 #include "core/pa.h"
 
 #define SPOOL_MODE 0700
@@ -154,10 +155,9 @@ privileges_prepare_spool(const struct pa_privileges *priv, const struct pa_confi
 	struct stat st;
 	int fd;
 
-	if (mkdir(dir, SPOOL_MODE) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "mkdir(%s) failed: %s", dir, strerror(errno));
+	/* Synced, with any missing parents: a power cut must not take the spool's name back. */
+	if (pa_mkdir_durable(dir, SPOOL_MODE, NULL, err, errlen) != PA_OK)
 		return PA_ERROR;
-	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1) {
 		snprintf(err, errlen, "open(%s) failed: %s", dir, strerror(errno));

@@ -16,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <rte_errno.h>
 
 #include "core/clock.h"
+#include "core/dir_sync.h"
 #include "core/pa.h"
 #include "spool/spool_db.h"
 #include "spool/spool_record.h"
@@ -102,7 +102,8 @@ init_meta(struct spool *spool, struct spool_shard *sh, char *err, size_t errlen)
 		return PA_ERROR;
 	}
 
-	meta = (struct spool_meta){SPOOL_FORMAT_VERSION, spool->nshards, sh->index, pa_wall_clock_us()};
+	meta = (struct spool_meta){SPOOL_FORMAT_VERSION, spool->nshards, sh->index,
+	                           pa_wall_clock_us()};
 	spool_record_meta_encode(&meta, val);
 	rocksdb_put(sh->db, spool->write_options, (const char *)key, spool_key_meta(key),
 	            (const char *)val, sizeof(val), &rerr);
@@ -199,17 +200,27 @@ open_all(struct spool *spool, const struct spool_config *config, char *err, size
 	rocksdb_options_t *options;
 	int rc = PA_OK;
 
-	/* Only pigeond's user may read the spool (docs/security.md, "Privileges"). */
-	if (mkdir(config->dir, 0700) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "mkdir(%s): %s", config->dir, strerror(errno));
+	/*
+	 * Only pigeond's user may read the spool (docs/security.md, "Privileges").
+	 * Every level made here is synced with its parent before a shard exists.
+	 */
+	if (pa_mkdir_durable(config->dir, 0700, NULL, err, errlen) != PA_OK)
 		return PA_ERROR;
-	}
 	options = spool_db_options(true);
 	/* Shard 0 first: its meta record refuses a changed shard count before anything is created.
 	 */
 	for (unsigned i = 0; i < spool->nshards && rc == PA_OK; i++)
 		rc = open_shard(spool, &spool->shards[i], options, config->ring_size, err, errlen);
 	rocksdb_options_destroy(options);
+	/*
+	 * RocksDB syncs the entries it makes inside a shard's directory, but not
+	 * the shard directory's own name in the spool directory: without this,
+	 * a power cut soon after a shard was created could take back shard-NNN
+	 * and every message acknowledged in it.  Done on every open (one fsync),
+	 * since a shard may have been created by an open that was cut short.
+	 */
+	if (rc == PA_OK)
+		rc = pa_fsync_dir(config->dir, err, errlen);
 	for (unsigned i = 0; i < spool->nworkers && rc == PA_OK; i++) {
 		struct spool_worker *w = &spool->workers[i];
 
