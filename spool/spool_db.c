@@ -1,7 +1,8 @@
 /*
  * spool_db.c: RocksDB options, paths and the meta-record check of a shard.
  *
- * What it promises: writer and reader open shards with the same options, so a
+ * What it promises: writer and reader open shards with the same options (but
+ * for the open-file limit, which the reader needs to read blob values), so a
  * read-only scan replays the WAL exactly as a restarted writer would, and a
  * shard is never used under a shard count other than the one it was created
  * with (the recipient-to-shard mapping depends on it).
@@ -19,6 +20,8 @@
 #define SPOOL_WAL_POINT_IN_TIME 2
 /* rocksdb::InfoLogLevel::HEADER_LEVEL: only the header written while a shard opens. */
 #define SPOOL_INFO_LOG_HEADER_ONLY 5
+/* Table files a read-only open keeps open at once; positive: see spool_db_options(). */
+#define SPOOL_READ_ONLY_MAX_OPEN_FILES 256
 
 int
 spool_db_path(char *out, size_t outlen, const char *dir, unsigned shard)
@@ -29,11 +32,21 @@ spool_db_path(char *out, size_t outlen, const char *dir, unsigned shard)
 }
 
 rocksdb_options_t *
-spool_db_options(bool create)
+spool_db_options(bool writer)
 {
 	rocksdb_options_t *o = rocksdb_options_create();
 
-	rocksdb_options_set_create_if_missing(o, create);
+	rocksdb_options_set_create_if_missing(o, writer);
+	/*
+	 * RocksDB 7.8's DB::OpenForReadOnly() with max_open_files = -1 (the
+	 * default) opens a database that is a single SST and an empty WAL (a
+	 * shard after a restart with no new mail) as a CompactedDBImpl, whose
+	 * Get() does not resolve blob references: every body stored in a blob
+	 * file read as missing.  With a limit it takes the ordinary read-only
+	 * path, which reads blobs.  Nothing else depends on the limit.
+	 */
+	if (!writer)
+		rocksdb_options_set_max_open_files(o, SPOOL_READ_ONLY_MAX_OPEN_FILES);
 	rocksdb_options_set_wal_recovery_mode(o, SPOOL_WAL_POINT_IN_TIME);
 	rocksdb_options_set_enable_blob_files(o, 1);
 	rocksdb_options_set_min_blob_size(o, SPOOL_MIN_BLOB_SIZE);

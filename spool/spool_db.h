@@ -17,8 +17,12 @@
 /* dir/shard-NNN; PA_ERROR when it does not fit. */
 int spool_db_path(char *out, size_t outlen, const char *dir, unsigned shard);
 
-/* Options for a shard: WAL point-in-time recovery, blob files for large bodies. */
-rocksdb_options_t *spool_db_options(bool create);
+/*
+ * Options for a shard: WAL point-in-time recovery, blob files for large
+ * bodies.  writer: create the shard when missing; otherwise options for
+ * spool_db_open(read_only = true), which must read blob values in every state.
+ */
+rocksdb_options_t *spool_db_options(bool writer);
 
 /* Opens read-write (creating when absent) or read-only (replaying the WAL). */
 rocksdb_t *spool_db_open(const rocksdb_options_t *options, const char *path, bool read_only,
