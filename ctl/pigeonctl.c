@@ -880,7 +880,7 @@ print_summary(const struct command *cmd, const json_t *r)
 static void
 ls_header(void)
 {
-	printf("%-25s %5s %10s %-27s %s %s\n", "QUEUE-ID", "SHARD", "SIZE", "ARRIVAL", "FROM",
+	printf("%-27s %5s %10s %-27s %s %s\n", "QUEUE-ID", "SHARD", "SIZE", "ARRIVAL", "FROM",
 	       "RECIPIENTS");
 }
 
@@ -895,7 +895,8 @@ ls_line(const json_t *e)
 	/* postqueue's mark: '!' right after the id of a held message. */
 	snprintf(id, sizeof(id), "%s%s", str(e, "id"),
 	         json_is_true(json_object_get(e, "held")) ? "!" : "");
-	printf("%-25s %5lld %10lld %s <", id, num(e, "shard"), num(e, "size"), str(e, "arrival"));
+	/* 27: a queue id (26, docs/spool-format.md) and the held mark. */
+	printf("%-27s %5lld %10lld %s <", id, num(e, "shard"), num(e, "size"), str(e, "arrival"));
 	print_safe(str(e, "from"));
 	printf(">");
 	json_array_foreach(json_object_get(e, "rcpt"), i, rcpt)
