@@ -21,6 +21,7 @@
 #include <rte_cfgfile.h>
 
 #include "core/config.h"
+#include "core/domain.h"
 #include "core/log.h"
 #include "core/pa.h"
 
@@ -490,29 +491,6 @@ parse_ipv4_gateway(struct pa_config *config, const struct config_key *key, const
 	return PA_OK;
 }
 
-/* RFC 1035 2.3.1 letters, digits, hyphens and dots; no empty label. */
-static bool
-valid_domain(const char *d)
-{
-	size_t label = 0;
-
-	if (*d == '\0' || strlen(d) > 253)
-		return false;
-	for (; *d; d++) {
-		if (*d == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if (isalnum((unsigned char)*d) || *d == '-') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
-}
-
 static int
 compare_strings(const void *a, const void *b)
 {
@@ -529,24 +507,32 @@ free_domains(struct pa_config *config)
 	config->ndomains = 0;
 }
 
+/*
+ * Each domain is kept in its canonical form (core/domain.h): lower case,
+ * A-labels, so that "müller.example" and "xn--mller-kva.example" name one
+ * domain and either may be written.  Sorted for bsearch, duplicates (one
+ * domain in both forms) dropped; the first domain as written is kept apart
+ * for the postmaster default.
+ */
 static int
 parse_domains(struct pa_config *config, const struct config_key *key, const char *value, char *err,
               size_t errlen)
 {
 	char *copy = strdup(value), *save = NULL, *tok;
-	size_t cap = 8;
+	size_t cap = 8, kept = 0;
 
 	free_domains(config);
+	config->domain_first[0] = '\0';
 	config->domains = calloc(cap, sizeof(char *));
 	if (copy == NULL || config->domains == NULL) {
 		free(copy);
 		return key_error(key, err, errlen, "out of memory");
 	}
 	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		for (char *c = tok; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
-		if (!valid_domain(tok)) {
-			key_error(key, err, errlen, "'%s' is not a domain name", tok);
+		char canonical[PA_DOMAIN_MAX + 1];
+
+		if (pa_domain_canonical(tok, strlen(tok), canonical, PA_DOMAIN_CHECK_ALABELS) < 0) {
+			key_error(key, err, errlen, "'%s' is not a domain name (IDNA2008)", tok);
 			free(copy);
 			return PA_ERROR;
 		}
@@ -560,15 +546,71 @@ parse_domains(struct pa_config *config, const struct config_key *key, const char
 			config->domains = grown;
 			cap *= 2;
 		}
-		config->domains[config->ndomains] = strdup(tok);
+		config->domains[config->ndomains] = strdup(canonical);
 		if (config->domains[config->ndomains] == NULL) {
 			free(copy);
 			return key_error(key, err, errlen, "out of memory");
 		}
+		if (config->ndomains == 0)
+			snprintf(config->domain_first, sizeof(config->domain_first), "%s",
+			         canonical);
 		config->ndomains++;
 	}
 	free(copy);
 	qsort(config->domains, config->ndomains, sizeof(char *), compare_strings);
+	for (size_t i = 0; i < config->ndomains; i++) {
+		if (kept > 0 && strcmp(config->domains[kept - 1], config->domains[i]) == 0)
+			free(config->domains[i]);
+		else
+			config->domains[kept++] = config->domains[i];
+	}
+	config->ndomains = kept;
+	return PA_OK;
+}
+
+/* RFC 5322 3.2.3 dot-atom-text, ASCII only: the local part of `postmaster`. */
+static bool
+valid_local_part(const char *p, size_t n)
+{
+	static const char atext_or_dot[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                                   "0123456789!#$%&'*+-/=?^_`{|}~.";
+
+	/* RFC 5321 4.5.3.1.1: 64 octets; no leading, trailing or doubled dot */
+	return n > 0 && n <= 64 && strspn(p, atext_or_dot) >= n && p[0] != '.' && p[n - 1] != '.' &&
+	       memmem(p, n, "..", 2) == NULL;
+}
+
+/*
+ * postmaster: the mailbox that RCPT TO:<Postmaster> (RFC 5321 4.1.1.3) is
+ * stored as.  Empty here means "postmaster@" the first of `domains`, filled
+ * in by default_postmaster() once every key is parsed.  Its domain is kept
+ * canonical like those of `domains`; it need not be one of them.
+ */
+static int
+parse_postmaster(struct pa_config *config, const struct config_key *key, const char *value,
+                 char *err, size_t errlen)
+{
+	const char *at = strrchr(value, '@');
+	char domain[PA_DOMAIN_MAX + 1];
+	size_t local;
+	int n;
+
+	config->postmaster[0] = '\0';
+	if (value[0] == '\0')
+		return PA_OK;
+	if (at == NULL)
+		return key_error(key, err, errlen, "'%s' is not an address (local@domain)", value);
+	local = (size_t)(at - value);
+	if (!valid_local_part(value, local))
+		return key_error(key, err, errlen, "'%s': the local part is not a dot-atom", value);
+	n = pa_domain_canonical(at + 1, strlen(at + 1), domain, PA_DOMAIN_CHECK_ALABELS);
+	if (n < 0)
+		return key_error(key, err, errlen, "'%s': not a domain name (IDNA2008)", at + 1);
+	if (local + 1 + (size_t)n > SMTP_PATH_MAX)
+		return key_error(key, err, errlen, "'%s' is longer than %d octets", value,
+		                 SMTP_PATH_MAX);
+	snprintf(config->postmaster, sizeof(config->postmaster), "%.*s@%s", (int)local, value,
+	         domain);
 	return PA_OK;
 }
 
@@ -583,6 +625,7 @@ static const struct config_key keys[] = {
     {"workers", "1", parse_unsigned, OFF(workers), 0, 1, 64, false},
     {"node_id", "0", parse_unsigned, OFF(node_id), 0, 0, 4095, false},
     {"domains", "localhost", parse_domains, 0, 0, 0, 0, true},
+    {"postmaster", "", parse_postmaster, 0, 0, 0, 0, true},
     {"log.level", "info", parse_log_level, 0, 0, 0, 0, true},
     {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0, false},
     {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024, false},
@@ -817,6 +860,26 @@ default_hostname(struct pa_config *config)
 	config->hostname[sizeof(config->hostname) - 1] = '\0';
 }
 
+/* RFC 5321 4.5.1: postmaster of the first served domain, unless `postmaster` names another. */
+static int
+default_postmaster(struct pa_config *config, char *err, size_t errlen)
+{
+	static const char local[] = "postmaster@";
+	size_t n = strlen(config->domain_first);
+
+	if (config->postmaster[0] != '\0' || n == 0)
+		return PA_OK;
+	if (sizeof(local) + n > sizeof(config->postmaster)) {
+		snprintf(err, errlen,
+		         "config key 'postmaster': postmaster@%s is over %d octets: set postmaster",
+		         config->domain_first, SMTP_PATH_MAX);
+		return PA_ERROR;
+	}
+	memcpy(config->postmaster, local, sizeof(local) - 1);
+	memcpy(config->postmaster + sizeof(local) - 1, config->domain_first, n + 1);
+	return PA_OK;
+}
+
 static int
 parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t errlen)
 {
@@ -834,6 +897,8 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 			return PA_ERROR;
 	}
 	default_hostname(config);
+	if (default_postmaster(config, err, errlen) != PA_OK)
+		return PA_ERROR;
 	/* rte_ring sizes are powers of two. */
 	if ((config->spool_ring_size & (config->spool_ring_size - 1)) != 0) {
 		snprintf(err, errlen, "config key 'spool.ring_size': %u is not a power of 2",
@@ -851,8 +916,11 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 		         config->relay_min_backoff_s, config->relay_max_backoff_s);
 		return PA_ERROR;
 	}
-	if (config->ndomains == 0)
+	if (config->ndomains == 0 && config->postmaster[0] == '\0')
 		pa_log_warning("config key 'domains' is empty: every recipient will be refused");
+	else if (config->ndomains == 0)
+		pa_log_warning("config key 'domains' is empty: every recipient but <Postmaster> "
+		               "will be refused");
 	return PA_OK;
 }
 
@@ -908,14 +976,12 @@ config_free(struct pa_config *config)
 bool
 config_domain_served(const struct pa_config *config, const char *domain)
 {
-	char lower[256];
-	const char *key = lower;
-	size_t len = strlen(domain);
+	char canonical[PA_DOMAIN_MAX + 1];
+	const char *key = canonical;
 
-	if (len >= sizeof(lower))
+	/* An ASCII domain is only lower-cased here; a U-label one goes through libidn2. */
+	if (pa_domain_canonical(domain, strlen(domain), canonical, 0) < 0)
 		return false;
-	for (size_t i = 0; i <= len; i++)
-		lower[i] = (char)tolower((unsigned char)domain[i]);
 	return bsearch(&key, config->domains, config->ndomains, sizeof(char *), compare_strings) !=
 	       NULL;
 }

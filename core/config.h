@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/domain.h"
 #include "smtp/smtp_session.h"
 
 #define CONFIG_ERR_MAX 512
@@ -53,8 +54,11 @@ struct pa_config {
 	char hostname[256];
 	unsigned workers;
 	unsigned node_id;
-	char **domains; /* lower-cased, sorted, for bsearch */
+	char **domains; /* canonical (core/domain.h: lower case, A-labels), sorted, for bsearch */
 	size_t ndomains;
+	char domain_first[PA_DOMAIN_MAX + 1]; /* the first of `domains` as listed, canonical */
+	/* RCPT TO:<Postmaster> is stored as this; "" only when `domains` is empty too */
+	char postmaster[SMTP_PATH_MAX + 1];
 	char spool_dir[1024];
 	unsigned spool_shards;
 	unsigned spool_ring_size;
@@ -174,7 +178,10 @@ int config_parse_override(char *arg, struct config_override *ov);
  */
 bool config_cidr_match(const struct pa_cidr *list, unsigned n, int family, const uint8_t *addr);
 
-/* Whether domain (any case) is one of config->domains. */
+/*
+ * Whether domain is one of config->domains, in any case and in either form
+ * (A-labels or U-labels, core/domain.h).  No allocation for an ASCII domain.
+ */
 bool config_domain_served(const struct pa_config *config, const char *domain);
 
 /* Names of keys whose values differ and cannot change without a restart; NULL if none. */

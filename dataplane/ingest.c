@@ -9,12 +9,14 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <rte_cycles.h>
 
 #include "core/log.h"
 #include "core/clock.h"
+#include "core/domain.h"
 #include "core/pa.h"
 #include "dataplane/ingest.h"
 #include "dataplane/ingest_limits.h"
@@ -26,12 +28,56 @@
 
 #define COMPLETION_BURST 32
 
+/* Stores the recipient as `as` when that is not how the client wrote it. */
+static void
+store_as(char canonical[SMTP_PATH_MAX + 1], const char *addr, const char *as)
+{
+	if (strlen(as) <= SMTP_PATH_MAX && strcmp(as, addr) != 0)
+		strcpy(canonical, as);
+}
+
+/*
+ * RFC 5321 4.5.1: every domain we serve has a postmaster, whatever the
+ * directory lists; when it names a mailbox for the address (or an alias),
+ * that mailbox is stored, otherwise the address itself.
+ */
+static void
+postmaster_resolve(struct ingest_conn *conn, const char *addr, const char *client_addr,
+                   char canonical[SMTP_PATH_MAX + 1])
+{
+	struct directory *dir = conn->worker->shared->directory;
+	struct dir_answer answer;
+
+	if (dir != NULL) {
+		switch (directory_lookup(dir, conn->worker->id, addr, &answer)) {
+		case DIR_MAILBOX:
+		case DIR_ALIAS:
+			store_as(canonical, client_addr, answer.canonical);
+			return;
+		default:
+			break;
+		}
+	}
+	store_as(canonical, client_addr, addr);
+}
+
 /*
  * Never an open relay.  Without a directory only the domains of the running
  * config are accepted.  With one, its in-memory snapshot decides (no lock, no
  * network): a domain it does not know is served only if `domains` lists it,
  * and then has no such user; while the directory has no trustworthy snapshot
  * every recipient gets 451, so that nothing is refused wrongly.
+ *
+ * Domains are compared in their canonical form (core/domain.h): a recipient
+ * written with U-labels is looked up, sharded and stored with the A-label
+ * domain, so both spellings are one recipient; an ASCII domain stays as
+ * written (the shard hash and the directory fold its case).
+ *
+ * Postmaster (RFC 5321 4.1.1.3, 4.5.1) is always accepted: <Postmaster>
+ * without a domain as the `postmaster` address, postmaster@ (any case) a
+ * served domain as postmaster@ that domain, each through the directory when
+ * it names a mailbox for it.  postmaster@ a domain we do not serve is a
+ * relay attempt like any other.
  *
  * A recipient the directory knows is stored as its canonical mailbox, written
  * into canonical from the same lookup: an alias as the mailbox it names, so
@@ -42,34 +88,76 @@
 static enum smtp_rcpt_verdict
 rcpt_policy(struct ingest_conn *conn, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 {
+	const struct pa_config *config = &conn->runtime->config;
 	struct directory *dir = conn->worker->shared->directory;
 	const char *at = strrchr(addr, '@');
+	char domain[PA_DOMAIN_MAX + 1], key[SMTP_PATH_MAX + 1];
 	struct dir_answer answer;
+	bool utf8, postmaster, served;
+	size_t local, dlen;
+	int n;
 
-	if (at == NULL)
-		return SMTP_RCPT_RELAY_DENIED;
-	if (dir == NULL) {
-		if (!config_domain_served(&conn->runtime->config, at + 1))
-			return SMTP_RCPT_RELAY_DENIED;
+	if (at == NULL) {
+		/* The engine lets an address without a domain through only for <Postmaster>. */
+		if (strcasecmp(addr, "postmaster") != 0 || config->postmaster[0] == '\0')
+			return SMTP_RCPT_UNKNOWN_USER;
+		postmaster_resolve(conn, config->postmaster, addr, canonical);
 		return SMTP_RCPT_ACCEPT;
 	}
-	switch (directory_lookup(dir, conn->worker->id, addr, &answer)) {
+	/* RFC 5321 4.1.3: an address literal; `domains` lists names only. */
+	if (at[1] == '[')
+		return SMTP_RCPT_RELAY_DENIED;
+	local = (size_t)(at - addr);
+	dlen = strlen(at + 1);
+	utf8 = pa_domain_is_utf8(at + 1, dlen);
+	n = pa_domain_canonical(at + 1, dlen, domain, 0);
+	if (n < 0) /* ASCII: not a host name, so not ours; U-labels: IDNA2008 refuses them */
+		return utf8 ? SMTP_RCPT_BAD_DOMAIN : SMTP_RCPT_RELAY_DENIED;
+	if (local + 1 + (size_t)n > SMTP_PATH_MAX)
+		return SMTP_RCPT_BAD_DOMAIN; /* RFC 5321 4.5.3.1.3, once in A-labels */
+	postmaster = local == 10 && strncasecmp(addr, "postmaster", 10) == 0;
+	if (utf8 || postmaster) {
+		/* RFC 5321 4.5.1: "postmaster" is case-insensitive, so it is folded too. */
+		memcpy(key, postmaster ? "postmaster" : addr, local);
+		key[local] = '@';
+		memcpy(key + local + 1, domain, (size_t)n + 1);
+	} else if ((size_t)snprintf(key, sizeof(key), "%s", addr) >= sizeof(key)) {
+		return SMTP_RCPT_BAD_DOMAIN; /* the engine's path limit makes this unreachable */
+	}
+	served = config_domain_served(config, domain);
+	if (dir == NULL) {
+		if (!served)
+			return SMTP_RCPT_RELAY_DENIED;
+		store_as(canonical, addr, key);
+		return SMTP_RCPT_ACCEPT;
+	}
+	switch (directory_lookup(dir, conn->worker->id, key, &answer)) {
 	case DIR_MAILBOX:
 	case DIR_ALIAS:
-		if (strlen(answer.canonical) <= SMTP_PATH_MAX &&
-		    strcmp(answer.canonical, addr) != 0)
-			strcpy(canonical, answer.canonical);
+		store_as(canonical, addr, answer.canonical);
 		return SMTP_RCPT_ACCEPT;
 	case DIR_CATCH_ALL:
+		store_as(canonical, addr, key);
 		return SMTP_RCPT_ACCEPT;
-	case DIR_UNKNOWN_USER:
-		return SMTP_RCPT_UNKNOWN_USER;
+	case DIR_UNKNOWN_USER: /* the directory serves the domain */
+		if (!postmaster)
+			return SMTP_RCPT_UNKNOWN_USER;
+		store_as(canonical, addr, key);
+		return SMTP_RCPT_ACCEPT;
 	case DIR_UNKNOWN_DOMAIN:
-		if (!config_domain_served(&conn->runtime->config, at + 1))
+		if (!served)
 			return SMTP_RCPT_RELAY_DENIED;
-		return SMTP_RCPT_UNKNOWN_USER;
+		if (!postmaster)
+			return SMTP_RCPT_UNKNOWN_USER;
+		store_as(canonical, addr, key);
+		return SMTP_RCPT_ACCEPT;
 	case DIR_UNAVAILABLE:
 	default:
+		/* Postmaster of a domain `domains` lists needs no directory to be accepted. */
+		if (postmaster && served) {
+			store_as(canonical, addr, key);
+			return SMTP_RCPT_ACCEPT;
+		}
 		return SMTP_RCPT_TEMPFAIL;
 	}
 }

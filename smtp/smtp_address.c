@@ -320,6 +320,11 @@ smtp_path_check(char *path, unsigned flags, char **mailbox)
 		box = strip_route(path, utf8);
 		if (box == NULL)
 			return SMTP_ADDR_BAD_MAILBOX;
+		/*
+		 * RFC 5321 4.1.1.3: "<Postmaster>" is a form of its own, never
+		 * behind a route; Forward-path's Mailbox always has a domain.
+		 */
+		flags &= ~(unsigned)SMTP_PATH_POSTMASTER_OK;
 	}
 	status = check_mailbox(box, flags, utf8);
 	if (status == SMTP_ADDR_OK)

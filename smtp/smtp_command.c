@@ -251,6 +251,10 @@ rcpt_verdict(struct smtp_session *s, const char *rcpt)
 		smtp_refusal(s, SMTP_REFUSAL_TEMPFAIL, rcpt,
 		             "452 4.3.1 Insufficient system storage");
 		return;
+	case SMTP_RCPT_BAD_DOMAIN: /* RFC 5890 2.3.2.1, RFC 3463 X.1.3: bad address syntax */
+		smtp_refusal(s, SMTP_REFUSAL_SYNTAX, rcpt,
+		             "553 5.1.3 Recipient address rejected: invalid domain name");
+		return;
 	case SMTP_RCPT_RELAY_DENIED:
 	default:
 		smtp_refusal(s, SMTP_REFUSAL_RELAY_DENIED, rcpt, "550 5.7.1 Relay access denied");

@@ -54,6 +54,7 @@ enum smtp_rcpt_verdict {
 	SMTP_RCPT_UNKNOWN_USER,	 /* 550 5.1.1 */
 	SMTP_RCPT_TEMPFAIL,	 /* 451 4.3.0: directory not available */
 	SMTP_RCPT_SPOOL_FULL,	 /* 452 4.3.1: backpressure */
+	SMTP_RCPT_BAD_DOMAIN,	 /* 553 5.1.3: a U-label domain IDNA2008 refuses */
 };
 
 /* The host's verdict on a new transaction, given at MAIL time. */

@@ -141,3 +141,29 @@ def test_config_check_loads_the_route_map(binaries, workdir):
     routes.unlink()
     rc, out, err = check()
     assert rc == 2 and str(routes) in err, err
+
+
+def test_config_check_idna_domains_and_postmaster(binaries, workdir):
+    # `domains` and `postmaster` take either form of an internationalized domain;
+    # -t refuses, naming the key, what IDNA2008 refuses.
+    conf = workdir / "idna.ini"
+
+    def check(text):
+        conf.write_text(text, encoding="utf-8")
+        r = subprocess.run([str(helpers.binary("pigeond")), "-t", "-c", str(conf)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        return r.returncode, r.stdout.decode(), r.stderr.decode(errors="replace")
+
+    for text in ("domains = müller.example, example.com\n",
+                 "domains = xn--mller-kva.example, MÜLLER.example\n",
+                 "domains = example.com\npostmaster = hostmaster@bücher.example\n",
+                 "domains =\npostmaster = hostmaster@example.net\n"):
+        rc, out, err = check(text)
+        assert rc == 0 and "configuration ok" in out, (text, err)
+    for text, key in (("domains = ☃.example\n", "domains"),
+                      ("domains = xn--garbage.example\n", "domains"),
+                      ("domains = mü_ller.example\n", "domains"),
+                      ("postmaster = nobody\n", "postmaster"),
+                      ("postmaster = pm@☃.example\n", "postmaster")):
+        rc, out, err = check(text)
+        assert rc == 2 and f"config key '{key}'" in err, (text, rc, err)

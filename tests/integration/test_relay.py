@@ -16,6 +16,9 @@ DENIED = [
     "user@example.com.evil.test",   # a suffix trick
     "user@notexample.com",
     "USER@EVIL.TEST",
+    "postmaster@evil.test",         # every domain has a postmaster: not ours to take
+    "Postmaster@[192.0.2.1]",       # an address literal is never in `domains`
+    "user@xn--mller-kva.example",   # an A-label domain we do not serve
 ]
 
 

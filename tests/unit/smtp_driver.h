@@ -77,6 +77,8 @@ drv_rcpt_check(void *host, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 		return SMTP_RCPT_TEMPFAIL;
 	if (strncmp(addr, "full", 4) == 0)
 		return SMTP_RCPT_SPOOL_FULL;
+	if (strncmp(addr, "baddomain", 9) == 0)
+		return SMTP_RCPT_BAD_DOMAIN;
 	return SMTP_RCPT_ACCEPT;
 }
 

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "core/domain.h"
 #include "core/pa.h"
 
 static char *
@@ -134,6 +135,116 @@ test_errors_name_the_key(void **state)
 	expect_error(NULL, "workers=0", "workers");
 	expect_error(NULL, "spool.ring_size=1000", "spool.ring_size");
 	expect_error(NULL, "log.level=loud", "log.level");
+	/* IDNA2008: a disallowed code point, an A-label that does not decode */
+	expect_error(NULL, "domains=\xe2\x98\x83.example", "domains");
+	expect_error(NULL, "domains=xn--garbage.example", "domains");
+	expect_error(NULL, "domains=-a.example", "domains");
+	expect_error(NULL, "postmaster=nobody", "postmaster");
+	expect_error(NULL, "postmaster=a..b@example.com", "postmaster");
+	expect_error(NULL, "postmaster=pm@exa_mple.com", "postmaster");
+}
+
+/* canonical: in, or NULL when in must be refused */
+static void
+expect_canonical(const char *in, unsigned flags, const char *canonical)
+{
+	char out[PA_DOMAIN_MAX + 1];
+	int n = pa_domain_canonical(in, strlen(in), out, flags);
+
+	if (canonical == NULL) {
+		if (n != PA_ERROR)
+			fail_msg("'%s' gave '%s', expected a refusal", in, out);
+		return;
+	}
+	if (n < 0)
+		fail_msg("'%s' refused, expected '%s'", in, canonical);
+	assert_string_equal(out, canonical);
+	assert_int_equal(n, (int)strlen(canonical));
+}
+
+static void
+test_domain_canonical(void **state)
+{
+	char label63[64], label64[65], long_name[260];
+
+	(void)state;
+	expect_canonical("Example.COM", 0, "example.com");
+	expect_canonical("m\xc3\xbcller.example", 0, "xn--mller-kva.example");
+	expect_canonical("M\xc3\x9cLLER.Example", 0,
+	                 "xn--mller-kva.example"); /* UTS #46 folds case */
+	expect_canonical("XN--MLLER-KVA.example", PA_DOMAIN_CHECK_ALABELS, "xn--mller-kva.example");
+	expect_canonical("fa\xc3\x9f.de", 0, "xn--fa-hia.de"); /* IDNA2008: not "fass.de" */
+	expect_canonical("a\xcc\x88.de", 0, "xn--4ca.de");     /* NFC: a + combining diaeresis */
+	/* ASCII is only folded unless the A-labels are to be checked */
+	expect_canonical("xn--garbage.example", 0, "xn--garbage.example");
+	expect_canonical("xn--garbage.example", PA_DOMAIN_CHECK_ALABELS, NULL);
+	expect_canonical("", 0, NULL);
+	expect_canonical("a..b", 0, NULL);
+	expect_canonical("a.b.", 0, NULL);
+	expect_canonical("-a.b", 0, NULL);
+	expect_canonical("a-.b", 0, NULL);
+	expect_canonical("[192.0.2.1]", 0, NULL);
+	expect_canonical("exa_mple.com", 0, NULL);
+	expect_canonical("\xe2\x98\x83.com", 0, NULL);       /* a snowman: disallowed */
+	expect_canonical("m\xc3\xbc_ller.example", 0, NULL); /* UTS #46 would drop the '_' */
+	expect_canonical("-\xc3\xbc.de", 0, NULL);
+	expect_canonical("\xc3\xbc.example.", 0, NULL);
+	expect_canonical("bad\xc3.example", 0, NULL); /* not UTF-8 */
+	memset(label63, 'a', 63), label63[63] = '\0';
+	memset(label64, 'a', 64), label64[64] = '\0';
+	expect_canonical(label63, 0, label63);
+	expect_canonical(label64, 0, NULL);
+	/* 254 octets: over RFC 1035's 253 */
+	snprintf(long_name, sizeof(long_name), "%s.%s.%s.%.61s", label63, label63, label63,
+	         label63);
+	expect_canonical(long_name, 0, long_name);
+	snprintf(long_name, sizeof(long_name), "%s.%s.%s.%.62s", label63, label63, label63,
+	         label63);
+	expect_canonical(long_name, 0, NULL);
+	assert_true(pa_domain_is_utf8("m\xc3\xbcller", 7));
+	assert_false(pa_domain_is_utf8("muller", 6));
+}
+
+static void
+test_domains_either_form(void **state)
+{
+	struct config_override ov[2] = {
+	    {"domains", "m\xc3\xbcller.example, Example.COM, xn--MLLER-kva.example"},
+	    {"postmaster", ""},
+	};
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(config_load(&c, NULL, ov, 1, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.ndomains, 2); /* one domain written in both forms */
+	assert_string_equal(c.domains[0], "example.com");
+	assert_string_equal(c.domains[1], "xn--mller-kva.example");
+	assert_true(config_domain_served(&c, "xn--mller-kva.example"));
+	assert_true(config_domain_served(&c, "XN--MLLER-KVA.EXAMPLE"));
+	assert_true(config_domain_served(&c, "m\xc3\xbcller.example"));
+	assert_true(config_domain_served(&c, "M\xc3\x9cller.example"));
+	assert_false(config_domain_served(&c, "mueller.example"));
+	assert_false(config_domain_served(&c, "\xe2\x98\x83.example"));
+	/* the first domain as written, not the first in sorted order */
+	assert_string_equal(c.postmaster, "postmaster@xn--mller-kva.example");
+	config_free(&c);
+
+	ov[1].value = "Hostmaster@B\xc3\xbc"
+	              "cher.example";
+	assert_int_equal(config_load(&c, NULL, ov, 2, err, sizeof(err)), PA_OK);
+	assert_string_equal(c.postmaster, "Hostmaster@xn--bcher-kva.example");
+	config_free(&c);
+
+	ov[0].value = "";
+	ov[1].value = "";
+	assert_int_equal(config_load(&c, NULL, ov, 2, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.ndomains, 0);
+	assert_string_equal(c.postmaster, ""); /* <Postmaster> has nowhere to go: refused */
+	config_free(&c);
+	assert_int_equal(config_load(&c, NULL, NULL, 0, err, sizeof(err)), PA_OK);
+	assert_string_equal(c.postmaster, "postmaster@localhost");
+	config_free(&c);
 }
 
 static void
@@ -268,6 +379,8 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_file_and_overrides),
 		cmocka_unit_test(test_errors_name_the_key),
+		cmocka_unit_test(test_domain_canonical),
+		cmocka_unit_test(test_domains_either_form),
 		cmocka_unit_test(test_override_syntax),
 		cmocka_unit_test(test_restart_needed),
 		cmocka_unit_test(test_every_key_documented),

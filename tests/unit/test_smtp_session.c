@@ -712,13 +712,22 @@ test_rcpt_verdicts(void **state)
 	(void)state;
 	run_str(&d, NULL,
 	        EHLO MAIL "RCPT TO:<unknown@example.org>\r\nRCPT TO:<tempfail@example.org>\r\n"
-	                  "RCPT TO:<full@example.org>\r\nRCPT TO:<postmaster>\r\n");
+	                  "RCPT TO:<full@example.org>\r\nRCPT TO:<postmaster>\r\n"
+	                  "RCPT TO:<baddomain@example.org>\r\nRCPT TO:<victim@evil.test>\r\n"
+	                  "RCPT TO:<@a.example,@b.example:Postmaster>\r\n");
 	assert_string_equal(d.out, DRV_BANNER DRV_EHLO_REPLY R_MAIL
 	                    "550 5.1.1 Recipient address rejected: User unknown\r\n"
 	                    "451 4.3.0 Recipient address rejected: Try again later\r\n"
-	                    "452 4.3.1 Insufficient system storage\r\n" R_RCPT);
+	                    "452 4.3.1 Insufficient system storage\r\n" R_RCPT
+	                    "553 5.1.3 Recipient address rejected: invalid domain name\r\n"
+	                    "550 5.7.1 Relay access denied\r\n"
+	                    /* RFC 5321 4.1.1.3: <Postmaster> takes no source route */
+	                    "501 5.1.3 Bad address syntax\r\n");
 	assert_int_equal(d.refusals[SMTP_REFUSAL_UNKNOWN_USER], 1);
 	assert_int_equal(d.refusals[SMTP_REFUSAL_TEMPFAIL], 2);
+	assert_int_equal(d.refusals[SMTP_REFUSAL_RELAY_DENIED], 1);
+	assert_int_equal(d.refusals[SMTP_REFUSAL_SYNTAX], 2);
+	assert_int_equal(d.rcpt_checks, 6); /* the route never reached the host */
 	drv_free(&d);
 }
 
