@@ -4,7 +4,8 @@
  *
  * One static table maps each verb to the states where it is allowed (the
  * check) and to its handler (the action); a verb outside its states gets
- * 503 5.5.1 without its handler ever running.  Handlers get a NUL-terminated
+ * 503 5.5.1 without its handler ever running, and so does, with 502 5.5.1, a
+ * service extension's verb after HELO (RFC 5321 3.2).  Handlers get a NUL-terminated
  * argument with no CR, LF or NUL in it (smtp_command_line() refuses those
  * lines first) and reply exactly once, except where a 421 must follow.
  */
@@ -26,17 +27,45 @@
 struct smtp_command {
 	const char *verb;
 	unsigned states; /* SMTP_STATE_BIT()s where the verb is allowed */
+	bool extension;  /* a service extension's verb: not after HELO (RFC 5321 3.2) */
 	void (*handler)(struct smtp_session *s, char *arg);
-	/* Run instead of the plain 503 when refused for sequence (BDAT must skip its octets). */
+	/* Run instead of the plain refusal (not_now()): BDAT must skip its octets. */
 	void (*refuse)(struct smtp_session *s, const struct smtp_command *cmd, char *arg);
 };
 
-/* The 503 for a verb out of sequence (RFC 5321 4.1.4). */
+/*
+ * RFC 5321 3.2: a client that opened with HELO rather than EHLO was offered
+ * no service extension, so it may use none: not their verbs, not their MAIL
+ * or RCPT parameters.
+ */
+static bool
+after_helo(const struct smtp_session *s)
+{
+	return s->helo != NULL && !s->esmtp;
+}
+
+static bool
+allowed_now(const struct smtp_session *s, const struct smtp_command *cmd)
+{
+	return (cmd->states & SMTP_STATE_BIT(s->state)) && !(cmd->extension && after_helo(s));
+}
+
+/*
+ * The refusal of a verb that may not run now: 502 for an extension after
+ * HELO (RFC 5321 4.2.4: not implemented, for this session), else 503 out of
+ * sequence (RFC 5321 4.1.4).
+ */
 static void
-sequence_error(struct smtp_session *s, const struct smtp_command *cmd)
+not_now(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	const char *why = "need MAIL command";
 
+	if (s->state != SMTP_STATE_CONNECTED && cmd->extension && after_helo(s)) {
+		smtp_refusal(s, SMTP_REFUSAL_UNKNOWN_COMMAND, NULL,
+		             "502 5.5.1 Error: %s is a service extension: send EHLO, not HELO",
+		             cmd->verb);
+		return;
+	}
 	if (s->state == SMTP_STATE_CONNECTED)
 		why = "send HELO/EHLO first";
 	else if (strcmp(cmd->verb, "MAIL") == 0)
@@ -91,7 +120,7 @@ ehlo_reply(struct smtp_session *s)
 		smtp_reply(s, "250-STARTTLS"); /* RFC 3207; never again inside TLS */
 	if (s->trusted) /* Postfix's XCLIENT_README: only to peers allowed to use it */
 		smtp_reply(s, "250-XCLIENT ADDR PORT HELO PROTO");
-	smtp_reply(s, "250 CHUNKING");         /* RFC 3030 */
+	smtp_reply(s, "250 CHUNKING"); /* RFC 3030 */
 }
 
 /* RFC 5321 4.1.4: EHLO/HELO in the middle of a transaction acts as RSET. */
@@ -165,6 +194,25 @@ address_error(struct smtp_session *s, enum smtp_addr_status status, const char *
 	}
 }
 
+/*
+ * MAIL or RCPT parameters (SIZE=, BODY=, SMTPUTF8, ...) from a client that
+ * said HELO: each belongs to a service extension it was never offered
+ * (RFC 5321 3.2), so none is recognised: 555 (RFC 5321 4.1.1.11).  Returns
+ * true when it refused.
+ */
+static bool
+params_after_helo(struct smtp_session *s, const char *params, const char *path)
+{
+	size_t key = strcspn(params, "= ");
+
+	if (!after_helo(s) || key == 0)
+		return false;
+	smtp_refusal(s, SMTP_REFUSAL_SYNTAX, path,
+	             "555 5.5.4 Unsupported option: %.*s (no service extensions after HELO)",
+	             (int)(key < 64 ? key : 64), params);
+	return true;
+}
+
 /* RFC 5321 4.1.1.2 MAIL FROM:<reverse-path> [SP Mail-parameters] */
 static void
 cmd_mail(struct smtp_session *s, char *arg)
@@ -186,6 +234,8 @@ cmd_mail(struct smtp_session *s, char *arg)
 		address_error(s, status, usage, "5.1.7", arg, bad);
 		return;
 	}
+	if (params_after_helo(s, rest, path))
+		return;
 	status = smtp_mail_params_parse(rest, &params, &bad);
 	if (status == SMTP_ADDR_OK)
 		status = smtp_path_check(
@@ -281,6 +331,8 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		address_error(s, status, usage, "5.1.3", arg, bad);
 		return;
 	}
+	if (params_after_helo(s, rest, path))
+		return;
 	status = smtp_rcpt_params_parse(rest, &bad);
 	if (status == SMTP_ADDR_OK)
 		status = smtp_path_check(path, flags, &rcpt);
@@ -390,7 +442,7 @@ bdat_refuse(struct smtp_session *s, const struct smtp_command *cmd, char *arg)
 		bdat_lost_sync(s);
 		return;
 	}
-	sequence_error(s, cmd);
+	not_now(s, cmd);
 	bdat_skip(s, size);
 }
 
@@ -695,21 +747,25 @@ cmd_xclient(struct smtp_session *s, char *arg)
 	smtp_reply(s, "220 %.255s ESMTP PigeonAir", s->config->hostname);
 }
 
+/*
+ * XCLIENT is not marked as an extension: like Postfix, a trusted proxy may
+ * send it before or after HELO (Postfix's XCLIENT_README).
+ */
 static const struct smtp_command commands[] = {
-    {"EHLO", COMMAND_STATES, cmd_ehlo, NULL},
-    {"HELO", COMMAND_STATES, cmd_helo, NULL},
-    {"MAIL", SMTP_STATE_BIT(SMTP_STATE_GREETED), cmd_mail, NULL},
-    {"RCPT", TXN_STATES, cmd_rcpt, NULL},
-    {"DATA", TXN_STATES, cmd_data, NULL},
-    {"BDAT", TXN_STATES, cmd_bdat, bdat_refuse},
-    {"RSET", COMMAND_STATES, cmd_rset, NULL},
-    {"NOOP", COMMAND_STATES, cmd_noop, NULL},
-    {"QUIT", COMMAND_STATES, cmd_quit, NULL},
-    {"VRFY", COMMAND_STATES, cmd_vrfy, NULL},
-    {"EXPN", COMMAND_STATES, cmd_expn, NULL},
-    {"HELP", COMMAND_STATES, cmd_help, NULL},
-    {"STARTTLS", COMMAND_STATES, cmd_starttls, NULL},
-    {"XCLIENT", COMMAND_STATES, cmd_xclient, NULL},
+    {"EHLO", COMMAND_STATES, false, cmd_ehlo, NULL},
+    {"HELO", COMMAND_STATES, false, cmd_helo, NULL},
+    {"MAIL", SMTP_STATE_BIT(SMTP_STATE_GREETED), false, cmd_mail, NULL},
+    {"RCPT", TXN_STATES, false, cmd_rcpt, NULL},
+    {"DATA", TXN_STATES, false, cmd_data, NULL},
+    {"BDAT", TXN_STATES, true, cmd_bdat, bdat_refuse}, /* RFC 3030 CHUNKING */
+    {"RSET", COMMAND_STATES, false, cmd_rset, NULL},
+    {"NOOP", COMMAND_STATES, false, cmd_noop, NULL},
+    {"QUIT", COMMAND_STATES, false, cmd_quit, NULL},
+    {"VRFY", COMMAND_STATES, false, cmd_vrfy, NULL},
+    {"EXPN", COMMAND_STATES, false, cmd_expn, NULL},
+    {"HELP", COMMAND_STATES, false, cmd_help, NULL},
+    {"STARTTLS", COMMAND_STATES, true, cmd_starttls, NULL}, /* RFC 3207 */
+    {"XCLIENT", COMMAND_STATES, false, cmd_xclient, NULL},
 };
 
 /*
@@ -721,7 +777,7 @@ static const struct smtp_command commands[] = {
 static bool
 http_request(const char *verb, size_t len)
 {
-	static const char *const http[] = {"GET",	"POST",	 "HEAD",  "CONNECT", "PUT",
+	static const char *const http[] = {"GET",     "POST",   "HEAD",  "CONNECT", "PUT",
 	                                   "OPTIONS", "DELETE", "PATCH", "TRACE",   "Host:"};
 
 	for (size_t i = 0; i < pa_array_size(http); i++)
@@ -740,12 +796,18 @@ lookup(const char *verb, size_t len)
 	return NULL;
 }
 
-/* Refuses a line that is not clean text; returns true when it did. */
+/*
+ * Refuses a line that is not clean text; returns true when it did.  The CR LF
+ * that ended it is gone: any CR or LF left is bare.  RFC 5321 2.3.8: lines
+ * end with CR LF, and CR and LF appear nowhere else.  smtp.bare_lf does not
+ * apply here: normalising would end the command at the bare octet, where a
+ * CRLF-strict proxy in front of us sees none, and run the rest as a second
+ * command that proxy never saw.
+ */
 static bool
-line_refused(struct smtp_session *s, const char *line, size_t len, bool crlf)
+line_refused(struct smtp_session *s, const char *line, size_t len)
 {
-	/* RFC 5321 2.3.8: lines end with CRLF, and CR and LF appear nowhere else. */
-	if (!crlf || memchr(line, '\r', len) != NULL) {
+	if (memchr(line, '\r', len) != NULL || memchr(line, '\n', len) != NULL) {
 		smtp_refusal(s, SMTP_REFUSAL_BARE_LF, NULL,
 		             "500 5.5.2 Error: bare LF or CR in command refused");
 		return true;
@@ -759,19 +821,16 @@ line_refused(struct smtp_session *s, const char *line, size_t len, bool crlf)
 }
 
 /*
- * One command line, without its LF; `len` < SMTP_COMMAND_LINE_MAX and line
- * has room for a NUL at line[len].
+ * One command line, without the CR LF that ended it; `len` <= 510
+ * (RFC 5321 4.5.3.1.4) and line has room for a NUL at line[len].
  */
 void
 smtp_command_line(struct smtp_session *s, char *line, size_t len)
 {
-	bool crlf = len > 0 && line[len - 1] == '\r';
 	const struct smtp_command *cmd;
 	size_t verb_len;
 	char *arg;
 
-	if (crlf)
-		len--;
 	/* limits.commands: whatever the line holds, it is one more the client sent. */
 	if (s->config->max_commands != 0 && ++s->commands > s->config->max_commands) {
 		smtp_close(s);
@@ -779,7 +838,7 @@ smtp_command_line(struct smtp_session *s, char *line, size_t len)
 		             "421 4.7.0 %.255s Error: too many commands", s->config->hostname);
 		return;
 	}
-	if (line_refused(s, line, len, crlf))
+	if (line_refused(s, line, len))
 		return;
 	/* Trailing blanks are common and harmless: drop them. */
 	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
@@ -806,11 +865,11 @@ smtp_command_line(struct smtp_session *s, char *line, size_t len)
 	arg = line + verb_len;
 	while (*arg == ' ')
 		arg++;
-	if (!(cmd->states & SMTP_STATE_BIT(s->state))) {
+	if (!allowed_now(s, cmd)) {
 		if (cmd->refuse != NULL)
 			cmd->refuse(s, cmd, arg);
 		else
-			sequence_error(s, cmd);
+			not_now(s, cmd);
 		return;
 	}
 	cmd->handler(s, arg);

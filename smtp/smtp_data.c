@@ -12,10 +12,13 @@
  *    normalized to CRLF: that is what keeps LF.LF, CR.CR, LF.CRLF and their
  *    friends from ending a message early (SMTP smuggling);
  *  - a "." opening a line is removed (RFC 5321 4.5.2);
- *  - under SMTP_BARE_LF_REJECT a bare LF, a bare CR (RFC 5321 2.3.8) or a
- *    NUL (RFC 6152 3 and RFC 5322 2.3 allow none in 7bit or 8bit text) fails
- *    the message; under SMTP_BARE_LF_NORMALIZE a bare LF or CR is stored as
- *    CRLF and a NUL is kept;
+ *  - under SMTP_BARE_LF_REJECT a bare LF or a bare CR (RFC 5321 2.3.8) fails
+ *    the message; under SMTP_BARE_LF_NORMALIZE it is stored as CRLF;
+ *  - a NUL fails the message under either policy: RFC 6152 3 and RFC 5322
+ *    2.3 allow none in 7bit or 8bit text (we offer no BINARYMIME), and a NUL
+ *    kept would reach the delivery tier, where software that drops NULs or
+ *    stops at them reads CRLF NUL "." CRLF or CRLF "." NUL CRLF as the end of
+ *    the data: the smuggling we refuse here, one hop later;
  *  - a stored line longer than SMTP_TEXT_LINE_MAX with its CRLF
  *    (RFC 5321 4.5.3.1.6) fails the message;
  *  - never more than header + max_content octets are held; content over that
@@ -148,7 +151,7 @@ text_byte(struct smtp_body *body, uint8_t c)
 		body->scan = SCAN_CR;
 	else if (c == '\n')
 		bare_line_end(body);
-	else if (c == '\0' && !body->normalize)
+	else if (c == '\0')
 		fail(body, SMTP_BODY_NUL);
 	else
 		text(body, &c, 1);

@@ -19,7 +19,7 @@ enum smtp_body_status {
 	SMTP_BODY_OK,
 	SMTP_BODY_TOO_BIG,   /* content over max_content (RFC 1870) */
 	SMTP_BODY_BARE_LF,   /* bare LF or bare CR under SMTP_BARE_LF_REJECT */
-	SMTP_BODY_NUL,       /* NUL octet under SMTP_BARE_LF_REJECT */
+	SMTP_BODY_NUL,       /* a NUL octet, under either policy */
 	SMTP_BODY_LONG_LINE, /* text line over SMTP_TEXT_LINE_MAX */
 	SMTP_BODY_NO_MEMORY,
 };

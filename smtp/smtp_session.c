@@ -17,8 +17,13 @@
 #include "core/pa.h"
 #include "smtp/smtp_session_private.h"
 
-/* RFC 5321 4.5.3.1.4: 512 octets with the CRLF, so at most 511 before the LF. */
-#define LINE_BEFORE_LF_MAX ((size_t)SMTP_COMMAND_LINE_MAX - 1)
+/* RFC 5321 4.5.3.1.4: 512 octets with the CRLF, so at most 510 before it. */
+#define LINE_TEXT_MAX ((size_t)SMTP_COMMAND_LINE_MAX - 2)
+/*
+ * Kept while the CR LF is due: the text and the CR that may start the CR LF.
+ * More than this can only be a line over the limit.
+ */
+#define LINE_KEEP_MAX (LINE_TEXT_MAX + 1)
 
 _Static_assert(sizeof(struct smtp_session) <= 192, "an idle session must stay small");
 
@@ -173,18 +178,21 @@ line_overflow(struct smtp_session *s)
 	s->line = NULL;
 }
 
-/* Keeps the start of a command line whose LF has not arrived yet. */
+/* Keeps the octets of a command line whose CR LF has not arrived yet. */
 static void
 keep_partial_line(struct smtp_session *s, const uint8_t *in, size_t n)
 {
+	if (n == 0)
+		return;
+	s->line_cr = in[n - 1] == '\r';
 	if (s->line_overflow)
 		return;
-	if (n > LINE_BEFORE_LF_MAX - s->line_len) {
+	if (n > LINE_KEEP_MAX - s->line_len) {
 		line_overflow(s);
 		return;
 	}
 	if (s->line == NULL) {
-		s->line = malloc(LINE_BEFORE_LF_MAX);
+		s->line = malloc(LINE_KEEP_MAX);
 		if (s->line == NULL) {
 			s->out_failed = true;
 			return;
@@ -194,44 +202,80 @@ keep_partial_line(struct smtp_session *s, const uint8_t *in, size_t n)
 	s->line_len = (uint16_t)(s->line_len + n);
 }
 
-/* The LF of a command line arrived; `in` holds the octets before it. */
+/*
+ * A CR LF ended the command line: its text is the kept octets, less `strip`
+ * of them (the CR when it ended the previous input), then n octets of `in`.
+ */
 static void
-end_line(struct smtp_session *s, const uint8_t *in, size_t n)
+end_line(struct smtp_session *s, size_t strip, const uint8_t *in, size_t n)
 {
 	char buf[SMTP_COMMAND_LINE_MAX];
-	size_t len = s->line_len;
+	size_t len = s->line_len > strip ? s->line_len - strip : 0;
+	bool overflow = s->line_overflow;
 
-	if (s->line_overflow || n > LINE_BEFORE_LF_MAX - len) {
+	s->line_len = 0;
+	s->line_overflow = false;
+	s->line_cr = false;
+	if (overflow || len > LINE_TEXT_MAX || n > LINE_TEXT_MAX - len) {
 		/* RFC 5321 4.5.3.1.9; the octets were never kept. */
-		s->line_overflow = false;
-		s->line_len = 0;
 		smtp_refusal(s, SMTP_REFUSAL_LINE_TOO_LONG, NULL, "500 5.5.2 Line too long");
 		return;
 	}
 	if (len > 0)
 		memcpy(buf, s->line, len);
 	memcpy(buf + len, in, n);
-	s->line_len = 0;
 	smtp_command_line(s, buf, len + n);
 }
 
+/*
+ * Where the first CR LF of the line ends in `in`: the offset of its LF, or
+ * len when there is none yet.  An LF opening `in` counts when the previous
+ * input ended with the CR.
+ */
+static size_t
+find_crlf(const struct smtp_session *s, const uint8_t *in, size_t len)
+{
+	size_t off = 0;
+
+	if (len > 0 && in[0] == '\n' && s->line_cr)
+		return 0;
+	for (;;) {
+		const uint8_t *lf = off < len ? memchr(in + off, '\n', len - off) : NULL;
+
+		if (lf == NULL)
+			return len;
+		off = (size_t)(lf - in);
+		if (off > 0 && in[off - 1] == '\r')
+			return off;
+		off++;
+	}
+}
+
+/*
+ * RFC 5321 2.3.8: only CR LF ends a command line.  A bare LF or CR is an
+ * octet of the line like any other, so the line that holds one is refused as
+ * a whole with one reply and nothing after the bare octet ever runs as a
+ * command: a CRLF-strict proxy in front of us sees the same line boundaries
+ * (the SMTP smuggling defence, on the command side).
+ */
 static size_t
 input_command(struct smtp_session *s, const uint8_t *in, size_t len)
 {
-	const uint8_t *lf;
-	size_t n;
+	size_t lf;
 
 	/* Backpressure, see SMTP_OUTPUT_HIGH_WATER: never in the middle of a line. */
 	if (s->line_len == 0 && !s->line_overflow && smtp_out_pending(s) >= SMTP_OUTPUT_HIGH_WATER)
 		return 0;
-	lf = memchr(in, '\n', len);
-	if (lf == NULL) {
+	lf = find_crlf(s, in, len);
+	if (lf == len) {
 		keep_partial_line(s, in, len);
 		return len;
 	}
-	n = (size_t)(lf - in);
-	end_line(s, in, n);
-	return n + 1;
+	if (lf == 0)
+		end_line(s, 1, in, 0); /* the CR is the last kept octet */
+	else
+		end_line(s, 0, in, lf - 1);
+	return lf + 1;
 }
 
 /*
@@ -445,6 +489,7 @@ smtp_session_tls_started(struct smtp_session *s, const char *version, const char
 	s->line = NULL;
 	s->line_len = 0;
 	s->line_overflow = false;
+	s->line_cr = false;
 	s->esmtp = false;
 	s->tls_version = version != NULL ? version : "unknown";
 	s->tls_cipher = cipher != NULL ? cipher : "unknown";

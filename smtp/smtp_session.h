@@ -9,7 +9,9 @@
  *  - RFC 5321 server behaviour with PIPELINING, SIZE, 8BITMIME,
  *    ENHANCEDSTATUSCODES, SMTPUTF8 and CHUNKING;
  *  - end of data is CRLF "." CRLF on the raw byte stream and nothing else, so
- *    no bare-LF/CR variant can split one message into two;
+ *    no bare-LF/CR variant can split one message into two; likewise only CR
+ *    LF ends a command line, so a bare LF or CR never starts a command that
+ *    a CRLF-strict proxy in front of us would see as part of another line;
  *  - feeding a session byte by byte or in one pipelined chunk gives the same
  *    replies, byte for byte;
  *  - memory per session is bounded by the configured limits.
@@ -43,8 +45,9 @@
 #define SMTP_TEXT_LINE_MAX 1000	 /* RFC 5321 4.5.3.1.6, including CRLF */
 
 enum smtp_bare_lf_policy {
-	SMTP_BARE_LF_REJECT,	/* a bare LF or CR refuses the command or message */
-	SMTP_BARE_LF_NORMALIZE, /* in message data, a bare LF or CR becomes CRLF */
+	SMTP_BARE_LF_REJECT,    /* a bare LF or CR refuses the command line or message */
+	SMTP_BARE_LF_NORMALIZE, /* in message data, a bare LF or CR becomes CRLF; a
+	                           command line holding one is refused all the same */
 };
 
 /* The host's verdict on one recipient, given at RCPT time. */
@@ -54,7 +57,7 @@ enum smtp_rcpt_verdict {
 	SMTP_RCPT_UNKNOWN_USER,	 /* 550 5.1.1 */
 	SMTP_RCPT_TEMPFAIL,	 /* 451 4.3.0: directory not available */
 	SMTP_RCPT_SPOOL_FULL,	 /* 452 4.3.1: backpressure */
-	SMTP_RCPT_BAD_DOMAIN,	 /* 553 5.1.3: a U-label domain IDNA2008 refuses */
+	SMTP_RCPT_BAD_DOMAIN,   /* 553 5.1.3: a U-label domain IDNA2008 refuses */
 };
 
 /* The host's verdict on a new transaction, given at MAIL time. */

@@ -89,11 +89,12 @@ struct smtp_session {
 	uint8_t pending_close; /* enum smtp_pending_close */
 	bool esmtp;            /* EHLO rather than HELO */
 	bool line_overflow;    /* discarding a command line over the limit */
+	bool line_cr;          /* the last octet of the partial command line is a CR */
 	bool bdat_last;
-	bool bdat_discard; /* the BDAT was refused: its octets are skipped */
-	bool out_failed;   /* no memory for a reply: the session can only close */
-	bool greeted;      /* the banner (or a refusal in its place) is queued */
-	bool trusted;      /* peer in smtp.trusted_proxies: XCLIENT allowed (once) */
+	bool bdat_discard;    /* the BDAT was refused: its octets are skipped */
+	bool out_failed;      /* no memory for a reply: the session can only close */
+	bool greeted;         /* the banner (or a refusal in its place) is queued */
+	bool trusted;         /* peer in smtp.trusted_proxies: XCLIENT allowed (once) */
 	uint16_t content_kib; /* content octets since progress last moved for content */
 	uint32_t commands;    /* command lines received, for limits.commands */
 	uint32_t progress;    /* smtp_session_progress() */

@@ -13,10 +13,17 @@
  * What must hold besides "no crash, no leak":
  *  - smtp_session.h's promise: cutting the input differently gives the same
  *    replies and the same messages, byte for byte (checked without STARTTLS,
- *    where the host throws input away by design);
+ *    where the host throws input away by design): the input is fed in
+ *    chunks, whole, and one octet at a time;
+ *  - no command runs that a CRLF-only line splitter (a strict proxy in front
+ *    of us) would not have produced: fed one octet at a time, in a command
+ *    state the engine replies only at the LF of a CR LF of the current line,
+ *    at most one reply (and a 421) per line, and a line holding a bare CR or
+ *    LF, a NUL or over 510 octets gets its refusal and nothing else;
  *  - a stored message has CRLF line ends only (a bare LF or CR is refused or
- *    normalised, never stored: the smuggling defence), at least one and at
- *    most max_recipients recipients, and no more content than SIZE allows;
+ *    normalised, never stored: the smuggling defence) and no NUL (refused
+ *    under either policy), at least one and at most max_recipients
+ *    recipients, and no more content than SIZE allows;
  *  - input is consumed, or held back only for pending output.
  */
 #include <stdbool.h>
@@ -35,9 +42,11 @@
 			abort();                                                                   \
 	} while (0)
 
-#define MAX_SIZE 4096     /* small, so that the fuzzer reaches the SIZE limit */
-#define MAX_RCPTS 4       /* likewise for too many recipients */
-#define RECEIVED_MAX 2048 /* the Received: header, HELO and one recipient in it */
+#define MAX_SIZE 4096             /* small, so that the fuzzer reaches the SIZE limit */
+#define COMMAND_TIMEOUT_MS 300000 /* also tells a command state from DATA/BDAT */
+#define LINE_TEXT_MAX 510         /* RFC 5321 4.5.3.1.4: 512 octets with the CR LF */
+#define MAX_RCPTS 4               /* likewise for too many recipients */
+#define RECEIVED_MAX 2048         /* the Received: header, HELO and one recipient in it */
 
 enum {
 	S_NORMALIZE = 1 << 0, /* bare_lf = normalise rather than refuse */
@@ -55,16 +64,24 @@ struct host {
 	unsigned next_qid;
 	char *log; /* the replies, then every stored message: what two runs must agree on */
 	size_t log_len;
+	char *out; /* the replies alone */
+	size_t out_len;
 	bool closed;
 };
 
 static void
+append_to(char **buf, size_t *len, const void *p, size_t n)
+{
+	*buf = realloc(*buf, *len + n + 1);
+	CHECK(*buf != NULL);
+	memcpy(*buf + *len, p, n);
+	*len += n;
+}
+
+static void
 append(struct host *h, const void *p, size_t n)
 {
-	h->log = realloc(h->log, h->log_len + n + 1);
-	CHECK(h->log != NULL);
-	memcpy(h->log + h->log_len, p, n);
-	h->log_len += n;
+	append_to(&h->log, &h->log_len, p, n);
 }
 
 /* "alias-X@example.org" (with S_REWRITE) is stored as "X@example.org". */
@@ -137,6 +154,7 @@ drain(struct host *h, struct smtp_session *s)
 	const uint8_t *p = smtp_session_output(s, &len);
 
 	append(h, p, len);
+	append_to(&h->out, &h->out_len, p, len);
 	smtp_session_output_consumed(s, len);
 }
 
@@ -149,6 +167,7 @@ store(struct host *h, struct smtp_session *s)
 	CHECK(m->nrcpt >= 1 && m->nrcpt <= MAX_RCPTS);
 	CHECK(m->size <= MAX_SIZE + RECEIVED_MAX);
 	for (size_t i = 0; i < m->size; i++) {
+		CHECK(m->data[i] != '\0');
 		if (m->data[i] == '\n')
 			CHECK(i > 0 && m->data[i - 1] == '\r');
 		if (m->data[i] == '\r')
@@ -161,6 +180,72 @@ store(struct host *h, struct smtp_session *s)
 		append(h, m->rcpts[i], strlen(m->rcpts[i]) + 1);
 	append(h, m->data, m->size);
 	smtp_session_message_done(s, (h->settings & S_STORE_FAILS) ? PA_ERROR : PA_OK);
+}
+
+/* The reply lines in out[0..len): how many are final ("ddd "), and the codes of the first two. */
+static size_t
+final_replies(const char *out, size_t len, char first[4], char second[4])
+{
+	size_t n = 0, off = 0;
+
+	while (off < len) {
+		const char *eol = memchr(out + off, '\n', len - off);
+		size_t line = eol != NULL ? (size_t)(eol - out - off) + 1 : len - off;
+
+		CHECK(line >= 6 && out[off + line - 2] == '\r'); /* "ddd?" ... CR LF */
+		if (out[off + 3] == ' ') {
+			if (n < 2)
+				memcpy(n == 0 ? first : second, out + off, 3);
+			n++;
+		}
+		off += line;
+	}
+	return n;
+}
+
+static bool
+starts(const char *out, size_t len, const char *prefix)
+{
+	return len >= strlen(prefix) && memcmp(out, prefix, strlen(prefix)) == 0;
+}
+
+/*
+ * The CRLF-only line splitter, checked one octet at a time: octet i of the
+ * client's input was fed in a command state, and the engine answered `out`
+ * for it, after which it still reads commands (or is closed) when
+ * still_command.  *line_start is where the current command line began.
+ */
+static void
+check_command_octet(const uint8_t *in, size_t i, size_t *line_start, const char *out,
+                    size_t out_len, bool still_command)
+{
+	char first[4] = "", second[4] = "";
+	size_t line_len, replies;
+	bool bad;
+
+	if (in[i] != '\n' || i == *line_start || in[i - 1] != '\r') {
+		/* Inside a line: no command has ended, so none may have run. */
+		CHECK(out_len == 0 && still_command);
+		return;
+	}
+	line_len = i - 1 - *line_start;
+	bad = line_len > LINE_TEXT_MAX || memchr(in + *line_start, '\r', line_len) != NULL ||
+	      memchr(in + *line_start, '\n', line_len) != NULL ||
+	      memchr(in + *line_start, '\0', line_len) != NULL;
+	*line_start = i + 1;
+	replies = final_replies(out, out_len, first, second);
+	/* One reply per line, and a 421 when it ends the session. */
+	CHECK(replies <= 1 || (replies == 2 && strcmp(second, "421") == 0));
+	if (!bad)
+		return;
+	CHECK(still_command); /* neither DATA nor BDAT started */
+	if (line_len > LINE_TEXT_MAX)
+		CHECK(starts(out, out_len, "500 5.5.2 Line too long\r\n"));
+	else
+		CHECK(
+		    starts(out, out_len, "500 5.5.2 Error: bare LF or CR in command refused\r\n") ||
+		    starts(out, out_len, "500 5.5.2 Error: NUL in command refused\r\n") ||
+		    starts(out, out_len, "421 4.7.0 ")); /* limits.commands */
 }
 
 /* Chunk lengths: 1..max from a small PRNG; seed 0 means everything at once. */
@@ -176,8 +261,9 @@ next_chunk(uint32_t *rng, uint8_t seed, size_t left)
 	return n < left ? n : left;
 }
 
+/* seed: how to cut the input (see next_chunk()); bytewise: one octet at a time, checked. */
 static void
-run(struct host *h, uint8_t seed, const uint8_t *in, size_t len)
+run(struct host *h, uint8_t seed, bool bytewise, const uint8_t *in, size_t len)
 {
 	struct smtp_config cfg = {
 	    .hostname = "mx.example.org",
@@ -185,7 +271,7 @@ run(struct host *h, uint8_t seed, const uint8_t *in, size_t len)
 	    .max_recipients = MAX_RCPTS,
 	    .max_errors = 10,
 	    .bare_lf = (h->settings & S_NORMALIZE) ? SMTP_BARE_LF_NORMALIZE : SMTP_BARE_LF_REJECT,
-	    .command_timeout_ms = 300000,
+	    .command_timeout_ms = COMMAND_TIMEOUT_MS,
 	    .data_timeout_ms = 180000,
 	    .rcpt_check = rcpt_check,
 	    .new_queue_id = new_queue_id,
@@ -199,14 +285,16 @@ run(struct host *h, uint8_t seed, const uint8_t *in, size_t len)
 	};
 	struct smtp_session *s = smtp_session_new(&cfg, h, "192.0.2.1");
 	uint32_t rng = seed;
-	size_t off = 0;
+	size_t off = 0, line_start = 0;
 
 	CHECK(s != NULL);
 	smtp_session_set_trusted(s, (h->settings & S_TRUSTED) != 0);
 	smtp_session_greet(s);
 	drain(h, s);
 	while (off < len && !h->closed) {
-		size_t n = next_chunk(&rng, seed, len - off), pos = 0;
+		size_t n = bytewise ? 1 : next_chunk(&rng, seed, len - off), pos = 0;
+		bool command = smtp_session_timeout_ms(s) == COMMAND_TIMEOUT_MS;
+		size_t out_before = h->out_len;
 
 		while (pos < n && !h->closed) {
 			size_t used = 0, pending;
@@ -234,6 +322,12 @@ run(struct host *h, uint8_t seed, const uint8_t *in, size_t len)
 			}
 			drain(h, s);
 		}
+		if (bytewise && command)
+			check_command_octet(
+			    in, off, &line_start, h->out + out_before, h->out_len - out_before,
+			    h->closed || smtp_session_timeout_ms(s) == COMMAND_TIMEOUT_MS);
+		else if (bytewise)
+			line_start = off + 1; /* content: a command line can only start after it */
 		off += n;
 	}
 	if (!h->closed && (h->settings & S_SHUTDOWN))
@@ -244,25 +338,43 @@ run(struct host *h, uint8_t seed, const uint8_t *in, size_t len)
 	smtp_session_free(s);
 }
 
+static void
+same_transcript(const struct host *x, const struct host *whole, const char *how)
+{
+	if (x->log_len == whole->log_len && memcmp(x->log, whole->log, x->log_len) == 0)
+		return;
+	/* For whoever triages the crash: the two transcripts. */
+	fprintf(stderr, "--- %s:\n%.*s\n--- at once:\n%.*s\n", how, (int)x->log_len, x->log,
+	        (int)whole->log_len, whole->log);
+	abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct host a = {0}, b = {0};
+	struct host a = {0}, b = {0}, c = {0};
 
 	if (size < 2)
 		return 0;
-	a.settings = b.settings = data[0];
-	run(&a, data[1], data + 2, size - 2);
-	if (!(a.settings & S_TLS) && data[1] != 0) {
-		run(&b, 0, data + 2, size - 2);
-		if (a.log_len != b.log_len || memcmp(a.log, b.log, a.log_len) != 0) {
-			/* For whoever triages the crash: the two transcripts. */
-			fprintf(stderr, "--- in chunks:\n%.*s\n--- at once:\n%.*s\n",
-			        (int)a.log_len, a.log, (int)b.log_len, b.log);
-			abort();
+	a.settings = b.settings = c.settings = data[0];
+	run(&a, data[1], false, data + 2, size - 2);
+	run(&c, 0, true, data + 2, size - 2);
+	/* With STARTTLS the host drops the rest of a read: cuts differ by design. */
+	if (!(a.settings & S_TLS)) {
+		const struct host *whole = &a;
+
+		if (data[1] != 0) {
+			run(&b, 0, false, data + 2, size - 2);
+			same_transcript(&a, &b, "in chunks");
+			whole = &b;
 		}
+		same_transcript(&c, whole, "octet by octet");
 	}
 	free(a.log);
+	free(a.out);
 	free(b.log);
+	free(b.out);
+	free(c.log);
+	free(c.out);
 	return 0;
 }

@@ -87,6 +87,21 @@ def smtp_seeds():
     s("xclient-untrusted", 0, 0, "EHLO x\r\nXCLIENT ADDR=192.0.2.7 HELO=a+20b\r\nQUIT\r\n")
     s("http-request", 0, 0, "GET / HTTP/1.1\r\nHost: mx.example.org\r\n\r\n")
     s("many-commands", 0, 0, "NOOP\r\n" * 210)
+    # issue 15: only CR LF ends a command line; no extensions after HELO; no NUL in data
+    s("issue15-rset-lf-mail", 0, 0, "EHLO c\r\nRSET\nMAIL FROM:<x@example.org>\r\n"
+      "RCPT TO:<bob@example.org>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n")
+    s("issue15-rset-cr-mail-normalize", NORMALIZE, 1, "EHLO c\r\nRSET\rMAIL FROM:<x@example.org>"
+      "\r\nNOOP\r\r\n\n\r\nQUIT\r\n")
+    s("bdat-cr-then-lf", 0, 0, ENV + "BDAT 2\r\nx\r\nNOOP\r\nBDAT 1 LAST\r\n\nQUIT\r\n")
+    s("long-line-bare-lf", 0, 5, "NOOP\n" + "x" * 600 + "\nQUIT\r\nNOOP\n" + "y" * 500
+      + "\r\nNOOP\r\n")
+    s("helo-no-extensions", 0, 4, "HELO c\r\nBDAT 6\r\nQUIT\r\nMAIL FROM:<a@b> SIZE=10\r\n"
+      "MAIL FROM:<a@b> SMTPUTF8 BODY=8BITMIME\r\nMAIL FROM:<a@b>\r\n"
+      "RCPT TO:<bob@example.org> NOTIFY=NEVER\r\nRCPT TO:<bob@example.org>\r\n"
+      "BDAT 5 LAST\r\nRSET\rDATA\r\nx\r\n.\r\nQUIT\r\n")
+    s("helo-starttls", TLS, 0, "HELO c\r\nSTARTTLS\r\nEHLO c\r\nSTARTTLS\r\nEHLO c\r\n")
+    s("nul-in-data-normalize", NORMALIZE, 2, ENV + "DATA\r\na\0b\r\n.\r\n"
+      "MAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nBDAT 3 LAST\r\na\0bQUIT\r\n")
 
 
 # ---- TCP/IP frames: records [ctl][len16][frame] ------------------------------

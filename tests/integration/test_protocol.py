@@ -154,3 +154,86 @@ def test_dot_unstuffing_on_the_first_line_and_empty_message(pigeond):
         (e,) = helpers.assert_stored_once_per_shard(entries, qid, ["user@example.com"])
         stored = helpers.strip_received(helpers.spool_show(pigeond.spool_dir, qid, e["shard"]))
         assert stored == content, f"{qid}: sent {content!r} (dot-stuffed), stored {stored!r}"
+
+
+BARE_CMD = (500, ["5.5.2 Error: bare LF or CR in command refused"])
+NEED_MAIL = (503, ["5.5.1 Error: need MAIL command"])
+
+
+@pytest.mark.parametrize("policy", ["reject", "normalize"])
+def test_bare_lf_or_cr_does_not_end_a_command_line(pigeond_factory, policy):
+    """Issue 15: only CR LF ends a command line. RSET LF MAIL ... CR LF is one line, refused
+    whole with one reply under either policy: the MAIL a CRLF-strict proxy in front would have
+    seen as part of the RSET line never runs."""
+    server = pigeond_factory(smtp__bare_lf=policy).start()
+    with server.raw() as c:
+        c.greet()
+        c.send(b"RSET\nMAIL FROM:<x@example.org>\r\nNOOP\r\n")
+        assert c.replies(2) == [BARE_CMD, (250, ["2.0.0 Ok"])]
+        c.send(b"RSET\rMAIL FROM:<x@example.org>\r\nRCPT TO:<user@example.com>\r\n")
+        assert c.replies(2) == [BARE_CMD, NEED_MAIL]
+        # a CR ending one write and the LF opening the next are one CR LF
+        c.send(b"NOOP\r")
+        time.sleep(0.2)
+        c.send(b"\nMAIL FROM:<x@example.org>\n\r\nRCPT TO:<user@example.com>\r\n")
+        assert c.replies(3) == [(250, ["2.0.0 Ok"]), BARE_CMD, NEED_MAIL]
+        # an over-long line holding bare LFs is refused once; its tail does not run
+        c.send(b"NOOP\n" + b"x" * 600 + b"\nQUIT\r\nNOOP\r\n")
+        assert c.replies(2) == [(500, ["5.5.2 Line too long"]), (250, ["2.0.0 Ok"])]
+        assert c.cmd("QUIT")[0] == 221
+    assert server.stop() == 0
+    assert sum("reason=bare_lf" in l for l in server.refused_lines()) == 3, server.log()[-2000:]
+
+
+def test_no_service_extensions_after_helo(pigeond):
+    """RFC 5321 3.2: after HELO, MAIL/RCPT parameters get 555 5.5.4 (RFC 5321 4.1.1.11), BDAT
+    and STARTTLS 502 5.5.1; the refused BDAT's octets are skipped, not run as commands."""
+    def unsupported(option):
+        return (555, [f"5.5.4 Unsupported option: {option} (no service extensions after HELO)"])
+
+    def extension(verb):
+        return (502, [f"5.5.1 Error: {verb} is a service extension: send EHLO, not HELO"])
+
+    with pigeond.raw() as c:
+        assert c.reply()[0] == 220
+        assert c.cmd("HELO client.example.org")[0] == 250
+        assert c.cmd("MAIL FROM:<h@example.org> SIZE=100") == unsupported("SIZE")
+        assert c.cmd("MAIL FROM:<h@example.org> BODY=8BITMIME") == unsupported("BODY")
+        assert c.cmd("MAIL FROM:<h@example.org> SMTPUTF8") == unsupported("SMTPUTF8")
+        assert c.cmd("MAIL FROM:<h@example.org>") == (250, ["2.1.0 Ok"])
+        assert c.cmd("RCPT TO:<user@example.com> NOTIFY=NEVER") == unsupported("NOTIFY")
+        assert c.cmd("RCPT TO:<user@example.com>") == (250, ["2.1.5 Ok"])
+        c.send(b"BDAT 6\r\nQUIT\r\nSTARTTLS\r\n")
+        assert c.replies(2) == [extension("BDAT"), extension("STARTTLS")]
+        c.send(b"DATA\r\nSubject: helo\r\n\r\nplain SMTP\r\n.\r\n")
+        code, text = c.reply()
+        assert code == 354, text
+        code, text = c.reply()
+        assert code == 250, text
+        qid = helpers.queue_id_of(text[-1])
+        # EHLO opens the extensions again
+        c.send(b"EHLO client.example.org\r\nMAIL FROM:<h@example.org> SIZE=100\r\n")
+        assert [r[0] for r in c.replies(2)] == [250, 250]
+        assert c.cmd("QUIT")[0] == 221
+    assert pigeond.stop() == 0
+    (e,) = helpers.spool_ls(pigeond.spool_dir)
+    stored = helpers.strip_received(helpers.spool_show(pigeond.spool_dir, qid, e["shard"]))
+    assert stored == b"Subject: helo\r\n\r\nplain SMTP\r\n"
+
+
+@pytest.mark.parametrize("policy", ["reject", "normalize"])
+def test_nul_in_data_refused_under_either_policy(pigeond_factory, policy):
+    """A NUL in message data is refused whatever smtp.bare_lf says; CRLF NUL . CRLF and
+    CRLF . NUL CRLF do not end the data, so the pipelined transaction after them is content."""
+    server = pigeond_factory(smtp__bare_lf=policy).start()
+    smuggled = b"MAIL FROM:<evil@example.org>\r\nRCPT TO:<user@example.com>\r\nDATA\r\nowned\r\n"
+    with server.raw() as c:
+        c.greet()
+        for fake_end in (b"\r\n\x00.\r\n", b"\r\n.\x00\r\n"):
+            c.send(b"MAIL FROM:<n@example.org>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n")
+            assert [r[0] for r in c.replies(3)] == [250, 250, 354]
+            c.send(b"Subject: nul\r\n\r\nlegit" + fake_end + smuggled + b".\r\nNOOP\r\n")
+            assert c.replies(2) == [(550, ["5.6.0 NUL in message refused"]), (250, ["2.0.0 Ok"])]
+        assert c.cmd("QUIT")[0] == 221
+    assert server.stop() == 0
+    assert helpers.spool_ls(server.spool_dir) == []

@@ -545,8 +545,9 @@ test_duplicate_rcpt_stored_once(void **state)
 	        EHLO MAIL
 	        "RCPT TO:<dup@example.org>\r\nRCPT TO:<DUP@Example.ORG>\r\n"
 	        "RCPT TO:<dup@example.org>\r\nRCPT TO:<other@example.org>\r\nDATA\r\nx\r\n.\r\n");
-	assert_string_equal(d.out, DRV_BANNER DRV_EHLO_REPLY R_MAIL R_RCPT R_RCPT R_RCPT R_RCPT
-	                    R_354 R_QUEUED("Q00001"));
+	assert_string_equal(
+	    d.out,
+	    DRV_BANNER DRV_EHLO_REPLY R_MAIL R_RCPT R_RCPT R_RCPT R_RCPT R_354 R_QUEUED("Q00001"));
 	assert_int_equal(d.nmsg, 1);
 	assert_int_equal(d.msgs[0].nrcpt, 2);
 	assert_string_equal(d.msgs[0].rcpts[0], "dup@example.org");
@@ -763,23 +764,187 @@ test_helo_is_plain_smtp(void **state)
 	drv_free(&d);
 }
 
+#define R_BARE_CMD "500 5.5.2 Error: bare LF or CR in command refused\r\n"
+
 static void
 test_bare_lf_cr_nul_in_commands(void **state)
 {
 	struct drv d;
 
 	(void)state;
+	/* Only CR LF ends a line: "NOOP LF NO CR OP" is one line, refused once. */
 	run_all(&d, SMTP_BARE_LF_REJECT, NULL, LIT("NOOP\nNO\rOP\r\nNO\0OP\r\nNOOP\r\r\nNOOP\r\n"));
-	assert_string_equal(d.out, DRV_BANNER
-	                    "500 5.5.2 Error: bare LF or CR in command refused\r\n"
-	                    "500 5.5.2 Error: bare LF or CR in command refused\r\n"
-	                    "500 5.5.2 Error: NUL in command refused\r\n"
-	                    "500 5.5.2 Error: bare LF or CR in command refused\r\n" R_OK);
+	assert_string_equal(d.out, DRV_BANNER R_BARE_CMD
+	                    "500 5.5.2 Error: NUL in command refused\r\n" R_BARE_CMD R_OK);
+	assert_int_equal(d.refusals[SMTP_REFUSAL_BARE_LF], 2);
 	drv_free(&d);
 	/* The same under NORMALIZE: that policy is about message content only. */
-	run_all(&d, SMTP_BARE_LF_NORMALIZE, NULL, LIT("NOOP\nNOOP\r\n"));
-	assert_string_equal(d.out, DRV_BANNER
-	                    "500 5.5.2 Error: bare LF or CR in command refused\r\n" R_OK);
+	run_all(&d, SMTP_BARE_LF_NORMALIZE, NULL, LIT("NOOP\nNOOP\r\nNOOP\r\n"));
+	assert_string_equal(d.out, DRV_BANNER R_BARE_CMD R_OK);
+	drv_free(&d);
+	/* A line of nothing but a bare LF, and one of a bare CR. */
+	run_all(&d, SMTP_BARE_LF_REJECT, NULL, LIT("\n\r\n\r\r\nNOOP\r\n"));
+	assert_string_equal(d.out, DRV_BANNER R_BARE_CMD R_BARE_CMD R_OK);
+	drv_free(&d);
+}
+
+/*
+ * Issue 15: "RSET LF MAIL FROM:<x@example.org> CRLF" ran the MAIL.  A proxy
+ * in front that splits lines at CR LF only sees one line there, so must we:
+ * one 500 and no transaction, whatever the policy and however it is cut.
+ */
+static void
+test_bare_lf_does_not_end_a_command(void **state)
+{
+	static const enum smtp_bare_lf_policy policies[] = {SMTP_BARE_LF_REJECT,
+	                                                    SMTP_BARE_LF_NORMALIZE};
+	static const char *const bare[] = {"\n", "\r"};
+
+	(void)state;
+	for (size_t p = 0; p < 2; p++) {
+		for (size_t b = 0; b < 2; b++) {
+			char *in = format(EHLO "RSET%sMAIL FROM:<x@example.org>\r\n" RCPT
+			                       "DATA\r\nRSET%sMAIL FROM:<x@example.org>\r\n.\r\n",
+			                  bare[b], bare[b]);
+			struct drv d;
+
+			run_all(&d, policies[p], NULL, (const uint8_t *)in, strlen(in));
+			/* RCPT and DATA then find no transaction: nothing after the bare octet ran.
+			 */
+			assert_string_equal(
+			    d.out, DRV_BANNER DRV_EHLO_REPLY R_BARE_CMD
+			    "503 5.5.1 Error: need MAIL command\r\n"
+			    "503 5.5.1 Error: need MAIL command\r\n" R_BARE_CMD R_UNKNOWN);
+			assert_int_equal(d.rcpt_checks, 0);
+			assert_int_equal(d.nmsg, 0);
+			assert_int_equal(d.refusals[SMTP_REFUSAL_BARE_LF], 2);
+			drv_free(&d);
+			free(in);
+		}
+	}
+}
+
+/* A pipelined group: the bare LF swallows RCPT into MAIL's line; neither runs. */
+static void
+test_pipelined_bare_lf_swallows_next_command(void **state)
+{
+	struct drv d;
+
+	(void)state;
+	run_str(&d, NULL,
+	        EHLO "MAIL FROM:<alice@example.net>\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+	             "x\r\n.\r\n" MAIL RCPT "DATA\r\ny\r\n.\r\n");
+	assert_string_equal(d.out, DRV_BANNER DRV_EHLO_REPLY R_BARE_CMD
+	                    "503 5.5.1 Error: need MAIL command\r\n" R_UNKNOWN R_UNKNOWN R_MAIL
+	                        R_RCPT R_354 R_QUEUED("Q00001"));
+	assert_int_equal(d.rcpt_checks, 1);
+	assert_int_equal(d.nmsg, 1);
+	assert_data(&d.msgs[0], HEADER1("Q00001") "y\r\n");
+	drv_free(&d);
+}
+
+/*
+ * A CR that ends a BDAT chunk is content: the LF after it opens the next
+ * command line rather than ending it, so that line holds a bare LF.
+ */
+static void
+test_crlf_split_by_bdat_is_not_a_line_end(void **state)
+{
+	struct drv d;
+
+	(void)state;
+	run_str(&d, NULL, ENVELOPE "BDAT 2\r\nx\r\nNOOP\r\nBDAT 1 LAST\r\n\n");
+	assert_string_equal(d.out, R_ENVELOPE
+	                    "250 2.0.0 2 octets received\r\n" R_BARE_CMD R_QUEUED("Q00001"));
+	/* The content's CR and LF, in two chunks, are one CR LF. */
+	assert_data(&d.msgs[0], HEADER1("Q00001") "x\r\n");
+	drv_free(&d);
+}
+
+/*
+ * Memory stays bounded while the CR LF is due: an over-long line holding
+ * bare LFs is refused once as too long, and its tail never runs; a line
+ * exactly at the limit is judged on its bare LF.
+ */
+static void
+test_long_line_with_bare_lf(void **state)
+{
+	char *pad = repeat('x', 600), *fill = repeat('x', 510 - strlen("NOOP\nQUIT "));
+	char *in = format("NOOP\n%s\nQUIT\r\nNOOP\n%s\r\nNOOP\r\nNOOP\r\n", pad, fill);
+	struct drv d;
+
+	(void)state;
+	run_str(&d, NULL, in);
+	assert_string_equal(d.out, DRV_BANNER "500 5.5.2 Line too long\r\n" R_BARE_CMD R_OK R_OK);
+	assert_false(d.closed);
+	drv_free(&d);
+	free(in);
+	/* 510 octets before the CR LF, with a bare LF: still a bare LF, not too long. */
+	in = format("NOOP\nQUIT %s\r\nNOOP\r\n", fill);
+	assert_int_equal(strlen(in), 512 + strlen("NOOP\r\n"));
+	run_str(&d, NULL, in);
+	assert_string_equal(d.out, DRV_BANNER R_BARE_CMD R_OK);
+	drv_free(&d);
+	free(in);
+	/* One more octet and it is over the limit: too long, whatever it holds. */
+	in = format("NOOP\nQUIT x%s\r\nNOOP\r\n", fill);
+	run_str(&d, NULL, in);
+	assert_string_equal(d.out, DRV_BANNER "500 5.5.2 Line too long\r\n" R_OK);
+	drv_free(&d);
+	free(in);
+	free(pad);
+	free(fill);
+}
+
+/*
+ * RFC 5321 3.2: after HELO no service extension was offered, so none may be
+ * used: MAIL/RCPT parameters get 555 (RFC 5321 4.1.1.11), BDAT and STARTTLS
+ * 502; a refused BDAT's octets are still skipped, never read as commands.
+ */
+static void
+tls_offered(struct smtp_config *cfg)
+{
+	cfg->tls_available = true;
+}
+
+static void
+test_no_extensions_after_helo(void **state)
+{
+	struct drv d;
+
+	(void)state;
+	run_str(&d, tls_offered,
+	        "HELO client.example\r\nBDAT 6\r\nQUIT\r\nMAIL FROM:<a@example.net> SIZE=100\r\n"
+	        "MAIL FROM:<a@example.net> BODY=8BITMIME\r\nMAIL FROM:<a@example.net> SMTPUTF8\r\n"
+	        "MAIL FROM:<a@example.net> BODY=7BIT SIZE=1\r\n" MAIL
+	        "RCPT TO:<bob@example.org> NOTIFY=NEVER\r\n" RCPT "BDAT 5 LAST\r\nRSET\r"
+	        "STARTTLS\r\nDATA\r\nx\r\n.\r\n");
+	assert_string_equal(
+	    d.out, DRV_BANNER
+	    "250 " DRV_HOSTNAME "\r\n"
+	    "502 5.5.1 Error: BDAT is a service extension: send EHLO, not HELO\r\n"
+	    "555 5.5.4 Unsupported option: SIZE (no service extensions after HELO)\r\n"
+	    "555 5.5.4 Unsupported option: BODY (no service extensions after HELO)\r\n"
+	    "555 5.5.4 Unsupported option: SMTPUTF8 (no service extensions after "
+	    "HELO)\r\n"
+	    "555 5.5.4 Unsupported option: BODY (no service extensions after HELO)\r\n" R_MAIL
+	    "555 5.5.4 Unsupported option: NOTIFY (no service extensions after HELO)\r\n" R_RCPT
+	    "502 5.5.1 Error: BDAT is a service extension: send EHLO, not HELO\r\n"
+	    "502 5.5.1 Error: STARTTLS is a service extension: send EHLO, not "
+	    "HELO\r\n" R_354 R_QUEUED("Q00001"));
+	assert_int_equal(d.nmsg, 1);
+	assert_false(d.msgs[0].chunked);
+	assert_non_null(strstr((const char *)d.msgs[0].data, ") with SMTP id Q00001\r\n"));
+	drv_free(&d);
+
+	/* EHLO after HELO opens the extensions again. */
+	run_str(&d, NULL,
+	        "HELO client.example\r\n" EHLO "MAIL FROM:<a@example.net> SIZE=100\r\n" RCPT
+	        "BDAT 3 LAST\r\nx\r\n");
+	assert_string_equal(d.out,
+	                    DRV_BANNER "250 " DRV_HOSTNAME
+	                               "\r\n" DRV_EHLO_REPLY R_MAIL R_RCPT R_QUEUED("Q00001"));
+	assert_true(d.msgs[0].chunked);
 	drv_free(&d);
 }
 
@@ -1120,6 +1285,11 @@ main(void)
 	    cmocka_unit_test(test_smtputf8),
 	    cmocka_unit_test(test_helo_is_plain_smtp),
 	    cmocka_unit_test(test_bare_lf_cr_nul_in_commands),
+	    cmocka_unit_test(test_bare_lf_does_not_end_a_command),
+	    cmocka_unit_test(test_pipelined_bare_lf_swallows_next_command),
+	    cmocka_unit_test(test_crlf_split_by_bdat_is_not_a_line_end),
+	    cmocka_unit_test(test_long_line_with_bare_lf),
+	    cmocka_unit_test(test_no_extensions_after_helo),
 	    cmocka_unit_test(test_bdat_chunks),
 	    cmocka_unit_test(test_bdat_over_size),
 	    cmocka_unit_test(test_refused_bdat_octets_are_skipped),
