@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 
+#include "core/domain.h"
 #include "core/pa.h"
 #include "directory/directory.h"
 
@@ -279,43 +280,58 @@ insert(struct dir_snapshot *s, const char *key, size_t len, uint64_t h, uint8_t 
 	return ref;
 }
 
-/* RFC 1035 letters, digits, hyphens, dots; labels of 1..63; folded to lower case. */
-static bool
-fold_domain(const char *d, size_t len, char *out)
+/*
+ * RFC 1035 letters, digits, hyphens, dots; labels of 1..63; folded to lower
+ * case.  A domain with U-labels is stored in its canonical A-label form
+ * (core/domain.h), the form the host looks recipients up in, so a source may
+ * list either.  Writes at most room octets to out (no NUL) and returns how
+ * many, 0 when invalid.  Runs when a snapshot is built, never at lookup.
+ */
+static size_t
+fold_domain(const char *d, size_t len, char *out, size_t room)
 {
 	size_t label = 0;
 
-	if (len == 0 || len > 253)
-		return false;
+	if (pa_domain_is_utf8(d, len)) {
+		char canonical[PA_DOMAIN_MAX + 1];
+		int n = pa_domain_canonical(d, len, canonical, 0);
+
+		if (n <= 0 || (size_t)n > room)
+			return 0;
+		memcpy(out, canonical, (size_t)n);
+		return (size_t)n;
+	}
+	if (len == 0 || len > 253 || len > room)
+		return 0;
 	for (size_t i = 0; i < len; i++) {
 		char c = lower(d[i]);
 
 		if (c == '.') {
 			if (label == 0)
-				return false;
+				return 0;
 			label = 0;
 		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
 			if (++label > 63)
-				return false;
+				return 0;
 		} else {
-			return false;
+			return 0;
 		}
 		out[i] = c;
 	}
-	return label > 0;
+	return label > 0 ? len : 0;
 }
 
 /*
  * Validates and folds an address for storing: one '@', a local part of 1..64
  * octets with no space, control character, '@' or '"' (UTF-8 octets pass),
- * a valid domain.  Returns the key length, 0 when invalid; *at is the index
- * of the '@' in key.
+ * a valid domain (U-labels become A-labels).  Returns the key length, 0 when
+ * invalid; *at is the index of the '@' in key.
  */
 static size_t
 fold_stored(const char *addr, size_t len, bool cs_local, char key[DIR_ADDR_MAX + 1], size_t *at)
 {
 	const char *sign = memchr(addr, '@', len);
-	size_t local;
+	size_t local, dlen;
 
 	if (sign == NULL || len > DIR_ADDR_MAX)
 		return 0;
@@ -330,10 +346,11 @@ fold_stored(const char *addr, size_t len, bool cs_local, char key[DIR_ADDR_MAX +
 		key[i] = cs_local ? (char)c : lower((char)c);
 	}
 	key[local] = '@';
-	if (!fold_domain(sign + 1, len - local - 1, key + local + 1))
+	dlen = fold_domain(sign + 1, len - local - 1, key + local + 1, DIR_ADDR_MAX - local - 1);
+	if (dlen == 0)
 		return 0;
 	*at = local;
-	return len;
+	return local + 1 + dlen;
 }
 
 static uint32_t
@@ -546,13 +563,14 @@ dir_builder_add_catch_all(struct dir_builder *b, const char *domain, size_t len,
 {
 	struct dir_snapshot *s = &b->s;
 	char key[DIR_ADDR_MAX + 1];
+	size_t dlen = fold_domain(domain, len, key + 1, DIR_ADDR_MAX - 1);
 	uint32_t ref;
 
 	key[0] = '@';
-	if (len > DIR_ADDR_MAX - 1 || !fold_domain(domain, len, key + 1))
+	if (dlen == 0)
 		return fail(err, errlen, "'%.*s' is not a domain name",
 		            (int)(len > 300 ? 300 : len), domain);
-	ref = ensure_domain(s, key, len + 1);
+	ref = ensure_domain(s, key, dlen + 1);
 	if (ref == 0)
 		return out_of_memory(b, err, errlen);
 	if (!(rec_at(s, ref)->kind & REC_CATCH_ALL)) {

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/domain.h"
 #include "core/pa.h"
 #include "core/read_file.h"
 
@@ -236,6 +237,32 @@ split_words(char *line, char *words[3])
 	}
 }
 
+/*
+ * Recipients are stored with their domain in its canonical form, A-labels
+ * (core/domain.h; docs/spool-format.md): a domain written with U-labels,
+ * the part of text from `from` on, is matched in that form.  Writes text,
+ * so converted, to out; ASCII is copied as it is (add_entry lower-cases).
+ */
+static int
+utf8_domain_canonical(const char *text, size_t from, char *out, size_t outlen)
+{
+	char domain[PA_DOMAIN_MAX + 1];
+	size_t len = strlen(text);
+
+	if (!pa_domain_is_utf8(text + from, len - from)) {
+		if (len >= outlen)
+			return PA_ERROR;
+		memcpy(out, text, len + 1);
+		return PA_OK;
+	}
+	if (pa_domain_canonical(text + from, len - from, domain, 0) < 0 ||
+	    from + strlen(domain) >= outlen)
+		return PA_ERROR;
+	memcpy(out, text, from);
+	memcpy(out + from, domain, strlen(domain) + 1);
+	return PA_OK;
+}
+
 static int
 add_entry(struct route_entry **arr, size_t *n, const char *name, unsigned line,
           const struct route_dest *d)
@@ -278,7 +305,7 @@ static int
 parse_line(struct route_map *m, char *line, unsigned lineno, char *err, size_t errlen)
 {
 	char *w[3];
-	char derr[256];
+	char derr[256], name[400]; /* a domain or address, U-labels converted */
 	unsigned n = split_words(line, w);
 	struct route_dest d;
 	unsigned long a, b;
@@ -317,11 +344,12 @@ parse_line(struct route_map *m, char *line, unsigned lineno, char *err, size_t e
 		return PA_OK;
 	}
 	if (strcmp(w[0], "domain") == 0) {
-		if (strchr(w[1], '@') != NULL || w[1][0] == '.' || strlen(w[1]) > 253) {
+		if (strchr(w[1], '@') != NULL || w[1][0] == '.' || strlen(w[1]) > 253 ||
+		    utf8_domain_canonical(w[1], 0, name, sizeof(name)) != PA_OK) {
 			snprintf(err, errlen, "line %u: '%.40s' is not a domain", lineno, w[1]);
 			return PA_ERROR;
 		}
-		if (add_entry(&m->domains, &m->ndomains, w[1], lineno, &d) != PA_OK) {
+		if (add_entry(&m->domains, &m->ndomains, name, lineno, &d) != PA_OK) {
 			snprintf(err, errlen, "line %u: out of memory", lineno);
 			return PA_ERROR;
 		}
@@ -330,11 +358,13 @@ parse_line(struct route_map *m, char *line, unsigned lineno, char *err, size_t e
 	if (strcmp(w[0], "address") == 0) {
 		const char *at = strrchr(w[1], '@');
 
-		if (at == NULL || at == w[1] || at[1] == '\0' || strlen(w[1]) > 320) {
+		if (at == NULL || at == w[1] || at[1] == '\0' || strlen(w[1]) > 320 ||
+		    utf8_domain_canonical(w[1], (size_t)(at + 1 - w[1]), name, sizeof(name)) !=
+		        PA_OK) {
 			snprintf(err, errlen, "line %u: '%.40s' is not an address", lineno, w[1]);
 			return PA_ERROR;
 		}
-		if (add_entry(&m->addresses, &m->naddresses, w[1], lineno, &d) != PA_OK) {
+		if (add_entry(&m->addresses, &m->naddresses, name, lineno, &d) != PA_OK) {
 			snprintf(err, errlen, "line %u: out of memory", lineno);
 			return PA_ERROR;
 		}

@@ -16,6 +16,8 @@ Parametrised over the conftest's `backend`, and run over both backends by
 tests/run.sh.
 """
 
+import signal
+
 import pytest
 
 import helpers
@@ -83,6 +85,25 @@ def test_postmaster_key(pigeond_factory):
     assert_replies(replies, ["Postmaster"], [(250, "2.1.5")])
     assert server.stop() == 0
     assert stored_rcpts(server.spool_dir, qid) == [f"Hostmaster@{ALABEL}"]
+
+
+def test_reload_changes_postmaster_and_domains_for_new_sessions(pigeond_factory):
+    server = pigeond_factory(**BASE).start()
+    _, before = transaction(server, ["Postmaster"])
+    replies, _ = transaction(server, [f"user@{ULABEL}"], mail_params=" SMTPUTF8")
+    assert_replies(replies, ["u"], [(550, "5.7.1")])
+    server.settings["postmaster"] = "abuse-desk@example.net"
+    server.settings["domains"] += f",{ULABEL}"
+    server.write_config(server.settings)
+    server.signal(signal.SIGHUP)
+    assert server.wait_for_log("reloaded configuration", timeout=10), server.log()
+    _, after = transaction(server, ["Postmaster"])
+    replies, utf8 = transaction(server, [f"user@{ULABEL}"], mail_params=" SMTPUTF8")
+    assert_replies(replies, ["u"], [(250, "2.1.5")])
+    assert server.stop() == 0
+    assert stored_rcpts(server.spool_dir, before) == [f"postmaster@{helpers.DOMAINS[0]}"]
+    assert stored_rcpts(server.spool_dir, after) == ["abuse-desk@example.net"]
+    assert stored_rcpts(server.spool_dir, utf8) == [f"user@{ALABEL}"]
 
 
 def test_postmaster_of_served_domains_and_relay_attempts(pigeond_factory):
@@ -176,3 +197,20 @@ def test_unicode_and_alabel_forms(pigeond_factory, domains):
         (e,) = helpers.assert_stored_once_per_shard(entries, other, [want])
         # U-labels become A-labels; an ASCII domain stays as written
         assert e["rcpt"] == [r if r.isascii() else want], r
+
+
+def test_directory_lists_either_form(pigeond_factory, workdir):
+    # The directory's own domain, written with U-labels in the file, not in `domains`.
+    path = workdir / "directory.txt"
+    path.write_text(f"anna@{ULABEL}\nsales@{ALABEL}: anna@{ULABEL}\n", encoding="utf-8")
+    server = pigeond_factory(directory__file=path, **BASE).start()
+    cases = {
+        f"anna@{ALABEL}": (250, "2.1.5"),
+        f"Sales@{ULABEL}": (250, "2.1.5"),      # alias, in the other spelling
+        f"bob@{ULABEL}": (550, "5.1.1"),        # the directory knows the domain, not bob
+        f"postmaster@{ULABEL}": (250, "2.1.5"),  # RFC 5321 4.5.1
+    }
+    replies, qid = transaction(server, list(cases), mail_params=" SMTPUTF8")
+    assert_replies(replies, list(cases), list(cases.values()))
+    assert server.stop() == 0
+    assert stored_rcpts(server.spool_dir, qid) == [f"anna@{ALABEL}", f"postmaster@{ALABEL}"]

@@ -69,6 +69,36 @@ test_lookup_order(void **state)
 	route_map_free(m);
 }
 
+/*
+ * Recipients are stored with A-label domains (docs/spool-format.md): a line
+ * may name the domain in either form and matches the stored one.
+ */
+static void
+test_unicode_domains(void **state)
+{
+	struct route_map *m = parse_ok("domain m\xc3\xbcller.example lmtp:10.0.0.4:24\n"
+	                               "address Boss@B\xc3\x9c"
+	                               "CHER.example smtp:[::1]:2525\n"
+	                               "domain xn--caf-dma.example smtp:10.0.0.5:25\n",
+	                               4, NULL);
+
+	(void)state;
+	assert_string_equal(route_map_lookup(m, 0, "x@xn--mller-kva.example")->hosts[0].name,
+	                    "10.0.0.4:24");
+	assert_string_equal(route_map_lookup(m, 0, "boss@xn--bcher-kva.example")->hosts[0].name,
+	                    "[::1]:2525");
+	assert_null(route_map_lookup(m, 0, "other@xn--bcher-kva.example"));
+	assert_string_equal(route_map_lookup(m, 0, "x@XN--CAF-DMA.example")->hosts[0].name,
+	                    "10.0.0.5:25");
+	route_map_free(m);
+	/* the same domain in both spellings is one domain named twice */
+	expect_error("domain xn--mller-kva.example smtp:10.0.0.1:25\n"
+	             "domain M\xc3\x9cLLER.example smtp:10.0.0.2:25\n",
+	             4, "line 2: domain xn--mller-kva.example is already routed on line 1");
+	expect_error("domain \xe2\x98\x83.example smtp:10.0.0.1:25\n", 4, "line 1: ");
+	expect_error("address a@\xe2\x98\x83.example smtp:10.0.0.1:25\n", 4, "line 1: ");
+}
+
 static void
 test_no_default_means_unrouted(void **state)
 {
@@ -173,6 +203,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lookup_order),
+	    cmocka_unit_test(test_unicode_domains),
 	    cmocka_unit_test(test_no_default_means_unrouted),
 	    cmocka_unit_test(test_priorities_sort_hosts),
 	    cmocka_unit_test(test_errors_name_the_line),
