@@ -1,12 +1,25 @@
 /*
  * log.h: pigeond's log lines, to stderr in a syslog-friendly format.
  *
- * Every line is "pigeond[PID]: LEVEL: text" and goes out in one write(2), so
- * lines from different threads never interleave and a supervisor (systemd,
- * runit, a syslog pipe) can take them as they are.
+ * Every line is "pigeond[PID]: LEVEL: text" and goes out whole in one
+ * write(2), so lines from different threads never interleave and a
+ * supervisor (systemd, runit, a syslog pipe) can take them as they are.
+ *
+ * Poll-mode threads never write a line themselves (DEVELOPERS.md: no syscall
+ * on a worker lcore).  A thread that calls pa_log_attach_thread() gets a
+ * ring of its own; its lines are queued there and the log thread
+ * (pa_log_start()) writes them, in the order each thread queued them.  The
+ * per-message line, "accepted", is queued as a record of fields and
+ * formatted by the log thread, so the worker does no printf for it either.
+ * A full ring drops the line and counts it (pa_log_dropped()): a worker never
+ * waits for the log.  Threads that are not attached (main, committers,
+ * hand-off, directory) write their lines at once, as before.
  */
 #ifndef PA_LOG_H
 #define PA_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 enum pa_log_level {
 	PA_LOG_ERR,
@@ -25,5 +38,42 @@ void pa_log(enum pa_log_level level, const char *fmt, ...) __attribute__((format
 #define pa_log_notice(...) pa_log(PA_LOG_NOTICE, __VA_ARGS__)
 #define pa_log_info(...) pa_log(PA_LOG_INFO, __VA_ARGS__)
 #define pa_log_debug(...) pa_log(PA_LOG_DEBUG, __VA_ARGS__)
+
+/*
+ * Starts the log thread.  Until it runs (or if it could not start), attached
+ * threads' lines are written at once.  PA_OK or PA_ERROR.
+ */
+int pa_log_start(void);
+
+/* Writes every queued line, then stops the log thread.  Attached threads must have detached. */
+void pa_log_stop(void);
+
+/*
+ * From now on this thread's lines go through a ring of its own (at most
+ * PA_LOG_MAX_THREADS threads at once).  PA_OK, or PA_ERROR when no ring is
+ * left (the thread then keeps writing its lines itself).
+ */
+int pa_log_attach_thread(void);
+
+/* Hands the thread's ring back once the log thread has written what it holds. */
+void pa_log_detach_thread(void);
+
+/* Lines dropped because an attached thread's ring was full, since start. */
+uint64_t pa_log_dropped(void);
+
+/* The fields of the one line every accepted message writes (info level). */
+struct pa_log_accepted {
+	const char *queue_id;
+	const char *client;
+	const char *sender;
+	size_t nrcpt;
+	size_t size;
+};
+
+/* "QUEUEID: accepted client=... from=<...> nrcpt=N size=N", without printf on an attached thread.
+ */
+void pa_log_accepted(const struct pa_log_accepted *a);
+
+#define PA_LOG_MAX_THREADS 128
 
 #endif

@@ -238,6 +238,23 @@ block_signals(void)
 	return fd;
 }
 
+/* The backend the worker lcores run; set before they are launched. */
+static const struct pa_backend_ops *worker_backend;
+
+/* A worker lcore: its log lines go through its own ring to the log thread (core/log.h). */
+static int
+worker_main(void *arg)
+{
+	struct pa_worker *w = arg;
+	int rc;
+
+	if (pa_log_attach_thread() != PA_OK)
+		pa_log_warning("worker %u: no log ring left, it writes its own log lines", w->id);
+	rc = worker_backend->run(w);
+	pa_log_detach_thread();
+	return rc;
+}
+
 static struct pa_worker **
 start_workers(struct pa_shared *shared, const struct pa_config *config,
               const struct pa_backend_ops *backend)
@@ -273,8 +290,11 @@ start_workers(struct pa_shared *shared, const struct pa_config *config,
 			         i, backend->name);
 		workers[i++] = w;
 	}
+	worker_backend = backend;
+	if (pa_log_start() != PA_OK)
+		pa_log_warning("no log thread: worker lcores write their log lines themselves");
 	for (i = 0; i < config->workers; i++)
-		if (rte_eal_remote_launch(backend->run, workers[i], workers[i]->lcore) != 0)
+		if (rte_eal_remote_launch(worker_main, workers[i], workers[i]->lcore) != 0)
 			rte_exit(EXIT_FAILURE, "rte_eal_remote_launch(worker %u) failed\n", i);
 	return workers;
 }
@@ -608,6 +628,7 @@ main(int argc, char **argv)
 	ctl_server_close(ctl);
 	__atomic_store_n(&shared.stopping, 1, __ATOMIC_RELEASE);
 	rte_eal_mp_wait_lcore();
+	pa_log_stop(); /* every worker's lines written; from here on, lines go out at once */
 	/* No worker looks anything up any more. */
 	directory_destroy(shared.directory);
 	shared.directory = NULL;

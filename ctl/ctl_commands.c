@@ -231,6 +231,7 @@ cmd_status(struct ctl_env *env, const json_t *req, json_t **result, char *err, s
 		return PA_ERROR;
 	}
 	json_object_set_new(*result, "draining", json_boolean(env->draining));
+	json_object_set_new(*result, "log_lines_dropped", json_integer((json_int_t)pa_log_dropped()));
 	json_object_set_new(*result, "handoff", ctl_handoff_json(env));
 	/* The DPDK port and how flows reach their worker (dpdk.rss, docs/dataplane.md). */
 	if (strcmp(env->backend, "dpdk") == 0 && dpdk_shared() != NULL) {

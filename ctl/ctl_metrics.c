@@ -393,6 +393,9 @@ ctl_metrics_text(const struct ctl_env *env, size_t *len)
 	        (unsigned long long)(env->started_us / 1000000u));
 	family(f, "pigeonair_workers", "gauge", "Worker lcores.");
 	fprintf(f, "pigeonair_workers %u\n", env->nworkers);
+	family(f, "pigeonair_log_lines_dropped_total", "counter",
+	       "Log lines of worker lcores dropped because their log ring was full.");
+	fprintf(f, "pigeonair_log_lines_dropped_total %llu\n", (unsigned long long)pa_log_dropped());
 	write_workers(f, &st);
 	write_spool(f, env);
 	write_handoff(f, env);

@@ -383,9 +383,15 @@ static void
 log_accepted(const struct ingest_conn *conn)
 {
 	const struct smtp_message *msg = conn->spool_msg.msg;
+	const struct pa_log_accepted line = {
+	    .queue_id = msg->queue_id,
+	    .client = conn->client,
+	    .sender = msg->mail_from,
+	    .nrcpt = msg->nrcpt,
+	    .size = msg->size,
+	};
 
-	pa_log_info("%s: accepted client=%s from=<%s> nrcpt=%zu size=%zu", msg->queue_id,
-	            conn->client, msg->mail_from, msg->nrcpt, msg->size);
+	pa_log_accepted(&line);
 }
 
 static void

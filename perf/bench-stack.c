@@ -720,7 +720,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: bench-stack [-m MESSAGES] [-c CONNECTIONS] [-s SIZE] "
-	                "[-r PER_CONNECTION] [-q]\n");
+	                "[-r PER_CONNECTION] [-l off|direct|ring] [-q]\n");
 	exit(2);
 }
 
@@ -745,13 +745,14 @@ main(int argc, char **argv)
 	size_t size = 4096;
 	uint64_t server_tsc = 0, t0, t1, loops = 0, idle = 0, last_progress = 0;
 	bool quiet = false, ok;
+	const char *log_mode = "off";
 	double secs, hz;
 	int opt;
 
 	b.messages = 100000;
 	b.nconns = 16;
 	b.per_conn = PER_CONN_DEFAULT;
-	while ((opt = getopt(argc, argv, "m:c:s:r:qh")) != -1) {
+	while ((opt = getopt(argc, argv, "m:c:s:r:l:qh")) != -1) {
 		switch (opt) {
 		case 'm':
 			b.messages = arg_unsigned(optarg, 1, 1u << 30);
@@ -768,6 +769,12 @@ main(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'l':
+			log_mode = optarg;
+			if (strcmp(log_mode, "off") != 0 && strcmp(log_mode, "direct") != 0 &&
+			    strcmp(log_mode, "ring") != 0)
+				usage();
+			break;
 		default:
 			usage();
 		}
@@ -776,8 +783,18 @@ main(int argc, char **argv)
 	start_eal(argv[0]);
 	make_port(&b);
 	load_config(&config);
-	/* One "accepted" line per message is a write(2) each: not the cost being measured. */
-	pa_log_set_level(PA_LOG_WARNING);
+	/*
+	 * -l off (default): no "accepted" line, the cost of the stack and engine
+	 * alone.  -l direct: one line per message written by this thread, as every
+	 * worker did before core/log.c's rings.  -l ring: queued to the log thread,
+	 * as pigeond's workers do.  Send stderr to /dev/null for the last two.
+	 */
+	if (strcmp(log_mode, "off") == 0) {
+		pa_log_set_level(PA_LOG_WARNING);
+	} else if (strcmp(log_mode, "ring") == 0) {
+		if (pa_log_start() != PA_OK || pa_log_attach_thread() != PA_OK)
+			rte_exit(EXIT_FAILURE, "no log thread\n");
+	}
 
 	shared.runtime = runtime_new(&config, 1);
 	if (shared.runtime == NULL)
@@ -865,6 +882,11 @@ main(int argc, char **argv)
 	runtime_unref(shared.runtime); /* the runtime took the config's allocations: freed here */
 	free(b.message);
 	eal_stop(); /* rte_eal_cleanup(), and no runtime directory left behind */
+	if (strcmp(log_mode, "ring") == 0) {
+		pa_log_detach_thread();
+		pa_log_stop();
+		printf("  log lines dropped    %llu\n", (unsigned long long)pa_log_dropped());
+	}
 	if (ok)
 		printf("bench-stack: ok\n");
 	return ok ? 0 : 1;
