@@ -353,6 +353,20 @@ resolve_parent(const char *path, char name[NAME_MAX_LEN + 1], int *err)
 	return d;
 }
 
+/* The entry `path` names, and the directory holding it. */
+static int
+lookup_entry(const char *path, struct pnode **dir, struct dent **ent)
+{
+	char name[NAME_MAX_LEN + 1];
+	int err = 0;
+
+	*dir = resolve_parent(path, name, &err);
+	if (*dir == NULL)
+		return err;
+	*ent = dents_find(&(*dir)->ents, name);
+	return *ent == NULL ? -ENOENT : 0;
+}
+
 /* The node of an operation: its open handle when it has one (the path may be gone). */
 static struct pnode *
 node_of(const char *path, struct fuse_file_info *fi, int *err)
@@ -962,18 +976,14 @@ pf_symlink(const char *target, const char *path)
 static int
 pf_unlink(const char *path)
 {
-	char name[NAME_MAX_LEN + 1];
-	int err = 0;
 	struct pnode *d, *n;
 	struct dent *e;
+	int err;
 
 	ENTER();
-	d = resolve_parent(path, name, &err);
-	if (d == NULL)
+	err = lookup_entry(path, &d, &e);
+	if (err != 0)
 		LEAVE(err);
-	e = dents_find(&d->ents, name);
-	if (e == NULL)
-		LEAVE(-ENOENT);
 	n = e->node;
 	if (S_ISDIR(n->mode))
 		LEAVE(-EISDIR);
@@ -988,18 +998,14 @@ pf_unlink(const char *path)
 static int
 pf_rmdir(const char *path)
 {
-	char name[NAME_MAX_LEN + 1];
-	int err = 0;
 	struct pnode *d, *n;
 	struct dent *e;
+	int err;
 
 	ENTER();
-	d = resolve_parent(path, name, &err);
-	if (d == NULL)
+	err = lookup_entry(path, &d, &e);
+	if (err != 0)
 		LEAVE(err);
-	e = dents_find(&d->ents, name);
-	if (e == NULL)
-		LEAVE(-ENOENT);
 	n = e->node;
 	if (!S_ISDIR(n->mode))
 		LEAVE(-ENOTDIR);
