@@ -11,6 +11,9 @@ BUILD=${1:-build}
 ASAN_BUILD=${2:-build-asan}
 FUZZ_BUILD=${3:-build-fuzz}
 PY=/usr/bin/python3
+# Every tool a test needs was installed by tools/setup-deps.sh (make test runs
+# it first): a test skipped as "not installed" fails (conftest.py).
+export PIGEON_REQUIRE_TOOLS=1
 results=$(mktemp -d "${TMPDIR:-/tmp}/pigeon-results.XXXXXX")
 trap 'rm -rf "$results"' EXIT
 

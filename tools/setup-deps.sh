@@ -14,7 +14,7 @@ PACKAGES="
   libidn2-dev libfuse3-dev fuse3
   dovecot-core dovecot-lmtpd
   slapd ldap-utils libldap-dev
-  iproute2 procps
+  iproute2 procps strace
   python3-scapy tcpdump iputils-ping
   prometheus
 "

@@ -197,8 +197,20 @@ def pigeond(pigeond_factory):
     return pigeond_factory().start()
 
 
+# tests/run.sh sets PIGEON_REQUIRE_TOOLS=1: there, tools/setup-deps.sh has
+# installed every tool the tests use, so a test skipped because one is "not
+# installed" means the package list is incomplete (issue 15: swaks without its
+# TLS modules passed unnoticed).  Such a skip then fails the test.  Run by hand
+# on a partial machine, the skips stay skips.
+REQUIRE_TOOLS = os.environ.get("PIGEON_REQUIRE_TOOLS") == "1"
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    if REQUIRE_TOOLS and rep.skipped and isinstance(rep.longrepr, tuple) \
+            and "not installed" in str(rep.longrepr[2]):
+        rep.outcome = "failed"
+        rep.longrepr = f"{rep.longrepr[2]}: tools/setup-deps.sh must install it"
     setattr(item, "rep_" + rep.when, rep)
