@@ -97,6 +97,7 @@ else
 fi
 ROOT=$WORK/root
 LOG=$WORK.log
+[ -z "$reuse" ] || HEAD=$(git -C "$ROOT$CLONE" rev-parse --short HEAD)
 child=""
 netns_before=$(ip netns list 2>/dev/null | sort || true)
 
@@ -120,12 +121,12 @@ cleanup() {
 	left=$(mounts_under "$WORK")
 	if [ -n "$left" ]; then
 		say "mounts still under $WORK, root NOT deleted:"; echo "$left"; rc=1
-	elif [ "$keep" = 1 ]; then
+	elif [ "$keep" = 1 ] && [ -d "$ROOT$CLONE" ]; then
 		say "root kept: $WORK (rerun in it: $0 --reuse $WORK -- CMD; delete: rm -rf $WORK)"
 	else
 		rm -rf --one-file-system "$WORK"
 	fi
-	[ -z "${tarball:-}" ] || rm -f "$tarball.part"
+	[ -z "${tarball:-}" ] || rm -rf --one-file-system "$tarball.part"
 	local netns_after
 	netns_after=$(ip netns list 2>/dev/null | sort || true)
 	if [ "$netns_after" != "$netns_before" ]; then
@@ -150,7 +151,7 @@ if [ -z "$reuse" ]; then
 	if [ ! -s "$tarball" ]; then
 		say "building a $SUITE minbase root (+ $INCLUDE) with mmdebstrap"
 		t0=$(date +%s)
-		mmdebstrap --mode=root --variant=minbase --include="$INCLUDE" --quiet \
+		mmdebstrap --mode=root --format=tar --variant=minbase --include="$INCLUDE" --quiet \
 			"$SUITE" "$tarball.part" \
 			"deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
 			"deb $SECURITY_MIRROR $SUITE-security main"
@@ -186,6 +187,9 @@ fi
 # network namespace unless --host-net; for `make deps` the host's, for apt).
 # It mounts what the build and tests need, then runs the command in the chroot
 # as its child (bash as PID 1 reaps the orphans that the tests' daemons leave).
+#   /             the root bound onto itself, so that it is a mount point:
+#                 `ip netns exec` and `ip -n` make "/" a slave mount (EINVAL
+#                 on a mere directory)
 #   /proc, /sys   this namespace's own (sysfs shows this network namespace)
 #   /dev          a tmpfs with the host's null zero full random urandom tty,
 #                 net/tun (DPDK's net_tap, TAP devices) and fuse (FUSE tests)
@@ -197,6 +201,7 @@ fi
 INNER='
 set -e
 R=$1 net=$2 debs=$3; shift 3
+mount --bind "$R" "$R"   # the root a mount point: `ip netns exec` needs "/" to be one
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount -t tmpfs -o mode=755,size=64m,nosuid tmpfs "$R/dev"

@@ -3,6 +3,13 @@
 # build, run and tests need.  Idempotent and non-interactive: it asks dpkg
 # first and calls apt-get (after one 'apt-get update') only for what is
 # missing, so the Makefile can run it before every target.
+#
+# Any change to this file, or to an external tool that a test uses (swaks,
+# smtp-source, postfix, dovecot, slapd, promtool, scapy, ...), must be followed
+# by `tools/fresh-check.sh` (as root, after committing): it runs `make deps`
+# and `make test` in a minimal Debian 12 root, the only proof that this list
+# is complete.  CI's machine may keep what earlier runs installed, and a test
+# whose tool is missing is often skipped rather than failed.
 set -eu
 
 PACKAGES="
@@ -10,6 +17,7 @@ PACKAGES="
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
   libcmocka-dev python3 python3-pytest
   clang libclang-rt-14-dev
+  openssl
   swaks libnet-ssleay-perl libio-socket-ssl-perl postfix
   libidn2-dev libfuse3-dev fuse3
   dovecot-core dovecot-lmtpd
@@ -47,6 +55,14 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # their own `dovecot -F -c CONF` (LMTP, passwd-file userdb) in a temporary directory.
 # prometheus is here for promtool only: the tests check pigeond's metrics with
 # `promtool check metrics`; no Prometheus server is configured by the tests.
+# libnet-ssleay-perl and libio-socket-ssl-perl are swaks's TLS: without them
+# (apt installs no Recommends here) `swaks --tls` cannot start TLS and the
+# STARTTLS tests fail.  libidn2-dev: core/ (IDNA2008 domains).  libfuse3-dev and
+# fuse3: tests/powerfs/ (a FUSE file system for power-loss tests) is built when
+# fuse3 is found, and mounted with fusermount3.
+# openssl (the command): `make run` makes its development certificate with it,
+# and the TLS tests theirs; they skip, not fail, without it.  Only dovecot-core
+# and postfix brought it in before, indirectly.
 # clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) build only the
 # fuzz harnesses (tests/fuzz/, make fuzz); pigeond itself is built with gcc.
 # Servers among the packages (postfix, slapd, dovecot, prometheus) are test
