@@ -36,10 +36,19 @@ wake(struct handoff *h)
 		pa_log_err("hand-off: write(eventfd): %s", strerror(errno));
 }
 
-/* Queued bytes per shard from what the committers wrote and the engine removed. */
+/*
+ * Queued bytes per shard from what the committers wrote and the engine
+ * removed.  Every flag is in force before the figures are published and the
+ * lines logged: once either says a shard (or the spool) is full, its new
+ * recipients already get 452 (new connections 421), and a test or an
+ * operator acting on them sees what they say.
+ */
 static void
 update_pressure(struct handoff *h)
 {
+	/* spool_open() refuses more shards than SPOOL_MAX_SHARDS */
+	uint64_t queued[SPOOL_MAX_SHARDS];
+	bool was[SPOOL_MAX_SHARDS];
 	struct statvfs vfs;
 	bool disk_full = false, all = h->nshards > 0;
 
@@ -60,16 +69,22 @@ update_pressure(struct handoff *h)
 		uint64_t q = in > h->removed_bytes[s] ? in - h->removed_bytes[s] : 0;
 		bool full = disk_full || (h->cfg.high_water > 0 && q >= h->cfg.high_water);
 
-		atomic_store_explicit(&h->queued_bytes[s], q, memory_order_relaxed);
-		if (full != (atomic_load_explicit(&h->full[s], memory_order_relaxed) != 0))
-			pa_log_notice("hand-off: shard %u %s (queued %llu bytes%s)", s,
-			              full ? "full: new mail gets 452 4.3.1" : "accepting again",
-			              (unsigned long long)q,
-			              disk_full ? ", disk below spool.min_free" : "");
-		atomic_store_explicit(&h->full[s], full, memory_order_release);
+		was[s] = atomic_exchange_explicit(&h->full[s], full, memory_order_acq_rel) != 0;
+		queued[s] = q;
 		all = all && full;
 	}
 	atomic_store_explicit(&h->all_full, all, memory_order_release);
+	for (unsigned s = 0; s < h->nshards; s++) {
+		/* The engine is the flags' only writer: this reads back what it stored above. */
+		bool full = atomic_load_explicit(&h->full[s], memory_order_relaxed) != 0;
+
+		atomic_store_explicit(&h->queued_bytes[s], queued[s], memory_order_release);
+		if (full != was[s])
+			pa_log_notice("hand-off: shard %u %s (queued %llu bytes%s)", s,
+			              full ? "full: new mail gets 452 4.3.1" : "accepting again",
+			              (unsigned long long)queued[s],
+			              disk_full ? ", disk below spool.min_free" : "");
+	}
 }
 
 _Static_assert(HANDOFF_DEST_MAX == ROUTE_KEY_MAX, "a destination's text fits");
