@@ -71,7 +71,7 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "fresh-check: needs root (chroot, mounts, mmdebstrap)" >&2; exit 2; }
 
 REPO=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
-HEAD=$(git -C "$REPO" rev-parse --short HEAD)
+HEAD=""
 start=$(date +%s)
 say() { echo "fresh-check: $*"; }
 
@@ -99,14 +99,15 @@ ROOT=$WORK/root
 LOG=$WORK.log
 [ -z "$reuse" ] || HEAD=$(git -C "$ROOT$CLONE" rev-parse --short HEAD)
 child=""
-netns_before=$(ip netns list 2>/dev/null | sort || true)
 
 mounts_under() { findmnt -rn -o TARGET | grep -F "$1" || true; }
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM HUP
 	if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
-		kill -TERM "$child" 2>/dev/null || true   # unshare; --kill-child ends the namespace
+		# unshare --fork ignores SIGINT and SIGTERM; its death SIGKILLs the
+		# namespace's PID 1 (--kill-child), and with it every process in it.
+		kill -KILL "$child" 2>/dev/null || true
 		wait "$child" 2>/dev/null || true
 	fi
 	# Everything was mounted in the run's own mount namespace, gone with it;
@@ -118,6 +119,8 @@ cleanup() {
 		umount -R -l "$ROOT" 2>/dev/null || true
 		sort -r <<<"$left" | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	fi
+	# The tests' network namespaces were files in the root's /run/netns bound
+	# in the run's mount namespace: with it gone, no mount holds them.
 	left=$(mounts_under "$WORK")
 	if [ -n "$left" ]; then
 		say "mounts still under $WORK, root NOT deleted:"; echo "$left"; rc=1
@@ -127,19 +130,24 @@ cleanup() {
 		rm -rf --one-file-system "$WORK"
 	fi
 	[ -z "${tarball:-}" ] || rm -rf --one-file-system "$tarball.part"
-	local netns_after
-	netns_after=$(ip netns list 2>/dev/null | sort || true)
-	if [ "$netns_after" != "$netns_before" ]; then
-		say "note: the host's 'ip netns list' changed during the run (another user of this machine?):"
-		diff <(echo "$netns_before") <(echo "$netns_after") || true
-	fi
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM HUP
 
+# Runs at the same time share the cache: one builds the base root, or runs
+# apt-get with the .debs cache, at a time.
+lock() {
+	[ "$no_cache" = 1 ] && return 0
+	mkdir -p "$CACHE_DIR"
+	exec 9>"$CACHE_DIR/lock"
+	flock -n 9 || { say "waiting for another fresh-check's cache lock"; flock 9; }
+}
+unlock() { [ "$no_cache" = 1 ] || { flock -u 9; exec 9>&-; }; }
+
 # --- the base root: cached tarball or a new one ---------------------------------
+lock
 if [ -z "$reuse" ]; then
 	key=$(printf '%s\n' "$SUITE" "$INCLUDE" "$MIRROR" "$SECURITY_MIRROR" | md5sum | cut -c1-8)
 	if [ "$no_cache" = 1 ]; then
@@ -179,8 +187,10 @@ if [ -z "$reuse" ]; then
 	mkdir -p "$ROOT/run/netns" "$ROOT/run/lock" "$ROOT$(dirname "$CLONE")"
 	# The committed HEAD only, as a contributor's `git clone` gets it.
 	git clone -q --no-hardlinks "$REPO" "$ROOT$CLONE"
+	HEAD=$(git -C "$ROOT$CLONE" rev-parse --short HEAD)   # what was cloned, not what was there at start
 	say "cloned $REPO at $HEAD into $ROOT$CLONE"
 fi
+unlock
 
 # --- running in the root ---------------------------------------------------------
 # Runs as PID 1 of a new PID namespace, in a new mount namespace (and a new
@@ -216,6 +226,7 @@ ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"
 ln -s /proc/self/fd/2 "$R/dev/stderr"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm"
 mkdir -p "$R/run/netns" "$R/run/lock"
+find "$R/run/netns" -mindepth 1 -delete   # stale names from an interrupted run (--reuse)
 [ -z "$debs" ] || mount --bind "$debs" "$R/var/cache/apt/archives"
 [ "$net" = own ] && ip link set lo up
 chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
@@ -231,7 +242,7 @@ run_in_root() { # host|own CMD...
 	[ "$no_cache" = 1 ] || debs=$CACHE_DIR/debs
 	unshare --mount --pid --fork --kill-child --propagation private "${netflag[@]}" -- \
 		env CLONE="$CLONE" bash -c "$INNER" inner "$ROOT" "$net" "$debs" "$@" \
-		>>"$LOG" 2>&1 </dev/null &
+		>>"$LOG" 2>&1 </dev/null 9>&- &
 	child=$!
 	tail -c +$((from + 1)) -f --pid="$child" "$LOG" &
 	local tailpid=$!
@@ -246,7 +257,9 @@ run_in_root() { # host|own CMD...
 t0=$(date +%s)
 say "make deps (tools/setup-deps.sh) in the root; log: $LOG"
 rc=0
+lock
 run_in_root host make deps || rc=$?
+unlock
 t_deps=$(($(date +%s) - t0))
 say "make deps: exit $rc in ${t_deps} s"
 if [ "$rc" -eq 0 ]; then

@@ -8,8 +8,7 @@
 # smtp-source, postfix, dovecot, slapd, promtool, scapy, ...), must be followed
 # by `tools/fresh-check.sh` (as root, after committing): it runs `make deps`
 # and `make test` in a minimal Debian 12 root, the only proof that this list
-# is complete.  CI's machine may keep what earlier runs installed, and a test
-# whose tool is missing is often skipped rather than failed.
+# is complete: CI's machine may keep what earlier runs installed.
 set -eu
 
 PACKAGES="
@@ -61,8 +60,8 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # fuse3: tests/powerfs/ (a FUSE file system for power-loss tests) is built when
 # fuse3 is found, and mounted with fusermount3.
 # openssl (the command): `make run` makes its development certificate with it,
-# and the TLS tests theirs; they skip, not fail, without it.  Only dovecot-core
-# and postfix brought it in before, indirectly.
+# and the TLS tests theirs (skipped as "not installed" without it, a failure
+# under make test).  Only dovecot-core and postfix brought it in before.
 # clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) build only the
 # fuzz harnesses (tests/fuzz/, make fuzz); pigeond itself is built with gcc.
 # Servers among the packages (postfix, slapd, dovecot, prometheus) are test
