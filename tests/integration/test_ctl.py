@@ -504,12 +504,15 @@ def test_options_before_between_and_after_the_command(pigeond):
     """Issue 15: every option may stand before, between or after the command words,
     as --opt VALUE or --opt=VALUE, and `--` ends the options (docs/operations.md)."""
     sock = sock_path(pigeond)
+    # -c: a configuration that names the socket (pigeond's own may need -o keys)
+    conf = pigeond.workdir / "ctl-only.ini"
+    conf.write_text(f"[ctl]\nsocket = {sock}\n")
     qid = send_message(pigeond, "alice@example.org", [helpers.addresses_in_shards(per_shard=1)[0][0]])
     for args in (["--socket", sock, "status", "--json"],
                  [f"--socket={sock}", "--json", "status"],
                  ["status", "--json", f"--socket={sock}"],
-                 ["-c", pigeond.config_path, "status", "--json"],
-                 ["--json", "status", f"--config={pigeond.config_path}"]):
+                 ["-c", conf, "status", "--json"],
+                 ["--json", "status", f"--config={conf}"]):
         r = pigeonctl(*args)
         assert r.returncode == 0, (args, r.stderr)
         reply = json.loads(r.stdout)
