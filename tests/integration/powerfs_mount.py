@@ -21,7 +21,7 @@ import helpers
 MOUNT_TIMEOUT = 10.0
 CUT_TIMEOUT = 5.0
 UNMOUNT_TIMEOUT = 10.0
-EXIT_GRACE = 0.5  # powerfs exits within milliseconds of an unmount
+EXIT_GRACE = 0.2  # powerfs exits within milliseconds of an unmount
 
 
 def binary():
@@ -188,8 +188,10 @@ class PowerFS:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=UNMOUNT_TIMEOUT)
             try:
-                self.proc.wait(UNMOUNT_TIMEOUT)
+                self.proc.wait(EXIT_GRACE)
             except subprocess.TimeoutExpired:
+                # still mounted in another mount namespace (see unmount()), or stuck
+                self.proc.send_signal(signal.SIGUSR1)
                 self.proc.kill()
                 self.proc.wait(UNMOUNT_TIMEOUT)
         elif is_powerfs_mount(self.mountpoint):
