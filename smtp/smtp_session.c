@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/objcache.h"
 #include "core/pa.h"
 #include "smtp/smtp_session_private.h"
 
@@ -24,6 +25,8 @@
  * More than this can only be a line over the limit.
  */
 #define LINE_KEEP_MAX (LINE_TEXT_MAX + 1)
+/* A partial command line, kept between two reads: from the thread's cache, not malloc. */
+static const struct pa_objcache line_cache = {PA_OBJCACHE_SMTP_LINE, LINE_KEEP_MAX, 256};
 
 _Static_assert(sizeof(struct smtp_session) <= 192, "an idle session must stay small");
 
@@ -75,7 +78,7 @@ smtp_session_free(struct smtp_session *s)
 		return;
 	smtp_txn_free(s->txn);
 	smtp_out_free(s);
-	free(s->line);
+	pa_objcache_put(&line_cache, s->line);
 	free(s->helo);
 	free(s->client_addr);
 	free(s);
@@ -174,7 +177,7 @@ line_overflow(struct smtp_session *s)
 {
 	s->line_overflow = true;
 	s->line_len = 0;
-	free(s->line);
+	pa_objcache_put(&line_cache, s->line);
 	s->line = NULL;
 }
 
@@ -192,7 +195,7 @@ keep_partial_line(struct smtp_session *s, const uint8_t *in, size_t n)
 		return;
 	}
 	if (s->line == NULL) {
-		s->line = malloc(LINE_KEEP_MAX);
+		s->line = pa_objcache_get(&line_cache);
 		if (s->line == NULL) {
 			s->out_failed = true;
 			return;
@@ -377,7 +380,7 @@ smtp_session_input(struct smtp_session *s, const uint8_t *in, size_t len, size_t
 		off += n;
 	}
 	if (s->line_len == 0) {
-		free(s->line);
+		pa_objcache_put(&line_cache, s->line);
 		s->line = NULL;
 	}
 	*consumed = off;
@@ -485,7 +488,7 @@ smtp_session_tls_started(struct smtp_session *s, const char *version, const char
 	s->txn = NULL;
 	free(s->helo);
 	s->helo = NULL;
-	free(s->line);
+	pa_objcache_put(&line_cache, s->line);
 	s->line = NULL;
 	s->line_len = 0;
 	s->line_overflow = false;

@@ -4,36 +4,77 @@
  * The envelope, the body buffer and the Received: header are allocated only
  * while a transaction is open and freed as soon as it ends (RSET, EHLO, the
  * final reply), which keeps an idle session down to its small struct.  The
- * queue id is taken at MAIL so the Received: header can name it.
+ * transaction, its sender, its recipients and their pointer array come from
+ * the thread's object caches (core/objcache.h): a worker reuses one
+ * message's memory for the next, with no malloc per message.  The queue id is
+ * taken at MAIL so the Received: header can name it.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/mail_date.h"
+#include "core/objcache.h"
 #include "core/pa.h"
 #include "smtp/smtp_session_private.h"
 
 /* Every part of the header is cut to a bound, keeping its lines under 998 octets. */
 #define RECEIVED_MAX 1536
-#define RCPT_INITIAL_CAP 4
+/* Recipient pointers a cached array holds; more (up to smtp.max_recipients) are malloc'ed. */
+#define RCPT_CACHED_CAP 128
+#define CACHE_KEEP 256 /* per thread and cache: more than a worker's messages in flight */
+
+static const struct pa_objcache txn_cache = {PA_OBJCACHE_SMTP_TXN, sizeof(struct smtp_txn),
+                                             CACHE_KEEP};
+/* An address the engine parsed: at most SMTP_PATH_MAX octets (smtp_address.c). */
+static const struct pa_objcache path_cache = {PA_OBJCACHE_SMTP_PATH, SMTP_PATH_MAX + 1,
+                                              CACHE_KEEP * 2};
+static const struct pa_objcache rcpts_cache = {PA_OBJCACHE_SMTP_RCPTS,
+                                               RCPT_CACHED_CAP * sizeof(char *), CACHE_KEEP};
+
+/* A copy of an address in a cached buffer, or NULL (out of memory, or longer than a path). */
+static char *
+path_copy(const char *addr)
+{
+	size_t len = strnlen(addr, SMTP_PATH_MAX + 1);
+	char *copy;
+
+	if (len > SMTP_PATH_MAX)
+		return NULL; /* the parser never hands over a longer one */
+	copy = pa_objcache_get(&path_cache);
+	if (copy != NULL)
+		memcpy(copy, addr, len + 1);
+	return copy;
+}
 
 struct smtp_txn *
 smtp_txn_new(struct smtp_session *s, const char *mail_from)
 {
-	struct smtp_txn *txn = calloc(1, sizeof(*txn));
+	struct smtp_txn *txn = pa_objcache_get(&txn_cache);
 
 	if (txn == NULL)
 		return NULL;
-	txn->mail_from = strdup(mail_from);
+	memset(txn, 0, sizeof(*txn));
+	txn->mail_from = path_copy(mail_from);
 	if (txn->mail_from == NULL) {
-		free(txn);
+		pa_objcache_put(&txn_cache, txn);
 		return NULL;
 	}
 	if (s->config->new_queue_id != NULL)
 		s->config->new_queue_id(s->host, txn->queue_id);
 	txn->queue_id[SMTP_QUEUE_ID_MAX - 1] = '\0';
 	return txn;
+}
+
+/* The recipient pointer array back where it came from: the cache while it is the first one. */
+static void
+free_rcpt_array(struct smtp_txn *txn)
+{
+	if (txn->rcpt_cap == RCPT_CACHED_CAP)
+		pa_objcache_put(&rcpts_cache, txn->rcpts);
+	else
+		free(txn->rcpts);
+	txn->rcpts = NULL;
 }
 
 int
@@ -49,15 +90,27 @@ smtp_txn_add_rcpt(struct smtp_txn *txn, const char *rcpt)
 		if (strcasecmp(txn->rcpts[i], rcpt) == 0)
 			return PA_OK;
 	if (txn->nrcpt == txn->rcpt_cap) {
-		size_t cap = txn->rcpt_cap ? txn->rcpt_cap * 2 : RCPT_INITIAL_CAP;
-		char **rcpts = realloc(txn->rcpts, cap * sizeof(*rcpts));
+		char **rcpts;
 
+		if (txn->rcpt_cap == 0) {
+			rcpts = pa_objcache_get(&rcpts_cache);
+			txn->rcpt_cap = RCPT_CACHED_CAP;
+		} else {
+			/* Past the cached array: rare (more than 128 recipients), so malloc. */
+			size_t cap = txn->rcpt_cap * 2;
+
+			rcpts = malloc(cap * sizeof(*rcpts));
+			if (rcpts != NULL) {
+				memcpy(rcpts, txn->rcpts, txn->nrcpt * sizeof(*rcpts));
+				free_rcpt_array(txn);
+				txn->rcpt_cap = cap;
+			}
+		}
 		if (rcpts == NULL)
 			return PA_ERROR;
 		txn->rcpts = rcpts;
-		txn->rcpt_cap = cap;
 	}
-	copy = strdup(rcpt);
+	copy = path_copy(rcpt);
 	if (copy == NULL)
 		return PA_ERROR;
 	txn->rcpts[txn->nrcpt++] = copy;
@@ -166,11 +219,11 @@ smtp_txn_free(struct smtp_txn *txn)
 	if (txn == NULL)
 		return;
 	for (size_t i = 0; i < txn->nrcpt; i++)
-		free(txn->rcpts[i]);
-	free(txn->rcpts);
-	free(txn->mail_from);
+		pa_objcache_put(&path_cache, txn->rcpts[i]);
+	free_rcpt_array(txn);
+	pa_objcache_put(&path_cache, txn->mail_from);
 	smtp_body_free(&txn->body);
-	free(txn);
+	pa_objcache_put(&txn_cache, txn);
 }
 
 void
