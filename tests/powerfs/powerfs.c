@@ -1237,6 +1237,8 @@ pf_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_
 	n = (struct pnode *)(uintptr_t)fi->fh;
 	if (off < 0 || size > INT_MAX)
 		LEAVE(-EINVAL);
+	if (size == 0)
+		LEAVE(0);
 	if ((size_t)off + size > n->size) {
 		err = resize(n, (size_t)off + size);
 		if (err != 0)
