@@ -39,7 +39,7 @@ latency_json(const struct latency_hist *h)
 	                 (json_int_t)latency_quantile(h, 0.999));
 }
 
-/* Every row of ctl_tcp_counters, the gauge of TIME_WAIT now, drops seen, RSS misqueues. */
+/* Every row of dp_counter_table, the gauge of TIME_WAIT now, drops seen, RSS misqueues. */
 static json_t *
 tcp_json(const struct ctl_worker_stats *w)
 {
@@ -55,10 +55,10 @@ tcp_json(const struct ctl_worker_stats *w)
 	for (unsigned i = 0; i < DP_MISQ_COUNT; i++)
 		json_object_set_new(misq, dp_misq_name((enum dp_misq)i),
 		                    json_integer((json_int_t)t->rss_misqueued[i]));
-	for (size_t i = 0; i < ctl_tcp_counters_n; i++)
+	for (size_t i = 0; i < dp_counter_table_n; i++)
 		json_object_set_new(
-		    obj, ctl_tcp_counters[i].key,
-		    json_integer((json_int_t)ctl_counter_value(t, ctl_tcp_counters[i].off)));
+		    obj, dp_counter_table[i].key,
+		    json_integer((json_int_t)dp_counter_value(t, &dp_counter_table[i])));
 	json_object_set_new(obj, "time_wait", json_integer((json_int_t)w->time_wait_now));
 	for (unsigned i = 0; i < DP_DROP_COUNT; i++)
 		if (t->drops[i] != 0)
@@ -118,8 +118,7 @@ worker_json(const struct ctl_worker_stats *w, long id)
 	/* The limits' refusals are under "refused"; these say what the balancers did. */
 	json_object_set_new(obj, "proxy_headers", json_integer((json_int_t)c->proxy_headers));
 	json_object_set_new(obj, "xclients", json_integer((json_int_t)c->xclients));
-	json_object_set_new(obj, "limits_untracked",
-	                    json_integer((json_int_t)c->limits_untracked));
+	json_object_set_new(obj, "limits_untracked", json_integer((json_int_t)c->limits_untracked));
 	json_object_set_new(obj, "tls", tls_json(c));
 	if (id >= 0)
 		json_object_set_new(obj, "worker", json_integer(id));
@@ -206,6 +205,7 @@ cmd_status(struct ctl_env *env, const json_t *req, json_t **result, char *err, s
 	const struct pa_runtime *rt = __atomic_load_n(&env->shared->runtime, __ATOMIC_ACQUIRE);
 	uint64_t now = pa_wall_clock_us();
 	char telemetry[PATH_MAX];
+	struct dpdk_port_status dp;
 	json_t *listeners;
 
 	(void)req;
@@ -231,16 +231,14 @@ cmd_status(struct ctl_env *env, const json_t *req, json_t **result, char *err, s
 		return PA_ERROR;
 	}
 	json_object_set_new(*result, "draining", json_boolean(env->draining));
-	json_object_set_new(*result, "log_lines_dropped", json_integer((json_int_t)pa_log_dropped()));
+	json_object_set_new(*result, "log_lines_dropped",
+	                    json_integer((json_int_t)pa_log_dropped()));
 	json_object_set_new(*result, "handoff", ctl_handoff_json(env));
 	/* The DPDK port and how flows reach their worker (dpdk.rss, docs/dataplane.md). */
-	if (strcmp(env->backend, "dpdk") == 0 && dpdk_shared() != NULL) {
-		const struct dp_shared *dp = dpdk_shared();
-
+	if (strcmp(env->backend, "dpdk") == 0 && dpdk_backend_port_status(&dp) == PA_OK)
 		json_object_set_new(*result, "dpdk",
-		                    json_pack("{s:s, s:b, s:s}", "port", dp->port_desc, "rss",
-		                              dp->rss, "steering", dp->steering));
-	}
+		                    json_pack("{s:s, s:b, s:s}", "port", dp.port, "rss", dp.rss,
+		                              "steering", dp.steering));
 	return PA_OK;
 }
 

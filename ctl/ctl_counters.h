@@ -1,14 +1,12 @@
 /*
- * ctl_counters.h: the one list of the DPDK stack's and the TLS layer's
- * counters that `stats` (JSON and pigeonctl's text) and the metrics are
- * written from.
+ * ctl_counters.h: the one list of the TLS layer's counters that `stats`
+ * (JSON and pigeonctl's text) and the metrics are written from; the DPDK
+ * stack's are in the table beside struct dp_counters
+ * (dataplane/dp_counters.h).
  *
- * Why a table: a counter added to struct dp_counters but to no output was
- * invisible to operators.  Every scalar field of struct dp_counters has one
- * row here (ctl_counters.c fails to compile when the number of rows and of
- * fields differ; test_ctl_counters checks that the rows cover every field
- * exactly once), and the writers loop over the rows, so a new counter needs
- * one row and nothing else.
+ * Why a table: a counter added to a structure but to no output was
+ * invisible to operators.  The writers loop over the rows, so a new counter
+ * needs one row and nothing else.
  */
 #ifndef PA_CTL_COUNTERS_H
 #define PA_CTL_COUNTERS_H
@@ -23,10 +21,6 @@ struct ctl_counter {
 	const char *help;
 	size_t off; /* of a uint64_t in the structure the table describes */
 };
-
-/* Every uint64_t of struct dp_counters but drops[] and rss_misqueued[] (written by reason). */
-extern const struct ctl_counter ctl_tcp_counters[];
-extern const size_t ctl_tcp_counters_n;
 
 /* The TLS counters of struct pa_worker_counters, except the handshakes by version. */
 extern const struct ctl_counter ctl_tls_counters[];

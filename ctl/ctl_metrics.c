@@ -161,21 +161,21 @@ write_spool(FILE *f, const struct ctl_env *env)
 	free(s);
 }
 
-/* Every row of ctl_tcp_counters: nothing in struct dp_counters goes unexported. */
+/* Every row of dp_counter_table: nothing in struct dp_counters goes unexported. */
 static void
 write_tcp(FILE *f, const struct ctl_stats *st)
 {
 	if (!st->total.has_tcp)
 		return;
-	for (size_t m = 0; m < ctl_tcp_counters_n; m++) {
-		const struct ctl_counter *c = &ctl_tcp_counters[m];
+	for (size_t m = 0; m < dp_counter_table_n; m++) {
+		const struct dp_counter *c = &dp_counter_table[m];
 
 		family(f, c->metric, c->type, c->help);
 		for (unsigned i = 0; i < st->nworkers; i++)
 			if (st->workers[i].has_tcp)
-				fprintf(f, "%s{worker=\"%u\"} %llu\n", c->metric, i,
-				        (unsigned long long)ctl_counter_value(&st->workers[i].tcp,
-				                                              c->off));
+				fprintf(
+				    f, "%s{worker=\"%u\"} %llu\n", c->metric, i,
+				    (unsigned long long)dp_counter_value(&st->workers[i].tcp, c));
 	}
 	family(f, "pigeonair_tcp_time_wait", "gauge", "Connections in TIME_WAIT now.");
 	for (unsigned i = 0; i < st->nworkers; i++)
@@ -395,7 +395,8 @@ ctl_metrics_text(const struct ctl_env *env, size_t *len)
 	fprintf(f, "pigeonair_workers %u\n", env->nworkers);
 	family(f, "pigeonair_log_lines_dropped_total", "counter",
 	       "Log lines of worker lcores dropped because their log ring was full.");
-	fprintf(f, "pigeonair_log_lines_dropped_total %llu\n", (unsigned long long)pa_log_dropped());
+	fprintf(f, "pigeonair_log_lines_dropped_total %llu\n",
+	        (unsigned long long)pa_log_dropped());
 	write_workers(f, &st);
 	write_spool(f, env);
 	write_handoff(f, env);

@@ -12,8 +12,6 @@
 
 _Static_assert(sizeof(struct pa_worker_counters) % sizeof(uint64_t) == 0,
                "pa_worker_counters must hold only 64-bit counters");
-_Static_assert(sizeof(struct dp_counters) % sizeof(uint64_t) == 0,
-               "dp_counters must hold only 64-bit counters");
 
 /* Word by word with relaxed loads: a racy copy, but never a torn counter. */
 static void
@@ -48,7 +46,7 @@ settle_latency(struct latency_hist *h)
 int
 ctl_stats_take(const struct ctl_env *env, struct ctl_stats *out)
 {
-	struct dp_shared *dp = strcmp(env->backend, "dpdk") == 0 ? dpdk_shared() : NULL;
+	bool dpdk = strcmp(env->backend, "dpdk") == 0;
 
 	memset(out, 0, sizeof(*out));
 	out->nworkers = env->nworkers;
@@ -62,9 +60,9 @@ ctl_stats_take(const struct ctl_env *env, struct ctl_stats *out)
 		settle_latency(&w->c.commit_latency);
 		/* Sums of the histogram's own buckets are what adds up across workers. */
 		add_words(&out->total.c, &w->c, sizeof(w->c));
-		if (dp != NULL && dpdk_backend_counters(i, &w->tcp) == PA_OK) {
+		if (dpdk && dpdk_backend_counters(i, &w->tcp) == PA_OK) {
 			w->has_tcp = true;
-			w->time_wait_now = __atomic_load_n(&dp->workers[i]->ntws, __ATOMIC_RELAXED);
+			w->time_wait_now = dpdk_backend_time_wait(i);
 			add_words(&out->total.tcp, &w->tcp, sizeof(w->tcp));
 			out->total.time_wait_now += w->time_wait_now;
 			out->total.has_tcp = true;

@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "dataplane/dp.h"
+#include "dataplane/dp_counters.h"
 #include "dataplane/worker.h"
 
 struct ctl_env;

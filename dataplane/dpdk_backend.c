@@ -399,41 +399,61 @@ dpdk_backend_counters(unsigned worker, struct dp_counters *out)
 	return PA_OK;
 }
 
+uint64_t
+dpdk_backend_time_wait(unsigned worker)
+{
+	struct dp_shared *sh = dpdk_shared();
+
+	if (sh == NULL || worker >= sh->nworkers || sh->workers[worker] == NULL)
+		return 0;
+	return __atomic_load_n(&sh->workers[worker]->ntws, __ATOMIC_RELAXED);
+}
+
+int
+dpdk_backend_port_status(struct dpdk_port_status *out)
+{
+	const struct dp_shared *sh = dpdk_shared();
+
+	if (sh == NULL)
+		return PA_ERROR;
+	out->port = sh->port_desc;
+	out->rss = sh->rss;
+	out->steering = sh->steering;
+	return PA_OK;
+}
+
+/*
+ * The worker's line at exit: the table's rows that have a short name, the
+ * RSS misqueues, then the drops seen (tests read the line: name=value).
+ */
 static void
 log_counters(const struct dp_worker *dw)
 {
 	const struct dp_counters *c = &dw->c;
-	char drops[1024];
+	char line[2048];
 	size_t n = 0;
+	bool dropped = false;
 
-	drops[0] = '\0';
-	for (unsigned i = 0; i < DP_DROP_COUNT && n < sizeof(drops); i++)
-		if (c->drops[i] != 0)
-			n += (size_t)snprintf(drops + n, sizeof(drops) - n, " %s=%llu",
+	line[0] = '\0';
+	for (size_t i = 0; i < dp_counter_table_n && n < sizeof(line); i++)
+		if (dp_counter_table[i].log != NULL)
+			n += (size_t)snprintf(
+			    line + n, sizeof(line) - n, " %s=%llu", dp_counter_table[i].log,
+			    (unsigned long long)dp_counter_value(c, &dp_counter_table[i]));
+	for (unsigned i = 0; i < DP_MISQ_COUNT && n < sizeof(line); i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " rss_misqueued_%s=%llu",
+		                      dp_misq_name((enum dp_misq)i),
+		                      (unsigned long long)c->rss_misqueued[i]);
+	if (n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " drops:");
+	for (unsigned i = 0; i < DP_DROP_COUNT && n < sizeof(line); i++)
+		if (c->drops[i] != 0) {
+			dropped = true;
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%llu",
 			                      dp_drop_name((enum dp_drop)i),
 			                      (unsigned long long)c->drops[i]);
-	pa_log_info("dpdk worker %u: rx=%llu tx=%llu conns=%llu closed=%llu reset=%llu "
-	            "time_wait=%llu tw_overflows=%llu retransmits=%llu rto=%llu fast_rtx=%llu "
-	            "sack_skipped=%llu syns=%llu synack_rtx=%llu cookies_sent=%llu cookies_ok=%llu "
-	            "challenge_acks=%llu challenge_acks_limited=%llu rst_sent=%llu ooo=%llu "
-	            "icmp_echo=%llu arp_replies=%llu steered_out=%llu steered_in=%llu "
-	            "rss_misqueued_no_hash=%llu rss_misqueued_hash_mismatch=%llu "
-	            "rss_misqueued_reta_mismatch=%llu drops:%s",
-	            dw->id, (unsigned long long)c->rx_pkts, (unsigned long long)c->tx_pkts,
-	            (unsigned long long)c->conns_opened, (unsigned long long)c->conns_closed,
-	            (unsigned long long)c->conns_reset, (unsigned long long)c->conns_time_wait,
-	            (unsigned long long)c->time_wait_overflows, (unsigned long long)c->retransmits,
-	            (unsigned long long)c->rto_expiries, (unsigned long long)c->fast_retransmits,
-	            (unsigned long long)c->sack_rtx_skipped, (unsigned long long)c->syns_in,
-	            (unsigned long long)c->synack_retransmits, (unsigned long long)c->cookies_sent,
-	            (unsigned long long)c->cookies_accepted, (unsigned long long)c->challenge_acks,
-	            (unsigned long long)c->challenge_acks_limited, (unsigned long long)c->rst_sent,
-	            (unsigned long long)c->ooo_segments, (unsigned long long)c->icmp_echo,
-	            (unsigned long long)c->arp_replies_out, (unsigned long long)c->steered_out,
-	            (unsigned long long)c->steered_in,
-	            (unsigned long long)c->rss_misqueued[DP_MISQ_NO_HASH],
-	            (unsigned long long)c->rss_misqueued[DP_MISQ_HASH],
-	            (unsigned long long)c->rss_misqueued[DP_MISQ_RETA], drops[0] ? drops : " none");
+		}
+	pa_log_info("dpdk worker %u:%s%s", dw->id, line, dropped ? "" : " none");
 }
 
 /* SIGTERM: 421 to idle sessions; stored messages still get their 250. */

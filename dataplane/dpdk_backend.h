@@ -6,10 +6,14 @@
 #ifndef PA_DPDK_BACKEND_H
 #define PA_DPDK_BACKEND_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "core/config.h"
-#include "dataplane/dp.h"
+#include "dataplane/dp_counters.h"
 
 struct pa_worker;
+struct dp_shared;
 
 /* On the main lcore after EAL: the port, its queues, the mempool, rings, neighbour table. */
 int dpdk_global_init(const struct pa_config *config);
@@ -35,5 +39,16 @@ unsigned dpdk_backend_poll(struct pa_worker *worker);
  * PA_ERROR when there is no such worker.
  */
 int dpdk_backend_counters(unsigned worker, struct dp_counters *out);
+/* Connections of one worker in TIME_WAIT now (a racy read); 0 when there is no such worker. */
+uint64_t dpdk_backend_time_wait(unsigned worker);
+
+/* The port and how flows reach their worker, for status (dpdk.rss, docs/dataplane.md). */
+struct dpdk_port_status {
+	const char *port;     /* the port's description */
+	bool rss;             /* hardware RSS, or software steering */
+	const char *steering; /* which, and why */
+};
+/* PA_ERROR before dpdk_global_init(); the strings live as long as the port. */
+int dpdk_backend_port_status(struct dpdk_port_status *out);
 
 #endif

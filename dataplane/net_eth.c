@@ -10,8 +10,8 @@
  * af_packet put a flow on any queue) that is the normal case.  Either way
  * the segment goes over the owner's rte_ring.  Output: one TX burst per
  * worker, flushed when full and once per loop.  net_eth_poll() is the RX
- * half of every worker's loop (pigeond's and pigeon-loadgen's); the names of
- * the drop reasons live here too, with the code every stack user links.
+ * half of every worker's loop (pigeond's and pigeon-loadgen's);
+ * the names of the drop reasons are in dp_counters.c.
  */
 #include <rte_byteorder.h>
 #include <rte_ethdev.h>
@@ -21,57 +21,6 @@
 
 #include "core/pa.h"
 #include "dataplane/dp.h"
-
-static const char *const drop_names[DP_DROP_COUNT] = {
-    [DP_DROP_ETH_SHORT] = "eth_short",
-    [DP_DROP_ETH_TYPE] = "eth_type",
-    [DP_DROP_ETH_DST] = "eth_dst",
-    [DP_DROP_ARP_BAD] = "arp_bad",
-    [DP_DROP_ARP_NOT_US] = "arp_not_us",
-    [DP_DROP_IP_BAD_HDR] = "ip_bad_header",
-    [DP_DROP_IP_BAD_CKSUM] = "ip_bad_checksum",
-    [DP_DROP_IP_NOT_US] = "ip_not_us",
-    [DP_DROP_IP_FRAGMENT] = "ip_fragment",
-    [DP_DROP_IP_PROTO] = "ip_protocol",
-    [DP_DROP_ICMP_BAD] = "icmp_bad",
-    [DP_DROP_ICMP_TYPE] = "icmp_type",
-    [DP_DROP_TCP_BAD_HDR] = "tcp_bad_header",
-    [DP_DROP_TCP_BAD_CKSUM] = "tcp_bad_checksum",
-    [DP_DROP_TCP_CLOSED_PORT] = "tcp_closed_port",
-    [DP_DROP_TCP_OUT_OF_WINDOW] = "tcp_out_of_window",
-    [DP_DROP_TCP_RST_OUT_OF_WINDOW] = "tcp_rst_out_of_window",
-    [DP_DROP_TCP_PAWS] = "tcp_paws",
-    [DP_DROP_TCP_BAD_ACK] = "tcp_bad_ack",
-    [DP_DROP_TCP_NO_ACK] = "tcp_no_ack",
-    [DP_DROP_TCP_RCV_FULL] = "tcp_receive_full",
-    [DP_DROP_TCP_STATE] = "tcp_state",
-    [DP_DROP_SYN_CONN_LIMIT] = "syn_conn_limit",
-    [DP_DROP_COOKIE_BAD] = "cookie_bad",
-    [DP_DROP_NO_ROUTE] = "no_route",
-    [DP_DROP_NO_NEIGHBOUR] = "no_neighbour",
-    [DP_DROP_TX_FULL] = "tx_full",
-    [DP_DROP_NO_MBUF] = "no_mbuf",
-    [DP_DROP_STEER_FULL] = "steer_ring_full",
-    [DP_DROP_IMPAIR] = "impair",
-};
-
-const char *
-dp_drop_name(enum dp_drop reason)
-{
-	return reason < DP_DROP_COUNT ? drop_names[reason] : "unknown";
-}
-
-static const char *const misq_names[DP_MISQ_COUNT] = {
-    [DP_MISQ_NO_HASH] = "no_hash",
-    [DP_MISQ_HASH] = "hash_mismatch",
-    [DP_MISQ_RETA] = "reta_mismatch",
-};
-
-const char *
-dp_misq_name(enum dp_misq reason)
-{
-	return reason < DP_MISQ_COUNT ? misq_names[reason] : "unknown";
-}
 
 /*
  * Why the port put a segment whose Toeplitz hash is h on a queue that does

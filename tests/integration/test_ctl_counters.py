@@ -31,8 +31,8 @@ TLS_KEYS = {"handshakes", "resumed", "handshake_failures", "handshake_timeouts",
 
 
 def dp_counter_fields():
-    """The scalar uint64_t fields of struct dp_counters, read from dataplane/dp.h."""
-    text = (ROOT / "dataplane" / "dp.h").read_text()
+    """The scalar uint64_t fields of struct dp_counters, read from dataplane/dp_counters.h."""
+    text = (ROOT / "dataplane" / "dp_counters.h").read_text()
     body = re.search(r"struct dp_counters \{(.*?)\n\};", text, re.S).group(1)
     body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
     names = []

@@ -1,6 +1,7 @@
 /*
- * test_ctl_counters.c: the export tables of ctl_counters.h cover every
- * counter exactly once, with names Prometheus and scripts can rely on.
+ * test_ctl_counters.c: the export tables of ctl_counters.h and
+ * dataplane/dp_counters.h cover every counter exactly once, with names
+ * Prometheus and scripts can rely on.
  *
  * The build already fails when the number of rows and of fields of struct
  * dp_counters differ; this catches what a count cannot: two rows on one
@@ -17,7 +18,7 @@
 #include <cmocka.h>
 
 #include "ctl/ctl_counters.h"
-#include "dataplane/dp.h"
+#include "dataplane/dp_counters.h"
 #include "dataplane/worker.h"
 
 #define DP_WORDS (sizeof(struct dp_counters) / sizeof(uint64_t))
@@ -38,8 +39,8 @@ test_tcp_rows_cover_every_field_once(void **state)
 	unsigned seen[DP_WORDS] = {0};
 
 	(void)state;
-	for (size_t i = 0; i < ctl_tcp_counters_n; i++)
-		mark(seen, DP_WORDS, ctl_tcp_counters[i].off, 1);
+	for (size_t i = 0; i < dp_counter_table_n; i++)
+		mark(seen, DP_WORDS, dp_counter_table[i].off, 1);
 	/* The two arrays are written by reason, not by rows. */
 	mark(seen, DP_WORDS, offsetof(struct dp_counters, drops), DP_DROP_COUNT);
 	mark(seen, DP_WORDS, offsetof(struct dp_counters, rss_misqueued), DP_MISQ_COUNT);
@@ -96,8 +97,74 @@ check_rows(const struct ctl_counter *rows, size_t n, size_t struct_size)
 static void
 test_tcp_names(void **state)
 {
+	struct ctl_counter rows[64];
+
 	(void)state;
-	check_rows(ctl_tcp_counters, ctl_tcp_counters_n, sizeof(struct dp_counters));
+	assert_true(dp_counter_table_n <= sizeof(rows) / sizeof(rows[0]));
+	for (size_t i = 0; i < dp_counter_table_n; i++) {
+		const struct dp_counter *d = &dp_counter_table[i];
+
+		rows[i] = (struct ctl_counter){d->key, d->metric, d->type, d->help, d->off};
+	}
+	check_rows(rows, dp_counter_table_n, sizeof(struct dp_counters));
+}
+
+/*
+ * The worker's line at exit keeps the short names it always had (the DPDK
+ * integration tests read them), each once.
+ */
+static void
+test_tcp_log_names(void **state)
+{
+	static const char *const expect[] = {
+	    "rx",
+	    "tx",
+	    "conns",
+	    "closed",
+	    "reset",
+	    "time_wait",
+	    "tw_overflows",
+	    "retransmits",
+	    "rto",
+	    "fast_rtx",
+	    "sack_skipped",
+	    "syns",
+	    "synack_rtx",
+	    "cookies_sent",
+	    "cookies_ok",
+	    "challenge_acks",
+	    "challenge_acks_limited",
+	    "rst_sent",
+	    "ooo",
+	    "icmp_echo",
+	    "arp_replies",
+	    "steered_out",
+	    "steered_in",
+	};
+	size_t logged = 0;
+
+	(void)state;
+	for (size_t i = 0; i < dp_counter_table_n; i++) {
+		const char *log = dp_counter_table[i].log;
+
+		if (log == NULL)
+			continue;
+		logged++;
+		for (size_t j = 0; j < i; j++)
+			if (dp_counter_table[j].log != NULL &&
+			    strcmp(dp_counter_table[j].log, log) == 0)
+				fail_msg("rows %zu and %zu log the same name %s", j, i, log);
+	}
+	assert_int_equal(logged, sizeof(expect) / sizeof(expect[0]));
+	for (size_t e = 0; e < sizeof(expect) / sizeof(expect[0]); e++) {
+		bool found = false;
+
+		for (size_t i = 0; i < dp_counter_table_n; i++)
+			found = found || (dp_counter_table[i].log != NULL &&
+			                  strcmp(dp_counter_table[i].log, expect[e]) == 0);
+		if (!found)
+			fail_msg("no row logs %s", expect[e]);
+	}
 }
 
 static void
@@ -139,12 +206,12 @@ test_value_reads_the_field(void **state)
 	memset(&c, 0, sizeof(c));
 	c.challenge_acks_limited = 7;
 	c.active_opens = 11;
-	for (size_t i = 0; i < ctl_tcp_counters_n; i++) {
-		uint64_t v = ctl_counter_value(&c, ctl_tcp_counters[i].off);
+	for (size_t i = 0; i < dp_counter_table_n; i++) {
+		uint64_t v = dp_counter_value(&c, &dp_counter_table[i]);
 
-		if (strcmp(ctl_tcp_counters[i].key, "challenge_acks_limited") == 0)
+		if (strcmp(dp_counter_table[i].key, "challenge_acks_limited") == 0)
 			assert_int_equal(v, 7);
-		else if (strcmp(ctl_tcp_counters[i].key, "active_opens") == 0)
+		else if (strcmp(dp_counter_table[i].key, "active_opens") == 0)
 			assert_int_equal(v, 11);
 		else
 			assert_int_equal(v, 0);
@@ -157,6 +224,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_tcp_rows_cover_every_field_once),
 	    cmocka_unit_test(test_tcp_names),
+	    cmocka_unit_test(test_tcp_log_names),
 	    cmocka_unit_test(test_tls_rows),
 	    cmocka_unit_test(test_value_reads_the_field),
 	};
