@@ -83,7 +83,7 @@ postmaster_resolve(struct ingest_conn *conn, const char *addr, const char *clien
  * into canonical from the same lookup: an alias as the mailbox it names, so
  * one mailbox always lands in one shard, and a mailbox in the directory's
  * spelling, so that equal recipients compare equal byte for byte.  Catch-all
- * addresses stay as the client wrote them.
+ * addresses stay as the client wrote them (but for a U-label domain).
  */
 static enum smtp_rcpt_verdict
 rcpt_policy(struct ingest_conn *conn, const char *addr, char canonical[SMTP_PATH_MAX + 1])
@@ -92,6 +92,7 @@ rcpt_policy(struct ingest_conn *conn, const char *addr, char canonical[SMTP_PATH
 	struct directory *dir = conn->worker->shared->directory;
 	const char *at = strrchr(addr, '@');
 	char domain[PA_DOMAIN_MAX + 1], key[SMTP_PATH_MAX + 1];
+	const char *as = addr; /* the address looked up and stored */
 	struct dir_answer answer;
 	bool utf8, postmaster, served;
 	size_t local, dlen;
@@ -121,41 +122,40 @@ rcpt_policy(struct ingest_conn *conn, const char *addr, char canonical[SMTP_PATH
 		memcpy(key, postmaster ? "postmaster" : addr, local);
 		key[local] = '@';
 		memcpy(key + local + 1, domain, (size_t)n + 1);
-	} else if ((size_t)snprintf(key, sizeof(key), "%s", addr) >= sizeof(key)) {
-		return SMTP_RCPT_BAD_DOMAIN; /* the engine's path limit makes this unreachable */
+		as = key;
 	}
 	served = config_domain_served(config, domain);
 	if (dir == NULL) {
 		if (!served)
 			return SMTP_RCPT_RELAY_DENIED;
-		store_as(canonical, addr, key);
+		store_as(canonical, addr, as);
 		return SMTP_RCPT_ACCEPT;
 	}
-	switch (directory_lookup(dir, conn->worker->id, key, &answer)) {
+	switch (directory_lookup(dir, conn->worker->id, as, &answer)) {
 	case DIR_MAILBOX:
 	case DIR_ALIAS:
 		store_as(canonical, addr, answer.canonical);
 		return SMTP_RCPT_ACCEPT;
 	case DIR_CATCH_ALL:
-		store_as(canonical, addr, key);
+		store_as(canonical, addr, as);
 		return SMTP_RCPT_ACCEPT;
 	case DIR_UNKNOWN_USER: /* the directory serves the domain */
 		if (!postmaster)
 			return SMTP_RCPT_UNKNOWN_USER;
-		store_as(canonical, addr, key);
+		store_as(canonical, addr, as);
 		return SMTP_RCPT_ACCEPT;
 	case DIR_UNKNOWN_DOMAIN:
 		if (!served)
 			return SMTP_RCPT_RELAY_DENIED;
 		if (!postmaster)
 			return SMTP_RCPT_UNKNOWN_USER;
-		store_as(canonical, addr, key);
+		store_as(canonical, addr, as);
 		return SMTP_RCPT_ACCEPT;
 	case DIR_UNAVAILABLE:
 	default:
 		/* Postmaster of a domain `domains` lists needs no directory to be accepted. */
 		if (postmaster && served) {
-			store_as(canonical, addr, key);
+			store_as(canonical, addr, as);
 			return SMTP_RCPT_ACCEPT;
 		}
 		return SMTP_RCPT_TEMPFAIL;
