@@ -24,9 +24,12 @@
 #   CMD         e.g. `make build`, or `sh -c 'make build && PIGEON_BUILD=$PWD/build
 #               /usr/bin/python3 -m pytest -q tests/integration/test_swaks.py'`;
 #               it starts in the clone's top directory (/work/pigeonair).
-# Needs root (mmdebstrap --mode=root, chroot, mounts).  Times on an idle
-# 2-core machine: the base root about 1 min (seconds when cached), `make deps`
-# about 4 min (downloads cached: 2-3), `make test` about 20 min more.
+# Needs root (mmdebstrap --mode=root, chroot, mounts).  Times measured on the
+# project's 2-core machine shared with other work: the base root 4 min
+# (seconds when cached), `make deps` 10-11 min (210 MB of packages, downloaded
+# in under a minute: the time is dpkg's), then `make test` itself.
+# The script must not be edited in place while it runs (bash reads it as it
+# goes): write a new file and mv it over.
 #
 # Nothing is left behind: every mount (proc, sys, dev, devpts, the tests' own
 # mounts and `ip netns add` namespaces) is made in a mount namespace of this
