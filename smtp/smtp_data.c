@@ -196,14 +196,197 @@ scan_byte(struct smtp_body *body, uint8_t c)
 	return false;
 }
 
-/* Octets that need no state change: stored in one go. */
+/*
+ * The octets the state machine must see inside a line: CR, LF and NUL.  A "."
+ * matters only at a line start, right after a CR LF, which scan_text() looks
+ * at itself, so no finder searches for it.  Each finder returns the index of
+ * the first such octet in p[0..n), or n.
+ */
+typedef size_t (*special_finder)(const uint8_t *p, size_t n);
+
 static size_t
-plain_run(const uint8_t *p, size_t n)
+find_special_scalar(const uint8_t *p, size_t n)
 {
 	size_t i = 0;
 
 	while (i < n && p[i] != '\r' && p[i] != '\n' && p[i] != '\0')
 		i++;
+	return i;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* SSE2 is part of x86-64 itself: no target attribute, no CPU check. */
+static size_t
+find_special_sse2(const uint8_t *p, size_t n)
+{
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+	const __m128i nul = _mm_setzero_si128();
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		__m128i hit =
+		    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+		                 _mm_cmpeq_epi8(v, nul));
+		unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+
+		if (mask != 0)
+			return i + (size_t)__builtin_ctz(mask);
+	}
+	return i + find_special_scalar(p + i, n - i);
+}
+
+__attribute__((target("avx2"))) static size_t
+find_special_avx2(const uint8_t *p, size_t n)
+{
+	const __m256i cr = _mm256_set1_epi8('\r'), lf = _mm256_set1_epi8('\n');
+	const __m256i nul = _mm256_setzero_si256();
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
+		__m256i hit = _mm256_or_si256(
+		    _mm256_or_si256(_mm256_cmpeq_epi8(v, cr), _mm256_cmpeq_epi8(v, lf)),
+		    _mm256_cmpeq_epi8(v, nul));
+		unsigned mask = (unsigned)_mm256_movemask_epi8(hit);
+
+		if (mask != 0)
+			return i + (size_t)__builtin_ctz(mask);
+	}
+	/* The last 1..31 octets: 16 at a time, then one by one. */
+	return i + find_special_sse2(p + i, n - i);
+}
+#endif
+
+static const special_finder finders[SMTP_SCANNER_COUNT] = {
+    [SMTP_SCANNER_REFERENCE] = find_special_scalar,
+    [SMTP_SCANNER_SCALAR] = find_special_scalar,
+#if defined(__x86_64__)
+    [SMTP_SCANNER_SSE2] = find_special_sse2,
+    [SMTP_SCANNER_AVX2] = find_special_avx2,
+#endif
+};
+
+/*
+ * Written once before main() runs (and by tests through
+ * smtp_body_use_scanner()), then only read: a poll-mode core pays one
+ * indirect call per run, never a CPU check.
+ */
+static enum smtp_body_scanner scanner = SMTP_SCANNER_SCALAR;
+static special_finder find_special = find_special_scalar;
+
+static bool
+scanner_available(enum smtp_body_scanner which)
+{
+	if ((unsigned)which >= SMTP_SCANNER_COUNT || finders[which] == NULL)
+		return false;
+#if defined(__x86_64__)
+	if (which == SMTP_SCANNER_AVX2) {
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx2");
+	}
+#endif
+	return true;
+}
+
+__attribute__((constructor)) static void
+scanner_select(void)
+{
+	if (!smtp_body_use_scanner(SMTP_SCANNER_AVX2))
+		(void)smtp_body_use_scanner(SMTP_SCANNER_SSE2);
+}
+
+bool
+smtp_body_use_scanner(enum smtp_body_scanner which)
+{
+	if (!scanner_available(which))
+		return false;
+	scanner = which;
+	find_special = finders[which];
+	return true;
+}
+
+enum smtp_body_scanner
+smtp_body_scanner(void)
+{
+	return scanner;
+}
+
+/*
+ * The fast path, entered inside a line (SCAN_TEXT): stores text and the CR LF
+ * pairs between its lines in one store() per call rather than per line, and
+ * stops before the first octet the state machine must see (a bare CR or LF,
+ * a NUL, a CR at the end of the input), or after a CR LF that a "." follows
+ * in dot mode or that ends the input, in SCAN_LINE_START.  Everything it
+ * consumes, the byte-wise state machine would have stored the same way:
+ * text, then CR LF (line_end()), then in a new line an octet that is not a
+ * "." (or anything, outside dot mode), which text_byte() handles as SCAN_TEXT
+ * does.  Returns how many octets it consumed.
+ */
+static size_t
+scan_text(struct smtp_body *body, const uint8_t *p, size_t n)
+{
+	size_t start = 0, pos = 0; /* p[start..pos) is still to be stored */
+	size_t line = body->line_len;
+
+	for (;;) {
+		size_t run = find_special(p + pos, n - pos);
+		size_t room = line <= LINE_CONTENT_MAX ? LINE_CONTENT_MAX - line : 0;
+
+		if (run > room) {
+			/*
+			 * A line over RFC 5321 4.5.3.1.6's limit: what came before
+			 * it is stored first, then text() fails the line in stream
+			 * order, as it does byte by byte.
+			 */
+			store(body, p + start, pos - start);
+			body->line_len = line;
+			text(body, p + pos, run);
+			line = body->line_len;
+			start = pos + run;
+		} else {
+			line += run;
+		}
+		pos += run;
+		if (pos == n || p[pos] != '\r' || pos + 1 == n || p[pos + 1] != '\n')
+			break;
+		/* A real CR LF (RFC 5321 2.3.8): a new line starts after it. */
+		pos += 2;
+		line = 0;
+		if (body->dot_mode && (pos == n || p[pos] == '.')) {
+			/* A "." opens the line, or may: RFC 5321 4.5.2 and 4.1.1.4. */
+			body->scan = SCAN_LINE_START;
+			break;
+		}
+	}
+	store(body, p + start, pos - start);
+	body->line_len = line;
+	return pos;
+}
+
+/* The byte-at-a-time scan, SMTP_SCANNER_REFERENCE: what the others must equal. */
+static size_t
+scan_reference(struct smtp_body *body, const uint8_t *in, size_t len, bool *end)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		if (body->scan == SCAN_TEXT) {
+			size_t run = find_special_scalar(in + i, len - i);
+
+			if (run > 0) {
+				text(body, in + i, run);
+				i += run;
+				continue;
+			}
+		}
+		if (scan_byte(body, in[i++])) {
+			*end = true;
+			break;
+		}
+	}
 	return i;
 }
 
@@ -236,16 +419,17 @@ smtp_body_scan(struct smtp_body *body, const uint8_t *in, size_t len, bool *end)
 	size_t i = 0;
 
 	*end = false;
+	if (scanner == SMTP_SCANNER_REFERENCE)
+		return scan_reference(body, in, len, end);
 	while (i < len) {
 		if (body->scan == SCAN_TEXT) {
-			size_t run = plain_run(in + i, len - i);
-
-			if (run > 0) {
-				text(body, in + i, run);
-				i += run;
-				continue;
-			}
+			i += scan_text(body, in + i, len - i);
+			if (i == len)
+				break;
+			if (body->scan != SCAN_TEXT)
+				continue; /* SCAN_LINE_START, before a "." */
 		}
+		/* A CR, LF or NUL inside a line, or an octet at a line start or after a CR. */
 		if (scan_byte(body, in[i++])) {
 			*end = true;
 			break;

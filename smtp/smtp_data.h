@@ -52,6 +52,31 @@ int smtp_body_start(struct smtp_body *body, const char *header, size_t header_le
  */
 size_t smtp_body_scan(struct smtp_body *body, const uint8_t *in, size_t len, bool *end);
 
+/*
+ * How smtp_body_scan() finds the next CR, LF or NUL in a run of text.  The
+ * best one the CPU has is chosen once, at start-up; every one gives the same
+ * consumed counts, stored bytes and verdicts.  SMTP_SCANNER_REFERENCE is the
+ * byte-at-a-time state machine the others are checked against (one
+ * smtp_body_scan call per run of text, one per CR LF).
+ */
+enum smtp_body_scanner {
+	SMTP_SCANNER_REFERENCE,
+	SMTP_SCANNER_SCALAR, /* the run-copying scanner, a byte at a time */
+	SMTP_SCANNER_SSE2,   /* 16 octets at a time (x86-64 baseline) */
+	SMTP_SCANNER_AVX2,   /* 32 octets at a time */
+	SMTP_SCANNER_COUNT,
+};
+
+/*
+ * For tests and fuzzers: makes `which` the scanner of the whole process.
+ * Returns false (and changes nothing) when this CPU or build lacks it.  Not
+ * thread-safe: call it while no session scans.
+ */
+bool smtp_body_use_scanner(enum smtp_body_scanner which);
+
+/* The scanner in use: the best available unless smtp_body_use_scanner() said otherwise. */
+enum smtp_body_scanner smtp_body_scanner(void);
+
 /* BDAT LAST: a CR left pending at the very end is a bare CR. */
 void smtp_body_finish(struct smtp_body *body);
 

@@ -24,7 +24,12 @@
  *    normalised, never stored: the smuggling defence) and no NUL (refused
  *    under either policy), at least one and at most max_recipients
  *    recipients, and no more content than SIZE allows;
- *  - input is consumed, or held back only for pending output.
+ *  - input is consumed, or held back only for pending output;
+ *  - the body scanners agree (smtp_data.h): the run in chunks uses the best
+ *    one the CPU has (AVX2 or SSE2), the run fed whole SSE2, the run octet
+ *    by octet the scalar one, and one more run with the byte-at-a-time
+ *    reference, cut as the first, must give the first's transcript (with
+ *    STARTTLS too, since both are cut alike).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +39,7 @@
 #include <strings.h>
 
 #include "core/pa.h"
+#include "smtp/smtp_data.h"
 #include "smtp/smtp_session.h"
 
 #define CHECK(cond)                                                                                \
@@ -349,27 +355,46 @@ same_transcript(const struct host *x, const struct host *whole, const char *how)
 	abort();
 }
 
+/* Runs with the given body scanner, or with the best one when this CPU lacks it. */
+static void
+run_with(enum smtp_body_scanner which, struct host *h, uint8_t seed, bool bytewise,
+         const uint8_t *in, size_t len)
+{
+	static enum smtp_body_scanner best = SMTP_SCANNER_COUNT;
+
+	if (best == SMTP_SCANNER_COUNT)
+		best = smtp_body_scanner(); /* what the constructor chose */
+	if (!smtp_body_use_scanner(which))
+		CHECK(smtp_body_use_scanner(best));
+	run(h, seed, bytewise, in, len);
+	CHECK(smtp_body_use_scanner(best));
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct host a = {0}, b = {0}, c = {0};
+	struct host a = {0}, b = {0}, c = {0}, d = {0};
 
 	if (size < 2)
 		return 0;
-	a.settings = b.settings = c.settings = data[0];
-	run(&a, data[1], false, data + 2, size - 2);
-	run(&c, 0, true, data + 2, size - 2);
+	a.settings = b.settings = c.settings = d.settings = data[0];
+	run_with(SMTP_SCANNER_AVX2, &a, data[1], false, data + 2, size - 2);
+	run_with(SMTP_SCANNER_SCALAR, &c, 0, true, data + 2, size - 2);
+	run_with(SMTP_SCANNER_REFERENCE, &d, data[1], false, data + 2, size - 2);
+	same_transcript(&a, &d, "with the reference scanner");
 	/* With STARTTLS the host drops the rest of a read: cuts differ by design. */
 	if (!(a.settings & S_TLS)) {
 		const struct host *whole = &a;
 
 		if (data[1] != 0) {
-			run(&b, 0, false, data + 2, size - 2);
+			run_with(SMTP_SCANNER_SSE2, &b, 0, false, data + 2, size - 2);
 			same_transcript(&a, &b, "in chunks");
 			whole = &b;
 		}
 		same_transcript(&c, whole, "octet by octet");
 	}
+	free(d.log);
+	free(d.out);
 	free(a.log);
 	free(a.out);
 	free(b.log);
