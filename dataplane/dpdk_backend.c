@@ -121,16 +121,7 @@ conn_process(struct dp_worker *dw, struct dp_conn *c)
 		                  &consumed);
 		if (consumed > 0) {
 			consumed_any = true;
-			tcb->rxq_bytes -= (uint32_t)consumed;
-			if (consumed == len) {
-				tcb->rxq_head = dp_priv(m)->next;
-				if (tcb->rxq_head == NULL)
-					tcb->rxq_tail = NULL;
-				tcb->rxq_nbufs--;
-				rte_pktmbuf_free(m);
-			} else {
-				rte_pktmbuf_adj(m, (uint16_t)consumed);
-			}
+			tcp_rxq_consume(tcb, (uint32_t)consumed);
 		}
 		if (st == INGEST_CLOSE) {
 			c->app_closing = true;

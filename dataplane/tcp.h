@@ -226,6 +226,12 @@ bool tcp_reass_insert(struct tcb *tcb, struct rte_mbuf *m, uint32_t seq, bool fi
 /* Moves what became in order onto rxq; returns octets moved, *fin set when a FIN came in order. */
 uint32_t tcp_reass_pull(struct tcb *tcb, bool *fin);
 void tcp_rxq_append(struct tcb *tcb, struct rte_mbuf *m);
+/*
+ * The application has read n octets from the front of rxq (at most the
+ * head mbuf's length: rxq is read one mbuf at a time): frees the head once
+ * it is all read, else trims it; the queue's counts follow.
+ */
+void tcp_rxq_consume(struct tcb *tcb, uint32_t n);
 void tcp_queues_free(struct tcb *tcb);
 /* Fills up to max SACK blocks (RFC 2018) from the out-of-order queue. */
 unsigned tcp_reass_sack(const struct tcb *tcb, uint32_t blocks[][2], unsigned max);

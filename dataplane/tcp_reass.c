@@ -32,6 +32,28 @@ tcp_rxq_append(struct tcb *tcb, struct rte_mbuf *m)
 	tcb->rxq_nbufs++;
 }
 
+void
+tcp_rxq_consume(struct tcb *tcb, uint32_t n)
+{
+	struct rte_mbuf *m = tcb->rxq_head;
+
+	if (m == NULL || n == 0)
+		return;
+	/* More than the head holds is a caller's bug: the counts must still add up. */
+	if (n > mlen(m))
+		n = mlen(m);
+	tcb->rxq_bytes -= n;
+	if (n < mlen(m)) {
+		rte_pktmbuf_adj(m, (uint16_t)n);
+		return;
+	}
+	tcb->rxq_head = dp_priv(m)->next;
+	if (tcb->rxq_head == NULL)
+		tcb->rxq_tail = NULL;
+	tcb->rxq_nbufs--;
+	rte_pktmbuf_free(m);
+}
+
 /* Drops the first n octets of m (the caller knows n < its length). */
 static void
 trim_front(struct rte_mbuf *m, uint32_t n)

@@ -283,15 +283,10 @@ lg_data(struct dp_worker *dw, struct tcb *tcb)
 
 	/* The session always takes everything: free each mbuf once it has read it. */
 	while ((m = tcb->rxq_head) != NULL) {
-		tcb->rxq_head = dp_priv(m)->next;
-		if (tcb->rxq_head == NULL)
-			tcb->rxq_tail = NULL;
-		tcb->rxq_nbufs--;
-		tcb->rxq_bytes -= rte_pktmbuf_data_len(m);
 		if (c->s != NULL && !lg_session_closed(c->s))
 			lg_session_input(c->s, rte_pktmbuf_mtod(m, const uint8_t *),
 			                 rte_pktmbuf_data_len(m), th->now_us);
-		rte_pktmbuf_free(m);
+		tcp_rxq_consume(tcb, rte_pktmbuf_data_len(m));
 	}
 	/* A window that was nearly shut is open again: say so (RFC 9293 3.8.6.2.2). */
 	if (old_win < 2u * tcb->mss)

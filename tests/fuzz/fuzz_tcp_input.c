@@ -150,16 +150,7 @@ app_process(struct dp_worker *dw, struct tcb *tcb)
 		if (used == 0)
 			break;
 		consumed_any = true;
-		tcb->rxq_bytes -= used;
-		if (used == len) {
-			tcb->rxq_head = dp_priv(m)->next;
-			if (tcb->rxq_head == NULL)
-				tcb->rxq_tail = NULL;
-			tcb->rxq_nbufs--;
-			rte_pktmbuf_free(m);
-		} else {
-			rte_pktmbuf_adj(m, used);
-		}
+		tcp_rxq_consume(tcb, used);
 	}
 	if (tcb->state == TCP_CLOSE_WAIT && tcb->rxq_head == NULL)
 		c->closing = true;

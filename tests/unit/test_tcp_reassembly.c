@@ -63,12 +63,12 @@ feed(struct tcb *tcb, const uint32_t (*pieces)[2], unsigned n, uint8_t *out, boo
 
 		memcpy(out + got, rte_pktmbuf_mtod(m, void *), rte_pktmbuf_data_len(m));
 		got += rte_pktmbuf_data_len(m);
-		tcb->rxq_head = dp_priv(m)->next;
-		tcb->rxq_nbufs--;
-		rte_pktmbuf_free(m);
+		tcp_rxq_consume(tcb, rte_pktmbuf_data_len(m));
 	}
-	tcb->rxq_tail = NULL;
-	tcb->rxq_bytes = 0;
+	/* The queue's counts followed every mbuf taken. */
+	assert_null(tcb->rxq_tail);
+	assert_int_equal(tcb->rxq_bytes, 0);
+	assert_int_equal(tcb->rxq_nbufs, 0);
 	return got;
 }
 
