@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+import helpers
+
 SERVER_IP = "198.18.0.2"
 PEER_IP = "198.18.0.1"
 PREFIX = 24
@@ -378,10 +380,9 @@ class DpdkPigeond:
         return self.netns.popen(argv, **kw)
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """The log so far, once it has settled (helpers.settled_log())."""
+        return helpers.settled_log(self.log_path, running=self.proc is not None
+                                   and self.proc.poll() is None)
 
     def counters(self):
         """Per-worker counters from the lines a worker logs when it stops: {worker: {name: n}}."""

@@ -409,6 +409,11 @@ class Pigeond:
 
     # -- log ------------------------------------------------------------
     def log(self):
+        """The log so far, once it has settled (settled_log())."""
+        return settled_log(self.log_path, running=self.proc is not None
+                           and self.proc.poll() is None)
+
+    def raw_log(self):
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -438,7 +443,7 @@ class Pigeond:
     def wait_for_log(self, pattern, timeout=5.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if re.search(pattern, self.log()):
+            if re.search(pattern, self.raw_log()):
                 return True
             time.sleep(0.05)
         return False
@@ -450,6 +455,35 @@ class Pigeond:
     def client_cmd(self, argv):
         """A client command line to run where the server is reachable."""
         return self.backend.wrap_client(argv)
+
+
+# Worker lcores do not write their log lines: they queue them, and pigeond's
+# log thread writes them a moment later (core/log.h), after the client has
+# already seen the reply that followed the line.  A test that reads the log of
+# a running pigeond waits until the file has not grown for LOG_SETTLE_S, at
+# most LOG_SETTLE_MAX_S; the log of a stopped pigeond is complete (pa_log_stop).
+LOG_SETTLE_S = 0.1
+LOG_SETTLE_MAX_S = 3.0
+
+
+def settled_log(path, running=True):
+    def read():
+        try:
+            return Path(path).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    text = read()
+    if not running:
+        return text
+    deadline = time.monotonic() + LOG_SETTLE_MAX_S
+    while time.monotonic() < deadline:
+        time.sleep(LOG_SETTLE_S)
+        again = read()
+        if again == text:
+            break
+        text = again
+    return text
 
 
 def dpdk_runtime_dir():
