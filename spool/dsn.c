@@ -14,36 +14,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/mail_date.h"
 #include "core/pa.h"
 
+/*
+ * A report is a few KiB a recipient plus DSN_HEADERS_MAX of the original:
+ * far below this, which only bounds what a bug could make of it.
+ */
+#define DSN_REPORT_MAX (64u << 20)
+
+/* The report being written; a failed append (out of memory) fails the whole report. */
 struct buf {
-	char *p;
-	size_t len, cap;
+	struct pa_buf b;
 	bool failed;
 };
 
 static void
 add(struct buf *b, const void *data, size_t len)
 {
-	if (b->failed)
-		return;
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap == 0 ? 8192 : b->cap;
-		char *p;
-
-		while (cap < b->len + len)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (p == NULL) {
-			b->failed = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
+	if (!b->failed && pa_buf_append(&b->b, data, len) != PA_OK)
+		b->failed = true;
 }
 
 static void __attribute__((format(printf, 2, 3))) addf(struct buf *b, const char *fmt, ...)
@@ -106,12 +97,13 @@ header_len(const uint8_t *m, size_t size)
 int
 dsn_build(const struct dsn_report *r, uint8_t **out, size_t *outlen)
 {
-	struct buf b = {0};
+	struct buf b = {.failed = false};
 	char date[PA_MAIL_DATE_MAX], arrival[PA_MAIL_DATE_MAX], boundary[96], status[16], text[600];
 	size_t hlen = header_len(r->original, r->original_size);
 
 	if (r->nrcpt == 0)
 		return PA_ERROR;
+	pa_buf_init(&b.b, 8192, DSN_REPORT_MAX);
 	pa_mail_date((int64_t)(r->now_us / 1000000u), date);
 	pa_mail_date((int64_t)(r->arrival_us / 1000000u), arrival);
 	snprintf(boundary, sizeof(boundary), "=_pigeonair_%s_%llu", r->queue_id,
@@ -165,10 +157,10 @@ dsn_build(const struct dsn_report *r, uint8_t **out, size_t *outlen)
 		add(&b, "\r\n", 2);
 	addf(&b, "\r\n--%s--\r\n", boundary);
 	if (b.failed) {
-		free(b.p);
+		pa_buf_free(&b.b);
 		return PA_ERROR;
 	}
-	*out = (uint8_t *)b.p;
-	*outlen = b.len;
+	*out = b.b.data;
+	*outlen = b.b.len;
 	return PA_OK;
 }
