@@ -18,28 +18,10 @@
 
 #define OUT_INITIAL_CAP 256
 
-static bool
-out_reserve(struct smtp_session *s, size_t n)
+void
+smtp_out_init(struct smtp_session *s)
 {
-	size_t cap;
-	uint8_t *out;
-
-	if (s->out_off > 0 && s->out_len + n > s->out_cap) {
-		memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
-		s->out_len -= s->out_off;
-		s->out_off = 0;
-	}
-	if (s->out_len + n <= s->out_cap)
-		return true;
-	cap = s->out_cap ? s->out_cap * 2 : OUT_INITIAL_CAP;
-	while (cap < s->out_len + n)
-		cap *= 2;
-	out = realloc(s->out, cap);
-	if (out == NULL)
-		return false;
-	s->out = out;
-	s->out_cap = cap;
-	return true;
+	pa_buf_init(&s->out, OUT_INITIAL_CAP, SMTP_OUTPUT_MAX);
 }
 
 void
@@ -47,27 +29,23 @@ smtp_out_append(struct smtp_session *s, const char *p, size_t n)
 {
 	if (s->out_failed)
 		return;
-	if (!out_reserve(s, n)) {
+	if (pa_buf_append(&s->out, p, n) != PA_OK) {
 		s->out_failed = true;
 		return;
 	}
-	memcpy(s->out + s->out_len, p, n);
-	s->out_len += n;
 	s->progress++; /* every reply answers something complete: see smtp_session_progress() */
 }
 
 size_t
 smtp_out_pending(const struct smtp_session *s)
 {
-	return s->out_len - s->out_off;
+	return pa_buf_pending(&s->out);
 }
 
 void
 smtp_out_free(struct smtp_session *s)
 {
-	free(s->out);
-	s->out = NULL;
-	s->out_off = s->out_len = s->out_cap = 0;
+	pa_buf_free(&s->out);
 }
 
 /* Formats one reply line, cut to the RFC 5321 4.5.3.1.5 limit; returns its first octet. */

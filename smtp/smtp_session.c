@@ -67,6 +67,7 @@ smtp_session_new(const struct smtp_config *config, void *host, const char *clien
 	}
 	s->config = config;
 	s->host = host;
+	smtp_out_init(s);
 	s->state = SMTP_STATE_CONNECTED;
 	return s;
 }
@@ -432,16 +433,14 @@ const uint8_t *
 smtp_session_output(const struct smtp_session *s, size_t *len)
 {
 	*len = smtp_out_pending(s);
-	return s->out != NULL ? s->out + s->out_off : (const uint8_t *)"";
+	return s->out.data != NULL ? pa_buf_head(&s->out) : (const uint8_t *)"";
 }
 
 void
 smtp_session_output_consumed(struct smtp_session *s, size_t n)
 {
-	size_t pending = smtp_out_pending(s);
-
-	s->out_off += n < pending ? n : pending;
-	if (s->out_off == s->out_len)
+	pa_buf_consume(&s->out, n);
+	if (pa_buf_pending(&s->out) == 0)
 		smtp_out_free(s);
 }
 

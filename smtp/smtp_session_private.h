@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_session.h"
 
@@ -26,6 +27,12 @@
  * make the session buffer more than this plus one reply.
  */
 #define SMTP_OUTPUT_HIGH_WATER (64 * 1024)
+/*
+ * What the reply buffer may hold: input stops at the high water mark, so
+ * only one input chunk's replies come on top of it; past this a session
+ * can only close, as when memory runs out.
+ */
+#define SMTP_OUTPUT_MAX (64 * SMTP_OUTPUT_HIGH_WATER)
 
 /* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
 #define SMTP_REPLY_LINE_MAX 512
@@ -76,11 +83,8 @@ struct smtp_session {
 	struct smtp_txn *txn;
 	const char *tls_version; /* static strings from the TLS library; NULL: clear text */
 	const char *tls_cipher;
-	uint8_t *line; /* a partial command line kept between two input calls */
-	uint8_t *out;
-	size_t out_off; /* sent by the host */
-	size_t out_len;
-	size_t out_cap;
+	uint8_t *line;     /* a partial command line kept between two input calls */
+	struct pa_buf out; /* replies; data[off] is the first the host has not sent */
 	uint64_t bdat_size;
 	uint64_t bdat_left;
 	unsigned errors;
@@ -119,6 +123,8 @@ void smtp_txn_free(struct smtp_txn *txn);
 
 /* smtp_reply.c */
 void smtp_out_append(struct smtp_session *session, const char *p, size_t n);
+/* The reply buffer, empty: it allocates with the first reply of a batch. */
+void smtp_out_init(struct smtp_session *session);
 size_t smtp_out_pending(const struct smtp_session *session);
 void smtp_out_free(struct smtp_session *session);
 void smtp_reply(struct smtp_session *session, const char *fmt, ...)
