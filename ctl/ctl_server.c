@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/pa.h"
 #include "ctl/ctl_commands.h"
@@ -70,10 +71,7 @@ struct ctl_server {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return pa_monotonic_ms();
 }
 
 /* Looks up ctl.owner and ctl.group; either may be empty. */
@@ -578,6 +576,7 @@ ctl_server_run(struct ctl_server *srv, int sigfd)
 	for (;;) {
 		nfds_t n = 0;
 		uint64_t now;
+		int ready;
 
 		pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = srv->listen_fd, .events = POLLIN};
@@ -593,21 +592,29 @@ ctl_server_run(struct ctl_server *srv, int sigfd)
 			    .events = (short)(c->out_len > c->out_off ? POLLOUT : POLLIN),
 			};
 		}
-		if (poll(pfd, n, CTL_POLL_MS) == -1) {
-			if (errno == EINTR)
-				continue;
+		ready = poll(pfd, n, CTL_POLL_MS);
+		if (ready == -1 && errno != EINTR) {
 			pa_log_err("poll() failed: %s", strerror(errno));
 			return;
 		}
-		if ((pfd[0].revents & POLLIN) && read_signal(srv, sigfd))
-			return;
-		if (pfd[1].revents & POLLIN)
-			accept_clients(srv, srv->listen_fd, CLIENT_CTL);
-		if (srv->http_fd != -1 && (pfd[2].revents & POLLIN))
-			accept_clients(srv, srv->http_fd, CLIENT_HTTP);
-		for (nfds_t i = 3; i < n; i++)
-			if (pfd[i].revents != 0 && owner[i]->fd == pfd[i].fd)
-				client_event(srv, owner[i], pfd[i].revents);
+		/*
+		 * A signal still runs the timed work below: DPDK's net_tap PMD
+		 * raises SIGIO for every packet its TAP receives, so under
+		 * traffic a loop that started over on EINTR never reached the
+		 * tick, and ticket keys went unrotated for as long as packets
+		 * came more often than once a second.
+		 */
+		if (ready > 0) {
+			if ((pfd[0].revents & POLLIN) && read_signal(srv, sigfd))
+				return;
+			if (pfd[1].revents & POLLIN)
+				accept_clients(srv, srv->listen_fd, CLIENT_CTL);
+			if (srv->http_fd != -1 && (pfd[2].revents & POLLIN))
+				accept_clients(srv, srv->http_fd, CLIENT_HTTP);
+			for (nfds_t i = 3; i < n; i++)
+				if (pfd[i].revents != 0 && owner[i]->fd == pfd[i].fd)
+					client_event(srv, owner[i], pfd[i].revents);
+		}
 		now = now_ms();
 		if (srv->env->tick != NULL)
 			srv->env->tick(srv->env->tick_arg, now);

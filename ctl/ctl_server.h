@@ -40,7 +40,11 @@ struct ctl_env {
 	/* SIGHUP and the reload command: PA_OK, or PA_ERROR with the reason in err. */
 	int (*reload)(void *arg, char *err, size_t errlen);
 	void *reload_arg;
-	/* Timed work of the main lcore (ticket-key rotation): every loop, at least once a second */
+	/*
+	 * Timed work of the main lcore (ticket-key rotation): every turn of the
+	 * loop, also one a signal interrupted, so at least once a second;
+	 * now_ms is pa_monotonic_ms().
+	 */
 	void (*tick)(void *arg, uint64_t now_ms);
 	void *tick_arg;
 	/* Set by the shutdown command: the loop returns once the reply is out. */
