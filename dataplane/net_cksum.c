@@ -44,17 +44,6 @@ add_carry(uint64_t s, uint64_t w)
 	return s + (s < w);
 }
 
-/* Folds a 64-bit one's-complement sum to 16 bits; 0 only if s is 0. */
-static inline uint16_t
-fold(uint64_t s)
-{
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)s;
-}
-
 /* 8 octets a loop turn; the tails of the vector loops end here too. */
 static uint64_t
 sum_scalar(const uint8_t *p, size_t len, uint64_t s)
@@ -214,7 +203,7 @@ sum(const void *buf, size_t len, uint64_t s)
 uint16_t
 net_cksum(const void *buf, size_t len, uint32_t s)
 {
-	return fold(sum(buf, len, s));
+	return net_cksum_fold(sum(buf, len, s));
 }
 
 /*
@@ -236,11 +225,11 @@ net_cksum_ipv4_tcp(const struct rte_ipv4_hdr *ip, const void *th, uint16_t l4_le
 	 * A sum of 0xffff gives 0, as rte_ipv4_udptcp_cksum() sends for TCP: only
 	 * UDP reserves 0 (RFC 768), and 0 and 0xffff verify alike (RFC 1624 3).
 	 */
-	return (uint16_t)~fold(sum(th, l4_len, phdr_sum(ip, l4_len)));
+	return (uint16_t)~net_cksum_fold(sum(th, l4_len, phdr_sum(ip, l4_len)));
 }
 
 bool
 net_cksum_ipv4_tcp_ok(const struct rte_ipv4_hdr *ip, const void *th, uint16_t l4_len)
 {
-	return fold(sum(th, l4_len, phdr_sum(ip, l4_len))) == 0xffff;
+	return net_cksum_fold(sum(th, l4_len, phdr_sum(ip, l4_len))) == 0xffff;
 }

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <rte_ip.h>
 
@@ -42,6 +43,38 @@ uint16_t net_cksum_ipv4_tcp(const struct rte_ipv4_hdr *ip, const void *th, uint1
 
 /* True when the received segment's checksum, pseudo-header included, is right. */
 bool net_cksum_ipv4_tcp_ok(const struct rte_ipv4_hdr *ip, const void *th, uint16_t l4_len);
+
+/* Folds a 64-bit one's-complement sum to 16 bits (RFC 1071 4.1); 0 only if s is 0. */
+static inline uint16_t
+net_cksum_fold(uint64_t s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)s;
+}
+
+/*
+ * The sum over an IPv4 header of hlen octets (IHL x 4: 20 to 60, RFC 791
+ * 3.1), a 32-bit word at a time: 0xffff when its checksum is right; with
+ * hdr_checksum zero, the complement is the checksum (rte_ipv4_cksum()).
+ * Inline, because 20 octets are five additions and a fold, against about 60
+ * instructions for rte_raw_cksum()'s ten-turn loop, once per frame each way.
+ */
+static inline uint16_t
+net_cksum_ipv4_hdr(const struct rte_ipv4_hdr *ip, unsigned hlen)
+{
+	const uint8_t *p = (const uint8_t *)ip;
+	uint64_t s = 0;
+	uint32_t w;
+
+	for (unsigned i = 0; i + 4 <= hlen; i += 4) {
+		memcpy(&w, p + i, 4);
+		s += w;
+	}
+	return net_cksum_fold(s);
+}
 
 /* The best variant this CPU (and EAL's SIMD limit) allows. */
 enum net_cksum_isa net_cksum_best(void);

@@ -45,7 +45,7 @@ icmp_echo(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv4_hdr *ip, uin
 	ip->dst_addr = peer;
 	ip->time_to_live = NET_IP_TTL;
 	ip->hdr_checksum = 0;
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	ip->hdr_checksum = (uint16_t)~net_cksum_ipv4_hdr(ip, rte_ipv4_hdr_len(ip));
 	m->ol_flags = 0;
 	net_eth_output_ipv4(dw, m, peer);
 }
@@ -85,7 +85,7 @@ net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m)
 		return;
 	}
 	if (ipf == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-	    (ipf != RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_raw_cksum(ip, hlen) != 0xffff)) {
+	    (ipf != RTE_MBUF_F_RX_IP_CKSUM_GOOD && net_cksum_ipv4_hdr(ip, hlen) != 0xffff)) {
 		dp_drop(dw, m, DP_DROP_IP_BAD_CKSUM);
 		return;
 	}
@@ -152,7 +152,7 @@ net_ipv4_output_tcp(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint
 	if (dw->sh->tx_ip_cksum)
 		m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
 	else
-		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		ip->hdr_checksum = (uint16_t)~net_cksum_ipv4_hdr(ip, sizeof(*ip));
 	if (dw->sh->tx_tcp_cksum) {
 		m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
 		th->cksum = rte_ipv4_phdr_cksum(ip, m->ol_flags);

@@ -1,10 +1,10 @@
 /*
  * test_net_cksum.c: dataplane/net_cksum.c's sums, in every variant the CPU
- * has (AVX2, SSE2, C), against DPDK's rte_raw_cksum() and
+ * has (AVX2, SSE2, C), against DPDK's rte_raw_cksum(), rte_ipv4_cksum() and
  * rte_ipv4_udptcp_cksum() and against a plain RFC 1071 sum: random data at
  * every alignment 0..63, lengths 0..9000 (every length up to 300, odd ones,
  * random ones), all-0xff data, sums whose carries wrap, segments with a bit
- * flipped.
+ * and IPv4 headers with a bit flipped.
  */
 /* rte_ipv4_udptcp_cksum_verify() is still marked experimental in DPDK 22.11. */
 #define ALLOW_EXPERIMENTAL_API
@@ -287,6 +287,32 @@ test_tcp_zero_field(void **state)
 	assert_int_equal(rte_ipv4_udptcp_cksum_verify(ip, th), 0);
 }
 
+/* IPv4 headers of every IHL at every alignment: the inline sum against DPDK's. */
+static void
+test_ipv4_hdr(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < 20000; i++) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(buf + i % ALIGNS);
+		unsigned ihl = 5 + i % 11, hlen = ihl * 4;
+		uint16_t c;
+
+		if (i % 7 == 0)
+			memset(ip, 0xff, hlen); /* every word 0xffff */
+		else
+			fill_random((uint8_t *)ip, hlen);
+		ip->version_ihl = (uint8_t)(0x40 | ihl);
+		assert_int_equal(net_cksum_ipv4_hdr(ip, hlen), rte_raw_cksum(ip, hlen));
+		ip->hdr_checksum = 0;
+		c = (uint16_t)~net_cksum_ipv4_hdr(ip, hlen);
+		assert_int_equal(c, rte_ipv4_cksum(ip));
+		ip->hdr_checksum = c;
+		assert_int_equal(net_cksum_ipv4_hdr(ip, hlen), 0xffff);
+		((uint8_t *)ip)[(i * 13) % hlen] ^= (uint8_t)(1u << (i % 8));
+		assert_int_not_equal(net_cksum_ipv4_hdr(ip, hlen), 0xffff);
+	}
+}
+
 static void
 test_select(void **state)
 {
@@ -310,6 +336,7 @@ main(void)
 	    cmocka_unit_test(test_select),   cmocka_unit_test(test_random),
 	    cmocka_unit_test(test_all_ones), cmocka_unit_test(test_carries),
 	    cmocka_unit_test(test_tcp),      cmocka_unit_test(test_tcp_zero_field),
+	    cmocka_unit_test(test_ipv4_hdr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,8 @@
  * our Toeplitz hash, or the hash agrees and the redirection table does not.
  * A fragment is dropped where it arrives, neither steered nor counted.
  * Under software steering the same hop is normal and counts no misqueue.
+ * Checksums: computed when the port gave no verdict, the port's verdict
+ * taken as it is, every wrong one dropped and counted by reason.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -300,6 +302,107 @@ test_software_steering_counts_no_misqueue(void **state)
 	assert_int_equal(w[1]->c.drops[DP_DROP_TCP_CLOSED_PORT], 1);
 }
 
+/*
+ * syn_frame(sport) with len octets of data after the SYN, checksums right:
+ * long enough to take the wide loops of net_cksum.c, odd or even.
+ */
+static struct rte_mbuf *
+data_frame(uint16_t sport, uint16_t len)
+{
+	struct rte_mbuf *m = syn_frame(sport);
+	struct rte_ipv4_hdr *ip =
+	    rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+	struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)(ip + 1);
+	uint8_t *d = (uint8_t *)rte_pktmbuf_append(m, len);
+
+	assert_non_null(d);
+	for (uint16_t i = 0; i < len; i++)
+		d[i] = (uint8_t)(0xff - i * 7);
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + sizeof(*th) + len));
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	th->cksum = 0;
+	th->cksum = rte_ipv4_udptcp_cksum(ip, th);
+	return m;
+}
+
+/*
+ * Checksums on input (net_ipv4.c): computed here when the port gave no
+ * verdict, a wrong one dropped and counted by reason; the port's verdict,
+ * when given, taken as it is and never recomputed.
+ */
+static void
+test_checksum_verdicts(void **state)
+{
+	const uint16_t lens[] = {0, 1, 2, 3, 15, 16, 17, 63, 64, 65, 127, 1000, 1459, 1460};
+	uint16_t p;
+
+	(void)state;
+	sh.rss = false;
+	p = port_owned_by(0);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		struct rte_mbuf *m;
+		struct rte_ipv4_hdr *ip;
+		struct rte_tcp_hdr *th;
+		size_t off;
+
+		/* No verdict, right: on to TCP (port 25 is closed here). */
+		reset_counters();
+		net_eth_input(w[0], data_frame(p, lens[i]), false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 1);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_BAD_CKSUM], 0);
+
+		/* No verdict, one bit wrong in the header or the data: tcp_bad_checksum. */
+		reset_counters();
+		m = data_frame(p, lens[i]);
+		ip =
+		    rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+		th = (struct rte_tcp_hdr *)(ip + 1);
+		off = sizeof(*th) + lens[i] - 1; /* the last octet */
+		((uint8_t *)th)[off] ^= 0x10;
+		net_eth_input(w[0], m, false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_BAD_CKSUM], 1);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 0);
+
+		/* The same wrong segment with the port's GOOD: believed, not recomputed. */
+		reset_counters();
+		m = data_frame(p, lens[i]);
+		ip =
+		    rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+		th = (struct rte_tcp_hdr *)(ip + 1);
+		th->cksum ^= 0x0101;
+		m->ol_flags = RTE_MBUF_F_RX_L4_CKSUM_GOOD | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+		net_eth_input(w[0], m, false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 1);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_BAD_CKSUM], 0);
+
+		/* A right segment the port calls BAD: dropped as the port says. */
+		reset_counters();
+		m = data_frame(p, lens[i]);
+		m->ol_flags = RTE_MBUF_F_RX_L4_CKSUM_BAD | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+		net_eth_input(w[0], m, false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_BAD_CKSUM], 1);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 0);
+	}
+
+	/* The IPv4 header: wrong with no verdict, and right but called BAD by the port. */
+	{
+		struct rte_mbuf *m = data_frame(p, 10);
+		struct rte_ipv4_hdr *ip =
+		    rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+
+		reset_counters();
+		ip->time_to_live ^= 1;
+		net_eth_input(w[0], m, false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_IP_BAD_CKSUM], 1);
+		m = data_frame(p, 10);
+		m->ol_flags = RTE_MBUF_F_RX_IP_CKSUM_BAD;
+		net_eth_input(w[0], m, false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_IP_BAD_CKSUM], 2);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 0);
+	}
+}
+
 static int
 setup(void **state)
 {
@@ -371,6 +474,7 @@ main(void)
 	    cmocka_unit_test(test_wrong_queue_counted_by_reason),
 	    cmocka_unit_test(test_fragment_not_steered),
 	    cmocka_unit_test(test_software_steering_counts_no_misqueue),
+	    cmocka_unit_test(test_checksum_verdicts),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
