@@ -131,6 +131,8 @@ struct pa_config {
 	/* hand-off to the delivery tier (docs/handoff.md) */
 	char relay_routes[1024]; /* route-map file; empty: none */
 	char relay_default[CONFIG_VALUE_MAX]; /* PROTO:HOST:PORT,...; empty: none */
+	char relay_store_route[256];          /* destination with one %s, the store; empty: none */
+	unsigned relay_max_recipients;        /* per hand-off transaction */
 	char relay_helo[256];		      /* empty: hostname */
 	unsigned relay_min_backoff_s;
 	unsigned relay_max_backoff_s;

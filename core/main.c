@@ -117,6 +117,34 @@ directory_log(void *arg, int level, const char *msg)
 	pa_log((enum pa_log_level)level, "%s", msg);
 }
 
+/* The directory as the hand-off engine sees it (relay.store_route): fixed from start to exit. */
+static struct {
+	struct directory *dir;
+	unsigned reader0; /* its reader ids: reader0 .. reader0 + HANDOFF_STORE_READERS - 1 */
+} handoff_directory;
+
+/* The store of a recipient from the directory's snapshot: lock-free, never blocks. */
+static enum handoff_store
+handoff_store_of(void *arg, unsigned reader, const char *rcpt, char *store, size_t storelen)
+{
+	struct dir_answer answer;
+
+	(void)arg;
+	switch (directory_lookup(handoff_directory.dir, handoff_directory.reader0 + reader, rcpt,
+	                         &answer)) {
+	case DIR_MAILBOX:
+	case DIR_ALIAS:
+		if (answer.store[0] == '\0')
+			return HANDOFF_STORE_NONE;
+		snprintf(store, storelen, "%s", answer.store);
+		return HANDOFF_STORE_FOUND;
+	case DIR_UNAVAILABLE:
+		return HANDOFF_STORE_UNAVAILABLE;
+	default:
+		return HANDOFF_STORE_NONE;
+	}
+}
+
 /* NULL when neither directory.file nor directory.ldap.uri is set. */
 static int
 create_directory(struct pa_shared *shared, const struct pa_config *config, char *err, size_t errlen)
@@ -127,7 +155,13 @@ create_directory(struct pa_shared *shared, const struct pa_config *config, char 
 	dc.log = directory_log;
 	if (!directory_config_enabled(&dc))
 		return PA_OK;
-	return directory_create(&shared->directory, &dc, config->workers, err, errlen);
+	/* The hand-off engine reads it too, with reader ids of its own after the workers'. */
+	if (directory_create(&shared->directory, &dc, config->workers + HANDOFF_STORE_READERS, err,
+	                     errlen) != PA_OK)
+		return PA_ERROR;
+	handoff_directory.dir = shared->directory;
+	handoff_directory.reader0 = config->workers;
+	return PA_OK;
 }
 
 static struct tls_settings
@@ -304,10 +338,15 @@ static int
 check_routes(const struct pa_config *c, char *err, size_t errlen)
 {
 	struct route_map *map;
+	char merr[CONFIG_ERR_MAX - 32]; /* room for the prefix */
 
-	if (route_map_load(c->relay_routes, c->spool_shards, c->relay_default, &map, err, errlen) !=
-	    PA_OK)
+	if (route_store_template_check(c->relay_store_route, err, errlen) != PA_OK)
 		return PA_ERROR;
+	if (route_map_load(c->relay_routes, c->spool_shards, c->relay_default, &map, merr,
+	                   sizeof(merr)) != PA_OK) {
+		snprintf(err, errlen, "relay.routes: %s", merr);
+		return PA_ERROR;
+	}
 	route_map_free(map);
 	return PA_OK;
 }
@@ -329,9 +368,15 @@ handoff_config_of(const struct pa_config *c, struct handoff_config *out)
 	    .breaker_failures = c->relay_breaker_failures,
 	    .breaker_cooldown_s = c->relay_breaker_cooldown_s,
 	    .timeout_s = c->relay_timeout_s,
+	    .max_rcpts = c->relay_max_recipients,
+	    .store_of = handoff_directory.dir != NULL ? handoff_store_of : NULL,
 	};
 	snprintf(out->routes, sizeof(out->routes), "%s", c->relay_routes);
 	snprintf(out->default_dest, sizeof(out->default_dest), "%s", c->relay_default);
+	snprintf(out->store_route, sizeof(out->store_route), "%s", c->relay_store_route);
+	if (c->relay_store_route[0] != '\0' && handoff_directory.dir == NULL)
+		pa_log_warning("relay.store_route is set but no directory is: nothing routes by "
+		               "store");
 	snprintf(out->helo, sizeof(out->helo), "%s", c->relay_helo[0] ? c->relay_helo : c->hostname);
 	snprintf(out->hostname, sizeof(out->hostname), "%s", c->hostname);
 	snprintf(out->spool_dir, sizeof(out->spool_dir), "%s", c->spool_dir);
@@ -339,18 +384,12 @@ handoff_config_of(const struct pa_config *c, struct handoff_config *out)
 
 /*
  * Session-ticket key rotation, on the main lcore (the only writer of the
- * keys): on a fixed schedule, one tls.ticket_lifetime (of the configuration
- * in force at each rotation) after the other from the moment pigeond is
- * ready, each checked on every turn of the control loop, so within a second
- * of its time.  A ticket's key is retired two rotations after the ticket was
- * sealed, and OpenSSL's session timeout (two lifetimes from the sealing) must
- * not come first while the key is still the previous one: so no key seals
- * for much longer than a lifetime, and a late rotation does not lengthen the
- * periods after it (docs/tls.md).
+ * keys): every tls.ticket_lifetime of the running configuration, checked on
+ * each turn of the control loop, so within a second of it.
  */
 struct ticket_rotation {
 	struct pa_shared *shared;
-	uint64_t due_ms; /* monotonic: when the current key is to be replaced */
+	uint64_t last_ms; /* monotonic: when the current key was made; 0 before the first tick */
 };
 
 static void
@@ -358,20 +397,17 @@ rotate_ticket_key(void *arg, uint64_t now_ms)
 {
 	struct ticket_rotation *r = arg;
 	struct pa_shared *shared = r->shared;
-	uint64_t lifetime_ms;
 	char err[TLS_ERR_MAX];
 
-	if (shared->tls == NULL || now_ms < r->due_ms)
+	if (shared->tls == NULL)
 		return;
-	lifetime_ms = 1000ull * shared->runtime->config.tls_ticket_lifetime_s;
-	r->due_ms += lifetime_ms;
-	/*
-	 * A loop stalled for a whole lifetime or more: one rotation, and a full
-	 * period for the new key, since a second one at once would retire the
-	 * tickets the previous key sealed a moment ago.
-	 */
-	if (r->due_ms <= now_ms)
-		r->due_ms = now_ms + lifetime_ms;
+	if (r->last_ms == 0) {
+		r->last_ms = now_ms; /* the first key was made moments ago, at start */
+		return;
+	}
+	if (now_ms - r->last_ms < 1000ull * shared->runtime->config.tls_ticket_lifetime_s)
+		return;
+	r->last_ms = now_ms;
 	if (tls_shared_rotate(shared->tls, err, sizeof(err)) != PA_OK) {
 		pa_log_err("tls: session-ticket key rotation failed, the current key stays: %s",
 		           err);
@@ -519,7 +555,7 @@ main(int argc, char **argv)
 		if (rc == PA_OK)
 			printf("pigeond: configuration ok\n");
 		else
-			pa_log_err("relay.routes: %s", err);
+			pa_log_err("%s", err);
 		tls_shared_free(shared.tls);
 		directory_destroy(shared.directory);
 		config_free(&config);
@@ -626,9 +662,6 @@ main(int argc, char **argv)
 	ctl_env.reload = reload;
 	ctl_env.reload_arg = &reload_ctx;
 	ticket_rotation.shared = &shared;
-	/* The first key seals tickets from now on: its period starts here, not at start-up. */
-	ticket_rotation.due_ms =
-	    pa_monotonic_ms() + 1000ull * shared.runtime->config.tls_ticket_lifetime_s;
 	ctl_env.tick = rotate_ticket_key;
 	ctl_env.tick_arg = &ticket_rotation;
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",

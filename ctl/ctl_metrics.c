@@ -244,6 +244,10 @@ write_handoff(FILE *f, const struct ctl_env *env)
 	family(f, "pigeonair_handoff_dsns_total", "counter",
 	       "Delivery status notifications queued.");
 	fprintf(f, "pigeonair_handoff_dsns_total %llu\n", (unsigned long long)st.dsns);
+	family(f, "pigeonair_handoff_store_refused_total", "counter",
+	       "Directory store values not routed by relay.store_route (no address literal).");
+	fprintf(f, "pigeonair_handoff_store_refused_total %llu\n",
+	        (unsigned long long)st.store_refused);
 	family(f, "pigeonair_spool_queued_bytes", "gauge",
 	       "Octets queued for hand-off in a shard (the backpressure figure).");
 	for (unsigned i = 0; i < shards; i++)

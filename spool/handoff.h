@@ -24,11 +24,28 @@
 struct spool;
 struct handoff;
 
-#define HANDOFF_WORKER_ID 255 /* the queue-id worker number of DSNs */
+#define HANDOFF_WORKER_ID 255  /* the queue-id worker number of DSNs */
+#define HANDOFF_MAX_RCPTS 1024 /* relay.max_recipients at most (HC_RCPT_MAX) */
+
+/* What the recipient directory says of a recipient's store (relay.store_route). */
+enum handoff_store {
+	HANDOFF_STORE_FOUND,       /* store holds its host, NUL-terminated */
+	HANDOFF_STORE_NONE,        /* no entry, or an entry without a store */
+	HANDOFF_STORE_UNAVAILABLE, /* the directory has no fresh snapshot: wait */
+};
+/*
+ * The store lookup the host gives the engine.  It must not block (the
+ * directory's lock-free snapshot); reader 0 is the engine thread, reader 1
+ * the callers of handoff_destination(), which the engine serializes.
+ */
+typedef enum handoff_store (*handoff_store_fn)(void *arg, unsigned reader, const char *rcpt,
+                                               char *store, size_t storelen);
+#define HANDOFF_STORE_READERS 2
 
 struct handoff_config {
 	char routes[1024];      /* route-map file; "" none */
 	char default_dest[256]; /* relay.default; "" none */
+	char store_route[256];  /* relay.store_route; "" none */
 	char helo[256];         /* EHLO/LHLO name */
 	char hostname[256];     /* Reporting-MTA of DSNs */
 	char spool_dir[1024];   /* for the free-space check */
@@ -42,7 +59,10 @@ struct handoff_config {
 	unsigned min_free_percent; /* used when min_free_bytes is 0 */
 	unsigned breaker_failures; /* consecutive failures that open the breaker */
 	unsigned breaker_cooldown_s;
-	unsigned timeout_s; /* per reply from a peer */
+	unsigned timeout_s;        /* per reply from a peer */
+	unsigned max_rcpts;        /* recipients per transaction, 1..HANDOFF_MAX_RCPTS (0: 1000) */
+	handoff_store_fn store_of; /* NULL: no directory, store_route routes nothing */
+	void *store_arg;
 };
 
 /* Parses the route map and starts the thread; PA_ERROR with err naming what failed. */
@@ -104,7 +124,8 @@ bool handoff_shard_held(const struct handoff *h, unsigned shard);
 
 /*
  * The destination a recipient of a copy in `shard` goes to under the route
- * map in force (one parked by a reload counts already), as its canonical text
+ * map in force (one parked by a reload counts already), with its store from
+ * the directory's current snapshot (relay.store_route), as its canonical text
  * ("smtp:10.0.0.1:25/0,10.0.0.2:25/0"), into out; false when nothing routes
  * it.  Any thread: it takes the engine's lock for the lookup alone.
  */
@@ -135,7 +156,8 @@ struct handoff_stats {
 	uint64_t deferred;  /* temporary failures */
 	uint64_t failed;    /* permanent failures (DSN queued when there is a sender) */
 	uint64_t dsns;
-	uint64_t queued_bytes; /* per shard: the backpressure figure */
+	uint64_t queued_bytes;  /* per shard: the backpressure figure */
+	uint64_t store_refused; /* directory stores not routed (not an address literal) */
 };
 void handoff_stats(const struct handoff *h, struct handoff_stats *out);
 uint64_t handoff_shard_queued_bytes(const struct handoff *h, unsigned shard);

@@ -272,6 +272,28 @@ alloc_shards(struct handoff *h, unsigned n)
 	           : PA_ERROR;
 }
 
+/* The route map of cfg, with its store route (relay.store_route) attached. */
+static int
+load_map(const struct handoff_config *cfg, unsigned shards, struct route_map **out, char *err,
+         size_t errlen)
+{
+	struct route_map *map;
+
+	if (cfg->max_rcpts > HANDOFF_MAX_RCPTS) {
+		snprintf(err, errlen, "relay.max_recipients: %u is above %d", cfg->max_rcpts,
+		         HANDOFF_MAX_RCPTS);
+		return PA_ERROR;
+	}
+	if (route_map_load(cfg->routes, shards, cfg->default_dest, &map, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (route_map_set_store_route(map, cfg->store_route, err, errlen) != PA_OK) {
+		route_map_free(map);
+		return PA_ERROR;
+	}
+	*out = map;
+	return PA_OK;
+}
+
 int
 handoff_start(struct handoff **out, struct spool *sp, const struct handoff_config *cfg, char *err,
               size_t errlen)
@@ -293,8 +315,7 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 		handoff_free(h);
 		return PA_ERROR;
 	}
-	if (route_map_load(cfg->routes, sp->nshards, cfg->default_dest, &h->map, err, errlen) !=
-	    PA_OK) {
+	if (load_map(cfg, sp->nshards, &h->map, err, errlen) != PA_OK) {
 		handoff_free(h);
 		return PA_ERROR;
 	}
@@ -351,7 +372,7 @@ handoff_reload(struct handoff *h, const struct handoff_config *cfg, char *err, s
 {
 	struct route_map *map;
 
-	if (route_map_load(cfg->routes, h->nshards, cfg->default_dest, &map, err, errlen) != PA_OK)
+	if (load_map(cfg, h->nshards, &map, err, errlen) != PA_OK)
 		return PA_ERROR;
 	pthread_mutex_lock(&h->lock);
 	route_map_free(h->pending_map);
@@ -415,11 +436,13 @@ bool
 handoff_destination(struct handoff *h, unsigned shard, const char *rcpt, char *out, size_t outlen)
 {
 	const struct route_dest *d;
+	struct route_dest scratch;
 	bool found;
 
 	/* take_reload() swaps and frees maps under this lock: the map read here stays alive. */
 	pthread_mutex_lock(&h->lock);
-	d = route_map_lookup(h->pending ? h->pending_map : h->map, shard, rcpt);
+	d = ho_route(h, h->pending ? h->pending_map : h->map,
+	             h->pending ? &h->pending_cfg : &h->cfg, 1, shard, rcpt, &scratch, NULL);
 	found = d != NULL;
 	if (found)
 		snprintf(out, outlen, "%s", d->key);
@@ -443,6 +466,7 @@ handoff_stats(const struct handoff *h, struct handoff_stats *out)
 	out->deferred = atomic_load(&m->deferred);
 	out->failed = atomic_load(&m->failed);
 	out->dsns = atomic_load(&m->dsns);
+	out->store_refused = atomic_load(&m->store_refused);
 	out->queued_bytes = 0;
 	for (unsigned s = 0; s < h->nshards; s++)
 		out->queued_bytes += atomic_load(&m->queued_bytes[s]);

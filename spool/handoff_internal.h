@@ -90,6 +90,7 @@ struct ho_dest {
 	unsigned failures;      /* consecutive connection failures */
 	uint64_t open_until_us; /* circuit breaker: no attempts before this */
 	uint64_t delivered, deferred, failed;
+	struct ho_job *filling; /* plan(): this copy's job for it that still takes recipients */
 	struct ho_dest *next;
 };
 
@@ -120,7 +121,8 @@ struct handoff {
 	atomic_uchar *held;                  /* per shard: hold requested */
 
 	atomic_uint_least64_t delivered, deferred, failed, dsns;
-	atomic_bool draining; /* handoff_drain(): nothing may stay held */
+	atomic_uint_least64_t store_refused; /* directory stores that were no address literal */
+	atomic_bool draining;                /* handoff_drain(): nothing may stay held */
 
 	/* Engine thread only. */
 	struct handoff_config cfg;
@@ -143,6 +145,17 @@ struct handoff {
 };
 
 /* handoff_queue.c */
+/*
+ * Where rcpt goes: an address or domain rule, else its store from the
+ * directory (relay.store_route), else its shard's rule or relay.default.
+ * The result points into map or is scratch; NULL when nothing routes it.
+ * reader: 0 the engine thread, 1 handoff_destination().  *wait (may be
+ * NULL) is set when the directory has no fresh snapshot: the recipient
+ * should wait rather than go by the fallback rules to the wrong store.
+ */
+const struct route_dest *ho_route(struct handoff *h, const struct route_map *map,
+                                  const struct handoff_config *cfg, unsigned reader, unsigned shard,
+                                  const char *rcpt, struct route_dest *scratch, bool *wait);
 /* False when it stopped at the in-memory limits before looking at everything due. */
 bool ho_scan(struct handoff *h, uint64_t now, bool all);
 void ho_job_free(struct ho_job *job);

@@ -426,9 +426,53 @@ job_new(struct ho_copy *c, struct ho_dest *dest, size_t cap)
 	return job;
 }
 
+const struct route_dest *
+ho_route(struct handoff *h, const struct route_map *map, const struct handoff_config *cfg,
+         unsigned reader, unsigned shard, const char *rcpt, struct route_dest *scratch, bool *wait)
+{
+	const struct route_dest *d = route_map_lookup_override(map, rcpt);
+	char store[256];
+
+	if (d != NULL)
+		return d;
+	if (cfg->store_of == NULL || !route_map_has_store_route(map))
+		return route_map_lookup(map, shard, rcpt);
+	/* Looked up at every attempt, so that a moved mailbox's queued mail follows it. */
+	switch (cfg->store_of(cfg->store_arg, reader, rcpt, store, sizeof(store))) {
+	case HANDOFF_STORE_FOUND:
+		switch (route_map_store_dest(map, store, scratch)) {
+		case ROUTE_STORE_OK:
+			return scratch;
+		case ROUTE_STORE_NONE:
+			break;
+		case ROUTE_STORE_BAD:
+		case ROUTE_STORE_NAME:
+			/* Directory data is untrusted: counted, and the fallback rules apply. */
+			if (reader == 0) {
+				atomic_fetch_add(&h->store_refused, 1);
+				pa_log_warning("hand-off: to=<%s>: directory store '%.64s' is no "
+				               "address literal: routed by the shard rules",
+				               rcpt, store);
+			}
+			break;
+		}
+		break;
+	case HANDOFF_STORE_NONE:
+		break;
+	case HANDOFF_STORE_UNAVAILABLE:
+		if (wait != NULL) {
+			*wait = true;
+			return NULL;
+		}
+		break;
+	}
+	return route_map_lookup(map, shard, rcpt);
+}
+
 /*
- * Splits the due recipients of a loaded copy into one job per destination.
- * Returns the number of jobs queued; recipients without a route wait.
+ * Splits the due recipients of a loaded copy into jobs: one per destination
+ * and relay.max_recipients recipients.  Returns the number of jobs queued;
+ * recipients without a route wait.
  */
 static unsigned
 plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
@@ -439,20 +483,31 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 	unsigned njobs = 0;
 	bool unrouted = false;
 	bool held = atomic_load(&h->held[hc->shard]) != 0;
+	size_t limit = h->cfg.max_rcpts != 0 ? h->cfg.max_rcpts : 1000;
 
 	if (jobs == NULL)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		struct spool_delivery *d = &hc->d[i];
 		const struct route_dest *rd;
+		struct route_dest scratch;
 		struct ho_dest *dest;
-		struct ho_job *job = NULL;
+		struct ho_job *job;
+		bool wait = false;
 
 		if (d->state != SPOOL_DELIVERY_PENDING || d->next_attempt_us == HS_HELD_US)
 			continue;
 		if (!all && d->next_attempt_us > now)
 			continue;
-		rd = held ? NULL : route_map_lookup(h->map, hc->shard, hc->rec->rcpts[i]);
+		rd = held ? NULL
+		          : ho_route(h, h->map, &h->cfg, 0, hc->shard, hc->rec->rcpts[i], &scratch,
+		                     &wait);
+		if (wait) {
+			/* No fresh directory: its store is not known, look again soon. */
+			d->next_attempt_us = now + (uint64_t)h->cfg.min_backoff_s * 1000000u;
+			c->changed = true;
+			continue;
+		}
 		if (rd == NULL) {
 			/* No route (or the shard is held): look again after max_backoff or a
 			 * reload. */
@@ -473,14 +528,14 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 			*busy = true;
 			continue;
 		}
-		for (unsigned j = 0; j < njobs; j++)
-			if (jobs[j]->dest == dest)
-				job = jobs[j];
-		if (job == NULL) {
-			job = job_new(c, dest, n);
+		/* A full job starts the next one: no peer is asked for more than the limit. */
+		job = dest->filling;
+		if (job == NULL || job->n == limit) {
+			job = job_new(c, dest, n < limit ? n : limit);
 			if (job == NULL)
 				continue;
 			jobs[njobs++] = job;
+			dest->filling = job;
 		}
 		job->idx[job->n] = i;
 		job->rcpts[job->n] = hc->rec->rcpts[i];
@@ -493,6 +548,8 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 		h->warned_unrouted = true;
 	}
 	c->jobs = njobs;
+	for (unsigned j = 0; j < njobs; j++)
+		jobs[j]->dest->filling = NULL;
 	for (unsigned j = 0; j < njobs; j++) {
 		TAILQ_INSERT_TAIL(&jobs[j]->dest->queue, jobs[j], link);
 		jobs[j]->dest->nqueued++;

@@ -43,6 +43,7 @@ struct route_map {
 	size_t naddresses;
 	bool has_default;
 	struct route_dest default_dest;
+	char store_route[ROUTE_STORE_TEMPLATE_MAX + 1]; /* "": none */
 };
 
 static void
@@ -489,6 +490,133 @@ route_map_load(const char *path, unsigned shards, const char *default_dest, stru
 	return rc;
 }
 
+/* tmpl with its one "%s" replaced by store, into out; false when it does not fit. */
+static bool
+store_substitute(const char *tmpl, const char *store, char *out, size_t outlen)
+{
+	const char *pct = strstr(tmpl, "%s");
+	size_t pre, slen = strlen(store), post;
+
+	if (pct == NULL)
+		return false;
+	pre = (size_t)(pct - tmpl);
+	post = strlen(pct + 2);
+	if (pre + slen + post >= outlen)
+		return false;
+	memcpy(out, tmpl, pre);
+	memcpy(out + pre, store, slen);
+	memcpy(out + pre + slen, pct + 2, post + 1);
+	return true;
+}
+
+int
+route_store_template_check(const char *tmpl, char *err, size_t errlen)
+{
+	/* Every store form the engine may route: both must make a valid destination. */
+	static const char *const samples[] = {"192.0.2.1", "[2001:db8::1]"};
+	char text[ROUTE_STORE_TEMPLATE_MAX + ROUTE_STORE_MAX + 1], derr[256];
+	const char *pct;
+	struct route_dest d;
+
+	if (tmpl == NULL || tmpl[0] == '\0')
+		return PA_OK;
+	if (strlen(tmpl) > ROUTE_STORE_TEMPLATE_MAX) {
+		snprintf(err, errlen, "relay.store_route: longer than %d octets",
+		         ROUTE_STORE_TEMPLATE_MAX);
+		return PA_ERROR;
+	}
+	pct = strchr(tmpl, '%');
+	if (pct == NULL || pct[1] != 's' || strchr(pct + 1, '%') != NULL) {
+		snprintf(
+		    err, errlen,
+		    "relay.store_route: '%.80s' must hold exactly one %%s (the store's host) and "
+		    "no other %%",
+		    tmpl);
+		return PA_ERROR;
+	}
+	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+		if (!store_substitute(tmpl, samples[i], text, sizeof(text)) ||
+		    route_dest_parse(text, strlen(text), &d, derr, sizeof(derr)) != PA_OK) {
+			snprintf(err, errlen,
+			         "relay.store_route: '%.80s' with store %s is no destination: %s",
+			         tmpl, samples[i], derr);
+			return PA_ERROR;
+		}
+	}
+	return PA_OK;
+}
+
+int
+route_map_set_store_route(struct route_map *m, const char *tmpl, char *err, size_t errlen)
+{
+	if (route_store_template_check(tmpl, err, errlen) != PA_OK)
+		return PA_ERROR;
+	snprintf(m->store_route, sizeof(m->store_route), "%s", tmpl != NULL ? tmpl : "");
+	return PA_OK;
+}
+
+bool
+route_map_has_store_route(const struct route_map *m)
+{
+	return m->store_route[0] != '\0';
+}
+
+/*
+ * What the directory says is untrusted: only an address literal is routed,
+ * a host name is told apart (it would need DNS), anything else is refused
+ * before it comes near the destination parser.
+ */
+static enum route_store_result
+store_form(const char *store)
+{
+	size_t len = strnlen(store, ROUTE_STORE_MAX + 1);
+	bool name = false;
+
+	if (len == 0 || len > ROUTE_STORE_MAX)
+		return ROUTE_STORE_BAD;
+	if (store[0] == '[') {
+		if (len < 3 || store[len - 1] != ']')
+			return ROUTE_STORE_BAD;
+		for (size_t i = 1; i + 1 < len; i++) {
+			char ch = store[i];
+
+			if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+			      (ch >= 'A' && ch <= 'F') || ch == ':' || ch == '.'))
+				return ROUTE_STORE_BAD;
+		}
+		return ROUTE_STORE_OK;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char ch = store[i];
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-')
+			name = true;
+		else if (!((ch >= '0' && ch <= '9') || ch == '.'))
+			return ROUTE_STORE_BAD;
+	}
+	if (store[0] == '.' || store[0] == '-' || store[len - 1] == '-')
+		return ROUTE_STORE_BAD;
+	return name ? ROUTE_STORE_NAME : ROUTE_STORE_OK;
+}
+
+enum route_store_result
+route_map_store_dest(const struct route_map *m, const char *store, struct route_dest *out)
+{
+	char text[ROUTE_STORE_TEMPLATE_MAX + ROUTE_STORE_MAX + 1], derr[256];
+	enum route_store_result r;
+
+	if (m->store_route[0] == '\0')
+		return ROUTE_STORE_NONE;
+	r = store_form(store);
+	if (r != ROUTE_STORE_OK)
+		return r;
+	/* Digits and dots that are no IPv4 address (999.1, 1..2) end here. */
+	if (!store_substitute(m->store_route, store, text, sizeof(text)) ||
+	    route_dest_parse(text, strlen(text), out, derr, sizeof(derr)) != PA_OK)
+		return ROUTE_STORE_BAD;
+	return ROUTE_STORE_OK;
+}
+
 static const struct route_entry *
 find(const struct route_entry *arr, size_t n, const char *name)
 {
@@ -498,7 +626,7 @@ find(const struct route_entry *arr, size_t n, const char *name)
 }
 
 const struct route_dest *
-route_map_lookup(const struct route_map *m, unsigned shard, const char *rcpt)
+route_map_lookup_override(const struct route_map *m, const char *rcpt)
 {
 	char addr[400];
 	const struct route_entry *e;
@@ -518,6 +646,16 @@ route_map_lookup(const struct route_map *m, unsigned shard, const char *rcpt)
 				return &e->dest;
 		}
 	}
+	return NULL;
+}
+
+const struct route_dest *
+route_map_lookup(const struct route_map *m, unsigned shard, const char *rcpt)
+{
+	const struct route_dest *d = route_map_lookup_override(m, rcpt);
+
+	if (d != NULL)
+		return d;
 	if (shard < m->shards && m->by_shard[shard] != NULL)
 		return m->by_shard[shard];
 	return m->has_default ? &m->default_dest : NULL;
@@ -526,5 +664,6 @@ route_map_lookup(const struct route_map *m, unsigned shard, const char *rcpt)
 bool
 route_map_routes_anything(const struct route_map *m)
 {
-	return m->has_default || m->nshard_dests > 0 || m->ndomains > 0 || m->naddresses > 0;
+	return m->has_default || m->nshard_dests > 0 || m->ndomains > 0 || m->naddresses > 0 ||
+	       m->store_route[0] != '\0';
 }

@@ -5,6 +5,8 @@
  * destinations; a destination is a protocol (SMTP or LMTP) and a list of
  * hosts with priorities.  Lookup order: address, domain, shard, then the
  * default destination (relay.default); NULL means "no route: keep it held".
+ * The hand-off engine puts the recipient's store (relay.store_route,
+ * route_map_store_dest()) between domain and shard.
  * docs/handoff.md describes the file format.
  *
  * What it promises: the parser treats its input as hostile (bounded line
@@ -23,6 +25,8 @@
 #define ROUTE_LINE_MAX 4096
 #define ROUTE_FILE_MAX (16u << 20)
 #define ROUTE_KEY_MAX 512
+#define ROUTE_STORE_TEMPLATE_MAX 255 /* relay.store_route */
+#define ROUTE_STORE_MAX 47           /* a store: "[IPv6]" at most (INET6_ADDRSTRLEN + 1) */
 
 enum route_proto {
 	ROUTE_SMTP,
@@ -67,7 +71,34 @@ void route_map_free(struct route_map *map);
 const struct route_dest *route_map_lookup(const struct route_map *map, unsigned shard,
                                           const char *rcpt);
 
-/* Whether the map routes anything at all (some entry or a default). */
+/* Whether the map routes anything at all (some entry, a store route or a default). */
 bool route_map_routes_anything(const struct route_map *map);
+
+/*
+ * The per-store route (relay.store_route): a destination with exactly one
+ * "%s" where the store's host goes, e.g. "lmtp:%s:24".  Checks it (one %s,
+ * no other '%', a valid destination for an IPv4 and an [IPv6] store) and
+ * attaches it to a map that is not published yet.  tmpl "" or NULL: none.
+ */
+int route_store_template_check(const char *tmpl, char *err, size_t errlen);
+int route_map_set_store_route(struct route_map *map, const char *tmpl, char *err, size_t errlen);
+bool route_map_has_store_route(const struct route_map *map);
+
+/* The destination of an `address` or `domain` rule for rcpt; NULL when none names it. */
+const struct route_dest *route_map_lookup_override(const struct route_map *map, const char *rcpt);
+
+enum route_store_result {
+	ROUTE_STORE_OK,   /* *out is the store's destination */
+	ROUTE_STORE_NONE, /* the map has no store route */
+	ROUTE_STORE_BAD,  /* not a host name or address literal (untrusted data) */
+	ROUTE_STORE_NAME, /* a host name: the engine never waits for DNS, so not routed */
+};
+/*
+ * The destination of a store (a directory value, untrusted: at most
+ * ROUTE_STORE_MAX octets, an IPv4 address or [IPv6] literal; letters, digits,
+ * '-' and '.' make a host name) under the map's store route, into *out.
+ */
+enum route_store_result route_map_store_dest(const struct route_map *map, const char *store,
+                                             struct route_dest *out);
 
 #endif

@@ -235,9 +235,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class DovecotLMTP:
     """Dovecot with only LMTP, a passwd-file userdb and Maildirs under its directory."""
 
-    def __init__(self, workdir, users, name="dovecot"):
+    def __init__(self, workdir, users, name="dovecot", address="127.0.0.1"):
         self.dir = Path(workdir) / name
         self.name = name
+        self.address = address  # another 127.0.0.x: several stores on one port
         self.users = users
         self.mail = self.dir / "mail"
         self.port = None
@@ -263,7 +264,7 @@ base_dir = {self.dir}/run
 state_dir = {self.dir}/state
 log_path = {self.dir}/dovecot.log
 protocols = lmtp
-listen = 127.0.0.1
+listen = {self.address}
 ssl = no
 first_valid_uid = 1
 mail_location = maildir:~/
@@ -279,7 +280,7 @@ userdb {{
 }}
 service lmtp {{
   inet_listener lmtp {{
-    address = 127.0.0.1
+    address = {self.address}
     port = {self.port}
   }}
   unix_listener lmtp {{
@@ -299,7 +300,7 @@ service auth {{
         self.logf = open(self.dir / "stdout.log", "ab")
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf, start_new_session=True)
-        wait_port(self.port, proc=self.proc, log=self.log)
+        wait_port(self.port, host=self.address, proc=self.proc, log=self.log)
         return self
 
     def stop(self):

@@ -4,6 +4,8 @@ Each test starts its own delivery servers (delivery.py) on loopback ports in
 its work directory, and stops them in teardown, also on failure.
 """
 
+import re
+
 import pytest
 
 import delivery
@@ -120,5 +122,31 @@ def test_handoff_dovecot_lmtp(pigeond_factory, workdir, servers):
                       "copies deleted")
     # one LMTP reply recorded per recipient
     assert p.log().count(f"{qid}: to=<") >= len(rcpts)
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []
+
+
+def test_handoff_splits_at_max_recipients(pigeond_factory, workdir, servers):
+    """A copy with more recipients for one destination than relay.max_recipients
+    goes out in several transactions of at most that many (Postfix logs nrcpt=)."""
+    rcpts = helpers.addresses_in_shards(per_shard=5)[0]  # one copy, one destination
+    pf = delivery.Postfix(workdir, rcpts)
+    servers.append(pf)
+    pf.start()
+    p = pigeond_factory(**{k.replace(".", "__"): v
+                           for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}",
+                                                      **{"relay.max_recipients": "2"}).items()})
+    p.start()
+    content = content_for("split")
+    qid = send_ids(p, "sender@example.org", rcpts, content)
+    got = wait_delivered(pf, {key(r): 1 for r in rcpts})
+    for r in rcpts:
+        (m,) = got[key(r)]
+        assert delivery.pigeon_ids([m])[0].startswith(qid + ".")
+    maillog = (pf.dir / "maillog").read_text(errors="replace")
+    sizes = sorted(int(n) for n in re.findall(r"from=<sender@example\.org>, size=\d+, nrcpt=(\d+)",
+                                              maillog))
+    assert sizes == [1, 2, 2], maillog[-3000:]
+    delivery.wait_for(lambda: "handed off completely" in p.log(), 10, "copy deleted")
     assert p.stop() == 0
     assert helpers.spool_ls(p.spool_dir) == []

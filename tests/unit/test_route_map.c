@@ -198,6 +198,93 @@ test_bad_default_refused(void **state)
 	assert_non_null(strstr(err, "relay.default"));
 }
 
+static void
+test_store_route_template(void **state)
+{
+	static const char *const bad[] = {
+	    "lmtp:127.0.0.1:24", /* no %s */
+	    "lmtp:%s:24,%s:25",  /* two */
+	    "lmtp:%s:%d",        /* another % */
+	    "lmtp:%s",           /* no port once substituted */
+	    "smtp:%s:0",         /* port out of range */
+	    "http:%s:24",        /* not smtp: or lmtp: */
+	    "lmtp:%x:24",        /* not %s */
+	    "lmtp:%s:24%",       /* a trailing % */
+	};
+	struct route_map *m = NULL;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(route_store_template_check("", err, sizeof(err)), PA_OK);
+	assert_int_equal(route_store_template_check(NULL, err, sizeof(err)), PA_OK);
+	assert_int_equal(route_store_template_check("lmtp:%s:24", err, sizeof(err)), PA_OK);
+	assert_int_equal(route_store_template_check("smtp:%s:25,10.0.0.9:25/10", err, sizeof(err)),
+	                 PA_OK);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(route_store_template_check(bad[i], err, sizeof(err)), PA_ERROR);
+		assert_non_null(strstr(err, "relay.store_route"));
+	}
+	/* A map with only a store route routes something; a bad one is not attached. */
+	assert_int_equal(route_map_parse("", 0, 4, NULL, &m, err, sizeof(err)), PA_OK);
+	assert_false(route_map_routes_anything(m));
+	assert_int_equal(route_map_set_store_route(m, "lmtp:%s", err, sizeof(err)), PA_ERROR);
+	assert_false(route_map_has_store_route(m));
+	assert_int_equal(route_map_set_store_route(m, "lmtp:%s:24", err, sizeof(err)), PA_OK);
+	assert_true(route_map_routes_anything(m));
+	route_map_free(m);
+}
+
+static void
+test_store_dest(void **state)
+{
+	/* Directory values are untrusted: each of these is refused, not routed. */
+	static const char *const bad[] = {
+	    "",
+	    "10.0.0.1:25",       /* a port smuggled in */
+	    "10.0.0.1 ",         /* a space */
+	    "10.0.0.1\r\n",      /* control characters */
+	    "10.0.0.1,10.0.0.2", /* a second host */
+	    "10.0.0.1/5",        /* a priority */
+	    "2001:db8::1",       /* IPv6 without brackets */
+	    "[2001:db8::1",      /* unclosed */
+	    "[2001:db8::g]",     /* not hex */
+	    "[]",
+	    "999.0.0.1", /* digits and dots, no IPv4 address */
+	    "1..2",
+	    ".example",
+	    "host-",
+	    "%s",
+	    "0000000000000000000000000000000000000000000000001.2.3.4", /* too long */
+	};
+	struct route_map *m = NULL;
+	struct route_dest d;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(route_map_parse("domain vip.example lmtp:10.0.9.9:24\n", 36, 4,
+	                                 "smtp:10.0.0.5:25", &m, err, sizeof(err)),
+	                 PA_OK);
+	assert_int_equal(route_map_store_dest(m, "10.0.1.1", &d), ROUTE_STORE_NONE);
+	assert_int_equal(route_map_set_store_route(m, "lmtp:%s:24", err, sizeof(err)), PA_OK);
+	assert_int_equal(route_map_store_dest(m, "10.0.1.1", &d), ROUTE_STORE_OK);
+	assert_string_equal(d.key, "lmtp:10.0.1.1:24/0");
+	assert_int_equal(d.proto, ROUTE_LMTP);
+	assert_int_equal(route_map_store_dest(m, "[2001:db8::1]", &d), ROUTE_STORE_OK);
+	assert_string_equal(d.key, "lmtp:[2001:db8::1]:24/0");
+	assert_int_equal(route_map_store_dest(m, "store-1.internal", &d), ROUTE_STORE_NAME);
+	assert_int_equal(route_map_store_dest(m, "Store1", &d), ROUTE_STORE_NAME);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(route_map_store_dest(m, bad[i], &d), ROUTE_STORE_BAD);
+	/* The override rules are looked up on their own; the shard rule is not one. */
+	assert_non_null(route_map_lookup_override(m, "a@VIP.example"));
+	assert_string_equal(route_map_lookup_override(m, "a@vip.example")->key,
+	                    "lmtp:10.0.9.9:24/0");
+	assert_null(route_map_lookup_override(m, "a@other.example"));
+	assert_string_equal(route_map_lookup(m, 1, "a@other.example")->key, "smtp:10.0.0.5:25/0");
+	route_map_free(m);
+}
+
 int
 main(void)
 {
@@ -209,6 +296,8 @@ main(void)
 	    cmocka_unit_test(test_errors_name_the_line),
 	    cmocka_unit_test(test_hostile_bytes),
 	    cmocka_unit_test(test_bad_default_refused),
+	    cmocka_unit_test(test_store_route_template),
+	    cmocka_unit_test(test_store_dest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
