@@ -377,19 +377,26 @@ handoff_config_of(const struct pa_config *c, struct handoff_config *out)
 	if (c->relay_store_route[0] != '\0' && handoff_directory.dir == NULL)
 		pa_log_warning("relay.store_route is set but no directory is: nothing routes by "
 		               "store");
-	snprintf(out->helo, sizeof(out->helo), "%s", c->relay_helo[0] ? c->relay_helo : c->hostname);
+	snprintf(out->helo, sizeof(out->helo), "%s",
+	         c->relay_helo[0] ? c->relay_helo : c->hostname);
 	snprintf(out->hostname, sizeof(out->hostname), "%s", c->hostname);
 	snprintf(out->spool_dir, sizeof(out->spool_dir), "%s", c->spool_dir);
 }
 
 /*
  * Session-ticket key rotation, on the main lcore (the only writer of the
- * keys): every tls.ticket_lifetime of the running configuration, checked on
- * each turn of the control loop, so within a second of it.
+ * keys): on a fixed schedule, one tls.ticket_lifetime (of the configuration
+ * in force at each rotation) after the other from the moment pigeond is
+ * ready, each checked on every turn of the control loop, so within a second
+ * of its time.  A ticket's key is retired two rotations after the ticket was
+ * sealed, and OpenSSL's session timeout (two lifetimes from the sealing) must
+ * not come first while the key is still the previous one: so no key seals
+ * for much longer than a lifetime, and a late rotation does not lengthen the
+ * periods after it (docs/tls.md).
  */
 struct ticket_rotation {
 	struct pa_shared *shared;
-	uint64_t last_ms; /* monotonic: when the current key was made; 0 before the first tick */
+	uint64_t due_ms; /* monotonic: when the current key is to be replaced */
 };
 
 static void
@@ -397,17 +404,20 @@ rotate_ticket_key(void *arg, uint64_t now_ms)
 {
 	struct ticket_rotation *r = arg;
 	struct pa_shared *shared = r->shared;
+	uint64_t lifetime_ms;
 	char err[TLS_ERR_MAX];
 
-	if (shared->tls == NULL)
+	if (shared->tls == NULL || now_ms < r->due_ms)
 		return;
-	if (r->last_ms == 0) {
-		r->last_ms = now_ms; /* the first key was made moments ago, at start */
-		return;
-	}
-	if (now_ms - r->last_ms < 1000ull * shared->runtime->config.tls_ticket_lifetime_s)
-		return;
-	r->last_ms = now_ms;
+	lifetime_ms = 1000ull * shared->runtime->config.tls_ticket_lifetime_s;
+	r->due_ms += lifetime_ms;
+	/*
+	 * A loop stalled for a whole lifetime or more: one rotation, and a full
+	 * period for the new key, since a second one at once would retire the
+	 * tickets the previous key sealed a moment ago.
+	 */
+	if (r->due_ms <= now_ms)
+		r->due_ms = now_ms + lifetime_ms;
 	if (tls_shared_rotate(shared->tls, err, sizeof(err)) != PA_OK) {
 		pa_log_err("tls: session-ticket key rotation failed, the current key stays: %s",
 		           err);
@@ -440,8 +450,8 @@ reload(void *arg, char *err, size_t errlen)
 	struct tls_ctx **tls_ctxs;
 	const char *fixed;
 
-	if (config_load(&config, opt->config_path, opt->overrides, opt->noverrides, err,
-	                errlen) != PA_OK) {
+	if (config_load(&config, opt->config_path, opt->overrides, opt->noverrides, err, errlen) !=
+	    PA_OK) {
 		pa_log_err("reload refused, the running configuration stays: %s", err);
 		return PA_ERROR;
 	}
@@ -662,6 +672,9 @@ main(int argc, char **argv)
 	ctl_env.reload = reload;
 	ctl_env.reload_arg = &reload_ctx;
 	ticket_rotation.shared = &shared;
+	/* The first key seals tickets from now on: its period starts here, not at start-up. */
+	ticket_rotation.due_ms =
+	    pa_monotonic_ms() + 1000ull * shared.runtime->config.tls_ticket_lifetime_s;
 	ctl_env.tick = rotate_ticket_key;
 	ctl_env.tick_arg = &ticket_rotation;
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
