@@ -16,7 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/pa.h"
+
+/*
+ * What the buffers may hold.  Input: past HC_LINE_MAX without a newline the
+ * connection ends, so more than one read's worth plus a line is never kept;
+ * this only bounds a caller that passes absurd chunks.  Output: a whole
+ * message of smtp.max_message_size (2 GiB at most) with its dots stuffed
+ * (at worst 4/3 of it) and the envelope.
+ */
+#define HC_IN_MAX (16u << 20)
+#define HC_OUT_MAX ((size_t)4 << 30)
 
 enum hc_state {
 	ST_GREET,    /* waiting for 220 */
@@ -38,16 +49,14 @@ struct hc {
 	bool pipelining, dsn, eightbit, smtputf8, size;
 
 	/* Received bytes not yet parsed into lines. */
-	uint8_t *in;
-	size_t inlen, incap;
+	struct pa_buf in;
 	/* The reply being assembled from its lines. */
 	bool in_reply;
 	unsigned reply_code;
 	char reply_text[HC_TEXT_MAX + 1];
 	char last[HC_TEXT_MAX + 1];
 
-	uint8_t *out;
-	size_t outlen, outcap, outoff;
+	struct pa_buf out;
 
 	/* The current transaction. */
 	struct hc_txn txn;
@@ -68,33 +77,13 @@ struct hc {
 static bool
 out_reserve(struct hc *c, size_t more)
 {
-	uint8_t *p;
-	size_t cap;
-
-	if (c->outoff > 0 && c->outoff == c->outlen) {
-		c->outoff = c->outlen = 0;
-	}
-	if (c->outlen + more <= c->outcap)
-		return true;
-	cap = c->outcap == 0 ? 4096 : c->outcap;
-	while (cap < c->outlen + more)
-		cap *= 2;
-	p = realloc(c->out, cap);
-	if (p == NULL)
-		return false;
-	c->out = p;
-	c->outcap = cap;
-	return true;
+	return pa_buf_reserve(&c->out, more) == PA_OK;
 }
 
 static bool
 out_add(struct hc *c, const void *data, size_t len)
 {
-	if (!out_reserve(c, len))
-		return false;
-	memcpy(c->out + c->outlen, data, len);
-	c->outlen += len;
-	return true;
+	return pa_buf_append(&c->out, data, len) == PA_OK;
 }
 
 static bool __attribute__((format(printf, 2, 3))) out_printf(struct hc *c, const char *fmt, ...)
@@ -146,6 +135,8 @@ hc_new(enum hc_proto proto, const char *helo)
 		return NULL;
 	c->proto = proto;
 	c->state = ST_GREET;
+	pa_buf_init(&c->in, 4096, HC_IN_MAX);
+	pa_buf_init(&c->out, 4096, HC_OUT_MAX);
 	snprintf(c->helo, sizeof(c->helo), "%s", helo != NULL && helo[0] ? helo : "localhost");
 	return c;
 }
@@ -155,8 +146,8 @@ hc_free(struct hc *c)
 {
 	if (c == NULL)
 		return;
-	free(c->in);
-	free(c->out);
+	pa_buf_free(&c->in);
+	pa_buf_free(&c->out);
 	free(c->results);
 	free(c);
 }
@@ -486,60 +477,38 @@ line(struct hc *c, const char *l, size_t len)
 	return reply(c, c->reply_code, c->reply_text);
 }
 
-static bool
-in_append(struct hc *c, const uint8_t *in, size_t len)
-{
-	if (c->inlen + len > c->incap) {
-		size_t cap = c->incap == 0 ? 4096 : c->incap;
-		uint8_t *p;
-
-		while (cap < c->inlen + len)
-			cap *= 2;
-		p = realloc(c->in, cap);
-		if (p == NULL)
-			return false;
-		c->in = p;
-		c->incap = cap;
-	}
-	memcpy(c->in + c->inlen, in, len);
-	c->inlen += len;
-	return true;
-}
-
 enum hc_status
 hc_input(struct hc *c, const uint8_t *in, size_t len)
 {
-	size_t pos = 0;
 	enum hc_status st = HC_NEED_MORE;
 
 	if (c->state == ST_FAILED)
 		return HC_FAILED;
-	if (len > 0 && !in_append(c, in, len)) {
+	if (pa_buf_append(&c->in, in, len) != PA_OK) {
 		hc_abort(c, "out of memory");
 		return HC_FAILED;
 	}
-	while (st == HC_NEED_MORE && pos < c->inlen) {
-		const uint8_t *nl = memchr(c->in + pos, '\n', c->inlen - pos);
+	while (st == HC_NEED_MORE && pa_buf_pending(&c->in) > 0) {
+		const uint8_t *p = pa_buf_head(&c->in);
+		size_t avail = pa_buf_pending(&c->in);
+		const uint8_t *nl = memchr(p, '\n', avail);
 		size_t l;
 
 		if (nl == NULL) {
-			if (c->inlen - pos > HC_LINE_MAX) {
+			if (avail > HC_LINE_MAX) {
 				hc_abort(c, "reply line too long");
 				return HC_FAILED;
 			}
 			break;
 		}
-		l = (size_t)(nl - (c->in + pos));
+		l = (size_t)(nl - p);
 		if (l > HC_LINE_MAX) {
 			hc_abort(c, "reply line too long");
 			return HC_FAILED;
 		}
-		st = line(c, (const char *)c->in + pos,
-		          l > 0 && c->in[pos + l - 1] == '\r' ? l - 1 : l);
-		pos += l + 1;
+		st = line(c, (const char *)p, l > 0 && p[l - 1] == '\r' ? l - 1 : l);
+		pa_buf_consume(&c->in, l + 1);
 	}
-	memmove(c->in, c->in + pos, c->inlen - pos);
-	c->inlen -= pos;
 	if (st == HC_NEED_MORE && (c->state == ST_ENVELOPE || c->state == ST_BODY) &&
 	    c->nfinal > c->reported)
 		st = HC_RESULTS;
@@ -566,16 +535,14 @@ hc_quit(struct hc *c)
 const uint8_t *
 hc_output(const struct hc *c, size_t *len)
 {
-	*len = c->outlen - c->outoff;
-	return c->out + c->outoff;
+	*len = pa_buf_pending(&c->out);
+	return pa_buf_head(&c->out);
 }
 
 void
 hc_output_consumed(struct hc *c, size_t n)
 {
-	c->outoff += n;
-	if (c->outoff >= c->outlen)
-		c->outoff = c->outlen = 0;
+	pa_buf_consume(&c->out, n);
 }
 
 bool
