@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/pa.h"
 
 static long
@@ -84,30 +85,25 @@ static int
 read_line(int fd, char **line, size_t *len, const struct timespec *deadline, char *err,
           size_t errlen)
 {
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
+	struct pa_buf b;
 
-	while (buf != NULL) {
+	pa_buf_init(&b, 4096, CTL_REPLY_MAX);
+	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		char *nl;
+		uint8_t *nl;
 		ssize_t r;
 
-		if (n == cap) {
-			char *grown = cap >= CTL_REPLY_MAX ? NULL : realloc(buf, cap * 2);
-
-			if (grown == NULL) {
-				snprintf(err, errlen, "reply too large or out of memory");
-				free(buf);
-				return PA_ERROR;
-			}
-			buf = grown;
-			cap *= 2;
+		/* Room for one octet more at least: a full buffer doubles, up to CTL_REPLY_MAX. */
+		if (pa_buf_reserve(&b, 1) != PA_OK) {
+			snprintf(err, errlen,
+			         b.len == 0 ? "out of memory" : "reply too large or out of memory");
+			break;
 		}
 		if (poll(&p, 1, (int)(ms_left(deadline) > 0 ? ms_left(deadline) : 0)) == 0) {
 			snprintf(err, errlen, "timed out waiting for the reply");
 			break;
 		}
-		r = recv(fd, buf + n, cap - n, 0);
+		r = recv(fd, b.data + b.len, b.cap - b.len, 0);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1) {
@@ -118,18 +114,16 @@ read_line(int fd, char **line, size_t *len, const struct timespec *deadline, cha
 			snprintf(err, errlen, "pigeond closed the connection without a reply");
 			break;
 		}
-		nl = memchr(buf + n, '\n', (size_t)r);
-		n += (size_t)r;
+		nl = memchr(b.data + b.len, '\n', (size_t)r);
+		b.len += (size_t)r;
 		if (nl != NULL) {
 			*nl = '\0';
-			*line = buf;
-			*len = (size_t)(nl - buf);
+			*line = (char *)b.data;
+			*len = (size_t)(nl - b.data);
 			return PA_OK;
 		}
 	}
-	if (buf == NULL)
-		snprintf(err, errlen, "out of memory");
-	free(buf);
+	pa_buf_free(&b);
 	return PA_ERROR;
 }
 
