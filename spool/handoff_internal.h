@@ -139,7 +139,9 @@ struct handoff {
 	uint64_t *removed_bytes;  /* per shard: deleted by the engine since start */
 	uint64_t *added_bytes;    /* per shard: DSNs queued by the engine */
 	bool warned_unrouted;
-	bool drain_swept; /* the held copies were released once draining began */
+	bool warned_no_directory; /* store routing waits for a fresh directory; said once per outage
+	                           */
+	bool drain_swept;         /* the held copies were released once draining began */
 	/* per shard: outcomes gathered in one loop, written by ho_flush() (group commit) */
 	rocksdb_writebatch_t **batch;
 };

@@ -440,6 +440,8 @@ ho_route(struct handoff *h, const struct route_map *map, const struct handoff_co
 	/* Looked up at every attempt, so that a moved mailbox's queued mail follows it. */
 	switch (cfg->store_of(cfg->store_arg, reader, rcpt, store, sizeof(store))) {
 	case HANDOFF_STORE_FOUND:
+		if (reader == 0)
+			h->warned_no_directory = false;
 		switch (route_map_store_dest(map, store, scratch)) {
 		case ROUTE_STORE_OK:
 			return scratch;
@@ -506,6 +508,11 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 			/* No fresh directory: its store is not known, look again soon. */
 			d->next_attempt_us = now + (uint64_t)h->cfg.min_backoff_s * 1000000u;
 			c->changed = true;
+			if (!h->warned_no_directory)
+				pa_log_warning(
+				    "hand-off: the directory has no fresh snapshot: "
+				    "recipients routed by store (relay.store_route) wait");
+			h->warned_no_directory = true;
 			continue;
 		}
 		if (rd == NULL) {

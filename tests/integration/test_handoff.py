@@ -150,3 +150,31 @@ def test_handoff_splits_at_max_recipients(pigeond_factory, workdir, servers):
     delivery.wait_for(lambda: "handed off completely" in p.log(), 10, "copy deleted")
     assert p.stop() == 0
     assert helpers.spool_ls(p.spool_dir) == []
+
+
+def test_handoff_copy_above_client_limit(pigeond_factory, workdir, servers):
+    """A copy of more recipients for one destination than one transaction may
+    carry (1030 here; the client takes at most 1024) is delivered in
+    transactions of relay.max_recipients (default 1000, what a default Postfix
+    accepts: smtpd_recipient_limit), not retried until it bounces."""
+    rcpts = helpers.addresses_in_shards(per_shard=1030)[0]
+    pf = delivery.Postfix(workdir, rcpts)
+    servers.append(pf)
+    pf.start()
+    p = pigeond_factory(**{k.replace(".", "__"): v
+                           for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}",
+                                                      **{"smtp.max_recipients": "2000"}).items()})
+    p.start()
+    qid = send_ids(p, "sender@example.org", rcpts, content_for("many"))
+    got = wait_delivered(pf, {key(r): 1 for r in rcpts}, timeout=120)
+    assert sorted(got) == sorted(key(r) for r in rcpts)
+    assert all(len(v) == 1 and delivery.pigeon_ids(v)[0].startswith(qid + ".")
+               for v in got.values())
+    maillog = (pf.dir / "maillog").read_text(errors="replace")
+    sizes = sorted(int(n) for n in re.findall(r"from=<sender@example\.org>, size=\d+, nrcpt=(\d+)",
+                                              maillog))
+    assert sizes == [30, 1000], maillog[-3000:]
+    assert "status=deferred" not in p.log()
+    delivery.wait_for(lambda: "handed off completely" in p.log(), 10, "copy deleted")
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []
