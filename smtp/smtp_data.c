@@ -24,6 +24,12 @@
  *  - never more than header + max_content octets are held; content over that
  *    fails the message and is discarded while the scan goes on, so the real
  *    end of the data is still found.  A failed body frees its buffer at once.
+ *
+ * The state machine is the definition; scan_text() is the fast path that
+ * does what it would do to ordinary text and CR LF pairs, finding CR, LF
+ * and NUL 16 or 32 octets at a time and copying runs of whole lines at once
+ * (about 1.5 instructions per octet of a 4 KiB message rather than 10, see
+ * docs/benchmarks.md), so the state machine sees only those octets.
  */
 #include "smtp/smtp_data.h"
 

@@ -56,8 +56,8 @@ size_t smtp_body_scan(struct smtp_body *body, const uint8_t *in, size_t len, boo
  * How smtp_body_scan() finds the next CR, LF or NUL in a run of text.  The
  * best one the CPU has is chosen once, at start-up; every one gives the same
  * consumed counts, stored bytes and verdicts.  SMTP_SCANNER_REFERENCE is the
- * byte-at-a-time state machine the others are checked against (one
- * smtp_body_scan call per run of text, one per CR LF).
+ * byte-at-a-time state machine the others are checked against (one copy per
+ * run of text and one per CR LF, as before the vector scanners).
  */
 enum smtp_body_scanner {
 	SMTP_SCANNER_REFERENCE,
