@@ -126,46 +126,25 @@ def test_handoff_dovecot_lmtp(pigeond_factory, workdir, servers):
     assert helpers.spool_ls(p.spool_dir) == []
 
 
-def test_handoff_splits_at_max_recipients(pigeond_factory, workdir, servers):
+@pytest.mark.parametrize("nrcpt,settings,transactions", [
+    (5, {"relay.max_recipients": "2"}, [1, 2, 2]),
+    # More than the client's 1024 per transaction: default 1000, what a default
+    # Postfix accepts (smtpd_recipient_limit), not retried until it bounces.
+    (1030, {"smtp.max_recipients": "2000"}, [30, 1000]),
+])
+def test_handoff_splits_at_max_recipients(pigeond_factory, workdir, servers, nrcpt, settings,
+                                          transactions):
     """A copy with more recipients for one destination than relay.max_recipients
     goes out in several transactions of at most that many (Postfix logs nrcpt=)."""
-    rcpts = helpers.addresses_in_shards(per_shard=5)[0]  # one copy, one destination
+    rcpts = helpers.addresses_in_shards(per_shard=nrcpt)[0]  # one copy, one destination
     pf = delivery.Postfix(workdir, rcpts)
     servers.append(pf)
     pf.start()
     p = pigeond_factory(**{k.replace(".", "__"): v
                            for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}",
-                                                      **{"relay.max_recipients": "2"}).items()})
+                                                      **settings).items()})
     p.start()
-    content = content_for("split")
-    qid = send_ids(p, "sender@example.org", rcpts, content)
-    got = wait_delivered(pf, {key(r): 1 for r in rcpts})
-    for r in rcpts:
-        (m,) = got[key(r)]
-        assert delivery.pigeon_ids([m])[0].startswith(qid + ".")
-    maillog = (pf.dir / "maillog").read_text(errors="replace")
-    sizes = sorted(int(n) for n in re.findall(r"from=<sender@example\.org>, size=\d+, nrcpt=(\d+)",
-                                              maillog))
-    assert sizes == [1, 2, 2], maillog[-3000:]
-    delivery.wait_for(lambda: "handed off completely" in p.log(), 10, "copy deleted")
-    assert p.stop() == 0
-    assert helpers.spool_ls(p.spool_dir) == []
-
-
-def test_handoff_copy_above_client_limit(pigeond_factory, workdir, servers):
-    """A copy of more recipients for one destination than one transaction may
-    carry (1030 here; the client takes at most 1024) is delivered in
-    transactions of relay.max_recipients (default 1000, what a default Postfix
-    accepts: smtpd_recipient_limit), not retried until it bounces."""
-    rcpts = helpers.addresses_in_shards(per_shard=1030)[0]
-    pf = delivery.Postfix(workdir, rcpts)
-    servers.append(pf)
-    pf.start()
-    p = pigeond_factory(**{k.replace(".", "__"): v
-                           for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}",
-                                                      **{"smtp.max_recipients": "2000"}).items()})
-    p.start()
-    qid = send_ids(p, "sender@example.org", rcpts, content_for("many"))
+    qid = send_ids(p, "sender@example.org", rcpts, content_for("split"))
     got = wait_delivered(pf, {key(r): 1 for r in rcpts}, timeout=120)
     assert sorted(got) == sorted(key(r) for r in rcpts)
     assert all(len(v) == 1 and delivery.pigeon_ids(v)[0].startswith(qid + ".")
@@ -173,7 +152,7 @@ def test_handoff_copy_above_client_limit(pigeond_factory, workdir, servers):
     maillog = (pf.dir / "maillog").read_text(errors="replace")
     sizes = sorted(int(n) for n in re.findall(r"from=<sender@example\.org>, size=\d+, nrcpt=(\d+)",
                                               maillog))
-    assert sizes == [30, 1000], maillog[-3000:]
+    assert sizes == transactions, maillog[-3000:]
     assert "status=deferred" not in p.log()
     delivery.wait_for(lambda: "handed off completely" in p.log(), 10, "copy deleted")
     assert p.stop() == 0
