@@ -115,6 +115,17 @@ def test_mail_goes_to_the_directory_store(pigeond_factory, workdir, servers):
     r = helpers.run_ctl(["status", "--json", "--socket", p.spool_dir / "pigeond.sock"])
     # hostile and named, once per message at least
     assert json.loads(r.stdout)["result"]["handoff"]["store_refused"] >= 4, r.stdout
+    # Each store is a destination of its own in the per-destination series.
+    want = {a: sum(2 for st in expected.values() if st == a) for a in STORES}
+
+    def delivered_per_store():
+        text = helpers.run_ctl(["metrics", "--socket", p.spool_dir / "pigeond.sock"]).stdout
+        got = dict(re.findall(r'pigeonair_destination_deliveries_total\{destination="lmtp:'
+                              rf'(127\.0\.0\.\d):{port}/0",result="ok"\}} (\d+)',
+                              text.decode() if isinstance(text, bytes) else text))
+        return {a: int(n) for a, n in got.items()}
+    delivery.wait_for(lambda: delivered_per_store() == want, 5,
+                      f"per-store deliveries {want}, got {delivered_per_store()}")
 
     # The mailbox moves while its store is down: the waiting mail follows it.
     stores[0].stop()
