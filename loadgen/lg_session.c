@@ -19,6 +19,15 @@
 
 #include <openssl/err.h>
 
+#include "core/buf.h"
+#include "core/pa.h"
+
+/*
+ * What the wire buffer may hold: bodies stop at LG_OUT_HIGH and add a
+ * chunk at most, commands and TLS records are small; this only bounds a bug.
+ */
+#define LG_OUT_MAX (16u << 20)
+
 enum phase {
 	PH_CONNECTING,
 	PH_GREETING,  /* waiting for the 220 */
@@ -45,14 +54,12 @@ struct lg_session {
 	uint64_t progress_us; /* last time anything moved: the reply timeout runs from here */
 
 	/* Reply parsing: a partial line waits here between inputs. */
-	char *line;
-	size_t line_len;
+	struct pa_buf line;
 	unsigned ml_code; /* the code of a multi-line reply in progress; 0 when none */
 	bool ehlo_pipelining, ehlo_starttls;
 
-	/* Wire output: buf[start, end) waits for the transport. */
-	uint8_t *out;
-	size_t out_start, out_end, out_cap;
+	/* Wire output: what is pending waits for the transport. */
+	struct pa_buf out;
 	uint64_t out_queued, out_consumed; /* wire bytes ever queued / consumed */
 
 	/* TLS, once STARTTLS got its 220. */
@@ -129,42 +136,18 @@ session_close(struct lg_session *s, enum lg_err err)
 /* ---------------------------------------------------------------------------------------------
  * Output */
 
+/* Slides a half-consumed buffer to the front before it grows (pa_buf). */
 static bool
 out_reserve(struct lg_session *s, size_t n)
 {
-	size_t cap;
-	uint8_t *p;
-
-	if (s->out_start > 0 && s->out_start == s->out_end)
-		s->out_start = s->out_end = 0;
-	if (s->out_cap - s->out_end >= n)
-		return true;
-	/* Slide first: a half-consumed buffer usually has room at its front. */
-	if (s->out_start > 0) {
-		memmove(s->out, s->out + s->out_start, s->out_end - s->out_start);
-		s->out_end -= s->out_start;
-		s->out_start = 0;
-		if (s->out_cap - s->out_end >= n)
-			return true;
-	}
-	cap = s->out_cap ? s->out_cap : 256; /* a command; grows for bodies */
-	while (cap - s->out_end < n)
-		cap *= 2;
-	p = realloc(s->out, cap);
-	if (p == NULL)
-		return false;
-	s->out = p;
-	s->out_cap = cap;
-	return true;
+	return pa_buf_reserve(&s->out, n) == PA_OK;
 }
 
 static bool
 out_wire(struct lg_session *s, const void *p, size_t n)
 {
-	if (!out_reserve(s, n))
+	if (pa_buf_append(&s->out, p, n) != PA_OK)
 		return false;
-	memcpy(s->out + s->out_end, p, n);
-	s->out_end += n;
 	s->out_queued += n;
 	return true;
 }
@@ -173,11 +156,8 @@ out_wire(struct lg_session *s, const void *p, size_t n)
 static void
 out_trim(struct lg_session *s)
 {
-	if (s->out_start != s->out_end)
-		return;
-	free(s->out);
-	s->out = NULL;
-	s->out_start = s->out_end = s->out_cap = 0;
+	if (pa_buf_pending(&s->out) == 0)
+		pa_buf_free(&s->out);
 }
 
 /* Moves what OpenSSL wrote (records, handshake messages) to the wire buffer. */
@@ -191,10 +171,10 @@ tls_flush(struct lg_session *s)
 
 		if (!out_reserve(s, pending))
 			return false;
-		r = BIO_read(s->wbio, s->out + s->out_end, (int)pending);
+		r = BIO_read(s->wbio, s->out.data + s->out.len, (int)pending);
 		if (r <= 0)
 			return false;
-		s->out_end += (size_t)r;
+		s->out.len += (size_t)r;
 		s->out_queued += (size_t)r;
 	}
 	return true;
@@ -242,7 +222,7 @@ body_fill(struct lg_session *s)
 	const uint8_t *d = s->msg.data;
 	size_t size = s->msg.size;
 
-	while (s->phase == PH_BODY && s->out_end - s->out_start < LG_OUT_HIGH) {
+	while (s->phase == PH_BODY && pa_buf_pending(&s->out) < LG_OUT_HIGH) {
 		size_t n = 0;
 
 		while (s->body_off < size && n < sizeof(chunk) - 1) {
@@ -695,28 +675,21 @@ parse(struct lg_session *s, const uint8_t *in, size_t len)
 			session_close(s, LG_ERR_PROTOCOL);
 			return;
 		}
-		if (s->line_len + take > LG_LINE_MAX) {
+		if (s->line.len + take > LG_LINE_MAX) {
 			session_close(s, LG_ERR_PROTOCOL);
 			return;
 		}
-		if (nl == NULL || s->line_len > 0) {
-			char *p = realloc(s->line, s->line_len + take);
-
-			if (p == NULL) {
-				session_close(s, LG_ERR_PROTOCOL);
-				return;
-			}
-			s->line = p;
-			memcpy(s->line + s->line_len, in, take);
-			s->line_len += take;
+		if ((nl == NULL || s->line.len > 0) && pa_buf_append(&s->line, in, take) != PA_OK) {
+			session_close(s, LG_ERR_PROTOCOL);
+			return;
 		}
 		in += take;
 		len -= take;
 		if (nl == NULL)
 			return;
-		if (s->line_len > 0) {
-			l = s->line;
-			ll = s->line_len;
+		if (s->line.len > 0) {
+			l = (const char *)s->line.data;
+			ll = s->line.len;
 		} else {
 			l = (const char *)(in - take);
 			ll = take;
@@ -725,9 +698,7 @@ parse(struct lg_session *s, const uint8_t *in, size_t len)
 		if (ll > 0 && l[ll - 1] == '\r')
 			ll--;
 		on_line(s, l, ll);
-		free(s->line);
-		s->line = NULL;
-		s->line_len = 0;
+		pa_buf_free(&s->line);
 		if (s->ssl != NULL && !s->tls_up && len > 0 && s->phase == PH_HANDSHAKE) {
 			session_close(s, LG_ERR_PROTOCOL);
 			return;
@@ -756,6 +727,9 @@ lg_session_new(const struct lg_workload *w, lg_event_fn ev, void *ev_arg, uint64
 	s->now = now_us;
 	s->created_us = now_us;
 	s->progress_us = now_us;
+	/* A command's worth first; bodies grow it to LG_OUT_HIGH and one chunk more. */
+	pa_buf_init(&s->out, 256, LG_OUT_MAX);
+	pa_buf_init(&s->line, 256, LG_LINE_MAX);
 	return s;
 }
 
@@ -765,8 +739,8 @@ lg_session_free(struct lg_session *s)
 	if (s == NULL)
 		return;
 	SSL_free(s->ssl); /* frees the BIOs too */
-	free(s->line);
-	free(s->out);
+	pa_buf_free(&s->line);
+	pa_buf_free(&s->out);
 	free(s);
 }
 
@@ -810,25 +784,23 @@ lg_session_output(struct lg_session *s, const uint8_t **out)
 {
 	if (s->phase == PH_BODY && !body_fill(s))
 		session_close(s, LG_ERR_PROTOCOL);
-	*out = s->out + s->out_start;
-	return s->out_end - s->out_start;
+	*out = pa_buf_head(&s->out);
+	return pa_buf_pending(&s->out);
 }
 
 void
 lg_session_consume(struct lg_session *s, size_t n, uint64_t now_us)
 {
-	if (n > s->out_end - s->out_start)
-		n = s->out_end - s->out_start;
-	s->out_start += n;
+	if (n > pa_buf_pending(&s->out))
+		n = pa_buf_pending(&s->out);
+	pa_buf_consume(&s->out, n);
 	s->out_consumed += n;
 	s->now = now_us;
 	if (n > 0)
 		s->progress_us = now_us;
-	if (s->out_start == s->out_end) {
-		s->out_start = s->out_end = 0;
-		if (s->phase == PH_HOLD || s->phase == PH_STARVED || s->phase == PH_CLOSED)
-			out_trim(s);
-	}
+	if (pa_buf_pending(&s->out) == 0 &&
+	    (s->phase == PH_HOLD || s->phase == PH_STARVED || s->phase == PH_CLOSED))
+		out_trim(s);
 	if (s->eod_pending && s->eod_sent_us == 0 && s->out_consumed >= s->eod_mark) {
 		s->eod_sent_us = now_us;
 		emit(s, LG_EV_EOD_SENT, LG_STAGE_NONE, 0, 0, s->msg.size);
