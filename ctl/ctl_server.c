@@ -30,9 +30,11 @@
 
 #include <jansson.h>
 
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/pa.h"
+#include "ctl/ctl_client.h"
 #include "ctl/ctl_commands.h"
 #include "ctl/ctl_handoff.h"
 #include "ctl/ctl_http.h"
@@ -51,9 +53,8 @@ struct client {
 	int fd;
 	char *in; /* CTL_REQUEST_MAX (or CTL_HTTP_REQUEST_MAX) octets, allocated on accept */
 	size_t in_len;
-	char *out;
-	size_t out_len, out_off;
-	bool close_after; /* once out is sent */
+	struct pa_buf out; /* replies not sent yet; freed once all is sent */
+	bool close_after;  /* once out is sent */
 	uint64_t last_ms;
 };
 
@@ -260,41 +261,33 @@ client_close(struct client *c)
 	if (c->fd != -1)
 		close(c->fd);
 	free(c->in);
-	free(c->out);
+	pa_buf_free(&c->out);
 	*c = (struct client){.kind = CLIENT_FREE, .fd = -1};
 }
 
-/* Queues bytes to send (takes ownership of data when out is empty, else appends). */
+/* Queues bytes to send: PA_ERROR out of memory or past CTL_REPLY_MAX (no client would take it). */
 static int
 client_queue(struct client *c, const char *data, size_t len)
 {
-	char *grown = realloc(c->out, c->out_len + len);
-
-	if (grown == NULL)
-		return PA_ERROR;
-	memcpy(grown + c->out_len, data, len);
-	c->out = grown;
-	c->out_len += len;
-	return PA_OK;
+	return pa_buf_append(&c->out, data, len);
 }
 
 /* Sends what the socket takes; PA_ERROR when the client is gone. */
 static int
 client_flush(struct client *c)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+	while (pa_buf_pending(&c->out) > 0) {
+		ssize_t n =
+		    send(c->fd, pa_buf_head(&c->out), pa_buf_pending(&c->out), MSG_NOSIGNAL);
 
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK ? PA_AGAIN : PA_ERROR;
 		}
-		c->out_off += (size_t)n;
+		pa_buf_consume(&c->out, (size_t)n);
 	}
-	free(c->out);
-	c->out = NULL;
-	c->out_len = c->out_off = 0;
+	pa_buf_free(&c->out);
 	return PA_OK;
 }
 
@@ -307,9 +300,7 @@ queue_json(struct client *c, json_t *reply)
 
 	if (text == NULL || client_queue(c, text, strlen(text)) != PA_OK ||
 	    client_queue(c, "\n", 1) != PA_OK) {
-		free(c->out);
-		c->out = NULL;
-		c->out_len = c->out_off = 0;
+		pa_buf_free(&c->out);
 		if (client_queue(c, fallback, sizeof(fallback) - 1) != PA_OK)
 			c->close_after = true;
 	}
@@ -411,6 +402,7 @@ accept_clients(struct ctl_server *srv, int lfd, enum client_kind kind)
 		c->kind = kind;
 		c->fd = fd;
 		c->last_ms = now_ms();
+		pa_buf_init(&c->out, 4096, CTL_REPLY_MAX);
 	}
 }
 
@@ -421,7 +413,7 @@ ctl_requests(struct ctl_server *srv, struct client *c)
 	size_t start = 0;
 	char *nl;
 
-	while (!c->close_after && c->out_len == 0 &&
+	while (!c->close_after && pa_buf_pending(&c->out) == 0 &&
 	       (nl = memchr(c->in + start, '\n', c->in_len - start)) != NULL) {
 		size_t len = (size_t)(nl - (c->in + start));
 		json_error_t jerr;
@@ -477,7 +469,7 @@ client_read(struct ctl_server *srv, struct client *c)
 {
 	size_t cap = c->kind == CLIENT_CTL ? CTL_REQUEST_MAX : CTL_HTTP_REQUEST_MAX;
 
-	while (c->in_len < cap && c->out_len == 0 && !c->close_after) {
+	while (c->in_len < cap && pa_buf_pending(&c->out) == 0 && !c->close_after) {
 		ssize_t n = recv(c->fd, c->in + c->in_len, cap - c->in_len, 0);
 
 		if (n == -1) {
@@ -493,7 +485,7 @@ client_read(struct ctl_server *srv, struct client *c)
 			if (c->kind == CLIENT_CTL)
 				ctl_requests(srv, c);
 			c->close_after = true;
-			if (c->out_len == 0)
+			if (pa_buf_pending(&c->out) == 0)
 				client_close(c);
 			return;
 		}
@@ -522,7 +514,7 @@ client_event(struct ctl_server *srv, struct client *c, short revents)
 		if (rc != PA_OK || c->kind != CLIENT_CTL || c->in_len == 0)
 			return;
 		ctl_requests(srv, c);
-		if (c->out_len == 0)
+		if (pa_buf_pending(&c->out) == 0)
 			return;
 	}
 }
@@ -589,7 +581,7 @@ ctl_server_run(struct ctl_server *srv, int sigfd)
 			owner[n] = c;
 			pfd[n++] = (struct pollfd){
 			    .fd = c->fd,
-			    .events = (short)(c->out_len > c->out_off ? POLLOUT : POLLIN),
+			    .events = (short)(pa_buf_pending(&c->out) > 0 ? POLLOUT : POLLIN),
 			};
 		}
 		ready = poll(pfd, n, CTL_POLL_MS);
