@@ -44,15 +44,18 @@ uint16_t net_cksum_ipv4_tcp(const struct rte_ipv4_hdr *ip, const void *th, uint1
 /* True when the received segment's checksum, pseudo-header included, is right. */
 bool net_cksum_ipv4_tcp_ok(const struct rte_ipv4_hdr *ip, const void *th, uint16_t l4_len);
 
-/* Folds a 64-bit one's-complement sum to 16 bits (RFC 1071 4.1); 0 only if s is 0. */
+/*
+ * Folds a 64-bit one's-complement sum to 16 bits (RFC 1071 4.1); 0 only if s
+ * is 0.  Adding a word to itself rotated by half its width puts the sum of
+ * its halves in the upper half, the carry out of the lower half included:
+ * the end-around carry in an add, a rotate and a shift, twice.
+ */
 static inline uint16_t
 net_cksum_fold(uint64_t s)
 {
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)s;
+	uint32_t h = (uint32_t)((s + (s >> 32 | s << 32)) >> 32);
+
+	return (uint16_t)((h + (h >> 16 | h << 16)) >> 16);
 }
 
 /*
@@ -66,12 +69,15 @@ static inline uint16_t
 net_cksum_ipv4_hdr(const struct rte_ipv4_hdr *ip, unsigned hlen)
 {
 	const uint8_t *p = (const uint8_t *)ip;
-	uint64_t s = 0;
-	uint32_t w;
+	uint32_t w[5];
+	uint64_t s;
 
-	for (unsigned i = 0; i + 4 <= hlen; i += 4) {
-		memcpy(&w, p + i, 4);
-		s += w;
+	/* The fixed 20 octets unrolled; options (rare) a word a turn. */
+	memcpy(w, p, sizeof(w));
+	s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
+	for (unsigned i = sizeof(w); i + 4 <= hlen; i += 4) {
+		memcpy(w, p + i, 4);
+		s += w[0];
 	}
 	return net_cksum_fold(s);
 }
