@@ -53,14 +53,16 @@ icmp_echo(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv4_hdr *ip, uin
 /*
  * The port's verdict when it gives one (never recomputed), else the sum here
  * over every octet of the segment (net_cksum.c: wide, not rte_raw_cksum()'s
- * 16 bits a turn, which was most of this function's cost).
+ * 16 bits a turn, which was most of this function's cost).  NONE is "data
+ * verified, checksum field not filled in" (virtio from a local guest): the
+ * field would not verify, the data is good (rte_mbuf_core.h).
  */
 static bool
 tcp_cksum_ok(struct rte_mbuf *m, const struct rte_ipv4_hdr *ip, const void *l4, uint16_t l4_len)
 {
 	uint64_t f = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
 
-	if (f == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+	if (f == RTE_MBUF_F_RX_L4_CKSUM_GOOD || f == RTE_MBUF_F_RX_L4_CKSUM_NONE)
 		return true;
 	if (f == RTE_MBUF_F_RX_L4_CKSUM_BAD)
 		return false;
@@ -84,8 +86,9 @@ net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m)
 		dp_drop(dw, m, DP_DROP_IP_BAD_HDR);
 		return;
 	}
+	/* GOOD and NONE (verified, field not filled in) pass; computed only with no verdict. */
 	if (ipf == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-	    (ipf != RTE_MBUF_F_RX_IP_CKSUM_GOOD && net_cksum_ipv4_hdr(ip, hlen) != 0xffff)) {
+	    (ipf == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && net_cksum_ipv4_hdr(ip, hlen) != 0xffff)) {
 		dp_drop(dw, m, DP_DROP_IP_BAD_CKSUM);
 		return;
 	}

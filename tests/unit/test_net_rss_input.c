@@ -376,6 +376,23 @@ test_checksum_verdicts(void **state)
 		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 1);
 		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_BAD_CKSUM], 0);
 
+		/*
+		 * NONE: the port verified the data and left the field unfilled
+		 * (virtio): taken, though the field would not verify.
+		 */
+		reset_counters();
+		m = data_frame(p, lens[i]);
+		ip =
+		    rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+		th = (struct rte_tcp_hdr *)(ip + 1);
+		th->cksum = 0x1234;
+		ip->hdr_checksum ^= 0x0404;
+		m->ol_flags = RTE_MBUF_F_RX_L4_CKSUM_NONE | RTE_MBUF_F_RX_IP_CKSUM_NONE;
+		net_eth_input(w[0], m, false);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_CLOSED_PORT], 1);
+		assert_int_equal(w[0]->c.drops[DP_DROP_TCP_BAD_CKSUM], 0);
+		assert_int_equal(w[0]->c.drops[DP_DROP_IP_BAD_CKSUM], 0);
+
 		/* A right segment the port calls BAD: dropped as the port says. */
 		reset_counters();
 		m = data_frame(p, lens[i]);
