@@ -640,13 +640,6 @@ main(int argc, char **argv)
 	if (spool_open(&shared.spool, &spool_config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "spool: %s\n", err);
 	ingest_store_spool(&shared.store, shared.spool);
-	{
-		struct handoff_config hc;
-
-		handoff_config_of(&shared.runtime->config, &hc);
-		if (handoff_start(&shared.handoff, shared.spool, &hc, err, sizeof(err)) != PA_OK)
-			rte_exit(EXIT_FAILURE, "hand-off: %s\n", err);
-	}
 	if (shared.directory != NULL) {
 		int rc = directory_start(shared.directory, DIRECTORY_FIRST_LOAD_WAIT_MS, err,
 		                         sizeof(err));
@@ -656,6 +649,17 @@ main(int argc, char **argv)
 		if (rc == PA_AGAIN)
 			pa_log_warning("directory: no snapshot yet: RCPT answers 451 until a load "
 			               "succeeds");
+	}
+	/*
+	 * After the directory's first load: a copy routed by store (relay.store_route)
+	 * at the engine's first scan finds a snapshot rather than waiting relay.min_backoff.
+	 */
+	{
+		struct handoff_config hc;
+
+		handoff_config_of(&shared.runtime->config, &hc);
+		if (handoff_start(&shared.handoff, shared.spool, &hc, err, sizeof(err)) != PA_OK)
+			rte_exit(EXIT_FAILURE, "hand-off: %s\n", err);
 	}
 
 	/* Per-address connection accounting, shared by the workers (dataplane/conn_limits.h). */
