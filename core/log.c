@@ -29,7 +29,9 @@
 /*
  * 8,192 slots of 512 octets (4 MiB a thread): at 100,000 messages a second a
  * worker's ring holds 80 ms of lines while the log thread waits for the CPU.
- * A queued line keeps at most 488 octets; longer ones are cut, still one line.
+ * A queued line holds at most 487 octets; a longer one (rare: never a
+ * per-message line) is written at once by its thread, whole, and may then
+ * come out ahead of lines queued before it.
  */
 #define RING_SLOTS 8192 /* a power of two */
 #define SLOT_SIZE 512
@@ -179,6 +181,19 @@ pa_log(enum pa_log_level level, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return;
+	if (how == RESERVE_SLOT && (size_t)n >= sizeof(slot->text)) {
+		/*
+		 * Too long for a slot (a worker's counters at exit, say): written
+		 * whole, by this thread, rather than cut.  Never a per-message line:
+		 * the accepted line is a record and refusals fit a slot.
+		 */
+		va_start(ap, fmt);
+		n = vsnprintf(body, sizeof(body), fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		how = RESERVE_DIRECT;
+	}
 	if (how == RESERVE_DIRECT) {
 		write_now(level, body, (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1);
 		return;

@@ -229,6 +229,35 @@ test_unattached_writes_at_once(void **state)
 	fclose(f);
 }
 
+/* An attached thread's line too long for a slot comes out whole, not cut. */
+static void
+test_long_line_whole(void **state)
+{
+	FILE *f = tmpfile();
+	char want[1201], *text;
+
+	(void)state;
+	memset(want, 'x', sizeof(want) - 1);
+	want[sizeof(want) - 1] = '\0';
+	redirect_stderr(fileno(f));
+	pa_log_init("logtest");
+	assert_int_equal(pa_log_start(), PA_OK);
+	assert_int_equal(pa_log_attach_thread(), PA_OK);
+	pa_log_info("short before");
+	pa_log_info("long %s end", want);
+	pa_log_info("short after");
+	pa_log_detach_thread();
+	pa_log_stop();
+	restore_stderr();
+	text = slurp(f);
+	assert_non_null(strstr(text, want));
+	assert_non_null(strstr(text, "x end\n"));
+	assert_non_null(strstr(text, ": info: short before\n"));
+	assert_non_null(strstr(text, ": info: short after\n"));
+	free(text);
+	fclose(f);
+}
+
 int
 main(void)
 {
@@ -236,6 +265,7 @@ main(void)
 	    cmocka_unit_test(test_every_line_whole_and_in_order),
 	    cmocka_unit_test(test_full_ring_drops_never_waits),
 	    cmocka_unit_test(test_unattached_writes_at_once),
+	    cmocka_unit_test(test_long_line_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
