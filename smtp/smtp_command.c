@@ -262,6 +262,7 @@ cmd_mail(struct smtp_session *s, char *arg)
 		out_of_memory(s);
 		return;
 	}
+	s->txn->declared_size = params.has_size ? params.size : 0;
 	s->txn->body_8bitmime = params.body_8bitmime;
 	s->txn->smtputf8 = params.smtputf8;
 	smtp_set_state(s, SMTP_STATE_MAIL);

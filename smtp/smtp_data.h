@@ -46,6 +46,13 @@ int smtp_body_start(struct smtp_body *body, const char *header, size_t header_le
                     size_t max_content, bool dot_mode, bool normalize);
 
 /*
+ * The client declared the content's size (SIZE=, RFC 1870): room for that
+ * much at once when it is more than the body holds, within max_content.
+ * Only an allocation hint; what the client sends decides the rest.
+ */
+void smtp_body_expect(struct smtp_body *body, uint64_t content);
+
+/*
  * Scans up to len octets and returns how many it consumed.  In dot mode *end
  * becomes true when CRLF "." CRLF was seen; the octets after it are not
  * consumed.  Outside dot mode it consumes everything and *end stays false.

@@ -65,6 +65,7 @@ struct smtp_txn {
 	char **rcpts;
 	size_t nrcpt;
 	size_t rcpt_cap;
+	uint64_t declared_size; /* MAIL's SIZE= (RFC 1870), 0 when not given */
 	struct smtp_body body;
 	struct smtp_message msg;
 	bool body_started;

@@ -209,8 +209,10 @@ smtp_txn_start_body(struct smtp_session *s, bool chunked)
 	txn->chunked = chunked;
 	txn->body_started = true;
 	/* Out of memory leaves a body that still scans and then fails with 452. */
-	(void)smtp_body_start(&txn->body, header, len, max, !chunked,
-	                      s->config->bare_lf == SMTP_BARE_LF_NORMALIZE);
+	if (smtp_body_start(&txn->body, header, len, max, !chunked,
+	                    s->config->bare_lf == SMTP_BARE_LF_NORMALIZE) == PA_OK &&
+	    txn->declared_size != 0)
+		smtp_body_expect(&txn->body, txn->declared_size);
 }
 
 void

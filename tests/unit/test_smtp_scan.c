@@ -457,6 +457,64 @@ test_random_inputs(void **state)
 	free(in);
 }
 
+/*
+ * The body's buffer: the first one comes from the thread's cache, a body that
+ * outgrows it moves to the heap with every octet kept, and a declared SIZE=
+ * (smtp_body_expect) makes room once, so a body of that size never moves.
+ */
+static void
+fill_lines(uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (uint8_t)('a' + i % 26);
+}
+
+static void
+test_buffer_growth_and_expect(void **state)
+{
+	const size_t content = 210 * 80; /* 16,800 octets: past the first buffer (16 KiB) */
+	static const uint8_t dot[] = ".\r\n";
+	uint8_t *in = malloc(content);
+	struct smtp_body body;
+	size_t cap;
+	bool end;
+
+	(void)state;
+	assert_non_null(in);
+	fill_lines(in, content);
+	for (int expect = 0; expect < 2; expect++) {
+		assert_int_equal(
+		    smtp_body_start(&body, HEADER, strlen(HEADER), 1u << 20, true, false), PA_OK);
+		if (expect)
+			smtp_body_expect(&body, content);
+		cap = body.cap;
+		for (size_t off = 0; off < content; off += 1000) /* in reads of 1,000 octets */
+			assert_int_equal(smtp_body_scan(&body, in + off,
+			                                content - off < 1000 ? content - off : 1000,
+			                                &end),
+			                 content - off < 1000 ? content - off : 1000);
+		assert_int_equal(smtp_body_scan(&body, dot, 3, &end), 3);
+		assert_true(end);
+		assert_int_equal(body.status, SMTP_BODY_OK);
+		assert_int_equal(body.len, strlen(HEADER) + content);
+		assert_memory_equal(body.data, HEADER, strlen(HEADER));
+		assert_memory_equal(body.data + strlen(HEADER), in, content);
+		if (expect)
+			assert_int_equal(body.cap, cap); /* room made once, never moved */
+		else
+			assert_true(body.cap > cap); /* outgrew the first buffer */
+		smtp_body_free(&body);
+		assert_null(body.data);
+	}
+	/* A declared size past the limit is not believed: nothing is reserved for it. */
+	assert_int_equal(smtp_body_start(&body, HEADER, strlen(HEADER), 1000, true, false), PA_OK);
+	cap = body.cap;
+	smtp_body_expect(&body, 1u << 30);
+	assert_int_equal(body.cap, cap);
+	smtp_body_free(&body);
+	free(in);
+}
+
 int
 main(void)
 {
@@ -467,6 +525,7 @@ main(void)
 	    cmocka_unit_test(test_smuggling_variants),
 	    cmocka_unit_test(test_runs_across_blocks),
 	    cmocka_unit_test(test_random_inputs),
+	    cmocka_unit_test(test_buffer_growth_and_expect),
 	};
 
 	rng_state = 1;
