@@ -36,6 +36,7 @@ tls_conn_new(struct tls_ctx *ctx)
 
 	if (c == NULL)
 		return NULL;
+	tls_io_init(&c->io);
 	c->ssl = SSL_new(ctx->ssl_ctx);
 	if (c->ssl == NULL)
 		goto fail;
@@ -59,8 +60,7 @@ tls_conn_free(struct tls_conn *c)
 	if (c == NULL)
 		return;
 	SSL_free(c->ssl);
-	tls_queue_free(&c->io.rx);
-	tls_queue_free(&c->io.tx);
+	tls_io_free(&c->io);
 	free(c->plain);
 	free(c);
 }
@@ -68,10 +68,13 @@ tls_conn_free(struct tls_conn *c)
 size_t
 tls_conn_rx(struct tls_conn *c, const uint8_t *in, size_t len)
 {
-	size_t room = TLS_RX_MAX > c->io.rx.len ? TLS_RX_MAX - c->io.rx.len : 0;
+	size_t held = pa_buf_pending(&c->io.rx);
+	size_t room = TLS_RX_MAX > held ? TLS_RX_MAX - held : 0;
 	size_t n = len < room ? len : room;
 
-	if (tls_queue_append(&c->io.rx, in, n) != PA_OK)
+	if (n == 0)
+		return 0;
+	if (pa_buf_append(&c->io.rx, in, n) != PA_OK)
 		return 0;
 	return n;
 }
@@ -172,7 +175,7 @@ tls_conn_plain_consumed(struct tls_conn *c, size_t n)
 bool
 tls_conn_rx_pending(const struct tls_conn *c)
 {
-	return c->plain_len > 0 || c->io.rx.len > 0 || SSL_pending(c->ssl) > 0;
+	return c->plain_len > 0 || pa_buf_pending(&c->io.rx) > 0 || SSL_pending(c->ssl) > 0;
 }
 
 long
@@ -206,8 +209,8 @@ tls_conn_shutdown(struct tls_conn *c)
 const uint8_t *
 tls_conn_tx(const struct tls_conn *c, size_t *len)
 {
-	*len = c->io.tx.len;
-	return c->io.tx.buf != NULL ? c->io.tx.buf + c->io.tx.off : (const uint8_t *)"";
+	*len = pa_buf_pending(&c->io.tx);
+	return c->io.tx.data != NULL ? pa_buf_head(&c->io.tx) : (const uint8_t *)"";
 }
 
 void

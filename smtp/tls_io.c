@@ -15,49 +15,34 @@
 #include "smtp/tls_private.h"
 
 #define QUEUE_MIN_CAP 4096
+/*
+ * rx never holds more than TLS_RX_MAX (tls_conn_rx() takes no more); tx holds
+ * the records of plaintext the engine wrote, which it bounds by its own output
+ * high-water mark: 16 MiB only stops a runaway, failing the write.
+ */
+#define TX_MAX (16u * 1024 * 1024)
 
-int
-tls_queue_append(struct tls_queue *q, const uint8_t *p, size_t n)
+void
+tls_io_init(struct tls_io *io)
 {
-	if (n == 0)
-		return PA_OK;
-	if (q->off + q->len + n > q->cap && q->off > 0) {
-		memmove(q->buf, q->buf + q->off, q->len);
-		q->off = 0;
-	}
-	if (q->len + n > q->cap) {
-		size_t cap = q->cap ? q->cap : QUEUE_MIN_CAP;
-		uint8_t *buf;
-
-		while (cap < q->len + n)
-			cap *= 2;
-		buf = realloc(q->buf, cap);
-		if (buf == NULL)
-			return PA_ERROR;
-		q->buf = buf;
-		q->cap = cap;
-	}
-	memcpy(q->buf + q->off + q->len, p, n);
-	q->len += n;
-	return PA_OK;
+	pa_buf_init(&io->rx, QUEUE_MIN_CAP, TLS_RX_MAX);
+	pa_buf_init(&io->tx, QUEUE_MIN_CAP, TX_MAX);
 }
 
 void
-tls_queue_consume(struct tls_queue *q, size_t n)
+tls_io_free(struct tls_io *io)
 {
-	if (n >= q->len) {
-		tls_queue_free(q);
-		return;
-	}
-	q->off += n;
-	q->len -= n;
+	pa_buf_free(&io->rx);
+	pa_buf_free(&io->tx);
 }
 
+/* n octets used; an emptied queue gives its memory back, so an idle connection holds none. */
 void
-tls_queue_free(struct tls_queue *q)
+tls_queue_consume(struct pa_buf *q, size_t n)
 {
-	free(q->buf);
-	memset(q, 0, sizeof(*q));
+	pa_buf_consume(q, n);
+	if (pa_buf_pending(q) == 0)
+		pa_buf_free(q);
 }
 
 static int
@@ -67,12 +52,14 @@ io_read(BIO *b, char *out, int outl)
 	size_t n;
 
 	BIO_clear_retry_flags(b);
-	if (io->rx.len == 0) {
+	if (pa_buf_pending(&io->rx) == 0) {
 		BIO_set_retry_read(b); /* SSL_ERROR_WANT_READ: the host feeds more */
 		return -1;
 	}
-	n = io->rx.len < (size_t)outl ? io->rx.len : (size_t)outl;
-	memcpy(out, io->rx.buf + io->rx.off, n);
+	n = pa_buf_pending(&io->rx);
+	if (n > (size_t)outl)
+		n = (size_t)outl;
+	memcpy(out, pa_buf_head(&io->rx), n);
 	tls_queue_consume(&io->rx, n);
 	return (int)n;
 }
@@ -86,7 +73,7 @@ io_write(BIO *b, const char *in, int inl)
 	BIO_clear_retry_flags(b);
 	if (inl <= 0)
 		return 0;
-	if (tls_queue_append(&io->tx, (const uint8_t *)in, (size_t)inl) != PA_OK)
+	if (pa_buf_append(&io->tx, in, (size_t)inl) != PA_OK)
 		return -1;
 	return inl;
 }

@@ -14,6 +14,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "core/buf.h"
+
 #include "smtp/tls.h"
 
 #define TLS_TICKET_NAME_LEN 16
@@ -53,24 +55,19 @@ struct tls_ctx {
 	const struct tls_shared *shared;
 };
 
-/* A FIFO of octets; its buffer exists only while it holds something. */
-struct tls_queue {
-	uint8_t *buf;
-	size_t off; /* first unread octet */
-	size_t len; /* octets held from off */
-	size_t cap;
-};
-
-/* What the BIO reads from (rx) and writes to (tx). */
+/*
+ * What the BIO reads from (rx) and writes to (tx): FIFOs of octets
+ * (core/buf.h) whose memory exists only while they hold something.
+ */
 struct tls_io {
-	struct tls_queue rx;
-	struct tls_queue tx;
+	struct pa_buf rx;
+	struct pa_buf tx;
 };
 
 /* tls_io.c */
-int tls_queue_append(struct tls_queue *q, const uint8_t *p, size_t n);
-void tls_queue_consume(struct tls_queue *q, size_t n);
-void tls_queue_free(struct tls_queue *q);
+void tls_io_init(struct tls_io *io);
+void tls_io_free(struct tls_io *io);
+void tls_queue_consume(struct pa_buf *q, size_t n);
 BIO_METHOD *tls_io_method_new(void);
 BIO *tls_io_bio_new(const BIO_METHOD *method, struct tls_io *io);
 
