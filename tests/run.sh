@@ -11,6 +11,8 @@ BUILD=${1:-build}
 ASAN_BUILD=${2:-build-asan}
 FUZZ_BUILD=${3:-build-fuzz}
 PY=/usr/bin/python3
+# --durations: the slowest tests of each run are printed, to keep make test
+# under 20 minutes on 2 cores (DEVELOPERS.md).
 # Every tool a test needs was installed by tools/setup-deps.sh (make test runs
 # it first): a test skipped as "not installed" fails (conftest.py).
 export PIGEON_REQUIRE_TOOLS=1
@@ -35,7 +37,7 @@ timeout 900 $PY tests/fuzz/run.py "$FUZZ_BUILD" --seconds "${FUZZ_TEST_SECONDS:-
 	--junit "$results/fuzz.xml" | tail -n 40
 
 echo "== integration tests (kernel backend, and the DPDK-only tests)"
-PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q -p no:cacheprovider \
+PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 -p no:cacheprovider \
 	--junitxml="$results/integration.xml" tests/integration
 echo
 # Every test file marked `pytestmark = pytest.mark.both_backends` (conftest.py)
@@ -43,7 +45,7 @@ echo
 # own).  Needs root.
 if [ "$(id -u)" = 0 ]; then
 	echo "== integration tests over the DPDK backend"
-	PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q \
+	PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 \
 		-p no:cacheprovider --junitxml="$results/integration-dpdk.xml" \
 		-m both_backends tests/integration
 	echo
@@ -70,12 +72,12 @@ ASAN_KERNEL="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_pr
 ASAN_DPDK="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_sigterm.py"
 echo "== integration tests under ASan+UBSan (kernel backend, a subset)"
-PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q -p no:cacheprovider \
+PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q --durations=8 -p no:cacheprovider \
 	--junitxml="$results/integration-asan.xml" $(printf 'tests/integration/%s ' $ASAN_KERNEL)
 echo
 if [ "$(id -u)" = 0 ]; then
 	echo "== integration tests under ASan+UBSan over the DPDK backend (a subset)"
-	PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q \
+	PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q --durations=8 \
 		-p no:cacheprovider --junitxml="$results/integration-asan-dpdk.xml" \
 		-m both_backends $(printf 'tests/integration/%s ' $ASAN_DPDK)
 	echo
