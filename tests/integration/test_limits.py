@@ -56,7 +56,23 @@ def assert_counted(p, reason, at_least=1):
 def start(pigeond_factory, **settings):
     # The helpers exempt the tests' shared client address; these tests want it limited.
     settings.setdefault("limits__exempt", "")
-    return pigeond_factory(**settings).start()
+    p = pigeond_factory(**settings).start()
+    wait_probe_closed(p)
+    return p
+
+
+def wait_probe_closed(p, timeout=10.0):
+    """The factory's readiness probe (one connect and close) is counted against
+    the client's address until its worker sees the close; under ASan that can
+    come after the test's first connections, so wait for the worker to have
+    accepted and freed it (conns_open is dropped after the per-address share)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        total = json.loads(ctl(p, "stats", "--json"))["result"]["total"]
+        if total["conns_total"] >= 1 and total["conns_open"] == 0:
+            return
+        assert time.monotonic() < deadline, f"probe still open: {total}"
+        time.sleep(0.02)
 
 
 def banner(c):
