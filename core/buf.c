@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/objcache.h"
 #include "core/pa.h"
 
 void
@@ -16,6 +17,37 @@ pa_buf_init(struct pa_buf *b, size_t initial, size_t max)
 	b->off = b->len = b->cap = 0;
 	b->initial = initial > 0 ? initial : 1;
 	b->max = max >= b->initial ? max : b->initial;
+	b->cache = NULL;
+	b->cached = false;
+}
+
+void
+pa_buf_init_cached(struct pa_buf *b, const struct pa_objcache *cache, size_t max)
+{
+	pa_buf_init(b, cache->size, max);
+	b->cache = cache;
+}
+
+/* A first allocation from the cache, or the move out of it when growing past it. */
+static uint8_t *
+grow_cached(struct pa_buf *b, size_t cap)
+{
+	uint8_t *data;
+
+	if (b->data == NULL && cap == b->cache->size) {
+		data = pa_objcache_get(b->cache);
+		b->cached = data != NULL;
+		return data;
+	}
+	if (!b->cached)
+		return realloc(b->data, cap);
+	data = malloc(cap);
+	if (data == NULL)
+		return NULL;
+	memcpy(data, b->data, b->len);
+	pa_objcache_put(b->cache, b->data);
+	b->cached = false;
+	return data;
 }
 
 int
@@ -43,7 +75,7 @@ pa_buf_reserve(struct pa_buf *b, size_t n)
 		cap = cap > b->max / 2 ? b->max : cap * 2;
 	if (cap > b->max)
 		cap = b->max;
-	data = realloc(b->data, cap);
+	data = b->cache != NULL ? grow_cached(b, cap) : realloc(b->data, cap);
 	if (data == NULL)
 		return PA_ERROR;
 	b->data = data;
@@ -81,7 +113,11 @@ pa_buf_reset(struct pa_buf *b)
 void
 pa_buf_free(struct pa_buf *b)
 {
-	free(b->data);
+	if (b->cached)
+		pa_objcache_put(b->cache, b->data);
+	else
+		free(b->data);
 	b->data = NULL;
+	b->cached = false;
 	b->off = b->len = b->cap = 0;
 }

@@ -17,8 +17,11 @@
 #ifndef PA_BUF_H
 #define PA_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct pa_objcache;
 
 struct pa_buf {
 	uint8_t *data;  /* NULL until the first reservation */
@@ -27,11 +30,24 @@ struct pa_buf {
 	size_t cap;     /* octets allocated */
 	size_t initial; /* the first allocation's size */
 	size_t max;     /* cap never grows past it */
+	/* When set, the first allocation is an object of this per-thread cache. */
+	const struct pa_objcache *cache;
+	bool cached; /* data is an object of cache (else malloc'ed) */
 };
 
 /* An empty buffer that allocates nothing yet; initial 0 is taken as 1, max below initial as
  * initial. */
 void pa_buf_init(struct pa_buf *b, size_t initial, size_t max);
+
+/*
+ * An empty buffer whose first allocation (cache->size octets, its initial
+ * size) comes from the calling thread's object cache and goes back there
+ * when freed: a buffer emptied and refilled once per message on a poll-mode
+ * core then calls no malloc (DEVELOPERS.md, rule 3).  Growing past it moves
+ * the bytes to malloc'ed memory and returns the object at once.  Free it on
+ * the thread that fills it.
+ */
+void pa_buf_init_cached(struct pa_buf *b, const struct pa_objcache *cache, size_t max);
 
 /*
  * Room for n more octets at data + len: PA_OK, or PA_ERROR when len + n

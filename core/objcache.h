@@ -25,6 +25,7 @@ enum pa_objcache_id {
 	PA_OBJCACHE_SMTP_RCPTS, /* smtp/: a transaction's recipient pointers */
 	PA_OBJCACHE_SMTP_LINE,  /* smtp/: a partial command line */
 	PA_OBJCACHE_SMTP_BODY,  /* smtp/: a message body's first buffer */
+	PA_OBJCACHE_SMTP_OUT,   /* smtp/: a session's reply buffer's first allocation */
 	PA_OBJCACHE_MAX
 };
 

@@ -11,7 +11,10 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "core/objcache.h"
 #include "core/pa.h"
+
+#include "sanitized.h"
 
 static void
 test_empty_allocates_nothing(void **state)
@@ -171,6 +174,56 @@ test_init_bounds(void **state)
 	assert_int_equal(b.max, 256);
 }
 
+/*
+ * A cached buffer's first allocation is an object of the thread's cache and
+ * goes back there on free, so refilling it per message allocates nothing;
+ * growing past it keeps the bytes and returns the object at once.
+ */
+static void
+test_cached_first_buffer(void **state)
+{
+	static const struct pa_objcache cache = {PA_OBJCACHE_SMTP_OUT, 128, 8};
+	struct pa_buf b;
+	uint8_t chunk[300];
+	unsigned before;
+	void *first;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (uint8_t)i;
+	pa_buf_init_cached(&b, &cache, 4096);
+	assert_null(b.data);
+	assert_int_equal(b.initial, 128);
+	assert_int_equal(pa_buf_append(&b, chunk, 100), PA_OK);
+	assert_true(b.cached);
+	assert_int_equal(b.cap, 128);
+	first = b.data;
+	pa_buf_free(&b);
+	assert_false(b.cached);
+	before = pa_objcache_cached(&cache);
+	assert_int_equal(before, SANITIZED ? 0 : 1);
+	/* Refilled: the same object again, taken from the cache. */
+	assert_int_equal(pa_buf_append(&b, chunk, 100), PA_OK);
+	if (!SANITIZED)
+		assert_ptr_equal(b.data, first);
+	assert_int_equal(pa_objcache_cached(&cache), 0);
+	/* Growing past the object: the bytes move to the heap, the object goes back. */
+	assert_int_equal(pa_buf_append(&b, chunk + 100, 200), PA_OK);
+	assert_false(b.cached);
+	assert_int_equal(b.cap, 512);
+	assert_memory_equal(pa_buf_head(&b), chunk, 300);
+	assert_int_equal(pa_objcache_cached(&cache), SANITIZED ? 0 : 1);
+	pa_buf_consume(&b, 250);
+	assert_memory_equal(pa_buf_head(&b), chunk + 250, 50);
+	pa_buf_free(&b);
+	assert_int_equal(pa_objcache_cached(&cache), SANITIZED ? 0 : 1);
+	/* A first reservation larger than the object never takes one. */
+	assert_int_equal(pa_buf_append(&b, chunk, 200), PA_OK);
+	assert_false(b.cached);
+	assert_int_equal(pa_objcache_cached(&cache), SANITIZED ? 0 : 1);
+	pa_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -182,6 +235,7 @@ main(void)
 	    cmocka_unit_test(test_consume_and_reclaim),
 	    cmocka_unit_test(test_reuse_does_not_allocate),
 	    cmocka_unit_test(test_init_bounds),
+	    cmocka_unit_test(test_cached_first_buffer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

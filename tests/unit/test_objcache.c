@@ -15,16 +15,7 @@
 
 #include "core/objcache.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+#include "sanitized.h"
 
 static const struct pa_objcache small = {PA_OBJCACHE_SMTP_LINE, 100, 4};
 
