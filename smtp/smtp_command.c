@@ -111,16 +111,16 @@ ehlo_reply(struct smtp_session *s)
 		return;
 	}
 	smtp_reply(s, "250-%.255s", host);
-	smtp_reply(s, "250-PIPELINING");                            /* RFC 2920 */
+	SMTP_REPLY_LIT(s, "250-PIPELINING");                            /* RFC 2920 */
 	smtp_reply(s, "250-SIZE %zu", s->config->max_message_size); /* RFC 1870 */
-	smtp_reply(s, "250-8BITMIME");                              /* RFC 6152 */
-	smtp_reply(s, "250-ENHANCEDSTATUSCODES");                   /* RFC 2034 */
-	smtp_reply(s, "250-SMTPUTF8");                              /* RFC 6531 */
+	SMTP_REPLY_LIT(s, "250-8BITMIME");                              /* RFC 6152 */
+	SMTP_REPLY_LIT(s, "250-ENHANCEDSTATUSCODES");                   /* RFC 2034 */
+	SMTP_REPLY_LIT(s, "250-SMTPUTF8");                              /* RFC 6531 */
 	if (s->config->tls_available && s->tls_version == NULL)
-		smtp_reply(s, "250-STARTTLS"); /* RFC 3207; never again inside TLS */
+		SMTP_REPLY_LIT(s, "250-STARTTLS"); /* RFC 3207; never again inside TLS */
 	if (s->trusted) /* Postfix's XCLIENT_README: only to peers allowed to use it */
-		smtp_reply(s, "250-XCLIENT ADDR PORT HELO PROTO");
-	smtp_reply(s, "250 CHUNKING"); /* RFC 3030 */
+		SMTP_REPLY_LIT(s, "250-XCLIENT ADDR PORT HELO PROTO");
+	SMTP_REPLY_LIT(s, "250 CHUNKING"); /* RFC 3030 */
 }
 
 /* RFC 5321 4.1.4: EHLO/HELO in the middle of a transaction acts as RSET. */
@@ -266,7 +266,7 @@ cmd_mail(struct smtp_session *s, char *arg)
 	s->txn->body_8bitmime = params.body_8bitmime;
 	s->txn->smtputf8 = params.smtputf8;
 	smtp_set_state(s, SMTP_STATE_MAIL);
-	smtp_reply(s, "250 2.1.0 Ok");
+	SMTP_REPLY_LIT(s, "250 2.1.0 Ok");
 }
 
 /* The host's verdict on an accepted-syntax recipient, as a reply. */
@@ -288,7 +288,7 @@ rcpt_verdict(struct smtp_session *s, const char *rcpt)
 			return;
 		}
 		smtp_set_state(s, SMTP_STATE_RCPT);
-		smtp_reply(s, "250 2.1.5 Ok");
+		SMTP_REPLY_LIT(s, "250 2.1.5 Ok");
 		return;
 	case SMTP_RCPT_UNKNOWN_USER:
 		smtp_refusal(s, SMTP_REFUSAL_UNKNOWN_USER, rcpt,
@@ -378,7 +378,7 @@ cmd_data(struct smtp_session *s, char *arg)
 	smtp_txn_start_body(s, false);
 	smtp_set_state(s, SMTP_STATE_DATA);
 	/* RFC 3463 defines no class 3: an intermediate reply has no enhanced code. */
-	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	SMTP_REPLY_LIT(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 /* RFC 3030 2: bdat-cmd ::= "BDAT" SP chunk-size [ SP end-marker ] CR LF */
@@ -481,7 +481,7 @@ cmd_rset(struct smtp_session *s, char *arg)
 		return;
 	}
 	smtp_txn_end(s);
-	smtp_reply(s, "250 2.0.0 Ok");
+	SMTP_REPLY_LIT(s, "250 2.0.0 Ok");
 }
 
 /* RFC 5321 4.1.1.9: any argument is ignored. */
@@ -489,7 +489,7 @@ static void
 cmd_noop(struct smtp_session *s, char *arg)
 {
 	(void)arg;
-	smtp_reply(s, "250 2.0.0 Ok");
+	SMTP_REPLY_LIT(s, "250 2.0.0 Ok");
 }
 
 /* RFC 5321 4.1.1.10 */
@@ -500,7 +500,7 @@ cmd_quit(struct smtp_session *s, char *arg)
 		syntax_error(s, "QUIT");
 		return;
 	}
-	smtp_reply(s, "221 2.0.0 Bye");
+	SMTP_REPLY_LIT(s, "221 2.0.0 Bye");
 	smtp_close(s);
 }
 
@@ -512,7 +512,7 @@ cmd_vrfy(struct smtp_session *s, char *arg)
 		syntax_error(s, "VRFY address");
 		return;
 	}
-	smtp_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+	SMTP_REPLY_LIT(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 /* RFC 5321 3.5.2: mailing lists are never expanded for strangers. */
@@ -529,10 +529,10 @@ static void
 cmd_help(struct smtp_session *s, char *arg)
 {
 	(void)arg;
-	smtp_reply(s, "214-2.0.0 PigeonAir SMTP server");
-	smtp_reply(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT");
-	smtp_reply(s, "214-2.0.0   RSET NOOP QUIT VRFY EXPN HELP");
-	smtp_reply(s, "214 2.0.0 End of HELP info");
+	SMTP_REPLY_LIT(s, "214-2.0.0 PigeonAir SMTP server");
+	SMTP_REPLY_LIT(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT");
+	SMTP_REPLY_LIT(s, "214-2.0.0   RSET NOOP QUIT VRFY EXPN HELP");
+	SMTP_REPLY_LIT(s, "214 2.0.0 End of HELP info");
 }
 
 /*
@@ -565,7 +565,7 @@ cmd_starttls(struct smtp_session *s, char *arg)
 		             "503 5.5.1 Error: STARTTLS inside a mail transaction");
 		return;
 	}
-	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	SMTP_REPLY_LIT(s, "220 2.0.0 Ready to start TLS");
 	smtp_set_state(s, SMTP_STATE_STARTTLS);
 }
 

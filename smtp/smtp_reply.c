@@ -13,15 +13,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/objcache.h"
 #include "core/pa.h"
 #include "smtp/smtp_session_private.h"
 
-#define OUT_INITIAL_CAP 256
+/*
+ * The first 512 octets hold any batch of replies but EHLO's after a long
+ * pipelined group; they come from the thread's cache, so the buffer a
+ * session takes and frees around each message's replies costs no malloc.
+ * Only buffers in use are out of the cache, so a few hundred kept suffice.
+ */
+#define OUT_FIRST_CAP 512
+#define OUT_KEEP_MAX 256
+
+static const struct pa_objcache out_cache = {PA_OBJCACHE_SMTP_OUT, OUT_FIRST_CAP, OUT_KEEP_MAX};
 
 void
 smtp_out_init(struct smtp_session *s)
 {
-	pa_buf_init(&s->out, OUT_INITIAL_CAP, SMTP_OUTPUT_MAX);
+	pa_buf_init_cached(&s->out, &out_cache, SMTP_OUTPUT_MAX);
 }
 
 void
@@ -34,6 +44,23 @@ smtp_out_append(struct smtp_session *s, const char *p, size_t n)
 		return;
 	}
 	s->progress++; /* every reply answers something complete: see smtp_session_progress() */
+}
+
+void
+smtp_reply_line(struct smtp_session *s, const char *line, size_t n)
+{
+	if (s->out_failed)
+		return;
+	if (n > SMTP_REPLY_LINE_MAX - 2)
+		n = SMTP_REPLY_LINE_MAX - 2;
+	if (pa_buf_reserve(&s->out, n + 2) != PA_OK) {
+		s->out_failed = true;
+		return;
+	}
+	memcpy(s->out.data + s->out.len, line, n);
+	memcpy(s->out.data + s->out.len + n, "\r\n", 2);
+	s->out.len += n + 2;
+	s->progress++; /* as smtp_out_append() */
 }
 
 size_t
@@ -146,7 +173,7 @@ smtp_body_failure_reply(struct smtp_session *s, bool first)
 	if (first)
 		smtp_refusal(s, replies[status].why, NULL, "%s", replies[status].text);
 	else
-		smtp_reply(s, "%s", replies[status].text);
+		smtp_reply_line(s, replies[status].text, strlen(replies[status].text));
 }
 
 const char *

@@ -128,6 +128,10 @@ void smtp_out_append(struct smtp_session *session, const char *p, size_t n);
 void smtp_out_init(struct smtp_session *session);
 size_t smtp_out_pending(const struct smtp_session *session);
 void smtp_out_free(struct smtp_session *session);
+/* One reply line (without CRLF) appended as it is: the replies of every message need no printf. */
+void smtp_reply_line(struct smtp_session *session, const char *line, size_t n);
+/* A constant reply: a string literal, so its length is known when compiling. */
+#define SMTP_REPLY_LIT(session, lit) smtp_reply_line((session), "" lit "", sizeof(lit) - 1)
 void smtp_reply(struct smtp_session *session, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void smtp_refusal(struct smtp_session *session, enum smtp_refusal why, const char *detail,
