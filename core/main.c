@@ -399,17 +399,31 @@ struct ticket_rotation {
 	uint64_t due_ms; /* monotonic: when the current key is to be replaced */
 };
 
+static int
+rotate_ticket_key_now(struct ticket_rotation *r, char *err, size_t errlen)
+{
+	struct pa_shared *shared = r->shared;
+
+	if (tls_shared_rotate(shared->tls, err, errlen) != PA_OK) {
+		pa_log_err("tls: session-ticket key rotation failed, the current key stays: %s",
+		           err);
+		return PA_ERROR;
+	}
+	pa_log_info("tls: new session-ticket key (generation %llu)",
+	            (unsigned long long)tls_shared_generation(shared->tls));
+	return PA_OK;
+}
+
 static void
 rotate_ticket_key(void *arg, uint64_t now_ms)
 {
 	struct ticket_rotation *r = arg;
-	struct pa_shared *shared = r->shared;
 	uint64_t lifetime_ms;
 	char err[TLS_ERR_MAX];
 
-	if (shared->tls == NULL || now_ms < r->due_ms)
+	if (r->shared->tls == NULL || now_ms < r->due_ms)
 		return;
-	lifetime_ms = 1000ull * shared->runtime->config.tls_ticket_lifetime_s;
+	lifetime_ms = 1000ull * r->shared->runtime->config.tls_ticket_lifetime_s;
 	r->due_ms += lifetime_ms;
 	/*
 	 * A loop stalled for a whole lifetime or more: one rotation, and a full
@@ -418,13 +432,28 @@ rotate_ticket_key(void *arg, uint64_t now_ms)
 	 */
 	if (r->due_ms <= now_ms)
 		r->due_ms = now_ms + lifetime_ms;
-	if (tls_shared_rotate(shared->tls, err, sizeof(err)) != PA_OK) {
-		pa_log_err("tls: session-ticket key rotation failed, the current key stays: %s",
-		           err);
-		return;
+	(void)rotate_ticket_key_now(r, err, sizeof(err));
+}
+
+/*
+ * The tls rotate command (an operator who fears a key has leaked, or a test
+ * that wants rotations at its own moments): a rotation now, and a full
+ * period for the new key, as after a stalled loop.
+ */
+static int
+rotate_ticket_key_command(void *arg, uint64_t *generation, char *err, size_t errlen)
+{
+	struct ticket_rotation *r = arg;
+
+	if (r->shared->tls == NULL) {
+		snprintf(err, errlen, "TLS is not configured (tls.cert)");
+		return PA_ERROR;
 	}
-	pa_log_info("tls: new session-ticket key (generation %llu)",
-	            (unsigned long long)tls_shared_generation(shared->tls));
+	if (rotate_ticket_key_now(r, err, errlen) != PA_OK)
+		return PA_ERROR;
+	r->due_ms = pa_monotonic_ms() + 1000ull * r->shared->runtime->config.tls_ticket_lifetime_s;
+	*generation = tls_shared_generation(r->shared->tls);
+	return PA_OK;
 }
 
 /* What reload() works on: SIGHUP and the control socket's reload command share it. */
@@ -681,6 +710,8 @@ main(int argc, char **argv)
 	    pa_monotonic_ms() + 1000ull * shared.runtime->config.tls_ticket_lifetime_s;
 	ctl_env.tick = rotate_ticket_key;
 	ctl_env.tick_arg = &ticket_rotation;
+	ctl_env.rotate_tickets = rotate_ticket_key_command;
+	ctl_env.rotate_arg = &ticket_rotation;
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
 	            shared.runtime->config.listen, backend->name, config.workers,
 	            shared.runtime->config.spool_dir, config.spool_shards);

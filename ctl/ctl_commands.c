@@ -285,6 +285,22 @@ cmd_reload(struct ctl_env *env, const json_t *req, json_t **result, char *err, s
 }
 
 static int
+cmd_tls_rotate(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
+{
+	uint64_t generation;
+
+	(void)req;
+	if (env->rotate_tickets == NULL) {
+		snprintf(err, errlen, "tls rotate: not available");
+		return PA_ERROR;
+	}
+	if (env->rotate_tickets(env->rotate_arg, &generation, err, errlen) != PA_OK)
+		return PA_ERROR;
+	*result = json_pack("{s:I}", "ticket_generation", (json_int_t)generation);
+	return *result != NULL ? PA_OK : PA_ERROR;
+}
+
+static int
 cmd_shutdown(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
 {
 	(void)req;
@@ -322,6 +338,7 @@ static const struct {
     {"pause", cmd_pause},
     {"resume", cmd_resume},
     {"reload", cmd_reload},
+    {"tls.rotate", cmd_tls_rotate},
     {"shutdown", cmd_shutdown},
     {"metrics", cmd_metrics},
     {"spool.summary", ctl_spool_summary},

@@ -47,6 +47,12 @@ struct ctl_env {
 	 */
 	void (*tick)(void *arg, uint64_t now_ms);
 	void *tick_arg;
+	/*
+	 * The tls rotate command: a new session-ticket key now, its period
+	 * starting now; the new generation in *generation.
+	 */
+	int (*rotate_tickets)(void *arg, uint64_t *generation, char *err, size_t errlen);
+	void *rotate_arg;
 	/* Set by the shutdown command: the loop returns once the reply is out. */
 	bool stop;
 	/* Set by the drain command: the loop stops once the spool is empty. */

@@ -80,6 +80,7 @@ static int print_done(const struct command *cmd, const json_t *r);
 static int print_status(const struct command *cmd, const json_t *r);
 static int print_stats(const struct command *cmd, const json_t *r);
 static int print_reload(const struct command *cmd, const json_t *r);
+static int print_rotate(const struct command *cmd, const json_t *r);
 static int print_metrics(const struct command *cmd, const json_t *r);
 static int print_summary(const struct command *cmd, const json_t *r);
 static int print_ls(const struct command *cmd, const json_t *r);
@@ -109,6 +110,10 @@ static const struct command commands[] = {
     {NULL, "reload", SOCK,
      "re-read the configuration; an invalid one is refused and the running one stays", "Sjc",
      "reload", print_reload, NULL, NULL},
+    {"tls", "rotate", SOCK,
+     "a new session-ticket key now (the previous one still resumes until the next rotation); "
+     "the schedule of tls.ticket_lifetime starts again from now",
+     "Sjc", "tls.rotate", print_rotate, NULL, NULL},
     {NULL, "shutdown", SOCK, "stop pigeond as SIGTERM does", "Sjc", "shutdown", print_done, NULL,
      "pigeond is stopping"},
     {NULL, "metrics", SOCK, "the counters in Prometheus text format", "Sjc", "metrics",
@@ -616,6 +621,14 @@ print_reload(const struct command *cmd, const json_t *r)
 {
 	(void)cmd;
 	printf("reloaded: configuration generation %lld\n", num(r, "config_generation"));
+	return EXIT_SUCCESS;
+}
+
+static int
+print_rotate(const struct command *cmd, const json_t *r)
+{
+	(void)cmd;
+	printf("new session-ticket key: generation %lld\n", num(r, "ticket_generation"));
 	return EXIT_SUCCESS;
 }
 
