@@ -295,6 +295,34 @@ parse_log_level(struct pa_config *config, const struct config_key *key, const ch
 }
 
 static int
+parse_log_format(struct pa_config *config, const struct config_key *key, const char *value,
+                 char *err, size_t errlen)
+{
+	if (strcmp(value, "text") == 0)
+		config->log_format = PA_LOG_FORMAT_TEXT;
+	else if (strcmp(value, "json") == 0)
+		config->log_format = PA_LOG_FORMAT_JSON;
+	else
+		return key_error(key, err, errlen, "'%s' is not text or json", value);
+	return PA_OK;
+}
+
+static int
+parse_log_target(struct pa_config *config, const struct config_key *key, const char *value,
+                 char *err, size_t errlen)
+{
+	if (strcmp(value, "stderr") == 0)
+		config->log_target = PA_LOG_TARGET_STDERR;
+	else if (strcmp(value, "journal") == 0)
+		config->log_target = PA_LOG_TARGET_JOURNAL;
+	else if (strcmp(value, "syslog") == 0)
+		config->log_target = PA_LOG_TARGET_SYSLOG;
+	else
+		return key_error(key, err, errlen, "'%s' is not stderr, journal or syslog", value);
+	return PA_OK;
+}
+
+static int
 parse_bool(struct pa_config *config, const struct config_key *key, const char *value, char *err,
            size_t errlen)
 {
@@ -627,6 +655,8 @@ static const struct config_key keys[] = {
     {"domains", "localhost", parse_domains, 0, 0, 0, 0, true},
     {"postmaster", "", parse_postmaster, 0, 0, 0, 0, true},
     {"log.level", "info", parse_log_level, 0, 0, 0, 0, true},
+    {"log.format", "text", parse_log_format, 0, 0, 0, 0, true},
+    {"log.target", "stderr", parse_log_target, 0, 0, 0, 0, false},
     {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0, false},
     {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024, false},
     {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20, false},

@@ -82,7 +82,9 @@ struct pa_config {
 	unsigned nlimit_exempt;
 	unsigned limit_table_size; /* per-address entries per worker */
 	unsigned shutdown_timeout_s;
-	int log_level; /* enum pa_log_level */
+	int log_level;  /* enum pa_log_level */
+	int log_format; /* enum pa_log_format (log.format) */
+	int log_target; /* enum pa_log_target (log.target) */
 	char dpdk_eal[256];
 	/* the DPDK dataplane (docs/dataplane.md); addresses in network order */
 	char dpdk_ip[32]; /* ADDR/PREFIX as given */

@@ -1,9 +1,11 @@
 /*
- * log.h: pigeond's log lines, to stderr in a syslog-friendly format.
+ * log.h: pigeond's log lines, to stderr, syslog(3) or the journal, as text
+ * or as JSON (log.format, log.target; docs/operations.md "Logs").
  *
- * Every line is "pigeond[PID]: LEVEL: text" and goes out whole in one
- * write(2), so lines from different threads never interleave and a
- * supervisor (systemd, runit, a syslog pipe) can take them as they are.
+ * Every text line is "pigeond[PID]: LEVEL: text", every JSON line one object
+ * (core/log_record.h), and each goes out whole in one write(2), so lines
+ * from different threads never interleave and a supervisor (systemd, runit,
+ * a syslog pipe, a log shipper) can take them as they are.
  *
  * Poll-mode threads never write a line themselves (DEVELOPERS.md: no syscall
  * on a worker lcore).  A thread that calls pa_log_attach_thread() gets a
@@ -29,8 +31,32 @@ enum pa_log_level {
 	PA_LOG_DEBUG,
 };
 
+enum pa_log_format {
+	PA_LOG_FORMAT_TEXT,
+	PA_LOG_FORMAT_JSON,
+};
+
+enum pa_log_target {
+	PA_LOG_TARGET_STDERR,
+	PA_LOG_TARGET_JOURNAL,
+	PA_LOG_TARGET_SYSLOG,
+};
+
 void pa_log_init(const char *ident);
 void pa_log_set_level(enum pa_log_level level);
+
+/*
+ * Where lines go and in which form (text and stderr until called).  The
+ * format may change at any time (a reload); the target only before
+ * pa_log_start(): PA_ERROR then.
+ */
+int pa_log_set_output(enum pa_log_format format, enum pa_log_target target);
+
+/*
+ * DPDK's own messages (EAL, PMDs) from now on go out as pigeond's lines, at
+ * the message's level (core/log_dpdk.c).  PA_OK or PA_ERROR.
+ */
+int pa_log_capture_dpdk(void);
 void pa_log(enum pa_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define pa_log_err(...) pa_log(PA_LOG_ERR, __VA_ARGS__)

@@ -529,6 +529,7 @@ reload(void *arg, char *err, size_t errlen)
 		usleep(10000);
 	}
 	pa_log_set_level(next->config.log_level);
+	pa_log_set_output(next->config.log_format, next->config.log_target);
 	runtime_unref(old);
 	/* An operator who sends SIGHUP after editing the directory expects it read now. */
 	if (shared->directory != NULL)
@@ -616,6 +617,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	pa_log_set_level(config.log_level);
+	pa_log_set_output(config.log_format, config.log_target);
+	pa_log_capture_dpdk();
 	sigfd = block_signals();
 	eal_start(&config, argv[0]);
 	rte_timer_subsystem_init();

@@ -14,6 +14,7 @@ set -eu
 PACKAGES="
   gcc meson ninja-build pkg-config
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
+  libsystemd-dev
   libcmocka-dev python3 python3-pytest
   clang libclang-rt-14-dev
   openssl
@@ -62,6 +63,9 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # openssl (the command): `make run` makes its development certificate with it,
 # and the TLS tests theirs (skipped as "not installed" without it, a failure
 # under make test).  Only dovecot-core and postfix brought it in before.
+# libsystemd-dev: log.target = journal (sd_journal_sendv) and pigeond's
+# sd_notify (Type=notify, the watchdog); systemd-analyze (package systemd)
+# checks the unit file in the tests.
 # clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) build only the
 # fuzz harnesses (tests/fuzz/, make fuzz); pigeond itself is built with gcc.
 # Servers among the packages (postfix, slapd, dovecot, prometheus) are test
