@@ -82,6 +82,8 @@ unsigned spool_shard_of(unsigned shards, const char *addr, size_t len);
 
 /* The standard CRC-32C (Castagnoli) spool_shard_of() uses; 0xE3069283 for "123456789". */
 uint32_t spool_crc32c(const void *data, size_t len);
+/* Continues a CRC-32C: spool_crc32c_extend(spool_crc32c(a), b) is the CRC-32C of a then b. */
+uint32_t spool_crc32c_extend(uint32_t crc, const void *data, size_t len);
 
 /*
  * A worker that sleeps in the kernel (epoll) gives an eventfd that the

@@ -39,13 +39,8 @@ static uint64_t
 take_be(struct cursor *c, size_t n)
 {
 	const uint8_t *p = take(c, n);
-	uint64_t v = 0;
 
-	if (p == NULL)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
+	return p == NULL ? 0 : spool_get_be(p, n);
 }
 
 /* A length-prefixed string; NUL bytes are refused because it becomes a C string. */
@@ -66,8 +61,18 @@ take_str(struct cursor *c, size_t *len)
 	return p;
 }
 
-static uint8_t *
-put_be(uint8_t *out, uint64_t v, size_t n)
+uint64_t
+spool_get_be(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+uint8_t *
+spool_put_be(uint8_t *out, uint64_t v, size_t n)
 {
 	for (size_t i = n; i > 0; i--) {
 		out[i - 1] = v & 0xff;
@@ -79,7 +84,7 @@ put_be(uint8_t *out, uint64_t v, size_t n)
 static uint8_t *
 put_str(uint8_t *out, const char *s, size_t len)
 {
-	out = put_be(out, len, 2);
+	out = spool_put_be(out, len, 2);
 	memcpy(out, s, len);
 	return out + len;
 }
@@ -141,7 +146,7 @@ spool_key_delivery(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len, uint
 		return 0;
 	/* The NUL ends the queue id, so "AB" + index never collides with "ABC". */
 	out[n++] = '\0';
-	put_be(out + n, rcpt, 2);
+	spool_put_be(out + n, rcpt, 2);
 	return n + 2;
 }
 
@@ -153,7 +158,7 @@ spool_key_schedule(uint8_t out[SPOOL_KEY_MAX], uint64_t next_attempt_us, const c
 
 	if (!spool_queue_id_valid(qid, len))
 		return 0;
-	put_be(out + n, next_attempt_us, 8);
+	spool_put_be(out + n, next_attempt_us, 8);
 	memcpy(out + n + 8, qid, len);
 	return n + 8 + len;
 }
@@ -208,10 +213,10 @@ spool_record_meta_encode(const struct spool_meta *meta, uint8_t out[SPOOL_META_S
 	uint8_t *p = out;
 
 	*p++ = SPOOL_VALUE_VERSION;
-	p = put_be(p, meta->format, 4);
-	p = put_be(p, meta->shards, 4);
-	p = put_be(p, meta->shard, 4);
-	put_be(p, meta->created_us, 8);
+	p = spool_put_be(p, meta->format, 4);
+	p = spool_put_be(p, meta->shards, 4);
+	p = spool_put_be(p, meta->shard, 4);
+	spool_put_be(p, meta->created_us, 8);
 }
 
 int
@@ -265,12 +270,12 @@ spool_record_msg_encode(const struct spool_msg_record *rec, uint8_t *out)
 {
 	*out++ = SPOOL_VALUE_VERSION;
 	*out++ = rec->flags;
-	out = put_be(out, rec->arrival_us, 8);
-	out = put_be(out, rec->size, 8);
+	out = spool_put_be(out, rec->arrival_us, 8);
+	out = spool_put_be(out, rec->size, 8);
 	out = put_str(out, rec->mail_from, str_len(rec->mail_from));
 	out = put_str(out, rec->client_addr, str_len(rec->client_addr));
 	out = put_str(out, rec->helo, str_len(rec->helo));
-	out = put_be(out, rec->nrcpt, 2);
+	out = spool_put_be(out, rec->nrcpt, 2);
 	for (size_t i = 0; i < rec->nrcpt; i++)
 		out = put_str(out, rec->rcpts[i], str_len(rec->rcpts[i]));
 }
@@ -385,9 +390,9 @@ spool_record_delivery_encode(const struct spool_delivery *d, uint8_t out[SPOOL_D
 		return PA_ERROR;
 	*p++ = SPOOL_VALUE_VERSION;
 	*p++ = (uint8_t)d->state;
-	p = put_be(p, d->attempts, 4);
-	p = put_be(p, d->next_attempt_us, 8);
-	p = put_be(p, d->last_attempt_us, 8);
+	p = spool_put_be(p, d->attempts, 4);
+	p = spool_put_be(p, d->next_attempt_us, 8);
+	p = spool_put_be(p, d->last_attempt_us, 8);
 	p = put_str(p, d->reply, d->reply_len);
 	return (long)(p - out);
 }

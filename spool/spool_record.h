@@ -47,6 +47,10 @@ struct spool_key {
 
 bool spool_queue_id_valid(const char *qid, size_t len);
 
+/* The spool's integers: n (1..8) bytes, big-endian; put returns the end of what it wrote. */
+uint8_t *spool_put_be(uint8_t *out, uint64_t v, size_t n);
+uint64_t spool_get_be(const uint8_t *in, size_t n);
+
 /* The key builders return the key length, or 0 when the queue id is invalid. */
 size_t spool_key_prefix(uint8_t out[SPOOL_KEY_MAX], enum spool_key_type type);
 size_t spool_key_meta(uint8_t out[SPOOL_KEY_MAX]);

@@ -40,7 +40,34 @@ crc32c_chunks(const void *data, size_t len, bool lower)
 uint32_t
 spool_crc32c(const void *data, size_t len)
 {
-	return crc32c_chunks(data, len, false);
+	return spool_crc32c_extend(0, data, len);
+}
+
+/*
+ * No lower-casing, so no copy: single bytes up to an 8-byte boundary, then
+ * rte_hash_crc() from there, whose word reads are then all aligned.
+ */
+uint32_t
+spool_crc32c_extend(uint32_t crc, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	crc ^= 0xFFFFFFFFu;
+	while (len > 0 && ((uintptr_t)p & 7) != 0) {
+		crc = rte_hash_crc_1byte(*p++, crc);
+		len--;
+	}
+	while (len > 0) {
+		uint32_t n = len > UINT32_MAX - 7 ? UINT32_MAX - 7 : (uint32_t)len;
+
+		n &= ~7u;
+		if (n == 0)
+			n = (uint32_t)len;
+		crc = rte_hash_crc(p, n, crc);
+		p += n;
+		len -= n;
+	}
+	return crc ^ 0xFFFFFFFFu;
 }
 
 unsigned

@@ -313,12 +313,50 @@ def spool_seeds():
     w("schedule", 5, b"\x01")
 
 
+# ---- segment log: [mode][...] (fuzz_seglog.c) -----------------------------------
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 & -(c & 1))
+    return c ^ 0xFFFFFFFF
+
+
+def seglog_record(kind, seq, payload):
+    tail = bytes([kind, 0, 0, 0]) + struct.pack(">Q", seq) + payload
+    return b"PAR2" + struct.pack(">II", 24 + len(payload), crc32c(tail)) + tail
+
+
+def seglog_seeds():
+    w = lambda name, mode, data: write("seglog", name, bytes([mode]) + data)
+
+    def s16(b):
+        return struct.pack(">H", len(b)) + b
+    qid = b"P066173D604400000100000001"
+    body = b"Received: from x\r\n\r\nbody\r\n"
+    env = (b"\x01\x01" + struct.pack(">QQ", 1700000000000000, len(body))
+           + s16(b"alice@example.net") + s16(b"192.0.2.1") + s16(b"client.example")
+           + struct.pack(">H", 1) + s16(b"bob@example.org"))
+    message = bytes([len(qid)]) + qid + struct.pack(">I", len(env)) + env + body
+    segment = struct.pack(">IIIQQ", 2, 4, 1, 7, 1700000000000000)
+    w("header", 0, seglog_record(2, 5, message)[:24])
+    w("message", 0, message)
+    image = (seglog_record(1, 100, segment) + seglog_record(2, 101, message)
+             + seglog_record(2, 102, message[:-1] + b"!"))
+    w("image", 1, image + bytes(64))
+    w("image-torn", 1, image[:-7])
+    w("torn-cut", 2, bytes([5, 0x01, 0x20, 1]) + bytes(range(40, 120)))
+    w("torn-flip", 2, bytes([9, 0x00, 0x90, 0x22]) + bytes(range(1, 60)))
+
+
 def main():
     smtp_seeds()
     tls_seeds()
     proxy_seeds()
     file_seeds()
     spool_seeds()
+    seglog_seeds()
     try:
         tcp_seeds()
     except ImportError:
