@@ -213,6 +213,11 @@ conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 		return true;
 	TAILQ_REMOVE(&d->queue, job, link);
 	d->nqueued--;
+	/* Half empty again after a scan found it full: the next turn refills it. */
+	if (d->wants_more && d->nqueued <= ho_dest_queue_max(h) / 2) {
+		d->wants_more = false;
+		h->refill = true;
+	}
 	hc = job->copy->hc;
 	txn = (struct hc_txn){
 	    .mail_from = hc->rec->mail_from,

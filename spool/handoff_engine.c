@@ -192,7 +192,9 @@ engine_main(void *arg)
 		if (take_reload(h))
 			atomic_store(&h->rescan_all, true);
 		all = atomic_exchange(&h->rescan_all, false);
-		if ((all || now >= h->next_scan_us) && route_map_routes_anything(h->map)) {
+		if ((all || h->refill || now >= h->next_scan_us) &&
+		    route_map_routes_anything(h->map)) {
+			h->refill = false;
 			/* An "everything" scan cut short by the limits goes on next turn. */
 			if (!ho_scan(h, now, all) && all)
 				atomic_store(&h->rescan_all, true);
@@ -245,6 +247,7 @@ handoff_free(struct handoff *h)
 	free(h->base_committed);
 	free(h->removed_bytes);
 	free(h->added_bytes);
+	free(h->cursor_us);
 	for (unsigned s = 0; h->batch != NULL && s < h->nshards; s++)
 		if (h->batch[s] != NULL)
 			rocksdb_writebatch_destroy(h->batch[s]);
@@ -264,10 +267,11 @@ alloc_shards(struct handoff *h, unsigned n)
 	h->removed_bytes = calloc(n, sizeof(*h->removed_bytes));
 	h->added_bytes = calloc(n, sizeof(*h->added_bytes));
 	h->batch = calloc(n, sizeof(*h->batch));
+	h->cursor_us = calloc(n, sizeof(*h->cursor_us));
 	for (unsigned s = 0; h->batch != NULL && s < n; s++)
 		h->batch[s] = rocksdb_writebatch_create();
 	return h->batch != NULL && h->full && h->queued_bytes && h->held && h->base_bytes &&
-	               h->base_committed && h->removed_bytes && h->added_bytes
+	               h->base_committed && h->removed_bytes && h->added_bytes && h->cursor_us
 	           ? PA_OK
 	           : PA_ERROR;
 }

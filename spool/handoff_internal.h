@@ -31,6 +31,11 @@
 #define HO_DEST_QUEUE_BASE 64u
 #define HO_DEST_QUEUE_PER_CONN 16u
 #define HO_BACKPRESSURE_US 200000u /* how often the backpressure flags are recomputed */
+/* The scan of due entries (handoff_queue.c): */
+#define HO_SCAN_MAX_ENTRIES 8192u   /* entries looked at per shard and scan */
+#define HO_SCAN_BUSY_RUN 16u        /* copies in a row finding their destination full end it */
+#define HO_CURSOR_SLACK_US 2000000u /* the cursor stays this far behind the scan's time */
+#define HO_FULL_SCAN_US 60000000u   /* a scan from the head this often */
 
 struct ho_dest;
 struct ho_conn;
@@ -91,6 +96,7 @@ struct ho_dest {
 	uint64_t open_until_us; /* circuit breaker: no attempts before this */
 	uint64_t delivered, deferred, failed;
 	struct ho_job *filling; /* plan(): this copy's job for it that still takes recipients */
+	bool wants_more; /* a scan left its mail due for lack of room: refill when there is */
 	struct ho_dest *next;
 };
 
@@ -133,6 +139,10 @@ struct handoff {
 	uint64_t bytes_in_memory;
 	struct ho_dest *dests;
 	uint64_t next_scan_us;
+	bool refill;                /* a destination that was full has room again: scan now */
+	uint64_t *cursor_us;        /* per shard: where the next scan of the schedule starts */
+	uint64_t next_full_scan_us; /* the next scan from the head */
+	unsigned first_shard;       /* the shard scanned first, in turn */
 	uint64_t next_pressure_us;
 	uint64_t *base_bytes;     /* per shard: at start */
 	uint64_t *base_committed; /* per shard: committer byte count at start */
@@ -147,6 +157,12 @@ struct handoff {
 };
 
 /* handoff_queue.c */
+/* Jobs a destination may have waiting in memory. */
+static inline unsigned
+ho_dest_queue_max(const struct handoff *h)
+{
+	return HO_DEST_QUEUE_BASE + HO_DEST_QUEUE_PER_CONN * h->cfg.concurrency;
+}
 /*
  * Where rcpt goes: an address or domain rule, else its store from the
  * directory (relay.store_route), else its shard's rule or relay.default.

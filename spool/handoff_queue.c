@@ -57,7 +57,7 @@ copy_forget(struct handoff *h, struct ho_copy *c)
 		pp = &(*pp)->hnext;
 	*pp = c->hnext;
 	h->ncopies--;
-	h->bytes_in_memory -= c->hc->size;
+	h->bytes_in_memory -= c->hc->rec->size;
 	hs_copy_free(c->hc);
 	free(c);
 }
@@ -194,7 +194,7 @@ copy_finish(struct handoff *h, struct ho_copy *c)
 	char err[512];
 	bool deleted;
 	unsigned shard = c->hc->shard;
-	uint64_t size = c->hc->size;
+	uint64_t size = c->hc->rec->size;
 
 	if (hs_finish(h->spool, c->hc, &deleted, h->batch[shard], err, sizeof(err)) != PA_OK) {
 		/* Nothing recorded: the copy stays due and goes out again (at least once). */
@@ -486,6 +486,7 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 	bool unrouted = false;
 	bool held = atomic_load(&h->held[hc->shard]) != 0;
 	size_t limit = h->cfg.max_rcpts != 0 ? h->cfg.max_rcpts : 1000;
+	char err[512];
 
 	if (jobs == NULL)
 		return 0;
@@ -530,9 +531,9 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 		 * A destination with enough work queued takes no more now: the copy's
 		 * memory goes to other destinations, this recipient stays due on disk.
 		 */
-		if (dest->nqueued >=
-		    HO_DEST_QUEUE_BASE + HO_DEST_QUEUE_PER_CONN * h->cfg.concurrency) {
+		if (dest->nqueued >= ho_dest_queue_max(h)) {
 			*busy = true;
+			dest->wants_more = true;
 			continue;
 		}
 		/* A full job starts the next one: no peer is asked for more than the limit. */
@@ -554,9 +555,16 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 		               hc->qid, hc->shard);
 		h->warned_unrouted = true;
 	}
-	c->jobs = njobs;
 	for (unsigned j = 0; j < njobs; j++)
 		jobs[j]->dest->filling = NULL;
+	/* Only now, with somewhere to go, does the body take memory. */
+	if (njobs > 0 && hs_load_body(h->spool, hc, err, sizeof(err)) != PA_OK) {
+		pa_log_err("hand-off: %s", err);
+		for (unsigned j = 0; j < njobs; j++)
+			ho_job_free(jobs[j]);
+		njobs = 0;
+	}
+	c->jobs = njobs;
 	for (unsigned j = 0; j < njobs; j++) {
 		TAILQ_INSERT_TAIL(&jobs[j]->dest->queue, jobs[j], link);
 		jobs[j]->dest->nqueued++;
@@ -580,9 +588,15 @@ expire(struct handoff *h, struct ho_copy *c, uint64_t now)
 	uint64_t lifetime = (uint64_t)h->cfg.max_queue_lifetime_s * 1000000u;
 	struct dsn_rcpt *dsn;
 	size_t n = 0;
+	char err[512];
 
 	if (now - hc->rec->arrival_us < lifetime)
 		return false;
+	/* The DSN quotes the original header. */
+	if (hs_load_body(h->spool, hc, err, sizeof(err)) != PA_OK) {
+		pa_log_err("hand-off: %s", err);
+		return false;
+	}
 	dsn = calloc(hc->rec->nrcpt, sizeof(*dsn));
 	if (dsn == NULL)
 		return false;
@@ -612,7 +626,25 @@ struct scan_ctx {
 	struct handoff *h;
 	uint64_t now;
 	bool all;
+	unsigned seen;       /* entries looked at in this shard */
+	unsigned busy_run;   /* copies in a row that found their destination full */
+	uint64_t last_us;    /* the time of the last entry looked at */
+	uint64_t blocked_us; /* the first entry left due (UINT64_MAX: none) */
+	bool stopped;        /* cut short: the limits, or a run of full destinations */
 };
+
+/* An entry stays due (its destination full, or the limits): the cursor stops there. */
+static int
+leave_due(struct scan_ctx *s, uint64_t sched_us, bool stop)
+{
+	if (sched_us < s->blocked_us)
+		s->blocked_us = sched_us;
+	if (stop || ++s->busy_run >= HO_SCAN_BUSY_RUN) {
+		s->stopped = true;
+		return 1;
+	}
+	return 0;
+}
 
 static int
 scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
@@ -622,16 +654,20 @@ scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
 	struct ho_copy *c;
 	char err[512];
 	bool busy;
+	unsigned njobs;
 	int rc;
 
+	s->seen++;
+	s->last_us = sched_us;
 	if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
-		return 1; /* enough in memory; the rest waits for the next scan */
+		return leave_due(s, sched_us, true); /* the rest waits for the next scan */
 	if (copy_find(h, shard, qid) != NULL)
 		return 0; /* in flight */
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
-		return 1;
-	rc = hs_load(h->spool, shard, qid, sched_us, &c->hc, err, sizeof(err));
+		return leave_due(s, sched_us, true);
+	/* Records only: the body is read once a destination has room for it (plan()). */
+	rc = hs_load_meta(h->spool, shard, qid, sched_us, &c->hc, err, sizeof(err));
 	if (rc != PA_OK) {
 		if (rc == PA_ERROR)
 			pa_log_err("hand-off: %s", err);
@@ -641,26 +677,68 @@ scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
 	c->hnext = h->copies[bucket(shard, qid)];
 	h->copies[bucket(shard, qid)] = c;
 	h->ncopies++;
-	h->bytes_in_memory += c->hc->size;
+	h->bytes_in_memory += c->hc->rec->size;
 	if (expire(h, c, s->now))
 		return 0;
 	busy = false;
-	if (plan(h, c, s->now, s->all, &busy) > 0)
-		return 0;
+	njobs = plan(h, c, s->now, s->all, &busy);
+	if (busy)
+		/*
+		 * Some recipients stay due at this time; the copy's entry keeps it
+		 * (a copy in flight gets it back when its jobs end).
+		 */
+		rc = leave_due(s, sched_us, false);
+	else
+		s->busy_run = 0;
+	if (njobs > 0)
+		return rc;
 	if (busy && !copy_changed(c))
 		copy_forget(h, c); /* nothing to write: it stays due as it is */
 	else
 		copy_finish(h, c); /* moves the schedule entry to the next due time */
-	return 0;
+	return rc;
+}
+
+/*
+ * Where the next scan of a shard starts.  Everything before it is in
+ * flight or gone: a copy in flight gets a later entry or none when its jobs
+ * end, and one left due stops the cursor.  It stays HO_CURSOR_SLACK_US
+ * behind the scan's time, so that a committer's entry stamped before the
+ * scan but visible only after it (its fsync) is not passed over; a full
+ * scan every HO_FULL_SCAN_US is the net under anything else.
+ */
+static uint64_t
+next_cursor(const struct scan_ctx *s, uint64_t until, uint64_t old)
+{
+	uint64_t resume = s->blocked_us;
+	uint64_t floor = s->now > HO_CURSOR_SLACK_US ? s->now - HO_CURSOR_SLACK_US : 0;
+
+	if (resume == UINT64_MAX)
+		resume = s->stopped || s->seen >= HO_SCAN_MAX_ENTRIES ? s->last_us
+		         : until == UINT64_MAX                        ? UINT64_MAX
+		                                                      : until + 1;
+	if (resume > floor)
+		resume = floor;
+	return s->all || resume > old ? resume : old;
 }
 
 bool
 ho_scan(struct handoff *h, uint64_t now, bool all)
 {
-	struct scan_ctx s = {h, now, all};
 	char err[512];
+	uint64_t until = all ? HS_HELD_US - 1 : now;
 
-	for (unsigned shard = 0; shard < h->nshards; shard++) {
+	if (!all && now >= h->next_full_scan_us) {
+		for (unsigned shard = 0; shard < h->nshards; shard++)
+			h->cursor_us[shard] = 0;
+		h->next_full_scan_us = now + HO_FULL_SCAN_US;
+	}
+	/* Every shard gets its turn to be first while the destinations have room. */
+	h->first_shard = (h->first_shard + 1) % (h->nshards != 0 ? h->nshards : 1);
+	for (unsigned i = 0; i < h->nshards; i++) {
+		unsigned shard = (h->first_shard + i) % h->nshards;
+		struct scan_ctx s = {h, now, all, 0, 0, 0, UINT64_MAX, false};
+
 		if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
 			return false;
 		/* A failed or stalled shard refuses writes until its committer recovers it. */
@@ -668,9 +746,12 @@ ho_scan(struct handoff *h, uint64_t now, bool all)
 			continue;
 		/* Outcomes not yet written would make their copies look due again. */
 		ho_flush(h);
-		if (hs_due(h->spool, shard, all ? HS_HELD_US - 1 : now, HO_MAX_COPIES, scan_one, &s,
-		           err, sizeof(err)) == PA_ERROR)
+		if (hs_due_from(h->spool, shard, all ? 0 : h->cursor_us[shard], until,
+		                HO_SCAN_MAX_ENTRIES, scan_one, &s, err, sizeof(err)) == PA_ERROR) {
 			pa_log_err("hand-off: %s", err);
+			continue; /* the cursor stays */
+		}
+		h->cursor_us[shard] = next_cursor(&s, until, h->cursor_us[shard]);
 	}
 	ho_flush(h);
 	return h->ncopies < HO_MAX_COPIES && h->bytes_in_memory < HO_MAX_BYTES;

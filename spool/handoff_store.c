@@ -75,24 +75,58 @@ hs_write(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err, s
 	return rc;
 }
 
+/* 'S', the version, then the time big-endian: where the entries at or after `us` begin. */
+static size_t
+sched_prefix(uint8_t out[SPOOL_KEY_MAX], uint64_t us)
+{
+	size_t n = spool_key_prefix(out, SPOOL_KEY_SCHEDULE);
+
+	for (unsigned i = 0; i < 8; i++)
+		out[n + i] = (uint8_t)(us >> (56 - 8 * i));
+	return n + 8;
+}
+
 int
 hs_due(struct spool *sp, unsigned shard, uint64_t until_us, unsigned max, hs_due_fn fn, void *arg,
        char *err, size_t errlen)
 {
+	return hs_due_from(sp, shard, 0, until_us, max, fn, arg, err, errlen);
+}
+
+int
+hs_due_from(struct spool *sp, unsigned shard, uint64_t from_us, uint64_t until_us, unsigned max,
+            hs_due_fn fn, void *arg, char *err, size_t errlen)
+{
 	rocksdb_t *db = shard_db(sp, shard, err, errlen);
 	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
-	uint8_t prefix[SPOOL_KEY_MAX];
+	uint8_t from[SPOOL_KEY_MAX], bound[SPOOL_KEY_MAX];
+	size_t flen, blen;
 	unsigned seen = 0;
 	int rc = PA_OK;
 	char *rerr = NULL;
 
 	if (db == NULL)
 		return PA_ERROR;
+	/*
+	 * 'S' then the time, big-endian: the entries of [from_us, until_us]
+	 * lie between these two prefixes.  The upper bound keeps the iterator
+	 * from stepping over the tombstones of later entries after the last
+	 * due one; the seek skips those of the entries already passed.
+	 */
+	flen = sched_prefix(from, from_us);
+	if (until_us == UINT64_MAX) {
+		blen = spool_key_prefix(bound, SPOOL_KEY_SCHEDULE);
+		bound[0]++; /* past every 'S' key */
+		blen = 1;
+	} else {
+		blen = sched_prefix(bound, until_us + 1); /* entries at until_us are due */
+	}
 	ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)bound, blen);
 	it = rocksdb_create_iterator(db, ro);
 
-	rocksdb_iter_seek(it, (const char *)prefix, spool_key_prefix(prefix, SPOOL_KEY_SCHEDULE));
+	rocksdb_iter_seek(it, (const char *)from, flen);
 	for (; rocksdb_iter_valid(it) && seen < max; rocksdb_iter_next(it)) {
 		size_t klen;
 		const char *k = rocksdb_iter_key(it, &klen);
@@ -159,12 +193,12 @@ hs_copy_free(struct hs_copy *c)
 }
 
 int
-hs_load(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us, struct hs_copy **out,
-        char *err, size_t errlen)
+hs_load_meta(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us,
+             struct hs_copy **out, char *err, size_t errlen)
 {
 	struct hs_copy *c = calloc(1, sizeof(*c));
 	uint8_t key[SPOOL_KEY_MAX];
-	size_t vlen, blen;
+	size_t vlen;
 	char *mv;
 	int rc;
 
@@ -189,18 +223,6 @@ hs_load(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us, st
 		return PA_ERROR;
 	}
 	rocksdb_free(mv);
-	c->body_value =
-	    get(sp, shard, key, spool_key_body(key, qid, c->qlen), &blen, &rc, err, errlen);
-	if (c->body_value == NULL ||
-	    spool_record_body_decode((const uint8_t *)c->body_value, blen, &c->data, &c->size) !=
-	        PA_OK ||
-	    c->size != c->rec->size) {
-		if (rc == PA_OK)
-			snprintf(err, errlen, "%s: body of %s is missing or does not decode",
-			         sp->shards[shard].path, qid);
-		hs_copy_free(c);
-		return PA_ERROR;
-	}
 	c->d = calloc(c->rec->nrcpt, sizeof(*c->d));
 	if (c->d == NULL) {
 		snprintf(err, errlen, "hs_load: out of memory");
@@ -234,6 +256,46 @@ hs_load(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us, st
 	}
 	*out = c;
 	return PA_OK;
+}
+
+int
+hs_load_body(struct spool *sp, struct hs_copy *c, char *err, size_t errlen)
+{
+	uint8_t key[SPOOL_KEY_MAX];
+	size_t blen;
+	int rc;
+
+	if (c->body_value != NULL)
+		return PA_OK;
+	c->body_value =
+	    get(sp, c->shard, key, spool_key_body(key, c->qid, c->qlen), &blen, &rc, err, errlen);
+	if (c->body_value == NULL ||
+	    spool_record_body_decode((const uint8_t *)c->body_value, blen, &c->data, &c->size) !=
+	        PA_OK ||
+	    c->size != c->rec->size) {
+		if (rc == PA_OK)
+			snprintf(err, errlen, "%s: body of %s is missing or does not decode",
+			         sp->shards[c->shard].path, c->qid);
+		rocksdb_free(c->body_value);
+		c->body_value = NULL;
+		c->data = NULL;
+		return PA_ERROR;
+	}
+	return PA_OK;
+}
+
+int
+hs_load(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us, struct hs_copy **out,
+        char *err, size_t errlen)
+{
+	int rc = hs_load_meta(sp, shard, qid, sched_us, out, err, errlen);
+
+	if (rc == PA_OK && hs_load_body(sp, *out, err, errlen) != PA_OK) {
+		hs_copy_free(*out);
+		*out = NULL;
+		return PA_ERROR;
+	}
+	return rc;
 }
 
 static void

@@ -37,9 +37,9 @@ struct hs_copy {
 	size_t qlen;
 	uint64_t sched_us; /* the schedule key it has on disk now */
 	struct spool_msg_record *rec;
-	char *body_value;    /* the body value as RocksDB returned it */
-	const uint8_t *data; /* the stored message inside body_value */
-	size_t size;
+	char *body_value;         /* the body value as RocksDB returned it; NULL not loaded */
+	const uint8_t *data;      /* the stored message inside body_value */
+	size_t size;              /* of data: rec->size once the body is loaded, 0 before */
 	struct spool_delivery *d; /* rec->nrcpt delivery records */
 };
 
@@ -54,12 +54,29 @@ int hs_due(struct spool *sp, unsigned shard, uint64_t until_us, unsigned max, hs
            void *arg, char *err, size_t errlen);
 
 /*
+ * The same from a cursor: only entries whose time is >= from_us, found by a
+ * seek, so the cost does not grow with the entries (and their tombstones)
+ * before it.  until_us UINT64_MAX: held entries too.
+ */
+int hs_due_from(struct spool *sp, unsigned shard, uint64_t from_us, uint64_t until_us, unsigned max,
+                hs_due_fn fn, void *arg, char *err, size_t errlen);
+
+/*
  * Reads one copy.  PA_AGAIN when it is gone (already deleted).  sched_us 0:
  * not known, taken from the delivery records (the earliest pending attempt).
  */
 int hs_load(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us,
             struct hs_copy **out, char *err, size_t errlen);
 void hs_copy_free(struct hs_copy *c);
+
+/*
+ * The same without the body (data NULL, size 0): the message and delivery
+ * records, enough to route the recipients before the body takes memory.
+ */
+int hs_load_meta(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us,
+                 struct hs_copy **out, char *err, size_t errlen);
+/* Reads the body of a copy loaded by hs_load_meta() (nothing when it has one). */
+int hs_load_body(struct spool *sp, struct hs_copy *c, char *err, size_t errlen);
 
 /*
  * The two writes of outcomes take a batch: with `into` non-NULL they only

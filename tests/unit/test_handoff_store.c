@@ -183,6 +183,65 @@ test_lifecycle(void **state)
 	}
 }
 
+static struct due
+due_from(struct spool *s, uint64_t from, uint64_t until)
+{
+	struct due d = {0};
+	char err[512];
+
+	assert_int_equal(hs_due_from(s, 0, from, until, 100, on_due, &d, err, sizeof(err)), PA_OK);
+	return d;
+}
+
+/*
+ * hs_due_from(): only entries in [from, until]; held ones only with until
+ * UINT64_MAX; hs_load_meta() reads the records without the body, which
+ * hs_load_body() adds.
+ */
+static void
+test_due_from_cursor(void **state)
+{
+	char dir[] = "/tmp/pa-hs-XXXXXX";
+	const char *qid = "QIDCURSOR1";
+	struct spool *s;
+	struct hs_copy *c;
+	struct due d;
+	char err[512];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	s = spool_with_one_message(dir, qid);
+	d = due_from(s, 0, HS_HELD_US - 1);
+	assert_int_equal(d.n, 1);
+	/* the entry is at d.sched: a cursor at it finds it, one past it does not */
+	assert_int_equal(due_from(s, d.sched, d.sched).n, 1);
+	assert_int_equal(due_from(s, d.sched + 1, HS_HELD_US - 1).n, 0);
+	assert_int_equal(due_from(s, 0, d.sched - 1).n, 0);
+
+	assert_int_equal(hs_load_meta(s, 0, qid, d.sched, &c, err, sizeof(err)), PA_OK);
+	assert_int_equal(c->rec->nrcpt, 2);
+	assert_null(c->data);
+	assert_int_equal(c->size, 0);
+	assert_int_equal(hs_load_body(s, c, err, sizeof(err)), PA_OK);
+	assert_int_equal(c->size, c->rec->size);
+	assert_memory_equal(c->data, "Received: x\r\n", 13);
+	/* held: past every due time, seen only by a read up to UINT64_MAX */
+	assert_int_equal(hs_reschedule(s, c, HS_HELD_US, err, sizeof(err)), PA_OK);
+	hs_copy_free(c);
+	assert_int_equal(due_from(s, d.sched, HS_HELD_US - 1).n, 0);
+	d = due_from(s, 1, HS_HELD_US);
+	assert_int_equal(d.n, 1);
+	assert_true(d.sched == HS_HELD_US);
+
+	spool_close(s);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 /* Waits up to 5 s for the copy's schedule entry to be at `want` (0: the copy gone). */
 static void
 wait_sched(struct spool *s, const char *qid, uint64_t want)
@@ -309,6 +368,7 @@ main(void)
 	cpu_set_t cpus;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lifecycle),
+	    cmocka_unit_test(test_due_from_cursor),
 	    cmocka_unit_test(test_engine_message_ops),
 	};
 
