@@ -8,6 +8,11 @@
  * reloads what may change at run time, SIGTERM/SIGINT stop the server (no
  * new connections, in-flight commits still answered 250, 421 to the rest)
  * and exit 0 once the spool has closed cleanly.
+ *
+ * Under systemd (Type=notify, core/service.h) it says READY=1 once the
+ * listeners and the spool are up, RELOADING=1 and READY=1 around a reload,
+ * STOPPING=1 on SIGTERM, and pings the watchdog from the control loop while
+ * every worker and committer is alive.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +37,7 @@
 #include "core/pa.h"
 #include "core/privileges.h"
 #include "core/runtime.h"
+#include "core/service.h"
 #include "ctl/ctl_server.h"
 #include "dataplane/eal.h"
 #include "dataplane/ingest.h"
@@ -463,12 +469,42 @@ struct reload_ctx {
 	const struct options *opt;
 };
 
+/* systemd's view of pigeond: notifications and the watchdog (core/service.h). */
+static struct service service;
+static char service_status[256];
+
+/* What the control loop does on every turn: the watchdog, then the ticket key. */
+struct main_tick {
+	struct ticket_rotation *rotation;
+	struct pa_worker **workers;
+	unsigned nworkers;
+};
+
+/* Every worker lcore still in its loop (a worker that returned early is not). */
+static bool
+workers_running(const struct main_tick *t)
+{
+	for (unsigned i = 0; i < t->nworkers; i++)
+		if (rte_eal_get_lcore_state(t->workers[i]->lcore) != RUNNING)
+			return false;
+	return true;
+}
+
+static void
+main_tick(void *arg, uint64_t now_ms)
+{
+	struct main_tick *t = arg;
+
+	service_tick(&service, now_ms, workers_running(t));
+	rotate_ticket_key(t->rotation, now_ms);
+}
+
 /*
  * Publishes a new runtime; the old one is released once every worker has moved
  * on.  PA_ERROR, with the reason in err, leaves the running configuration.
  */
 static int
-reload(void *arg, char *err, size_t errlen)
+reload_config(void *arg, char *err, size_t errlen)
 {
 	struct reload_ctx *ctx = arg;
 	struct pa_shared *shared = ctx->shared;
@@ -539,6 +575,18 @@ reload(void *arg, char *err, size_t errlen)
 	return PA_OK;
 }
 
+/* A reload as systemd sees it: RELOADING=1, then READY=1 whether or not it took. */
+static int
+reload(void *arg, char *err, size_t errlen)
+{
+	int rc;
+
+	service_reloading();
+	rc = reload_config(arg, err, errlen);
+	service_ready(service_status);
+	return rc;
+}
+
 /* The -o copies parse_options() made. */
 static void
 free_options(struct options *opt)
@@ -562,6 +610,7 @@ main(int argc, char **argv)
 	struct ctl_env ctl_env = {0};
 	struct reload_ctx reload_ctx = {0};
 	struct ticket_rotation ticket_rotation = {0};
+	struct main_tick tick = {0};
 	const struct pa_backend_ops *backend;
 	char err[CONFIG_ERR_MAX];
 	int sigfd;
@@ -711,15 +760,33 @@ main(int argc, char **argv)
 	/* The first key seals tickets from now on: its period starts here, not at start-up. */
 	ticket_rotation.due_ms =
 	    pa_monotonic_ms() + 1000ull * shared.runtime->config.tls_ticket_lifetime_s;
-	ctl_env.tick = rotate_ticket_key;
-	ctl_env.tick_arg = &ticket_rotation;
+	tick = (struct main_tick){&ticket_rotation, workers, config.workers};
+	ctl_env.tick = main_tick;
+	ctl_env.tick_arg = &tick;
 	ctl_env.rotate_tickets = rotate_ticket_key_command;
 	ctl_env.rotate_arg = &ticket_rotation;
 	pa_log_info("ready listen=%s backend=%s workers=%u spool=%s shards=%u",
 	            shared.runtime->config.listen, backend->name, config.workers,
 	            shared.runtime->config.spool_dir, config.spool_shards);
+	{
+		/* EAL names its worker lcores rte-worker-N, spool_committer.c its threads
+		 * spool-cNNN. */
+		static const char *const watched[] = {"rte-worker-", "spool-c", NULL};
+
+		service_init(&service);
+		if (service.watchdog_ms > 0)
+			pa_log_info("watchdog: every %llu ms, over %u workers and committers",
+			            (unsigned long long)service.watchdog_ms,
+			            service_watch_threads(&service, watched));
+		snprintf(service_status, sizeof(service_status),
+		         "accepting on %s (%s backend, %u workers, %u shards)",
+		         shared.runtime->config.listen, backend->name, config.workers,
+		         config.spool_shards);
+		service_ready(service_status);
+	}
 
 	ctl_server_run(ctl, sigfd);
+	service_stopping();
 	/* The socket goes first: nothing may ask about workers that are stopping. */
 	ctl_server_close(ctl);
 	__atomic_store_n(&shared.stopping, 1, __ATOMIC_RELEASE);
