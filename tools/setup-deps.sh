@@ -14,7 +14,7 @@ set -eu
 PACKAGES="
   gcc meson ninja-build pkg-config
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
-  libsystemd-dev
+  libsystemd-dev scdoc man-db
   libcmocka-dev python3 python3-pytest
   clang libclang-rt-14-dev
   openssl
@@ -66,6 +66,8 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # libsystemd-dev: log.target = journal (sd_journal_sendv) and pigeond's
 # sd_notify (Type=notify, the watchdog); systemd-analyze (package systemd)
 # checks the unit file in the tests.
+# scdoc builds the man pages (docs/man), man-db's `man -l` checks that they
+# render without warnings (tests/integration/test_man.py).
 # clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) build only the
 # fuzz harnesses (tests/fuzz/, make fuzz); pigeond itself is built with gcc.
 # Servers among the packages (postfix, slapd, dovecot, prometheus) are test
