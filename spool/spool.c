@@ -64,6 +64,11 @@ check_config(const struct spool_config *c, char *err, size_t errlen)
 		         SPOOL_MAX_WORKERS, c->workers);
 		return PA_ERROR;
 	}
+	if (c->format > SPOOL_FORMAT_VERSION) {
+		snprintf(err, errlen, "spool_open: format must be %u, not %u", SPOOL_FORMAT_VERSION,
+		         c->format);
+		return PA_ERROR;
+	}
 	if (c->ring_size < 2 || c->ring_size > RTE_RING_SZ_MASK ||
 	    (c->ring_size & (c->ring_size - 1)) != 0) {
 		snprintf(err, errlen, "spool_open: ring_size must be a power of 2, not %u",

@@ -36,7 +36,7 @@ struct spool;
 struct spool_config {
 	const char *dir;
 	unsigned shards;
-	unsigned workers; /* worker ids 0 .. workers-1 may submit */
+	unsigned workers;   /* worker ids 0 .. workers-1 may submit */
 	unsigned ring_size; /* per-shard request ring and per-worker completion ring; power of 2 */
 	/* CPUs the committer threads run on; NULL: the affinity of the thread that opens */
 	const cpu_set_t *committer_cpus;
@@ -49,6 +49,14 @@ struct spool_config {
 	unsigned stall_timeout_ms;
 	unsigned retry_ms;
 	const char *impair; /* tests only: "fail=N" or "stall=MS"; NULL or "": none */
+	/*
+	 * The format of shards created now (docs/spool-format.md): 1 (0: the
+	 * default) keeps bodies in RocksDB; 2 (SPOOL_FORMAT_LOG) in a segment
+	 * log per shard of segment_size bytes per file (0: 64 MiB).  A shard
+	 * that exists keeps its format.
+	 */
+	unsigned format;
+	uint64_t segment_size;
 };
 
 /*
@@ -57,8 +65,8 @@ struct spool_config {
  */
 struct spool_message {
 	const struct smtp_message *msg;
-	uint64_t arrival_us;	/* wall clock, microseconds since the epoch */
-	void *cookie;		/* returned unchanged in the completion */
+	uint64_t arrival_us; /* wall clock, microseconds since the epoch */
+	void *cookie;        /* returned unchanged in the completion */
 };
 
 struct spool_completion {
@@ -71,8 +79,7 @@ struct spool_completion {
  * starts one committer thread per shard.  On failure returns PA_ERROR and
  * writes a message naming the failed call into err.
  */
-int spool_open(struct spool **spool, const struct spool_config *config, char *err,
-	       size_t errlen);
+int spool_open(struct spool **spool, const struct spool_config *config, char *err, size_t errlen);
 
 /* Lets the committers finish every request already submitted, then stops them and closes. */
 void spool_close(struct spool *spool);
@@ -103,7 +110,7 @@ int spool_submit(struct spool *spool, unsigned worker, const struct spool_messag
 
 /* Takes up to max completions for this worker; returns how many. Never blocks. */
 unsigned spool_poll(struct spool *spool, unsigned worker, struct spool_completion *out,
-		    unsigned max);
+                    unsigned max);
 
 /* Commit latency and batch statistics of one shard, for stats and benchmarks. */
 struct spool_shard_stats {
@@ -180,6 +187,6 @@ int spool_scan(const char *dir, spool_scan_fn fn, void *arg, char *err, size_t e
  * The entry and everything it points to are valid only during the call to fn.
  */
 int spool_scan_id(const char *dir, const char *queue_id, int shard, spool_scan_fn fn, void *arg,
-		  char *err, size_t errlen);
+                  char *err, size_t errlen);
 
 #endif

@@ -118,12 +118,35 @@ spool_db_read_meta(rocksdb_t *db, const char *path, struct spool_meta *meta, boo
 }
 
 int
+spool_db_log_path(char *out, size_t outlen, const char *shard_path)
+{
+	int n = snprintf(out, outlen, "%s/log", shard_path);
+
+	return n < 0 || (size_t)n >= outlen ? PA_ERROR : PA_OK;
+}
+
+int
 spool_db_check_meta(const struct spool_meta *meta, const char *path, unsigned shards,
                     unsigned shard, char *err, size_t errlen)
 {
-	if (meta->format != SPOOL_FORMAT_VERSION) {
-		snprintf(err, errlen, "%s: spool format version %u, this build reads version %u",
+	if (meta->format == SPOOL_FORMAT_LOG) {
+		snprintf(err, errlen,
+		         "%s: spool format version %u (segment log), which this reader does not "
+		         "read yet; it reads version %u",
 		         path, (unsigned)meta->format, SPOOL_FORMAT_VERSION);
+		return PA_ERROR;
+	}
+	return spool_db_check_meta_any(meta, path, shards, shard, err, errlen);
+}
+
+int
+spool_db_check_meta_any(const struct spool_meta *meta, const char *path, unsigned shards,
+                        unsigned shard, char *err, size_t errlen)
+{
+	if (meta->format != SPOOL_FORMAT_VERSION && meta->format != SPOOL_FORMAT_LOG) {
+		snprintf(err, errlen,
+		         "%s: spool format version %u, this build reads versions %u and %u", path,
+		         (unsigned)meta->format, SPOOL_FORMAT_VERSION, SPOOL_FORMAT_LOG);
 		return PA_ERROR;
 	}
 	if (meta->shards != shards) {

@@ -32,8 +32,17 @@ rocksdb_t *spool_db_open(const rocksdb_options_t *options, const char *path, boo
 int spool_db_read_meta(rocksdb_t *db, const char *path, struct spool_meta *meta, bool *found,
                        char *err, size_t errlen);
 
-/* Refuses a meta record of another format, shard count or shard index. */
+/*
+ * Refuses a meta record of another format, shard count or shard index.
+ * Format 1 only: for readers that read bodies from RocksDB ('B' keys).
+ */
 int spool_db_check_meta(const struct spool_meta *meta, const char *path, unsigned shards,
                         unsigned shard, char *err, size_t errlen);
+/* The same for a reader of both formats (1 and SPOOL_FORMAT_LOG). */
+int spool_db_check_meta_any(const struct spool_meta *meta, const char *path, unsigned shards,
+                            unsigned shard, char *err, size_t errlen);
+
+/* dir/shard-NNN/log: the shard's segment log (format 2); PA_ERROR when it does not fit. */
+int spool_db_log_path(char *out, size_t outlen, const char *shard_path);
 
 #endif

@@ -99,6 +99,11 @@ spool_health_init(struct spool *spool, const struct spool_config *config, char *
 	rocksdb_writeoptions_disable_WAL(spool->commit_options, 0);
 	/* A stalled write returns Status::Incomplete("Write stall") instead of blocking. */
 	rocksdb_writeoptions_set_no_slowdown(spool->commit_options, 1);
+	/* Format 2: the segment log's fdatasync made the copies durable; RocksDB's WAL need not. */
+	spool->index_options = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(spool->index_options, 0);
+	rocksdb_writeoptions_disable_WAL(spool->index_options, 0);
+	rocksdb_writeoptions_set_no_slowdown(spool->index_options, 1);
 	atomic_init(&spool->unhealthy, 0);
 	for (unsigned i = 0; i < spool->nshards; i++) {
 		struct spool_shard *sh = &spool->shards[i];
@@ -136,6 +141,9 @@ spool_health_fini(struct spool *spool)
 	if (spool->commit_options != NULL)
 		rocksdb_writeoptions_destroy(spool->commit_options);
 	spool->commit_options = NULL;
+	if (spool->index_options != NULL)
+		rocksdb_writeoptions_destroy(spool->index_options);
+	spool->index_options = NULL;
 }
 
 /* Moves the shard to state; the gate's counter follows the OK/not-OK edge only. */
@@ -192,14 +200,15 @@ impaired(struct spool *spool, char *msg, size_t msglen)
 }
 
 static enum write_result
-write_once(struct spool_shard *sh, rocksdb_writebatch_t *b, char *msg, size_t msglen)
+write_once(struct spool_shard *sh, const rocksdb_writeoptions_t *options, rocksdb_writebatch_t *b,
+           char *msg, size_t msglen)
 {
 	enum write_result r = impaired(sh->spool, msg, msglen);
 	char *rerr = NULL;
 
 	if (r != WRITE_OK)
 		return r;
-	rocksdb_write(sh->db, sh->spool->commit_options, b, &rerr);
+	rocksdb_write(sh->db, options, b, &rerr);
 	if (rerr == NULL)
 		return WRITE_OK;
 	snprintf(msg, msglen, "rocksdb_write(%s): %s", sh->path, rerr);
@@ -209,8 +218,8 @@ write_once(struct spool_shard *sh, rocksdb_writebatch_t *b, char *msg, size_t ms
 	return r;
 }
 
-bool
-spool_shard_write(struct spool_shard *sh, rocksdb_writebatch_t *b)
+static bool
+write_batch(struct spool_shard *sh, const rocksdb_writeoptions_t *options, rocksdb_writebatch_t *b)
 {
 	uint64_t deadline = mono_us() + sh->spool->stall_timeout_us;
 	unsigned sleep_us = STALL_SLEEP_MIN_US;
@@ -220,7 +229,7 @@ spool_shard_write(struct spool_shard *sh, rocksdb_writebatch_t *b)
 	if (atomic_load_explicit(&sh->health, memory_order_acquire) != SPOOL_SHARD_OK)
 		return false;
 	for (;;) {
-		enum write_result r = write_once(sh, b, msg, sizeof(msg));
+		enum write_result r = write_once(sh, options, b, msg, sizeof(msg));
 		uint64_t now;
 
 		if (r == WRITE_OK)
@@ -243,6 +252,26 @@ spool_shard_write(struct spool_shard *sh, rocksdb_writebatch_t *b)
 	}
 }
 
+bool
+spool_shard_write(struct spool_shard *sh, rocksdb_writebatch_t *b)
+{
+	return write_batch(sh, sh->spool->commit_options, b);
+}
+
+bool
+spool_shard_write_index(struct spool_shard *sh, rocksdb_writebatch_t *b)
+{
+	return write_batch(sh, sh->spool->index_options, b);
+}
+
+void
+spool_shard_log_failed(struct spool_shard *sh, const char *why)
+{
+	atomic_fetch_add_explicit(&sh->write_errors, 1, memory_order_relaxed);
+	sh->next_probe_us = mono_us() + sh->spool->retry_us;
+	set_state(sh, SPOOL_SHARD_FAILED, why);
+}
+
 /* A synced WAL record that adds no key: what a commit needs, without touching the data. */
 static enum write_result
 probe(struct spool_shard *sh, char *msg, size_t msglen)
@@ -251,7 +280,7 @@ probe(struct spool_shard *sh, char *msg, size_t msglen)
 	enum write_result r;
 
 	rocksdb_writebatch_put_log_data(b, PROBE_RECORD, sizeof(PROBE_RECORD) - 1);
-	r = write_once(sh, b, msg, msglen);
+	r = write_once(sh, sh->spool->commit_options, b, msg, msglen);
 	rocksdb_writebatch_destroy(b);
 	return r;
 }
@@ -285,10 +314,10 @@ reopen(struct spool_shard *sh, char *msg, size_t msglen)
 	rocksdb_options_destroy(options);
 	if (db != NULL &&
 	    (spool_db_read_meta(db, sh->path, &meta, &found, msg, msglen) != PA_OK ||
-	     (found
-	          ? spool_db_check_meta(&meta, sh->path, sh->spool->nshards, sh->index, msg, msglen)
-	          : (snprintf(msg, msglen, "%s: no meta record after reopen", sh->path),
-	             PA_ERROR)) != PA_OK)) {
+	     (found ? spool_db_check_meta_any(&meta, sh->path, sh->spool->nshards, sh->index, msg,
+	                                      msglen)
+	            : (snprintf(msg, msglen, "%s: no meta record after reopen", sh->path),
+	               PA_ERROR)) != PA_OK)) {
 		rocksdb_close(db);
 		db = NULL;
 	}

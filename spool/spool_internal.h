@@ -17,6 +17,7 @@
 #include <rocksdb/c.h>
 #include <rte_ring.h>
 
+#include "spool/seglog.h"
 #include "spool/spool.h"
 
 #define SPOOL_CACHE_LINE 64
@@ -59,6 +60,9 @@ struct spool_shard {
 	pthread_t thread;
 	bool thread_started;
 	struct spool_committer *committer; /* committer-private state */
+	unsigned format;                   /* of this shard: SPOOL_FORMAT_VERSION or _LOG */
+	char *log_dir;                     /* format 2: its segment log */
+	struct seglog *log;                /* format 2: written by the committer only */
 
 	/* Written by workers: ring slots promised to submitted requests. */
 	alignas(SPOOL_CACHE_LINE) atomic_uint reserved;
@@ -112,12 +116,16 @@ struct spool {
 	unsigned nshards;
 	unsigned nworkers;
 	rocksdb_writeoptions_t *write_options; /* sync = 1 */
+	unsigned format;                       /* of shards created by this open */
+	uint64_t segment_size;
 	struct spool_shard *shards;
 	struct spool_worker *workers;
 	bool pin_committers; /* spool_config.committer_cpus was given */
 	cpu_set_t committer_cpus;
 	/* Faults (spool_health.c): set at open. */
 	rocksdb_writeoptions_t *commit_options; /* sync = 1, no_slowdown = 1: a stall returns */
+	rocksdb_writeoptions_t
+	    *index_options; /* format 2: the same, sync = 0 (the log is synced) */
 	uint64_t stall_timeout_us;
 	uint64_t retry_us;
 	unsigned impair_fail;      /* tests: the first N writes fail */
@@ -148,6 +156,11 @@ void spool_health_fini(struct spool *spool);
  * then unhealthy) or the shard is unhealthy already (nothing is tried).
  */
 bool spool_shard_write(struct spool_shard *shard, rocksdb_writebatch_t *batch);
+/* Format 2: the index of records already synced in the log, written without a sync. */
+bool spool_shard_write_index(struct spool_shard *shard, rocksdb_writebatch_t *batch);
+/* Format 2: the segment log's write or sync failed; the shard is unhealthy like after a
+ * failed RocksDB write. */
+void spool_shard_log_failed(struct spool_shard *shard, const char *why);
 
 /* Committer, between batches: an unhealthy shard is probed and reopened when due. */
 void spool_shard_recover(struct spool_shard *shard);

@@ -138,6 +138,18 @@ spool_key_body(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len)
 }
 
 size_t
+spool_key_location(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len)
+{
+	return key_with_qid(out, SPOOL_KEY_LOCATION, qid, len);
+}
+
+size_t
+spool_key_checkpoint(uint8_t out[SPOOL_KEY_MAX])
+{
+	return spool_key_prefix(out, SPOOL_KEY_CHECKPOINT);
+}
+
+size_t
 spool_key_delivery(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len, uint16_t rcpt)
 {
 	size_t n = key_with_qid(out, SPOOL_KEY_DELIVERY, qid, len);
@@ -187,9 +199,11 @@ spool_key_decode(const uint8_t *in, size_t len, struct spool_key *out)
 	len -= SPOOL_KEY_PREFIX_LEN;
 	switch (out->type) {
 	case SPOOL_KEY_META:
+	case SPOOL_KEY_CHECKPOINT:
 		return len == 0 ? PA_OK : PA_ERROR;
 	case SPOOL_KEY_MESSAGE:
 	case SPOOL_KEY_BODY:
+	case SPOOL_KEY_LOCATION:
 		return decode_qid(in, len, out);
 	case SPOOL_KEY_DELIVERY:
 		nul = memchr(in, '\0', len);
@@ -378,6 +392,57 @@ spool_record_body_decode(const uint8_t *in, size_t len, const uint8_t **data, si
 	*data = in + SPOOL_BODY_HEADER;
 	*size = len - SPOOL_BODY_HEADER;
 	return PA_OK;
+}
+
+void
+spool_record_location_encode(const struct spool_location *loc, uint8_t out[SPOOL_LOCATION_SIZE])
+{
+	uint8_t *p = out;
+
+	*p++ = SPOOL_VALUE_VERSION;
+	p = spool_put_be(p, loc->segment, 8);
+	p = spool_put_be(p, loc->offset, 8);
+	p = spool_put_be(p, loc->length, 4);
+	spool_put_be(p, loc->seq, 8);
+}
+
+int
+spool_record_location_decode(const uint8_t *in, size_t len, struct spool_location *out)
+{
+	struct cursor c = {in, in == NULL ? 0 : len, in == NULL};
+
+	if (take_be(&c, 1) != SPOOL_VALUE_VERSION)
+		return PA_ERROR;
+	out->segment = take_be(&c, 8);
+	out->offset = take_be(&c, 8);
+	out->length = (uint32_t)take_be(&c, 4);
+	out->seq = take_be(&c, 8);
+	return c.bad || c.left != 0 ? PA_ERROR : PA_OK;
+}
+
+void
+spool_record_checkpoint_encode(const struct spool_checkpoint *cp,
+                               uint8_t out[SPOOL_CHECKPOINT_SIZE])
+{
+	uint8_t *p = out;
+
+	*p++ = SPOOL_VALUE_VERSION;
+	p = spool_put_be(p, cp->segment, 8);
+	p = spool_put_be(p, cp->offset, 8);
+	spool_put_be(p, cp->seq, 8);
+}
+
+int
+spool_record_checkpoint_decode(const uint8_t *in, size_t len, struct spool_checkpoint *out)
+{
+	struct cursor c = {in, in == NULL ? 0 : len, in == NULL};
+
+	if (take_be(&c, 1) != SPOOL_VALUE_VERSION)
+		return PA_ERROR;
+	out->segment = take_be(&c, 8);
+	out->offset = take_be(&c, 8);
+	out->seq = take_be(&c, 8);
+	return c.bad || c.left != 0 ? PA_ERROR : PA_OK;
 }
 
 long

@@ -20,13 +20,16 @@
 
 #include "smtp/smtp_session.h"
 
-#define SPOOL_FORMAT_VERSION 1 /* layout of the whole shard, kept in the meta record */
+#define SPOOL_FORMAT_VERSION 1 /* RocksDB holds everything, bodies included (meta record) */
+#define SPOOL_FORMAT_LOG 2     /* bodies in the shard's segment log, 'L' keys point there */
 #define SPOOL_KEY_VERSION 1
 #define SPOOL_VALUE_VERSION 1
 
 enum spool_key_type {
 	SPOOL_KEY_META = '!',
+	SPOOL_KEY_CHECKPOINT = '#', /* format 2: where recovery of the segment log starts */
 	SPOOL_KEY_BODY = 'B',
+	SPOOL_KEY_LOCATION = 'L', /* format 2: where a copy's record is in the segment log */
 	SPOOL_KEY_DELIVERY = 'D',
 	SPOOL_KEY_MESSAGE = 'M',
 	SPOOL_KEY_SCHEDULE = 'S',
@@ -56,6 +59,8 @@ size_t spool_key_prefix(uint8_t out[SPOOL_KEY_MAX], enum spool_key_type type);
 size_t spool_key_meta(uint8_t out[SPOOL_KEY_MAX]);
 size_t spool_key_message(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len);
 size_t spool_key_body(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len);
+size_t spool_key_location(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len);
+size_t spool_key_checkpoint(uint8_t out[SPOOL_KEY_MAX]);
 size_t spool_key_delivery(uint8_t out[SPOOL_KEY_MAX], const char *qid, size_t len, uint16_t rcpt);
 size_t spool_key_schedule(uint8_t out[SPOOL_KEY_MAX], uint64_t next_attempt_us, const char *qid,
                           size_t len);
@@ -105,6 +110,29 @@ int spool_record_msg_decode(const uint8_t *in, size_t len, struct spool_msg_reco
 #define SPOOL_BODY_HEADER 1
 uint8_t spool_record_body_header(void);
 int spool_record_body_decode(const uint8_t *in, size_t len, const uint8_t **data, size_t *size);
+
+/* Location (format 2): the copy's MESSAGE record in the shard's segment log. */
+#define SPOOL_LOCATION_SIZE (1 + 8 + 8 + 4 + 8)
+struct spool_location {
+	uint64_t segment;
+	uint64_t offset;
+	uint32_t length; /* the whole record */
+	uint64_t seq;
+};
+void spool_record_location_encode(const struct spool_location *loc,
+                                  uint8_t out[SPOOL_LOCATION_SIZE]);
+int spool_record_location_decode(const uint8_t *in, size_t len, struct spool_location *out);
+
+/* Checkpoint (format 2): recovery re-indexes the log's records from here on. */
+#define SPOOL_CHECKPOINT_SIZE (1 + 8 + 8 + 8)
+struct spool_checkpoint {
+	uint64_t segment;
+	uint64_t offset;
+	uint64_t seq; /* of the next record */
+};
+void spool_record_checkpoint_encode(const struct spool_checkpoint *cp,
+                                    uint8_t out[SPOOL_CHECKPOINT_SIZE]);
+int spool_record_checkpoint_decode(const uint8_t *in, size_t len, struct spool_checkpoint *out);
 
 /* Delivery record: the hand-off state of one recipient of one copy. */
 enum spool_delivery_state {

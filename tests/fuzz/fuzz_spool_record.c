@@ -42,6 +42,12 @@ key_roundtrip(const uint8_t *in, size_t len)
 	case SPOOL_KEY_BODY:
 		n = spool_key_body(out, k.queue_id, k.queue_id_len);
 		break;
+	case SPOOL_KEY_LOCATION:
+		n = spool_key_location(out, k.queue_id, k.queue_id_len);
+		break;
+	case SPOOL_KEY_CHECKPOINT:
+		n = spool_key_checkpoint(out);
+		break;
 	case SPOOL_KEY_DELIVERY:
 		n = spool_key_delivery(out, k.queue_id, k.queue_id_len, k.rcpt);
 		break;
@@ -76,6 +82,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct spool_meta meta;
 	struct spool_delivery d;
+	struct spool_location loc;
+	struct spool_checkpoint cp;
 	uint8_t out[SPOOL_DELIVERY_MAX];
 	const uint8_t *body;
 	size_t body_len;
@@ -91,7 +99,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	CHECK(in != NULL);
 	memcpy(in, data + 1, len);
-	switch (data[0] % 6) {
+	switch (data[0] % 8) {
 	case 0:
 		key_roundtrip(in, len);
 		break;
@@ -118,6 +126,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 5:
 		if (spool_record_schedule_decode(in, len) == PA_OK)
 			CHECK(len == SPOOL_SCHEDULE_SIZE && in[0] == spool_record_schedule_value());
+		break;
+	case 6:
+		if (spool_record_location_decode(in, len, &loc) == PA_OK) {
+			spool_record_location_encode(&loc, out);
+			CHECK(len == SPOOL_LOCATION_SIZE && memcmp(out, in, len) == 0);
+		}
+		break;
+	case 7:
+		if (spool_record_checkpoint_decode(in, len, &cp) == PA_OK) {
+			spool_record_checkpoint_encode(&cp, out);
+			CHECK(len == SPOOL_CHECKPOINT_SIZE && memcmp(out, in, len) == 0);
+		}
 		break;
 	}
 	free(in);

@@ -311,6 +311,10 @@ def spool_seeds():
     w("delivery", 4, b"\x01\x02" + struct.pack(">IQQ", 3, 1700000060000000, 1700000000000000)
       + s16(b"550 5.1.1 no such user"))
     w("schedule", 5, b"\x01")
+    w("key-location", 0, b"L\x01" + qid)
+    w("key-checkpoint", 0, b"#\x01")
+    w("location", 6, b"\x01" + struct.pack(">QQIQ", 7, 4096, 4242, 99))
+    w("checkpoint", 7, b"\x01" + struct.pack(">QQQ", 7, 8338, 100))
 
 
 # ---- segment log: [mode][...] (fuzz_seglog.c) -----------------------------------

@@ -59,7 +59,7 @@ spool_with_one_message(char *dir, const char *qid)
 {
 	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
 	static const uint8_t data[] = "Received: x\r\nSubject: t\r\n\r\nbody\r\n";
-	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL};
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 0, 0};
 	struct spool *s = NULL;
 	char err[512];
 	struct smtp_message msg = {.queue_id = qid,

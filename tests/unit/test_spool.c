@@ -172,7 +172,7 @@ tmsg_free(struct tmsg *t)
 static struct spool *
 open_spool(const char *dir, unsigned shards, unsigned workers, unsigned ring)
 {
-	struct spool_config cfg = {dir, shards, workers, ring, NULL, 0, 0, NULL};
+	struct spool_config cfg = {dir, shards, workers, ring, NULL, 0, 0, NULL, 0, 0};
 	struct spool *s = NULL;
 	char err[ERR_MAX] = "";
 
@@ -1361,8 +1361,8 @@ test_shard_count_mismatch(void **state)
 {
 	char dir[512], err[ERR_MAX] = "";
 	struct spool *s;
-	struct spool_config cfg8 = {NULL, 8, 1, 16, NULL, 0, 0, NULL},
-	                    cfg2 = {NULL, 2, 1, 16, NULL, 0, 0, NULL};
+	struct spool_config cfg8 = {NULL, 8, 1, 16, NULL, 0, 0, NULL, 0, 0},
+	                    cfg2 = {NULL, 2, 1, 16, NULL, 0, 0, NULL, 0, 0};
 
 	new_dir(*state, dir, sizeof(dir));
 	s = open_spool(dir, 4, 1, 16);
@@ -1486,7 +1486,7 @@ test_fault_write_error(void **state)
 	struct spool *s = NULL;
 	struct tmsg t[2];
 	const char *r[1] = {"user1@example.com"};
-	struct spool_config cfg = {NULL, 2, 1, 64, NULL, 50, 20, "fail=2"};
+	struct spool_config cfg = {NULL, 2, 1, 64, NULL, 50, 20, "fail=2", 0, 0};
 	unsigned shard = spool_shard_of(2, r[0], strlen(r[0]));
 	struct spool_shard_health h;
 	struct spool_shard_stats st;
@@ -1533,7 +1533,7 @@ test_fault_write_stall(void **state)
 	struct spool *s = NULL;
 	struct tmsg t[2];
 	const char *r[1] = {"user2@example.com"};
-	struct spool_config cfg = {NULL, 1, 1, 64, NULL, 50, 20, "stall=2000"};
+	struct spool_config cfg = {NULL, 1, 1, 64, NULL, 50, 20, "stall=2000", 0, 0};
 	struct spool_shard_health h;
 	struct spool_shard_stats st;
 	uint64_t t0;
