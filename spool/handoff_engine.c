@@ -3,11 +3,14 @@
  * backpressure (handoff.h).
  *
  * One thread: an epoll loop over the connections (handoff_conn.c) and an
- * eventfd for reloads and stop; every HO_SCAN_INTERVAL_US it looks for due
- * copies (handoff_queue.c).  What it promises: the route map changes only
- * between two steps of the loop, as a whole; stop leaves every copy that was
- * not acknowledged queued on disk; the backpressure flags never lag the
- * spool by more than HO_BACKPRESSURE_US plus one scan.
+ * eventfd for reloads and stop; every HO_SCAN_INTERVAL_US, and when a full
+ * destination has room again, it looks for due copies (handoff_queue.c).
+ * It writes outcomes without waiting for the disk; a second thread (the
+ * WAL thread) syncs them within HO_WAL_SYNC_US.  What it promises: the
+ * route map changes only between two steps of the loop, as a whole; stop
+ * leaves every copy that was not acknowledged queued on disk, and every
+ * outcome synced; the backpressure flags never lag the spool by more than
+ * HO_BACKPRESSURE_US plus one scan.
  */
 #include "spool/handoff_internal.h"
 
@@ -18,6 +21,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -225,6 +229,36 @@ engine_main(void *arg)
 	return NULL;
 }
 
+/* Syncs every shard with outcomes written since its last sync. */
+static void
+sync_outcomes(struct handoff *h)
+{
+	char err[512];
+
+	for (unsigned s = 0; s < h->nshards; s++)
+		if (atomic_exchange_explicit(&h->unsynced[s], false, memory_order_acq_rel) &&
+		    hs_sync(h->spool, s, err, sizeof(err)) != PA_OK)
+			/* Still in the WAL file: lost only with power, and then sent again. */
+			pa_log_err("hand-off: %s", err);
+}
+
+/*
+ * The WAL thread: the engine writes outcomes without waiting for the disk;
+ * this puts them on it within HO_WAL_SYNC_US, off the socket loop.
+ */
+static void *
+wal_main(void *arg)
+{
+	struct handoff *h = arg;
+	struct timespec ts = {0, HO_WAL_SYNC_US * 1000};
+
+	while (!atomic_load(&h->wal_stop)) {
+		nanosleep(&ts, NULL);
+		sync_outcomes(h);
+	}
+	return NULL;
+}
+
 static void
 handoff_free(struct handoff *h)
 {
@@ -248,6 +282,7 @@ handoff_free(struct handoff *h)
 	free(h->removed_bytes);
 	free(h->added_bytes);
 	free(h->cursor_us);
+	free(h->unsynced);
 	for (unsigned s = 0; h->batch != NULL && s < h->nshards; s++)
 		if (h->batch[s] != NULL)
 			rocksdb_writebatch_destroy(h->batch[s]);
@@ -268,6 +303,7 @@ alloc_shards(struct handoff *h, unsigned n)
 	h->added_bytes = calloc(n, sizeof(*h->added_bytes));
 	h->batch = calloc(n, sizeof(*h->batch));
 	h->cursor_us = calloc(n, sizeof(*h->cursor_us));
+	h->unsynced = calloc(n, sizeof(*h->unsynced));
 	for (unsigned s = 0; h->batch != NULL && s < n; s++)
 		h->batch[s] = rocksdb_writebatch_create();
 	return h->batch != NULL && h->full && h->queued_bytes && h->held && h->base_bytes &&
@@ -355,6 +391,14 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 	h->started = true;
 	/* Only a name for top and gdb. */
 	pthread_setname_np(h->thread, "handoff");
+	rc = pthread_create(&h->wal_thread, NULL, wal_main, h);
+	if (rc != 0) {
+		snprintf(err, errlen, "pthread_create(hand-off WAL): %s", strerror(rc));
+		handoff_stop(h);
+		return PA_ERROR;
+	}
+	h->wal_started = true;
+	pthread_setname_np(h->wal_thread, "handoff-wal");
 	*out = h;
 	return PA_OK;
 }
@@ -368,6 +412,11 @@ handoff_stop(struct handoff *h)
 	wake(h);
 	if (h->started)
 		pthread_join(h->thread, NULL);
+	atomic_store(&h->wal_stop, true);
+	if (h->wal_started)
+		pthread_join(h->wal_thread, NULL);
+	/* Every outcome on disk before the spool closes. */
+	sync_outcomes(h);
 	handoff_free(h);
 }
 

@@ -36,6 +36,7 @@
 #define HO_SCAN_BUSY_RUN 16u        /* copies in a row finding their destination full end it */
 #define HO_CURSOR_SLACK_US 2000000u /* the cursor stays this far behind the scan's time */
 #define HO_FULL_SCAN_US 60000000u   /* a scan from the head this often */
+#define HO_WAL_SYNC_US 100000u      /* outcomes written unsynced are synced within this */
 
 struct ho_dest;
 struct ho_conn;
@@ -130,6 +131,12 @@ struct handoff {
 	atomic_uint_least64_t store_refused; /* directory stores that were no address literal */
 	atomic_bool draining;                /* handoff_drain(): nothing may stay held */
 
+	/* The WAL thread: syncs the shards the engine wrote outcomes to, unsynced. */
+	pthread_t wal_thread;
+	bool wal_started;
+	atomic_bool wal_stop;
+	atomic_bool *unsynced; /* per shard: outcomes written since the last sync */
+
 	/* Engine thread only. */
 	struct handoff_config cfg;
 	struct route_map *map;
@@ -182,7 +189,10 @@ unsigned ho_job_outcomes(struct handoff *h, struct ho_job *job, struct hc *hc, u
 void ho_job_fail(struct handoff *h, struct ho_job *job, const char *why, bool count_attempt,
                  uint64_t when, uint64_t now);
 void ho_drop_all(struct handoff *h);
-/* Writes (synced) every shard's gathered outcomes; before anything reads copies again. */
+/*
+ * Writes every shard's gathered outcomes (unsynced: the WAL thread syncs
+ * them); before anything reads copies again.
+ */
 void ho_flush(struct handoff *h);
 void ho_dest_free_all(struct handoff *h);
 

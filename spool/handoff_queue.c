@@ -762,10 +762,21 @@ ho_flush(struct handoff *h)
 {
 	char err[512];
 
-	for (unsigned shard = 0; shard < h->nshards; shard++)
-		if (hs_write(h->spool, shard, h->batch[shard], err, sizeof(err)) != PA_OK)
+	for (unsigned shard = 0; shard < h->nshards; shard++) {
+		if (rocksdb_writebatch_count(h->batch[shard]) == 0)
+			continue;
+		/*
+		 * Not synced here: the socket loop never waits for the disk.  The
+		 * WAL thread syncs it within HO_WAL_SYNC_US; until then a power
+		 * loss (not a crash of pigeond) can lose it, and a lost outcome
+		 * only sends its copy again (docs/handoff.md, at least once).
+		 */
+		if (hs_write_unsynced(h->spool, shard, h->batch[shard], err, sizeof(err)) != PA_OK)
 			/* Not recorded: those copies go out again (at least once). */
 			pa_log_err("hand-off: %s", err);
+		else
+			atomic_store_explicit(&h->unsynced[shard], true, memory_order_release);
+	}
 }
 
 /* Forgets every job and copy in memory (at stop): the spool still has them all. */

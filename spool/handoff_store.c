@@ -28,15 +28,15 @@ release(struct spool *sp, unsigned shard)
 }
 
 static int
-commit(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, const char *what, char *err,
-       size_t errlen)
+commit_with(struct spool *sp, unsigned shard, const rocksdb_writeoptions_t *wo,
+            rocksdb_writebatch_t *b, const char *what, char *err, size_t errlen)
 {
 	char *rerr = NULL;
 	rocksdb_t *db = shard_db(sp, shard, err, errlen);
 
 	if (db == NULL)
 		return PA_ERROR;
-	rocksdb_write(db, sp->write_options, b, &rerr);
+	rocksdb_write(db, wo, b, &rerr);
 	release(sp, shard);
 	if (rerr != NULL) {
 		snprintf(err, errlen, "rocksdb_write(%s, %s): %s", sp->shards[shard].path, what,
@@ -45,6 +45,14 @@ commit(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, const char *wh
 		return PA_ERROR;
 	}
 	return PA_OK;
+}
+
+/* Synced: what the caller does next depends on it being on disk. */
+static int
+commit(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, const char *what, char *err,
+       size_t errlen)
+{
+	return commit_with(sp, shard, sp->write_options, b, what, err, errlen);
 }
 
 static int
@@ -73,6 +81,43 @@ hs_write(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err, s
 
 	rocksdb_writebatch_clear(b);
 	return rc;
+}
+
+int
+hs_write_unsynced(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err,
+                  size_t errlen)
+{
+	rocksdb_writeoptions_t *wo;
+	int rc = PA_OK;
+
+	if (rocksdb_writebatch_count(b) == 0)
+		return PA_OK;
+	/* Written to the WAL file (the kernel's page cache), no fsync: see hs_sync(). */
+	wo = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(wo, 0);
+	rc = commit_with(sp, shard, wo, b, "outcomes", err, errlen);
+	rocksdb_writeoptions_destroy(wo);
+	rocksdb_writebatch_clear(b);
+	return rc;
+}
+
+int
+hs_sync(struct spool *sp, unsigned shard, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	rocksdb_t *db = shard_db(sp, shard, err, errlen);
+
+	if (db == NULL)
+		return PA_ERROR;
+	rocksdb_flush_wal(db, 1, &rerr);
+	release(sp, shard);
+	if (rerr != NULL) {
+		snprintf(err, errlen, "rocksdb_flush_wal(%s, sync): %s", sp->shards[shard].path,
+		         rerr);
+		rocksdb_free(rerr);
+		return PA_ERROR;
+	}
+	return PA_OK;
 }
 
 /* 'S', the version, then the time big-endian: where the entries at or after `us` begin. */

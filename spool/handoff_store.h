@@ -7,7 +7,8 @@
  * spool/: it reaches into struct spool for the shards' RocksDB handles.
  *
  * What it promises: every write is one WriteBatch with sync = 1 (the
- * engine may gather several outcomes into one, see hs_write()); a copy is
+ * engine may gather several outcomes into one, see hs_write()), except
+ * hs_write_unsynced()'s (outcomes, synced later by hs_sync()); a copy is
  * deleted only as a whole (message, body, every delivery record, schedule
  * entry) in one batch; the schedule entry always names the earliest
  * next attempt among the copy's pending recipients (docs/spool-format.md).
@@ -98,6 +99,18 @@ int hs_finish(struct spool *sp, struct hs_copy *c, bool *deleted, rocksdb_writeb
 
 /* Writes a batch filled by the above into its shard (synced) and empties it. */
 int hs_write(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err, size_t errlen);
+
+/*
+ * The same without waiting for the disk: in the WAL file, so a crash of the
+ * process keeps it, but power loss may lose it until the next synced write
+ * of the shard (a committer's, or hs_sync()).  The WAL is replayed in
+ * order: a write survives only with every write before it.
+ */
+int hs_write_unsynced(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err,
+                      size_t errlen);
+
+/* Syncs the shard's WAL: every write made before it is on disk.  Thread-safe. */
+int hs_sync(struct spool *sp, unsigned shard, char *err, size_t errlen);
 
 /* Deletes a copy whatever its recipients' states (operator's delete). */
 int hs_delete(struct spool *sp, const struct hs_copy *c, char *err, size_t errlen);

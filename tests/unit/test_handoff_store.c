@@ -225,6 +225,22 @@ test_due_from_cursor(void **state)
 	assert_int_equal(hs_load_body(s, c, err, sizeof(err)), PA_OK);
 	assert_int_equal(c->size, c->rec->size);
 	assert_memory_equal(c->data, "Received: x\r\n", 13);
+	/* an unsynced write is read back at once; hs_sync() puts it on disk */
+	{
+		rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+		bool deleted;
+
+		c->d[0].attempts = 3;
+		assert_int_equal(hs_finish(s, c, &deleted, b, err, sizeof(err)), PA_OK);
+		assert_false(deleted);
+		assert_int_equal(hs_write_unsynced(s, 0, b, err, sizeof(err)), PA_OK);
+		assert_int_equal(rocksdb_writebatch_count(b), 0);
+		assert_int_equal(hs_sync(s, 0, err, sizeof(err)), PA_OK);
+		rocksdb_writebatch_destroy(b);
+		hs_copy_free(c);
+		assert_int_equal(hs_load(s, 0, qid, d.sched, &c, err, sizeof(err)), PA_OK);
+		assert_int_equal(c->d[0].attempts, 3);
+	}
 	/* held: past every due time, seen only by a read up to UINT64_MAX */
 	assert_int_equal(hs_reschedule(s, c, HS_HELD_US, err, sizeof(err)), PA_OK);
 	hs_copy_free(c);
