@@ -25,6 +25,7 @@ PACKAGES="
   iproute2 procps strace
   python3-scapy tcpdump iputils-ping
   prometheus
+  libc-ares-dev unbound
 "
 
 missing=""
@@ -70,7 +71,10 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # render without warnings (tests/integration/test_man.py).
 # clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) build only the
 # fuzz harnesses (tests/fuzz/, make fuzz); pigeond itself is built with gcc.
-# Servers among the packages (postfix, slapd, dovecot, prometheus) are test
+# libc-ares-dev: dns/ (the resolver thread of the connection screen).  unbound:
+# a test peer only, the DNS server the screening tests start with their own
+# local zones (its Recommends, dns-root-data, is for recursion and not needed).
+# Servers among the packages (postfix, slapd, dovecot, prometheus, unbound) are test
 # peers that the tests start with their own configuration: keep the packages'
 # maintainer scripts from starting system-wide instances of them.
 policy=/usr/sbin/policy-rc.d
