@@ -642,6 +642,123 @@ parse_postmaster(struct pa_config *config, const struct config_key *key, const c
 	return PA_OK;
 }
 
+/*
+ * dns.servers: comma-separated ADDR, ADDR:PORT, IPv6 or [IPv6]:PORT (53 when
+ * no port is given), kept as c-ares's ares_set_servers_ports_csv() reads
+ * them.  Empty: no resolver, so no screening.
+ */
+static int
+parse_dns_servers(struct pa_config *config, const struct config_key *key, const char *value,
+                  char *err, size_t errlen)
+{
+	char copy[CONFIG_VALUE_MAX], *save = NULL, *out = config->dns_servers;
+	size_t used = 0;
+
+	out[0] = '\0';
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		char host[INET6_ADDRSTRLEN], *colon = NULL, *end;
+		unsigned long port = 53;
+		uint8_t addr[16];
+		bool v6;
+		int n;
+
+		if (tok[0] == '[') {
+			char *close = strchr(tok, ']');
+
+			if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+				return key_error(key, err, errlen, "'%s' is not [IPv6]:PORT", tok);
+			*close = '\0';
+			colon = close[1] == ':' ? close + 1 : NULL;
+			snprintf(host, sizeof(host), "%s", tok + 1);
+		} else {
+			colon = strchr(tok, ':');
+			if (colon != NULL && strchr(colon + 1, ':') != NULL)
+				colon = NULL; /* a bare IPv6 address */
+			if (colon != NULL)
+				*colon = '\0';
+			snprintf(host, sizeof(host), "%s", tok);
+		}
+		v6 = inet_pton(AF_INET6, host, addr) == 1;
+		if (!v6 && inet_pton(AF_INET, host, addr) != 1)
+			return key_error(key, err, errlen, "'%s' is not an IPv4 or IPv6 address",
+			                 host);
+		if (colon != NULL) {
+			errno = 0;
+			port = strtoul(colon + 1, &end, 10);
+			if (!isdigit((unsigned char)colon[1]) || *end != '\0' || errno == ERANGE ||
+			    port == 0 || port > 65535)
+				return key_error(key, err, errlen, "'%s' is not a port", colon + 1);
+		}
+		n = snprintf(out + used, CONFIG_VALUE_MAX - used, "%s%s%s%s:%lu",
+		             used > 0 ? "," : "", v6 ? "[" : "", host, v6 ? "]" : "", port);
+		if (n < 0 || (size_t)n >= CONFIG_VALUE_MAX - used)
+			return key_error(key, err, errlen, "too long");
+		used += (size_t)n;
+	}
+	return PA_OK;
+}
+
+/* screen.dnsbl_sites, screen.dnswl_sites (core/screen_site.h). */
+static int
+parse_screen_sites(struct pa_config *config, const struct config_key *key, const char *value,
+                   char *err, size_t errlen)
+{
+	bool allow = strcmp(key->name, "screen.dnswl_sites") == 0;
+	char why[CONFIG_ERR_MAX];
+
+	if (screen_sites_parse(value, allow, allow ? config->screen_dnswl : config->screen_dnsbl,
+	                       allow ? &config->nscreen_dnswl : &config->nscreen_dnsbl, why,
+	                       sizeof(why)) != PA_OK)
+		return key_error(key, err, errlen, "%s", why);
+	return PA_OK;
+}
+
+/* screen.action (a listed client): reject or tempfail; screen.temporary_action: accept or tempfail.
+ */
+static int
+parse_screen_action(struct pa_config *config, const struct config_key *key, const char *value,
+                    char *err, size_t errlen)
+{
+	bool *tempfail = field(config, key);
+	const char *other = strcmp(key->name, "screen.action") == 0 ? "reject" : "accept";
+
+	if (strcmp(value, "tempfail") == 0)
+		*tempfail = true;
+	else if (strcmp(value, other) == 0)
+		*tempfail = false;
+	else
+		return key_error(key, err, errlen, "'%s' is not %s or tempfail", value, other);
+	return PA_OK;
+}
+
+/* Screening asks the resolver, which needs servers. */
+static int
+check_screen(const struct pa_config *config, char *err, size_t errlen)
+{
+	if (config->nscreen_dnsbl + config->nscreen_dnswl > 0 && config->dns_servers[0] == '\0') {
+		snprintf(err, errlen, "config key 'screen.dnsbl_sites': needs 'dns.servers'");
+		return PA_ERROR;
+	}
+	for (unsigned i = 0; i < config->nscreen_dnswl; i++)
+		for (unsigned j = 0; j < config->nscreen_dnsbl; j++)
+			if (strcmp(config->screen_dnswl[i].domain,
+			           config->screen_dnsbl[j].domain) == 0) {
+				snprintf(err, errlen,
+				         "config key 'screen.dnswl_sites': %s is in "
+				         "screen.dnsbl_sites too",
+				         config->screen_dnswl[i].domain);
+				return PA_ERROR;
+			}
+	if (config->nscreen_dnswl > 0 && config->nscreen_dnsbl == 0) {
+		snprintf(err, errlen,
+		         "config key 'screen.dnswl_sites': needs 'screen.dnsbl_sites' (an allow "
+		         "list only lowers a score)");
+		return PA_ERROR;
+	}
+	return PA_OK;
+}
+
 #define OFF(f) offsetof(struct pa_config, f)
 #define SZ(f) sizeof(((struct pa_config *)0)->f)
 
@@ -729,8 +846,7 @@ static const struct config_key keys[] = {
     {"tls.required", "false", parse_bool, OFF(tls_required), 0, 0, 0, true},
     {"tls.handshake_timeout", "30", parse_unsigned, OFF(tls_handshake_timeout_s), 0, 1, 3600, true},
     /* Up to 302400: a ticket resumes for two lifetimes, RFC 8446 4.6.1 allows 7 days. */
-    {"tls.ticket_lifetime", "3600", parse_unsigned, OFF(tls_ticket_lifetime_s), 0, 1, 302400,
-     true},
+    {"tls.ticket_lifetime", "3600", parse_unsigned, OFF(tls_ticket_lifetime_s), 0, 1, 302400, true},
     {"relay.routes", "", parse_string, OFF(relay_routes), SZ(relay_routes), 0, 0, true},
     {"relay.default", "", parse_string, OFF(relay_default), SZ(relay_default), 0, 0, true},
     {"relay.store_route", "", parse_string, OFF(relay_store_route), SZ(relay_store_route), 0, 0,
@@ -753,6 +869,17 @@ static const struct config_key keys[] = {
      false},
     {"spool.retry_interval", "1000", parse_unsigned, OFF(spool_retry_ms), 0, 10, 600000, false},
     {"spool.impair", "", parse_string, OFF(spool_impair), SZ(spool_impair), 0, 0, false},
+    {"dns.servers", "", parse_dns_servers, 0, 0, 0, 0, false},
+    {"dns.timeout", "2000", parse_unsigned, OFF(dns_timeout_ms), 0, 10, 60000, false},
+    {"dns.cache_size", "16384", parse_unsigned, OFF(dns_cache_size), 0, 16, 1 << 22, false},
+    {"screen.dnsbl_sites", "", parse_screen_sites, 0, 0, 0, 0, true},
+    {"screen.dnswl_sites", "", parse_screen_sites, 0, 0, 0, 0, true},
+    {"screen.threshold", "1", parse_unsigned, OFF(screen_threshold), 0, 1, 1000, true},
+    {"screen.allow", "", parse_cidr_list, OFF(screen_allow), 0, 0, 0, true},
+    {"screen.action", "reject", parse_screen_action, OFF(screen_tempfail_listed), 0, 0, 0, true},
+    {"screen.temporary_action", "accept", parse_screen_action, OFF(screen_tempfail_failure), 0, 0,
+     0, true},
+    {"screen.cache_size", "4096", parse_unsigned, OFF(screen_cache_size), 0, 16, 1 << 22, false},
     {"user", "", parse_string, OFF(user), SZ(user), 0, 0, false},
     {"group", "", parse_string, OFF(group), SZ(group), 0, 0, false},
 };
@@ -763,6 +890,8 @@ _Static_assert(OFF(ntrusted_proxies) == OFF(trusted_proxies) + SZ(trusted_proxie
                "ntrusted_proxies must follow trusted_proxies");
 _Static_assert(OFF(nlimit_exempt) == OFF(limit_exempt) + SZ(limit_exempt),
                "nlimit_exempt must follow limit_exempt");
+_Static_assert(OFF(nscreen_allow) == OFF(screen_allow) + SZ(screen_allow),
+               "nscreen_allow must follow screen_allow");
 
 static const struct config_key *
 find_key(const char *name)
@@ -943,6 +1072,8 @@ parse_all(struct pa_config *config, struct rte_cfgfile *cfg, char *err, size_t e
 		return PA_ERROR;
 	}
 	if (check_tls(config, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (check_screen(config, err, errlen) != PA_OK)
 		return PA_ERROR;
 	if (config->relay_min_backoff_s > config->relay_max_backoff_s) {
 		snprintf(err, errlen, "config key 'relay.min_backoff': %u is above relay.max_backoff %u",

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "core/domain.h"
+#include "core/screen_site.h"
 #include "smtp/smtp_session.h"
 
 #define CONFIG_ERR_MAX 512
@@ -150,6 +151,20 @@ struct pa_config {
 	unsigned spool_stall_timeout_ms;
 	unsigned spool_retry_ms;
 	char spool_impair[64]; /* tests only */
+	/* DNS (dns/resolver.h) and connection screening (docs/security.md, "Screening") */
+	char dns_servers[CONFIG_VALUE_MAX]; /* ADDR:PORT,[ADDR6]:PORT; empty: no resolver */
+	unsigned dns_timeout_ms;
+	unsigned dns_cache_size; /* answers kept by the resolver */
+	struct screen_site screen_dnsbl[SCREEN_SITES_MAX];
+	unsigned nscreen_dnsbl;
+	struct screen_site screen_dnswl[SCREEN_SITES_MAX];
+	unsigned nscreen_dnswl;
+	unsigned screen_threshold;
+	struct pa_cidr screen_allow[CONFIG_CIDRS_MAX]; /* never screened */
+	unsigned nscreen_allow;
+	bool screen_tempfail_listed;  /* screen.action=tempfail: 421, not 550 */
+	bool screen_tempfail_failure; /* screen.temporary_action=tempfail: 421 on DNS failure */
+	unsigned screen_cache_size;   /* verdicts kept per worker */
 	char user[64];	       /* empty: keep the user pigeond was started as */
 	char group[64];	       /* empty: the user's primary group */
 };

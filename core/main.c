@@ -43,6 +43,7 @@
 #include "dataplane/ingest.h"
 #include "dataplane/backend.h"
 #include "dataplane/conn_limits.h"
+#include "dataplane/ingest_screen.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
 #include "smtp/tls.h"
@@ -747,6 +748,9 @@ main(int argc, char **argv)
 	shared.limits = limits_create(config.workers, config.limit_table_size, err, sizeof(err));
 	if (shared.limits == NULL)
 		rte_exit(EXIT_FAILURE, "%s\n", err);
+	/* The `dns` thread, with dns.servers: the screen's lookups (dataplane/ingest_screen.h). */
+	if (ingest_screen_create(&shared, &config, err, sizeof(err)) != PA_OK)
+		rte_exit(EXIT_FAILURE, "%s\n", err);
 	workers = start_workers(&shared, &shared.runtime->config, backend);
 	reload_ctx = (struct reload_ctx){&shared, workers, &opt};
 	ctl_env.shared = &shared;
@@ -797,6 +801,7 @@ main(int argc, char **argv)
 	shared.directory = NULL;
 	limits_destroy(shared.limits);
 	shared.limits = NULL;
+	ingest_screen_destroy(&shared);
 	if (backend->global_fini != NULL)
 		backend->global_fini();
 	/* Copies in flight stay queued; the engine writes nothing after this. */
@@ -807,6 +812,7 @@ main(int argc, char **argv)
 		runtime_unref(workers[i]->runtime);
 		tls_ctx_free(workers[i]->tls);
 		tls_ctx_free(workers[i]->tls_next);
+		ingest_screen_detach(workers[i]);
 		rte_free(workers[i]);
 	}
 	free(workers);

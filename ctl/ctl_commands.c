@@ -27,6 +27,7 @@
 #include "ctl/ctl_stats.h"
 #include "dataplane/dpdk_backend.h"
 #include "dataplane/worker.h"
+#include "dns/resolver.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
 
@@ -127,11 +128,63 @@ worker_json(const struct ctl_worker_stats *w, long id)
 	return obj;
 }
 
+/*
+ * The screen's verdicts, and each list of the running configuration by its
+ * domain: {"passed": N, ..., "zen.example": {"listed": N, "clear": N, "failed": N}}.
+ */
+static json_t *
+screen_json(const struct ctl_env *env, const struct pa_worker_counters *c)
+{
+	const struct pa_config *cfg = &env->shared->runtime->config;
+	json_t *obj = json_object();
+
+	if (obj == NULL)
+		return NULL;
+	for (size_t i = 0; i < ctl_screen_counters_n; i++)
+		json_object_set_new(
+		    obj, ctl_screen_counters[i].key,
+		    json_integer((json_int_t)ctl_counter_value(c, ctl_screen_counters[i].off)));
+	for (unsigned i = 0; i < cfg->nscreen_dnsbl + cfg->nscreen_dnswl; i++) {
+		bool bl = i < cfg->nscreen_dnsbl;
+		unsigned k = bl ? i : SCREEN_SITES_MAX + (i - cfg->nscreen_dnsbl);
+		json_t *site = json_object();
+
+		for (size_t r = 0; site != NULL && r < ctl_screen_results_n; r++)
+			json_object_set_new(
+			    site, ctl_screen_results[r].name,
+			    json_integer((json_int_t)ctl_counter_value(
+			        c, ctl_screen_results[r].off + k * sizeof(uint64_t))));
+		json_object_set_new(obj,
+		                    bl ? cfg->screen_dnsbl[i].domain
+		                       : cfg->screen_dnswl[i - cfg->nscreen_dnsbl].domain,
+		                    site);
+	}
+	return obj;
+}
+
+/* The resolver thread's counters; null without dns.servers. */
+static json_t *
+dns_json(const struct ctl_env *env)
+{
+	struct dns_resolver_stats s;
+	json_t *obj;
+
+	if (env->shared->resolver == NULL)
+		return json_null();
+	dns_resolver_stats(env->shared->resolver, &s);
+	obj = json_object();
+	for (size_t i = 0; obj != NULL && i < ctl_dns_counters_n; i++)
+		json_object_set_new(
+		    obj, ctl_dns_counters[i].key,
+		    json_integer((json_int_t)ctl_counter_value(&s, ctl_dns_counters[i].off)));
+	return obj;
+}
+
 static int
 cmd_stats(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
 {
 	struct ctl_stats st;
-	json_t *workers;
+	json_t *workers, *total;
 
 	(void)req;
 	if (ctl_stats_take(env, &st) != PA_OK) {
@@ -139,9 +192,18 @@ cmd_stats(struct ctl_env *env, const json_t *req, json_t **result, char *err, si
 		return PA_ERROR;
 	}
 	workers = json_array();
-	for (unsigned i = 0; workers != NULL && i < st.nworkers; i++)
-		json_array_append_new(workers, worker_json(&st.workers[i], (long)i));
-	*result = json_pack("{s:o, s:o}", "workers", workers, "total", worker_json(&st.total, -1));
+	for (unsigned i = 0; workers != NULL && i < st.nworkers; i++) {
+		json_t *w = worker_json(&st.workers[i], (long)i);
+
+		if (w != NULL)
+			json_object_set_new(w, "screen", screen_json(env, &st.workers[i].c));
+		json_array_append_new(workers, w);
+	}
+	total = worker_json(&st.total, -1);
+	if (total != NULL)
+		json_object_set_new(total, "screen", screen_json(env, &st.total.c));
+	*result =
+	    json_pack("{s:o, s:o, s:o}", "workers", workers, "total", total, "dns", dns_json(env));
 	ctl_stats_free(&st);
 	return *result != NULL ? PA_OK : PA_ERROR;
 }

@@ -1,5 +1,6 @@
 /*
- * ctl_counters.h: the one list of the TLS layer's counters that `stats`
+ * ctl_counters.h: the one list of the TLS layer's, the screen's and the
+ * resolver's counters that `stats`
  * (JSON and pigeonctl's text) and the metrics are written from; the DPDK
  * stack's are in the table beside struct dp_counters
  * (dataplane/dp_counters.h).
@@ -33,6 +34,22 @@ struct ctl_tls_version {
 };
 extern const struct ctl_tls_version ctl_tls_versions[];
 extern const size_t ctl_tls_versions_n;
+
+/* The connection screen's verdicts (struct pa_worker_counters). */
+extern const struct ctl_counter ctl_screen_counters[];
+extern const size_t ctl_screen_counters_n;
+
+/* Each DNS list's answers by result: one label value per row, an array indexed by list. */
+struct ctl_screen_result {
+	const char *name; /* "listed", "clear", "failed" */
+	size_t off;       /* of a uint64_t[SCREEN_COUNTED_SITES] in struct pa_worker_counters */
+};
+extern const struct ctl_screen_result ctl_screen_results[];
+extern const size_t ctl_screen_results_n;
+
+/* The resolver thread's counters (struct dns_resolver_stats, dns/resolver.h). */
+extern const struct ctl_counter ctl_dns_counters[];
+extern const size_t ctl_dns_counters_n;
 
 static inline uint64_t
 ctl_counter_value(const void *base, size_t off)

@@ -23,6 +23,7 @@
 #include "ctl/ctl_spool.h"
 #include "ctl/ctl_stats.h"
 #include "dataplane/worker.h"
+#include "dns/resolver.h"
 #include "spool/handoff.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
@@ -200,18 +201,26 @@ write_tcp(FILE *f, const struct ctl_stats *st)
 			        (unsigned long long)st->workers[i].tcp.rss_misqueued[r]);
 }
 
-/* Written on both backends, with or without a certificate: a zero says TLS is idle. */
+/* A table of ctl_counters.h over struct pa_worker_counters: one family per row, a value per worker.
+ */
 static void
-write_tls(FILE *f, const struct ctl_stats *st)
+write_worker_rows(FILE *f, const struct ctl_stats *st, const struct ctl_counter *rows, size_t n)
 {
-	for (size_t m = 0; m < ctl_tls_counters_n; m++) {
-		const struct ctl_counter *c = &ctl_tls_counters[m];
+	for (size_t m = 0; m < n; m++) {
+		const struct ctl_counter *c = &rows[m];
 
 		family(f, c->metric, c->type, c->help);
 		for (unsigned i = 0; i < st->nworkers; i++)
 			fprintf(f, "%s{worker=\"%u\"} %llu\n", c->metric, i,
 			        (unsigned long long)ctl_counter_value(&st->workers[i].c, c->off));
 	}
+}
+
+/* Written on both backends, with or without a certificate: a zero says TLS is idle. */
+static void
+write_tls(FILE *f, const struct ctl_stats *st)
+{
+	write_worker_rows(f, st, ctl_tls_counters, ctl_tls_counters_n);
 	family(f, "pigeonair_tls_handshakes_by_version_total", "counter",
 	       "TLS handshakes completed, by the protocol version negotiated.");
 	for (unsigned i = 0; i < st->nworkers; i++)
@@ -222,6 +231,46 @@ write_tls(FILE *f, const struct ctl_stats *st)
 			        i, ctl_tls_versions[v].name,
 			        (unsigned long long)ctl_counter_value(&st->workers[i].c,
 			                                              ctl_tls_versions[v].off));
+}
+
+/* Verdicts per worker; each list's answers by its domain and result; the resolver's counters. */
+static void
+write_screen(FILE *f, const struct ctl_env *env, const struct ctl_stats *st)
+{
+	const struct pa_config *cfg = &env->shared->runtime->config;
+	struct dns_resolver_stats ds;
+
+	write_worker_rows(f, st, ctl_screen_counters, ctl_screen_counters_n);
+	family(f, "pigeonair_screen_list_answers_total", "counter",
+	       "Answers of each DNS list (screen.dnsbl_sites, screen.dnswl_sites), by result.");
+	for (unsigned i = 0; i < st->nworkers; i++)
+		for (unsigned s = 0; s < cfg->nscreen_dnsbl + cfg->nscreen_dnswl; s++) {
+			bool bl = s < cfg->nscreen_dnsbl;
+			unsigned k = bl ? s : SCREEN_SITES_MAX + (s - cfg->nscreen_dnsbl);
+
+			for (size_t r = 0; r < ctl_screen_results_n; r++)
+				fprintf(
+				    f,
+				    "pigeonair_screen_list_answers_total{worker=\"%u\",list=\"%s\","
+				    "kind=\"%s\",result=\"%s\"} %llu\n",
+				    i,
+				    bl ? cfg->screen_dnsbl[s].domain
+				       : cfg->screen_dnswl[s - cfg->nscreen_dnsbl].domain,
+				    bl ? "dnsbl" : "dnswl", ctl_screen_results[r].name,
+				    (unsigned long long)ctl_counter_value(
+				        &st->workers[i].c,
+				        ctl_screen_results[r].off + k * sizeof(uint64_t)));
+		}
+	if (env->shared->resolver == NULL)
+		return;
+	dns_resolver_stats(env->shared->resolver, &ds);
+	for (size_t m = 0; m < ctl_dns_counters_n; m++) {
+		const struct ctl_counter *c = &ctl_dns_counters[m];
+
+		family(f, c->metric, c->type, c->help);
+		fprintf(f, "%s %llu\n", c->metric,
+		        (unsigned long long)ctl_counter_value(&ds, c->off));
+	}
 }
 
 static void
@@ -406,6 +455,7 @@ ctl_metrics_text(const struct ctl_env *env, size_t *len)
 	write_handoff(f, env);
 	write_dests(f, env);
 	write_tls(f, &st);
+	write_screen(f, env, &st);
 	write_tcp(f, &st);
 	ctl_stats_free(&st);
 	if (fclose(f) != 0) {

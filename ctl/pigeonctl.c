@@ -859,6 +859,11 @@ print_stats(const struct command *cmd, const json_t *r)
 	printf("balancers: %lld PROXY headers, %lld XCLIENT; untracked by limits: %lld\n",
 	       num(total, "proxy_headers"), num(total, "xclients"), num(total, "limits_untracked"));
 	print_group("tls", workers, total);
+	print_group("screen", workers, total);
+	if (json_is_object(json_object_get(r, "dns"))) {
+		printf("\ndns:\n");
+		print_counters("  ", json_object_get(r, "dns"));
+	}
 	print_group("tcp", workers, total);
 	return EXIT_SUCCESS;
 }

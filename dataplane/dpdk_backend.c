@@ -523,7 +523,8 @@ dpdk_backend_run(void *arg)
 				    now + 1000ull * worker->runtime->config.shutdown_timeout_s;
 				begin_stop(dw);
 			}
-			if (TAILQ_EMPTY(&dw->live) && worker->awaiting_store == 0)
+			if (TAILQ_EMPTY(&dw->live) && worker->awaiting_store == 0 &&
+			    worker->dns_inflight == 0)
 				break;
 			if (now > stop_deadline && worker->awaiting_store == 0) {
 				pa_log_warning(

@@ -20,6 +20,7 @@
 #include "core/pa.h"
 #include "dataplane/ingest.h"
 #include "dataplane/ingest_limits.h"
+#include "dataplane/ingest_screen.h"
 #include "dataplane/ingest_tls.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
@@ -358,7 +359,8 @@ ingest_close(struct ingest_conn *conn)
 		conn->submit_pending = false;
 		conn->storing = false;
 	}
-	if (conn->storing) {
+	/* The spool, or the resolver (its answers name the conn), frees it later. */
+	if (conn->storing || ingest_screen_pending(conn)) {
 		conn->transport_gone = true;
 		return false;
 	}
@@ -415,6 +417,8 @@ complete(struct pa_worker *worker, const struct spool_completion *done)
 	/* After this the message memory belongs to the engine again. */
 	smtp_session_message_done(conn->smtp, done->status);
 	conn->spool_msg.msg = NULL;
+	if (conn->transport_gone && ingest_screen_pending(conn))
+		return; /* its last DNS answer frees it (ingest_screen.c) */
 	worker->resume(conn);
 }
 
@@ -428,6 +432,7 @@ ingest_poll_spool(struct pa_worker *worker)
 
 	ingest_tls_poll(worker);
 	ingest_limits_tick(worker);
+	ingest_screen_poll(worker);
 	do {
 		n = store->poll(store->ctx, worker->id, done, COMPLETION_BURST);
 		for (unsigned i = 0; i < n; i++)
@@ -479,6 +484,8 @@ ingest_attach(struct pa_worker *worker, int notify_fd, bool may_syscall)
 {
 	const struct ingest_store *store = &worker->shared->store;
 
+	if (ingest_screen_attach(worker, notify_fd, may_syscall) != PA_OK)
+		return PA_ERROR;
 	return store->attach(store->ctx, worker->id, notify_fd, may_syscall);
 }
 

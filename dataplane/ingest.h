@@ -57,6 +57,17 @@ struct ingest_conn {
 	bool trusted;    /* the peer is in smtp.trusted_proxies */
 	bool seen_input; /* the first input is behind us */
 	bool dropped;    /* ends without a reply (a refused PROXY header) */
+	/* connection screening (ingest_screen.c) */
+	uint64_t screen_deadline_ms; /* the banner waits for the lists until then */
+	uint32_t screen_ttl;         /* the shortest TTL of the answers so far */
+	int16_t screen_dnsbl;        /* weights of the listing DNSBLs */
+	int16_t screen_dnswl;        /* weights of the listing DNSWLs */
+	uint8_t screen_pending;      /* lookups not answered yet: the conn stays until they are */
+	uint8_t screen_state;        /* enum screen_state (ingest_screen.h) */
+	uint8_t screen_site;         /* the listing DNSBL of highest weight; 0xff: none */
+	bool screen_failed;          /* a lookup failed or timed out */
+	uint8_t screen_family;       /* the address looked up, for the verdict cache */
+	uint8_t screen_addr[16];
 };
 
 /*

@@ -9,8 +9,9 @@
  * that client (limits.conn_per_ip, limits.conn_rate_per_ip) unless it is in
  * limits.exempt or is itself a trusted proxy; then the banner, at once or
  * after smtp.banner_delay.  XCLIENT later moves the per-address share to the
- * address it gives.  Nothing here blocks or sleeps: waits are the backend's
- * timers (rte_timer, the DPDK stack's wheel) through ingest_timeout_ms().
+ * address it gives.  The DNS lists' screening starts with the banner's wait
+ * (ingest_screen.h) and the banner waits for it.  Nothing here blocks or sleeps: waits are the
+ * backend's timers (rte_timer, the DPDK stack's wheel) through ingest_timeout_ms().
  */
 #include "dataplane/ingest_limits.h"
 
@@ -22,6 +23,7 @@
 #include "core/log.h"
 #include "core/pa.h"
 #include "dataplane/conn_limits.h"
+#include "dataplane/ingest_screen.h"
 #include "dataplane/worker.h"
 #include "smtp/proxy_header.h"
 
@@ -48,9 +50,8 @@ limits_conf_of(const struct pa_config *config, struct limits_conf *conf)
 	conf->conn_rate_per_ip = config->limit_conn_rate_per_ip;
 }
 
-/* Counted and logged like the engine's refusals (ingest.c's host_refused). */
-static void
-count_refusal(struct ingest_conn *conn, int why, const char *detail)
+void
+ingest_limits_count_refusal(struct ingest_conn *conn, int why, const char *detail)
 {
 	conn->worker->counters.conns_refused++;
 	conn->worker->counters.refusals[why]++;
@@ -66,7 +67,7 @@ refuse(struct ingest_conn *conn, int why)
 	const char *host = conn->runtime->config.hostname;
 	char reply[SMTP_COMMAND_LINE_MAX];
 
-	count_refusal(conn, why, NULL);
+	ingest_limits_count_refusal(conn, why, NULL);
 	conn->phase = INGEST_PHASE_SESSION;
 	if (why == SMTP_REFUSAL_CONN_TOTAL)
 		snprintf(reply, sizeof(reply),
@@ -90,7 +91,7 @@ refuse(struct ingest_conn *conn, int why)
 static void
 drop(struct ingest_conn *conn, const char *why)
 {
-	count_refusal(conn, SMTP_REFUSAL_PROXY, why);
+	ingest_limits_count_refusal(conn, SMTP_REFUSAL_PROXY, why);
 	free(conn->proxy_buf);
 	conn->proxy_buf = NULL;
 	conn->proxy_len = 0;
@@ -127,16 +128,23 @@ admit_addr(struct ingest_conn *conn, int family, const uint8_t *addr)
 	return why;
 }
 
-/* The banner, now or after smtp.banner_delay (the backend's timer calls back). */
+/*
+ * The banner (or the screen's refusal), now or after smtp.banner_delay and
+ * the DNS lists' answers (the backend's timer calls back).
+ */
 static void
 start_banner(struct ingest_conn *conn)
 {
-	if (conn->runtime->config.banner_delay_ms == 0) {
+	unsigned ms;
+
+	if (conn->runtime->config.banner_delay_ms > 0)
+		conn->phase = INGEST_PHASE_BANNER;
+	else if (ingest_screen_waiting(conn, &ms))
+		conn->phase = INGEST_PHASE_SCREEN;
+	else {
 		conn->phase = INGEST_PHASE_SESSION;
-		smtp_session_greet(conn->smtp);
-		return;
+		ingest_screen_greet(conn);
 	}
-	conn->phase = INGEST_PHASE_BANNER;
 }
 
 void
@@ -173,6 +181,9 @@ ingest_limits_open(struct ingest_conn *conn)
 		refuse(conn, why);
 		return;
 	}
+	/* A trusted peer speaking for itself (XCLIENT) is a balancer, not a client to screen. */
+	if (!conn->trusted)
+		ingest_screen_start(conn, family, addr);
 	start_banner(conn);
 }
 
@@ -210,6 +221,7 @@ proxy_done(struct ingest_conn *conn, const struct proxy_header *h)
 		refuse(conn, why);
 		return;
 	}
+	ingest_screen_start(conn, family, addr);
 	start_banner(conn);
 }
 
@@ -295,6 +307,11 @@ ingest_limits_timeout_ms(const struct ingest_conn *conn, unsigned *ms)
 		*ms = conn->runtime->config.banner_delay_ms;
 		return true;
 	}
+	if (conn->phase == INGEST_PHASE_SCREEN) {
+		if (!ingest_screen_waiting(conn, ms))
+			*ms = 1; /* decided since: the next expiry greets */
+		return true;
+	}
 	if (conn->phase == INGEST_PHASE_PROXY) {
 		/* A balancer sends its header with the connection: a command's time is ample. */
 		*ms = conn->runtime->config.command_timeout_s * 1000u;
@@ -306,9 +323,15 @@ ingest_limits_timeout_ms(const struct ingest_conn *conn, unsigned *ms)
 bool
 ingest_limits_timeout(struct ingest_conn *conn)
 {
-	if (conn->phase == INGEST_PHASE_BANNER) {
+	unsigned ms;
+
+	if (conn->phase == INGEST_PHASE_BANNER && ingest_screen_waiting(conn, &ms)) {
+		conn->phase = INGEST_PHASE_SCREEN; /* the delay is over, the lists are not */
+		return true;
+	}
+	if (conn->phase == INGEST_PHASE_BANNER || conn->phase == INGEST_PHASE_SCREEN) {
 		conn->phase = INGEST_PHASE_SESSION;
-		smtp_session_greet(conn->smtp);
+		ingest_screen_greet(conn);
 		return true;
 	}
 	if (conn->phase == INGEST_PHASE_PROXY) {

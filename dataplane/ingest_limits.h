@@ -19,6 +19,7 @@ enum ingest_phase {
 	INGEST_PHASE_SESSION, /* the engine has it (banner sent, or a refusal queued) */
 	INGEST_PHASE_PROXY,   /* a trusted balancer's PROXY header is due first */
 	INGEST_PHASE_BANNER,  /* smtp.banner_delay: the banner waits, input is an early talker */
+	INGEST_PHASE_SCREEN,  /* the banner waits for the DNS lists (ingest_screen.h), as long */
 };
 
 /*
@@ -47,6 +48,9 @@ void ingest_limits_close(struct ingest_conn *conn);
 
 /* Once per worker loop. */
 void ingest_limits_tick(struct pa_worker *worker);
+
+/* A refusal at connect, counted and logged like the engine's (ingest.c's host_refused). */
+void ingest_limits_count_refusal(struct ingest_conn *conn, int why, const char *detail);
 
 /* The engine's client_changed callback (XCLIENT ADDR=). */
 int ingest_limits_client_changed(void *host, const char *addr, unsigned port);

@@ -588,7 +588,8 @@ kernel_backend_run(void *arg)
 				    rte_get_timer_hz() * worker->runtime->config.shutdown_timeout_s;
 				begin_stop(kw);
 			}
-			if (kw->nconns == 0 && worker->awaiting_store == 0)
+			if (kw->nconns == 0 && worker->awaiting_store == 0 &&
+			    worker->dns_inflight == 0)
 				break;
 			if (now > stop_deadline && worker->awaiting_store == 0) {
 				pa_log_warning("worker %u: %u connections still open at shutdown "

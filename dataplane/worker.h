@@ -19,6 +19,7 @@
 #include "core/latency_hist.h"
 #include "core/queue_id.h"
 #include "core/runtime.h"
+#include "core/screen_site.h"
 #include "dataplane/ingest_store.h"
 #include "smtp/smtp_session.h"
 
@@ -28,6 +29,8 @@ struct directory;
 struct handoff;
 struct tls_shared;
 struct tls_ctx;
+struct dns_resolver;
+struct screen_cache;
 
 /* The objects every worker and the main lcore share. */
 struct pa_shared {
@@ -46,7 +49,12 @@ struct pa_shared {
 	struct pa_limits *limits;
 	/* BIO method and session-ticket keys, read-only after start; NULL without tls.cert. */
 	struct tls_shared *tls;
+	/* The `dns` thread (dns/resolver.h); NULL without dns.servers: no screening. */
+	struct dns_resolver *resolver;
 };
+
+/* Per-list screening counters, by position: DNSBLs, then DNSWLs at SCREEN_SITES_MAX. */
+#define SCREEN_COUNTED_SITES (2 * SCREEN_SITES_MAX)
 
 struct pa_worker_counters {
 	uint64_t conns_total;
@@ -70,6 +78,18 @@ struct pa_worker_counters {
 	uint64_t tls_handshakes_deferred;   /* over the per-loop budget: next loop */
 	/* completed handshakes by the version negotiated (tls.min_version allows no older) */
 	uint64_t tls_v1_2, tls_v1_3;
+	/* connection screening (dataplane/ingest_screen.c): verdicts (ctl/ctl_counters.c) */
+	uint64_t screen_passed;      /* under screen.threshold with every answer in */
+	uint64_t screen_listed;      /* at or over it: refused */
+	uint64_t screen_allowlisted; /* over it by the DNSBLs, brought under by a DNSWL */
+	uint64_t screen_allowed;     /* in screen.allow: not looked up */
+	uint64_t screen_fallback;    /* a lookup failed or timed out: screen.temporary_action */
+	uint64_t screen_cached;      /* decided from the worker's verdict cache */
+	uint64_t screen_busy;        /* no room for the queries: screen.temporary_action */
+	/* each list's answers, by position in the runtime's lists */
+	uint64_t screen_site_listed[SCREEN_COUNTED_SITES];
+	uint64_t screen_site_clear[SCREEN_COUNTED_SITES];
+	uint64_t screen_site_failed[SCREEN_COUNTED_SITES];
 };
 
 typedef void (*worker_resume_fn)(struct ingest_conn *conn);
@@ -96,6 +116,9 @@ struct pa_worker {
 	 */
 	unsigned tls_budget;
 	TAILQ_HEAD(, ingest_conn) tls_backlog;
+	/* screening: this worker's verdicts, and its queries the resolver has not answered */
+	struct screen_cache *screen_cache;
+	unsigned dns_inflight;
 } __rte_cache_aligned;
 
 /* Picks up a runtime published since the last call. */

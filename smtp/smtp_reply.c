@@ -202,6 +202,8 @@ smtp_refusal_name(enum smtp_refusal refusal)
 	    [SMTP_REFUSAL_CONN_PER_IP] = "conn_per_ip",
 	    [SMTP_REFUSAL_CONN_RATE] = "conn_rate",
 	    [SMTP_REFUSAL_PROXY] = "proxy_refused",
+	    [SMTP_REFUSAL_DNSBL] = "dnsbl",
+	    [SMTP_REFUSAL_SCREEN_TEMPFAIL] = "dnsbl_unavailable",
 	};
 
 	if ((unsigned)refusal >= SMTP_REFUSAL_COUNT || names[refusal] == NULL)

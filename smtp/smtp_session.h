@@ -164,13 +164,15 @@ enum smtp_refusal {
 	SMTP_REFUSAL_TEMPFAIL,
 	SMTP_REFUSAL_STORE_FAILED,
 	SMTP_REFUSAL_TOO_MANY_COMMANDS, /* limits.commands */
-	SMTP_REFUSAL_EARLY_TALKER,	/* input before the banner (smtp.banner_delay) */
-	SMTP_REFUSAL_HTTP,		/* an HTTP request on the SMTP port */
-	SMTP_REFUSAL_XCLIENT_DENIED,	/* XCLIENT from a peer not in smtp.trusted_proxies */
-	SMTP_REFUSAL_CONN_TOTAL,	/* host: limits.conn_total */
-	SMTP_REFUSAL_CONN_PER_IP,	/* host: limits.conn_per_ip */
-	SMTP_REFUSAL_CONN_RATE,		/* host: limits.conn_rate_per_ip */
-	SMTP_REFUSAL_PROXY,		/* host: a PROXY header untrusted, malformed or late */
+	SMTP_REFUSAL_EARLY_TALKER,      /* input before the banner (smtp.banner_delay) */
+	SMTP_REFUSAL_HTTP,              /* an HTTP request on the SMTP port */
+	SMTP_REFUSAL_XCLIENT_DENIED,    /* XCLIENT from a peer not in smtp.trusted_proxies */
+	SMTP_REFUSAL_CONN_TOTAL,        /* host: limits.conn_total */
+	SMTP_REFUSAL_CONN_PER_IP,       /* host: limits.conn_per_ip */
+	SMTP_REFUSAL_CONN_RATE,         /* host: limits.conn_rate_per_ip */
+	SMTP_REFUSAL_PROXY,             /* host: a PROXY header untrusted, malformed or late */
+	SMTP_REFUSAL_DNSBL,             /* host: screen.threshold reached (DNS lists) */
+	SMTP_REFUSAL_SCREEN_TEMPFAIL, /* host: a list could not be asked, screen.temporary_action */
 	SMTP_REFUSAL_COUNT
 };
 

@@ -372,6 +372,53 @@ test_address_lists(void **state)
 	}
 }
 
+/* dns.servers is kept as c-ares reads it; the screen's lists need it, and each other. */
+static void
+test_screen_keys(void **state)
+{
+	struct config_override ov[4] = {
+	    {"dns.servers", "127.0.0.53, 192.0.2.1:5353,[2001:db8::1]:53 ::1"},
+	    {"screen.dnsbl_sites", "zen.example=127.0.0.[2..11]*3, b.example"},
+	    {"screen.dnswl_sites", "wl.example*-4"},
+	    {"screen.temporary_action", "tempfail"},
+	};
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(config_load(&c, NULL, ov, 4, err, sizeof(err)), PA_OK);
+	assert_string_equal(c.dns_servers,
+	                    "127.0.0.53:53,192.0.2.1:5353,[2001:db8::1]:53,[::1]:53");
+	assert_int_equal(c.nscreen_dnsbl, 2);
+	assert_int_equal(c.screen_dnsbl[0].weight, 3);
+	assert_int_equal(c.nscreen_dnswl, 1);
+	assert_int_equal(c.screen_dnswl[0].weight, -4);
+	assert_false(c.screen_tempfail_listed);
+	assert_true(c.screen_tempfail_failure);
+	assert_int_equal(c.dns_timeout_ms, 2000);
+	assert_int_equal(c.screen_threshold, 1);
+	config_free(&c);
+	/* no screening by default, and no resolver */
+	assert_int_equal(config_load(&c, NULL, NULL, 0, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.nscreen_dnsbl + c.nscreen_dnswl, 0);
+	assert_string_equal(c.dns_servers, "");
+	config_free(&c);
+	expect_error(NULL, "dns.servers=resolver.example", "dns.servers");
+	expect_error(NULL, "dns.servers=127.0.0.1:0", "dns.servers");
+	expect_error(NULL, "dns.servers=[::1", "dns.servers");
+	expect_error(NULL, "dns.timeout=5", "dns.timeout");
+	expect_error(NULL, "screen.dnsbl_sites=zen.example", "needs 'dns.servers'");
+	expect_error("[dns]\nservers=127.0.0.1\n[screen]\ndnsbl_sites=zen.example=127.0.0\n", NULL,
+	             "screen.dnsbl_sites");
+	expect_error("[dns]\nservers=127.0.0.1\n[screen]\ndnswl_sites=wl.example\n", NULL,
+	             "needs 'screen.dnsbl_sites'");
+	expect_error("[dns]\nservers=127.0.0.1\n[screen]\ndnsbl_sites=a.example\n"
+	             "dnswl_sites=a.example\n",
+	             NULL, "screen.dnswl_sites");
+	expect_error(NULL, "screen.action=drop", "screen.action");
+	expect_error(NULL, "screen.temporary_action=reject", "screen.temporary_action");
+}
+
 int
 main(void)
 {
@@ -386,6 +433,7 @@ main(void)
 		cmocka_unit_test(test_every_key_documented),
 		cmocka_unit_test(test_cpu_list),
 		cmocka_unit_test(test_address_lists),
+		cmocka_unit_test(test_screen_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
