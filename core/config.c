@@ -519,6 +519,67 @@ parse_ipv4_gateway(struct pa_config *config, const struct config_key *key, const
 	return PA_OK;
 }
 
+/*
+ * dpdk.ip6: comma-separated IPv6 ADDR/PREFIX (at most CONFIG_IP6_MAX), each
+ * a unicast address the engine owns (not unspecified, loopback, multicast,
+ * IPv4-mapped or link-local: the link-local address is made from the MAC).
+ */
+static int
+parse_ip6_list(struct pa_config *config, const struct config_key *key, const char *value,
+               char *err, size_t errlen)
+{
+	char copy[CONFIG_VALUE_MAX], *save = NULL;
+
+	config->ndpdk_ip6 = 0;
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		struct pa_cidr *c = &config->dpdk_ip6[config->ndpdk_ip6];
+		char *slash = strchr(tok, '/'), *end;
+		struct in6_addr a;
+		unsigned long prefix;
+
+		if (config->ndpdk_ip6 == CONFIG_IP6_MAX)
+			return key_error(key, err, errlen, "more than %d addresses", CONFIG_IP6_MAX);
+		if (slash == NULL)
+			return key_error(key, err, errlen, "'%s' is not ADDR/PREFIX", tok);
+		*slash = '\0';
+		errno = 0;
+		prefix = strtoul(slash + 1, &end, 10);
+		if (!isdigit((unsigned char)slash[1]) || *end != '\0' || errno == ERANGE ||
+		    prefix < 1 || prefix > 128)
+			return key_error(key, err, errlen, "'%s' has no prefix length 1..128", tok);
+		if (inet_pton(AF_INET6, tok, &a) != 1)
+			return key_error(key, err, errlen, "'%s' is not an IPv6 address", tok);
+		if (IN6_IS_ADDR_UNSPECIFIED(&a) || IN6_IS_ADDR_LOOPBACK(&a) ||
+		    IN6_IS_ADDR_MULTICAST(&a) || IN6_IS_ADDR_V4MAPPED(&a) ||
+		    IN6_IS_ADDR_V4COMPAT(&a) || IN6_IS_ADDR_LINKLOCAL(&a))
+			return key_error(key, err, errlen,
+			                 "'%s' is not a global or unique-local unicast address", tok);
+		c->family = AF_INET6;
+		c->prefix = (unsigned)prefix;
+		memcpy(c->addr, &a, sizeof(c->addr));
+		config->ndpdk_ip6++;
+	}
+	return PA_OK;
+}
+
+/* dpdk.gateway6: an IPv6 unicast address (a router's link-local one is usual); empty: none. */
+static int
+parse_ip6_gateway(struct pa_config *config, const struct config_key *key, const char *value,
+                  char *err, size_t errlen)
+{
+	struct in6_addr a;
+
+	memset(config->dpdk_gateway6, 0, sizeof(config->dpdk_gateway6));
+	if (value[0] == '\0')
+		return PA_OK;
+	if (inet_pton(AF_INET6, value, &a) != 1 || IN6_IS_ADDR_UNSPECIFIED(&a) ||
+	    IN6_IS_ADDR_MULTICAST(&a) || IN6_IS_ADDR_LOOPBACK(&a) || IN6_IS_ADDR_V4MAPPED(&a))
+		return key_error(key, err, errlen, "'%s' is not an IPv6 unicast address", value);
+	memcpy(config->dpdk_gateway6, &a, sizeof(config->dpdk_gateway6));
+	return PA_OK;
+}
+
 static int
 compare_strings(const void *a, const void *b)
 {
@@ -800,6 +861,9 @@ static const struct config_key keys[] = {
     {"dpdk.eal", "", parse_string, OFF(dpdk_eal), SZ(dpdk_eal), 0, 0, false},
     {"dpdk.ip", "", parse_ipv4_prefix, 0, 0, 0, 0, false},
     {"dpdk.gateway", "", parse_ipv4_gateway, 0, 0, 0, 0, false},
+    {"dpdk.ip6", "", parse_ip6_list, 0, 0, 0, 0, false},
+    {"dpdk.gateway6", "", parse_ip6_gateway, 0, 0, 0, 0, false},
+    {"dpdk.dad_transmits", "1", parse_unsigned, OFF(dpdk_dad_transmits), 0, 0, 10, false},
     {"dpdk.msl", "30000", parse_unsigned, OFF(dpdk_msl_ms), 0, 1, 600000, false},
     {"dpdk.syn_backlog", "1024", parse_unsigned, OFF(dpdk_syn_backlog), 0, 16, 1 << 20, false},
     {"dpdk.syn_per_source", "64", parse_unsigned, OFF(dpdk_syn_per_source), 0, 0, 1 << 20, false},

@@ -26,6 +26,7 @@
 #define CONFIG_KEYS_MAX 128
 #define CONFIG_VALUE_MAX 256 /* rte_cfgfile's CFG_VALUE_LEN */
 #define CONFIG_CIDRS_MAX 32  /* entries in one address list (smtp.trusted_proxies, limits.exempt) */
+#define CONFIG_IP6_MAX 4 /* dpdk.ip6 addresses */
 
 /* One ADDR/PREFIX of an address list; IPv4 as AF_INET, never IPv4-mapped. */
 struct pa_cidr {
@@ -93,6 +94,12 @@ struct pa_config {
 	unsigned dpdk_prefix;
 	char dpdk_gateway[32];
 	uint32_t dpdk_gateway_addr; /* 0: none */
+	/* dpdk.ip6: ADDR/PREFIX each, AF_INET6, host bits kept (addr is the address itself) */
+	struct pa_cidr dpdk_ip6[CONFIG_IP6_MAX];
+	unsigned ndpdk_ip6;
+	/* dpdk.gateway6 (all zero: none); dpdk.dad_transmits (RFC 4862; 0: no DAD) */
+	uint8_t dpdk_gateway6[16];
+	unsigned dpdk_dad_transmits;
 	unsigned dpdk_msl_ms;       /* never 0 */
 	unsigned dpdk_syn_backlog;
 	unsigned dpdk_syn_per_source; /* 0: no limit */

@@ -18,6 +18,7 @@
 
 #include <rte_common.h>
 #include <rte_ether.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 
 #include "dataplane/dp_counters.h"
@@ -33,6 +34,40 @@
 /* Hardware RSS: NICs' keys are 40 (ixgbe, mlx5) or 52 (i40e, ice) octets; ice has 2048 buckets. */
 #define DP_RSS_KEY_MAX 64
 #define DP_RETA_MAX 2048
+/* IPv6: the link-local address (from the MAC), then dpdk.ip6's (CONFIG_IP6_MAX) */
+#define DP_MAX_ADDRS6 5
+#define DP_ND_PENDING 16
+
+/* An IPv6 address of ours through duplicate address detection (RFC 4862 5.4). */
+enum dp_addr6_state {
+	DP_ADDR6_TENTATIVE, /* DAD running: only NS/NA about it are looked at */
+	DP_ADDR6_PREFERRED, /* usable */
+	DP_ADDR6_DUPLICATE, /* another node has it: never used (logged, counted) */
+};
+
+struct dp_addr6 {
+	uint8_t a[16];
+	uint8_t prefix;
+	uint8_t state;    /* enum dp_addr6_state: written atomically, by any worker on a conflict */
+	uint8_t dad_sent; /* worker 0 (DAD) only: NSs sent */
+	uint8_t logged;   /* worker 0 only: the outcome was logged */
+	uint64_t dad_ms;  /* worker 0 only: when the last DAD NS went */
+};
+
+/* A neighbour cache entry (RFC 4861 7.3.2), indexed by its rte_hash key position. */
+enum dp_nd_state {
+	DP_ND_NONE, /* unused, or unreachable: resolve again */
+	DP_ND_INCOMPLETE,
+	DP_ND_REACHABLE,
+	DP_ND_STALE,
+	DP_ND_DELAY,
+	DP_ND_PROBE,
+};
+
+struct dp_nd_entry {
+	uint64_t word;  /* MAC (48 bits) | state << 48 | probes << 56: one atomic word */
+	uint64_t stamp; /* ms: when the state was entered */
+};
 
 struct pa_worker;
 struct pa_config;
@@ -69,6 +104,15 @@ struct dp_shared {
 	struct rte_mempool *pool;
 	struct rte_ring *steer[DP_MAX_WORKERS]; /* to worker i, from any worker */
 	struct rte_hash *neigh;                 /* IPv4 -> MAC packed in the data word */
+	/* IPv6 (net_ipv6.c, net_nd.c): ip6[0] is the link-local address; nip6 0: no IPv6 */
+	struct dp_addr6 ip6[DP_MAX_ADDRS6];
+	unsigned nip6;
+	uint8_t gateway6[16]; /* all zero: none */
+	bool has_gateway6;
+	unsigned dad_transmits;  /* RFC 4862 DupAddrDetectTransmits; 0: no DAD */
+	bool rss6;               /* hardware RSS hashes IPv6 TCP too (else software for it) */
+	struct rte_hash *neigh6; /* IPv6 address -> position in nd[] */
+	struct dp_nd_entry *nd;  /* the neighbour cache entries */
 	struct tcp_secret secret;
 	/* settings from dpdk.* keys */
 	uint32_t msl_ms;
@@ -81,6 +125,14 @@ struct dp_shared {
 
 struct dp_arp_pending {
 	uint32_t ip;
+	uint8_t tries;
+	uint64_t next_ms;
+};
+
+/* A neighbour being resolved by this worker (IPv6: net_nd.c). */
+struct dp_nd_pending {
+	uint8_t a[16];
+	bool used;
 	uint8_t tries;
 	uint64_t next_ms;
 };
@@ -120,6 +172,11 @@ struct dp_worker {
 	TAILQ_HEAD(, dp_conn) out_pending; /* to run tcp_output() on before the TX flush */
 	TAILQ_HEAD(, dp_conn) live;        /* every connection with an SMTP session */
 	struct dp_arp_pending arp[DP_ARP_PENDING];
+	struct dp_nd_pending nd[DP_ND_PENDING];
+	uint64_t icmp6_second;  /* RFC 4443 2.4(f): the second the error budget is for */
+	uint32_t icmp6_budget;  /* ICMPv6 errors left in it */
+	bool dad_link_up;       /* worker 0: DAD saw the link up */
+	uint64_t dad_link_ms;   /* worker 0: when to look at the link again */
 	uint64_t last_cookie_s; /* when the last cookie was sent: accept cookie ACKs */
 	uint64_t cack_second;   /* RFC 5961 7: the second the challenge-ACK budget is for */
 	uint32_t cack_budget;   /* challenge ACKs left in it */
@@ -187,6 +244,12 @@ void net_eth_impair_release(struct dp_worker *dw);
  */
 unsigned net_flow_owner(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t dst,
                         uint16_t dport);
+/* The same for an IPv6 TCP flow (addresses 16 octets, network order). */
+unsigned net_flow_owner6(const struct dp_shared *sh, const uint8_t *src, uint16_t sport,
+                         const uint8_t *dst, uint16_t dport);
+/* The Toeplitz hash of an IPv6 TCP 4-tuple (network order) under sh->rss_key. */
+uint32_t net_rss_hash6(const struct dp_shared *sh, const uint8_t *src, uint16_t sport,
+                       const uint8_t *dst, uint16_t dport);
 /* The Toeplitz hash of an IPv4 TCP 4-tuple (network order) under sh->rss_key, as the NIC's. */
 uint32_t net_rss_hash(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t dst,
                       uint16_t dport);
@@ -210,6 +273,42 @@ void net_arp_input(struct dp_worker *dw, struct rte_mbuf *m);
 /* Looks the MAC up; false (and an ARP request, rate-limited) when not known yet. */
 bool net_arp_resolve(struct dp_worker *dw, uint32_t ip, struct rte_ether_addr *mac);
 void net_arp_tick(struct dp_worker *dw);
+
+/* net_ipv6.c: IPv6 (RFC 8200) */
+/* Index of one of our IPv6 addresses, usable or not; -1 when not ours. */
+int net_ipv6_addr_index(const struct dp_shared *sh, const uint8_t *a);
+/* Whether a is ours and usable (DAD done). */
+bool net_ipv6_is_local(const struct dp_shared *sh, const uint8_t *a);
+/* Whether a is on the link of one of our prefixes (or link-local). */
+bool net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a);
+/* Our source address towards dst: a usable one on its prefix, else the first usable global. */
+const uint8_t *net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst);
+void net_ipv6_input(struct dp_worker *dw, struct rte_mbuf *m);
+/* Fills the IPv6 header in front of l4_len octets of TCP; checksums by the port or here. */
+void net_ipv6_output_tcp(struct dp_worker *dw, struct rte_mbuf *m, const uint8_t *src,
+                         const uint8_t *dst, uint16_t l4_len);
+/* Prepends Ethernet to an IPv6 packet whose header is filled and queues it: multicast or ND. */
+void net_eth_output_ipv6(struct dp_worker *dw, struct rte_mbuf *m, const uint8_t *dst);
+/*
+ * An ICMPv6 error (RFC 4443 2.4) about the packet m (starting at its IPv6
+ * header, plen octets), rate-limited; m is not freed.
+ */
+void net_icmp6_error(struct dp_worker *dw, const struct rte_mbuf *m, uint16_t plen, uint8_t type,
+                     uint8_t code, uint32_t param);
+
+/* net_icmp6.c: ICMPv6 (RFC 4443); m starts at the ICMPv6 message, ip its packet's header */
+void net_icmp6_input(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv6_hdr *ip,
+                     uint16_t l4_len);
+
+/* net_nd.c: Neighbor Discovery (RFC 4861) and DAD (RFC 4862) */
+int net_nd_create(struct dp_shared *sh);
+/* NS, NA (RS, RA and redirects are dropped: never trusted); m is consumed. */
+void net_nd_input(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv6_hdr *ip,
+                  uint16_t l4_len);
+/* The neighbour's MAC; false (and an NS, rate-limited) when it is not known yet. */
+bool net_nd_resolve(struct dp_worker *dw, const uint8_t *ip, struct rte_ether_addr *mac);
+/* Resolution retries, unreachability probes; on worker 0, DAD. */
+void net_nd_tick(struct dp_worker *dw);
 
 /* net_ipv4.c */
 void net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m);

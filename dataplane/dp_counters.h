@@ -49,6 +49,23 @@ enum dp_drop {
 	DP_DROP_NO_MBUF,
 	DP_DROP_STEER_FULL,
 	DP_DROP_IMPAIR, /* dpdk.impair, tests only */
+	/* IPv6 (RFC 8200), ICMPv6 (RFC 4443), Neighbor Discovery (RFC 4861) */
+	DP_DROP_IP6_BAD_HDR,   /* version, payload length */
+	DP_DROP_IP6_BAD_SRC,   /* multicast, loopback or IPv4-mapped source */
+	DP_DROP_IP6_NOT_US,    /* none of our addresses or groups */
+	DP_DROP_IP6_TENTATIVE, /* to an address still in (or failed) DAD */
+	DP_DROP_IP6_EXT_CHAIN, /* too long, truncated, hop-by-hop not first, bad option */
+	DP_DROP_IP6_OPTION,    /* an option whose type says discard (RFC 8200 4.2) */
+	DP_DROP_IP6_ROUTING0,  /* routing header type 0 (RFC 5095) */
+	DP_DROP_IP6_ROUTING,   /* another routing type with segments left */
+	DP_DROP_IP6_FRAGMENT,  /* not reassembled: MSS follows the MTU */
+	DP_DROP_IP6_PROTO,     /* no upper layer we speak */
+	DP_DROP_ICMP6_BAD,     /* short or bad checksum */
+	DP_DROP_ICMP6_TYPE,    /* a type we do not handle */
+	DP_DROP_ND_BAD,        /* fails RFC 4861 7.1 validation */
+	DP_DROP_ND_NOT_US,     /* an NS for an address not ours */
+	DP_DROP_ND_UNTRUSTED,  /* RS, RA, redirect: never trusted */
+	DP_DROP_ND_CACHE_FULL, /* no neighbour cache entry left */
 	DP_DROP_COUNT
 };
 
@@ -84,6 +101,12 @@ struct dp_counters {
 	uint64_t sack_rtx_skipped;       /* octets not resent: the peer SACKed them */
 	/* active open (tcp_connect.c) */
 	uint64_t active_opens, syn_retransmits, connects_failed;
+	/* IPv6 (net_ipv6.c, net_icmp6.c, net_nd.c) */
+	uint64_t ip6_rx; /* IPv6 packets to us that passed the header checks */
+	uint64_t nd_ns_in, nd_na_out, nd_ns_out, nd_na_in;
+	uint64_t icmp6_echo, icmp6_errors_out, icmp6_errors_limited;
+	uint64_t pmtu_lowered; /* packet too big: a connection's MSS lowered */
+	uint64_t dad_conflicts;
 };
 
 /* One row of dp_counter_table: one uint64_t of struct dp_counters. */

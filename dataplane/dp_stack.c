@@ -74,4 +74,5 @@ dp_worker_timers(struct dp_worker *dw)
 {
 	tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
 	net_arp_tick(dw);
+	net_nd_tick(dw);
 }

@@ -45,6 +45,15 @@ struct dp_port_conf {
 	unsigned syn_backlog, syn_per_source, max_conns, conn_mbufs, mbufs, idle_sleep_us;
 	unsigned challenge_ack_limit; /* RFC 5961 7: per worker per second; 0: no limit */
 	const char *impair;           /* dpdk.impair syntax, tests only; NULL or "": off */
+	/*
+	 * IPv6 (dpdk.ip6, dpdk.gateway6): nip6 addresses with their on-link
+	 * prefixes; the link-local one (from the MAC) is added; 0: no IPv6.
+	 */
+	unsigned nip6;
+	uint8_t ip6[DP_MAX_ADDRS6 - 1][16];
+	uint8_t prefix6[DP_MAX_ADDRS6 - 1];
+	uint8_t gateway6[16];   /* all zero: none */
+	unsigned dad_transmits; /* DAD solicitations per address; 0: none */
 	enum dp_rss_mode rss;
 };
 

@@ -221,9 +221,13 @@ static int
 app_established(struct dp_worker *dw, struct tcb *tcb)
 {
 	struct dp_conn *c = conn_of(tcb);
-	char addr[INET_ADDRSTRLEN];
+	char addr[INET6_ADDRSTRLEN];
 
-	inet_ntop(AF_INET, &tcb->key.raddr, addr, sizeof(addr));
+	/* The client as text, either family: ingest's limits parse it back (per /64 for IPv6). */
+	if (tcp_key_v6(&tcb->key))
+		inet_ntop(AF_INET6, tcb->key.raddr.a6, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET, &tcb->key.raddr.v4, addr, sizeof(addr));
 	if (ingest_open(&c->ingest, dw->worker, addr) != PA_OK) {
 		pa_log_err("out of memory for a connection from %s", addr);
 		return PA_ERROR;
@@ -496,8 +500,7 @@ dpdk_backend_poll(struct pa_worker *worker)
 	got = net_eth_poll(dw);
 	flush_output(dw);
 	ingest_poll_spool(worker);
-	tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
-	net_arp_tick(dw);
+	dp_worker_timers(dw); /* the timer wheel, ARP and ND retries, DAD */
 	flush_output(dw);
 	net_eth_tx_flush(dw);
 	worker_refresh_runtime(worker);

@@ -12,6 +12,7 @@
  * through rte_exit().
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -66,6 +67,14 @@ dpdk_shared(void)
  * net_tap, for one, reports hash types and a key size but no table: its
  * queues are chosen by the kernel, not by a key we know.
  */
+/* The hash types asked for: IPv4 TCP, and IPv6 TCP when the port can. */
+static uint64_t
+rss_types(const struct rte_eth_dev_info *info)
+{
+	return RTE_ETH_RSS_NONFRAG_IPV4_TCP |
+	       (info->flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV6_TCP);
+}
+
 static const char *
 rss_unsupported(const struct rte_eth_dev_info *info)
 {
@@ -91,9 +100,8 @@ static const char *
 rss_program(struct dp_shared *sh, const struct rte_eth_dev_info *info, unsigned nq,
             uint8_t *want_key, unsigned key_len)
 {
-	struct rte_eth_rss_conf want = {.rss_key = want_key,
-	                                .rss_key_len = (uint8_t)key_len,
-	                                .rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP};
+	struct rte_eth_rss_conf want = {
+	    .rss_key = want_key, .rss_key_len = (uint8_t)key_len, .rss_hf = rss_types(info)};
 	struct rte_eth_rss_reta_entry64 rc[DP_RETA_MAX / RTE_ETH_RETA_GROUP_SIZE];
 	uint8_t reta[DP_RETA_MAX], key[DP_RSS_KEY_MAX] __rte_aligned(4) = {0};
 	struct rte_eth_rss_conf conf = {.rss_key = key, .rss_key_len = (uint8_t)key_len};
@@ -136,6 +144,8 @@ rss_program(struct dp_shared *sh, const struct rte_eth_dev_info *info, unsigned 
 		return "the port does not hash IPv4 TCP as configured";
 	if ((conf.rss_hf & partial) != 0)
 		return "the port hashes only part of the 4-tuple";
+	/* IPv6 TCP in hardware too when the port hashes it; else software (net_steer.c). */
+	sh->rss6 = (conf.rss_hf & RTE_ETH_RSS_NONFRAG_IPV6_TCP) != 0;
 	if (net_rss_install(sh, key, key_len, reta, n) != PA_OK)
 		return "the port's key or table cannot be installed";
 	return NULL;
@@ -191,7 +201,7 @@ setup_port(struct dp_shared *sh, unsigned nq, enum dp_rss_mode rss)
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_key = key;
 		conf.rx_adv_conf.rss_conf.rss_key_len = (uint8_t)key_len;
-		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP;
+		conf.rx_adv_conf.rss_conf.rss_hf = rss_types(&info);
 		/* The port's hash in each mbuf tells a misqueued segment's reason (net_eth.c). */
 		if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
 			conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
@@ -292,6 +302,76 @@ setup_port(struct dp_shared *sh, unsigned nq, enum dp_rss_mode rss)
 	return PA_OK;
 }
 
+/*
+ * IPv6: the link-local address from the MAC (modified EUI-64, RFC 4291
+ * 2.5.1, appendix A) first, then dpdk.ip6's, all tentative until DAD
+ * (net_nd.c); the port told to pass the groups they make us join
+ * (all-nodes, each solicited-node group), or all multicast when it cannot
+ * take a list.
+ */
+static int
+setup_ipv6(struct dp_shared *sh, const struct dp_port_conf *pc)
+{
+	struct rte_ether_addr groups[DP_MAX_ADDRS6 + 1];
+	struct dp_addr6 *ll = &sh->ip6[0];
+	const uint8_t *mac = sh->mac.addr_bytes;
+	static const uint8_t zero[16];
+	int rc;
+
+	if (sh->mtu < 1280) {
+		pa_log_err("dpdk: the port's MTU %u is below IPv6's 1280 (RFC 8200 5)", sh->mtu);
+		return PA_ERROR;
+	}
+	if (net_nd_create(sh) != PA_OK)
+		return PA_ERROR;
+	memset(ll, 0, sizeof(*ll));
+	ll->a[0] = 0xfe;
+	ll->a[1] = 0x80;
+	ll->a[8] = mac[0] ^ 0x02;
+	ll->a[9] = mac[1];
+	ll->a[10] = mac[2];
+	ll->a[11] = 0xff;
+	ll->a[12] = 0xfe;
+	ll->a[13] = mac[3];
+	ll->a[14] = mac[4];
+	ll->a[15] = mac[5];
+	ll->prefix = 64;
+	sh->nip6 = 1;
+	for (unsigned i = 0; i < pc->nip6 && sh->nip6 < DP_MAX_ADDRS6; i++) {
+		struct dp_addr6 *ad = &sh->ip6[sh->nip6++];
+
+		memset(ad, 0, sizeof(*ad));
+		memcpy(ad->a, pc->ip6[i], 16);
+		ad->prefix = pc->prefix6[i];
+	}
+	sh->dad_transmits = pc->dad_transmits;
+	if (sh->dad_transmits == 0)
+		for (unsigned i = 0; i < sh->nip6; i++)
+			sh->ip6[i].state = DP_ADDR6_PREFERRED;
+	sh->has_gateway6 = memcmp(pc->gateway6, zero, 16) != 0;
+	memcpy(sh->gateway6, pc->gateway6, 16);
+	memset(groups, 0, sizeof(groups));
+	groups[0].addr_bytes[0] = groups[0].addr_bytes[1] = 0x33;
+	groups[0].addr_bytes[5] = 1;
+	for (unsigned i = 0; i < sh->nip6; i++) {
+		groups[i + 1].addr_bytes[0] = groups[i + 1].addr_bytes[1] = 0x33;
+		groups[i + 1].addr_bytes[2] = 0xff;
+		memcpy(&groups[i + 1].addr_bytes[3], sh->ip6[i].a + 13, 3);
+	}
+	rc = rte_eth_dev_set_mc_addr_list(sh->port, groups, sh->nip6 + 1);
+	if (rc != 0 && (rc = rte_eth_allmulticast_enable(sh->port)) != 0 && rc != -ENOTSUP)
+		pa_log_warning("dpdk: port %u takes neither a multicast list nor all multicast "
+		               "(%s): Neighbor Discovery may not reach it",
+		               sh->port, rte_strerror(-rc));
+	for (unsigned i = 0; i < sh->nip6; i++) {
+		char text[INET6_ADDRSTRLEN];
+
+		inet_ntop(AF_INET6, sh->ip6[i].a, text, sizeof(text));
+		pa_log_info("dpdk: IPv6 address %s/%u tentative (DAD)", text, sh->ip6[i].prefix);
+	}
+	return PA_OK;
+}
+
 struct dp_shared *
 dp_port_open(const struct dp_port_conf *pc)
 {
@@ -379,6 +459,8 @@ dp_port_open(const struct dp_port_conf *pc)
 	}
 	if (net_arp_create(sh) != PA_OK || setup_port(sh, sh->nworkers, pc->rss) != PA_OK)
 		goto fail;
+	if (pc->nip6 > 0 && setup_ipv6(sh, pc) != PA_OK)
+		goto fail;
 	inet_ntop(AF_INET, &sh->ip, ip, sizeof(ip));
 	/* One address (pigeond): the line it always logged. */
 	if (sh->ip_extra > 0)
@@ -414,10 +496,21 @@ dpdk_global_init(const struct pa_config *config)
 	                                                 : DP_RSS_AUTO,
 	};
 
-	if (config->listen_addr.ss_family != AF_INET) {
-		pa_log_err("config key 'listen': the dpdk backend serves IPv4 only");
-		return PA_ERROR;
+	/* Either family names the port; the engine listens on it over both (with dpdk.ip6). */
+	if (config->listen_addr.ss_family == AF_INET6) {
+		if (config->ndpdk_ip6 == 0) {
+			pa_log_err("config key 'listen': an IPv6 address needs dpdk.ip6");
+			return PA_ERROR;
+		}
+		pc.listen_port = ((const struct sockaddr_in6 *)&config->listen_addr)->sin6_port;
 	}
+	pc.nip6 = config->ndpdk_ip6;
+	for (unsigned i = 0; i < config->ndpdk_ip6 && i < DP_MAX_ADDRS6 - 1; i++) {
+		memcpy(pc.ip6[i], config->dpdk_ip6[i].addr, 16);
+		pc.prefix6[i] = (uint8_t)config->dpdk_ip6[i].prefix;
+	}
+	memcpy(pc.gateway6, config->dpdk_gateway6, 16);
+	pc.dad_transmits = config->dpdk_dad_transmits;
 	shared = dp_port_open(&pc);
 	return shared != NULL ? PA_OK : PA_ERROR;
 }
@@ -432,6 +525,8 @@ dp_port_close(struct dp_shared *sh)
 	for (unsigned i = 0; i < sh->nworkers; i++)
 		rte_ring_free(sh->steer[i]);
 	rte_hash_free(sh->neigh);
+	rte_hash_free(sh->neigh6);
+	rte_free(sh->nd);
 	rte_mempool_free(sh->pool);
 	rte_free(sh);
 }

@@ -233,3 +233,32 @@ net_cksum_ipv4_tcp_ok(const struct rte_ipv4_hdr *ip, const void *th, uint16_t l4
 {
 	return net_cksum_fold(sum(th, l4_len, phdr_sum(ip, l4_len))) == 0xffff;
 }
+
+/*
+ * The IPv6 pseudo-header (RFC 8200 8.1): source, destination, the
+ * upper-layer length as 32 bits, three zero octets and the next header; the
+ * addresses as 32-bit words, like the IPv4 ones.
+ */
+static inline uint64_t
+phdr6_sum(const struct rte_ipv6_hdr *ip, uint8_t proto, uint16_t l4_len)
+{
+	uint32_t w[8];
+	uint64_t s;
+
+	memcpy(w, ip->src_addr, 16);
+	memcpy(w + 4, ip->dst_addr, 16);
+	s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+	return s + rte_cpu_to_be_16((uint16_t)proto) + rte_cpu_to_be_16(l4_len);
+}
+
+uint16_t
+net_cksum_ipv6_l4(const struct rte_ipv6_hdr *ip, uint8_t proto, const void *l4, uint16_t l4_len)
+{
+	return (uint16_t)~net_cksum_fold(sum(l4, l4_len, phdr6_sum(ip, proto, l4_len)));
+}
+
+bool
+net_cksum_ipv6_l4_ok(const struct rte_ipv6_hdr *ip, uint8_t proto, const void *l4, uint16_t l4_len)
+{
+	return net_cksum_fold(sum(l4, l4_len, phdr6_sum(ip, proto, l4_len))) == 0xffff;
+}

@@ -1,6 +1,7 @@
 /*
  * net_cksum.h: the Internet checksum (RFC 1071) of IPv4 TCP
- * segments in software, for ports without checksum offload.
+ * segments and of IPv6 TCP segments and ICMPv6 messages in software, for
+ * ports without checksum offload.
  *
  * The sum is the same as DPDK's rte_raw_cksum() (16-bit words loaded in host
  * order and added with end-around carry, an odd last octet as the low-order
@@ -43,6 +44,18 @@ uint16_t net_cksum_ipv4_tcp(const struct rte_ipv4_hdr *ip, const void *th, uint1
 
 /* True when the received segment's checksum, pseudo-header included, is right. */
 bool net_cksum_ipv4_tcp_ok(const struct rte_ipv4_hdr *ip, const void *th, uint16_t l4_len);
+
+/*
+ * The checksum field of the l4_len octets at l4 (field zero) behind the IPv6
+ * header ip, next header proto (TCP, ICMPv6), pseudo-header included (RFC
+ * 8200 8.1): rte_ipv6_udptcp_cksum(), with the wide sum.
+ */
+uint16_t net_cksum_ipv6_l4(const struct rte_ipv6_hdr *ip, uint8_t proto, const void *l4,
+                           uint16_t l4_len);
+
+/* True when a received IPv6 upper-layer message's checksum, pseudo-header included, is right. */
+bool net_cksum_ipv6_l4_ok(const struct rte_ipv6_hdr *ip, uint8_t proto, const void *l4,
+                          uint16_t l4_len);
 
 /*
  * Folds a 64-bit one's-complement sum to 16 bits (RFC 1071 4.1); 0 only if s

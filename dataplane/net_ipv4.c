@@ -108,7 +108,7 @@ net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m)
 	l4_len = (uint16_t)(total - hlen);
 	switch (ip->next_proto_id) {
 	case IPPROTO_TCP: {
-		uint32_t src = ip->src_addr, dst = ip->dst_addr;
+		union tcp_addr src = tcp_addr_v4(ip->src_addr), dst = tcp_addr_v4(ip->dst_addr);
 
 		if (l4_len < sizeof(struct rte_tcp_hdr) ||
 		    !tcp_cksum_ok(m, ip, (uint8_t *)ip + hlen, l4_len)) {
@@ -118,7 +118,7 @@ net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m)
 			return;
 		}
 		rte_pktmbuf_adj(m, hlen);
-		tcp_input(dw, m, src, dst, l4_len);
+		tcp_input(dw, m, &src, &dst, l4_len);
 		return;
 	}
 	case IPPROTO_ICMP:

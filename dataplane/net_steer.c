@@ -14,6 +14,11 @@
  * so it matches the port whatever the key; with the symmetric key
  * (net_rss_symmetric_key) both directions hash alike besides.
  *
+ * IPv6 flows likewise, over the 36-octet IPv6 tuple (the specification's
+ * "IPv6 with TCP" input), when the port hashes IPv6 TCP (sh->rss6); when it
+ * does not, IPv6 flows are owned by the software hash below even with
+ * hardware RSS on, and reach their owner over the ring (not a misqueue).
+ *
  * Software RSS where the port has none (tap, memif, af_packet put a flow on
  * any queue): a hash symmetric in the two ends (addresses and ports are
  * XORed before hashing), so a segment and its answer have the same owner.
@@ -41,6 +46,48 @@ net_rss_hash(const struct dp_shared *sh, uint32_t src, uint16_t sport, uint32_t 
 	t.v4.dport = rte_be_to_cpu_16(dport);
 	return rte_softrss_be((uint32_t *)&t, RTE_THASH_V4_L4_LEN,
 	                      (const uint8_t *)sh->rss_key_cpu);
+}
+
+uint32_t
+net_rss_hash6(const struct dp_shared *sh, const uint8_t *src, uint16_t sport, const uint8_t *dst,
+              uint16_t dport)
+{
+	union rte_thash_tuple t;
+
+	/* The specification's IPv6 TCP input: source, destination, ports; words in CPU order. */
+	for (unsigned i = 0; i < 4; i++) {
+		uint32_t a, b;
+
+		memcpy(&a, src + 4 * i, 4);
+		memcpy(&b, dst + 4 * i, 4);
+		a = rte_be_to_cpu_32(a);
+		b = rte_be_to_cpu_32(b);
+		memcpy(t.v6.src_addr + 4 * i, &a, 4);
+		memcpy(t.v6.dst_addr + 4 * i, &b, 4);
+	}
+	t.v6.sport = rte_be_to_cpu_16(sport);
+	t.v6.dport = rte_be_to_cpu_16(dport);
+	return rte_softrss_be((uint32_t *)&t, RTE_THASH_V6_L4_LEN,
+	                      (const uint8_t *)sh->rss_key_cpu);
+}
+
+unsigned
+net_flow_owner6(const struct dp_shared *sh, const uint8_t *src, uint16_t sport, const uint8_t *dst,
+                uint16_t dport)
+{
+	uint32_t x[4], a, b;
+
+	if (sh->nworkers <= 1)
+		return 0;
+	if (sh->rss && sh->rss6)
+		return sh->reta[net_rss_hash6(sh, src, sport, dst, dport) % sh->reta_size];
+	/* Symmetric, as the IPv4 one: the two addresses XORed, then the ports. */
+	for (unsigned i = 0; i < 4; i++) {
+		memcpy(&a, src + 4 * i, 4);
+		memcpy(&b, dst + 4 * i, 4);
+		x[i] = a ^ b;
+	}
+	return rte_hash_crc(x, sizeof(x), (uint32_t)(sport ^ dport) * 0x9e3779b1u) % sh->nworkers;
 }
 
 unsigned
@@ -77,6 +124,10 @@ net_rss_install(struct dp_shared *sh, const uint8_t *key, unsigned len, const ui
 	memcpy(sh->reta, reta, reta_size);
 	sh->reta_size = (uint16_t)reta_size;
 	sh->rss = true;
+	/* IPv6 TCP's 36 octets of tuple need 40 of key; the caller says whether the port hashes it.
+	 */
+	if (len < 40)
+		sh->rss6 = false;
 	return PA_OK;
 }
 

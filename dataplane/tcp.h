@@ -22,6 +22,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
 
 #include "dataplane/dp.h"
 #include "dataplane/tcp_seq.h"
@@ -50,11 +53,50 @@ enum tcp_err {
 	TCP_ERR_RTX_TIMEOUT, /* TCP_MAX_RETRIES expiries after ESTABLISHED */
 };
 
-/* Network order, as on the wire; 12 octets, the rte_hash key. */
+/*
+ * An address in a TCP key, network order: IPv6, or IPv4 as the IPv4-mapped
+ * IPv6 address ::ffff:a.b.c.d (RFC 4291 2.5.5.2), its IPv4 address in v4.
+ * IPv6 input refuses mapped sources and the engine has no mapped address of
+ * its own, so an IPv6 key never looks like an IPv4 one.
+ */
+union tcp_addr {
+	uint8_t a6[16];
+	uint32_t w[4];
+	struct {
+		uint32_t pad[3];
+		uint32_t v4;
+	};
+};
+
+/* Network order, as on the wire; 36 octets, the rte_hash key. */
 struct tcp_key {
-	uint32_t raddr, laddr;
+	union tcp_addr raddr, laddr;
 	uint16_t rport, lport;
 };
+
+static inline union tcp_addr
+tcp_addr_v4(uint32_t a)
+{
+	union tcp_addr t = {.w = {0, 0, RTE_BE32(0xffff), a}};
+
+	return t;
+}
+
+static inline union tcp_addr
+tcp_addr_v6(const uint8_t *a)
+{
+	union tcp_addr t;
+
+	memcpy(t.a6, a, 16);
+	return t;
+}
+
+/* Whether the key's connection is over IPv6 (its local address tells). */
+static inline bool
+tcp_key_v6(const struct tcp_key *k)
+{
+	return (k->laddr.w[0] | k->laddr.w[1] | (k->laddr.w[2] ^ RTE_BE32(0xffff))) != 0;
+}
 
 enum tcp_tag { TCP_TAG_CONN = 0, TCP_TAG_SYN = 1, TCP_TAG_TW = 2 };
 #define TCP_TAG_MASK 3ul
@@ -150,9 +192,21 @@ struct tcp_seg {
 	struct tcp_opts opts;
 };
 
-/* tcp_input.c: one TCP segment, IP header already checked; m's data starts at the TCP header. */
-void tcp_input(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst,
-               uint16_t l4_len);
+/*
+ * tcp_input.c: one TCP segment, IP header already checked; m's data starts
+ * at the TCP header; src is the peer, dst is us (IPv4 mapped).
+ */
+void tcp_input(struct dp_worker *dw, struct rte_mbuf *m, const union tcp_addr *src,
+               const union tcp_addr *dst, uint16_t l4_len);
+/*
+ * ICMPv6 packet too big (RFC 8201) for the connection of key (as our segment
+ * carried it, so raddr is the peer): its MSS lowered to fit mtu, when seq,
+ * the quoted segment's, is one we sent and is not acknowledged yet (RFC 5927
+ * 5.2).  False when no connection matched or nothing changed.
+ */
+bool tcp_pmtu_lower(struct dp_worker *dw, const struct tcp_key *key, uint32_t mtu, uint32_t seq);
+/* Our MSS over the key's family at the port's MTU (IPv6: 20 octets less). */
+uint16_t tcp_our_mss(const struct dp_worker *dw, const struct tcp_key *key);
 int tcp_parse_options(const uint8_t *p, unsigned len, struct tcp_opts *o);
 
 /* tcp_output.c */
@@ -191,7 +245,8 @@ struct tcb *tcp_syn_cookie_ack(struct dp_worker *dw, struct tcp_seg *seg);
 /* The window of a SYN or SYN-ACK (never scaled, RFC 7323 2.2). */
 uint16_t tcp_syn_window(const struct dp_worker *dw);
 /* The send MSS from a SYN's options: the peer's, 536 without one, at most our MTU's. */
-uint16_t tcp_peer_mss(const struct dp_worker *dw, const struct tcp_opts *o);
+uint16_t tcp_peer_mss(const struct dp_worker *dw, const struct tcp_key *key,
+                      const struct tcp_opts *o);
 
 /* tcp_connect.c: active open (RFC 9293 3.10.1 OPEN, 3.10.7.3 SYN-SENT) */
 /*

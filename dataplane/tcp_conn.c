@@ -46,7 +46,7 @@ tcp_worker_init(struct dp_worker *dw)
 	hp.entries = sh->max_conns + sh->syn_backlog + dw->max_tws + 64;
 	dw->tcbs = rte_hash_create(&hp);
 	snprintf(name, sizeof(name), "pa_synsrc_%u", dw->id);
-	hp.key_len = sizeof(uint32_t);
+	hp.key_len = sizeof(union tcp_addr); /* IPv4 mapped, IPv6 per /64 */
 	hp.entries = sh->syn_backlog + 64;
 	dw->syn_src = rte_hash_create(&hp);
 	/* calloc: pages of an unused entry are never touched, so idle capacity costs no RSS. */

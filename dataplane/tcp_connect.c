@@ -56,7 +56,7 @@ synsent_timeout(struct tcp_timer *t, void *arg)
 
 	if (tcb->arp_wait) {
 		/* Still resolving: net_arp.c retries the request itself; we only look. */
-		if (net_arp_resolve(dw, net_next_hop(dw->sh, tcb->key.raddr), &mac)) {
+		if (net_arp_resolve(dw, net_next_hop(dw->sh, tcb->key.raddr.v4), &mac)) {
 			tcb->arp_wait = false;
 			send_syn(dw, tcb);
 			tcp_timer_arm(dw->wheel, &tcb->rtx_timer, tcb->rto_ms, synsent_timeout);
@@ -93,8 +93,8 @@ pick_port(struct dp_worker *dw, struct tcp_key *key, unsigned ai)
 		start = (uint16_t)(TCP_EPHEMERAL_LO + (dw->rng ^ dw->now_ms) % span);
 	/* Bounded: every round moves past at least one port, and stops after a full turn. */
 	while (scanned < span) {
-		int p = net_pick_local_port(dw->sh, dw->id, key->laddr, key->raddr, key->rport,
-		                            TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI, start);
+		int p = net_pick_local_port(dw->sh, dw->id, key->laddr.v4, key->raddr.v4,
+		                            key->rport, TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI, start);
 		enum tcp_tag tag;
 
 		if (p < 0)
@@ -116,7 +116,7 @@ tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rpor
 	const struct dp_shared *sh = dw->sh;
 	uint32_t hop = net_next_hop(sh, raddr);
 	struct rte_ether_addr mac;
-	struct tcp_key key = {.raddr = raddr, .rport = rport};
+	struct tcp_key key = {.raddr = tcp_addr_v4(raddr), .rport = rport};
 	const unsigned naddr = sh->ip_extra + 1;
 	unsigned ai = dw->next_laddr % naddr, tried;
 
@@ -126,7 +126,7 @@ tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rpor
 	}
 	/* Our addresses in turn; one with no free port left hands over to the next. */
 	for (tried = 0; tried < naddr; tried++, ai = (ai + 1) % naddr) {
-		key.laddr = rte_cpu_to_be_32(rte_be_to_cpu_32(sh->ip) + ai);
+		key.laddr = tcp_addr_v4(rte_cpu_to_be_32(rte_be_to_cpu_32(sh->ip) + ai));
 		if (pick_port(dw, &key, ai) >= 0)
 			break;
 	}
@@ -137,12 +137,13 @@ tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rpor
 	tcb->state = TCP_SYN_SENT;
 	tcb->err = TCP_ERR_NONE;
 	/* RFC 6528: ISN = M + F(4-tuple, secret). */
-	tcb->iss = tcp_isn(&sh->secret, key.laddr, key.lport, key.raddr, key.rport, tcp_now_us(dw));
+	tcb->iss =
+	    tcp_isn(&sh->secret, key.laddr.v4, key.lport, key.raddr.v4, key.rport, tcp_now_us(dw));
 	/* RFC 9293 3.10.1: SND.UNA = ISS, SND.NXT = ISS + 1 (the SYN). */
 	tcb->snd_una = tcb->iss;
 	tcb->snd_nxt = tcb->snd_max = tcb->iss + 1;
 	tcb->recover = tcb->iss;
-	tcb->mss = (uint16_t)(sh->mtu - 40);
+	tcb->mss = tcp_our_mss(dw, &key);
 	tcb->rto_ms = TCP_RTO_INIT_MS; /* RFC 6298 2.1 */
 	tcb->rtx_count = 0;
 	if (tcp_hash_add(dw, &tcb->key, tcb, TCP_TAG_CONN) != PA_OK) {
@@ -168,7 +169,7 @@ take_options(struct dp_worker *dw, struct tcb *tcb, const struct tcp_seg *seg)
 {
 	const struct tcp_opts *o = &seg->opts;
 
-	tcb->mss = tcp_peer_mss(dw, o);
+	tcb->mss = tcp_peer_mss(dw, &tcb->key, o);
 	tcb->ws_ok = o->has_wscale;
 	tcb->snd_wscale = o->has_wscale ? o->wscale : 0;
 	tcb->rcv_wscale = o->has_wscale ? TCP_RCV_WSCALE : 0;

@@ -502,7 +502,8 @@ tcp_conn_input(struct dp_worker *dw, struct tcb *tcb, struct tcp_seg *seg)
 
 /* From the TCP header on: checksum, header and options, then the connection. */
 void
-tcp_input(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst, uint16_t l4_len)
+tcp_input(struct dp_worker *dw, struct rte_mbuf *m, const union tcp_addr *src,
+          const union tcp_addr *dst, uint16_t l4_len)
 {
 	struct rte_tcp_hdr *th = rte_pktmbuf_mtod(m, struct rte_tcp_hdr *);
 	struct tcp_seg seg = {.m = m};
@@ -519,8 +520,8 @@ tcp_input(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src, uint32_t dst, 
 		dp_drop(dw, m, DP_DROP_TCP_BAD_HDR);
 		return;
 	}
-	seg.key.raddr = src;
-	seg.key.laddr = dst;
+	seg.key.raddr = *src;
+	seg.key.laddr = *dst;
 	seg.key.rport = th->src_port;
 	seg.key.lport = th->dst_port;
 	seg.seq = rte_be_to_cpu_32(th->sent_seq);

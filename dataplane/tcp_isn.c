@@ -69,70 +69,111 @@ siphash24(const struct tcp_secret *key, const void *data, size_t len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-struct tuple_words {
-	uint32_t laddr, raddr;
-	uint16_t lport, rport;
-	uint32_t extra[3];
+/*
+ * The hashed tuple: local address, remote address (4 or 16 octets each),
+ * local port, remote port, then the cookie's extra words.  An IPv4 tuple is
+ * the 12 octets it always was.
+ */
+struct tuple {
+	uint8_t b[16 + 16 + 4 + 12];
+	size_t len;
 };
+
+static void
+tuple_of(struct tuple *t, const void *laddr, const void *raddr, size_t alen, uint16_t lport,
+         uint16_t rport)
+{
+	memcpy(t->b, laddr, alen);
+	memcpy(t->b + alen, raddr, alen);
+	memcpy(t->b + 2 * alen, &lport, 2);
+	memcpy(t->b + 2 * alen + 2, &rport, 2);
+	t->len = 2 * alen + 4;
+}
+
+uint32_t
+tcp_isn_tuple(const struct tcp_secret *key, const void *laddr, const void *raddr, size_t alen,
+              uint16_t lport, uint16_t rport, uint64_t now_us)
+{
+	struct tuple t;
+
+	tuple_of(&t, laddr, raddr, alen, lport, rport);
+	/* RFC 6528 3: M is a timer that ticks every 4 microseconds. */
+	return (uint32_t)(now_us >> 2) + (uint32_t)siphash24(key, t.b, t.len);
+}
 
 uint32_t
 tcp_isn(const struct tcp_secret *key, uint32_t laddr, uint16_t lport, uint32_t raddr,
         uint16_t rport, uint64_t now_us)
 {
-	struct tuple_words t = {laddr, raddr, lport, rport, {0, 0, 0}};
-
-	/* RFC 6528 3: M is a timer that ticks every 4 microseconds. */
-	return (uint32_t)(now_us >> 2) + (uint32_t)siphash24(key, &t, 12);
+	return tcp_isn_tuple(key, &laddr, &raddr, 4, lport, rport, now_us);
 }
 
 /* MSS values a cookie can carry (3 bits), as Linux's table: common paths. */
 static const uint16_t cookie_mss[8] = {536, 1024, 1220, 1300, 1360, 1440, 1452, 1460};
 
 static uint32_t
-cookie_hash(const struct tcp_secret *key, uint32_t laddr, uint16_t lport, uint32_t raddr,
-            uint16_t rport, uint32_t peer_isn, uint64_t count, unsigned mss_idx)
+cookie_hash(const struct tcp_secret *key, const struct tuple *tt, uint32_t peer_isn, uint64_t count,
+            unsigned mss_idx)
 {
-	struct tuple_words t = {laddr,
-	                        raddr,
-	                        lport,
-	                        rport,
-	                        {peer_isn, (uint32_t)count, (uint32_t)(count >> 32) ^ mss_idx}};
+	uint32_t extra[3] = {peer_isn, (uint32_t)count, (uint32_t)(count >> 32) ^ mss_idx};
+	struct tuple t = *tt;
 
-	return (uint32_t)siphash24(key, &t, sizeof(t)) & 0x00ffffffu;
+	memcpy(t.b + t.len, extra, sizeof(extra));
+	return (uint32_t)siphash24(key, t.b, t.len + sizeof(extra)) & 0x00ffffffu;
+}
+
+uint32_t
+tcp_cookie_make_tuple(const struct tcp_secret *key, const void *laddr, const void *raddr,
+                      size_t alen, uint16_t lport, uint16_t rport, uint32_t peer_isn, uint16_t mss,
+                      uint64_t now_s)
+{
+	uint64_t count = now_s / TCP_COOKIE_PERIOD_S;
+	unsigned idx = 0;
+	struct tuple t;
+
+	tuple_of(&t, laddr, raddr, alen, lport, rport);
+	for (unsigned i = 0; i < 8; i++)
+		if (cookie_mss[i] <= mss)
+			idx = i;
+	return ((uint32_t)(count & 31) << 27) | ((uint32_t)idx << 24) |
+	       cookie_hash(key, &t, peer_isn, count, idx);
 }
 
 uint32_t
 tcp_cookie_make(const struct tcp_secret *key, uint32_t laddr, uint16_t lport, uint32_t raddr,
                 uint16_t rport, uint32_t peer_isn, uint16_t mss, uint64_t now_s)
 {
-	uint64_t count = now_s / TCP_COOKIE_PERIOD_S;
-	unsigned idx = 0;
-
-	for (unsigned i = 0; i < 8; i++)
-		if (cookie_mss[i] <= mss)
-			idx = i;
-	return ((uint32_t)(count & 31) << 27) | ((uint32_t)idx << 24) |
-	       cookie_hash(key, laddr, lport, raddr, rport, peer_isn, count, idx);
+	return tcp_cookie_make_tuple(key, &laddr, &raddr, 4, lport, rport, peer_isn, mss, now_s);
 }
 
 bool
-tcp_cookie_check(const struct tcp_secret *key, uint32_t laddr, uint16_t lport, uint32_t raddr,
-                 uint16_t rport, uint32_t peer_isn, uint32_t cookie, uint64_t now_s, uint16_t *mss)
+tcp_cookie_check_tuple(const struct tcp_secret *key, const void *laddr, const void *raddr,
+                       size_t alen, uint16_t lport, uint16_t rport, uint32_t peer_isn,
+                       uint32_t cookie, uint64_t now_s, uint16_t *mss)
 {
 	uint64_t now_count = now_s / TCP_COOKIE_PERIOD_S;
 	unsigned idx = (cookie >> 24) & 7;
+	struct tuple t;
 
+	tuple_of(&t, laddr, raddr, alen, lport, rport);
 	/* Valid in the period it was made and the next one. */
 	for (uint64_t age = 0; age < 2 && age <= now_count; age++) {
 		uint64_t count = now_count - age;
 
 		if ((count & 31) != (cookie >> 27))
 			continue;
-		if (cookie_hash(key, laddr, lport, raddr, rport, peer_isn, count, idx) ==
-		    (cookie & 0x00ffffffu)) {
+		if (cookie_hash(key, &t, peer_isn, count, idx) == (cookie & 0x00ffffffu)) {
 			*mss = cookie_mss[idx];
 			return true;
 		}
 	}
 	return false;
+}
+
+bool
+tcp_cookie_check(const struct tcp_secret *key, uint32_t laddr, uint16_t lport, uint32_t raddr,
+                 uint16_t rport, uint32_t peer_isn, uint32_t cookie, uint64_t now_s, uint16_t *mss)
+{
+	return tcp_cookie_check_tuple(key, &laddr, &raddr, 4, lport, rport, peer_isn, cookie, now_s,
+	                              mss);
 }

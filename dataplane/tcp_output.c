@@ -84,7 +84,10 @@ send_segment(struct dp_worker *dw, const struct tcp_key *key, uint32_t seq, uint
 		memcpy((uint8_t *)(th + 1) + optlen, data, len);
 	if (flags & RTE_TCP_RST_FLAG)
 		dw->c.rst_sent++;
-	net_ipv4_output_tcp(dw, m, key->laddr, key->raddr, (uint16_t)(hlen + len));
+	if (tcp_key_v6(key))
+		net_ipv6_output_tcp(dw, m, key->laddr.a6, key->raddr.a6, (uint16_t)(hlen + len));
+	else
+		net_ipv4_output_tcp(dw, m, key->laddr.v4, key->raddr.v4, (uint16_t)(hlen + len));
 }
 
 void
@@ -99,8 +102,8 @@ tcp_send_raw(struct dp_worker *dw, const struct tcp_key *key, uint32_t seq, uint
 		 */
 		opts[n++] = TCP_OPT_MSS;
 		opts[n++] = 4;
-		opts[n] = (uint8_t)((dw->sh->mtu - 40) >> 8);
-		opts[n + 1] = (uint8_t)(dw->sh->mtu - 40);
+		opts[n] = (uint8_t)(tcp_our_mss(dw, key) >> 8);
+		opts[n + 1] = (uint8_t)tcp_our_mss(dw, key);
 		n += 2;
 		if (syn->ws_ok) {
 			opts[n++] = TCP_OPT_NOP;
@@ -365,4 +368,34 @@ tcp_rtx_timeout(struct tcp_timer *t, void *arg)
 	tcp_output(dw, tcb);
 	if (!tcp_timer_armed(&tcb->rtx_timer))
 		arm_rtx(dw, tcb);
+}
+
+bool
+tcp_pmtu_lower(struct dp_worker *dw, const struct tcp_key *key, uint32_t mtu, uint32_t seq)
+{
+	enum tcp_tag tag;
+	struct tcb *tcb = tcp_lookup(dw, key, &tag);
+	uint32_t hdr = tcp_key_v6(key) ? 60 : 40;
+
+	if (tcb == NULL || tag != TCP_TAG_CONN || tcb->state == TCP_SYN_SENT ||
+	    seq_lt(seq, tcb->snd_una) || seq_geq(seq, tcb->snd_max))
+		return false;
+	/* RFC 8201 4: never below the IPv6 minimum link MTU, whatever the message says. */
+	if (tcp_key_v6(key) && mtu < 1280)
+		mtu = 1280;
+	if (mtu <= hdr || mtu - hdr >= tcb->mss)
+		return false;
+	tcb->mss = (uint16_t)(mtu - hdr);
+	/*
+	 * What is in flight was too big and is lost: resend it now in the new
+	 * size (go back N from SND.UNA, as an RTO would), without the RTO's
+	 * congestion response: the path's MTU, not congestion, lost it.
+	 */
+	if (tcb->snd_una != tcb->snd_max) {
+		tcb->snd_nxt = tcb->snd_una;
+		tcb->timing = false;
+		tcb->nsacked = 0;
+		tcp_app_want_output(dw, tcb);
+	}
+	return true;
 }

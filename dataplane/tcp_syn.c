@@ -33,9 +33,24 @@ send_synack(struct dp_worker *dw, const struct tcp_syn *syn)
 	             tcp_syn_window(dw), syn, syn->ts_ok, syn->tsval);
 }
 
-static uintptr_t
-source_count(struct dp_worker *dw, uint32_t addr)
+/*
+ * The source whose SYN-queue share is counted: the address, or an IPv6
+ * peer's /64 (one subscriber's whole prefix is one source, as limits.* count).
+ */
+static union tcp_addr
+source_of(const struct tcp_key *key)
 {
+	union tcp_addr a = key->raddr;
+
+	if (tcp_key_v6(key))
+		a.w[2] = a.w[3] = 0;
+	return a;
+}
+
+static uintptr_t
+source_count(struct dp_worker *dw, const struct tcp_key *key)
+{
+	union tcp_addr addr = source_of(key);
 	void *data;
 
 	if (rte_hash_lookup_data(dw->syn_src, &addr, &data) < 0)
@@ -44,9 +59,10 @@ source_count(struct dp_worker *dw, uint32_t addr)
 }
 
 static void
-source_adjust(struct dp_worker *dw, uint32_t addr, int delta)
+source_adjust(struct dp_worker *dw, const struct tcp_key *key, int delta)
 {
-	uintptr_t n = source_count(dw, addr) + (uintptr_t)(intptr_t)delta;
+	union tcp_addr addr = source_of(key);
+	uintptr_t n = source_count(dw, key) + (uintptr_t)(intptr_t)delta;
 
 	if (n == 0)
 		rte_hash_del_key(dw->syn_src, &addr);
@@ -61,7 +77,7 @@ syn_free(struct dp_worker *dw, struct tcp_syn *syn, bool keep_hash)
 	tcp_timer_cancel(dw->wheel, &syn->timer);
 	if (!keep_hash)
 		tcp_hash_del(dw, &syn->key);
-	source_adjust(dw, syn->key.raddr, -1);
+	source_adjust(dw, &syn->key, -1);
 	SLIST_INSERT_HEAD(&dw->syn_free, syn, free_link);
 	dw->nsyns--;
 }
@@ -88,14 +104,42 @@ now_s(const struct dp_worker *dw)
 	return dw->now_ms / 1000;
 }
 
-uint16_t
-tcp_peer_mss(const struct dp_worker *dw, const struct tcp_opts *o)
+/* The key's addresses for the ISN and cookie hashes: 4 octets each for IPv4, 16 for IPv6. */
+static size_t
+key_addrs(const struct tcp_key *key, const void **laddr, const void **raddr)
 {
-	uint16_t ours = (uint16_t)(dw->sh->mtu - 40);
+	bool v6 = tcp_key_v6(key);
+
+	*laddr = v6 ? (const void *)key->laddr.a6 : (const void *)&key->laddr.v4;
+	*raddr = v6 ? (const void *)key->raddr.a6 : (const void *)&key->raddr.v4;
+	return v6 ? 16 : 4;
+}
+
+uint16_t
+tcp_our_mss(const struct dp_worker *dw, const struct tcp_key *key)
+{
+	/* IPv6's header is 20 octets longer; its minimum MTU 1280 gives 1220 (RFC 8200 5). */
+	return (uint16_t)(dw->sh->mtu - (tcp_key_v6(key) ? 60 : 40));
+}
+
+uint16_t
+tcp_peer_mss(const struct dp_worker *dw, const struct tcp_key *key, const struct tcp_opts *o)
+{
+	uint16_t ours = tcp_our_mss(dw, key);
 
 	if (!o->has_mss || o->mss < 64)
 		return RTE_MIN((uint16_t)TCP_MSS_DEFAULT, ours);
 	return RTE_MIN(o->mss, ours);
+}
+
+/* RFC 6528: ISN = M + F(4-tuple, secret), over the IPv6 tuple for IPv6. */
+static uint32_t
+syn_isn(const struct dp_worker *dw, const struct tcp_key *key)
+{
+	const void *la, *ra;
+	size_t alen = key_addrs(key, &la, &ra);
+
+	return tcp_isn_tuple(&dw->sh->secret, la, ra, alen, key->lport, key->rport, tcp_now_us(dw));
 }
 
 void
@@ -103,8 +147,8 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 {
 	struct tcp_syn *syn;
 
-	bool source_full = dw->sh->syn_per_source > 0 &&
-	                   source_count(dw, seg->key.raddr) >= dw->sh->syn_per_source;
+	bool source_full =
+	    dw->sh->syn_per_source > 0 && source_count(dw, &seg->key) >= dw->sh->syn_per_source;
 
 	dw->c.syns_in++;
 	if (source_full || dw->nsyns >= dw->sh->syn_backlog) {
@@ -115,9 +159,11 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 		 */
 		if (source_full)
 			dw->c.syn_per_source_cookies++;
-		uint32_t cookie =
-		    tcp_cookie_make(&dw->sh->secret, seg->key.laddr, seg->key.lport, seg->key.raddr,
-		                    seg->key.rport, seg->seq, tcp_peer_mss(dw, &seg->opts), now_s(dw));
+		const void *la, *ra;
+		size_t alen = key_addrs(&seg->key, &la, &ra);
+		uint32_t cookie = tcp_cookie_make_tuple(
+		    &dw->sh->secret, la, ra, alen, seg->key.lport, seg->key.rport, seg->seq,
+		    tcp_peer_mss(dw, &seg->key, &seg->opts), now_s(dw));
 		struct tcp_syn plain = {.key = seg->key};
 
 		dw->c.syn_queue_overflows++;
@@ -135,10 +181,9 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 		syn = &dw->syns[dw->syns_used++]; /* nsyns < syn_backlog: there is one */
 	*syn = (struct tcp_syn){
 	    .key = seg->key,
-	    .iss = tcp_isn(&dw->sh->secret, seg->key.laddr, seg->key.lport, seg->key.raddr,
-	                   seg->key.rport, tcp_now_us(dw)),
+	    .iss = syn_isn(dw, &seg->key),
 	    .irs = seg->seq,
-	    .mss = tcp_peer_mss(dw, &seg->opts),
+	    .mss = tcp_peer_mss(dw, &seg->key, &seg->opts),
 	    .ws_ok = seg->opts.has_wscale,
 	    .snd_wscale = seg->opts.wscale,
 	    .sack_ok = seg->opts.sack_ok,
@@ -151,7 +196,7 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 		return;
 	}
 	dw->nsyns++;
-	source_adjust(dw, seg->key.raddr, +1);
+	source_adjust(dw, &seg->key, +1);
 	send_synack(dw, syn);
 	tcp_timer_arm(dw->wheel, &syn->timer, TCP_RTO_INIT_MS, synack_timeout);
 }
@@ -229,8 +274,11 @@ tcp_syn_cookie_ack(struct dp_worker *dw, struct tcp_seg *seg)
 
 	if (dw->last_cookie_s == 0 || now_s(dw) - dw->last_cookie_s > 2 * TCP_COOKIE_PERIOD_S)
 		return NULL;
-	if (!tcp_cookie_check(&dw->sh->secret, seg->key.laddr, seg->key.lport, seg->key.raddr,
-	                      seg->key.rport, seg->seq - 1, seg->ack - 1, now_s(dw), &mss)) {
+	const void *la, *ra;
+	size_t alen = key_addrs(&seg->key, &la, &ra);
+
+	if (!tcp_cookie_check_tuple(&dw->sh->secret, la, ra, alen, seg->key.lport, seg->key.rport,
+	                            seg->seq - 1, seg->ack - 1, now_s(dw), &mss)) {
 		dw->c.drops[DP_DROP_COOKIE_BAD]++;
 		return NULL;
 	}

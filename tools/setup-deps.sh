@@ -18,7 +18,7 @@ PACKAGES="
   libcmocka-dev python3 python3-pytest
   clang libclang-rt-14-dev
   openssl
-  swaks libnet-ssleay-perl libio-socket-ssl-perl postfix
+  swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl postfix
   libidn2-dev libfuse3-dev fuse3
   dovecot-core dovecot-lmtpd
   slapd ldap-utils libldap-dev

@@ -42,6 +42,10 @@ import helpers
 SERVER_IP = "198.18.0.2"
 PEER_IP = "198.18.0.1"
 PREFIX = 24
+# IPv6 (DpdkNetns(ip6=True)): the documentation prefix, RFC 3849
+SERVER_IP6 = "2001:db8::2"
+PEER_IP6 = "2001:db8::1"
+PREFIX6 = 64
 CLONE_NEWNET = 0x40000000
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -70,7 +74,11 @@ def _ip(*args, check=True, timeout=10):
 class DpdkNetns:
     """A uniquely named network namespace for one pigeond on a TAP vdev."""
 
-    def __init__(self, memory_mb=512):
+    def __init__(self, memory_mb=512, ip6=False, peer_ip6_extra=()):
+        """ip6: pigeond gets SERVER_IP6 too, the TAP's kernel side PEER_IP6 (and
+        peer_ip6_extra: addresses of ours the kernel side claims as well, for DAD)."""
+        self.ip6 = ip6
+        self.peer_ip6_extra = tuple(peer_ip6_extra)
         n = next(_counter)
         pid = os.getpid()
         self.name = f"pa-{pid}-{n}"
@@ -124,14 +132,23 @@ class DpdkNetns:
             # a shared 2-core machine: yield the core when idle
             "dpdk.idle_sleep_us": "20",
             "dpdk.mbufs": "8191",
+            **({"dpdk.ip6": f"{SERVER_IP6}/{PREFIX6}"} if self.ip6 else {}),
         }
 
     def peer_setup_script(self):
         """Shell that waits (bounded) for the TAP and gives its kernel side PEER_IP."""
         i = shlex.quote(self.iface)
+        v6 = ""
+        if self.ip6:
+            # net_tap gives the kernel side the port's own MAC, so the kernel's EUI-64
+            # link-local address would be the engine's: the kernel side makes none.
+            # nodad: usable at once (the kernel's DAD would take a second).
+            v6 = f"ip link set dev {i} addrgenmode none; "
+            for a in (PEER_IP6, *self.peer_ip6_extra):
+                v6 += f"ip -6 addr replace {a}/{PREFIX6} dev {i} nodad; "
         return (f"n=0; while ! ip link show {i} >/dev/null 2>&1; do "
                 f"n=$((n+1)); [ $n -gt 300 ] && exit 1; sleep 0.05; done; "
-                f"ip addr replace {PEER_IP}/{PREFIX} dev {i}; ip link set {i} up")
+                f"ip addr replace {PEER_IP}/{PREFIX} dev {i}; {v6}ip link set {i} up")
 
     def wrap(self, argv):
         """argv run inside the namespace, the TAP's kernel side configured once it appears."""
@@ -263,10 +280,10 @@ class DpdkPigeond:
     """pigeond with backend=dpdk in its own namespace; a context manager."""
 
     def __init__(self, build_dir, tmpdir, overrides=None, port=25, memory_mb=512,
-                 domains="example.com,example.net"):
+                 domains="example.com,example.net", ip6=False, peer_ip6_extra=()):
         self.build_dir = Path(build_dir)
         self.tmpdir = Path(tmpdir)
-        self.netns = DpdkNetns(memory_mb=memory_mb)
+        self.netns = DpdkNetns(memory_mb=memory_mb, ip6=ip6, peer_ip6_extra=peer_ip6_extra)
         self.host = SERVER_IP
         self.port = port
         self.spool_dir = self.tmpdir / "spool"
@@ -278,7 +295,7 @@ class DpdkPigeond:
             "log.level": "info",
             # The tests' clients share the peer's address: keep limits.conn_per_ip
             # off it (test_limits.py and the SYN flood test set limits themselves).
-            "limits.exempt": f"127.0.0.0/8,::1,{PEER_IP}/32",
+            "limits.exempt": f"127.0.0.0/8,::1,{PEER_IP}/32,{PEER_IP6}/{PREFIX6}",
             **self.netns.settings(port),
         }
         self.settings.update({k: str(v) for k, v in (overrides or {}).items()})
@@ -344,6 +361,18 @@ class DpdkPigeond:
                 last = e
             time.sleep(0.1)
         raise AssertionError(f"pigeond not ready in {timeout}s ({last}):\n{self.log()[-4000:]}")
+
+    def wait_ip6(self, addr, timeout=READY_TIMEOUT):
+        """Until DAD has decided about addr (bounded): True when ready, False when in use."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if re.search(rf"IPv6 address {re.escape(addr)}/\d+ ready", log):
+                return True
+            if re.search(rf"IPv6 address {re.escape(addr)}/\d+ is in use", log):
+                return False
+            time.sleep(0.05)
+        raise AssertionError(f"no DAD outcome for {addr} in {timeout}s:\n{self.log()[-3000:]}")
 
     def stop(self, timeout=STOP_TIMEOUT):
         """SIGTERM and wait; returns the exit status."""

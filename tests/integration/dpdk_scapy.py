@@ -13,6 +13,7 @@ Every wait is bounded.
 import json
 import queue
 import random
+import struct
 import sys
 import time
 
@@ -300,6 +301,16 @@ def time_wait(peer, msl_ms):
     return out
 
 
+def csum(b):
+    """The Internet checksum of b (RFC 1071), for frames crafted without scapy (floods)."""
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+
+
 def syn_flood(peer, count):
     """count SYNs from random off-link sources, as fast as the socket takes them."""
     rnd = random.Random(4)
@@ -308,16 +319,6 @@ def syn_flood(peer, count):
     tmpl = Ether(src=peer.mac, dst=peer.server_mac) / IP(src="198.19.0.1", dst=DST) / \
         TCP(sport=1, dport=PORT, flags="S", seq=1, options=[("MSS", 1460)])
     raw = bytearray(bytes(tmpl))
-    import struct
-
-    def csum(b):
-        if len(b) % 2:
-            b += b"\0"
-        s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-        s = (s >> 16) + (s & 0xffff)
-        s += s >> 16
-        return ~s & 0xffff
-
     ip_off, tcp_off = 14, 34
     while sent < count:
         src = bytes([198, 19, rnd.randrange(256), rnd.randrange(1, 255)])
@@ -337,7 +338,14 @@ def syn_flood(peer, count):
 
 def cookie(peer, flood):
     out = syn_flood(peer, flood)
-    c = Conn(peer)
+    out.update(served(Conn(peer)))
+    return out
+
+
+def served(c):
+    """A client after a flood: its SYN-ACK's options (a cookie carries MSS alone), the
+    banner and a NOOP's reply."""
+    out = {}
     sa = c.handshake(options=[("MSS", 1460), ("SAckOK", b""), ("WScale", 7),
                               ("Timestamp", (12345, 0))])
     out["synack_options"] = [o[0] for o in sa[TCP].options]

@@ -140,6 +140,11 @@ test_tcp_log_names(void **state)
 	    "arp_replies",
 	    "steered_out",
 	    "steered_in",
+	    "ip6_rx",
+	    "nd_na",
+	    "icmp6_echo",
+	    "pmtu_lowered",
+	    "dad_conflicts",
 	};
 	size_t logged = 0;
 

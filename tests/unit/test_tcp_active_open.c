@@ -281,9 +281,9 @@ test_syn_offers_everything(void **state)
 	assert_int_equal(f[0].dport, PEER_PORT);
 	assert_in_range(f[0].sport, TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI);
 	/* Software steering: the flow belongs to the opening worker. */
-	assert_int_equal(
-	    net_flow_owner(&sh, tcb->key.laddr, tcb->key.lport, tcb->key.raddr, tcb->key.rport),
-	    dw->id);
+	assert_int_equal(net_flow_owner(&sh, tcb->key.laddr.v4, tcb->key.lport, tcb->key.raddr.v4,
+	                                tcb->key.rport),
+	                 dw->id);
 	assert_true(f[0].opts.has_mss);
 	assert_int_equal(f[0].opts.mss, 1460);
 	assert_true(f[0].opts.has_wscale);
@@ -747,9 +747,9 @@ test_several_local_addresses(void **state)
 		assert_true(f[0].tcp);
 		/* In turn from the first: the worker's cursor starts at address 0. */
 		assert_int_equal(f[0].saddr, OUR_IP + i % 3);
-		assert_int_equal(rte_be_to_cpu_32(tcbs[i]->key.laddr), OUR_IP + i % 3);
-		assert_int_equal(net_flow_owner(&sh, tcbs[i]->key.laddr, tcbs[i]->key.lport,
-		                                tcbs[i]->key.raddr, tcbs[i]->key.rport),
+		assert_int_equal(rte_be_to_cpu_32(tcbs[i]->key.laddr.v4), OUR_IP + i % 3);
+		assert_int_equal(net_flow_owner(&sh, tcbs[i]->key.laddr.v4, tcbs[i]->key.lport,
+		                                tcbs[i]->key.raddr.v4, tcbs[i]->key.rport),
 		                 dw->id);
 	}
 	for (unsigned i = 0; i < 6; i++) {
