@@ -125,6 +125,21 @@ def status(build, ctl):
     return json.loads(r.stdout).get("result")
 
 
+def thread_cpu(pid):
+    """CPU seconds per thread name of a process (utime + stime)."""
+    out = {}
+    hz = os.sysconf("SC_CLK_TCK")
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (t / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / hz
+    return out
+
+
 def one(run, build, n):
     a = run.args
     spool = run.tmp / f"spool-{n}"
@@ -165,12 +180,15 @@ def one(run, build, n):
                 break
         time.sleep(0.05)
     drain_s = time.monotonic() - t0
+    cpu = thread_cpu(p.pid)
+    cpu["smtp-sink (process)"] = sum(thread_cpu(s.pid).values())
     run.stop(p)
     run.stop(s)
     shutil.rmtree(spool, ignore_errors=True)
     drain = delivered / drain_s
     return {"build": str(build), "queued": ok, "ingest": ingest, "drain": drain,
-            "drain_s": drain_s, "complete": delivered >= ok, "delivered": delivered}
+            "drain_s": drain_s, "complete": delivered >= ok, "delivered": delivered,
+            "cpu": cpu}
 
 
 def main():
@@ -206,6 +224,11 @@ def main():
             f"  (cut at {r['drain_s']:.0f} s: {r['delivered']} delivered)"
         print(f"{Path(r['build']).name:<28} {r['queued']:>8} {r['ingest']:>13.0f} "
               f"{r['drain']:>12.0f} {r['drain'] / r['ingest']:>13.2f}{note}")
+    print("CPU seconds during the drain, by pigeond thread (start included), and smtp-sink's:")
+    for r in rows:
+        busy = sorted(r["cpu"].items(), key=lambda kv: -kv[1])[:5]
+        print(f"  {Path(r['build']).name:<26} " +
+              ", ".join(f"{k} {v:.2f}" for k, v in busy))
 
 
 if __name__ == "__main__":

@@ -211,6 +211,10 @@ conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 
 	if (job == NULL || c->job != NULL || !hc_ready(c->hc))
 		return true;
+	/* The previous transaction's outcome is not written yet: a crash now would send both. */
+	if (c->wait_gen != 0 && !ho_written(h, c->wait_shard, c->wait_gen))
+		return true;
+	c->wait_gen = 0;
 	TAILQ_REMOVE(&d->queue, job, link);
 	d->nqueued--;
 	/* Half empty again after a scan found it full: the next turn refills it. */
@@ -268,6 +272,10 @@ drive(struct handoff *h, struct ho_conn *c, const uint8_t *in, size_t len, uint6
 			c->job = NULL;
 			c->deadline_us = 0;
 			c->idle_since_us = now;
+			if (job != NULL) {
+				c->wait_shard = job->copy->hc->shard;
+				c->wait_gen = ho_outcome_gen(h, c->wait_shard);
+			}
 			/*
 			 * A 4xx: the retry goes over a new connection, to the next host
 			 * first (ho_job_outcomes moved host_next), not to the same process.
@@ -362,6 +370,8 @@ ho_dispatch(struct handoff *h, uint64_t now)
 				ready_idle++;
 				if (!conn_next(h, c, now))
 					continue;
+				if (c->job == NULL)
+					opening++; /* waits for its outcome's write: soon free */
 			} else if (c->job == NULL) {
 				opening++;
 			}

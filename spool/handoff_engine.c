@@ -5,8 +5,8 @@
  * One thread: an epoll loop over the connections (handoff_conn.c) and an
  * eventfd for reloads and stop; every HO_SCAN_INTERVAL_US, and when a full
  * destination has room again, it looks for due copies (handoff_queue.c).
- * It writes outcomes without waiting for the disk; a second thread (the
- * WAL thread) syncs them within HO_WAL_SYNC_US.  What it promises: the
+ * It hands outcomes to a thread of their own (handoff_writer.c), which
+ * writes them and syncs them within HO_WAL_SYNC_US.  What it promises: the
  * route map changes only between two steps of the loop, as a whole; stop
  * leaves every copy that was not acknowledged queued on disk, and every
  * outcome synced; the backpressure flags never lag the spool by more than
@@ -31,8 +31,8 @@
 
 #define EVENTS_MAX 64
 
-static void
-wake(struct handoff *h)
+void
+ho_wake(struct handoff *h)
 {
 	uint64_t one = 1;
 
@@ -193,6 +193,7 @@ engine_main(void *arg)
 			ho_conn_event(h, ev[i].data.ptr, ev[i].events, now);
 		}
 		ho_flush(h);
+		ho_settle(h);
 		if (take_reload(h))
 			atomic_store(&h->rescan_all, true);
 		all = atomic_exchange(&h->rescan_all, false);
@@ -229,36 +230,6 @@ engine_main(void *arg)
 	return NULL;
 }
 
-/* Syncs every shard with outcomes written since its last sync. */
-static void
-sync_outcomes(struct handoff *h)
-{
-	char err[512];
-
-	for (unsigned s = 0; s < h->nshards; s++)
-		if (atomic_exchange_explicit(&h->unsynced[s], false, memory_order_acq_rel) &&
-		    hs_sync(h->spool, s, err, sizeof(err)) != PA_OK)
-			/* Still in the WAL file: lost only with power, and then sent again. */
-			pa_log_err("hand-off: %s", err);
-}
-
-/*
- * The WAL thread: the engine writes outcomes without waiting for the disk;
- * this puts them on it within HO_WAL_SYNC_US, off the socket loop.
- */
-static void *
-wal_main(void *arg)
-{
-	struct handoff *h = arg;
-	struct timespec ts = {0, HO_WAL_SYNC_US * 1000};
-
-	while (!atomic_load(&h->wal_stop)) {
-		nanosleep(&ts, NULL);
-		sync_outcomes(h);
-	}
-	return NULL;
-}
-
 static void
 handoff_free(struct handoff *h)
 {
@@ -283,10 +254,20 @@ handoff_free(struct handoff *h)
 	free(h->added_bytes);
 	free(h->cursor_us);
 	free(h->unsynced);
+	free(h->dirty);
+	free(h->wbusy);
+	free(h->handed_gen);
+	free(h->written_gen);
 	for (unsigned s = 0; h->batch != NULL && s < h->nshards; s++)
 		if (h->batch[s] != NULL)
 			rocksdb_writebatch_destroy(h->batch[s]);
+	for (unsigned s = 0; h->wbatch != NULL && s < h->nshards; s++)
+		if (h->wbatch[s] != NULL)
+			rocksdb_writebatch_destroy(h->wbatch[s]);
 	free(h->batch);
+	free(h->wbatch);
+	pthread_mutex_destroy(&h->wlock);
+	pthread_cond_destroy(&h->wcond);
 	free(h);
 }
 
@@ -304,6 +285,13 @@ alloc_shards(struct handoff *h, unsigned n)
 	h->batch = calloc(n, sizeof(*h->batch));
 	h->cursor_us = calloc(n, sizeof(*h->cursor_us));
 	h->unsynced = calloc(n, sizeof(*h->unsynced));
+	h->dirty = calloc(n, sizeof(*h->dirty));
+	h->wbusy = calloc(n, sizeof(*h->wbusy));
+	h->handed_gen = calloc(n, sizeof(*h->handed_gen));
+	h->written_gen = calloc(n, sizeof(*h->written_gen));
+	h->wbatch = calloc(n, sizeof(*h->wbatch));
+	for (unsigned s = 0; h->wbatch != NULL && s < n; s++)
+		h->wbatch[s] = rocksdb_writebatch_create();
 	for (unsigned s = 0; h->batch != NULL && s < n; s++)
 		h->batch[s] = rocksdb_writebatch_create();
 	return h->batch != NULL && h->full && h->queued_bytes && h->held && h->base_bytes &&
@@ -348,6 +336,9 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 	}
 	h->epfd = h->wake_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->wlock, NULL);
+	pthread_cond_init(&h->wcond, NULL);
+	TAILQ_INIT(&h->settling);
 	h->spool = sp;
 	h->cfg = *cfg;
 	if (alloc_shards(h, sp->nshards) != PA_OK) {
@@ -382,8 +373,13 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 		pa_log_warning(
 		    "hand-off: neither relay.routes nor relay.default is set: mail stays "
 		    "queued (held) until a route map is loaded");
+	if (ho_writer_start(h, err, errlen) != PA_OK) {
+		handoff_free(h);
+		return PA_ERROR;
+	}
 	rc = pthread_create(&h->thread, NULL, engine_main, h);
 	if (rc != 0) {
+		ho_writer_stop(h);
 		snprintf(err, errlen, "pthread_create(hand-off): %s", strerror(rc));
 		handoff_free(h);
 		return PA_ERROR;
@@ -391,14 +387,7 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 	h->started = true;
 	/* Only a name for top and gdb. */
 	pthread_setname_np(h->thread, "handoff");
-	rc = pthread_create(&h->wal_thread, NULL, wal_main, h);
-	if (rc != 0) {
-		snprintf(err, errlen, "pthread_create(hand-off WAL): %s", strerror(rc));
-		handoff_stop(h);
-		return PA_ERROR;
-	}
-	h->wal_started = true;
-	pthread_setname_np(h->wal_thread, "handoff-wal");
+
 	*out = h;
 	return PA_OK;
 }
@@ -409,14 +398,11 @@ handoff_stop(struct handoff *h)
 	if (h == NULL)
 		return;
 	atomic_store(&h->stop, true);
-	wake(h);
+	ho_wake(h);
 	if (h->started)
 		pthread_join(h->thread, NULL);
-	atomic_store(&h->wal_stop, true);
-	if (h->wal_started)
-		pthread_join(h->wal_thread, NULL);
-	/* Every outcome on disk before the spool closes. */
-	sync_outcomes(h);
+	/* Every outcome written and synced before the spool closes. */
+	ho_writer_stop(h);
 	handoff_free(h);
 }
 
@@ -433,7 +419,7 @@ handoff_reload(struct handoff *h, const struct handoff_config *cfg, char *err, s
 	h->pending_cfg = *cfg;
 	h->pending = true;
 	pthread_mutex_unlock(&h->lock);
-	wake(h);
+	ho_wake(h);
 	return PA_OK;
 }
 
@@ -507,7 +493,7 @@ void
 handoff_retry_now(struct handoff *h)
 {
 	atomic_store(&h->rescan_all, true);
-	wake(h);
+	ho_wake(h);
 }
 
 void

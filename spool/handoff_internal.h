@@ -49,13 +49,21 @@ struct ho_op {
 	struct ho_op *next;
 };
 
-/* A copy the engine holds in memory while some of its recipients are being handed off. */
+/*
+ * A copy the engine holds in memory while some of its recipients are being
+ * handed off, and after, until its outcome is written (settling): until
+ * then the spool still shows it due, so it must stay "in flight".
+ */
 struct ho_copy {
 	struct hs_copy *hc;
 	unsigned jobs; /* jobs not finished yet */
 	bool changed;  /* plan() changed a delivery record */
+	bool settling;
+	uint64_t settle_gen; /* its shard's batch generation that holds its outcome */
 	struct ho_copy *hnext;
+	TAILQ_ENTRY(ho_copy) slink;
 };
+TAILQ_HEAD(ho_copy_list, ho_copy);
 
 /* The recipients of one copy that go to one destination, in one transaction. */
 struct ho_job {
@@ -79,7 +87,14 @@ struct ho_conn {
 	struct hc *hc;
 	struct ho_job *job;
 	bool connecting;
-	bool want_write;      /* EPOLLOUT is armed */
+	bool want_write; /* EPOLLOUT is armed */
+	/*
+	 * The outcome of its last transaction: the next one starts only once it
+	 * is written (ho_written()), so a crash re-sends at most one copy per
+	 * connection (docs/handoff.md).  0: none to wait for.
+	 */
+	unsigned wait_shard;
+	uint64_t wait_gen;
 	uint64_t deadline_us; /* connect or reply timeout; 0 none */
 	uint64_t idle_since_us;
 	LIST_ENTRY(ho_conn) link;
@@ -131,11 +146,21 @@ struct handoff {
 	atomic_uint_least64_t store_refused; /* directory stores that were no address literal */
 	atomic_bool draining;                /* handoff_drain(): nothing may stay held */
 
-	/* The WAL thread: syncs the shards the engine wrote outcomes to, unsynced. */
-	pthread_t wal_thread;
-	bool wal_started;
-	atomic_bool wal_stop;
-	atomic_bool *unsynced; /* per shard: outcomes written since the last sync */
+	/*
+	 * The outcome writer (handoff_writer.c): the engine hands a shard's
+	 * batch over under wlock; the writer writes it, then publishes
+	 * written_gen.  wbatch[s] is the writer's while wbusy[s].
+	 */
+	pthread_t wthread;
+	bool wstarted;
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	bool wstop;
+	rocksdb_writebatch_t **wbatch;
+	bool *wbusy;
+	uint64_t *handed_gen;               /* per shard: batches handed over */
+	atomic_uint_least64_t *written_gen; /* per shard: batches written */
+	atomic_bool *unsynced;              /* per shard: written since the last sync */
 
 	/* Engine thread only. */
 	struct handoff_config cfg;
@@ -159,8 +184,10 @@ struct handoff {
 	bool warned_no_directory; /* store routing waits for a fresh directory; said once per outage
 	                           */
 	bool drain_swept;         /* the held copies were released once draining began */
-	/* per shard: outcomes gathered in one loop, written by ho_flush() (group commit) */
+	/* per shard: outcomes gathered in one turn, handed to the writer by ho_flush() */
 	rocksdb_writebatch_t **batch;
+	bool *dirty;                  /* per shard: someone waits for this batch's generation */
+	struct ho_copy_list settling; /* finished copies whose outcome is not written yet */
 };
 
 /* handoff_queue.c */
@@ -189,11 +216,8 @@ unsigned ho_job_outcomes(struct handoff *h, struct ho_job *job, struct hc *hc, u
 void ho_job_fail(struct handoff *h, struct ho_job *job, const char *why, bool count_attempt,
                  uint64_t when, uint64_t now);
 void ho_drop_all(struct handoff *h);
-/*
- * Writes every shard's gathered outcomes (unsynced: the WAL thread syncs
- * them); before anything reads copies again.
- */
-void ho_flush(struct handoff *h);
+/* Forgets the settling copies whose outcome is written. */
+void ho_settle(struct handoff *h);
 void ho_dest_free_all(struct handoff *h);
 
 /* handoff_ops.c: applies queued per-message operations (engine thread). */
@@ -203,6 +227,22 @@ void ho_release_held(struct handoff *h, uint64_t now);
 void ho_ops_free(struct ho_op *ops);
 /* handoff_queue.c: whether a copy is in memory (in flight) now. */
 bool ho_in_flight(struct handoff *h, unsigned shard, const char *qid);
+
+/* handoff_engine.c: wakes the engine thread (its eventfd). */
+void ho_wake(struct handoff *h);
+
+/* handoff_writer.c */
+int ho_writer_start(struct handoff *h, char *err, size_t errlen);
+/* After the engine thread stopped: writes and syncs everything. */
+void ho_writer_stop(struct handoff *h);
+/*
+ * Hands every shard's gathered outcomes to the writer (a shard whose
+ * previous batch is still being written keeps gathering); never waits.
+ */
+void ho_flush(struct handoff *h);
+/* The generation the shard's gathering batch gets: an outcome put there now is written with it. */
+uint64_t ho_outcome_gen(struct handoff *h, unsigned shard);
+bool ho_written(const struct handoff *h, unsigned shard, uint64_t gen);
 
 /* handoff_conn.c */
 void ho_conn_event(struct handoff *h, struct ho_conn *c, uint32_t events, uint64_t now);

@@ -3,11 +3,12 @@
  * which destination each recipient goes to, and what each outcome does to
  * the spool.
  *
- * What it promises: an outcome is written (synced) before the engine acts on
- * it further; a DSN is queued (synced) before the recipient it reports is
- * marked failed, so a crash can duplicate a DSN but never lose one; a copy
- * is loaded at most once at a time (the in-memory set of copies), so two
- * connections never carry the same recipient at once.
+ * What it promises: an outcome is written (by the writer thread,
+ * handoff_writer.c) before the engine acts on its copy further: a finished
+ * copy stays in flight (settling) until then; a DSN is queued (synced) before the recipient it
+ * reports is marked failed, so a crash can duplicate a DSN but never lose one; a copy is loaded at
+ * most once at a time (the in-memory set of copies), so two connections never carry the same
+ * recipient at once.
  */
 #include "spool/handoff_internal.h"
 
@@ -56,6 +57,8 @@ copy_forget(struct handoff *h, struct ho_copy *c)
 	while (*pp != c)
 		pp = &(*pp)->hnext;
 	*pp = c->hnext;
+	if (c->settling)
+		TAILQ_REMOVE(&h->settling, c, slink);
 	h->ncopies--;
 	h->bytes_in_memory -= c->hc->rec->size;
 	hs_copy_free(c->hc);
@@ -199,11 +202,17 @@ copy_finish(struct handoff *h, struct ho_copy *c)
 	if (hs_finish(h->spool, c->hc, &deleted, h->batch[shard], err, sizeof(err)) != PA_OK) {
 		/* Nothing recorded: the copy stays due and goes out again (at least once). */
 		pa_log_err("%s: %s", c->hc->qid, err);
-	} else if (deleted) {
+		copy_forget(h, c);
+		return;
+	}
+	if (deleted) {
 		h->removed_bytes[shard] += size;
 		pa_log_info("%s: shard %u copy handed off completely, deleted", c->hc->qid, shard);
 	}
-	copy_forget(h, c);
+	/* In flight until the writer has written it: the spool still shows it due. */
+	c->settling = true;
+	c->settle_gen = ho_outcome_gen(h, shard);
+	TAILQ_INSERT_TAIL(&h->settling, c, slink);
 }
 
 void
@@ -744,7 +753,7 @@ ho_scan(struct handoff *h, uint64_t now, bool all)
 		/* A failed or stalled shard refuses writes until its committer recovers it. */
 		if (!spool_shard_healthy(h->spool, shard))
 			continue;
-		/* Outcomes not yet written would make their copies look due again. */
+		/* Outcomes to the writer early; their copies stay in flight until written. */
 		ho_flush(h);
 		if (hs_due_from(h->spool, shard, all ? 0 : h->cursor_us[shard], until,
 		                HO_SCAN_MAX_ENTRIES, scan_one, &s, err, sizeof(err)) == PA_ERROR) {
@@ -758,24 +767,14 @@ ho_scan(struct handoff *h, uint64_t now, bool all)
 }
 
 void
-ho_flush(struct handoff *h)
+ho_settle(struct handoff *h)
 {
-	char err[512];
+	struct ho_copy *c, *next;
 
-	for (unsigned shard = 0; shard < h->nshards; shard++) {
-		if (rocksdb_writebatch_count(h->batch[shard]) == 0)
-			continue;
-		/*
-		 * Not synced here: the socket loop never waits for the disk.  The
-		 * WAL thread syncs it within HO_WAL_SYNC_US; until then a power
-		 * loss (not a crash of pigeond) can lose it, and a lost outcome
-		 * only sends its copy again (docs/handoff.md, at least once).
-		 */
-		if (hs_write_unsynced(h->spool, shard, h->batch[shard], err, sizeof(err)) != PA_OK)
-			/* Not recorded: those copies go out again (at least once). */
-			pa_log_err("hand-off: %s", err);
-		else
-			atomic_store_explicit(&h->unsynced[shard], true, memory_order_release);
+	for (c = TAILQ_FIRST(&h->settling); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, slink);
+		if (ho_written(h, c->hc->shard, c->settle_gen))
+			copy_forget(h, c);
 	}
 }
 
