@@ -43,13 +43,13 @@
 #include "core/clock.h"
 #include "core/pa.h"
 #include "dns/dns_cache.h"
+#include "dns/dns_packet.h"
 
 #define TAKE_BURST 32
 #define INFLIGHT_BUCKETS 1024
 #define IDLE_LOOPS_BEFORE_SLEEP 1000 /* about a second of 1 ms polls */
 #define SLEEP_MS 1000
 #define TTL_MAX 86400u /* no answer is kept longer than a day, whatever it says */
-#define NS_T_SOA 6
 
 struct waiter {
 	struct waiter *next;
@@ -168,71 +168,6 @@ notify_workers(struct dns_resolver *r)
 	}
 }
 
-/* Past a domain name in a message (RFC 1035 4.1.4: labels or a pointer); NULL if malformed. */
-static const unsigned char *
-skip_name(const unsigned char *p, const unsigned char *end)
-{
-	while (p < end) {
-		if ((*p & 0xc0) == 0xc0)
-			return p + 2 <= end ? p + 2 : NULL;
-		if (*p == 0)
-			return p + 1;
-		if ((*p & 0xc0) != 0)
-			return NULL;
-		p += 1 + *p;
-	}
-	return NULL;
-}
-
-/*
- * RFC 2308 5: a negative answer is kept for the smaller of the SOA's TTL
- * and its MINIMUM field, the SOA being in the authority section; without
- * one it is not kept at all (0).
- */
-static uint32_t
-negative_ttl(const unsigned char *abuf, int alen)
-{
-	const unsigned char *p = abuf + 12, *end = abuf + alen;
-	unsigned qd, an, ns;
-
-	if (abuf == NULL || alen < 12)
-		return 0;
-	qd = (unsigned)abuf[4] << 8 | abuf[5];
-	an = (unsigned)abuf[6] << 8 | abuf[7];
-	ns = (unsigned)abuf[8] << 8 | abuf[9];
-	for (unsigned i = 0; i < qd; i++) {
-		p = skip_name(p, end);
-		if (p == NULL || end - p < 4)
-			return 0;
-		p += 4;
-	}
-	for (unsigned i = 0; i < an + ns; i++) {
-		unsigned type, rdlen;
-		uint32_t ttl, minimum;
-
-		p = skip_name(p, end);
-		if (p == NULL || end - p < 10)
-			return 0;
-		type = (unsigned)p[0] << 8 | p[1];
-		ttl = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
-		rdlen = (unsigned)p[8] << 8 | p[9];
-		p += 10;
-		if ((size_t)(end - p) < rdlen)
-			return 0;
-		if (i >= an && type == NS_T_SOA && rdlen >= 22) {
-			const unsigned char *m = p + rdlen - 4;
-
-			minimum = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 |
-			          (uint32_t)m[2] << 8 | m[3];
-			ttl = ttl < minimum ? ttl : minimum;
-			/* TTLs are 31 bits (RFC 2181 8): a larger one means zero. */
-			return ttl > INT32_MAX ? 0 : ttl;
-		}
-		p += rdlen;
-	}
-	return 0;
-}
-
 /* The answer of a completed query, its TTL in ans->ttl; counted. */
 static void
 make_answer(struct dns_resolver *r, int status, const unsigned char *abuf, int alen,
@@ -265,7 +200,7 @@ make_answer(struct dns_resolver *r, int status, const unsigned char *abuf, int a
 	case ARES_ENOTFOUND:
 	case ARES_ENODATA:
 		ans->status = DNS_NOTFOUND;
-		ans->ttl = negative_ttl(abuf, alen);
+		ans->ttl = abuf != NULL && alen > 0 ? dns_negative_ttl(abuf, (size_t)alen) : 0;
 		if (ans->ttl > TTL_MAX)
 			ans->ttl = TTL_MAX;
 		count(&r->stats.notfound, 1);

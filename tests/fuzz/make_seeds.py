@@ -354,6 +354,24 @@ def seglog_seeds():
     w("torn-flip", 2, bytes([9, 0x00, 0x90, 0x22]) + bytes(range(1, 60)))
 
 
+def dns_seeds():
+    """DNS answers as a server sends them: NXDOMAIN with an SOA (compressed names), NOERROR
+    with an A record, one without authority, a truncated one."""
+    import struct
+    w = lambda name, data: write("dns_packet", name, data)
+    qname = b"\x011\x010\x010\x03127\x02bl\x04test\x00"
+    question = qname + struct.pack(">HH", 1, 1)
+    soa_rdata = b"\x02ns\xc0\x16\x01h\xc0\x16" + struct.pack(">IIIII", 1, 3600, 600, 86400, 60)
+    soa = b"\xc0\x16" + struct.pack(">HHIH", 6, 1, 300, len(soa_rdata)) + soa_rdata
+    nx = struct.pack(">HHHHHH", 0x1234, 0x8183, 1, 0, 1, 0) + question + soa
+    w("nxdomain-soa", nx)
+    a = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + bytes([127, 0, 0, 2])
+    w("noerror-a", struct.pack(">HHHHHH", 0x1234, 0x8180, 1, 1, 0, 0) + question + a)
+    w("nodata-soa", struct.pack(">HHHHHH", 0x1234, 0x8180, 1, 0, 1, 0) + question + soa)
+    w("nxdomain-no-authority", struct.pack(">HHHHHH", 0x1234, 0x8183, 1, 0, 0, 0) + question)
+    w("truncated", nx[:len(nx) - 7])
+
+
 def main():
     smtp_seeds()
     tls_seeds()
@@ -361,6 +379,7 @@ def main():
     file_seeds()
     spool_seeds()
     seglog_seeds()
+    dns_seeds()
     try:
         tcp_seeds()
     except ImportError:

@@ -1,18 +1,21 @@
 /*
  * test_dns_cache.c: the resolver's answer cache (dns/dns_cache.h): answers
  * kept for their TTL and never longer, negative answers too, failures and
- * TTL 0 never; bounded, the least recently used evicted and counted.
+ * TTL 0 never; bounded, the least recently used evicted and counted.  And
+ * the TTL of a negative answer read from the message (dns/dns_packet.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <arpa/inet.h>
 
 #include <cmocka.h>
 
 #include "dns/dns_cache.h"
+#include "dns/dns_packet.h"
 
 static struct dns_answer
 answer_of(const char *ip)
@@ -112,12 +115,70 @@ test_dns_cache_lru(void **state)
 	dns_cache_free(c);
 }
 
+/* An NXDOMAIN for 1.0.0.127.bl.test with the zone's SOA in the authority section. */
+static size_t
+nxdomain(unsigned char *m, uint32_t soa_ttl, uint32_t minimum, unsigned rdlen_cut)
+{
+	static const unsigned char head[] = {0x12, 0x34, 0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0};
+	static const unsigned char qname[] = "\0011\0010\0010\003127\002bl\004test";
+	size_t n = 0, rdstart;
+
+	memcpy(m, head, sizeof(head));
+	n = sizeof(head);
+	memcpy(m + n, qname, sizeof(qname)); /* with its terminating root label */
+	n += sizeof(qname);
+	m[n++] = 0, m[n++] = 1, m[n++] = 0, m[n++] = 1;
+	/* the zone bl.test: a pointer into the question's name (offset 12 + 10) */
+	m[n++] = 0xc0, m[n++] = 22;
+	m[n++] = 0, m[n++] = 6, m[n++] = 0, m[n++] = 1;
+	m[n++] = (unsigned char)(soa_ttl >> 24), m[n++] = (unsigned char)(soa_ttl >> 16);
+	m[n++] = (unsigned char)(soa_ttl >> 8), m[n++] = (unsigned char)soa_ttl;
+	rdstart = n + 2;
+	n = rdstart;
+	m[n++] = 2, m[n++] = 'n', m[n++] = 's', m[n++] = 0xc0, m[n++] = 22;
+	m[n++] = 1, m[n++] = 'h', m[n++] = 0xc0, m[n++] = 22;
+	for (int i = 0; i < 4; i++) /* serial, refresh, retry, expire */
+		m[n++] = 0, m[n++] = 0, m[n++] = 1, m[n++] = 0;
+	m[n++] = (unsigned char)(minimum >> 24), m[n++] = (unsigned char)(minimum >> 16);
+	m[n++] = (unsigned char)(minimum >> 8), m[n++] = (unsigned char)minimum;
+	m[rdstart - 2] = (unsigned char)((n - rdstart + rdlen_cut) >> 8);
+	m[rdstart - 1] = (unsigned char)(n - rdstart + rdlen_cut);
+	return n;
+}
+
+static void
+test_negative_ttl(void **state)
+{
+	unsigned char m[512];
+	size_t n;
+
+	(void)state;
+	n = nxdomain(m, 300, 60, 0);
+	assert_int_equal(dns_negative_ttl(m, n), 60); /* MINIMUM is smaller */
+	n = nxdomain(m, 30, 60, 0);
+	assert_int_equal(dns_negative_ttl(m, n), 30); /* the SOA's own TTL is */
+	n = nxdomain(m, 0x80000000u, 60, 0);
+	assert_int_equal(dns_negative_ttl(m, n), 0); /* RFC 2181 8: a TTL with its top bit */
+	/* every truncation of the message is malformed: 0, never a read past its end */
+	n = nxdomain(m, 300, 60, 0);
+	for (size_t cut = 0; cut < n; cut++)
+		assert_int_equal(dns_negative_ttl(m, cut), 0);
+	/* an RDLENGTH past the end */
+	n = nxdomain(m, 300, 60, 1);
+	assert_int_equal(dns_negative_ttl(m, n), 0);
+	/* no authority record: not kept */
+	n = nxdomain(m, 300, 60, 0);
+	m[9] = 0;
+	assert_int_equal(dns_negative_ttl(m, n), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_dns_cache_ttl),
 	    cmocka_unit_test(test_dns_cache_lru),
+	    cmocka_unit_test(test_negative_ttl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
