@@ -174,6 +174,32 @@ def test_listed_client_refused_at_connect(pigeond_factory, backend, unbound):
     assert metric(p, r'pigeonair_screen_list_answers_total\{worker="\d+",list="bl.test",'
                      r'kind="dnsbl",result="listed"\}') >= 1
     assert re.search(r"^\s+dnsbl\s+[1-9]", ctl(p, "stats"), re.M)
+    # screen.allow, by reload: the client is no longer looked up, and greeted
+    p.settings["screen.allow"] = client
+    p.write_config(p.settings)
+    ctl(p, "reload")
+    code, text, _ = first_reply(p)
+    assert code == 220, text
+    assert stats(p)["total"]["screen"]["allowed"] >= 1
+
+
+def test_proxied_client_screened(pigeond_factory, backend, unbound):
+    """The client a trusted balancer's PROXY header names is screened, not the balancer."""
+    listed = "192.0.2.7"
+    unbound.start({"bl.test": {reversed_name(listed, "bl.test"): "127.0.0.3"},
+                   "other.test": {}})
+    p = screened(pigeond_factory, unbound.port, smtp__trusted_proxies=backend.client_addr,
+                 smtp__proxy_protocol="true")
+    with helpers.RawSMTP(p.host, p.port) as c:
+        c.send(f"PROXY TCP4 {listed} 198.51.100.1 56324 25\r\n".encode())
+        code, lines = c.reply()
+        assert code == 550, lines
+        assert f"client [{listed}] blocked using bl.test" in lines[0], lines
+    # a client the lists do not name, through the same balancer, is greeted
+    with helpers.RawSMTP(p.host, p.port) as c:
+        c.send(b"PROXY TCP4 192.0.2.8 198.51.100.1 56325 25\r\n")
+        code, lines = c.reply()
+        assert code == 220, lines
 
 
 def test_dnswl_listed_client_passes(pigeond_factory, backend, unbound):
