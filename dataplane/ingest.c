@@ -504,4 +504,5 @@ worker_refresh_runtime(struct pa_worker *worker)
 	runtime_ref(current);
 	runtime_unref(worker->runtime);
 	worker->runtime = current;
+	ingest_screen_reload(worker);
 }

@@ -90,6 +90,13 @@ ingest_screen_attach(struct pa_worker *worker, int notify_fd, bool may_syscall)
 }
 
 void
+ingest_screen_reload(struct pa_worker *worker)
+{
+	if (worker->screen_cache != NULL)
+		screen_cache_clear(worker->screen_cache);
+}
+
+void
 ingest_screen_detach(struct pa_worker *worker)
 {
 	screen_cache_free(worker->screen_cache);
@@ -285,7 +292,8 @@ take_answer(struct pa_worker *worker, const struct dns_answer *a)
 	}
 	if (conn->screen_pending > 0)
 		return;
-	if (!conn->screen_failed) {
+	/* A verdict made with the lists of a runtime since replaced is not kept. */
+	if (!conn->screen_failed && conn->runtime == worker->runtime) {
 		/* Also when dns.timeout decided first: the next connection is answered at once. */
 		struct screen_verdict v = {conn->screen_dnsbl, conn->screen_dnswl,
 		                           conn->screen_site};

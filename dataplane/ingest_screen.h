@@ -46,6 +46,9 @@ void ingest_screen_destroy(struct pa_shared *shared);
 int ingest_screen_attach(struct pa_worker *worker, int notify_fd, bool may_syscall);
 void ingest_screen_detach(struct pa_worker *worker);
 
+/* The worker took a new runtime: verdicts made with the old lists are forgotten. */
+void ingest_screen_reload(struct pa_worker *worker);
+
 /* The client (family, addr: 4 or 16 octets) is admitted: starts its lookups, or decides now. */
 void ingest_screen_start(struct ingest_conn *conn, int family, const uint8_t *addr);
 

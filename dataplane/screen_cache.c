@@ -124,6 +124,12 @@ screen_cache_put(struct screen_cache *cache, int family, const uint8_t *addr,
 }
 
 void
+screen_cache_clear(struct screen_cache *cache)
+{
+	memset(cache->e, 0, (size_t)cache->nsets * WAYS * sizeof(*cache->e));
+}
+
+void
 screen_cache_stats(const struct screen_cache *cache, struct screen_cache_stats *out)
 {
 	*out = cache->stats;

@@ -38,6 +38,9 @@ bool screen_cache_get(struct screen_cache *cache, int family, const uint8_t *add
 void screen_cache_put(struct screen_cache *cache, int family, const uint8_t *addr,
                       const struct screen_verdict *v, uint32_t ttl_s, uint64_t now_ms);
 
+/* Forgets every verdict (a reload changed the lists, or their weights). */
+void screen_cache_clear(struct screen_cache *cache);
+
 void screen_cache_stats(const struct screen_cache *cache, struct screen_cache_stats *out);
 
 #endif

@@ -214,6 +214,12 @@ def test_dnswl_listed_client_passes(pigeond_factory, backend, unbound):
     assert total["screen"]["allowlisted"] >= 1
     assert total["screen"]["wl.test"]["listed"] >= 1
     assert total["refused"]["dnsbl"] == 0
+    # A reload that drops the allow list applies at once: the cached verdict is forgotten.
+    p.settings["screen.dnswl_sites"] = ""
+    p.write_config(p.settings)
+    ctl(p, "reload")
+    code, text, _ = first_reply(p)
+    assert code == 550, text
 
 
 def test_dns_down_fallback_without_hang(pigeond_factory, backend, unbound):

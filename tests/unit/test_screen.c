@@ -194,6 +194,10 @@ test_verdict_cache(void **state)
 	screen_cache_put(c, AF_INET6, a6, &v, 60, 1000);
 	assert_true(screen_cache_get(c, AF_INET6, b6, 2000, &out));
 	assert_false(screen_cache_get(c, AF_INET6, c6, 2000, &out));
+	/* cleared (a reload): nothing is known any more */
+	screen_cache_clear(c);
+	assert_false(screen_cache_get(c, AF_INET6, b6, 2000, &out));
+	screen_cache_put(c, AF_INET6, a6, &v, 60, 1000);
 	/* TTL 0: not kept */
 	screen_cache_put(c, AF_INET, b4, &v, 0, 1000);
 	assert_false(screen_cache_get(c, AF_INET, b4, 1000, &out));
