@@ -148,6 +148,7 @@ struct pa_config {
 	unsigned relay_max_backoff_s;
 	unsigned relay_max_queue_lifetime_s;
 	unsigned relay_concurrency;
+	unsigned relay_concurrency_min;
 	unsigned relay_timeout_s;
 	unsigned relay_breaker_failures;
 	unsigned relay_breaker_cooldown_s;

@@ -369,6 +369,7 @@ handoff_config_of(const struct pa_config *c, struct handoff_config *out)
 	    .max_backoff_s = c->relay_max_backoff_s,
 	    .max_queue_lifetime_s = c->relay_max_queue_lifetime_s,
 	    .concurrency = c->relay_concurrency,
+	    .concurrency_min = c->relay_concurrency_min,
 	    .high_water = c->spool_high_water,
 	    .min_free_bytes = c->spool_min_free_bytes,
 	    .min_free_percent = c->spool_min_free_percent,

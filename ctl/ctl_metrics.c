@@ -405,6 +405,14 @@ write_dests(FILE *f, const struct ctl_env *env)
 		dest_series(f, "pigeonair_destination_connections", row, "",
 		            engine_value(row, "connections"));
 	}
+	family(f, "pigeonair_destination_concurrency", "gauge",
+	       "Hand-off connections the destination may have now (adaptive, between "
+	       "relay.concurrency_min and relay.concurrency).");
+	json_array_foreach(rows, i, row)
+	{
+		dest_series(f, "pigeonair_destination_concurrency", row, "",
+		            engine_value(row, "concurrency"));
+	}
 	family(f, "pigeonair_destination_breaker_open", "gauge",
 	       "1 while the destination's circuit breaker is open (no attempts), else 0.");
 	json_array_foreach(rows, i, row)

@@ -192,8 +192,9 @@ engine_json(const struct handoff_dest_state *st)
 {
 	if (st == NULL)
 		return json_null();
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
-	                 (json_int_t)st->connections, "jobs", (json_int_t)st->jobs, "failures",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+	                 (json_int_t)st->connections, "concurrency", (json_int_t)st->concurrency,
+	                 "jobs", (json_int_t)st->jobs, "failures",
 	                 (json_int_t)st->failures, "breaker_open_s", (json_int_t)st->breaker_open_s,
 	                 "delivered", (json_int_t)st->delivered, "deferred",
 	                 (json_int_t)st->deferred, "failed", (json_int_t)st->failed);

@@ -53,7 +53,8 @@ struct handoff_config {
 	unsigned node_id;
 	unsigned min_backoff_s, max_backoff_s;
 	unsigned max_queue_lifetime_s;
-	unsigned concurrency; /* connections per destination */
+	unsigned concurrency;     /* connections per destination: the ceiling */
+	unsigned concurrency_min; /* where a destination's window starts, and its floor */
 	uint64_t high_water;  /* queued bytes per shard; 0: no limit */
 	uint64_t min_free_bytes;
 	unsigned min_free_percent; /* used when min_free_bytes is 0 */
@@ -137,6 +138,7 @@ bool handoff_destination(struct handoff *h, unsigned shard, const char *rcpt, ch
 struct handoff_dest_state {
 	char dest[HANDOFF_DEST_MAX]; /* the route map's canonical text of it */
 	unsigned connections;        /* open now */
+	unsigned concurrency;        /* connections it may have now (its adaptive window) */
 	unsigned jobs;               /* transactions waiting in memory for a connection */
 	unsigned failures;           /* connection failures in a row */
 	uint64_t breaker_open_s;     /* seconds until the circuit breaker closes; 0: closed */

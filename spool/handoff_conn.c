@@ -98,8 +98,10 @@ conn_fail(struct handoff *h, struct ho_conn *c, const char *why, uint64_t now)
 	struct ho_dest *d = c->dest;
 	char text[HC_TEXT_MAX + 1];
 	bool was_ready = !c->connecting && c->hc != NULL && (hc_ready(c->hc) || hc_busy(c->hc));
+	bool had_job;
 
 	snprintf(text, sizeof(text), "%s: %s", d->rd.hosts[c->host].name, why);
+	had_job = c->job != NULL;
 	if (c->job != NULL) {
 		struct ho_job *job = c->job;
 
@@ -109,6 +111,9 @@ conn_fail(struct handoff *h, struct ho_conn *c, const char *why, uint64_t now)
 	}
 	pa_log_info("hand-off: connection to %s (%s) ended: %s", d->rd.hosts[c->host].name,
 	            d->rd.key, why);
+	/* A peer closing an idle connection is no sign of trouble; a lost transaction is. */
+	if (had_job || !was_ready)
+		ho_window_failure(h, d, now);
 	conn_free(h, c);
 	if (!was_ready) {
 		dest_failed(h, d, now);
@@ -239,6 +244,7 @@ conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 		return true;
 	}
 	c->job = job;
+	c->txn_start_us = now;
 	set_deadline(h, c, now);
 	return flush(h, c, now);
 }
@@ -281,11 +287,14 @@ drive(struct handoff *h, struct ho_conn *c, const uint8_t *in, size_t len, uint6
 			 * first (ho_job_outcomes moved host_next), not to the same process.
 			 */
 			if (job != NULL && ho_job_outcomes(h, job, c->hc, now) > 0) {
+				ho_window_failure(h, c->dest, now);
 				if (send(c->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
 					pa_log_debug("hand-off: send(QUIT): %s", strerror(errno));
 				conn_free(h, c);
 				return false;
 			}
+			if (job != NULL)
+				ho_window_success(h, c->dest, now - c->txn_start_us);
 			if (hc_ready(c->hc) ? !conn_next(h, c, now) : !flush(h, c, now))
 				return false; /* flush: the RSET */
 			break;
@@ -377,7 +386,7 @@ ho_dispatch(struct handoff *h, uint64_t now)
 			}
 		}
 		/* More connections only while jobs wait beyond those being opened. */
-		while (d->nqueued > opening && d->nconns < h->cfg.concurrency) {
+		while (d->nqueued > opening && d->nconns < ho_window(h, d)) {
 			if (conn_open(h, d, now) == NULL)
 				break;
 			opening++;
@@ -401,8 +410,11 @@ ho_timeouts(struct handoff *h, uint64_t now)
 				          now);
 				tmp = LIST_FIRST(
 				    &d->conns); /* conn_fail may have freed others' jobs */
-			} else if (c->job == NULL && hc_ready(c->hc) && d->nqueued == 0 &&
-			           now - c->idle_since_us >= HO_IDLE_CLOSE_US) {
+			} else if (c->job == NULL && hc_ready(c->hc) &&
+			           (d->nconns > ho_window(h, d) ||
+			            (d->nqueued == 0 &&
+			             now - c->idle_since_us >= HO_IDLE_CLOSE_US))) {
+				/* Idle too long, or beyond a window that shrank. */
 				/* Best effort, no wait for 221: no transaction is open. */
 				if (send(c->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
 					pa_log_debug("hand-off: send(QUIT): %s", strerror(errno));

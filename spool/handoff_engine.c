@@ -112,6 +112,7 @@ publish_dests(struct handoff *h, uint64_t now)
 	for (struct ho_dest *d = h->dests; d != NULL; d = d->next, i++) {
 		snprintf(view[i].dest, sizeof(view[i].dest), "%s", d->rd.key);
 		view[i].connections = d->nconns;
+		view[i].concurrency = ho_window(h, d);
 		view[i].jobs = d->nqueued;
 		view[i].failures = d->failures;
 		view[i].breaker_open_s =

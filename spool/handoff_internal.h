@@ -97,6 +97,7 @@ struct ho_conn {
 	uint64_t wait_gen;
 	uint64_t deadline_us; /* connect or reply timeout; 0 none */
 	uint64_t idle_since_us;
+	uint64_t txn_start_us; /* when its transaction started: the latency fed to the window */
 	LIST_ENTRY(ho_conn) link;
 };
 LIST_HEAD(ho_conn_list, ho_conn);
@@ -113,6 +114,12 @@ struct ho_dest {
 	uint64_t delivered, deferred, failed;
 	struct ho_job *filling; /* plan(): this copy's job for it that still takes recipients */
 	bool wants_more; /* a scan left its mail due for lack of room: refill when there is */
+	/* The adaptive window (handoff_window.c). */
+	unsigned win;          /* connections it may have now */
+	unsigned win_ok;       /* successful transactions in this window */
+	uint64_t lat_sum_us;   /* their latencies */
+	uint64_t lat_floor_us; /* lowest mean latency of a window (creeping up) */
+	uint64_t win_cut_us;   /* when it was last halved */
 	struct ho_dest *next;
 };
 
@@ -243,6 +250,11 @@ void ho_flush(struct handoff *h);
 /* The generation the shard's gathering batch gets: an outcome put there now is written with it. */
 uint64_t ho_outcome_gen(struct handoff *h, unsigned shard);
 bool ho_written(const struct handoff *h, unsigned shard, uint64_t gen);
+
+/* handoff_window.c: a destination's adaptive concurrency. */
+unsigned ho_window(struct handoff *h, struct ho_dest *d);
+void ho_window_success(struct handoff *h, struct ho_dest *d, uint64_t latency_us);
+void ho_window_failure(struct handoff *h, struct ho_dest *d, uint64_t now);
 
 /* handoff_conn.c */
 void ho_conn_event(struct handoff *h, struct ho_conn *c, uint32_t events, uint64_t now);
