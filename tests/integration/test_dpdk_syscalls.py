@@ -87,3 +87,53 @@ def test_worker_makes_no_syscall_per_message(binaries, workdir):
         assert sum(ours.values()) < MESSAGES // 20, (
             f"worker thread made {ours} system calls for {MESSAGES} messages "
             f"in {elapsed:.1f}s:\n{summary}")
+
+
+def test_worker_makes_no_syscall_per_screened_connection(binaries, workdir):
+    """Screening on, nothing cacheable (every answer has TTL 0): each of the
+    connections is looked up in two lists through the worker's rings and the
+    dns thread, and still the worker makes no system call of its own."""
+    from test_screen import DNS_ADDR, Unbound
+
+    dns_port = helpers.free_port()  # the namespace is new: any port is free in it
+    with DpdkPigeond(binaries, workdir, overrides={
+            "dpdk.idle_sleep_us": "0", "workers": "1",
+            "dns.servers": f"{DNS_ADDR}:{dns_port}", "dns.timeout": "2000",
+            "screen.dnsbl_sites": "bl.test=127.0.0.[2..11]*2 other.test*2",
+            "screen.threshold": "2"}) as srv:
+        unbound = Unbound(Path(workdir))
+        try:
+            with srv.netns.entered():
+                unbound.start({"bl.test": {}, "other.test": {}}, port=dns_port, ttl=0)
+            pid = srv.proc.pid
+            send(srv, 50)  # warm-up
+            tid = worker_tid(pid)
+            out = Path(workdir) / "strace-screen.txt"
+            tracer = subprocess.Popen([STRACE, "-qq", "-c", "-o", str(out), "-p", str(tid)],
+                                      stdin=subprocess.DEVNULL)
+            try:
+                time.sleep(1.0)
+                send(srv, MESSAGES)
+            finally:
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait(timeout=30)
+            summary = out.read_text()
+            per_call = {m.group(2): int(m.group(1)) for m in re.finditer(
+                r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", summary,
+                re.M)}
+            assert per_call.get("writev", 0) >= MESSAGES, summary
+            ours = {k: v for k, v in per_call.items()
+                    if k not in ("readv", "writev", "rt_sigreturn", "total")}
+            assert sum(ours.values()) < MESSAGES // 20, (
+                f"worker thread made {ours} system calls for {MESSAGES} screened messages:\n"
+                f"{summary}")
+            # Every connection was looked up: unbound saw the queries, none from a cache.
+            bl = reversed_peer("bl.test")
+            assert unbound.queries(bl) >= 50, unbound.log.read_text()[-2000:]
+        finally:
+            unbound.stop()
+
+
+def reversed_peer(zone):
+    from dpdk_env import PEER_IP
+    return ".".join(reversed(PEER_IP.split("."))) + "." + zone

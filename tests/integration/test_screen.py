@@ -24,7 +24,7 @@ import helpers
 pytestmark = pytest.mark.both_backends
 
 DNS_ADDR = "127.0.53.1"
-SOA = "{z}. 300 IN SOA ns.{z}. hostmaster.{z}. 1 3600 600 86400 300"
+SOA = "{z}. {ttl} IN SOA ns.{z}. hostmaster.{z}. 1 3600 600 86400 {ttl}"
 
 
 def reversed_name(addr, zone):
@@ -55,9 +55,10 @@ class Unbound:
         self.proc = None
         self.port = None
 
-    def start(self, records):
-        """records: {zone: {name: "A-address"}}; each zone gets an SOA (negative TTL 300)."""
-        self.port = helpers.free_port(DNS_ADDR)
+    def start(self, records, port=None, ttl=300):
+        """records: {zone: {name: "A-address"}}; each zone gets an SOA; every record and
+        negative answer has TTL ttl (0: nothing may be cached)."""
+        self.port = port or helpers.free_port(DNS_ADDR)
         lines = [
             "server:",
             f"    interface: {DNS_ADDR}@{self.port}",
@@ -69,9 +70,9 @@ class Unbound:
         ]
         for zone, names in records.items():
             lines.append(f'    local-zone: "{zone}." static')
-            lines.append(f'    local-data: "{SOA.format(z=zone)}"')
+            lines.append(f'    local-data: "{SOA.format(z=zone, ttl=ttl)}"')
             for name, a in names.items():
-                lines.append(f'    local-data: "{name}. 300 IN A {a}"')
+                lines.append(f'    local-data: "{name}. {ttl} IN A {a}"')
         lines += ["remote-control:", "    control-enable: no"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", str(self.conf)],
