@@ -22,6 +22,7 @@
  * The rings are static and their slots are allocated once, at attach, so
  * queueing a line costs a bounded copy and two atomics.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -74,8 +75,9 @@ static struct {
 	char ident[32];
 	int level;
 	int format; /* enum pa_log_format */
-	int target; /* enum pa_log_target */
-} logger = {"pigeond", PA_LOG_INFO, PA_LOG_FORMAT_TEXT, PA_LOG_TARGET_STDERR};
+	int target; /* enum pa_log_target: where lines go */
+	int wanted; /* the target configured: journal may have fallen back to stderr */
+} logger = {"pigeond", PA_LOG_INFO, PA_LOG_FORMAT_TEXT, PA_LOG_TARGET_STDERR, PA_LOG_TARGET_STDERR};
 
 enum slot_kind { SLOT_TEXT, SLOT_ACCEPTED };
 
@@ -120,17 +122,37 @@ pa_log_set_level(enum pa_log_level level)
 	__atomic_store_n(&logger.level, (int)level, __ATOMIC_RELAXED);
 }
 
+/*
+ * sd_journal_sendv(3) drops a line silently (and returns 0) when there is no
+ * journal: without its socket, lines go to stderr instead, and the first
+ * one says why.
+ */
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 int
 pa_log_set_output(enum pa_log_format format, enum pa_log_target target)
 {
-	if (writer.running && (int)target != logger.target)
-		return PA_ERROR; /* the target is fixed once the log thread runs */
-	if (target == PA_LOG_TARGET_SYSLOG && logger.target != PA_LOG_TARGET_SYSLOG)
-		openlog(logger.ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
-	else if (target != PA_LOG_TARGET_SYSLOG && logger.target == PA_LOG_TARGET_SYSLOG)
-		closelog();
-	logger.target = (int)target;
+	int actual = (int)target, journal_errno = 0;
+
 	__atomic_store_n(&logger.format, (int)format, __ATOMIC_RELAXED);
+	if ((int)target == logger.wanted)
+		return PA_OK;
+	if (writer.running)
+		return PA_ERROR; /* the target is fixed once the log thread runs */
+	if (target == PA_LOG_TARGET_JOURNAL && access(JOURNAL_SOCKET, W_OK) == -1) {
+		journal_errno = errno;
+		actual = PA_LOG_TARGET_STDERR;
+	}
+	if (actual == PA_LOG_TARGET_SYSLOG && logger.target != PA_LOG_TARGET_SYSLOG)
+		openlog(logger.ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	else if (actual != PA_LOG_TARGET_SYSLOG && logger.target == PA_LOG_TARGET_SYSLOG)
+		closelog();
+	logger.target = actual;
+	logger.wanted = (int)target;
+	if (journal_errno != 0)
+		pa_log_warning("log.target = journal, but no journal here (access(%s): %s): "
+		               "logging to stderr",
+		               JOURNAL_SOCKET, strerror(journal_errno));
 	return PA_OK;
 }
 

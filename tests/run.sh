@@ -60,7 +60,8 @@ fi
 # Kept: the files that feed pigeond hostile or unusual input (protocol,
 # smuggling, TLS, limits, PROXY), drive its control socket, reload (runtime
 # reference counts), SIGTERM (shutdown paths, then the leak check), hand-off,
-# directory and spool faults.  Left out: kill -9 tests (a SIGKILLed process
+# directory and spool faults, JSON logs (network bytes escaped by the log
+# thread).  Left out: kill -9 tests (a SIGKILLed process
 # reports nothing), load tests (smtp_source, loadgen, netem: the same code,
 # slower), the DPDK-only TCP tests (tests/fuzz/fuzz_tcp_input runs that stack
 # under ASan).  EAL with --no-huge, on a TAP or net_ring, works under ASan
@@ -68,7 +69,8 @@ fi
 # libraries are not instrumented, so ASan does not see inside rte_malloc'ed
 # memory (mbufs, rings, hashes).
 ASAN_KERNEL="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
-	test_ctl.py test_ctl_counters.py test_reload.py test_sigterm.py test_handoff.py test_directory.py test_faults.py"
+	test_ctl.py test_ctl_counters.py test_reload.py test_sigterm.py test_handoff.py test_directory.py test_faults.py
+	test_json_logs.py"
 ASAN_DPDK="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_sigterm.py"
 echo "== integration tests under ASan+UBSan (kernel backend, a subset)"

@@ -200,3 +200,22 @@ def test_journal_native_fields(pigeond_factory, workdir):
     assert any(f.get("PIGEONAIR_EVENT") == "stopped" for f in fields)
     # Nothing went to stderr but what comes before the log settings are read.
     assert "accepted" not in p.raw_log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare(1) for a mount namespace")
+def test_journal_missing_falls_back_to_stderr(pigeond_factory):
+    """sd_journal_sendv drops lines silently without a journal: pigeond sees
+    that there is none, says so, and logs to stderr (the JSON form here)."""
+    p = pigeond_factory(log__target="journal", log__format="json")
+    orig = p.command
+    script = ("set -e; mkdir -p /run/systemd; mount -t tmpfs -o size=1m tmpfs /run/systemd; "
+              "exec \"$@\"")
+    p.command = lambda extra=None: ["unshare", "--mount", "--propagation", "private", "--",
+                                    "sh", "-c", script, "sh", *orig(extra)]
+    p.start()  # waits for the ready line in its stderr
+    assert p.stop() == 0
+    objs = json_lines(p.log())
+    assert objs[0]["level"] == "warning" and objs[0]["msg"].startswith(
+        "log.target = journal, but no journal here (access(/run/systemd/journal/socket):"), objs[0]
+    assert objs[-1]["event"] == "stopped"
