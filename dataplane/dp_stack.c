@@ -4,8 +4,10 @@
  * the worker's lcore starts: nothing is allocated per packet afterwards.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <rte_cycles.h>
+#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 
 #include "core/log.h"
@@ -67,6 +69,19 @@ dp_worker_destroy(struct dp_worker *dw)
 	rte_free(dw->imp_tx);
 	dw->wheel = NULL;
 	dw->imp_rx = dw->imp_tx = NULL;
+}
+
+uint32_t
+dp_hash_words(const void *key, uint32_t len, uint32_t init)
+{
+	const uint8_t *p = key;
+	uint32_t w;
+
+	for (uint32_t i = 0; i + 4 <= len; i += 4) {
+		memcpy(&w, p + i, sizeof(w));
+		init = rte_hash_crc_4byte(w, init);
+	}
+	return init;
 }
 
 void

@@ -43,7 +43,6 @@
 #include <rte_ethdev.h>
 #include <rte_ether.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_ip.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -81,7 +80,7 @@ net_nd_create(struct dp_shared *sh)
 	    .name = "pa_neigh6",
 	    .entries = NEIGH6_ENTRIES,
 	    .key_len = 16,
-	    .hash_func = rte_hash_crc,
+	    .hash_func = dp_hash_words, /* keys straight out of packets: any alignment */
 	    .socket_id = (int)rte_socket_id(),
 	    .extra_flag =
 	        RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD,

@@ -14,7 +14,6 @@
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_tcp.h>
 
@@ -37,7 +36,7 @@ tcp_worker_init(struct dp_worker *dw)
 	struct rte_hash_parameters hp = {
 	    .name = name,
 	    .key_len = sizeof(struct tcp_key),
-	    .hash_func = rte_hash_crc,
+	    .hash_func = dp_hash_words, /* 36-octet keys, 4-octet aligned */
 	    .socket_id = (int)rte_socket_id(),
 	};
 

@@ -1,6 +1,8 @@
 /*
  * fuzz_tcp_input.c: the DPDK dataplane's input path from raw Ethernet frames
- * (net_eth.c, net_arp.c, net_ipv4.c, tcp_*.c), on one worker of the stack.
+ * (net_eth.c, net_arp.c, net_ipv4.c, net_ipv6*.c, net_icmp6.c, net_nd.c,
+ * tcp_*.c), on one worker of the stack, over IPv4 (198.18.0.2) and IPv6
+ * (2001:db8::2/64 and the link-local address, usable at once: no DAD).
  *
  * EAL runs once, as pigeond's kernel-free tests run it (--no-huge --no-pci
  * --no-shconf), with a net_ring port: its TX ring is its RX ring, so every
@@ -11,10 +13,12 @@
  * is full (the receive window closes), and closes after "QUIT" or once the
  * peer has closed, as dpdk_backend.c does.  The worker's clock starts at the
  * same value for every input, and the peer's MAC is learned from one ARP
- * request first, so that replies can leave.
+ * request and one neighbor solicitation (from 2001:db8::1) first, so that
+ * replies can leave.
  *
  * Input: records [ctl][len (2 octets, big-endian)][frame].  ctl bits:
- *   0x01  recompute the IPv4 and TCP/ICMP checksums (else sent as given)
+ *   0x01  recompute the IPv4 and TCP/ICMP checksums, or the IPv6 TCP/ICMPv6
+ *         one past the extension headers (else sent as given)
  *   0x02  the TCP ACK field is relative to the last ISN the stack sent
  *         (a SYN-ACK's sequence number): ISNs and cookies are keyed by a
  *         random secret and the clock, so inputs name them this way
@@ -23,12 +27,12 @@
  *         and run the timers (retransmissions, TIME_WAIT, SYN queue, ARP)
  *
  * What must hold besides "no crash": every frame the stack sends is well
- * formed (lengths, IPv4 and TCP/ICMP checksums, our MAC and address, an
- * on-link destination); TCP
+ * formed (lengths, IPv4 and TCP/ICMP checksums, or IPv6 and TCP/ICMPv6 ones,
+ * our MAC and address, an on-link or group destination); TCP
  * never acknowledges more of the application's output than it sent; and
  * once the worker is torn down no mbuf is left in use (no leak on any path).
  */
-#define ALLOW_EXPERIMENTAL_API /* rte_ipv4_udptcp_cksum_verify(), as net_ipv4.c */
+#define ALLOW_EXPERIMENTAL_API /* rte_ipv4/6_udptcp_cksum_verify() */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,6 +51,8 @@
 #include "core/log.h"
 #include "core/pa.h"
 #include "dataplane/dp_stack.h"
+#include "dataplane/net_cksum.h"
+#include "dataplane/net_ipv6_ext.h"
 #include "dataplane/tcp.h"
 
 #define CHECK(cond)                                                                                \
@@ -63,6 +69,8 @@
 
 static const uint8_t peer_mac[RTE_ETHER_ADDR_LEN] = {0x02, 0, 0, 0, 0, 0x01};
 static uint32_t our_ip, peer_ip;
+static const uint8_t our_ip6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+static const uint8_t peer_ip6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
 static struct dp_shared *sh;
 
 struct app_conn {
@@ -238,6 +246,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    .max_conns = MAX_CONNS,
 	    .conn_mbufs = 8,
 	    .mbufs = 4095, /* dp_port_open() wants the RX/TX rings and caches covered */
+	    .nip6 = 1,
+	    .prefix6 = {64},
+	    .dad_transmits = 0,
 	};
 
 	(void)argc;
@@ -247,9 +258,55 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* 198.18.0.2 and .1 (RTE_IPV4() shifts an int: undefined for 198 << 24). */
 	our_ip = pc.ip = rte_cpu_to_be_32(0xc6120002u);
 	peer_ip = rte_cpu_to_be_32(0xc6120001u);
+	memcpy(pc.ip6[0], our_ip6, 16);
 	sh = dp_port_open(&pc);
 	CHECK(sh != NULL && !sh->tx_ip_cksum && !sh->tx_tcp_cksum);
 	return 0;
+}
+
+/* An IPv6 frame the stack sends: from one of our addresses, to the link or a group. */
+static void
+check_tx6(const struct rte_ipv6_hdr *ip, uint16_t len)
+{
+	struct net_ip6_chain ch;
+	const uint8_t *l4;
+	uint16_t l4_len;
+
+	CHECK(len >= sizeof(*ip) &&
+	      (ip->vtc_flow & rte_cpu_to_be_32(0xf0000000)) == rte_cpu_to_be_32(0x60000000));
+	CHECK(rte_be_to_cpu_16(ip->payload_len) == len - sizeof(*ip));
+	CHECK(net_ipv6_addr_index(sh, ip->src_addr) >= 0);
+	/*
+	 * No gateway6: a group, the link-local prefix or ours; but for ND, whose
+	 * advertisement answers a solicitation from the link at the MAC it came
+	 * from, whatever the soliciting address (RFC 4861 7.2.4).
+	 */
+	CHECK(ip->dst_addr[0] == 0xff ||
+	      (ip->dst_addr[0] == 0xfe && (ip->dst_addr[1] & 0xc0) == 0x80) ||
+	      memcmp(ip->dst_addr, our_ip6, 8) == 0 ||
+	      (ip->proto == IPPROTO_ICMPV6 && ip->hop_limits == 255 && len >= sizeof(*ip) + 1 &&
+	       ((const uint8_t *)(ip + 1))[0] == 136));
+	/* We send no extension header. */
+	CHECK(net_ipv6_chain((const uint8_t *)ip, len, false, &ch) == DP_DROP_COUNT &&
+	      ch.next == 0);
+	l4 = (const uint8_t *)(ip + 1);
+	l4_len = (uint16_t)(len - sizeof(*ip));
+	CHECK(rte_ipv6_udptcp_cksum_verify(ip, l4) == 0);
+	if (ip->proto == IPPROTO_TCP) {
+		const struct rte_tcp_hdr *th = (const struct rte_tcp_hdr *)l4;
+
+		CHECK(l4_len >= sizeof(*th) && (th->data_off >> 4) * 4 <= l4_len);
+		CHECK(th->src_port == sh->listen_port || (th->tcp_flags & RTE_TCP_RST_FLAG));
+		if ((th->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) ==
+		    (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG))
+			last_iss = rte_be_to_cpu_32(th->sent_seq);
+	} else {
+		/* Echo replies, neighbor solicitations and advertisements, errors within 1280. */
+		CHECK(ip->proto == IPPROTO_ICMPV6 && l4_len >= 8 && len <= 1280);
+		CHECK(l4[0] == 129 || l4[0] == 135 || l4[0] == 136 || l4[0] == 4);
+		/* ND from the link only: hop limit 255. */
+		CHECK((l4[0] != 135 && l4[0] != 136) || ip->hop_limits == 255);
+	}
 }
 
 /* Every frame the stack sends: well formed, from us, to the peer we know. */
@@ -268,6 +325,10 @@ check_tx(struct rte_mbuf *m)
 		return;
 	}
 	/* (Any destination MAC: inputs may teach the neighbour table what they like.) */
+	if (type == RTE_ETHER_TYPE_IPV6) {
+		check_tx6((const struct rte_ipv6_hdr *)(eh + 1), (uint16_t)(len - sizeof(*eh)));
+		return;
+	}
 	CHECK(type == RTE_ETHER_TYPE_IPV4);
 	ip = (const struct rte_ipv4_hdr *)(eh + 1);
 	CHECK(len >= sizeof(*eh) + sizeof(*ip));
@@ -324,6 +385,36 @@ flush(struct dp_worker *dw)
 	collect_tx(dw);
 }
 
+/* patch() for an IPv6 packet of len octets: past its extension headers. */
+static void
+patch6(uint8_t ctl, struct rte_ipv6_hdr *ip, uint16_t len)
+{
+	uint16_t total = (uint16_t)(sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len));
+	struct net_ip6_chain ch;
+	uint8_t *l4;
+	uint16_t l4_len, ck;
+
+	if (len < sizeof(*ip) || total > len ||
+	    net_ipv6_chain((const uint8_t *)ip, total, false, &ch) != DP_DROP_COUNT)
+		return;
+	l4 = (uint8_t *)ip + ch.off;
+	l4_len = (uint16_t)(total - ch.off);
+	if (ch.proto == IPPROTO_TCP && l4_len >= sizeof(struct rte_tcp_hdr)) {
+		struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)l4;
+
+		if (ctl & 0x02)
+			th->recv_ack = rte_cpu_to_be_32(rte_be_to_cpu_32(th->recv_ack) + last_iss);
+		if (ctl & 0x01) {
+			th->cksum = 0;
+			th->cksum = net_cksum_ipv6_l4(ip, IPPROTO_TCP, th, l4_len);
+		}
+	} else if (ch.proto == IPPROTO_ICMPV6 && (ctl & 0x01) && l4_len >= 4) {
+		l4[2] = l4[3] = 0;
+		ck = net_cksum_ipv6_l4(ip, IPPROTO_ICMPV6, l4, l4_len);
+		memcpy(l4 + 2, &ck, sizeof(ck));
+	}
+}
+
 /* ctl 0x01 and 0x02: patch the frame as the peer's own stack would have built it. */
 static void
 patch(uint8_t ctl, uint8_t *f, uint16_t len)
@@ -333,6 +424,12 @@ patch(uint8_t ctl, uint8_t *f, uint16_t len)
 
 	if (!(ctl & 0x04) && len >= sizeof(struct rte_ether_hdr))
 		memcpy(f, &sh->mac, RTE_ETHER_ADDR_LEN);
+	if (len >= sizeof(struct rte_ether_hdr) && ((const struct rte_ether_hdr *)f)->ether_type ==
+	                                               rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		patch6(ctl, (struct rte_ipv6_hdr *)(f + sizeof(struct rte_ether_hdr)),
+		       (uint16_t)(len - sizeof(struct rte_ether_hdr)));
+		return;
+	}
 	if (len < sizeof(struct rte_ether_hdr) + sizeof(*ip) || (ip->version_ihl >> 4) != 4)
 		return;
 	hlen = rte_ipv4_hdr_len(ip);
@@ -401,6 +498,31 @@ arp_hello(struct dp_worker *dw)
 	input_frame(dw, 0x04, f, sizeof(f));
 }
 
+/* The peer solicits our IPv6 address with its own: the stack answers and learns its MAC. */
+static void
+nd_hello(struct dp_worker *dw)
+{
+	uint8_t f[sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv6_hdr) + 32] = {0};
+	struct rte_ether_hdr *eh = (struct rte_ether_hdr *)f;
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eh + 1);
+	uint8_t *ns = (uint8_t *)(ip + 1);
+
+	memcpy(&eh->src_addr, peer_mac, RTE_ETHER_ADDR_LEN);
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	ip->vtc_flow = rte_cpu_to_be_32(0x60000000);
+	ip->payload_len = rte_cpu_to_be_16(32);
+	ip->proto = IPPROTO_ICMPV6;
+	ip->hop_limits = 255;
+	memcpy(ip->src_addr, peer_ip6, 16);
+	memcpy(ip->dst_addr, our_ip6, 16);
+	ns[0] = 135;
+	memcpy(ns + 8, our_ip6, 16);
+	ns[24] = 1; /* source link-layer address */
+	ns[25] = 1;
+	memcpy(ns + 26, peer_mac, RTE_ETHER_ADDR_LEN);
+	input_frame(dw, 0x01, f, sizeof(f));
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -412,6 +534,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tcp_wheel_init(dw->wheel, T0_MS);
 	last_iss = 0;
 	arp_hello(dw);
+	nd_hello(dw);
 	while (size >= 3) {
 		uint8_t ctl = data[0], step = ctl >> 4;
 		uint16_t len = (uint16_t)(data[1] << 8 | data[2]);
@@ -441,6 +564,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sh->workers[0] = NULL;
 	rte_free(dw);
 	rte_hash_reset(sh->neigh);
+	/* IPv6: a fresh cache, and our addresses usable again (an input may have claimed them). */
+	rte_hash_reset(sh->neigh6);
+	for (unsigned i = 0; i < sh->nip6; i++)
+		sh->ip6[i].state = DP_ADDR6_PREFERRED;
 	CHECK(rte_mempool_in_use_count(sh->pool) == 0);
 	return 0;
 }

@@ -194,6 +194,75 @@ def tcp_seeds():
           + rec(0, b"\x02\x00\x00\x00\x00\x02" + b"\x00" * 8))
 
 
+def tcp6_seeds():
+    """IPv6 frames for the same harness: a session, extension headers, ND, ICMPv6."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA,
+                                    ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+                                    ICMPv6PacketTooBig, IPv6, IPv6ExtHdrDestOpt,
+                                    IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
+                                    PadN)
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    our, peer, pmac = "2001:db8::2", "2001:db8::1", "02:00:00:00:00:01"
+    FIX, REL, KEEPMAC = 0x01, 0x02, 0x04
+    BANNER = len("220 fuzz ESMTP\r\n")
+
+    def rec(ctl, frame):
+        b = bytes(frame)
+        return bytes([ctl]) + struct.pack(">H", len(b)) + b
+
+    def ip6(hdrs=None, src=peer, dst=our, hlim=64):
+        p = Ether(dst="02:00:00:00:00:02", src=pmac) / IPv6(src=src, dst=dst, hlim=hlim)
+        return p / hdrs if hdrs is not None else p
+
+    def seg(flags, seq, ack=0, data=b"", sport=40000, opts=None, hdrs=None):
+        t = TCP(sport=sport, dport=25, flags=flags, seq=seq, ack=ack, options=opts or [])
+        return ip6(hdrs) / t / data if hdrs is not None else ip6() / t / data
+
+    SYN_OPTS = [("MSS", 1440), ("SAckOK", b""), ("Timestamp", (1000, 0)), ("WScale", 7)]
+    isn = 1000
+    sess = rec(FIX, seg("S", isn, opts=SYN_OPTS))
+    sess += rec(FIX | REL, seg("A", isn + 1, 1, opts=[("Timestamp", (1001, 0))]))
+    sess += rec(FIX | REL, seg("PA", isn + 1, 1 + BANNER, b"NOOP\r\n" * 40,
+                               opts=[("Timestamp", (1002, 0))]))
+    # A packet too big quoting our reply's first segment (as the harness sends it).
+    quote = bytes(IPv6(src=our, dst=peer, plen=20 + 8, nh=6) /
+                  TCP(sport=25, dport=40000, flags="PA", seq=1 + BANNER))[:48]
+    sess += rec(FIX | REL, ip6() / ICMPv6PacketTooBig(mtu=1280) / quote)
+    sess += rec(FIX | REL | 0x20, seg("PA", isn + 241, 1 + BANNER, b"QUIT\r\n"))
+    sess += rec(FIX | REL | 0xf0, seg("FA", isn + 247, 1 + BANNER + 8 * 41))
+    write("tcp_input", "ipv6-session-ptb", sess)
+
+    chains = rec(FIX, seg("S", 5, sport=41000, hdrs=IPv6ExtHdrHopByHop(
+        options=[PadN(optdata=b"\0" * 4)]) / IPv6ExtHdrDestOpt()))
+    long_chain = IPv6ExtHdrDestOpt()
+    for _ in range(9):
+        long_chain = long_chain / IPv6ExtHdrDestOpt()
+    chains += rec(FIX, seg("S", 6, sport=41001, hdrs=long_chain))
+    chains += rec(FIX, seg("S", 7, sport=41002, hdrs=IPv6ExtHdrRouting(
+        type=0, addresses=["2001:db8::9"], segleft=1)))
+    chains += rec(FIX, seg("S", 8, sport=41003, hdrs=IPv6ExtHdrFragment(offset=0, m=0)))
+    chains += rec(FIX, ip6(IPv6ExtHdrFragment(nh=6, offset=0, m=1, id=3)) / (b"\0" * 16))
+    chains += rec(FIX, ip6(IPv6ExtHdrFragment(nh=6, offset=1, m=0, id=3)) / (b"\0" * 12))
+    # A jumbo payload option (type 0xc2: discard with a parameter problem) by hand.
+    chains += rec(FIX, ip6() / Raw(b"\x06\x00\xc2\x04\0\0\0\0") / TCP())
+    chains += rec(FIX, ip6() / (b"\0" * 8))
+    write("tcp_input", "ipv6-ext-headers", chains)
+
+    nd = rec(FIX, ip6(ICMPv6EchoRequest(id=1, seq=1, data=b"ping")))
+    nd += rec(FIX, ip6(ICMPv6ND_NS(tgt=our) / ICMPv6NDOptSrcLLAddr(lladdr=pmac),
+                       dst="ff02::1:ff00:2", hlim=255))
+    nd += rec(FIX, ip6(ICMPv6ND_NS(tgt=our), src="::", dst="ff02::1:ff00:2", hlim=255))
+    nd += rec(FIX, ip6(ICMPv6ND_NA(tgt="2001:db8::7", S=1, O=1) /
+                       ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:07"), hlim=255))
+    nd += rec(FIX, ip6(ICMPv6ND_NA(tgt=our, S=0, O=1), dst="ff02::1", hlim=255))
+    nd += rec(FIX, ip6(ICMPv6ND_RA(), src="fe80::1", dst="ff02::1", hlim=255))
+    nd += rec(FIX | 0xf0, seg("S", 9, sport=41009, hdrs=None))
+    nd += rec(FIX | 0xf0, ip6(TCP(sport=41010, dport=25, flags="S"), src="2001:db8::7"))
+    write("tcp_input", "ipv6-nd-icmp", nd)
+
+
 # ---- TLS: [mode][...] ---------------------------------------------------------
 def tls_seeds():
     def client_hello(version):
@@ -382,6 +451,7 @@ def main():
     dns_seeds()
     try:
         tcp_seeds()
+        tcp6_seeds()
     except ImportError:
         print("make_seeds: no scapy (python3-scapy): tcp_input seeds left as they are",
               file=sys.stderr)
