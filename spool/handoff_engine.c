@@ -173,6 +173,8 @@ engine_main(void *arg)
 {
 	struct handoff *h = arg;
 	struct epoll_event ev[EVENTS_MAX];
+	/* Its lines (two a message) go to the log thread, not one write(2) each. */
+	bool attached = pa_log_attach_thread() == PA_OK;
 
 	while (!atomic_load(&h->stop)) {
 		int n = epoll_wait(h->epfd, ev, EVENTS_MAX, (int)(HO_SCAN_INTERVAL_US / 1000));
@@ -228,6 +230,8 @@ engine_main(void *arg)
 	ho_conn_close_all(h);
 	ho_flush(h);
 	ho_drop_all(h);
+	if (attached)
+		pa_log_detach_thread();
 	return NULL;
 }
 
