@@ -41,6 +41,7 @@
 #include <rte_ring_elem.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/pa.h"
 #include "dns/dns_cache.h"
 #include "dns/dns_packet.h"
@@ -108,6 +109,8 @@ bucket_of(const char *name)
 	return dns_name_hash(name) % INFLIGHT_BUCKETS;
 }
 
+static void notify_workers(struct dns_resolver *r);
+
 static void
 deliver(struct dns_resolver *r, unsigned worker, const struct dns_answer *a)
 {
@@ -120,8 +123,17 @@ deliver(struct dns_resolver *r, unsigned worker, const struct dns_answer *a)
 		return;
 	o = malloc(sizeof(*o));
 	if (o == NULL) {
-		/* The worker's own deadline ends its wait; nothing here may block. */
-		fprintf(stderr, "pigeond: dns: out of memory for an answer: dropped\n");
+		/*
+		 * Never dropped: the worker keeps the connection until its last
+		 * answer.  The worker drains its ring every loop (also while it
+		 * stops), so this thread, which no client waits on directly,
+		 * waits for room instead.
+		 */
+		pa_log_err("dns: out of memory for an answer: waiting for room in worker %u's ring",
+		           worker);
+		notify_workers(r);
+		while (rte_ring_enqueue_elem(w->ans, (void *)(uintptr_t)a, sizeof(*a)) != 0)
+			usleep(100);
 		return;
 	}
 	o->next = NULL;
@@ -163,8 +175,8 @@ notify_workers(struct dns_resolver *r)
 		w->notify_due = false;
 		if (w->may_syscall && w->notify_fd != -1 &&
 		    write(w->notify_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-			fprintf(stderr, "pigeond: dns: write(worker %u eventfd) failed: %s\n", i,
-			        strerror(errno));
+			pa_log_warning("dns: write(worker %u eventfd) failed: %s", i,
+			               strerror(errno));
 	}
 }
 
@@ -371,15 +383,15 @@ resolver_main(void *arg)
 		rc = poll(pfd, (nfds_t)npfd, timeout);
 		atomic_store_explicit(&r->sleeping, false, memory_order_relaxed);
 		if (rc == -1 && errno != EINTR)
-			fprintf(stderr, "pigeond: dns: poll() failed: %s\n", strerror(errno));
+			pa_log_err("dns: poll() failed: %s", strerror(errno));
 		for (int i = 0; rc > 0 && i < npfd; i++) {
 			if (pfd[i].fd == r->wake_fd) {
 				uint64_t v;
 
 				if ((pfd[i].revents & POLLIN) &&
 				    read(r->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
-					fprintf(stderr, "pigeond: dns: read(eventfd) failed: %s\n",
-					        strerror(errno));
+					pa_log_warning("dns: read(eventfd) failed: %s",
+					               strerror(errno));
 				continue;
 			}
 			if (pfd[i].revents == 0)
@@ -513,6 +525,8 @@ dns_resolver_start(struct dns_resolver **out, const struct dns_resolver_config *
 	}
 	pthread_setname_np(r->thread, "dns");
 	r->thread_started = true;
+	pa_log_info("dns: resolver started servers=%s timeout=%ums cache=%u", config->servers,
+	            config->timeout_ms, config->cache_size);
 	*out = r;
 	return PA_OK;
 }
@@ -527,8 +541,7 @@ dns_resolver_stop(struct dns_resolver *r)
 	if (r->thread_started) {
 		atomic_store_explicit(&r->stop, true, memory_order_release);
 		if (write(r->wake_fd, &one, sizeof(one)) == -1)
-			fprintf(stderr, "pigeond: dns: write(eventfd) failed: %s\n",
-			        strerror(errno));
+			pa_log_warning("dns: write(eventfd) failed: %s", strerror(errno));
 		pthread_join(r->thread, NULL);
 	}
 	destroy(r);
