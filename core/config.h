@@ -63,6 +63,8 @@ struct pa_config {
 	char postmaster[SMTP_PATH_MAX + 1];
 	char spool_dir[1024];
 	unsigned spool_shards;
+	unsigned spool_format;       /* of shards created now: 1 or 2 (segment log) */
+	uint64_t spool_segment_size; /* format 2: bytes per segment file */
 	unsigned spool_ring_size;
 	char spool_committer_cpus[128]; /* a CPU list; empty: automatic (eal_committer_cpus()) */
 	size_t max_message_size;

@@ -687,6 +687,8 @@ main(int argc, char **argv)
 	    .stall_timeout_ms = config.spool_stall_timeout_ms,
 	    .retry_ms = config.spool_retry_ms,
 	    .impair = shared.runtime->config.spool_impair,
+	    .format = config.spool_format,
+	    .segment_size = config.spool_segment_size,
 	};
 	switch (eal_committer_cpus(&config, &committer_cpus)) {
 	case PA_OK:

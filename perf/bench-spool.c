@@ -2,7 +2,7 @@
  * bench-spool.c: the spool alone, as ingest drives it (perf/bench-spool.sh).
  *
  *   bench-spool -d DIR [-m MESSAGES] [-t THREADS] [-w WINDOW] [-s SIZE]
- *               [-r RCPTS] [-S SHARDS] [-q]
+ *               [-r RCPTS] [-S SHARDS] [-F FORMAT] [-Z SEGMENT_SIZE] [-q]
  *
  * THREADS submitter threads, each a spool worker with its own eventfd (as
  * the kernel backend's workers are), keep WINDOW messages each in flight
@@ -12,9 +12,10 @@
  * counters, and fails (exit 1) when any completion is not PA_OK.  Messages,
  * queue ids and recipients are made before the clock starts, so what is
  * timed is the spool: the submit, the committers' encoding, the writes and
- * syncs, the completions.  It uses only spool.h, so the same source builds
- * against every spool format (perf/bench-spool.sh runs two builds side by
- * side).
+ * syncs, the completions.  -F is the new spool's format (1: RocksDB holds
+ * everything; 2: the segment log), -Z its segment size.  Only spool.h is
+ * used, so the source builds against older spools too (perf/bench-spool.sh
+ * runs formats and builds side by side).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -182,14 +183,15 @@ main(int argc, char **argv)
 	struct bench b = {.messages = 20000, .threads = 2, .window = 32, .size = 4096, .rcpts = 1};
 	struct worker w[MAX_THREADS];
 	struct spool_config cfg = {0};
-	unsigned shards = 4;
+	unsigned shards = 4, format = 0;
+	uint64_t segment_size = 0;
 	const char *dir = NULL;
 	bool quiet = false;
 	uint64_t commits = 0, copies = 0, t0, t1;
 	char err[512];
 	int o;
 
-	while ((o = getopt(argc, argv, "d:m:t:w:s:r:S:q")) != -1) {
+	while ((o = getopt(argc, argv, "d:m:t:w:s:r:S:F:Z:q")) != -1) {
 		switch (o) {
 		case 'd':
 			dir = optarg;
@@ -212,12 +214,19 @@ main(int argc, char **argv)
 		case 'S':
 			shards = arg_uint(optarg, 1, SPOOL_MAX_SHARDS);
 			break;
+		case 'F':
+			format = arg_uint(optarg, 1, 2);
+			break;
+		case 'Z':
+			segment_size = arg_uint(optarg, 65536, 1u << 31);
+			break;
 		case 'q':
 			quiet = true;
 			break;
 		default:
 			fprintf(stderr, "usage: bench-spool -d DIR [-m MESSAGES] [-t THREADS] "
-			                "[-w WINDOW] [-s SIZE] [-r RCPTS] [-S SHARDS] [-q]\n");
+			                "[-w WINDOW] [-s SIZE] [-r RCPTS] [-S SHARDS] [-F FORMAT] "
+			                "[-Z SEGMENT_SIZE] [-q]\n");
 			return 2;
 		}
 	}
@@ -235,8 +244,12 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < (size_t)b.messages * b.rcpts; i++)
 		snprintf(b.rcpt_names[i], RCPT_LEN, "user%zu@example.com", i % 1000);
 
-	cfg = (struct spool_config){
-	    .dir = dir, .shards = shards, .workers = b.threads, .ring_size = 4096};
+	cfg = (struct spool_config){.dir = dir,
+	                            .shards = shards,
+	                            .workers = b.threads,
+	                            .ring_size = 4096,
+	                            .format = format,
+	                            .segment_size = segment_size};
 	if (spool_open(&b.spool, &cfg, err, sizeof(err)) != PA_OK)
 		die(err);
 	for (unsigned i = 0; i < b.threads; i++) {

@@ -655,6 +655,32 @@ clear_staging(struct seglog *log)
 	log->staged = 0;
 }
 
+/*
+ * Drops what is staged and writes nothing more into the current segment;
+ * the next record starts a new one, and the seqs staged are not used again.
+ */
+static void
+seal(struct seglog *log)
+{
+	bool staged = false;
+
+	for (size_t i = 0; i < log->nruns; i++)
+		staged |= log->runs[i].fd == log->fd;
+	if (log->fd != -1 && !staged)
+		close(log->fd);
+	for (size_t i = 0; i < log->nruns; i++)
+		log->runs[i].close_after = true;
+	log->fd = -1;
+	clear_staging(log);
+}
+
+void
+seglog_discard(struct seglog *log)
+{
+	if (log->staged > 0 || log->nruns > 0)
+		seal(log);
+}
+
 int
 seglog_commit(struct seglog *log, char *err, size_t errlen)
 {
@@ -672,21 +698,9 @@ seglog_commit(struct seglog *log, char *err, size_t errlen)
 		log->syncs++;
 	}
 	if (rc != PA_OK) {
-		/*
-		 * What reached the disk is unknown (a failed fdatasync may have
-		 * dropped the pages): nothing more is written to this segment.
-		 * The seqs staged are not used again.
+		/* A failed fdatasync may have dropped the pages: what reached the disk is unknown.
 		 */
-		bool staged = false;
-
-		for (size_t i = 0; i < log->nruns; i++)
-			staged |= log->runs[i].fd == log->fd;
-		if (log->fd != -1 && !staged)
-			close(log->fd);
-		for (size_t i = 0; i < log->nruns; i++)
-			log->runs[i].close_after = true;
-		log->fd = -1;
-		clear_staging(log);
+		seal(log);
 		return PA_ERROR;
 	}
 	for (size_t i = 0; i < log->nparts; i++)

@@ -95,6 +95,12 @@ int seglog_add(struct seglog *log, const void *prefix, size_t prefix_len, const 
 /* Writes and fdatasyncs everything staged; PA_ERROR: none of it counts as written. */
 int seglog_commit(struct seglog *log, char *err, size_t errlen);
 
+/*
+ * Drops everything staged unwritten (none of it was durable); like after a
+ * failed commit, the next record starts a new segment.
+ */
+void seglog_discard(struct seglog *log);
+
 /* Records staged and not committed yet. */
 unsigned seglog_staged(const struct seglog *log);
 

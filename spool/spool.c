@@ -64,9 +64,16 @@ check_config(const struct spool_config *c, char *err, size_t errlen)
 		         SPOOL_MAX_WORKERS, c->workers);
 		return PA_ERROR;
 	}
-	if (c->format > SPOOL_FORMAT_VERSION) {
-		snprintf(err, errlen, "spool_open: format must be %u, not %u", SPOOL_FORMAT_VERSION,
-		         c->format);
+	if (c->format > SPOOL_FORMAT_LOG) {
+		snprintf(err, errlen, "spool_open: format must be %u or %u, not %u",
+		         SPOOL_FORMAT_VERSION, SPOOL_FORMAT_LOG, c->format);
+		return PA_ERROR;
+	}
+	if (c->segment_size != 0 &&
+	    (c->segment_size < SEGLOG_SEGMENT_MIN || c->segment_size > SEGLOG_RECORD_MAX)) {
+		snprintf(err, errlen, "spool_open: segment size must be %u..%u, not %llu",
+		         SEGLOG_SEGMENT_MIN, SEGLOG_RECORD_MAX,
+		         (unsigned long long)c->segment_size);
 		return PA_ERROR;
 	}
 	if (c->ring_size < 2 || c->ring_size > RTE_RING_SZ_MASK ||
@@ -92,8 +99,12 @@ init_meta(struct spool *spool, struct spool_shard *sh, char *err, size_t errlen)
 
 	if (spool_db_read_meta(sh->db, sh->path, &meta, &found, err, errlen) != PA_OK)
 		return PA_ERROR;
-	if (found)
-		return spool_db_check_meta(&meta, sh->path, spool->nshards, sh->index, err, errlen);
+	if (found) {
+		/* An existing shard keeps the format it was created with. */
+		sh->format = meta.format;
+		return spool_db_check_meta_any(&meta, sh->path, spool->nshards, sh->index, err,
+		                               errlen);
+	}
 
 	ro = rocksdb_readoptions_create();
 	it = rocksdb_create_iterator(sh->db, ro);
@@ -107,8 +118,8 @@ init_meta(struct spool *spool, struct spool_shard *sh, char *err, size_t errlen)
 		return PA_ERROR;
 	}
 
-	meta = (struct spool_meta){SPOOL_FORMAT_VERSION, spool->nshards, sh->index,
-	                           pa_wall_clock_us()};
+	sh->format = spool->format;
+	meta = (struct spool_meta){spool->format, spool->nshards, sh->index, pa_wall_clock_us()};
 	spool_record_meta_encode(&meta, val);
 	rocksdb_put(sh->db, spool->write_options, (const char *)key, spool_key_meta(key),
 	            (const char *)val, sizeof(val), &rerr);
@@ -137,6 +148,8 @@ open_shard(struct spool *spool, struct spool_shard *sh, const rocksdb_options_t 
 	}
 	sh->db = spool_db_open(options, path, false, err, errlen);
 	if (sh->db == NULL || init_meta(spool, sh, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (sh->format == SPOOL_FORMAT_LOG && spool_shard_open_log(sh, err, errlen) != PA_OK)
 		return PA_ERROR;
 	sh->ring = ring_create(spool, 'q', sh->index, ring_size, err, errlen);
 	if (sh->ring == NULL)
@@ -177,6 +190,8 @@ destroy(struct spool *spool)
 			spool_committer_join(sh);
 		if (sh->db != NULL)
 			rocksdb_close(sh->db);
+		seglog_close(sh->log);
+		free(sh->log_dir);
 		rte_ring_free(sh->ring);
 		if (sh->wake_fd != -1)
 			close(sh->wake_fd);
@@ -254,6 +269,8 @@ spool_open(struct spool **out, const struct spool_config *config, char *err, siz
 	}
 	spool->nshards = config->shards;
 	spool->nworkers = config->workers;
+	spool->format = config->format != 0 ? config->format : SPOOL_FORMAT_VERSION;
+	spool->segment_size = config->segment_size;
 	if (config->committer_cpus != NULL) {
 		spool->pin_committers = true;
 		spool->committer_cpus = *config->committer_cpus;

@@ -66,6 +66,51 @@ grow(void **buf, size_t *cap, size_t want, size_t elem)
 	return true;
 }
 
+/* The envelope of the message's copy in this shard: only this shard's recipients, in order. */
+static bool
+shard_envelope(struct spool_committer *c, const struct spool_tracker *t,
+               struct spool_msg_record *rec)
+{
+	const struct smtp_message *msg = t->message->msg;
+	size_t n = 0;
+
+	if (!grow((void **)&c->rcpts, &c->rcpts_cap, msg->nrcpt, sizeof(*c->rcpts)))
+		return false;
+	for (size_t i = 0; i < msg->nrcpt; i++)
+		if (t->rcpt_shard[i] == c->shard->index)
+			c->rcpts[n++] = msg->rcpts[i];
+	*rec = (struct spool_msg_record){
+	    .flags = (msg->body_8bitmime ? SPOOL_MSG_8BITMIME : 0) |
+	             (msg->smtputf8 ? SPOOL_MSG_SMTPUTF8 : 0) |
+	             (msg->chunked ? SPOOL_MSG_CHUNKED : 0),
+	    .arrival_us = t->message->arrival_us,
+	    .size = msg->size,
+	    .mail_from = msg->mail_from,
+	    .client_addr = msg->client_addr,
+	    .helo = msg->helo,
+	    .nrcpt = n,
+	    .rcpts = c->rcpts,
+	};
+	return true;
+}
+
+void
+spool_put_pending(rocksdb_writebatch_t *b, const char *qid, size_t qlen, size_t nrcpt,
+                  uint64_t now_us)
+{
+	struct spool_delivery d = {.state = SPOOL_DELIVERY_PENDING, .next_attempt_us = now_us};
+	uint8_t key[SPOOL_KEY_MAX], dval[SPOOL_DELIVERY_MAX], sched = spool_record_schedule_value();
+	/* Cannot fail: a pending record with no reply is always in range. */
+	long dlen = spool_record_delivery_encode(&d, dval);
+
+	for (size_t i = 0; i < nrcpt; i++)
+		rocksdb_writebatch_put(b, (const char *)key,
+		                       spool_key_delivery(key, qid, qlen, (uint16_t)i),
+		                       (const char *)dval, (size_t)dlen);
+	rocksdb_writebatch_put(b, (const char *)key, spool_key_schedule(key, now_us, qid, qlen),
+	                       (const char *)&sched, SPOOL_SCHEDULE_SIZE);
+}
+
 /*
  * Puts one message copy into the batch: message record, body, one delivery
  * record per recipient, schedule entry.  Fails only before its first put, so a
@@ -78,33 +123,16 @@ add_request(struct spool_committer *c, const struct spool_request *req, uint64_t
 	const struct smtp_message *msg = t->message->msg;
 	size_t qlen = strlen(msg->queue_id);
 	struct spool_msg_record rec;
-	struct spool_delivery d = {.state = SPOOL_DELIVERY_PENDING, .next_attempt_us = now_us};
-	uint8_t key[SPOOL_KEY_MAX], dval[SPOOL_DELIVERY_MAX];
-	uint8_t body_header = spool_record_body_header(), sched = spool_record_schedule_value();
+	uint8_t key[SPOOL_KEY_MAX];
+	uint8_t body_header = spool_record_body_header();
 	const char *bkey[1] = {(const char *)key}, *bval[2];
-	size_t bklen[1], bvlen[2], n = 0;
-	long len, dlen;
+	size_t bklen[1], bvlen[2];
+	long len;
 
-	if (!grow((void **)&c->rcpts, &c->rcpts_cap, msg->nrcpt, sizeof(*c->rcpts)))
+	if (!shard_envelope(c, t, &rec))
 		return false;
-	for (size_t i = 0; i < msg->nrcpt; i++)
-		if (t->rcpt_shard[i] == c->shard->index)
-			c->rcpts[n++] = msg->rcpts[i];
-	rec = (struct spool_msg_record){
-	    .flags = (msg->body_8bitmime ? SPOOL_MSG_8BITMIME : 0) |
-	             (msg->smtputf8 ? SPOOL_MSG_SMTPUTF8 : 0) |
-	             (msg->chunked ? SPOOL_MSG_CHUNKED : 0),
-	    .arrival_us = t->message->arrival_us,
-	    .size = msg->size,
-	    .mail_from = msg->mail_from,
-	    .client_addr = msg->client_addr,
-	    .helo = msg->helo,
-	    .nrcpt = n,
-	    .rcpts = c->rcpts,
-	};
 	len = spool_record_msg_size(&rec);
-	dlen = spool_record_delivery_encode(&d, dval);
-	if (len < 0 || dlen < 0 || !grow((void **)&c->scratch, &c->scratch_cap, (size_t)len, 1))
+	if (len < 0 || !grow((void **)&c->scratch, &c->scratch_cap, (size_t)len, 1))
 		return false;
 	spool_record_msg_encode(&rec, c->scratch);
 
@@ -118,13 +146,56 @@ add_request(struct spool_committer *c, const struct spool_request *req, uint64_t
 	bval[1] = msg->data != NULL ? (const char *)msg->data : "";
 	bvlen[1] = msg->size;
 	rocksdb_writebatch_putv(c->batch, 1, bkey, bklen, 2, bval, bvlen);
-	for (size_t i = 0; i < n; i++)
-		rocksdb_writebatch_put(c->batch, (const char *)key,
-		                       spool_key_delivery(key, msg->queue_id, qlen, (uint16_t)i),
-		                       (const char *)dval, (size_t)dlen);
+	spool_put_pending(c->batch, msg->queue_id, qlen, rec.nrcpt, now_us);
+	return true;
+}
+
+/*
+ * Format 2: the copy's record goes to the segment log (staged; the body is
+ * written from the worker's buffer), and its index to the batch: message
+ * record, location, delivery records, schedule entry, none of them synced
+ * (docs/spool-format.md, "What is synced").  Fails only before its first
+ * put, so a refused request leaves nothing behind in the batch.
+ */
+static bool
+add_request_log(struct spool_committer *c, const struct spool_request *req, uint64_t now_us)
+{
+	struct spool_shard *sh = c->shard;
+	const struct spool_tracker *t = req->tracker;
+	const struct smtp_message *msg = t->message->msg;
+	size_t qlen = strlen(msg->queue_id);
+	struct spool_msg_record rec;
+	struct seglog_loc where;
+	struct spool_location loc;
+	uint8_t key[SPOOL_KEY_MAX], lval[SPOOL_LOCATION_SIZE];
+	char err[256];
+	long plen;
+	size_t env_off;
+
+	if (sh->log == NULL || !shard_envelope(c, t, &rec))
+		return false;
+	plen = seglog_message_prefix_size(msg->queue_id, &rec);
+	if (plen < 0 || !grow((void **)&c->scratch, &c->scratch_cap, (size_t)plen, 1))
+		return false;
+	seglog_message_prefix_encode(msg->queue_id, &rec, c->scratch);
+	/* The log copies the prefix; the body stays the worker's until the completion. */
+	if (seglog_add(sh->log, c->scratch, (size_t)plen,
+	               msg->data != NULL ? (const void *)msg->data : "", msg->size, &where, err,
+	               sizeof(err)) != PA_OK) {
+		spool_shard_log_failed(sh, err);
+		return false;
+	}
+	/* The envelope in the prefix is the message record, byte for byte. */
+	env_off = SEGLOG_MESSAGE_FIXED + qlen;
 	rocksdb_writebatch_put(c->batch, (const char *)key,
-	                       spool_key_schedule(key, now_us, msg->queue_id, qlen),
-	                       (const char *)&sched, SPOOL_SCHEDULE_SIZE);
+	                       spool_key_message(key, msg->queue_id, qlen),
+	                       (const char *)c->scratch + env_off, (size_t)plen - env_off);
+	loc = (struct spool_location){where.segment, where.offset, where.length, where.seq};
+	spool_record_location_encode(&loc, lval);
+	rocksdb_writebatch_put(c->batch, (const char *)key,
+	                       spool_key_location(key, msg->queue_id, qlen), (const char *)lval,
+	                       sizeof(lval));
+	spool_put_pending(c->batch, msg->queue_id, qlen, rec.nrcpt, now_us);
 	return true;
 }
 
@@ -172,14 +243,56 @@ notify_workers(struct spool_committer *c)
 	}
 }
 
+/*
+ * Format 2: the log's records are synced first (what a 250 waits for), then
+ * their index goes to RocksDB unsynced with the checkpoint after them, in
+ * one batch: after a crash, RocksDB holds a prefix of these batches and
+ * recovery re-indexes the log from the last checkpoint it holds.
+ */
+static bool
+commit_log(struct spool_committer *c)
+{
+	struct spool_shard *sh = c->shard;
+	struct seglog_pos tail;
+	struct spool_checkpoint cp;
+	uint8_t key[SPOOL_KEY_MAX], val[SPOOL_CHECKPOINT_SIZE];
+	char err[256];
+
+	if (atomic_load_explicit(&sh->health, memory_order_acquire) != SPOOL_SHARD_OK) {
+		/* Nothing is written while unhealthy: the staged records are dropped unsynced. */
+		seglog_discard(sh->log);
+		return false;
+	}
+	if (seglog_commit(sh->log, err, sizeof(err)) != PA_OK) {
+		spool_shard_log_failed(sh, err);
+		return false;
+	}
+	tail = seglog_tail(sh->log);
+	cp = (struct spool_checkpoint){tail.segment, tail.offset, tail.seq};
+	spool_record_checkpoint_encode(&cp, val);
+	rocksdb_writebatch_put(c->batch, (const char *)key, spool_key_checkpoint(key),
+	                       (const char *)val, sizeof(val));
+	/*
+	 * Unsynced, so it returns once RocksDB took it; should it fail, the
+	 * copies are durable in the log but unindexed: reported failed (451),
+	 * like any failed commit, and re-indexed only by a recovery that starts
+	 * before them (a copy delivered twice at worst).
+	 */
+	return spool_shard_write_index(sh, c->batch);
+}
+
 static bool
 commit(struct spool_committer *c)
 {
 	struct spool_shard *sh = c->shard;
 
-	/* Synced; bounded while RocksDB stalls; logs and marks the shard unhealthy on failure. */
-	if (!spool_shard_write(sh, c->batch))
+	if (sh->format == SPOOL_FORMAT_LOG) {
+		if (!commit_log(c))
+			return false;
+	} else if (!spool_shard_write(sh, c->batch)) {
+		/* Synced; bounded while RocksDB stalls; logs and marks the shard unhealthy. */
 		return false;
+	}
 	atomic_fetch_add_explicit(&sh->commits, 1, memory_order_relaxed);
 	return true;
 }
@@ -201,7 +314,8 @@ process(struct spool_committer *c, unsigned n)
 		for (; i < n && (i == first || bytes < BATCH_BYTES_MAX); i++) {
 			struct spool_request *req = c->reqs[i];
 
-			c->added[i] = add_request(c, req, now);
+			c->added[i] = sh->format == SPOOL_FORMAT_LOG ? add_request_log(c, req, now)
+			                                             : add_request(c, req, now);
 			if (c->added[i]) {
 				added++;
 				bytes += req->tracker->message->msg->size;
@@ -280,6 +394,13 @@ committer_main(void *arg)
 			process(c, n);
 			c->idle_us = IDLE_POLL_MIN_US;
 			continue;
+		}
+		/* Format 2: the next segment is made while idle, not under a message. */
+		if (sh->log != NULL &&
+		    atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK) {
+			char err[256];
+
+			seglog_prepare(sh->log, err, sizeof(err));
 		}
 		/* stop is read before the ring, so whatever was queued before close is seen. */
 		if (atomic_load_explicit(&sh->stop, memory_order_acquire)) {

@@ -137,6 +137,13 @@ struct spool {
 	atomic_bool closing;
 };
 
+/* Format 2: opens the shard's segment log and re-indexes what RocksDB lost (spool_recover.c). */
+int spool_shard_open_log(struct spool_shard *shard, char *err, size_t errlen);
+
+/* A new copy's delivery records (pending, due at now_us) and its schedule entry, into b. */
+void spool_put_pending(rocksdb_writebatch_t *b, const char *qid, size_t qlen, size_t nrcpt,
+                       uint64_t now_us);
+
 /* Allocates the committer's private state and starts its thread. */
 int spool_committer_start(struct spool_shard *shard, char *err, size_t errlen);
 /* Waits for a committer that was told to stop (shard->stop) and frees its state. */

@@ -214,46 +214,143 @@ get_pinned(const struct spool_shard *sh, rocksdb_readoptions_t *ro, const uint8_
 	return v;
 }
 
+/* A copy's body from the segment log: the record its 'L' value names, for this queue id only. */
+static int
+body_from_log(const struct spool_shard *sh, const char *qid, const char *lval, size_t llen,
+              struct spool_body *body, char *err, size_t errlen)
+{
+	struct spool_location loc;
+	struct seglog_loc where;
+	struct seglog_message m;
+	uint8_t *rec;
+
+	if (sh->log_dir == NULL ||
+	    spool_record_location_decode((const uint8_t *)lval, llen, &loc) != PA_OK) {
+		snprintf(err, errlen, "%s: location of %s does not decode", sh->path, qid);
+		return PA_ERROR;
+	}
+	where = (struct seglog_loc){loc.segment, loc.offset, loc.length, loc.seq};
+	if (seglog_read(sh->log_dir, &where, &rec, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (seglog_message_decode(rec + SEGLOG_HEADER, loc.length - SEGLOG_HEADER, &m) != PA_OK ||
+	    strcmp(m.qid, qid) != 0) {
+		snprintf(err, errlen, "%s: the log record of %s holds another copy", sh->log_dir,
+		         qid);
+		if (m.rec != NULL)
+			free(m.rec);
+		free(rec);
+		return PA_ERROR;
+	}
+	free(m.rec);
+	*body = (struct spool_body){m.data, m.size, rec};
+	return PA_OK;
+}
+
+/* The body of one copy, a private copy: 'B' in RocksDB, else 'L' into the log. */
+static int
+read_body(const struct spool_shard *sh, rocksdb_readoptions_t *ro, const char *qid,
+          struct spool_body *body, char *err, size_t errlen)
+{
+	size_t qlen = strlen(qid), vlen;
+	uint8_t key[SPOOL_KEY_MAX];
+	const uint8_t *data;
+	size_t size;
+	char *rerr = NULL, *v;
+	int rc = PA_OK;
+
+	*body = (struct spool_body){NULL, 0, NULL};
+	v = rocksdb_get(sh->db, ro, (const char *)key, spool_key_body(key, qid, qlen), &vlen,
+	                &rerr);
+	if (rerr == NULL && v == NULL && sh->format == SPOOL_FORMAT_LOG) {
+		v = rocksdb_get(sh->db, ro, (const char *)key, spool_key_location(key, qid, qlen),
+		                &vlen, &rerr);
+		if (rerr == NULL && v != NULL)
+			rc = body_from_log(sh, qid, v, vlen, body, err, errlen);
+		rocksdb_free(v);
+		v = NULL;
+	}
+	if (rerr != NULL) {
+		snprintf(err, errlen, "rocksdb_get(%s): %s", sh->path, rerr);
+		rocksdb_free(rerr);
+		return PA_ERROR;
+	}
+	if (v == NULL)
+		return rc;
+	if (spool_record_body_decode((const uint8_t *)v, vlen, &data, &size) != PA_OK) {
+		snprintf(err, errlen, "%s: body of %s does not decode", sh->path, qid);
+		rocksdb_free(v);
+		return PA_ERROR;
+	}
+	*body = (struct spool_body){data, size, v};
+	return PA_OK;
+}
+
+void
+spool_body_release(struct spool_body *body)
+{
+	/* rocksdb_free() is free() for what rocksdb_get() returned, as for seglog_read()'s buffer.
+	 */
+	free(body->owner);
+	*body = (struct spool_body){NULL, 0, NULL};
+}
+
+int
+spool_body_read(struct spool *spool, unsigned shard, const char *queue_id, struct spool_body *body,
+                char *err, size_t errlen)
+{
+	struct spool_shard *sh;
+	rocksdb_readoptions_t *ro;
+	int rc;
+
+	*body = (struct spool_body){NULL, 0, NULL};
+	if (shard >= spool->nshards || !spool_queue_id_valid(queue_id, strlen(queue_id))) {
+		snprintf(err, errlen, "no shard %u or not a valid queue id", shard);
+		return PA_ERROR;
+	}
+	sh = &spool->shards[shard];
+	if (spool_shard_db_acquire(sh, err, errlen) == NULL)
+		return PA_ERROR;
+	ro = read_options();
+	rc = read_body(sh, ro, queue_id, body, err, errlen);
+	rocksdb_readoptions_destroy(ro);
+	spool_shard_db_release(sh);
+	return rc;
+}
+
 static int
 lookup_shard(const struct spool_shard *sh, rocksdb_readoptions_t *ro, const char *qid,
              spool_scan_fn fn, void *arg, char *err, size_t errlen)
 {
-	size_t qlen = strlen(qid), klen, mlen, blen, size;
+	size_t qlen = strlen(qid), klen, mlen;
 	uint8_t key[SPOOL_KEY_MAX];
-	rocksdb_pinnableslice_t *mv, *bv = NULL;
-	const uint8_t *data;
-	const char *mval, *bval;
+	rocksdb_pinnableslice_t *mv;
+	struct spool_body body = {NULL, 0, NULL};
+	const char *mval;
 	bool failed;
 	int rc = PA_OK;
 
 	klen = spool_key_message(key, qid, qlen);
 	mv = get_pinned(sh, ro, key, klen, &failed, err, errlen);
 	if (!failed && mv != NULL)
-		bv = get_pinned(sh, ro, key, spool_key_body(key, qid, qlen), &failed, err, errlen);
+		rc = read_body(sh, ro, qid, &body, err, errlen);
 	if (failed) {
 		rc = PA_ERROR;
-	} else if (mv == NULL) {
-		rc = PA_OK;
-	} else if (bv == NULL) {
+	} else if (mv == NULL || rc != PA_OK) {
+		/* No message record: not a message now. */
+	} else if (body.owner == NULL) {
 		/* Deleted between the two gets, or damaged: either way not a message now. */
 		rc = PA_OK;
 	} else {
-		mval = rocksdb_pinnableslice_value(mv, &mlen);
-		bval = rocksdb_pinnableslice_value(bv, &blen);
-		if (spool_record_body_decode((const uint8_t *)bval, blen, &data, &size) != PA_OK) {
-			snprintf(err, errlen, "%s: body of %s does not decode", sh->path, qid);
-			rc = PA_ERROR;
-		} else {
-			rocksdb_iterator_t *dit = rocksdb_create_iterator(sh->db, ro);
+		rocksdb_iterator_t *dit = rocksdb_create_iterator(sh->db, ro);
 
-			rc = emit(sh, dit, qid, mval, mlen, data, fn, arg, err, errlen);
-			if (rc == PA_OK)
-				rc = iter_error(sh, dit, err, errlen);
-			rocksdb_iter_destroy(dit);
-		}
+		mval = rocksdb_pinnableslice_value(mv, &mlen);
+		rc = emit(sh, dit, qid, mval, mlen, body.data, fn, arg, err, errlen);
+		if (rc == PA_OK)
+			rc = iter_error(sh, dit, err, errlen);
+		rocksdb_iter_destroy(dit);
 	}
+	spool_body_release(&body);
 	rocksdb_pinnableslice_destroy(mv);
-	rocksdb_pinnableslice_destroy(bv);
 	return rc;
 }
 

@@ -30,4 +30,21 @@ int spool_iterate(struct spool *spool, int shard, spool_scan_fn fn, void *arg, c
 int spool_lookup(struct spool *spool, const char *queue_id, int shard, spool_scan_fn fn, void *arg,
                  char *err, size_t errlen);
 
+/*
+ * The stored bytes (Received: header + content) of one copy in shard
+ * `shard`, wherever its format keeps them: RocksDB's 'B' value (format 1,
+ * and copies the hand-off writes itself) or the segment log record its 'L'
+ * entry points at (format 2), checked (CRC, seq, queue id) before use.
+ * PA_OK with body->data NULL: no such copy.  The bytes are a private copy,
+ * valid until spool_body_release(); safe from any thread.
+ */
+struct spool_body {
+	const uint8_t *data;
+	size_t size;
+	void *owner; /* what spool_body_release() frees */
+};
+int spool_body_read(struct spool *spool, unsigned shard, const char *queue_id,
+                    struct spool_body *body, char *err, size_t errlen);
+void spool_body_release(struct spool_body *body);
+
 #endif

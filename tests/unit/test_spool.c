@@ -42,6 +42,7 @@
 #include "core/queue_id.h"
 #include "spool/spool.h"
 #include "spool/spool_db.h"
+#include "spool/spool_iter.h"
 #include "spool/spool_record.h"
 
 #define ERR_MAX 1024
@@ -1606,6 +1607,306 @@ group_teardown(void **state)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ format 2 */
+
+static struct spool *
+open_spool_log(const char *dir, unsigned shards, unsigned workers, unsigned ring)
+{
+	struct spool_config cfg = {dir, shards, workers,          ring,     NULL, 0,
+	                           0,   NULL,   SPOOL_FORMAT_LOG, 64u << 10};
+	struct spool *s = NULL;
+	char err[ERR_MAX] = "";
+
+	if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_open(%s, format 2): %s", dir, err);
+	return s;
+}
+
+/* What spool_lookup() found for one queue id: copies, and each copy's bytes checked. */
+struct looked {
+	unsigned copies;
+	unsigned pending;
+	const struct tmsg *t;
+};
+
+static int
+look(const struct spool_entry *e, void *arg)
+{
+	struct looked *l = arg;
+
+	assert_non_null(e->data);
+	assert_int_equal(e->size, l->t->msg.size);
+	assert_memory_equal(e->data, l->t->data, e->size);
+	assert_string_equal(e->mail_from, "sender@example.net");
+	assert_int_equal(e->arrival_us, l->t->sm.arrival_us);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		l->pending += e->states[i].state == SPOOL_DELIVERY_PENDING;
+	l->copies++;
+	return PA_OK;
+}
+
+static struct looked
+lookup_one(struct spool *s, const struct tmsg *t)
+{
+	struct looked l = {0, 0, t};
+	char err[ERR_MAX] = "";
+
+	if (spool_lookup(s, t->qid, -1, look, &l, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_lookup(%s): %s", t->qid, err);
+	return l;
+}
+
+static unsigned
+distinct_shards(const struct tmsg *t, unsigned shards)
+{
+	uint64_t seen = 0;
+	unsigned n = 0;
+
+	for (size_t i = 0; i < t->msg.nrcpt; i++) {
+		unsigned sh = spool_shard_of(shards, t->rcpts[i], strlen(t->rcpts[i]));
+
+		n += (seen >> sh & 1) == 0;
+		seen |= UINT64_C(1) << sh;
+	}
+	return n;
+}
+
+/* Keys of one type in one shard, with plain RocksDB (pigeond stopped). */
+static unsigned
+raw_count(const char *dir, unsigned shard, enum spool_key_type type)
+{
+	char path[SPOOL_PATH_MAX], err[ERR_MAX];
+	rocksdb_options_t *o = spool_db_options(false);
+	rocksdb_t *db;
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	unsigned n = 0;
+
+	assert_int_equal(spool_db_path(path, sizeof(path), dir, shard), PA_OK);
+	db = spool_db_open(o, path, true, err, sizeof(err));
+	if (db == NULL)
+		fail_msg("%s", err);
+	it = rocksdb_create_iterator(db, ro);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		n += klen > 0 && (uint8_t)k[0] == type;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	rocksdb_close(db);
+	rocksdb_options_destroy(o);
+	return n;
+}
+
+static void
+submit_multi(struct spool *s, struct tmsg *t, unsigned from, unsigned n, const char *tag)
+{
+	for (unsigned i = from; i < from + n; i++) {
+		char qid[32], r0[64], r1[64];
+		const char *rc[2] = {r0, r1};
+
+		snprintf(qid, sizeof(qid), "%s%05u", tag, i);
+		snprintf(r0, sizeof(r0), "user%u@example.com", i);
+		snprintf(r1, sizeof(r1), "Other%u@Example.ORG", i * 7);
+		/* Sizes from empty to beyond a 64 KiB segment. */
+		tmsg_init(&t[i], qid, 2, rc, i % 17 == 5 ? 70000 : i * 397 % 9000, i);
+		assert_int_equal(spool_submit(s, 0, &t[i].sm), PA_OK);
+	}
+}
+
+/*
+ * Format 2: bodies are in the segment log, RocksDB holds no 'B' key and one
+ * 'L' per copy; lookups read every byte back, before and after a restart,
+ * and a restarted spool goes on writing.
+ */
+static void
+test_log_format(void **state)
+{
+	enum { N = 60, SHARDS = 3 };
+	char dir[512];
+	struct spool *s;
+	struct tmsg t[2 * N];
+	unsigned copies = 0, bodies = 0, locations = 0, deliveries = 0;
+
+	new_dir(*state, dir, sizeof(dir));
+	s = open_spool_log(dir, SHARDS, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	submit_multi(s, t, 0, N, "LOG");
+	wait_ok(s, 0, N);
+	for (unsigned i = 0; i < N; i++) {
+		struct looked l = lookup_one(s, &t[i]);
+
+		assert_int_equal(l.copies, distinct_shards(&t[i], SHARDS));
+		assert_int_equal(l.pending, 2);
+		copies += l.copies;
+	}
+	spool_close(s);
+	for (unsigned sh = 0; sh < SHARDS; sh++) {
+		bodies += raw_count(dir, sh, SPOOL_KEY_BODY);
+		locations += raw_count(dir, sh, SPOOL_KEY_LOCATION);
+		deliveries += raw_count(dir, sh, SPOOL_KEY_DELIVERY);
+		assert_int_equal(raw_count(dir, sh, SPOOL_KEY_CHECKPOINT), 1);
+	}
+	assert_int_equal(bodies, 0);
+	assert_int_equal(locations, copies);
+	/* A delivery record for every recipient: a missing one would read as pending too. */
+	assert_int_equal(deliveries, 2 * N);
+
+	s = open_spool_log(dir, SHARDS, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	submit_multi(s, t, N, N, "LOG");
+	wait_ok(s, 0, N);
+	for (unsigned i = 0; i < 2 * N; i++)
+		assert_int_equal(lookup_one(s, &t[i]).copies, distinct_shards(&t[i], SHARDS));
+	spool_close(s);
+	for (unsigned i = 0; i < 2 * N; i++)
+		tmsg_free(&t[i]);
+}
+
+/* Deletes a copy's index keys from one shard, as a crash before RocksDB's WAL reached the disk
+ * would. */
+static void
+raw_drop_index(rocksdb_t *db, const char *qid, struct spool_location *loc)
+{
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	uint8_t key[SPOOL_KEY_MAX];
+	size_t qlen = strlen(qid), vlen;
+	char *rerr = NULL, *v;
+	rocksdb_iterator_t *it;
+
+	v = rocksdb_get(db, ro, (const char *)key, spool_key_location(key, qid, qlen), &vlen,
+	                &rerr);
+	assert_null(rerr);
+	assert_non_null(v);
+	assert_int_equal(spool_record_location_decode((const uint8_t *)v, vlen, loc), PA_OK);
+	rocksdb_free(v);
+	rocksdb_delete(db, wo, (const char *)key, spool_key_location(key, qid, qlen), &rerr);
+	rocksdb_delete(db, wo, (const char *)key, spool_key_message(key, qid, qlen), &rerr);
+	for (uint16_t i = 0; i < 4; i++)
+		rocksdb_delete(db, wo, (const char *)key, spool_key_delivery(key, qid, qlen, i),
+		               &rerr);
+	/* The schedule key holds a time: found by walking the 'S' range. */
+	it = rocksdb_create_iterator(db, ro);
+	rocksdb_iter_seek(it, (const char *)key, spool_key_prefix(key, SPOOL_KEY_SCHEDULE));
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		struct spool_key k;
+		size_t klen;
+		const char *kb = rocksdb_iter_key(it, &klen);
+
+		if (spool_key_decode((const uint8_t *)kb, klen, &k) != PA_OK ||
+		    k.type != SPOOL_KEY_SCHEDULE)
+			break;
+		if (strcmp(k.queue_id, qid) == 0)
+			rocksdb_delete(db, wo, kb, klen, &rerr);
+	}
+	rocksdb_iter_destroy(it);
+	assert_null(rerr);
+	rocksdb_readoptions_destroy(ro);
+	rocksdb_writeoptions_destroy(wo);
+}
+
+/*
+ * Recovery: the index of the copies after the checkpoint is rebuilt from the
+ * log (as after a power cut that took RocksDB's unsynced WAL tail), a copy
+ * deleted before the checkpoint (delivered) stays deleted, and a second
+ * restart adds nothing twice.
+ */
+static void
+test_log_reindex(void **state)
+{
+	enum { N = 50, CUT = 30, GONE = 7 };
+	char dir[512], path[SPOOL_PATH_MAX], err[ERR_MAX];
+	struct spool *s;
+	struct tmsg t[N];
+	struct spool_location loc, first = {0};
+	struct spool_checkpoint cp;
+	uint8_t key[SPOOL_KEY_MAX], val[SPOOL_CHECKPOINT_SIZE];
+	rocksdb_options_t *o;
+	rocksdb_writeoptions_t *wo;
+	rocksdb_t *db;
+	char *rerr = NULL;
+
+	new_dir(*state, dir, sizeof(dir));
+	s = open_spool_log(dir, 1, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	/* One at a time: each in a group of its own, so a checkpoint can fall between any two. */
+	for (unsigned i = 0; i < N; i++) {
+		submit_batch(s, t, i, 1, "RX");
+		wait_ok(s, 0, 1);
+	}
+	spool_close(s);
+
+	assert_int_equal(spool_db_path(path, sizeof(path), dir, 0), PA_OK);
+	o = spool_db_options(true);
+	db = spool_db_open(o, path, false, err, sizeof(err));
+	if (db == NULL)
+		fail_msg("%s", err);
+	for (unsigned i = CUT; i < N; i++) {
+		raw_drop_index(db, t[i].qid, &loc);
+		if (i == CUT)
+			first = loc;
+	}
+	raw_drop_index(db, t[GONE].qid, &loc);
+	cp = (struct spool_checkpoint){first.segment, first.offset, first.seq};
+	spool_record_checkpoint_encode(&cp, val);
+	wo = rocksdb_writeoptions_create();
+	rocksdb_put(db, wo, (const char *)key, spool_key_checkpoint(key), (const char *)val,
+	            sizeof(val), &rerr);
+	assert_null(rerr);
+	rocksdb_writeoptions_destroy(wo);
+	rocksdb_close(db);
+	rocksdb_options_destroy(o);
+
+	for (unsigned round = 0; round < 2; round++) {
+		s = open_spool_log(dir, 1, 1, 64);
+		for (unsigned i = 0; i < N; i++) {
+			struct looked l = lookup_one(s, &t[i]);
+
+			assert_int_equal(l.copies, i == GONE ? 0 : 1);
+			assert_int_equal(l.pending, i == GONE ? 0 : 1);
+		}
+		spool_close(s);
+		assert_int_equal(raw_count(dir, 0, SPOOL_KEY_LOCATION), N - 1);
+		assert_int_equal(raw_count(dir, 0, SPOOL_KEY_SCHEDULE), N - 1);
+		assert_int_equal(raw_count(dir, 0, SPOOL_KEY_DELIVERY), N - 1);
+	}
+	for (unsigned i = 0; i < N; i++)
+		tmsg_free(&t[i]);
+}
+
+/* A shard keeps the format it was made with: a format-1 spool opened for format 2 stays 1. */
+static void
+test_log_existing_format1(void **state)
+{
+	enum { N = 10 };
+	char dir[512];
+	struct spool *s;
+	struct tmsg t[2 * N];
+
+	new_dir(*state, dir, sizeof(dir));
+	s = open_spool(dir, 2, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	submit_batch(s, t, 0, N, "F1");
+	wait_ok(s, 0, N);
+	spool_close(s);
+	s = open_spool_log(dir, 2, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	submit_batch(s, t, N, N, "F1");
+	wait_ok(s, 0, N);
+	for (unsigned i = 0; i < 2 * N; i++)
+		assert_int_equal(lookup_one(s, &t[i]).copies, 1);
+	spool_close(s);
+	assert_int_equal(raw_count(dir, 0, SPOOL_KEY_BODY) + raw_count(dir, 1, SPOOL_KEY_BODY),
+	                 2 * N);
+	assert_int_equal(
+	    raw_count(dir, 0, SPOOL_KEY_LOCATION) + raw_count(dir, 1, SPOOL_KEY_LOCATION), 0);
+	for (unsigned i = 0; i < 2 * N; i++)
+		tmsg_free(&t[i]);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1626,6 +1927,9 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_full_ring),
 	    cmocka_unit_test(test_fault_write_error),
 	    cmocka_unit_test(test_fault_write_stall),
+	    cmocka_unit_test(test_log_format),
+	    cmocka_unit_test(test_log_reindex),
+	    cmocka_unit_test(test_log_existing_format1),
 	};
 	int rc;
 
