@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 PORT       ?= 2525
 RUN_DIR    ?= $(BUILD)/run
 
-.PHONY: all deps build build-asan build-fuzz fuzz run test bench format clean
+.PHONY: all deps build build-asan build-fuzz fuzz run test bench format clean deb deb-test
 
 all: build
 
@@ -91,6 +91,21 @@ run: build $(TLS_CERT)
 test: build build-asan build-fuzz
 	@tests/run.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
+# The Debian packages (debian/): pigeonair and pigeonair-loadgen in
+# $(DEB_DIR), built by dpkg-buildpackage from the tracked files and checked
+# by lintian (tools/make-deb.sh).  deb-test installs them into a fresh Debian
+# 12 root and runs pigeond there as the unit does (tools/deb-test.sh).
+DEB_DIR ?= build-deb
+DEB_TOOLS = debhelper dpkg-dev lintian mmdebstrap
+deb:
+	@./tools/setup-deps.sh $(DEB_TOOLS)
+	tools/make-deb.sh $(DEB_DIR)
+
+deb-test:
+	@./tools/setup-deps.sh $(DEB_TOOLS)
+	DEB_BUILD_OPTIONS=nocheck tools/make-deb.sh $(DEB_DIR)
+	tools/deb-test.sh $(DEB_DIR)
+
 # The benchmark suite (perf/bench.py, docs/benchmarks.md): pigeond on DPDK and
 # on kernel sockets, Postfix, smtp-sink and Haraka, one workload, one run.
 # Bounded: every run has a duration or a message count and a timeout, and the
@@ -105,4 +120,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(DEB_DIR)

@@ -10,13 +10,18 @@
 # runs on a machine that may keep what earlier sessions installed, so a green
 # CI does not prove that setup-deps.sh installs everything.
 #
-# usage: tools/fresh-check.sh [--keep] [--no-cache] [--host-net] [--reuse DIR] [-- CMD...]
+# usage: tools/fresh-check.sh [--keep] [--no-cache] [--host-net] [--reuse DIR]
+#                             [--copy DIR] [--setup SHELL-CMD] [-- CMD...]
 #   --keep      keep the root (unmounted) and print where it is
 #   --reuse DIR run in a root kept by --keep (DIR as printed), no new root/clone
 #   --no-cache  build the base root anew and download every package again
 #               (default: the base root tarball is cached per day, and the
 #               downloaded .debs are kept, under $PIGEON_FRESH_CACHE,
 #               /var/cache/pigeonair-fresh)
+#   --copy DIR  copy DIR into the root as /work/copy (make deb-test: the
+#               .debs just built, which the clone of HEAD does not hold)
+#   --setup C   run the shell command C instead of `make deps` in the first,
+#               networked, step (make deb-test: apt-get install the .debs)
 #   --host-net  run CMD in the host's network namespace, as CI does (default:
 #               a network namespace of its own with only lo up, so the TAP
 #               devices, namespaces and ports of `make test` or `make run`
@@ -57,13 +62,15 @@ CACHE_DIR=${PIGEON_FRESH_CACHE:-/var/cache/pigeonair-fresh}
 WORK_BASE=${PIGEON_FRESH_WORK:-/var/tmp}
 CLONE=/work/pigeonair        # where the clone lives inside the root
 
-keep=0 no_cache=0 host_net=0 reuse=""
+keep=0 no_cache=0 host_net=0 reuse="" copy="" setup=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--keep) keep=1 ;;
 	--no-cache) no_cache=1 ;;
 	--host-net) host_net=1 ;;
 	--reuse) reuse=${2:?--reuse needs a directory}; keep=1; shift ;;
+	--copy) copy=$(cd "${2:?--copy needs a directory}" && pwd); shift ;;
+	--setup) setup=${2:?--setup needs a command}; shift ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	--) shift; break ;;
 	*) echo "fresh-check: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -193,6 +200,11 @@ if [ -z "$reuse" ]; then
 	HEAD=$(git -C "$ROOT$CLONE" rev-parse --short HEAD)   # what was cloned, not what was there at start
 	say "cloned $REPO at $HEAD into $ROOT$CLONE"
 fi
+if [ -n "$copy" ]; then
+	rm -rf "$ROOT/work/copy"
+	cp -a "$copy" "$ROOT/work/copy"
+	say "copied $copy into the root as /work/copy"
+fi
 unlock
 
 # --- running in the root ---------------------------------------------------------
@@ -258,13 +270,19 @@ run_in_root() { # host|own CMD...
 
 : >"$LOG"
 t0=$(date +%s)
-say "make deps (tools/setup-deps.sh) in the root; log: $LOG"
 rc=0
 lock
-run_in_root host make deps || rc=$?
+if [ -n "$setup" ]; then
+	say "setup in the root: $setup; log: $LOG"
+	run_in_root host sh -c "$setup" || rc=$?
+else
+	say "make deps (tools/setup-deps.sh) in the root; log: $LOG"
+	run_in_root host make deps || rc=$?
+fi
 unlock
 t_deps=$(($(date +%s) - t0))
-say "make deps: exit $rc in ${t_deps} s"
+what="make deps"; [ -z "$setup" ] || what=setup
+say "$what: exit $rc in ${t_deps} s"
 if [ "$rc" -eq 0 ]; then
 	net=own; [ "$host_net" = 1 ] && net=host
 	t0=$(date +%s)
@@ -274,7 +292,7 @@ if [ "$rc" -eq 0 ]; then
 	echo
 	say "last lines of the command's output:"
 	tail -n 4 "$LOG" | sed 's/^/    /'
-	say "exit $rc; command $((t_cmd / 60)) min $((t_cmd % 60)) s, make deps ${t_deps} s," \
+	say "exit $rc; command $((t_cmd / 60)) min $((t_cmd % 60)) s, $what ${t_deps} s," \
 		"in all $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s (HEAD $HEAD)"
 fi
 say "full log: $LOG"

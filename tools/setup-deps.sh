@@ -28,6 +28,11 @@ PACKAGES="
   libc-ares-dev unbound
 "
 
+# Arguments are more packages, for targets that need more than the build,
+# run and tests: `make deb` and `make deb-test` (debhelper dpkg-dev lintian
+# mmdebstrap).
+PACKAGES="$PACKAGES $*"
+
 missing=""
 for p in $PACKAGES; do
 	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
