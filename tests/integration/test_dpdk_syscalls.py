@@ -98,7 +98,7 @@ def test_worker_makes_no_syscall_per_screened_connection(binaries, workdir):
     dns_port = helpers.free_port()  # the namespace is new: any port is free in it
     with DpdkPigeond(binaries, workdir, overrides={
             "dpdk.idle_sleep_us": "0", "workers": "1",
-            "dns.servers": f"{DNS_ADDR}:{dns_port}", "dns.timeout": "2000",
+            "dns.servers": f"{DNS_ADDR}:{dns_port}", "dns.timeout": "5000",
             "screen.dnsbl_sites": "bl.test=127.0.0.[2..11]*2 other.test*2",
             "screen.threshold": "2"}) as srv:
         unbound = Unbound(Path(workdir))

@@ -30,7 +30,7 @@ def start_v6(workdir, dns_port):
     argv = [str(helpers.binary("pigeond")), "-o", f"listen=[::1]:{port}", "-o", "workers=1",
             "-o", "hostname=mx.pigeonair.test", "-o", "domains=example.com",
             "-o", f"spool.dir={spool}", "-o", "spool.shards=2", "-o", "limits.exempt=::1",
-            "-o", f"dns.servers={DNS_ADDR}:{dns_port}", "-o", "dns.timeout=1000",
+            "-o", f"dns.servers={DNS_ADDR}:{dns_port}", "-o", "dns.timeout=5000",
             "-o", "screen.dnsbl_sites=bl.test=127.0.0.[2..11]*2", "-o", "screen.threshold=2"]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
