@@ -303,7 +303,8 @@ send_syslog(const struct entry *e)
 		body = body_of(e, buf, &len);
 		len = mask(line, sizeof(line), body, len);
 	}
-	syslog(level_priority[e->level], "%.*s", (int)len, line);
+	/* The facility in every call: EAL's rte_eal_init() calls openlog() again, with its own. */
+	syslog(LOG_MAIL | level_priority[e->level], "%.*s", (int)len, line);
 }
 
 /* Appends "NAME=value" to the journal's iovecs, copied into the buffer at *p. */

@@ -1,11 +1,13 @@
-"""log.format = json and log.target = journal (docs/operations.md, "Logs").
+"""log.format = json, log.target = journal and syslog (docs/operations.md, "Logs").
 
 Under load (smtp-source, two workers whose lines go through their rings to
 the log thread), every line pigeond writes is one JSON object with the
 documented fields, the accepted lines name exactly the messages the spool
 holds, and a refusal carries its reason.  log.target = journal is checked
 against a journal socket of the test's own, bound over
-/run/systemd/journal/socket in a mount namespace that only pigeond sees.
+/run/systemd/journal/socket in a mount namespace that only pigeond sees
+(and without one: stderr, with a warning); log.target = syslog likewise
+against a /dev/log of the test's own.
 """
 
 import json
@@ -219,3 +221,62 @@ def test_journal_missing_falls_back_to_stderr(pigeond_factory):
     assert objs[0]["level"] == "warning" and objs[0]["msg"].startswith(
         "log.target = journal, but no journal here (access(/run/systemd/journal/socket):"), objs[0]
     assert objs[-1]["event"] == "stopped"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare(1) for a mount namespace")
+def test_syslog_target(pigeond_factory, workdir):
+    """log.target = syslog: syslog(3) datagrams (RFC 3164 form, facility mail,
+    the level's priority) to a /dev/log of the test's own, bound in a mount
+    namespace only pigeond sees (its /dev a tmpfs holding the host's devices)."""
+    sock_path = workdir / "devlog.socket"
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ls.bind(str(sock_path))
+    ls.settimeout(0.2)
+    old = workdir / "olddev"
+    old.mkdir()
+    devs = " ".join(f": >/dev/{d}; mount --bind {old}/{d} /dev/{d};"
+                    for d in ("null", "zero", "full", "random", "urandom"))
+    script = (f"set -e; mount --bind /dev {old}; mount -t tmpfs -o size=1m tmpfs /dev; {devs} "
+              f"mkdir /dev/shm; mount --bind {old}/shm /dev/shm; "
+              f": >/dev/log; mount --bind {sock_path} /dev/log; umount -l {old}; exec \"$@\"")
+    p = pigeond_factory(log__target="syslog", log__format="json")
+    orig = p.command
+    p.command = lambda extra=None: ["unshare", "--mount", "--propagation", "private", "--",
+                                    "sh", "-c", script, "sh", *orig(extra)]
+    got = []
+
+    def collect(until, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                got.append(ls.recv(65536).decode(errors="replace"))
+            except socket.timeout:
+                pass
+            if until():
+                return True
+        return False
+
+    try:
+        p.spool_dir.mkdir(parents=True, exist_ok=True)
+        p.port = helpers.free_port(p.host)
+        p.overrides["listen"] = f"{p.host}:{p.port}"
+        p.write_config(p.settings)
+        with open(p.log_path, "ab") as logf:
+            p.proc = subprocess.Popen(p.command(), stdin=subprocess.DEVNULL, stdout=logf,
+                                      stderr=logf)
+        assert collect(lambda: any('"event":"ready"' in g for g in got), 30), \
+            (got, p.raw_log()[-2000:])
+        with smtplib.SMTP(p.host, p.port, timeout=helpers.SOCKET_TIMEOUT) as s:
+            s.sendmail("a@example.org", ["rcpt@example.com"], b"Subject: s\r\n\r\ns\r\n")
+        assert collect(lambda: any('"event":"accepted"' in g for g in got), 10), got
+        assert p.stop() == 0
+    finally:
+        ls.close()
+    line = next(g for g in got if '"event":"accepted"' in g)
+    # <PRI>: mail (2) * 8 + info (6) = 22; the ident with LOG_PID; then the object.
+    m = re.match(r"^<22>\w{3} [ \d]\d \d\d:\d\d:\d\d pigeond\[(\d+)\]: (\{.*\})$", line)
+    assert m, line
+    obj = json.loads(m.group(2))
+    assert obj["sender"] == "a@example.org" and obj["rcpt_count"] == 1, obj
+    assert "accepted" not in p.raw_log()
