@@ -30,13 +30,14 @@
 #define HC_OUT_MAX ((size_t)4 << 30)
 
 enum hc_state {
-	ST_GREET,    /* waiting for 220 */
-	ST_EHLO,     /* EHLO or LHLO sent */
-	ST_HELO,     /* HELO sent after EHLO was refused */
-	ST_IDLE,     /* ready for a transaction */
-	ST_ENVELOPE, /* MAIL, RCPT..., DATA: replies come back in order */
-	ST_BODY,     /* body sent, waiting for the final reply (one per recipient with LMTP) */
-	ST_RSET,     /* RSET sent after a transaction that did not finish */
+	ST_GREET,     /* waiting for 220 */
+	ST_EHLO,      /* EHLO or LHLO sent */
+	ST_HELO,      /* HELO sent after EHLO was refused */
+	ST_IDLE,      /* ready for a transaction */
+	ST_ENVELOPE,  /* MAIL, RCPT..., DATA: replies come back in order */
+	ST_BODY_HELD, /* 354 received, the body waits for hc_release_body() */
+	ST_BODY,      /* body sent, waiting for the final reply (one per recipient with LMTP) */
+	ST_RSET,      /* RSET sent after a transaction that did not finish */
 	ST_QUIT,
 	ST_CLOSED,
 	ST_FAILED,
@@ -47,6 +48,7 @@ struct hc {
 	enum hc_state state;
 	char helo[256];
 	bool pipelining, dsn, eightbit, smtputf8, size;
+	bool hold_body; /* the next 354 does not send the body yet (hc_hold_body()) */
 
 	/* Received bytes not yet parsed into lines. */
 	struct pa_buf in;
@@ -168,7 +170,7 @@ set_result(struct hc *c, size_t i, unsigned code, const char *text)
 static void
 fail_rest(struct hc *c, unsigned code, const char *text)
 {
-	if (c->state != ST_ENVELOPE && c->state != ST_BODY)
+	if (c->state != ST_ENVELOPE && c->state != ST_BODY_HELD && c->state != ST_BODY)
 		return;
 	for (size_t i = 0; i < c->txn.nrcpt; i++)
 		set_result(c, i, code, text);
@@ -301,6 +303,11 @@ envelope_reply(struct hc *c, unsigned code, const char *text)
 	} else {
 		if (code == 354 && c->accepted > 0) {
 			c->body_replies = c->proto == HC_LMTP ? c->accepted : 1;
+			if (c->hold_body) {
+				/* The peer has nothing it could accept until the body's end. */
+				c->state = ST_BODY_HELD;
+				return HC_NEED_MORE;
+			}
 			c->state = ST_BODY;
 			return send_body(c) ? HC_NEED_MORE : HC_FAILED;
 		}
@@ -407,6 +414,7 @@ reply(struct hc *c, unsigned code, const char *text)
 	case ST_QUIT:
 		c->state = ST_CLOSED;
 		return HC_CLOSED;
+	case ST_BODY_HELD: /* the peer waits for the body: nothing is due from it */
 	case ST_IDLE:
 	case ST_CLOSED:
 	case ST_FAILED:
@@ -509,8 +517,7 @@ hc_input(struct hc *c, const uint8_t *in, size_t len)
 		st = line(c, (const char *)p, l > 0 && p[l - 1] == '\r' ? l - 1 : l);
 		pa_buf_consume(&c->in, l + 1);
 	}
-	if (st == HC_NEED_MORE && (c->state == ST_ENVELOPE || c->state == ST_BODY) &&
-	    c->nfinal > c->reported)
+	if (st == HC_NEED_MORE && hc_busy(c) && c->nfinal > c->reported)
 		st = HC_RESULTS;
 	if (st == HC_RESULTS || st == HC_TXN_DONE)
 		c->reported = c->nfinal;
@@ -554,7 +561,29 @@ hc_ready(const struct hc *c)
 bool
 hc_busy(const struct hc *c)
 {
-	return c->state == ST_ENVELOPE || c->state == ST_BODY;
+	return c->state == ST_ENVELOPE || c->state == ST_BODY_HELD || c->state == ST_BODY;
+}
+
+void
+hc_hold_body(struct hc *c, bool hold)
+{
+	c->hold_body = hold;
+}
+
+int
+hc_release_body(struct hc *c)
+{
+	c->hold_body = false;
+	if (c->state != ST_BODY_HELD)
+		return PA_OK;
+	c->state = ST_BODY;
+	return send_body(c) ? PA_OK : PA_ERROR;
+}
+
+bool
+hc_body_held(const struct hc *c)
+{
+	return c->state == ST_BODY_HELD;
 }
 
 bool

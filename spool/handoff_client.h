@@ -76,6 +76,17 @@ enum hc_status hc_input(struct hc *c, const uint8_t *in, size_t len);
 /* Starts a transaction; PA_ERROR when the client is not ready or the txn is invalid. */
 int hc_start(struct hc *c, const struct hc_txn *txn);
 
+/*
+ * While held, the body of a transaction waits after the peer's 354 until
+ * hc_release_body() (which sends it, if it is waiting, and ends the hold).
+ * The engine holds it until the previous transaction's outcome is written:
+ * the peer can accept nothing before the body's end, so a crash meanwhile
+ * sends no more than that one copy again.
+ */
+void hc_hold_body(struct hc *c, bool hold);
+int hc_release_body(struct hc *c);
+bool hc_body_held(const struct hc *c);
+
 /* The connection broke: every recipient still without a result gets code 0 and text. */
 void hc_abort(struct hc *c, const char *text);
 

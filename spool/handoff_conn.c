@@ -216,10 +216,14 @@ conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 
 	if (job == NULL || c->job != NULL || !hc_ready(c->hc))
 		return true;
-	/* The previous transaction's outcome is not written yet: a crash now would send both. */
-	if (c->wait_gen != 0 && !ho_written(h, c->wait_shard, c->wait_gen))
-		return true;
-	c->wait_gen = 0;
+	/*
+	 * The previous transaction's outcome not written yet: this one starts
+	 * (its envelope overlaps the write) but its body waits, so that a
+	 * crash sends at most that one copy again (ho_release_bodies()).
+	 */
+	if (c->wait_gen != 0 && ho_written(h, c->wait_shard, c->wait_gen))
+		c->wait_gen = 0;
+	hc_hold_body(c->hc, c->wait_gen != 0);
 	TAILQ_REMOVE(&d->queue, job, link);
 	d->nqueued--;
 	/* Half empty again after a scan found it full: the next turn refills it. */
@@ -379,8 +383,6 @@ ho_dispatch(struct handoff *h, uint64_t now)
 				ready_idle++;
 				if (!conn_next(h, c, now))
 					continue;
-				if (c->job == NULL)
-					opening++; /* waits for its outcome's write: soon free */
 			} else if (c->job == NULL) {
 				opening++;
 			}
@@ -392,6 +394,30 @@ ho_dispatch(struct handoff *h, uint64_t now)
 			opening++;
 		}
 		(void)ready_idle;
+	}
+}
+
+void
+ho_release_bodies(struct handoff *h, uint64_t now)
+{
+	for (struct ho_dest *d = h->dests; d != NULL; d = d->next) {
+		struct ho_conn *c, *tmp;
+
+		for (c = LIST_FIRST(&d->conns); c != NULL; c = tmp) {
+			tmp = LIST_NEXT(c, link);
+			if (c->wait_gen == 0 || !ho_written(h, c->wait_shard, c->wait_gen))
+				continue;
+			c->wait_gen = 0;
+			if (c->hc == NULL || c->connecting)
+				continue;
+			if (hc_release_body(c->hc) != PA_OK) {
+				conn_fail(h, c, "out of memory for the body", now);
+				tmp = LIST_FIRST(&d->conns);
+				continue;
+			}
+			if (!flush(h, c, now))
+				tmp = LIST_FIRST(&d->conns);
+		}
 	}
 }
 

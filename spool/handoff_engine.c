@@ -197,6 +197,7 @@ engine_main(void *arg)
 		}
 		ho_flush(h);
 		ho_settle(h);
+		ho_release_bodies(h, now);
 		if (take_reload(h))
 			atomic_store(&h->rescan_all, true);
 		all = atomic_exchange(&h->rescan_all, false);

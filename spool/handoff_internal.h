@@ -89,9 +89,9 @@ struct ho_conn {
 	bool connecting;
 	bool want_write; /* EPOLLOUT is armed */
 	/*
-	 * The outcome of its last transaction: the next one starts only once it
-	 * is written (ho_written()), so a crash re-sends at most one copy per
-	 * connection (docs/handoff.md).  0: none to wait for.
+	 * The outcome of its last transaction: the next one's body is sent
+	 * only once it is written (ho_written()), so a crash re-sends at most
+	 * one copy per connection (docs/handoff.md).  0: none to wait for.
 	 */
 	unsigned wait_shard;
 	uint64_t wait_gen;
@@ -260,6 +260,8 @@ void ho_window_failure(struct handoff *h, struct ho_dest *d, uint64_t now);
 void ho_conn_event(struct handoff *h, struct ho_conn *c, uint32_t events, uint64_t now);
 void ho_dispatch(struct handoff *h, uint64_t now);
 void ho_timeouts(struct handoff *h, uint64_t now);
+/* Sends the bodies held until their connection's previous outcome was written. */
+void ho_release_bodies(struct handoff *h, uint64_t now);
 void ho_conn_close_all(struct handoff *h);
 
 #endif

@@ -100,6 +100,46 @@ test_smtp_pipelined(void **state)
 	hc_free(c);
 }
 
+/* A held body waits after 354 until released; a reply meanwhile is a protocol error. */
+static void
+test_body_held_until_released(void **state)
+{
+	struct hc *c = ready_client(HC_SMTP, "250-store\r\n250 PIPELINING\r\n");
+	struct hc_txn t = txn2();
+
+	(void)state;
+	hc_hold_body(c, true);
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(feed(c, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"), HC_NEED_MORE);
+	assert_true(hc_body_held(c));
+	assert_true(hc_busy(c));
+	expect_out(c, "");
+	assert_int_equal(hc_release_body(c), PA_OK);
+	assert_false(hc_body_held(c));
+	expect_out(c, "X-PigeonAir-Id: Q.1\r\nSubject: x\r\n\r\n..dot\r\nline\r\n.\r\n");
+	assert_int_equal(feed(c, "250 2.0.0 queued\r\n"), HC_TXN_DONE);
+	assert_int_equal(hc_result(c, 1)->code, 250);
+	/* released before the 354: the body goes at once; the hold ended */
+	hc_hold_body(c, true);
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(hc_release_body(c), PA_OK);
+	assert_int_equal(feed(c, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"), HC_NEED_MORE);
+	assert_false(hc_body_held(c));
+	free(take(c));
+	assert_int_equal(feed(c, "250 2.0.0 queued\r\n"), HC_TXN_DONE);
+	/* held again: a reply while the peer should be waiting fails every recipient */
+	hc_hold_body(c, true);
+	assert_int_equal(hc_start(c, &t), PA_OK);
+	free(take(c));
+	assert_int_equal(feed(c, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"), HC_NEED_MORE);
+	assert_int_equal(feed(c, "250 what\r\n"), HC_FAILED);
+	assert_true(hc_result(c, 0)->final);
+	assert_true(hc_result(c, 1)->final);
+	hc_free(c);
+}
+
 static void
 test_smtp_one_at_a_time_and_dsn(void **state)
 {
@@ -241,6 +281,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_smtp_pipelined),
+	    cmocka_unit_test(test_body_held_until_released),
 	    cmocka_unit_test(test_smtp_one_at_a_time_and_dsn),
 	    cmocka_unit_test(test_lmtp_per_recipient),
 	    cmocka_unit_test(test_mail_refused_pipelined),
