@@ -50,6 +50,7 @@
 #include "spool/handoff.h"
 #include "spool/route_map.h"
 #include "spool/spool.h"
+#include "spool/spool_upgrade.h"
 
 #define RELOAD_ACK_WAIT_MS 5000
 #define DIRECTORY_FIRST_LOAD_WAIT_MS 10000
@@ -59,15 +60,17 @@ struct options {
 	struct config_override overrides[CONFIG_OVERRIDES_MAX];
 	size_t noverrides;
 	bool check_only;
+	bool upgrade_spool;
 };
 
 static void
 usage(FILE *out)
 {
-	fprintf(out, "usage: pigeond [-c FILE] [-o key=value]... [-t] [-V]\n"
+	fprintf(out, "usage: pigeond [-c FILE] [-o key=value]... [-t] [-U] [-V]\n"
 	             "  -c FILE        configuration file (INI; docs/configuration.md)\n"
 	             "  -o key=value   override one key, e.g. -o listen=127.0.0.1:2525\n"
 	             "  -t             check the configuration and exit\n"
+	             "  -U             upgrade the (stopped) spool to format 2 and exit\n"
 	             "  -V             print the version and exit\n");
 }
 
@@ -77,7 +80,7 @@ parse_options(int argc, char **argv, struct options *opt)
 	char *arg;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:o:thV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:o:thUV")) != -1) {
 		switch (ch) {
 		case 'c':
 			opt->config_path = optarg;
@@ -98,6 +101,9 @@ parse_options(int argc, char **argv, struct options *opt)
 			break;
 		case 't':
 			opt->check_only = true;
+			break;
+		case 'U':
+			opt->upgrade_spool = true;
 			break;
 		case 'V':
 			printf("pigeond %s\n", PA_VERSION);
@@ -647,6 +653,19 @@ main(int argc, char **argv)
 			printf("pigeond: configuration ok\n");
 		else
 			pa_log_err("%s", err);
+		tls_shared_free(shared.tls);
+		directory_destroy(shared.directory);
+		config_free(&config);
+		free_options(&opt);
+		return rc == PA_OK ? 0 : 2;
+	}
+	if (opt.upgrade_spool) {
+		/* docs/spool-format.md, "Upgrading a version-1 spool": pigeond must be stopped. */
+		int rc = spool_upgrade(config.spool_dir, config.spool_shards,
+		                       config.spool_segment_size, stdout, err, sizeof(err));
+
+		if (rc != PA_OK)
+			pa_log_err("spool upgrade: %s", err);
 		tls_shared_free(shared.tls);
 		directory_destroy(shared.directory);
 		config_free(&config);

@@ -23,6 +23,7 @@
 
 #include "core/clock.h"
 #include "core/dir_sync.h"
+#include "core/log.h"
 #include "core/pa.h"
 #include "spool/spool_db.h"
 #include "spool/spool_record.h"
@@ -102,6 +103,11 @@ init_meta(struct spool *spool, struct spool_shard *sh, char *err, size_t errlen)
 	if (found) {
 		/* An existing shard keeps the format it was created with. */
 		sh->format = meta.format;
+		if (meta.format == SPOOL_FORMAT_VERSION && spool->format == SPOOL_FORMAT_LOG)
+			pa_log_notice("spool: shard %u is of format 1 and stays so; to move it to "
+			              "format 2, stop pigeond and run pigeond -U with this "
+			              "configuration (docs/spool-format.md)",
+			              sh->index);
 		return spool_db_check_meta_any(&meta, sh->path, spool->nshards, sh->index, err,
 		                               errlen);
 	}

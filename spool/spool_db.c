@@ -163,3 +163,34 @@ spool_db_check_meta_any(const struct spool_meta *meta, const char *path, unsigne
 	}
 	return PA_OK;
 }
+
+int
+spool_db_read_checkpoint(rocksdb_t *db, const char *path, struct seglog_pos *pos, bool *found,
+                         char *err, size_t errlen)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	uint8_t key[SPOOL_KEY_MAX];
+	struct spool_checkpoint cp;
+	char *rerr = NULL;
+	size_t vlen;
+	char *v = rocksdb_get(db, ro, (const char *)key, spool_key_checkpoint(key), &vlen, &rerr);
+
+	rocksdb_readoptions_destroy(ro);
+	*found = false;
+	if (rerr != NULL) {
+		snprintf(err, errlen, "rocksdb_get(%s, checkpoint): %s", path, rerr);
+		rocksdb_free(rerr);
+		return PA_ERROR;
+	}
+	if (v == NULL)
+		return PA_OK;
+	if (spool_record_checkpoint_decode((const uint8_t *)v, vlen, &cp) != PA_OK) {
+		snprintf(err, errlen, "%s: the log checkpoint does not decode", path);
+		rocksdb_free(v);
+		return PA_ERROR;
+	}
+	rocksdb_free(v);
+	*pos = (struct seglog_pos){cp.segment, cp.offset, cp.seq};
+	*found = true;
+	return PA_OK;
+}

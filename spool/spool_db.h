@@ -10,6 +10,7 @@
 
 #include <rocksdb/c.h>
 
+#include "spool/seglog.h"
 #include "spool/spool_record.h"
 
 #define SPOOL_PATH_MAX 4096
@@ -44,5 +45,9 @@ int spool_db_check_meta_any(const struct spool_meta *meta, const char *path, uns
 
 /* dir/shard-NNN/log: the shard's segment log (format 2); PA_ERROR when it does not fit. */
 int spool_db_log_path(char *out, size_t outlen, const char *shard_path);
+
+/* Format 2: the checkpoint where recovery of the segment log starts; *found false: none. */
+int spool_db_read_checkpoint(rocksdb_t *db, const char *path, struct seglog_pos *pos, bool *found,
+                             char *err, size_t errlen);
 
 #endif

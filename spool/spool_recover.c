@@ -9,8 +9,8 @@
  * prefix of those batches, so the last checkpoint it holds is exactly where
  * the unindexed records begin.  What it promises: every MESSAGE record the
  * log holds from that checkpoint on gets its index again, as the committer
- * would have written it (pending, due now), unless its location is there
- * already; then the checkpoint moves to the log's new tail, all in synced
+ * would have written it (pending, due now), unless its message record is
+ * there already; then the checkpoint moves to the log's new tail, all in synced
  * batches, before the shard takes mail.
  */
 #include "spool/spool_internal.h"
@@ -92,7 +92,12 @@ reindex(const struct seglog_loc *where, const uint8_t *payload, size_t len, void
 		return PA_ERROR;
 	}
 	qlen = strlen(m.qid);
-	if (indexed(r, key, spool_key_location(key, m.qid, qlen), &found) != PA_OK) {
+	/*
+	 * Its 'M' tells that the copy is indexed: the committer puts 'M' and 'L'
+	 * in one batch, and a copy spool_upgrade() moved into the log keeps its
+	 * 'M' (and its 'B' when the batch with its 'L' was lost).
+	 */
+	if (indexed(r, key, spool_key_message(key, m.qid, qlen), &found) != PA_OK) {
 		free(m.rec);
 		return PA_ERROR;
 	}
@@ -122,36 +127,6 @@ reindex(const struct seglog_loc *where, const uint8_t *payload, size_t len, void
 	return rc;
 }
 
-static int
-read_checkpoint(struct spool_shard *sh, rocksdb_readoptions_t *ro, struct seglog_pos *pos,
-                bool *found, char *err, size_t errlen)
-{
-	uint8_t key[SPOOL_KEY_MAX];
-	struct spool_checkpoint cp;
-	char *rerr = NULL;
-	size_t vlen;
-	char *v =
-	    rocksdb_get(sh->db, ro, (const char *)key, spool_key_checkpoint(key), &vlen, &rerr);
-
-	*found = false;
-	if (rerr != NULL) {
-		snprintf(err, errlen, "rocksdb_get(%s, checkpoint): %s", sh->path, rerr);
-		rocksdb_free(rerr);
-		return PA_ERROR;
-	}
-	if (v == NULL)
-		return PA_OK;
-	if (spool_record_checkpoint_decode((const uint8_t *)v, vlen, &cp) != PA_OK) {
-		snprintf(err, errlen, "%s: the log checkpoint does not decode", sh->path);
-		rocksdb_free(v);
-		return PA_ERROR;
-	}
-	rocksdb_free(v);
-	*pos = (struct seglog_pos){cp.segment, cp.offset, cp.seq};
-	*found = true;
-	return PA_OK;
-}
-
 int
 spool_shard_open_log(struct spool_shard *sh, char *err, size_t errlen)
 {
@@ -172,7 +147,7 @@ spool_shard_open_log(struct spool_shard *sh, char *err, size_t errlen)
 	r.ro = rocksdb_readoptions_create();
 	r.batch = rocksdb_writebatch_create();
 	r.now_us = pa_wall_clock_us();
-	rc = read_checkpoint(sh, r.ro, &from, &found, err, errlen);
+	rc = spool_db_read_checkpoint(sh->db, sh->path, &from, &found, err, errlen);
 	cfg = (struct seglog_config){sh->log_dir, sh->spool->segment_size, sh->spool->nshards,
 	                             sh->index};
 	if (rc == PA_OK)

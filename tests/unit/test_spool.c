@@ -43,6 +43,7 @@
 #include "spool/spool.h"
 #include "spool/spool_db.h"
 #include "spool/spool_iter.h"
+#include "spool/spool_upgrade.h"
 #include "spool/spool_record.h"
 
 #define ERR_MAX 1024
@@ -1907,6 +1908,115 @@ test_log_existing_format1(void **state)
 		tmsg_free(&t[i]);
 }
 
+/* A delivery record of one recipient of one copy, read or written with plain RocksDB. */
+static void
+raw_delivery(const char *dir, unsigned shard, const char *qid, struct spool_delivery *d, bool write)
+{
+	char path[SPOOL_PATH_MAX], err[ERR_MAX];
+	rocksdb_options_t *o = spool_db_options(true);
+	rocksdb_t *db;
+	uint8_t key[SPOOL_KEY_MAX], val[SPOOL_DELIVERY_MAX];
+	size_t klen, vlen;
+	char *rerr = NULL, *v;
+
+	assert_int_equal(spool_db_path(path, sizeof(path), dir, shard), PA_OK);
+	db = spool_db_open(o, path, false, err, sizeof(err));
+	if (db == NULL)
+		fail_msg("%s", err);
+	klen = spool_key_delivery(key, qid, strlen(qid), 0);
+	if (write) {
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		long n = spool_record_delivery_encode(d, val);
+
+		assert_true(n > 0);
+		rocksdb_put(db, wo, (const char *)key, klen, (const char *)val, (size_t)n, &rerr);
+		rocksdb_writeoptions_destroy(wo);
+	} else {
+		rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+
+		v = rocksdb_get(db, ro, (const char *)key, klen, &vlen, &rerr);
+		assert_non_null(v);
+		assert_int_equal(spool_record_delivery_decode((const uint8_t *)v, vlen, d), PA_OK);
+		rocksdb_free(v);
+		rocksdb_readoptions_destroy(ro);
+	}
+	assert_null(rerr);
+	rocksdb_close(db);
+	rocksdb_options_destroy(o);
+}
+
+/*
+ * A version-1 spool made by this code is upgraded to format 2 with nothing
+ * lost: every body moves to the log (no 'B' left, an 'L' per copy), a
+ * delivery state set by the hand-off (a failed attempt, deferred) is kept,
+ * every byte reads back through pigeond's readers, a second run finds
+ * nothing to do, and the upgraded spool takes new mail.
+ */
+static void
+test_upgrade_format1(void **state)
+{
+	enum { N = 40, SHARDS = 3 };
+	char dir[512], err[ERR_MAX] = "", rcpt[64];
+	struct spool *s;
+	struct tmsg t[N + 5];
+	struct spool_delivery d = {SPOOL_DELIVERY_PENDING, 3,  1900000000000000u,
+	                           1700000000000000u,      25, "451 4.3.0 try again later"},
+	                      d2;
+	unsigned copies = 0, locations = 0, bodies = 0, shard3;
+	FILE *report = tmpfile();
+
+	new_dir(*state, dir, sizeof(dir));
+	s = open_spool(dir, SHARDS, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	submit_multi(s, t, 0, N, "UP");
+	wait_ok(s, 0, N);
+	spool_close(s);
+	for (unsigned i = 0; i < N; i++)
+		copies += distinct_shards(&t[i], SHARDS);
+	/* The hand-off deferred recipient 0 of message 3's copy in its shard. */
+	snprintf(rcpt, sizeof(rcpt), "%s", t[3].rcpts[0]);
+	shard3 = spool_shard_of(SHARDS, rcpt, strlen(rcpt));
+	raw_delivery(dir, shard3, t[3].qid, &d, true);
+
+	assert_non_null(report);
+	if (spool_upgrade(dir, SHARDS, 64u << 10, report, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_upgrade: %s", err);
+	for (unsigned sh = 0; sh < SHARDS; sh++) {
+		bodies += raw_count(dir, sh, SPOOL_KEY_BODY);
+		locations += raw_count(dir, sh, SPOOL_KEY_LOCATION);
+	}
+	assert_int_equal(bodies, 0);
+	assert_int_equal(locations, copies);
+	raw_delivery(dir, shard3, t[3].qid, &d2, false);
+	assert_int_equal(d2.attempts, 3);
+	assert_true(d2.next_attempt_us == 1900000000000000u);
+	assert_string_equal(d2.reply, "451 4.3.0 try again later");
+	/* Once more: nothing left to move. */
+	if (spool_upgrade(dir, SHARDS, 64u << 10, report, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_upgrade (again): %s", err);
+	assert_int_equal(raw_count(dir, 0, SPOOL_KEY_LOCATION) +
+	                     raw_count(dir, 1, SPOOL_KEY_LOCATION) +
+	                     raw_count(dir, 2, SPOOL_KEY_LOCATION),
+	                 copies);
+	fclose(report);
+
+	/* pigeond's default format is 1; the shards stay 2, read and written as such. */
+	s = open_spool(dir, SHARDS, 1, 64);
+	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(lookup_one(s, &t[i]).copies, distinct_shards(&t[i], SHARDS));
+	submit_multi(s, t, N, 5, "UP");
+	wait_ok(s, 0, 5);
+	for (unsigned i = N; i < N + 5; i++)
+		assert_int_equal(lookup_one(s, &t[i]).copies, distinct_shards(&t[i], SHARDS));
+	spool_close(s);
+	assert_int_equal(raw_count(dir, 0, SPOOL_KEY_BODY) + raw_count(dir, 1, SPOOL_KEY_BODY) +
+	                     raw_count(dir, 2, SPOOL_KEY_BODY),
+	                 0);
+	for (unsigned i = 0; i < N + 5; i++)
+		tmsg_free(&t[i]);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1930,6 +2040,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_log_format),
 	    cmocka_unit_test(test_log_reindex),
 	    cmocka_unit_test(test_log_existing_format1),
+	    cmocka_unit_test(test_upgrade_format1),
 	};
 	int rc;
 
