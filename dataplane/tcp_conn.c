@@ -10,10 +10,12 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_hash.h>
+#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_tcp.h>
 
@@ -28,6 +30,26 @@ tcp_now_us(const struct dp_worker *dw)
 	return rte_get_tsc_cycles() / (rte_get_tsc_hz() / 1000000u);
 }
 
+/*
+ * The TCB hash's hash: an IPv4 key (mapped addresses) hashes its 12 octets
+ * that vary, the IPv4 addresses and the ports, as the 12-octet key did
+ * before IPv6; an IPv6 key all 36.  Equal keys hash alike either way.
+ */
+static uint32_t
+tcp_key_hash(const void *data, uint32_t len, uint32_t init)
+{
+	const struct tcp_key *k = data;
+	uint32_t w[3];
+
+	(void)len;
+	if (tcp_key_v6(k))
+		return dp_hash_words(k, sizeof(*k), init);
+	memcpy(&w[0], &k->raddr.v4, 4);
+	memcpy(&w[1], &k->laddr.v4, 4);
+	memcpy(&w[2], &k->rport, 4); /* rport and lport */
+	return rte_hash_crc_4byte(w[2], rte_hash_crc_4byte(w[1], rte_hash_crc_4byte(w[0], init)));
+}
+
 int
 tcp_worker_init(struct dp_worker *dw)
 {
@@ -36,7 +58,7 @@ tcp_worker_init(struct dp_worker *dw)
 	struct rte_hash_parameters hp = {
 	    .name = name,
 	    .key_len = sizeof(struct tcp_key),
-	    .hash_func = dp_hash_words, /* 36-octet keys, 4-octet aligned */
+	    .hash_func = tcp_key_hash,
 	    .socket_id = (int)rte_socket_id(),
 	};
 
@@ -46,6 +68,7 @@ tcp_worker_init(struct dp_worker *dw)
 	dw->tcbs = rte_hash_create(&hp);
 	snprintf(name, sizeof(name), "pa_synsrc_%u", dw->id);
 	hp.key_len = sizeof(union tcp_addr); /* IPv4 mapped, IPv6 per /64 */
+	hp.hash_func = dp_hash_words;        /* 4-octet aligned */
 	hp.entries = sh->syn_backlog + 64;
 	dw->syn_src = rte_hash_create(&hp);
 	/* calloc: pages of an unused entry are never touched, so idle capacity costs no RSS. */
