@@ -176,6 +176,8 @@ struct dp_worker {
 	uint64_t icmp6_second;  /* RFC 4443 2.4(f): the second the error budget is for */
 	uint32_t icmp6_budget;  /* ICMPv6 errors left in it */
 	bool dad_link_up;       /* worker 0: DAD saw the link up */
+	bool mld_joined;        /* worker 0: the start-up report went */
+	uint64_t mld_last_ms;   /* the last report in answer to a query */
 	uint64_t dad_link_ms;   /* worker 0: when to look at the link again */
 	uint64_t last_cookie_s; /* when the last cookie was sent: accept cookie ACKs */
 	uint64_t cack_second;   /* RFC 5961 7: the second the challenge-ACK budget is for */
@@ -309,6 +311,15 @@ void net_nd_input(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv6_hdr 
 bool net_nd_resolve(struct dp_worker *dw, const uint8_t *ip, struct rte_ether_addr *mac);
 /* Resolution retries, unreachability probes; on worker 0, DAD. */
 void net_nd_tick(struct dp_worker *dw);
+/* The solicited-node group of address a (RFC 4291 2.7.1) into group. */
+void net_nd_solicited_node(const uint8_t *a, uint8_t *group);
+
+/* net_mld.c: MLDv2 reports for our solicited-node groups (RFC 3810) */
+/* A report naming every group: a join (start-up), or listening (a query's answer). */
+void net_mld_report(struct dp_worker *dw, bool join);
+/* A query: answered with a report, at most one a second per worker; m is consumed. */
+void net_mld_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip,
+                   uint16_t l4_len);
 
 /* net_ipv4.c */
 void net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m);

@@ -96,6 +96,8 @@ const struct dp_counter dp_counter_table[] = {
         "Packet too big messages that lowered a connection's MSS.", "pmtu_lowered"),
     ROW("dad_conflicts", "pigeonair_dad_conflicts_total", dad_conflicts,
         "Duplicate address detection found one of our IPv6 addresses in use.", "dad_conflicts"),
+    ROW("mld_reports_out", "pigeonair_mld_reports_out_total", mld_reports_out,
+        "MLDv2 reports sent for our solicited-node groups (start-up, queries).", "mld_reports"),
 };
 
 /*

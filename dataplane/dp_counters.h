@@ -107,6 +107,7 @@ struct dp_counters {
 	uint64_t icmp6_echo, icmp6_errors_out, icmp6_errors_limited;
 	uint64_t pmtu_lowered; /* packet too big: a connection's MSS lowered */
 	uint64_t dad_conflicts;
+	uint64_t mld_reports_out;
 };
 
 /* One row of dp_counter_table: one uint64_t of struct dp_counters. */

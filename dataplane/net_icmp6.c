@@ -7,9 +7,9 @@
  * sent and not yet acknowledged (RFC 5927 5.2: a blind attacker cannot shrink
  * a connection's segments); Neighbor Discovery goes to net_nd.c, router
  * solicitations, advertisements and redirects are never trusted (dropped,
- * counted).  Other messages (errors we have no use for: TCP retransmits and
- * times out on its own) are counted and dropped.  The checksum was verified
- * by net_ipv6.c.
+ * counted).  MLD queries get our report (net_mld.c).  Other messages (errors we have no use for:
+ * TCP retransmits and times out on its own) are counted and dropped.  The checksum was verified by
+ * net_ipv6.c.
  */
 #include <string.h>
 
@@ -31,6 +31,7 @@
 #define ND_NEIGHBOR_SOLICIT 135
 #define ND_NEIGHBOR_ADVERT 136
 #define ND_REDIRECT 137
+#define MLD_QUERY 130
 
 bool
 net_icmp6_ptb_key(const uint8_t *msg, unsigned len, struct tcp_key *key, uint32_t *mtu,
@@ -131,6 +132,10 @@ net_icmp6_input(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv6_hdr *i
 	}
 	if (ic[0] == ICMP6_ECHO_REQUEST && ic[1] == 0 && l4_len >= 8) {
 		echo_reply(dw, m, ip, l4_len);
+		return;
+	}
+	if (ic[0] == MLD_QUERY) {
+		net_mld_input(dw, m, ip, l4_len);
 		return;
 	}
 	if (ic[0] == ICMP6_PTB && ip->dst_addr[0] != 0xff) {

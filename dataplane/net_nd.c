@@ -158,8 +158,8 @@ group_mac(const uint8_t *group, struct rte_ether_addr *mac)
 	memcpy(&mac->addr_bytes[2], group + 12, 4);
 }
 
-static void
-solicited_node(const uint8_t *a, uint8_t *group)
+void
+net_nd_solicited_node(const uint8_t *a, uint8_t *group)
 {
 	static const uint8_t prefix[13] = {0xff, 0x02, [11] = 1, [12] = 0xff};
 
@@ -232,7 +232,7 @@ send_ns(struct dp_worker *dw, const uint8_t *target, const struct rte_ether_addr
 		nd_send(dw, mac, src, target, ND_NS, 0, target);
 		return;
 	}
-	solicited_node(target, group);
+	net_nd_solicited_node(target, group);
 	group_mac(group, &gmac);
 	nd_send(dw, &gmac, src, group, ND_NS, 0, target);
 }
@@ -547,6 +547,14 @@ dad_tick(struct dp_worker *dw)
 	struct dp_shared *sh = dw->sh;
 	char text[64];
 
+	/* RFC 4862 5.4.2: join the solicited-node groups (MLD), then probe. */
+	if (!dw->mld_joined) {
+		if (!link_up(dw))
+			return;
+		dw->mld_joined = true;
+		net_mld_report(dw, true);
+	}
+
 	for (unsigned i = 0; i < sh->nip6; i++) {
 		struct dp_addr6 *ad = &sh->ip6[i];
 		uint8_t st = __atomic_load_n(&ad->state, __ATOMIC_ACQUIRE);
@@ -559,7 +567,7 @@ dad_tick(struct dp_worker *dw)
 			uint8_t group[16];
 			struct rte_ether_addr gmac;
 
-			solicited_node(ad->a, group);
+			net_nd_solicited_node(ad->a, group);
 			group_mac(group, &gmac);
 			nd_send(dw, &gmac, NULL, group, ND_NS, 0, ad->a);
 			ad->dad_sent++;

@@ -286,13 +286,16 @@ check_tx6(const struct rte_ipv6_hdr *ip, uint16_t len)
 	      memcmp(ip->dst_addr, our_ip6, 8) == 0 ||
 	      (ip->proto == IPPROTO_ICMPV6 && ip->hop_limits == 255 && len >= sizeof(*ip) + 1 &&
 	       ((const uint8_t *)(ip + 1))[0] == 136));
-	/* We send no extension header. */
-	CHECK(net_ipv6_chain((const uint8_t *)ip, len, false, &ch) == DP_DROP_COUNT &&
-	      ch.next == 0);
-	l4 = (const uint8_t *)(ip + 1);
-	l4_len = (uint16_t)(len - sizeof(*ip));
-	CHECK(rte_ipv6_udptcp_cksum_verify(ip, l4) == 0);
-	if (ip->proto == IPPROTO_TCP) {
+	/* No extension header, but an MLD report's hop-by-hop (Router Alert) one. */
+	CHECK(net_ipv6_chain((const uint8_t *)ip, len, ip->dst_addr[0] == 0xff, &ch) ==
+	      DP_DROP_COUNT);
+	CHECK(ch.next == 0 || (ch.next == 1 && ch.proto == IPPROTO_ICMPV6 && ip->hop_limits == 1 &&
+	                       ((const uint8_t *)ip)[ch.off] == 143));
+	l4 = (const uint8_t *)ip + ch.off;
+	l4_len = (uint16_t)(len - ch.off);
+	CHECK(ch.next != 0 ? net_cksum_ipv6_l4_ok(ip, ch.proto, l4, l4_len)
+	                   : rte_ipv6_udptcp_cksum_verify(ip, l4) == 0);
+	if (ch.proto == IPPROTO_TCP) {
 		const struct rte_tcp_hdr *th = (const struct rte_tcp_hdr *)l4;
 
 		CHECK(l4_len >= sizeof(*th) && (th->data_off >> 4) * 4 <= l4_len);
@@ -301,9 +304,9 @@ check_tx6(const struct rte_ipv6_hdr *ip, uint16_t len)
 		    (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG))
 			last_iss = rte_be_to_cpu_32(th->sent_seq);
 	} else {
-		/* Echo replies, neighbor solicitations and advertisements, errors within 1280. */
-		CHECK(ip->proto == IPPROTO_ICMPV6 && l4_len >= 8 && len <= 1280);
-		CHECK(l4[0] == 129 || l4[0] == 135 || l4[0] == 136 || l4[0] == 4);
+		/* Echo replies, ND, parameter problems, MLD reports; within 1280. */
+		CHECK(ch.proto == IPPROTO_ICMPV6 && l4_len >= 8 && len <= 1280);
+		CHECK(l4[0] == 129 || l4[0] == 135 || l4[0] == 136 || l4[0] == 4 || l4[0] == 143);
 		/* ND from the link only: hop limit 255. */
 		CHECK((l4[0] != 135 && l4[0] != 136) || ip->hop_limits == 255);
 	}

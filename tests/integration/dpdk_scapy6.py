@@ -23,7 +23,9 @@ import time
 import dpdk_scapy
 from scapy.all import AsyncSniffer, Ether, Raw, conf, get_if_hwaddr  # noqa: E402
 from scapy.layers.inet import TCP
-from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6MLDMultAddrRec,
+                                ICMPv6MLQuery2,
+                                ICMPv6MLReport2, ICMPv6ND_NA, ICMPv6ND_NS, RouterAlert,
                                 ICMPv6ND_RA, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                                 ICMPv6PacketTooBig, ICMPv6ParamProblem, IPv6,
                                 IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
@@ -195,6 +197,23 @@ def echo(peer):
     return out
 
 
+def mld(peer):
+    """A general MLDv2 query from a router: our report names our solicited-node groups."""
+    peer.drain(0.1)
+    peer.send_ip(IPv6(src="fe80::1", dst="ff02::1", hlim=1) /
+                 IPv6ExtHdrHopByHop(options=[RouterAlert()]) / ICMPv6MLQuery2(),
+                 dst_mac="33:33:00:00:00:01")
+    r = peer.expect(lambda p: ICMPv6MLReport2 in p, 2.0)
+    if r is None:
+        return {"report": False}
+    return {"report": True, "src": r[IPv6].src, "dst": r[IPv6].dst, "hlim": r[IPv6].hlim,
+            "router_alert": IPv6ExtHdrHopByHop in r,
+            # (scapy 2.5 parses the second record on as the first one's payload)
+            "groups": sorted(layer.dst for rec in r[ICMPv6MLReport2].records
+                             for layer in rec.iterpayloads()
+                             if isinstance(layer, ICMPv6MLDMultAddrRec))}
+
+
 def echo_dup(peer):
     """Echo requests to 2001:db8::3 (failed DAD: never answered) and to DST."""
     out = {}
@@ -344,7 +363,7 @@ def main():
         for scenario in sys.argv[3:]:
             name, _, arg = scenario.partition("=")
             fn = {"nd": nd, "echo": echo, "ext": ext, "tcp": tcp, "ptb": ptb,
-                  "echo_dup": echo_dup}.get(name)
+                  "echo_dup": echo_dup, "mld": mld}.get(name)
             if fn is not None:
                 res[name] = fn(peer)
             elif name == "flood":

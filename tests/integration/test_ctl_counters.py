@@ -95,7 +95,7 @@ def test_every_counter_reaches_stats_and_metrics(pigeond, backend):
     for key in scalar:
         assert re.search(rf"\b{key}\s+\d+", text), (key, text)
     tcp_families = {f for f in families(metrics)
-                    if re.match(r"pigeonair_(tcp|rx|tx|steered|arp|icmp|ip6|nd|icmp6|pmtu|dad)_", f)}
+                    if re.match(r"pigeonair_(tcp|rx|tx|steered|arp|icmp|ip6|nd|icmp6|pmtu|dad|mld)_", f)}
     # every field, plus the TIME_WAIT gauge
     assert len(tcp_families) == len(fields) + 1, sorted(tcp_families)
     assert metric_value(metrics, "pigeonair_rx_packets_total", worker=0) > 0

@@ -9,7 +9,8 @@ limit 255); one not from the link, or for an address not ours, gets none; a
 DAD probe for our address is defended (advertisement to all-nodes); a
 router advertisement is ignored and counted; a SYN from a neighbour never
 heard of makes the engine solicit it (at its solicited-node group) and the
-SYN-ACK follows.  ICMPv6 echo, unicast and to all-nodes (answered from our
+SYN-ACK follows; an MLDv2 query gets a report of our solicited-node groups
+(the start-up join counted too).  ICMPv6 echo, unicast and to all-nodes (answered from our
 unicast address).  Extension headers: a hop-by-hop and destination options
 chain is walked to the SYN, nine headers are refused, routing type 0 gets a
 parameter problem pointing at its type, an atomic fragment passes,
@@ -29,6 +30,7 @@ the spool, intact.
 """
 
 import concurrent.futures as cf
+import ipaddress
 import json
 import os
 import re
@@ -47,6 +49,12 @@ pytestmark = pytest.mark.skipif(not is_root(), reason="the DPDK tests need root 
 SCRIPT = Path(__file__).with_name("dpdk_scapy6.py")
 
 
+def solicited_node(addr):
+    """ff02::1:ffXX:XXXX, the address's last 24 bits (RFC 4291 2.7.1)."""
+    a = ipaddress.IPv6Address(addr).packed
+    return str(ipaddress.IPv6Address(bytes.fromhex("ff0200000000000000000001ff") + a[13:]))
+
+
 def scapy(srv, *scenarios, timeout=120):
     mac = re.search(r"mac ([0-9A-F:]{17})", srv.log()).group(1)
     r = srv.run(["/usr/bin/python3", str(SCRIPT), srv.netns.iface, mac, *scenarios],
@@ -62,8 +70,13 @@ def test_ipv6_end_to_end(binaries, workdir):
         ll = re.search(r"IPv6 address (fe80::[0-9a-f:]+)/64 ready", log)
         assert ll, log[-2000:]
 
-        res, mac = scapy(srv, "nd", "echo", "ext", "tcp", "ptb")
+        res, mac = scapy(srv, "nd", "echo", "ext", "tcp", "ptb", "mld")
         nd, echo, ext, tcp, ptb = (res[k] for k in ("nd", "echo", "ext", "tcp", "ptb"))
+        # MLDv2 (RFC 3810): a query answered from our link-local address with our groups.
+        assert res["mld"] == {"report": True, "src": ll.group(1), "dst": "ff02::16", "hlim": 1,
+                              "router_alert": True,
+                              "groups": sorted([solicited_node(SERVER_IP6),
+                                                solicited_node(ll.group(1))])}, res["mld"]
         assert nd["na"] and nd["na_flags"] == {"R": 0, "S": 1, "O": 1}, nd
         assert nd["na_src"] == SERVER_IP6 and nd["na_dst"] == "2001:db8::77", nd
         assert nd["na_hlim"] == 255 and nd["na_lladdr"] == mac.lower(), nd
@@ -111,6 +124,7 @@ def test_ipv6_end_to_end(binaries, workdir):
         assert c["drop_no_route"] >= 300, c  # SYN-ACKs to the off-link flood
         assert c["icmp6_echo"] == 2 and c["pmtu_lowered"] == 1 and c["dad_conflicts"] == 0, c
         assert c["cookies_ok"] >= 1 and c["ip6_rx"] > 400, c
+        assert c["mld_reports"] >= 2, c  # the join at start-up, the query's answer
 
 
 def test_dad_conflict(binaries, workdir):

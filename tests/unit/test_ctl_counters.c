@@ -145,6 +145,7 @@ test_tcp_log_names(void **state)
 	    "icmp6_echo",
 	    "pmtu_lowered",
 	    "dad_conflicts",
+	    "mld_reports",
 	};
 	size_t logged = 0;
 

@@ -1,0 +1,96 @@
+/*
+ * net_mld.c: Multicast Listener Discovery version 2 (RFC 3810) reports for
+ * the groups the stack listens to, so that a switch snooping MLD forwards
+ * neighbor solicitations to us.
+ *
+ * The groups are the solicited-node groups of our addresses (all-nodes is
+ * never reported: RFC 3810 6).  One report names them all: at start-up,
+ * before DAD's first solicitation (RFC 4862 5.4.2: join, then probe), and
+ * in answer to a query (5.1) from a link-local router, at most one a second
+ * per worker whatever the queries (a query flood costs a report a second).
+ * A report goes from our link-local address, or from the unspecified one
+ * while it is tentative (RFC 3590 4), to all MLDv2-capable routers
+ * (ff02::16), hop limit 1, with a Router Alert (RFC 2711) in a hop-by-hop
+ * header.
+ */
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/dp.h"
+#include "dataplane/net_cksum.h"
+
+#define MLD_QUERY 130
+#define MLD2_REPORT 143
+#define MLD2_CHANGE_TO_EXCLUDE 4 /* a join (RFC 3810 5.2.12) */
+#define MLD2_MODE_IS_EXCLUDE 2   /* listening, in answer to a query */
+#define MLD_REPORT_MIN_MS 1000
+
+static const uint8_t all_mld2_routers[16] = {0xff, 0x02, [15] = 0x16};
+
+void
+net_mld_report(struct dp_worker *dw, bool join)
+{
+	const struct dp_shared *sh = dw->sh;
+	const unsigned nrec = sh->nip6, l4 = 8 + 20 * nrec;
+	struct rte_mbuf *m = dp_alloc(dw);
+	struct rte_ipv6_hdr *ip;
+	uint8_t *hbh, *r;
+	uint16_t ck;
+
+	if (m == NULL)
+		return;
+	ip = (struct rte_ipv6_hdr *)rte_pktmbuf_append(m, (uint16_t)(sizeof(*ip) + 8 + l4));
+	if (ip == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memset(ip, 0, sizeof(*ip) + 8 + l4);
+	ip->vtc_flow = rte_cpu_to_be_32(0x60000000);
+	ip->payload_len = rte_cpu_to_be_16((uint16_t)(8 + l4));
+	ip->proto = 0; /* hop-by-hop */
+	ip->hop_limits = 1;
+	if (__atomic_load_n(&sh->ip6[0].state, __ATOMIC_ACQUIRE) == DP_ADDR6_PREFERRED)
+		memcpy(ip->src_addr, sh->ip6[0].a, 16);
+	memcpy(ip->dst_addr, all_mld2_routers, 16);
+	/* Next header ICMPv6, 8 octets: Router Alert (MLD, value 0), PadN of 2. */
+	hbh = (uint8_t *)(ip + 1);
+	hbh[0] = IPPROTO_ICMPV6;
+	hbh[2] = 5;
+	hbh[3] = 2;
+	hbh[6] = 1;
+	r = hbh + 8;
+	r[0] = MLD2_REPORT;
+	r[6] = (uint8_t)(nrec >> 8);
+	r[7] = (uint8_t)nrec;
+	for (unsigned i = 0; i < nrec; i++) {
+		uint8_t *rec = r + 8 + 20 * i;
+
+		rec[0] = join ? MLD2_CHANGE_TO_EXCLUDE : MLD2_MODE_IS_EXCLUDE;
+		net_nd_solicited_node(sh->ip6[i].a, rec + 4);
+	}
+	ck = net_cksum_ipv6_l4(ip, IPPROTO_ICMPV6, r, (uint16_t)l4);
+	memcpy(r + 2, &ck, sizeof(ck));
+	m->ol_flags = 0;
+	dw->c.mld_reports_out++;
+	net_eth_output_ipv6(dw, m, all_mld2_routers);
+}
+
+void
+net_mld_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip,
+              uint16_t l4_len)
+{
+	/* RFC 3810 5.1.14: from a link-local address, hop limit 1; 24 octets at least. */
+	if (ip->hop_limits != 1 || ip->src_addr[0] != 0xfe || (ip->src_addr[1] & 0xc0) != 0x80 ||
+	    l4_len < 24) {
+		dp_drop(dw, m, DP_DROP_ICMP6_BAD);
+		return;
+	}
+	rte_pktmbuf_free(m);
+	if (dw->mld_last_ms != 0 && dw->now_ms - dw->mld_last_ms < MLD_REPORT_MIN_MS)
+		return;
+	dw->mld_last_ms = dw->now_ms;
+	net_mld_report(dw, false);
+}
