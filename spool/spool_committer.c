@@ -49,6 +49,7 @@ struct spool_committer {
 	size_t rcpts_cap;
 	uint64_t notify[SPOOL_MAX_WORKERS / 64]; /* workers to wake after this batch */
 	unsigned idle_us;
+	uint64_t next_prepare_us; /* format 2: no spare segment made before (monotonic) */
 };
 
 static bool
@@ -375,6 +376,27 @@ idle(struct spool_committer *c)
 		c->idle_us = c->idle_us * 2 > IDLE_POLL_MAX_US ? IDLE_POLL_MAX_US : c->idle_us * 2;
 }
 
+/*
+ * Format 2: the next segment is made while idle, not under a message.  After
+ * a failure (a full disk) it waits retry_us before trying again, rather than
+ * allocating at every idle turn; the next message that needs it tries at once.
+ */
+static void
+prepare_segment(struct spool_committer *c)
+{
+	struct spool_shard *sh = c->shard;
+	struct timespec ts;
+	uint64_t now;
+	char err[256];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	if (now < c->next_prepare_us)
+		return;
+	if (seglog_prepare(sh->log, err, sizeof(err)) != PA_OK)
+		c->next_prepare_us = now + sh->spool->retry_us;
+}
+
 static void *
 committer_main(void *arg)
 {
@@ -395,13 +417,9 @@ committer_main(void *arg)
 			c->idle_us = IDLE_POLL_MIN_US;
 			continue;
 		}
-		/* Format 2: the next segment is made while idle, not under a message. */
 		if (sh->log != NULL &&
-		    atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK) {
-			char err[256];
-
-			seglog_prepare(sh->log, err, sizeof(err));
-		}
+		    atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK)
+			prepare_segment(c);
 		/* stop is read before the ring, so whatever was queued before close is seen. */
 		if (atomic_load_explicit(&sh->stop, memory_order_acquire)) {
 			if (rte_ring_empty(sh->ring))
