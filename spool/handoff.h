@@ -55,7 +55,7 @@ struct handoff_config {
 	unsigned max_queue_lifetime_s;
 	unsigned concurrency;     /* connections per destination: the ceiling */
 	unsigned concurrency_min; /* where a destination's window starts, and its floor */
-	uint64_t high_water;  /* queued bytes per shard; 0: no limit */
+	uint64_t high_water;      /* queued bytes per shard; 0: no limit */
 	uint64_t min_free_bytes;
 	unsigned min_free_percent; /* used when min_free_bytes is 0 */
 	unsigned breaker_failures; /* consecutive failures that open the breaker */
@@ -108,6 +108,11 @@ enum handoff_op {
 int handoff_message_op(struct handoff *h, const char *queue_id, enum handoff_op op);
 /* The same on the copy in one shard only (shard < 0: every copy, as handoff_message_op()). */
 int handoff_copy_op(struct handoff *h, const char *queue_id, int shard, enum handoff_op op);
+/*
+ * Operations queued and not yet applied: 0 once every operation queued
+ * before the call has been written to the spool (any thread).
+ */
+uint64_t handoff_ops_pending(struct handoff *h);
 
 /*
  * Drain: from now on no copy stays held, or a drain would wait for ever.

@@ -138,6 +138,8 @@ struct handoff {
 	bool pending;
 	atomic_bool rescan_all;
 	struct ho_op *ops; /* per-message operations, newest first */
+	/* handoff_ops_pending(): operations queued, and those applied */
+	atomic_uint_least64_t ops_queued, ops_settled;
 	/* handoff_dest_states(): published by the engine thread, under the lock */
 	struct handoff_dest_state *dest_view;
 	size_t ndest_view;

@@ -41,6 +41,7 @@ handoff_copy_op(struct handoff *h, const char *qid, int shard, enum handoff_op o
 	pthread_mutex_lock(&h->lock);
 	o->next = h->ops;
 	h->ops = o;
+	atomic_fetch_add(&h->ops_queued, 1);
 	pthread_mutex_unlock(&h->lock);
 	if (write(h->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		pa_log_err("hand-off: write(eventfd): %s", strerror(errno));
@@ -51,6 +52,15 @@ int
 handoff_message_op(struct handoff *h, const char *qid, enum handoff_op op)
 {
 	return handoff_copy_op(h, qid, -1, op);
+}
+
+uint64_t
+handoff_ops_pending(struct handoff *h)
+{
+	/* Settled after queued: read it first, so the difference never wraps. */
+	uint64_t settled = atomic_load(&h->ops_settled);
+
+	return atomic_load(&h->ops_queued) - settled;
 }
 
 void
@@ -154,6 +164,7 @@ ho_apply_ops(struct handoff *h, uint64_t now)
 			later_tail = &o->next;
 		} else {
 			free(o);
+			atomic_fetch_add(&h->ops_settled, 1);
 		}
 	}
 	if (later != NULL) {

@@ -336,7 +336,10 @@ test_engine_message_ops(void **state)
 		assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_HOLD), PA_OK);
 		assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_RELEASE), PA_OK);
 	}
-	usleep(300000); /* many turns of the engine's loop */
+	/* Every one applied (40 synced writes: no fixed sleep covers a loaded machine). */
+	for (int i = 0; i < 3000 && handoff_ops_pending(h) != 0; i++)
+		usleep(10000);
+	assert_int_equal(handoff_ops_pending(h), 0);
 	assert_int_equal(due(s, pa_wall_clock_us()).n, 1);
 	held = false;
 	assert_int_equal(spool_iterate(s, 0, held_entry, &held, err, sizeof(err)), PA_OK);
