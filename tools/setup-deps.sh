@@ -14,7 +14,7 @@ set -eu
 PACKAGES="
   gcc meson ninja-build pkg-config
   libdpdk-dev dpdk librocksdb-dev libjemalloc-dev libssl-dev libjansson-dev
-  libsystemd-dev scdoc man-db
+  libsystemd-dev systemd scdoc man-db
   libcmocka-dev python3 python3-pytest
   clang libclang-rt-14-dev
   openssl
