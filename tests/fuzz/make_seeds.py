@@ -441,6 +441,24 @@ def dns_seeds():
     w("truncated", nx[:len(nx) - 7])
 
 
+def milter_seeds():
+    """Milter replies as a filter sends them: negotiation, rspamd's end of message (header
+    edits, then continue), a reject with its reply, quarantine after progress."""
+    import struct
+    w = lambda name, data: write("milter_reply", name, data)
+
+    def pk(code, data=b""):
+        return struct.pack(">I", len(data) + 1) + code + data
+    w("accept", pk(b"a"))
+    w("optneg", pk(b"O", struct.pack(">III", 6, 0x1FF, 0xFF000)))
+    w("eob-rspamd", pk(b"h", b"Authentication-Results\0mx.test;\r\n\tdkim=pass header.d=test\0")
+      + pk(b"m", struct.pack(">I", 1) + b"X-Spam\0\0")
+      + pk(b"i", struct.pack(">I", 0) + b"X-A\0b\0") + pk(b"c"))
+    w("reject", pk(b"y", b"554 5.7.1 Gtube pattern\0") + pk(b"r"))
+    w("multiline", pk(b"y", b"550-5.7.1 a\r\n550 5.7.1 b\0"))
+    w("quarantine", pk(b"p") + pk(b"q", b"virus\0") + pk(b"a"))
+
+
 def main():
     smtp_seeds()
     tls_seeds()
@@ -449,6 +467,7 @@ def main():
     spool_seeds()
     seglog_seeds()
     dns_seeds()
+    milter_seeds()
     try:
         tcp_seeds()
         tcp6_seeds()

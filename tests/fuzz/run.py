@@ -29,7 +29,8 @@ import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ["smtp_session", "tcp_input", "tls_filter", "proxy_header", "config", "route_map",
-           "directory_file", "spool_record", "seglog", "dns_packet"]
+           "directory_file", "spool_record", "seglog", "dns_packet",
+           "milter_reply"]
 # Sanitizer reports end the run with a distinct status; libFuzzer prints the input.
 ENV = dict(os.environ,
            ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:symbolize=1",
