@@ -47,8 +47,8 @@
 #include "dataplane/worker.h"
 #include "directory/directory.h"
 #include "smtp/tls.h"
-#include "spool/handoff.h"
-#include "spool/route_map.h"
+#include "handoff/handoff.h"
+#include "handoff/route_map.h"
 #include "spool/spool.h"
 #include "spool/spool_upgrade.h"
 

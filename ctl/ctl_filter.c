@@ -15,7 +15,7 @@
 #include "core/pa.h"
 #include "ctl/ctl_server.h"
 #include "dataplane/worker.h"
-#include "spool/handoff.h"
+#include "handoff/handoff.h"
 #include "spool/spool_iter.h"
 #include "spool/spool_record.h"
 

@@ -24,7 +24,7 @@
 
 #include <jansson.h>
 
-#include "spool/route_map.h"
+#include "handoff/route_map.h"
 #include "spool/spool.h"
 
 struct ctl_env;

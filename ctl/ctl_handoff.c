@@ -17,7 +17,7 @@
 #include "ctl/ctl_server.h"
 #include "ctl/ctl_spool.h"
 #include "dataplane/worker.h"
-#include "spool/handoff.h"
+#include "handoff/handoff.h"
 #include "spool/spool_iter.h"
 
 static struct handoff *

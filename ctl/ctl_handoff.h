@@ -1,6 +1,6 @@
 /*
  * ctl_handoff.h: the control commands that act on the hand-off engine
- * (spool/handoff.h): hold, release, retry and delete, drain.
+ * (handoff/handoff.h): hold, release, retry and delete, drain.
  *
  * hold, release, retry and delete take one message ("id", every copy of it
  * or the one in "shard") or the filters of ctl_filter.h (every matching

@@ -24,7 +24,7 @@
 #include "ctl/ctl_stats.h"
 #include "dataplane/worker.h"
 #include "dns/resolver.h"
-#include "spool/handoff.h"
+#include "handoff/handoff.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
 

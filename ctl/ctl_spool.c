@@ -22,7 +22,7 @@
 #include "ctl/ctl_json.h"
 #include "ctl/ctl_server.h"
 #include "dataplane/worker.h"
-#include "spool/handoff.h"
+#include "handoff/handoff.h"
 #include "spool/spool_iter.h"
 
 /* qshape's doubling age buckets, in minutes; the last one is open-ended. */

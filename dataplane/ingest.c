@@ -24,7 +24,6 @@
 #include "dataplane/ingest_tls.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
-#include "spool/handoff.h"
 #include "spool/spool.h"
 
 #define COMPLETION_BURST 32
@@ -180,7 +179,7 @@ host_rcpt_check(void *host, const char *addr, char canonical[SMTP_PATH_MAX + 1])
 	if (v != SMTP_RCPT_ACCEPT)
 		return v;
 	shard = spool_shard_of(conn->runtime->config.spool_shards, stored, strlen(stored));
-	if (handoff_shard_full(conn->worker->shared->handoff, shard))
+	if (spool_shard_full(conn->worker->shared->spool, shard))
 		return SMTP_RCPT_SPOOL_FULL;
 	/* A shard that failed or stalled its last write would only answer 451 after DATA. */
 	if (!spool_shard_healthy(conn->worker->shared->spool, shard))
@@ -246,7 +245,7 @@ ingest_open(struct ingest_conn *conn, struct pa_worker *worker, const char *clie
 	if (worker_stopping(worker)) {
 		worker->counters.conns_refused++;
 		smtp_session_refuse(conn->smtp, "421 4.3.2 Service shutting down, try again later");
-	} else if (handoff_spool_full(worker->shared->handoff)) {
+	} else if (spool_full(worker->shared->spool)) {
 		/* Every shard is above its high-water mark, or the disk is full. */
 		worker->counters.conns_refused++;
 		smtp_session_refuse(conn->smtp, "421 4.3.1 Spool full, try again later");

@@ -41,7 +41,7 @@ struct pa_shared {
 	int stopping;		    /* set once by the main lcore on SIGTERM */
 	/* The recipient directory; NULL when none is configured: `domains` alone decides. */
 	struct directory *directory;
-	/* The hand-off engine: read-only here, for its backpressure flags (spool/handoff.h). */
+	/* The hand-off engine, for the control socket; workers read backpressure from the spool. */
 	struct handoff *handoff;
 	/* Set and cleared by the control socket (pause/resume): new connections 421, MAIL 451. */
 	int paused;

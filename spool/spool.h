@@ -135,6 +135,18 @@ void spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_s
 bool spool_healthy(const struct spool *spool);
 bool spool_shard_healthy(const struct spool *spool, unsigned shard);
 
+/*
+ * Backpressure (docs/handoff.md): the hand-off, which knows what is queued,
+ * sets a shard's flag while its queue is above spool.high_water or the disk
+ * is below spool.min_free, and returns the flag's previous value.  The
+ * workers read the flags here, so they never depend on the hand-off: one
+ * atomic load each, safe on poll-mode cores.  spool_full(): every shard is
+ * full, so new connections are refused.
+ */
+bool spool_set_backpressure(struct spool *spool, unsigned shard, bool full);
+bool spool_shard_full(const struct spool *spool, unsigned shard);
+bool spool_full(const struct spool *spool);
+
 enum spool_shard_state {
 	SPOOL_SHARD_OK,
 	SPOOL_SHARD_STALLED, /* RocksDB stalled writes past stall_timeout_ms */

@@ -17,6 +17,8 @@
  *    committer thread (never by a worker), under db_lock held exclusively;
  *    opening replays the WAL (point-in-time recovery stops at the torn tail
  *    of the failed write, which no client saw acknowledged).
+ *  - The backpressure flags (spool_set_backpressure()) live here beside the
+ *    health gate, read the same way: one atomic load per check.
  */
 #include "spool/spool_internal.h"
 
@@ -376,6 +378,39 @@ void
 spool_shard_db_release(struct spool_shard *sh)
 {
 	pthread_rwlock_unlock(&sh->db_lock);
+}
+
+bool
+spool_set_backpressure(struct spool *spool, unsigned shard, bool full)
+{
+	bool was;
+
+	if (spool == NULL || shard >= spool->nshards)
+		return false;
+	was = atomic_exchange_explicit(&spool->shards[shard].full, full, memory_order_acq_rel);
+	if (was != full) {
+		if (full)
+			atomic_fetch_add_explicit(&spool->full_shards, 1, memory_order_release);
+		else
+			atomic_fetch_sub_explicit(&spool->full_shards, 1, memory_order_release);
+	}
+	return was;
+}
+
+bool
+spool_shard_full(const struct spool *spool, unsigned shard)
+{
+	return spool != NULL && shard < spool->nshards &&
+	       atomic_load_explicit(&((struct spool *)spool)->shards[shard].full,
+	                            memory_order_acquire);
+}
+
+bool
+spool_full(const struct spool *spool)
+{
+	return spool != NULL && spool->nshards > 0 &&
+	       atomic_load_explicit(&((struct spool *)spool)->full_shards, memory_order_acquire) ==
+	           spool->nshards;
 }
 
 bool

@@ -61,6 +61,7 @@ struct spool_shard {
 	bool thread_started;
 	struct spool_committer *committer; /* committer-private state */
 	unsigned format;                   /* of this shard: SPOOL_FORMAT_VERSION or _LOG */
+	atomic_bool full;                  /* backpressure, set by spool_set_backpressure() */
 	char *log_dir;                     /* format 2: its segment log */
 	struct seglog *log;                /* format 2: written by the committer only */
 
@@ -133,6 +134,7 @@ struct spool {
 	atomic_uint impair_writes; /* writes seen while impaired */
 	atomic_uint_least64_t impair_start_us;
 	atomic_uint unhealthy;    /* shards not SPOOL_SHARD_OK: what the gate reads */
+	atomic_uint full_shards;  /* shards with their backpressure flag set */
 	atomic_bool poll_workers; /* some attached worker cannot ring an eventfd */
 	atomic_bool closing;
 };

@@ -1,5 +1,5 @@
 /*
- * fuzz_route_map.c: the route-map parser (spool/route_map.c).
+ * fuzz_route_map.c: the route-map parser (handoff/route_map.c).
  *
  * The route map is an operator's file, but route_map.h promises to treat it
  * as hostile: bounded lines, no NUL, every number range-checked, refused as a
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "core/pa.h"
-#include "spool/route_map.h"
+#include "handoff/route_map.h"
 
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "core/pa.h"
-#include "spool/dsn.h"
+#include "handoff/dsn.h"
 
 static void
 test_report(void **state)

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "core/pa.h"
-#include "spool/handoff_client.h"
+#include "handoff/handoff_client.h"
 
 /* Takes everything the client wants to send, as a string. */
 static char *

@@ -20,9 +20,9 @@
 
 #include "core/clock.h"
 #include "core/pa.h"
-#include "spool/handoff.h"
-#include "spool/handoff_store.h"
-#include "spool/route_map.h"
+#include "handoff/handoff.h"
+#include "handoff/handoff_store.h"
+#include "handoff/route_map.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
 
@@ -316,7 +316,7 @@ test_engine_message_ops(void **state)
 	/* No route: the engine hands nothing off and only applies operations. */
 	if (handoff_start(&h, s, &cfg, err, sizeof(err)) != PA_OK)
 		fail_msg("handoff_start: %s", err);
-	assert_false(handoff_shard_full(h, 0));
+	assert_false(spool_shard_full(s, 0));
 	assert_int_equal(handoff_message_op(h, "bad id", HANDOFF_OP_HOLD), PA_ERROR);
 	assert_int_equal(handoff_message_op(h, qid, HANDOFF_OP_HOLD), PA_OK);
 	wait_sched(s, qid, HS_HELD_US);

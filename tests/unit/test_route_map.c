@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "core/pa.h"
-#include "spool/route_map.h"
+#include "handoff/route_map.h"
 
 static struct route_map *
 parse_ok(const char *text, unsigned shards, const char *def)

@@ -16,7 +16,7 @@
  * What it promises: the window is always within those bounds, also after a
  * reload changed them; every change is logged with its reason.
  */
-#include "spool/handoff_internal.h"
+#include "handoff/handoff_internal.h"
 
 #include "core/log.h"
 

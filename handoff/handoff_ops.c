@@ -9,7 +9,7 @@
  * alone and the operation waits for the next loop, so an operation never
  * races a transaction's outcome.
  */
-#include "spool/handoff_internal.h"
+#include "handoff/handoff_internal.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -80,11 +80,6 @@ void handoff_stop(struct handoff *h);
  */
 int handoff_reload(struct handoff *h, const struct handoff_config *cfg, char *err, size_t errlen);
 
-/* Backpressure, for the workers: this shard is above its high-water mark, or the disk is full. */
-bool handoff_shard_full(const struct handoff *h, unsigned shard);
-/* Every shard is full (or the disk is): refuse connections. */
-bool handoff_spool_full(const struct handoff *h);
-
 /*
  * Operations (the control socket exposes them).  shard < 0: every shard.
  * PA_ERROR for an unknown shard, or for a hold while draining (handoff_drain()).

@@ -17,10 +17,10 @@
 #include <sys/queue.h>
 
 #include "core/queue_id.h"
-#include "spool/handoff.h"
-#include "spool/handoff_client.h"
-#include "spool/handoff_store.h"
-#include "spool/route_map.h"
+#include "handoff/handoff.h"
+#include "handoff/handoff_client.h"
+#include "handoff/handoff_store.h"
+#include "handoff/route_map.h"
 
 #define HO_COPY_BUCKETS 4096
 #define HO_MAX_COPIES 2048         /* copies in memory at once */
@@ -144,10 +144,8 @@ struct handoff {
 	struct handoff_dest_state *dest_view;
 	size_t ndest_view;
 
-	/* Read by workers. */
+	/* Read by other threads (the control socket). */
 	unsigned nshards;
-	atomic_uchar *full; /* per shard */
-	atomic_bool all_full;
 	atomic_uint_least64_t *queued_bytes; /* per shard */
 	atomic_uchar *held;                  /* per shard: hold requested */
 

@@ -2,7 +2,7 @@
  * handoff_store.c: synced reads and writes of copies for the hand-off engine
  * (handoff_store.h).
  */
-#include "spool/handoff_store.h"
+#include "handoff/handoff_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
  * outcome synced; the backpressure flags never lag the spool by more than
  * HO_BACKPRESSURE_US plus one scan.
  */
-#include "spool/handoff_internal.h"
+#include "handoff/handoff_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -54,7 +54,7 @@ update_pressure(struct handoff *h)
 	uint64_t queued[SPOOL_MAX_SHARDS];
 	bool was[SPOOL_MAX_SHARDS];
 	struct statvfs vfs;
-	bool disk_full = false, all = h->nshards > 0;
+	bool disk_full = false;
 
 	if (statvfs(h->cfg.spool_dir, &vfs) != -1) {
 		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
@@ -73,14 +73,12 @@ update_pressure(struct handoff *h)
 		uint64_t q = in > h->removed_bytes[s] ? in - h->removed_bytes[s] : 0;
 		bool full = disk_full || (h->cfg.high_water > 0 && q >= h->cfg.high_water);
 
-		was[s] = atomic_exchange_explicit(&h->full[s], full, memory_order_acq_rel) != 0;
+		was[s] = spool_set_backpressure(h->spool, s, full);
 		queued[s] = q;
-		all = all && full;
 	}
-	atomic_store_explicit(&h->all_full, all, memory_order_release);
 	for (unsigned s = 0; s < h->nshards; s++) {
 		/* The engine is the flags' only writer: this reads back what it stored above. */
-		bool full = atomic_load_explicit(&h->full[s], memory_order_relaxed) != 0;
+		bool full = spool_shard_full(h->spool, s);
 
 		atomic_store_explicit(&h->queued_bytes[s], queued[s], memory_order_release);
 		if (full != was[s])
@@ -251,7 +249,6 @@ handoff_free(struct handoff *h)
 	ho_ops_free(h->ops);
 	free(h->dest_view);
 	pthread_mutex_destroy(&h->lock);
-	free(h->full);
 	free(h->queued_bytes);
 	free(h->held);
 	free(h->base_bytes);
@@ -281,7 +278,6 @@ static int
 alloc_shards(struct handoff *h, unsigned n)
 {
 	h->nshards = n;
-	h->full = calloc(n, sizeof(*h->full));
 	h->queued_bytes = calloc(n, sizeof(*h->queued_bytes));
 	h->held = calloc(n, sizeof(*h->held));
 	h->base_bytes = calloc(n, sizeof(*h->base_bytes));
@@ -300,7 +296,7 @@ alloc_shards(struct handoff *h, unsigned n)
 		h->wbatch[s] = rocksdb_writebatch_create();
 	for (unsigned s = 0; h->batch != NULL && s < n; s++)
 		h->batch[s] = rocksdb_writebatch_create();
-	return h->batch != NULL && h->full && h->queued_bytes && h->held && h->base_bytes &&
+	return h->batch != NULL && h->queued_bytes && h->held && h->base_bytes &&
 	               h->base_committed && h->removed_bytes && h->added_bytes && h->cursor_us
 	           ? PA_OK
 	           : PA_ERROR;
@@ -409,6 +405,9 @@ handoff_stop(struct handoff *h)
 		pthread_join(h->thread, NULL);
 	/* Every outcome written and synced before the spool closes. */
 	ho_writer_stop(h);
+	/* Nothing computes the flags any more: what is queued no longer refuses mail. */
+	for (unsigned s = 0; s < h->nshards; s++)
+		spool_set_backpressure(h->spool, s, false);
 	handoff_free(h);
 }
 
@@ -427,19 +426,6 @@ handoff_reload(struct handoff *h, const struct handoff_config *cfg, char *err, s
 	pthread_mutex_unlock(&h->lock);
 	ho_wake(h);
 	return PA_OK;
-}
-
-bool
-handoff_shard_full(const struct handoff *h, unsigned shard)
-{
-	return h != NULL && shard < h->nshards &&
-	       atomic_load_explicit(&h->full[shard], memory_order_acquire) != 0;
-}
-
-bool
-handoff_spool_full(const struct handoff *h)
-{
-	return h != NULL && atomic_load_explicit(&h->all_full, memory_order_acquire);
 }
 
 int

@@ -16,7 +16,7 @@
  * a connection waiting for G may start its next transaction); stop writes
  * and syncs everything handed over or still gathered.
  */
-#include "spool/handoff_internal.h"
+#include "handoff/handoff_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

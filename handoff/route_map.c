@@ -8,7 +8,7 @@
  * the message.  Nothing is half-applied: a map is built privately and handed
  * out only when every line parsed.
  */
-#include "spool/route_map.h"
+#include "handoff/route_map.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

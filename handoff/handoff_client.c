@@ -9,7 +9,7 @@
  * bytes go out dot-stuffed (RFC 5321 4.5.2) and otherwise unchanged, after
  * the id header.
  */
-#include "spool/handoff_client.h"
+#include "handoff/handoff_client.h"
 
 #include <stdarg.h>
 #include <stdio.h>

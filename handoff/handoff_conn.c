@@ -11,7 +11,7 @@
  * failures in a row the destination cools down (circuit breaker) without
  * holding up any other destination.
  */
-#include "spool/handoff_internal.h"
+#include "handoff/handoff_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
  * most once at a time (the in-memory set of copies), so two connections never carry the same
  * recipient at once.
  */
-#include "spool/handoff_internal.h"
+#include "handoff/handoff_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@
 #include "core/log.h"
 #include "core/mail_date.h"
 #include "core/pa.h"
-#include "spool/dsn.h"
+#include "handoff/dsn.h"
 #include "spool/spool_internal.h"
 
 static unsigned

@@ -6,7 +6,7 @@
  * quoted header, so it cannot occur inside a part; every line we write ends
  * in CRLF.
  */
-#include "spool/dsn.h"
+#include "handoff/dsn.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
