@@ -232,7 +232,7 @@ hs_copy_free(struct hs_copy *c)
 	if (c == NULL)
 		return;
 	free(c->rec);
-	rocksdb_free(c->body_value);
+	spool_body_release(&c->body);
 	free(c->d);
 	free(c);
 }
@@ -306,26 +306,19 @@ hs_load_meta(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_u
 int
 hs_load_body(struct spool *sp, struct hs_copy *c, char *err, size_t errlen)
 {
-	uint8_t key[SPOOL_KEY_MAX];
-	size_t blen;
-	int rc;
-
-	if (c->body_value != NULL)
+	if (c->body.owner != NULL)
 		return PA_OK;
-	c->body_value =
-	    get(sp, c->shard, key, spool_key_body(key, c->qid, c->qlen), &blen, &rc, err, errlen);
-	if (c->body_value == NULL ||
-	    spool_record_body_decode((const uint8_t *)c->body_value, blen, &c->data, &c->size) !=
-	        PA_OK ||
-	    c->size != c->rec->size) {
-		if (rc == PA_OK)
-			snprintf(err, errlen, "%s: body of %s is missing or does not decode",
-			         sp->shards[c->shard].path, c->qid);
-		rocksdb_free(c->body_value);
-		c->body_value = NULL;
-		c->data = NULL;
+	/* 'B' (format 1, DSN copies) or the log record 'L' names (format 2), checked. */
+	if (spool_body_read(sp, c->shard, c->qid, &c->body, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (c->body.owner == NULL || c->body.size != c->rec->size) {
+		snprintf(err, errlen, "%s: body of %s is missing or not its stored size",
+		         sp->shards[c->shard].path, c->qid);
+		spool_body_release(&c->body);
 		return PA_ERROR;
 	}
+	c->data = c->body.data;
+	c->size = c->body.size;
 	return PA_OK;
 }
 
@@ -380,6 +373,7 @@ delete_all(rocksdb_writebatch_t *b, const struct hs_copy *c)
 
 	rocksdb_writebatch_delete(b, (const char *)key, spool_key_message(key, c->qid, c->qlen));
 	rocksdb_writebatch_delete(b, (const char *)key, spool_key_body(key, c->qid, c->qlen));
+	rocksdb_writebatch_delete(b, (const char *)key, spool_key_location(key, c->qid, c->qlen));
 	for (size_t i = 0; i < c->rec->nrcpt; i++)
 		rocksdb_writebatch_delete(b, (const char *)key,
 		                          spool_key_delivery(key, c->qid, c->qlen, (uint16_t)i));

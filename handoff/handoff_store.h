@@ -9,8 +9,8 @@
  * What it promises: every write is one WriteBatch with sync = 1 (the
  * engine may gather several outcomes into one, see hs_write()), except
  * hs_write_unsynced()'s (outcomes, synced later by hs_sync()); a copy is
- * deleted only as a whole (message, body, every delivery record, schedule
- * entry) in one batch; the schedule entry always names the earliest
+ * deleted only as a whole (message, body or its log location, every
+ * delivery record, schedule entry) in one batch; the schedule entry always names the earliest
  * next attempt among the copy's pending recipients (docs/spool-format.md).
  * Concurrency: committers only ever add copies under new queue ids and the
  * engine is the only writer of existing ones, so its read-modify-writes do
@@ -26,6 +26,7 @@
 #include <rocksdb/c.h>
 
 #include "spool/spool.h"
+#include "spool/spool_iter.h"
 #include "spool/spool_record.h"
 
 /* The schedule time of a held copy: it never comes due by itself. */
@@ -38,8 +39,8 @@ struct hs_copy {
 	size_t qlen;
 	uint64_t sched_us; /* the schedule key it has on disk now */
 	struct spool_msg_record *rec;
-	char *body_value;         /* the body value as RocksDB returned it; NULL not loaded */
-	const uint8_t *data;      /* the stored message inside body_value */
+	struct spool_body body;   /* the stored bytes; body.owner NULL: not loaded */
+	const uint8_t *data;      /* the stored message (body.data); NULL before */
 	size_t size;              /* of data: rec->size once the body is loaded, 0 before */
 	struct spool_delivery *d; /* rec->nrcpt delivery records */
 };

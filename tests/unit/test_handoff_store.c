@@ -55,11 +55,11 @@ due(struct spool *s, uint64_t until)
 }
 
 static struct spool *
-spool_with_one_message(char *dir, const char *qid)
+spool_with_one_message(char *dir, const char *qid, unsigned format)
 {
 	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
 	static const uint8_t data[] = "Received: x\r\nSubject: t\r\n\r\nbody\r\n";
-	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 0, 0};
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, format, 1u << 20};
 	struct spool *s = NULL;
 	char err[512];
 	struct smtp_message msg = {.queue_id = qid,
@@ -84,8 +84,9 @@ spool_with_one_message(char *dir, const char *qid)
 	return s;
 }
 
+/* Format 1 keeps the body in RocksDB ('B'), format 2 in the segment log ('L'). */
 static void
-test_lifecycle(void **state)
+lifecycle(unsigned format)
 {
 	char dir[] = "/tmp/pa-hs-XXXXXX";
 	const char *qid = "QIDSTORE1";
@@ -96,17 +97,19 @@ test_lifecycle(void **state)
 	bool deleted;
 	uint64_t now = pa_wall_clock_us(), bytes, copies;
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	struct spool_body body;
+	static const char stored[] = "Received: x\r\nSubject: t\r\n\r\nbody\r\n";
 
-	(void)state;
 	assert_non_null(mkdtemp(dir));
-	s = spool_with_one_message(dir, qid);
+	s = spool_with_one_message(dir, qid, format);
 	d = due(s, pa_wall_clock_us());
 	assert_int_equal(d.n, 1);
 	assert_string_equal(d.qid, qid);
 	assert_int_equal(hs_load(s, 0, qid, d.sched, &c, err, sizeof(err)), PA_OK);
 	assert_int_equal(c->rec->nrcpt, 2);
 	assert_int_equal(c->d[0].state, SPOOL_DELIVERY_PENDING);
-	assert_memory_equal(c->data, "Received: x\r\n", 13);
+	assert_int_equal(c->size, sizeof(stored) - 1);
+	assert_memory_equal(c->data, stored, sizeof(stored) - 1);
 
 	/* a delivered, b deferred by 10 s: the schedule entry follows b */
 	c->d[0].state = SPOOL_DELIVERY_DONE;
@@ -145,6 +148,9 @@ test_lifecycle(void **state)
 	assert_int_equal(hs_write(s, 0, b, err, sizeof(err)), PA_OK);
 	assert_int_equal(due(s, HS_HELD_US - 1).n, 0);
 	assert_int_equal(hs_load(s, 0, qid, 0, &c, err, sizeof(err)), PA_AGAIN);
+	/* deleted as a whole: neither its 'B' body nor its 'L' location is left */
+	assert_int_equal(spool_body_read(s, 0, qid, &body, err, sizeof(err)), PA_OK);
+	assert_null(body.data);
 	assert_int_equal(hs_shard_usage(s, 0, &bytes, &copies, err, sizeof(err)), PA_OK);
 	assert_true(bytes == 0 && copies == 0);
 
@@ -183,6 +189,20 @@ test_lifecycle(void **state)
 	}
 }
 
+static void
+test_lifecycle(void **state)
+{
+	(void)state;
+	lifecycle(1);
+}
+
+static void
+test_lifecycle_log(void **state)
+{
+	(void)state;
+	lifecycle(2);
+}
+
 static struct due
 due_from(struct spool *s, uint64_t from, uint64_t until)
 {
@@ -210,7 +230,7 @@ test_due_from_cursor(void **state)
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
-	s = spool_with_one_message(dir, qid);
+	s = spool_with_one_message(dir, qid, 1);
 	d = due_from(s, 0, HS_HELD_US - 1);
 	assert_int_equal(d.n, 1);
 	/* the entry is at d.sched: a cursor at it finds it, one past it does not */
@@ -312,7 +332,7 @@ test_engine_message_ops(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(cfg.spool_dir, sizeof(cfg.spool_dir), "%s", dir);
 	snprintf(cfg.hostname, sizeof(cfg.hostname), "mx.test");
-	s = spool_with_one_message(dir, qid);
+	s = spool_with_one_message(dir, qid, 1);
 	/* No route: the engine hands nothing off and only applies operations. */
 	if (handoff_start(&h, s, &cfg, err, sizeof(err)) != PA_OK)
 		fail_msg("handoff_start: %s", err);
@@ -387,6 +407,7 @@ main(void)
 	cpu_set_t cpus;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lifecycle),
+	    cmocka_unit_test(test_lifecycle_log),
 	    cmocka_unit_test(test_due_from_cursor),
 	    cmocka_unit_test(test_engine_message_ops),
 	};
