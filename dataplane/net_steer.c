@@ -87,7 +87,12 @@ net_flow_owner6(const struct dp_shared *sh, const uint8_t *src, uint16_t sport, 
 		memcpy(&b, dst + 4 * i, 4);
 		x[i] = a ^ b;
 	}
-	return rte_hash_crc(x, sizeof(x), (uint32_t)(sport ^ dport) * 0x9e3779b1u) % sh->nworkers;
+	/*
+	 * dp_hash_words(), not rte_hash_crc(): that one reads x through a
+	 * uint64_t pointer, which the compiler may order before the uint32_t
+	 * stores above (strict aliasing): a flow's owner then varied call to call.
+	 */
+	return dp_hash_words(x, sizeof(x), (uint32_t)(sport ^ dport) * 0x9e3779b1u) % sh->nworkers;
 }
 
 unsigned
