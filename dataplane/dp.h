@@ -190,6 +190,7 @@ struct dp_worker {
 	 * looking for a port; and which address (index from sh->ip) is next.
 	 */
 	uint16_t next_lport[DP_MAX_ADDRS];
+	uint16_t next_lport6[DP_MAX_ADDRS6]; /* the same per IPv6 address (sh->ip6[]) */
 	unsigned next_laddr;
 	struct dp_counters c;
 } __rte_cache_aligned;
@@ -233,6 +234,8 @@ unsigned net_eth_poll(struct dp_worker *dw);
 /* The next hop towards dst (network order): dst on link, else dpdk.gateway; 0: no route. */
 uint32_t net_next_hop(const struct dp_shared *sh, uint32_t dst);
 void net_eth_input(struct dp_worker *dw, struct rte_mbuf *m, bool steered);
+/* The next hop towards an IPv6 dst: dst on link, else dpdk.gateway6; NULL: no route. */
+const uint8_t *net_next_hop6(const struct dp_shared *sh, const uint8_t *dst);
 /* Sends an IPv4 packet whose IP header is filled in: resolves the next hop, queues for TX. */
 void net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst);
 void net_eth_tx_flush(struct dp_worker *dw);
@@ -268,6 +271,10 @@ void net_rss_symmetric_key(uint8_t *key, unsigned len);
 /* A local port in [lo, hi] for an active open to (raddr, rport) whose flow this worker owns. */
 int net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t laddr, uint32_t raddr,
                         uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start);
+/* The same towards an IPv6 peer (addresses 16 octets, network order). */
+int net_pick_local_port6(const struct dp_shared *sh, unsigned worker, const uint8_t *laddr,
+                         const uint8_t *raddr, uint16_t rport, uint16_t lo, uint16_t hi,
+                         uint16_t start);
 
 /* net_arp.c */
 int net_arp_create(struct dp_shared *sh);
@@ -281,6 +288,11 @@ void net_arp_tick(struct dp_worker *dw);
 int net_ipv6_addr_index(const struct dp_shared *sh, const uint8_t *a);
 /* Whether a is ours and usable (DAD done). */
 bool net_ipv6_is_local(const struct dp_shared *sh, const uint8_t *a);
+/*
+ * Whether a can be a peer's address: not multicast, IPv4-mapped, loopback or
+ * one of our usable addresses; the unspecified address only if told.
+ */
+bool net_ipv6_peer_ok(const struct dp_shared *sh, const uint8_t *a, bool unspecified_ok);
 /* Whether a is on the link of one of our prefixes (or link-local). */
 bool net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a);
 /* Our source address towards dst: a usable one on its prefix, else the first usable global. */

@@ -266,9 +266,8 @@ net_eth_output_ipv4(struct dp_worker *dw, struct rte_mbuf *m, uint32_t dst)
 	eth_queue(dw, m, &mac, RTE_ETHER_TYPE_IPV4);
 }
 
-/* The next hop towards dst: dst on link, else dpdk.gateway6; NULL: no route. */
-static const uint8_t *
-next_hop6(const struct dp_shared *sh, const uint8_t *dst)
+const uint8_t *
+net_next_hop6(const struct dp_shared *sh, const uint8_t *dst)
 {
 	if (net_ipv6_on_link(sh, dst))
 		return dst;
@@ -279,7 +278,7 @@ void
 net_eth_output_ipv6(struct dp_worker *dw, struct rte_mbuf *m, const uint8_t *dst)
 {
 	const struct dp_shared *sh = dw->sh;
-	const uint8_t *hop = dst[0] == 0xff ? dst : next_hop6(sh, dst);
+	const uint8_t *hop = dst[0] == 0xff ? dst : net_next_hop6(sh, dst);
 	struct rte_ether_addr mac;
 
 	if (hop == NULL) {

@@ -102,6 +102,20 @@ net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst)
 	return any != NULL ? any : sh->ip6[0].a;
 }
 
+bool
+net_ipv6_peer_ok(const struct dp_shared *sh, const uint8_t *a, bool unspecified_ok)
+{
+	/*
+	 * Multicast, IPv4-mapped, loopback, or one of our usable addresses
+	 * (a loop or a spoof); a tentative one may be another node's: DAD
+	 * hears its advertisement from that very address.
+	 */
+	if (a[0] == 0xff || memcmp(a, v4mapped, sizeof(v4mapped)) == 0 ||
+	    memcmp(a, loopback, 16) == 0 || net_ipv6_is_local(sh, a))
+		return false;
+	return unspecified_ok || memcmp(a, unspecified, 16) != 0;
+}
+
 /* ff02::1, or ff02::1:ffXX:XXXX for one of our addresses (tentative ones too: DAD). */
 static bool
 our_group(const struct dp_shared *sh, const uint8_t *a)
@@ -158,13 +172,7 @@ net_ipv6_input(struct dp_worker *dw, struct rte_mbuf *m)
 		dp_drop(dw, m, DP_DROP_IP6_BAD_HDR);
 		return;
 	}
-	if (ip->src_addr[0] == 0xff || memcmp(ip->src_addr, v4mapped, sizeof(v4mapped)) == 0 ||
-	    memcmp(ip->src_addr, loopback, 16) == 0 || net_ipv6_is_local(sh, ip->src_addr)) {
-		/*
-		 * Multicast, IPv4-mapped, loopback, or one of our usable addresses
-		 * (a loop or a spoof); a tentative one may be another node's: DAD
-		 * hears its advertisement from that very address.
-		 */
+	if (!net_ipv6_peer_ok(sh, ip->src_addr, true)) {
 		dp_drop(dw, m, DP_DROP_IP6_BAD_SRC);
 		return;
 	}

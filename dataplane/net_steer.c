@@ -149,18 +149,46 @@ net_rss_symmetric_key(uint8_t *key, unsigned len)
 		key[i] = i % 2 == 0 ? 0x6d : 0x5a;
 }
 
-int
-net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t laddr, uint32_t raddr,
-                    uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start)
+/* The owner of a flow an active open would make: IPv6 addresses (16 octets) or IPv4 ones. */
+static unsigned
+open_owner(const struct dp_shared *sh, const void *laddr, const void *raddr, bool v6,
+           uint16_t rport, uint16_t lport)
+{
+	uint32_t l, r;
+
+	/* As the SYN-ACK will arrive: from the peer, to us. */
+	if (v6)
+		return net_flow_owner6(sh, raddr, rport, laddr, lport);
+	memcpy(&l, laddr, 4);
+	memcpy(&r, raddr, 4);
+	return net_flow_owner(sh, r, rport, l, lport);
+}
+
+static int
+pick_port(const struct dp_shared *sh, unsigned worker, const void *laddr, const void *raddr,
+          bool v6, uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start)
 {
 	uint32_t span = (uint32_t)hi - lo + 1;
 
 	for (uint32_t i = 0; i < span; i++) {
 		uint16_t p = (uint16_t)(lo + (start - lo + i) % span);
 
-		/* As the SYN-ACK will arrive: from the peer, to us. */
-		if (net_flow_owner(sh, raddr, rport, laddr, rte_cpu_to_be_16(p)) == worker)
+		if (open_owner(sh, laddr, raddr, v6, rport, rte_cpu_to_be_16(p)) == worker)
 			return p;
 	}
 	return -1;
+}
+
+int
+net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t laddr, uint32_t raddr,
+                    uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start)
+{
+	return pick_port(sh, worker, &laddr, &raddr, false, rport, lo, hi, start);
+}
+
+int
+net_pick_local_port6(const struct dp_shared *sh, unsigned worker, const uint8_t *laddr,
+                     const uint8_t *raddr, uint16_t rport, uint16_t lo, uint16_t hi, uint16_t start)
+{
+	return pick_port(sh, worker, laddr, raddr, true, rport, lo, hi, start);
 }

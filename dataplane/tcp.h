@@ -48,7 +48,7 @@ enum tcp_err {
 	TCP_ERR_NONE,
 	TCP_ERR_REFUSED,     /* RST in SYN_SENT (RFC 9293 3.10.7.3) */
 	TCP_ERR_TIMEOUT,     /* no SYN-ACK after TCP_SYN_RETRIES retransmissions */
-	TCP_ERR_UNREACHABLE, /* the next hop never answered ARP */
+	TCP_ERR_UNREACHABLE, /* the next hop never answered ARP (or Neighbor Discovery) */
 	TCP_ERR_RESET,       /* reset after ESTABLISHED */
 	TCP_ERR_RTX_TIMEOUT, /* TCP_MAX_RETRIES expiries after ESTABLISHED */
 };
@@ -242,6 +242,8 @@ void tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg);
 void tcp_syn_entry_input(struct dp_worker *dw, struct tcp_syn *syn, struct tcp_seg *seg);
 /* The ACK of a handshake whose SYN-ACK carried a cookie; true when it made a connection. */
 struct tcb *tcp_syn_cookie_ack(struct dp_worker *dw, struct tcp_seg *seg);
+/* RFC 6528: ISN = M + F(4-tuple, secret), over the IPv6 tuple for an IPv6 key. */
+uint32_t tcp_key_isn(const struct dp_worker *dw, const struct tcp_key *key);
 /* The window of a SYN or SYN-ACK (never scaled, RFC 7323 2.2). */
 uint16_t tcp_syn_window(const struct dp_worker *dw);
 /* The send MSS from a SYN's options: the peer's, 536 without one, at most our MTU's. */
@@ -258,6 +260,12 @@ uint16_t tcp_peer_mss(const struct dp_worker *dw, const struct tcp_key *key,
  * PA_ERROR (nothing to undo) when there is no route or no free local port.
  */
 int tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rport);
+/*
+ * The same to an IPv6 peer (raddr 16 octets): from our usable address for
+ * it (net_ipv6_src_for()), the next hop resolved by Neighbor Discovery
+ * before the SYN.  PA_ERROR also when that address is not usable yet (DAD).
+ */
+int tcp_connect6(struct dp_worker *dw, struct tcb *tcb, const uint8_t *raddr, uint16_t rport);
 /*
  * The application gives up a connection (RFC 9293 3.10.5 ABORT): a RST when
  * synchronized, then the TCB leaves the hash.  No closed() hook follows: the

@@ -1,14 +1,16 @@
 /*
  * tcp_connect.c: active open (RFC 9293 3.10.1 OPEN call, 3.10.7.3 SYN-SENT).
  *
- * What it promises: with several local addresses (dp_port_conf.ip_count)
+ * What it promises: with several local IPv4 addresses (dp_port_conf.ip_count)
  * the opens take them in turn, and an address whose ports are all taken
- * passes the open to the next; the local port is chosen so that the flow's software
- * steering hash lands on the opening worker (net_pick_local_port), so the
- * SYN-ACK and everything after it reach the worker that holds the TCB; the
- * 4-tuple is free (no connection, SYN-queue or TIME_WAIT entry holds it);
- * the ISN follows RFC 6528; the SYN goes out only once ARP has resolved the
- * next hop (a SYN dropped for want of a neighbour would cost a whole RTO);
+ * passes the open to the next; an IPv6 open goes from our usable address
+ * for the peer (RFC 6724 in short: net_ipv6_src_for()); the local port is chosen so that the flow's
+ * software steering hash lands on the opening worker (net_pick_local_port), so the SYN-ACK and
+ * everything after it reach the worker that holds the TCB; the 4-tuple is free (no connection,
+ * SYN-queue or TIME_WAIT entry holds it); the ISN follows RFC 6528 (over the IPv6 tuple for IPv6);
+ * the SYN goes out only once ARP, or Neighbor Discovery for an IPv6 peer (RFC 4861 7.2), has
+ * resolved the next hop (a SYN dropped for want of a neighbour would cost a
+ * whole RTO);
  * the SYN offers MSS, window scaling, SACK-permitted and timestamps
  * (RFC 9293 3.7.1, RFC 7323 2.2 and 3.2, RFC 2018 2) and is retransmitted
  * on the RFC 6298 schedule (1 s, doubling) up to TCP_SYN_RETRIES times;
@@ -47,6 +49,22 @@ connect_failed(struct dp_worker *dw, struct tcb *tcb, enum tcp_err why)
 	tcp_app_closed(dw, tcb, true);
 }
 
+/*
+ * The next hop's MAC towards the key's peer: ARP, or Neighbor Discovery for
+ * IPv6; false (the request out, retried by net_arp.c or net_nd.c) when not
+ * known yet.  The route was checked by the open.
+ */
+static bool
+resolve_hop(struct dp_worker *dw, const struct tcp_key *key, struct rte_ether_addr *mac)
+{
+	const uint8_t *hop6;
+
+	if (!tcp_key_v6(key))
+		return net_arp_resolve(dw, net_next_hop(dw->sh, key->raddr.v4), mac);
+	hop6 = net_next_hop6(dw->sh, key->raddr.a6);
+	return hop6 != NULL && net_nd_resolve(dw, hop6, mac);
+}
+
 static void
 synsent_timeout(struct tcp_timer *t, void *arg)
 {
@@ -55,8 +73,9 @@ synsent_timeout(struct tcp_timer *t, void *arg)
 	struct rte_ether_addr mac;
 
 	if (tcb->arp_wait) {
-		/* Still resolving: net_arp.c retries the request itself; we only look. */
-		if (net_arp_resolve(dw, net_next_hop(dw->sh, tcb->key.raddr.v4), &mac)) {
+		/* Still resolving: net_arp.c (net_nd.c) retries the request itself; we only look.
+		 */
+		if (resolve_hop(dw, &tcb->key, &mac)) {
 			tcb->arp_wait = false;
 			send_syn(dw, tcb);
 			tcp_timer_arm(dw->wheel, &tcb->rtx_timer, tcb->rto_ms, synsent_timeout);
@@ -79,22 +98,26 @@ synsent_timeout(struct tcp_timer *t, void *arg)
 }
 
 /*
- * A free local port on key->laddr (our address number ai) whose flow this
- * worker owns; -1 when every one is taken.
+ * A free local port on key->laddr whose flow this worker owns; *next is
+ * where the address's next search starts.  -1 when every one is taken.
  */
 static int
-pick_port(struct dp_worker *dw, struct tcp_key *key, unsigned ai)
+pick_port(struct dp_worker *dw, struct tcp_key *key, uint16_t *next)
 {
 	const uint32_t span = TCP_EPHEMERAL_HI - TCP_EPHEMERAL_LO + 1;
+	const bool v6 = tcp_key_v6(key);
 	uint32_t scanned = 0;
-	uint16_t start = dw->next_lport[ai];
+	uint16_t start = *next;
 
 	if (start < TCP_EPHEMERAL_LO || start > TCP_EPHEMERAL_HI)
 		start = (uint16_t)(TCP_EPHEMERAL_LO + (dw->rng ^ dw->now_ms) % span);
 	/* Bounded: every round moves past at least one port, and stops after a full turn. */
 	while (scanned < span) {
-		int p = net_pick_local_port(dw->sh, dw->id, key->laddr.v4, key->raddr.v4,
-		                            key->rport, TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI, start);
+		int p =
+		    v6 ? net_pick_local_port6(dw->sh, dw->id, key->laddr.a6, key->raddr.a6,
+		                              key->rport, TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI, start)
+		       : net_pick_local_port(dw->sh, dw->id, key->laddr.v4, key->raddr.v4,
+		                             key->rport, TCP_EPHEMERAL_LO, TCP_EPHEMERAL_HI, start);
 		enum tcp_tag tag;
 
 		if (p < 0)
@@ -103,47 +126,28 @@ pick_port(struct dp_worker *dw, struct tcp_key *key, unsigned ai)
 		start = p == TCP_EPHEMERAL_HI ? TCP_EPHEMERAL_LO : (uint16_t)(p + 1);
 		key->lport = rte_cpu_to_be_16((uint16_t)p);
 		if (tcp_lookup(dw, key, &tag) == NULL) {
-			dw->next_lport[ai] = start;
+			*next = start;
 			return p;
 		}
 	}
 	return -1;
 }
 
-int
-tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rport)
+/* The open of a key whose addresses and ports are chosen: SYN_SENT, the SYN out or ARP/ND. */
+static int
+open_key(struct dp_worker *dw, struct tcb *tcb, const struct tcp_key *key)
 {
-	const struct dp_shared *sh = dw->sh;
-	uint32_t hop = net_next_hop(sh, raddr);
 	struct rte_ether_addr mac;
-	struct tcp_key key = {.raddr = tcp_addr_v4(raddr), .rport = rport};
-	const unsigned naddr = sh->ip_extra + 1;
-	unsigned ai = dw->next_laddr % naddr, tried;
 
-	if (hop == 0) {
-		dw->c.drops[DP_DROP_NO_ROUTE]++;
-		return PA_ERROR;
-	}
-	/* Our addresses in turn; one with no free port left hands over to the next. */
-	for (tried = 0; tried < naddr; tried++, ai = (ai + 1) % naddr) {
-		key.laddr = tcp_addr_v4(rte_cpu_to_be_32(rte_be_to_cpu_32(sh->ip) + ai));
-		if (pick_port(dw, &key, ai) >= 0)
-			break;
-	}
-	if (tried == naddr)
-		return PA_ERROR;
-	dw->next_laddr = (ai + 1) % naddr;
-	tcb->key = key;
+	tcb->key = *key;
 	tcb->state = TCP_SYN_SENT;
 	tcb->err = TCP_ERR_NONE;
-	/* RFC 6528: ISN = M + F(4-tuple, secret). */
-	tcb->iss =
-	    tcp_isn(&sh->secret, key.laddr.v4, key.lport, key.raddr.v4, key.rport, tcp_now_us(dw));
+	tcb->iss = tcp_key_isn(dw, key); /* RFC 6528: ISN = M + F(4-tuple, secret) */
 	/* RFC 9293 3.10.1: SND.UNA = ISS, SND.NXT = ISS + 1 (the SYN). */
 	tcb->snd_una = tcb->iss;
 	tcb->snd_nxt = tcb->snd_max = tcb->iss + 1;
 	tcb->recover = tcb->iss;
-	tcb->mss = tcp_our_mss(dw, &key);
+	tcb->mss = tcp_our_mss(dw, key);
 	tcb->rto_ms = TCP_RTO_INIT_MS; /* RFC 6298 2.1 */
 	tcb->rtx_count = 0;
 	if (tcp_hash_add(dw, &tcb->key, tcb, TCP_TAG_CONN) != PA_OK) {
@@ -151,16 +155,71 @@ tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rpor
 		return PA_ERROR;
 	}
 	dw->c.active_opens++;
-	if (net_arp_resolve(dw, hop, &mac)) {
+	if (resolve_hop(dw, key, &mac)) {
 		send_syn(dw, tcb);
 		tcp_timer_arm(dw->wheel, &tcb->rtx_timer, tcb->rto_ms, synsent_timeout);
 	} else {
-		/* ARP first: the request is out (net_arp.c), look again shortly. */
+		/* ARP (ND) first: the request is out, look again shortly. */
 		tcb->arp_wait = true;
 		tcb->rtt_start_ms = (uint32_t)dw->now_ms;
 		tcp_timer_arm(dw->wheel, &tcb->rtx_timer, TCP_ARP_POLL_MS, synsent_timeout);
 	}
 	return PA_OK;
+}
+
+int
+tcp_connect(struct dp_worker *dw, struct tcb *tcb, uint32_t raddr, uint16_t rport)
+{
+	const struct dp_shared *sh = dw->sh;
+	struct tcp_key key = {.raddr = tcp_addr_v4(raddr), .rport = rport};
+	const unsigned naddr = sh->ip_extra + 1;
+	unsigned ai = dw->next_laddr % naddr, tried;
+
+	if (net_next_hop(sh, raddr) == 0) {
+		dw->c.drops[DP_DROP_NO_ROUTE]++;
+		return PA_ERROR;
+	}
+	/* Our addresses in turn; one with no free port left hands over to the next. */
+	for (tried = 0; tried < naddr; tried++, ai = (ai + 1) % naddr) {
+		key.laddr = tcp_addr_v4(rte_cpu_to_be_32(rte_be_to_cpu_32(sh->ip) + ai));
+		if (pick_port(dw, &key, &dw->next_lport[ai]) >= 0)
+			break;
+	}
+	if (tried == naddr)
+		return PA_ERROR;
+	dw->next_laddr = (ai + 1) % naddr;
+	return open_key(dw, tcb, &key);
+}
+
+int
+tcp_connect6(struct dp_worker *dw, struct tcb *tcb, const uint8_t *raddr, uint16_t rport)
+{
+	const struct dp_shared *sh = dw->sh;
+	struct tcp_key key = {.raddr = tcp_addr_v6(raddr), .rport = rport};
+	const uint8_t *src;
+	int ai;
+
+	if (sh->nip6 == 0 || net_next_hop6(sh, raddr) == NULL) {
+		dw->c.drops[DP_DROP_NO_ROUTE]++;
+		return PA_ERROR;
+	}
+	/* What IPv6 input would refuse as a source is no TCP peer (and no key of ours). */
+	if (!net_ipv6_peer_ok(sh, raddr, false))
+		return PA_ERROR;
+	/*
+	 * Our usable address for it: none when the global ones are tentative
+	 * still (DAD) or duplicates, the link-local one being of too small a
+	 * scope for a peer off it (RFC 6724 5 rule 2: it could not answer).
+	 */
+	src = net_ipv6_src_for(sh, raddr);
+	ai = net_ipv6_addr_index(sh, src);
+	if (ai < 0 || !net_ipv6_is_local(sh, src) ||
+	    (ai == 0 && !(raddr[0] == 0xfe && (raddr[1] & 0xc0) == 0x80)))
+		return PA_ERROR;
+	key.laddr = tcp_addr_v6(src);
+	if (pick_port(dw, &key, &dw->next_lport6[ai]) < 0)
+		return PA_ERROR;
+	return open_key(dw, tcb, &key);
 }
 
 /* The SYN-ACK's options against what our SYN offered (RFC 7323 1.3, 2.2, 3.2; RFC 2018 2). */

@@ -132,9 +132,8 @@ tcp_peer_mss(const struct dp_worker *dw, const struct tcp_key *key, const struct
 	return RTE_MIN(o->mss, ours);
 }
 
-/* RFC 6528: ISN = M + F(4-tuple, secret), over the IPv6 tuple for IPv6. */
-static uint32_t
-syn_isn(const struct dp_worker *dw, const struct tcp_key *key)
+uint32_t
+tcp_key_isn(const struct dp_worker *dw, const struct tcp_key *key)
 {
 	const void *la, *ra;
 	size_t alen = key_addrs(key, &la, &ra);
@@ -181,7 +180,7 @@ tcp_syn_listen_input(struct dp_worker *dw, struct tcp_seg *seg)
 		syn = &dw->syns[dw->syns_used++]; /* nsyns < syn_backlog: there is one */
 	*syn = (struct tcp_syn){
 	    .key = seg->key,
-	    .iss = syn_isn(dw, &seg->key),
+	    .iss = tcp_key_isn(dw, &seg->key),
 	    .irs = seg->seq,
 	    .mss = tcp_peer_mss(dw, &seg->key, &seg->opts),
 	    .ws_ok = seg->opts.has_wscale,

@@ -13,7 +13,10 @@
  * held to a randomized per-second budget, the rest counted.  And the SACK
  * scoreboard: after fast retransmit only the holes are sent again.  And a
  * stack with several consecutive addresses: ARP and IPv4 input for each,
- * active opens spread over them.
+ * active opens spread over them.  And IPv6 (tcp_connect6): Neighbor
+ * Discovery before the SYN, the SYN from our address on the peer's prefix
+ * with the IPv6 MSS, the handshake completed; no open from a tentative
+ * address, none without a route, a neighbour that never answers fails it.
  */
 /* rte_ipv4_udptcp_cksum_verify() is still experimental in DPDK 22.11. */
 #define ALLOW_EXPERIMENTAL_API
@@ -41,6 +44,7 @@
 
 #include "core/pa.h"
 #include "dataplane/dp_stack.h"
+#include "dataplane/net_cksum.h"
 #include "dataplane/tcp.h"
 
 /* Not RTE_IPV4(): it shifts a signed int into the sign bit (UBSan). */
@@ -133,9 +137,17 @@ static const struct tcp_app_ops ops = {
     .want_output = t_want_output,
 };
 
+static const uint8_t OUR_IP6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+static const uint8_t PEER_IP6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+static const uint8_t SILENT_IP6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x77};
+static const uint8_t OFFLINK_IP6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 9, [15] = 1};
+
 /* A frame the worker queued for TX, parsed. */
 struct frame {
-	bool arp, tcp;
+	bool arp, tcp, v6;
+	uint8_t icmp6_type;    /* IPv6 only: ICMPv6's type, 0 for TCP */
+	uint8_t nd_target[16]; /* of a solicitation */
+	uint8_t saddr6[16];
 	uint16_t arp_op;
 	uint32_t arp_tip, arp_sip;
 	uint32_t saddr; /* host order */
@@ -164,6 +176,33 @@ take_tx(struct frame *out, unsigned max)
 			f.arp_op = rte_be_to_cpu_16(ah->arp_opcode);
 			f.arp_tip = rte_be_to_cpu_32(ah->arp_data.arp_tip);
 			f.arp_sip = rte_be_to_cpu_32(ah->arp_data.arp_sip);
+		} else if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+			const struct rte_ipv6_hdr *ip6 = (const struct rte_ipv6_hdr *)(eh + 1);
+			const uint8_t *l4 = (const uint8_t *)(ip6 + 1);
+			uint16_t plen = rte_be_to_cpu_16(ip6->payload_len);
+
+			f.v6 = true;
+			memcpy(f.saddr6, ip6->src_addr, 16);
+			if (ip6->proto == IPPROTO_ICMPV6) {
+				f.icmp6_type = l4[0];
+				if (l4[0] == 135)
+					memcpy(f.nd_target, l4 + 8, 16);
+			} else {
+				const struct rte_tcp_hdr *th = (const struct rte_tcp_hdr *)l4;
+				unsigned hlen = (th->data_off >> 4) * 4u;
+
+				assert_int_equal(ip6->proto, IPPROTO_TCP);
+				assert_true(net_cksum_ipv6_l4_ok(ip6, IPPROTO_TCP, th, plen));
+				f.tcp = true;
+				f.sport = rte_be_to_cpu_16(th->src_port);
+				f.dport = rte_be_to_cpu_16(th->dst_port);
+				f.seq = rte_be_to_cpu_32(th->sent_seq);
+				f.flags = th->tcp_flags;
+				f.len = plen - hlen;
+				assert_int_equal(tcp_parse_options((const uint8_t *)(th + 1),
+				                                   hlen - sizeof(*th), &f.opts),
+				                 PA_OK);
+			}
 		} else {
 			const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eh + 1);
 			const struct rte_tcp_hdr *th =
@@ -759,6 +798,158 @@ test_several_local_addresses(void **state)
 	take_tx(f, 0);
 }
 
+/*
+ * The peer's solicited advertisement for PEER_IP6 (RFC 4861 4.4: hop limit
+ * 255, S and O, its link-layer address), as a frame off the wire.
+ */
+static void
+peer_advertises(void)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(sh.pool);
+	const unsigned l4 = 32;
+	struct rte_ether_hdr *eh;
+	struct rte_ipv6_hdr *ip;
+	uint8_t *na;
+	uint16_t ck;
+
+	assert_non_null(m);
+	eh = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eh) + sizeof(*ip) + l4);
+	assert_non_null(eh);
+	memset(eh, 0, sizeof(*eh) + sizeof(*ip) + l4);
+	rte_ether_addr_copy(&sh.mac, &eh->dst_addr);
+	eh->src_addr.addr_bytes[0] = 0x02;
+	eh->src_addr.addr_bytes[5] = 0x01;
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	ip = (struct rte_ipv6_hdr *)(eh + 1);
+	ip->vtc_flow = rte_cpu_to_be_32(0x60000000);
+	ip->payload_len = rte_cpu_to_be_16(l4);
+	ip->proto = IPPROTO_ICMPV6;
+	ip->hop_limits = 255;
+	memcpy(ip->src_addr, PEER_IP6, 16);
+	memcpy(ip->dst_addr, OUR_IP6, 16);
+	na = (uint8_t *)(ip + 1);
+	na[0] = 136;  /* Neighbor Advertisement */
+	na[4] = 0x60; /* Solicited, Override */
+	memcpy(na + 8, PEER_IP6, 16);
+	na[24] = 2; /* Target Link-Layer Address, 8 octets */
+	na[25] = 1;
+	rte_ether_addr_copy(&eh->src_addr, (struct rte_ether_addr *)(na + 26));
+	ck = net_cksum_ipv6_l4(ip, IPPROTO_ICMPV6, na, l4);
+	memcpy(na + 2, &ck, 2);
+	net_eth_input(dw, m, false);
+}
+
+/* IPv6: ND first, then the SYN from our address on the peer's prefix, then the handshake. */
+static void
+test_ipv6_open(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	struct tcp_seg seg;
+	unsigned n;
+
+	(void)state;
+	assert_int_equal(tcp_connect6(dw, tcb, PEER_IP6, rte_cpu_to_be_16(PEER_PORT)), PA_OK);
+	assert_int_equal(tcb->state, TCP_SYN_SENT);
+	assert_true(tcp_key_v6(&tcb->key));
+	assert_memory_equal(tcb->key.laddr.a6, OUR_IP6, 16);
+	/* Not known yet: a solicitation (RFC 4861 7.2.2), no SYN. */
+	n = take_tx(f, 4);
+	assert_int_equal(n, 1);
+	assert_true(f[0].v6);
+	assert_int_equal(f[0].icmp6_type, 135);
+	assert_memory_equal(f[0].nd_target, PEER_IP6, 16);
+	peer_advertises();
+	assert_int_equal(take_tx(f, 4), 0);
+	advance(TCP_ARP_POLL_MS);
+	n = take_tx(f, 4);
+	assert_int_equal(n, 1);
+	assert_true(f[0].v6 && f[0].tcp);
+	assert_int_equal(f[0].flags, RTE_TCP_SYN_FLAG);
+	assert_memory_equal(f[0].saddr6, OUR_IP6, 16);
+	assert_int_equal(f[0].dport, PEER_PORT);
+	assert_int_equal(f[0].seq, tcb->iss);
+	/* RFC 8200 5 and RFC 9293 3.7.1: the MTU less IPv6's 40 and TCP's 20. */
+	assert_true(f[0].opts.has_mss);
+	assert_int_equal(f[0].opts.mss, 1440);
+	assert_true(f[0].opts.sack_ok && f[0].opts.has_wscale && f[0].opts.has_ts);
+	/* The SYN-ACK will reach this worker (software steering over the IPv6 tuple). */
+	assert_int_equal(net_flow_owner6(&sh, tcb->key.raddr.a6, tcb->key.rport, tcb->key.laddr.a6,
+	                                 tcb->key.lport),
+	                 dw->id);
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 7000, tcb->iss + 1);
+	seg.opts.has_mss = true;
+	seg.opts.mss = 1440;
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	assert_int_equal(app.established, 1);
+	assert_int_equal(tcb->mss, 1440);
+	tcp_output(dw, tcb);
+	n = take_tx(f, 4);
+	assert_int_equal(n, 1);
+	assert_true(f[0].v6 && f[0].tcp);
+	assert_int_equal(f[0].flags, RTE_TCP_ACK_FLAG);
+	done(tcb);
+}
+
+/*
+ * No open off link without dpdk.gateway6, to a group or to ourselves, nor
+ * from a tentative address: not from the link-local one instead either (too
+ * small a scope for a global peer, RFC 6724 5 rule 2).
+ */
+static void
+test_ipv6_refused(void **state)
+{
+	static const uint8_t group[16] = {0xff, 0x02, [15] = 1};
+	struct tcb *tcb = fresh_tcb();
+	uint64_t no_route = dw->c.drops[DP_DROP_NO_ROUTE];
+
+	(void)state;
+	assert_int_equal(tcp_connect6(dw, tcb, OFFLINK_IP6, rte_cpu_to_be_16(25)), PA_ERROR);
+	assert_int_equal(dw->c.drops[DP_DROP_NO_ROUTE], no_route + 1);
+	assert_int_equal(tcp_connect6(dw, tcb, group, rte_cpu_to_be_16(25)), PA_ERROR);
+	assert_int_equal(tcp_connect6(dw, tcb, OUR_IP6, rte_cpu_to_be_16(25)), PA_ERROR);
+	sh.ip6[1].state = DP_ADDR6_TENTATIVE;
+	assert_int_equal(tcp_connect6(dw, tcb, PEER_IP6, rte_cpu_to_be_16(25)), PA_ERROR);
+	sh.ip6[1].state = DP_ADDR6_PREFERRED;
+	assert_int_equal(dw->ntx, 0);
+	assert_int_equal(tcb->state, TCP_CLOSED);
+	free(tcb);
+}
+
+/* A neighbour that never answers: solicitations only, then TCP_ERR_UNREACHABLE. */
+static void
+test_ipv6_neighbour_silent(void **state)
+{
+	struct tcb *tcb = fresh_tcb();
+	struct frame f[4];
+	unsigned n, solicits = 0;
+
+	(void)state;
+	assert_int_equal(tcp_connect6(dw, tcb, SILENT_IP6, rte_cpu_to_be_16(25)), PA_OK);
+	n = take_tx(f, 4);
+	assert_int_equal(n, 1);
+	assert_int_equal(f[0].icmp6_type, 135);
+	for (unsigned ms = 0; ms < TCP_ARP_WAIT_MS + 100 && app.closed == 0; ms += 50) {
+		advance(50);
+		n = take_tx(f, 4);
+		/* Solicitations (and earlier tests' ARP retries): never a SYN. */
+		for (unsigned i = 0; i < n; i++) {
+			assert_false(f[i].tcp);
+			solicits +=
+			    f[i].icmp6_type == 135 && memcmp(f[i].nd_target, SILENT_IP6, 16) == 0;
+		}
+	}
+	/*
+	 * RFC 4861 7.2.2: MAX_MULTICAST_SOLICIT (3), 1 s apart; the open still
+	 * waiting after them (TCP_ARP_WAIT_MS) starts one more resolution.
+	 */
+	assert_in_range(solicits, 2, 3);
+	assert_int_equal(app.closed, 1);
+	assert_int_equal(app.err, TCP_ERR_UNREACHABLE);
+	free(tcb);
+}
+
 /* Back to one address for the other tests, whether the test passed or not. */
 static int
 one_address(void **state)
@@ -804,8 +995,17 @@ setup(void **state)
 	sh.secret.k1 = 2;
 	sh.mac.addr_bytes[0] = 0x02;
 	sh.mac.addr_bytes[5] = 0x02;
-	if (net_arp_create(&sh) != PA_OK)
+	if (net_arp_create(&sh) != PA_OK || net_nd_create(&sh) != PA_OK)
 		return -1;
+	/* IPv6: the link-local address and 2001:db8::2/64, DAD done. */
+	sh.nip6 = 2;
+	sh.ip6[0].a[0] = 0xfe;
+	sh.ip6[0].a[1] = 0x80;
+	sh.ip6[0].a[15] = 2;
+	sh.ip6[0].prefix = 64;
+	memcpy(sh.ip6[1].a, OUR_IP6, 16);
+	sh.ip6[1].prefix = 64;
+	sh.ip6[0].state = sh.ip6[1].state = DP_ADDR6_PREFERRED;
 	/* Worker 1 of 2, so the port choice has to mind the steering hash. */
 	dw = dp_worker_create(&sh, 1, &ops, NULL);
 	if (dw == NULL)
@@ -821,6 +1021,8 @@ teardown(void **state)
 	dp_worker_destroy(dw);
 	rte_free(dw);
 	rte_hash_free(sh.neigh);
+	rte_hash_free(sh.neigh6);
+	rte_free(sh.nd);
 	rte_mempool_free(sh.pool);
 	return 0;
 }
@@ -843,6 +1045,9 @@ main(void)
 	    cmocka_unit_test(test_challenge_ack_rate_limit),
 	    cmocka_unit_test(test_sack_retransmits_holes_only),
 	    cmocka_unit_test_teardown(test_several_local_addresses, one_address),
+	    cmocka_unit_test(test_ipv6_open),
+	    cmocka_unit_test(test_ipv6_refused),
+	    cmocka_unit_test(test_ipv6_neighbour_silent),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
