@@ -4,10 +4,15 @@
  *
  *   pigeon-loadgen --eal "--no-huge -m 512 --vdev=net_memif0,role=client,socket=S" \
  *                  --ip 198.18.0.1/24 [--ip-count N] [--gateway ADDR] --target 198.18.0.2:25 ...
+ *   pigeon-loadgen ... --ip 198.18.0.1/24 --ip6 2001:db8::1/64 --target [2001:db8::2]:25 ...
  *
  * --ip-count N gives the stack N consecutive addresses from --ip's; active
  * opens take them in turn (tcp_connect.c), so N server-port-sized port
- * ranges: what 100,000 connections to one server port need.
+ * ranges: what 100,000 connections to one server port need.  With --ip6
+ * the stack is dual-stacked and an IPv6 --target is reached over IPv6
+ * (tcp_connect6(), Neighbor Discovery for the next hop); the address runs
+ * duplicate address detection (one solicitation, RFC 4862 5.4) before the
+ * load threads start, so no SYN leaves from a tentative address.
  *
  * EAL starts with one lcore per --threads plus the main lcore (which runs
  * lg_monitor()); the first port EAL offers gets one queue pair per thread.
@@ -63,6 +68,7 @@
 #define LG_TICK_US 100000u         /* lg_session_tick() period: "every few hundred ms" */
 #define LG_LINGER_US 3000000u      /* after the last session: TCP closes, then RST */
 #define LG_LINK_WAIT_S 15          /* the port's link must come up by then */
+#define LG_DAD_WAIT_S 10           /* ...and --ip6 be usable (DAD: about a second) */
 #define LG_MBUFS 16383u
 #define LG_CONNECT_BURST 32u   /* new connects per loop: SYNs paced, not one burst of thousands */
 #define LG_CONNECTING_MAX 128u /* handshakes in flight per thread (a connect window) */
@@ -111,8 +117,9 @@ struct lg_dthread {
 	unsigned nsessions;   /* slots with a session */
 	unsigned nconnecting; /* handshakes in flight */
 	uint64_t now_us;      /* this loop iteration's lg_now_us() */
-	uint32_t raddr;       /* the target, network order */
+	union tcp_addr raddr; /* the target, network order (IPv4 mapped, or IPv6) */
 	uint16_t rport;
+	bool v6;
 	bool draining, aborted;
 } __rte_cache_aligned;
 
@@ -431,7 +438,8 @@ start_conn(struct lg_dthread *th, struct lg_dconn *c)
 		return;
 	}
 	th->nsessions++;
-	if (tcp_connect(th->dw, &c->tcb, th->raddr, th->rport) != PA_OK) {
+	if ((th->v6 ? tcp_connect6(th->dw, &c->tcb, th->raddr.a6, th->rport)
+	            : tcp_connect(th->dw, &c->tcb, th->raddr.v4, th->rport)) != PA_OK) {
 		/* No route, or every local port of this worker is taken. */
 		lg_session_abort(c->s, LG_ERR_CONNECT, th->now_us);
 		c->retry_us = th->now_us + LG_RECONNECT_US;
@@ -602,13 +610,13 @@ load_lcore(void *arg)
 
 /* ---- set-up on the main lcore ---- */
 
+/* ADDR[/PREFIX] of family af (AF_INET: 4 octets, AF_INET6: 16) into addr; no prefix: all of it. */
 static int
-parse_prefix(const char *s, uint32_t *addr, unsigned *prefix)
+parse_prefix(const char *s, int af, void *addr, unsigned *prefix)
 {
-	char buf[64], *slash;
-	struct in_addr a;
+	char buf[INET6_ADDRSTRLEN + 8], *slash;
 	char *end;
-	unsigned long p = 32;
+	unsigned long p = af == AF_INET6 ? 128 : 32, max = p;
 
 	if (s == NULL || strlen(s) >= sizeof(buf))
 		return -1;
@@ -617,12 +625,11 @@ parse_prefix(const char *s, uint32_t *addr, unsigned *prefix)
 	if (slash != NULL) {
 		*slash = '\0';
 		p = strtoul(slash + 1, &end, 10);
-		if (*end != '\0' || end == slash + 1 || p > 32)
+		if (*end != '\0' || end == slash + 1 || p > max)
 			return -1;
 	}
-	if (inet_pton(AF_INET, buf, &a) != 1)
+	if (inet_pton(af, buf, addr) != 1)
 		return -1;
-	*addr = a.s_addr;
 	*prefix = (unsigned)p;
 	return 0;
 }
@@ -691,12 +698,50 @@ wait_link(uint16_t port)
 	return -1;
 }
 
+/*
+ * DAD for --ip6 (net_nd.c, run by worker 0's timers): worker 0's stack is
+ * polled here on the main lcore until the address is usable, before any load
+ * thread starts, so every SYN leaves from a usable address and the run's
+ * clock does not count the wait.
+ */
+static int
+wait_dad(struct dp_worker *dw, const uint8_t *a)
+{
+	const int ai = net_ipv6_addr_index(dw->sh, a);
+	const uint64_t end = lg_now_us() + LG_DAD_WAIT_S * 1000000ull;
+
+	while (ai >= 0 && lg_now_us() < end) {
+		uint8_t st = __atomic_load_n(&dw->sh->ip6[ai].state, __ATOMIC_ACQUIRE);
+
+		if (st == DP_ADDR6_PREFERRED)
+			return 0;
+		if (st == DP_ADDR6_DUPLICATE) {
+			fprintf(stderr, "pigeon-loadgen: --ip6: another node on the link has the "
+			                "address (DAD)\n");
+			return -1;
+		}
+		dp_worker_clock(dw);
+		net_eth_poll(dw);
+		dp_worker_timers(dw);
+		net_eth_tx_flush(dw);
+		usleep(1000);
+	}
+	fprintf(stderr, "pigeon-loadgen: --ip6: DAD did not finish in %d s\n", LG_DAD_WAIT_S);
+	return -1;
+}
+
 static int
 thread_setup(struct lg_dthread *th, struct lg_run *run, struct dp_shared *sh, unsigned idx)
 {
 	th->nconns = lg_thread_connections(run, idx);
-	th->raddr = run->opt->target.sin_addr.s_addr;
-	th->rport = run->opt->target.sin_port;
+	th->v6 = run->opt->target.sa.sa_family == AF_INET6;
+	if (th->v6) {
+		th->raddr = tcp_addr_v6(run->opt->target.sin6.sin6_addr.s6_addr);
+		th->rport = run->opt->target.sin6.sin6_port;
+	} else {
+		th->raddr = tcp_addr_v4(run->opt->target.sin.sin_addr.s_addr);
+		th->rport = run->opt->target.sin.sin_port;
+	}
 	TAILQ_INIT(&th->out);
 	TAILQ_INIT(&th->free_slots);
 	TAILQ_INIT(&th->starved);
@@ -769,7 +814,8 @@ lg_dpdk_run(struct lg_run *run)
 	pa_log_init("pigeon-loadgen");
 	if (opt->quiet)
 		pa_log_set_level(PA_LOG_WARNING);
-	if (opt->ip == NULL || parse_prefix(opt->ip, &pc.ip, &prefix) != 0 || prefix == 0) {
+	if (opt->ip == NULL || parse_prefix(opt->ip, AF_INET, &pc.ip, &prefix) != 0 ||
+	    prefix == 0) {
 		fprintf(stderr, "pigeon-loadgen: --ip ADDR/PREFIX is required with the DPDK "
 		                "transport (e.g. --ip 198.18.0.1/24)\n");
 		return -1;
@@ -777,16 +823,41 @@ lg_dpdk_run(struct lg_run *run)
 	pc.prefix = prefix;
 	/* dp_port_open() checks they all fit the prefix; each adds ~28k ports per server port. */
 	pc.ip_count = opt->ip_count;
-	/* Our stack would answer ARP for the target itself and never reach it. */
-	if (ntohl(opt->target.sin_addr.s_addr) - ntohl(pc.ip) < pc.ip_count) {
+	if (opt->ip6 != NULL) {
+		if (parse_prefix(opt->ip6, AF_INET6, pc.ip6[0], &prefix) != 0 || prefix == 0 ||
+		    pc.ip6[0][0] == 0xff ||
+		    (pc.ip6[0][0] == 0xfe && (pc.ip6[0][1] & 0xc0) == 0x80)) {
+			fprintf(stderr,
+			        "pigeon-loadgen: --ip6: want a global or unique local "
+			        "ADDR/PREFIX (e.g. 2001:db8::1/64): %s\n",
+			        opt->ip6);
+			return -1;
+		}
+		pc.nip6 = 1;
+		pc.prefix6[0] = (uint8_t)prefix;
+		pc.dad_transmits = 1; /* RFC 4862 5.1's default DupAddrDetectTransmits */
+	}
+	/* Our stack would answer ARP (ND) for the target itself and never reach it. */
+	if ((opt->target.sa.sa_family == AF_INET &&
+	     ntohl(opt->target.sin.sin_addr.s_addr) - ntohl(pc.ip) < pc.ip_count) ||
+	    (opt->target.sa.sa_family == AF_INET6 && pc.nip6 > 0 &&
+	     memcmp(opt->target.sin6.sin6_addr.s6_addr, pc.ip6[0], 16) == 0)) {
 		fprintf(stderr, "pigeon-loadgen: --target is one of our own addresses (--ip, "
-		                "--ip-count)\n");
+		                "--ip-count, --ip6)\n");
 		return -1;
 	}
 	if (opt->gateway != NULL &&
-	    (parse_prefix(opt->gateway, &pc.gateway, &gwprefix) != 0 || gwprefix != 32)) {
+	    (parse_prefix(opt->gateway, AF_INET, &pc.gateway, &gwprefix) != 0 || gwprefix != 32)) {
 		fprintf(stderr, "pigeon-loadgen: --gateway: not an IPv4 address: %s\n",
 		        opt->gateway);
+		return -1;
+	}
+	if (opt->gateway6 != NULL &&
+	    (opt->ip6 == NULL ||
+	     parse_prefix(opt->gateway6, AF_INET6, pc.gateway6, &gwprefix) != 0 ||
+	     gwprefix != 128)) {
+		fprintf(stderr, "pigeon-loadgen: --gateway: not an IPv6 address, or no --ip6: %s\n",
+		        opt->gateway6);
 		return -1;
 	}
 	if (opt->nsources > 0) {
@@ -813,6 +884,10 @@ lg_dpdk_run(struct lg_run *run)
 	for (unsigned i = 0; i < opt->threads; i++)
 		if (thread_setup(&ths[i], run, sh, i) != 0)
 			goto out;
+	if (pc.nip6 > 0 && wait_dad(ths[0].dw, pc.ip6[0]) != 0)
+		goto out;
+	/* The run starts with the load: EAL, the link and DAD were set-up, not load. */
+	run->start_us = lg_now_us();
 	RTE_LCORE_FOREACH_WORKER(lcore)
 	{
 		if (idx == opt->threads)

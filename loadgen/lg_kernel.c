@@ -148,7 +148,7 @@ conn_open(struct kthread *k, struct conn *c, uint64_t now)
 		return;
 	}
 	k->live++;
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->fd = socket(o->target.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
 		report_once(k, LG_ERR_CONNECT, "socket", errno);
 		goto failed;
@@ -156,19 +156,18 @@ conn_open(struct kthread *k, struct conn *c, uint64_t now)
 	if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
 		report_once(k, LG_ERR_CONNECT, "setsockopt(TCP_NODELAY)", errno);
 	if (o->nsources > 0) {
-		struct sockaddr_in src = {.sin_family = AF_INET};
+		const union lg_sockaddr *src = &o->sources[k->next_source++ % o->nsources];
 
-		src.sin_addr = o->sources[k->next_source++ % o->nsources];
 		/* The port is picked at connect(), per 4-tuple: far more than 64k per address. */
 		if (setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) == -1)
 			report_once(k, LG_ERR_CONNECT, "setsockopt(IP_BIND_ADDRESS_NO_PORT)",
 			            errno);
-		if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) == -1) {
+		if (bind(c->fd, &src->sa, lg_sockaddr_len(src)) == -1) {
 			report_once(k, LG_ERR_CONNECT, "bind", errno);
 			goto failed;
 		}
 	}
-	if (connect(c->fd, (const struct sockaddr *)&o->target, sizeof(o->target)) == -1 &&
+	if (connect(c->fd, &o->target.sa, lg_sockaddr_len(&o->target)) == -1 &&
 	    errno != EINPROGRESS) {
 		int e = errno;
 

@@ -17,7 +17,7 @@ static const char usage[] =
     "An SMTP load generator: N connections send messages and check every reply.\n"
     "\n"
     "Workload:\n"
-    "  --target ADDR:PORT    the SMTP server (IPv4)\n"
+    "  --target ADDR:PORT    the SMTP server: IPv4ADDR:PORT or [IPv6ADDR]:PORT\n"
     "  --connections N       concurrent connections over all threads (default 1)\n"
     "  --messages N          messages to send in total (default 1000 without --duration)\n"
     "  --duration S          send for S seconds (fractions allowed), then QUIT\n"
@@ -40,9 +40,11 @@ static const char usage[] =
     "  --kernel              kernel sockets (any server); otherwise the DPDK stack:\n"
     "  --eal \"ARGS\"          EAL arguments for the DPDK stack\n"
     "  --ip ADDR/PREFIX      our address on the DPDK port\n"
+    "  --ip6 ADDR/PREFIX     our IPv6 address on the DPDK port (for an IPv6 --target)\n"
     "  --ip-count N          N consecutive addresses from --ip's (default 1; more\n"
     "                        local ports: ~28k per address towards one server port)\n"
-    "  --gateway ADDR        next hop for a target off the DPDK port's subnet\n"
+    "  --gateway ADDR        next hop for a target off the DPDK port's subnet (IPv4\n"
+    "                        or IPv6: give it once per family)\n"
     "  --source A[,B..]      local source addresses, used in turn (more ports)\n"
     "  --threads N           load threads (default 1)\n"
     "  --cpu LIST            pin threads to CPUs, e.g. 1 or 0,2 or 2-3\n"
@@ -71,6 +73,7 @@ enum {
 	O_KERNEL,
 	O_EAL,
 	O_IP,
+	O_IP6,
 	O_GATEWAY,
 	O_IP_COUNT,
 	O_SOURCE,
@@ -102,6 +105,7 @@ static const struct option longopts[] = {
     {"kernel", no_argument, NULL, O_KERNEL},
     {"eal", required_argument, NULL, O_EAL},
     {"ip", required_argument, NULL, O_IP},
+    {"ip6", required_argument, NULL, O_IP6},
     {"gateway", required_argument, NULL, O_GATEWAY},
     {"ip-count", required_argument, NULL, O_IP_COUNT},
     {"source", required_argument, NULL, O_SOURCE},
@@ -218,24 +222,51 @@ fail:
 	return -1;
 }
 
+/* An IPv4 or IPv6 address (no brackets) into a, port 0. */
 static int
-parse_target(const char *s, struct sockaddr_in *sin)
+parse_addr(const char *host, union lg_sockaddr *a)
 {
-	char host[64];
-	const char *colon = strrchr(s, ':');
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, host, &a->sin.sin_addr) == 1) {
+		a->sin.sin_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a->sin6.sin6_addr) == 1) {
+		a->sin6.sin6_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/* IPv4ADDR:PORT or [IPv6ADDR]:PORT (RFC 3986 3.2.2's brackets). */
+static int
+parse_target(const char *s, union lg_sockaddr *a)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon = strrchr(s, ':'), *h = s, *end = colon;
 	unsigned port;
 
-	if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+	if (colon == NULL)
 		return -1;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+	if (*s == '[') {
+		h = s + 1;
+		end = colon - 1;
+		if (end < h || *end != ']')
+			return -1;
+	}
+	if ((size_t)(end - h) >= sizeof(host))
+		return -1;
+	memcpy(host, h, (size_t)(end - h));
+	host[end - h] = '\0';
+	/* An IPv6 address has colons of its own: only in brackets. */
+	if (parse_addr(host, a) == -1 || (a->sa.sa_family == AF_INET6) != (*s == '['))
 		return -1;
 	if (parse_uint(colon + 1, 1, 65535, &port) == -1)
 		return -1;
-	sin->sin_port = htons((uint16_t)port);
+	if (a->sa.sa_family == AF_INET6)
+		a->sin6.sin6_port = htons((uint16_t)port);
+	else
+		a->sin.sin_port = htons((uint16_t)port);
 	return 0;
 }
 
@@ -249,7 +280,7 @@ parse_sources(const char *s, struct lg_options *o)
 	o->nsources = 0;
 	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 		if (o->nsources >= LG_MAX_SOURCES ||
-		    inet_pton(AF_INET, tok, &o->sources[o->nsources]) != 1) {
+		    parse_addr(tok, &o->sources[o->nsources]) == -1) {
 			free(copy);
 			return -1;
 		}
@@ -340,7 +371,8 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 		switch (c) {
 		case O_TARGET:
 			if (parse_target(optarg, &o->target) == -1)
-				return bad("target", optarg, "want IPv4ADDR:PORT");
+				return bad("target", optarg,
+				           "want IPv4ADDR:PORT or [IPv6ADDR]:PORT");
 			have_target = true;
 			break;
 		case O_CONNECTIONS:
@@ -416,8 +448,15 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 		case O_IP:
 			o->ip = optarg;
 			break;
+		case O_IP6:
+			o->ip6 = optarg;
+			break;
 		case O_GATEWAY:
-			o->gateway = optarg;
+			/* Once per family: an IPv6 address is the one with colons. */
+			if (strchr(optarg, ':') != NULL)
+				o->gateway6 = optarg;
+			else
+				o->gateway = optarg;
 			break;
 		case O_IP_COUNT:
 			if (parse_uint(optarg, 1, LG_MAX_IP_COUNT, &o->ip_count) == -1)
@@ -425,8 +464,7 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 			break;
 		case O_SOURCE:
 			if (parse_sources(optarg, o) == -1)
-				return bad("source", optarg,
-				           "want IPv4ADDR[,IPv4ADDR..] (at most 64)");
+				return bad("source", optarg, "want ADDR[,ADDR..] (at most 64)");
 			break;
 		case O_THREADS:
 			if (parse_uint(optarg, 1, LG_MAX_THREADS, &o->threads) == -1)
@@ -495,6 +533,18 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 		o->threads = o->connections;
 	if (!have_timeout)
 		o->timeout_s = o->duration_s > 0 ? o->duration_s + 30 : 600;
+	for (unsigned i = 0; i < o->nsources; i++)
+		if (o->sources[i].sa.sa_family != o->target.sa.sa_family) {
+			fputs("pigeon-loadgen: --source addresses must be of --target's family\n",
+			      stderr);
+			return -1;
+		}
+	if (!o->kernel && o->target.sa.sa_family == AF_INET6 && o->ip6 == NULL) {
+		fputs(
+		    "pigeon-loadgen: an IPv6 --target needs --ip6 ADDR/PREFIX on the DPDK stack\n",
+		    stderr);
+		return -1;
+	}
 	if (!o->kernel && (o->eal == NULL || o->ip == NULL)) {
 		fputs("pigeon-loadgen: the DPDK stack needs --eal \"ARGS\" and --ip ADDR/PREFIX "
 		      "(or use --kernel)\n",

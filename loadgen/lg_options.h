@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define LG_MAX_SOURCES 64
 #define LG_MAX_DOMAINS 64
@@ -22,15 +23,29 @@ struct lg_size_class {
 	double weight;
 };
 
+/* An IPv4 or IPv6 socket address (sa.sa_family tells). */
+union lg_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
+/* The length of a's family's sockaddr, as bind() and connect() want it. */
+static inline socklen_t
+lg_sockaddr_len(const union lg_sockaddr *a)
+{
+	return a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
+}
+
 struct lg_options {
-	struct sockaddr_in target; /* --target ADDR:PORT */
-	unsigned connections;      /* --connections N: concurrent connections, all threads */
-	uint64_t messages;         /* --messages N: total message budget; 0: only --duration */
-	double duration_s;         /* --duration S; 0: only --messages */
-	double timeout_s;          /* --timeout S: hard bound on the whole run */
-	double reply_timeout_s;    /* --reply-timeout S: per reply (and per connect) */
-	unsigned per_conn;         /* --per-conn N: messages per connection; 0: no limit */
-	double rate;               /* --rate N: open loop, messages/s over all threads; 0: closed */
+	union lg_sockaddr target; /* --target ADDR:PORT or [ADDR6]:PORT */
+	unsigned connections;     /* --connections N: concurrent connections, all threads */
+	uint64_t messages;        /* --messages N: total message budget; 0: only --duration */
+	double duration_s;        /* --duration S; 0: only --messages */
+	double timeout_s;         /* --timeout S: hard bound on the whole run */
+	double reply_timeout_s;   /* --reply-timeout S: per reply (and per connect) */
+	unsigned per_conn;        /* --per-conn N: messages per connection; 0: no limit */
+	double rate;              /* --rate N: open loop, messages/s over all threads; 0: closed */
 
 	struct lg_size_class sizes[LG_MAX_SIZE_CLASSES]; /* --size or --size-dist */
 	unsigned nsizes;
@@ -45,13 +60,15 @@ struct lg_options {
 	double tls_share; /* --tls-share F: fraction of sessions doing STARTTLS */
 	bool idle;        /* --idle: connect, banner, EHLO, hold until --duration ends */
 
-	bool kernel;         /* --kernel: kernel sockets; otherwise the DPDK stack */
-	const char *eal;     /* --eal "EAL ARGS" (DPDK) */
-	const char *ip;      /* --ip ADDR/PREFIX (DPDK): our address on the port */
-	const char *gateway; /* --gateway ADDR (DPDK): next hop for targets off-link */
-	unsigned ip_count;   /* --ip-count N (DPDK): --ip and the N-1 addresses after it */
+	bool kernel;          /* --kernel: kernel sockets; otherwise the DPDK stack */
+	const char *eal;      /* --eal "EAL ARGS" (DPDK) */
+	const char *ip;       /* --ip ADDR/PREFIX (DPDK): our address on the port */
+	const char *ip6;      /* --ip6 ADDR6/PREFIX (DPDK): our IPv6 address on the port */
+	const char *gateway;  /* --gateway ADDR (DPDK): next hop for IPv4 targets off-link */
+	const char *gateway6; /* --gateway ADDR6 (DPDK): the same for IPv6 targets */
+	unsigned ip_count;    /* --ip-count N (DPDK): --ip and the N-1 addresses after it */
 
-	struct in_addr sources[LG_MAX_SOURCES]; /* --source ADDR[,ADDR..]: local addresses */
+	union lg_sockaddr sources[LG_MAX_SOURCES]; /* --source ADDR[,ADDR..]: the target's family */
 	unsigned nsources;
 
 	unsigned threads;         /* --threads N */

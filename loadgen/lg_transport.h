@@ -45,7 +45,7 @@ struct lg_run {
 	struct lg_shared shared;
 	SSL_CTX *tls_ctx;       /* NULL when --tls-share is 0 */
 	struct lg_stats *stats; /* opt->threads of them */
-	uint64_t start_us;      /* lg_now_us() when the run began */
+	uint64_t start_us;      /* lg_now_us() when the run began (DPDK: once set up) */
 };
 
 /* Per-thread state every transport needs; the transport keeps one per thread. */
