@@ -793,6 +793,30 @@ parse_screen_action(struct pa_config *config, const struct config_key *key, cons
 	return PA_OK;
 }
 
+/* milter.servers (core/milter_site.h), after the defaults its options override. */
+static int
+parse_milter_servers(struct pa_config *config, const struct config_key *key, const char *value,
+                     char *err, size_t errlen)
+{
+	char why[CONFIG_ERR_MAX];
+
+	if (milter_sites_parse(value, &config->milter_defaults, config->milters, &config->nmilters,
+	                       why, sizeof(why)) != PA_OK)
+		return key_error(key, err, errlen, "%s", why);
+	return PA_OK;
+}
+
+/* milter.default_action: accept or tempfail. */
+static int
+parse_milter_action(struct pa_config *config, const struct config_key *key, const char *value,
+                    char *err, size_t errlen)
+{
+	if (strcmp(value, "tempfail") != 0 && strcmp(value, "accept") != 0)
+		return key_error(key, err, errlen, "'%s' is not accept or tempfail", value);
+	config->milter_defaults.tempfail = strcmp(value, "tempfail") == 0;
+	return PA_OK;
+}
+
 /* Screening asks the resolver, which needs servers. */
 static int
 check_screen(const struct pa_config *config, char *err, size_t errlen)
@@ -948,6 +972,13 @@ static const struct config_key keys[] = {
     {"screen.temporary_action", "accept", parse_screen_action, OFF(screen_tempfail_failure), 0, 0,
      0, true},
     {"screen.cache_size", "4096", parse_unsigned, OFF(screen_cache_size), 0, 16, 1 << 22, false},
+    /* The filter thread's connections are made at start: milter.* needs a restart. */
+    {"milter.timeout", "20000", parse_unsigned, OFF(milter_defaults.timeout_ms), 0, 10, 600000,
+     false},
+    {"milter.default_action", "tempfail", parse_milter_action, 0, 0, 0, 0, false},
+    {"milter.connections", "64", parse_unsigned, OFF(milter_defaults.connections), 0, 1, 4096,
+     false},
+    {"milter.servers", "", parse_milter_servers, 0, 0, 0, 0, false},
     {"user", "", parse_string, OFF(user), SZ(user), 0, 0, false},
     {"group", "", parse_string, OFF(group), SZ(group), 0, 0, false},
 };

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "core/domain.h"
+#include "core/milter_site.h"
 #include "core/screen_site.h"
 #include "smtp/smtp_session.h"
 
@@ -175,6 +176,11 @@ struct pa_config {
 	bool screen_tempfail_listed;  /* screen.action=tempfail: 421, not 550 */
 	bool screen_tempfail_failure; /* screen.temporary_action=tempfail: 421 on DNS failure */
 	unsigned screen_cache_size;   /* verdicts kept per worker */
+	/* content filters after end of data (docs/milter.md) */
+	/* milter.timeout, milter.default_action, milter.connections */
+	struct milter_site_defaults milter_defaults;
+	struct milter_site milters[MILTER_SITES_MAX];
+	unsigned nmilters;
 	char user[64];	       /* empty: keep the user pigeond was started as */
 	char group[64];	       /* empty: the user's primary group */
 };

@@ -44,6 +44,7 @@
 #include "dataplane/backend.h"
 #include "dataplane/conn_limits.h"
 #include "dataplane/ingest_screen.h"
+#include "dataplane/ingest_milter.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
 #include "smtp/tls.h"
@@ -773,6 +774,9 @@ main(int argc, char **argv)
 	/* The `dns` thread, with dns.servers: the screen's lookups (dataplane/ingest_screen.h). */
 	if (ingest_screen_create(&shared, &config, err, sizeof(err)) != PA_OK)
 		rte_exit(EXIT_FAILURE, "%s\n", err);
+	/* The `milter` thread, with milter.servers: end of data's filters (docs/milter.md). */
+	if (ingest_milter_create(&shared, &config, err, sizeof(err)) != PA_OK)
+		rte_exit(EXIT_FAILURE, "%s\n", err);
 	workers = start_workers(&shared, &shared.runtime->config, backend);
 	reload_ctx = (struct reload_ctx){&shared, workers, &opt};
 	ctl_env.shared = &shared;
@@ -824,6 +828,7 @@ main(int argc, char **argv)
 	limits_destroy(shared.limits);
 	shared.limits = NULL;
 	ingest_screen_destroy(&shared);
+	ingest_milter_destroy(&shared);
 	if (backend->global_fini != NULL)
 		backend->global_fini();
 	/* Copies in flight stay queued; the engine writes nothing after this. */

@@ -20,6 +20,7 @@
 #include "core/pa.h"
 #include "dataplane/ingest.h"
 #include "dataplane/ingest_limits.h"
+#include "dataplane/ingest_milter.h"
 #include "dataplane/ingest_screen.h"
 #include "dataplane/ingest_tls.h"
 #include "dataplane/worker.h"
@@ -278,7 +279,11 @@ try_submit(struct ingest_conn *conn)
 {
 	struct pa_worker *worker = conn->worker;
 	const struct ingest_store *store = &worker->shared->store;
-	int rc = store->submit(store->ctx, worker->id, &conn->spool_msg);
+	int rc;
+
+	if (conn->filtering)
+		return ingest_milter_submit(conn);
+	rc = store->submit(store->ctx, worker->id, &conn->spool_msg);
 
 	if (rc == PA_AGAIN) {
 		worker->counters.submit_retries++;
@@ -292,7 +297,20 @@ try_submit(struct ingest_conn *conn)
 	conn->storing = false;
 	worker->counters.messages_failed++;
 	smtp_session_message_done(conn->smtp, PA_ERROR);
+	ingest_milter_stored(conn);
 	return true;
+}
+
+void
+ingest_store_filtered(struct ingest_conn *conn)
+{
+	if (try_submit(conn)) {
+		if (!conn->storing)
+			conn->worker->resume(conn); /* it failed: the 451 is waiting to go out */
+		return;
+	}
+	conn->submit_pending = true;
+	TAILQ_INSERT_TAIL(&conn->worker->submit_backlog, conn, backlog_link);
 }
 
 enum ingest_status
@@ -327,6 +345,8 @@ ingest_engine_status(struct ingest_conn *conn, enum smtp_input_status st)
 		conn->spool_msg.msg = smtp_session_message(conn->smtp);
 		conn->spool_msg.arrival_us = pa_wall_clock_us();
 		conn->spool_msg.cookie = conn;
+		/* With milter.servers, the filters first (ingest_milter.c), then the spool. */
+		conn->filtering = conn->worker->shared->milter != NULL;
 		if (!try_submit(conn)) {
 			conn->submit_pending = true;
 			TAILQ_INSERT_TAIL(&conn->worker->submit_backlog, conn, backlog_link);
@@ -357,6 +377,8 @@ ingest_close(struct ingest_conn *conn)
 		TAILQ_REMOVE(&conn->worker->submit_backlog, conn, backlog_link);
 		conn->submit_pending = false;
 		conn->storing = false;
+		conn->filtering = false;
+		ingest_milter_stored(conn); /* an edited copy waiting for the spool */
 	}
 	/* The spool, or the resolver (its answers name the conn), frees it later. */
 	if (conn->storing || ingest_screen_pending(conn)) {
@@ -416,6 +438,7 @@ complete(struct pa_worker *worker, const struct spool_completion *done)
 	/* After this the message memory belongs to the engine again. */
 	smtp_session_message_done(conn->smtp, done->status);
 	conn->spool_msg.msg = NULL;
+	ingest_milter_stored(conn);
 	if (conn->transport_gone && ingest_screen_pending(conn))
 		return; /* its last DNS answer frees it (ingest_screen.c) */
 	worker->resume(conn);
@@ -432,6 +455,7 @@ ingest_poll_spool(struct pa_worker *worker)
 	ingest_tls_poll(worker);
 	ingest_limits_tick(worker);
 	ingest_screen_poll(worker);
+	ingest_milter_poll(worker);
 	do {
 		n = store->poll(store->ctx, worker->id, done, COMPLETION_BURST);
 		for (unsigned i = 0; i < n; i++)
@@ -483,7 +507,8 @@ ingest_attach(struct pa_worker *worker, int notify_fd, bool may_syscall)
 {
 	const struct ingest_store *store = &worker->shared->store;
 
-	if (ingest_screen_attach(worker, notify_fd, may_syscall) != PA_OK)
+	if (ingest_screen_attach(worker, notify_fd, may_syscall) != PA_OK ||
+	    ingest_milter_attach(worker, notify_fd, may_syscall) != PA_OK)
 		return PA_ERROR;
 	return store->attach(store->ctx, worker->id, notify_fd, may_syscall);
 }

@@ -23,6 +23,7 @@
 struct pa_worker;
 struct pa_runtime;
 struct tls_conn;
+struct milter_result;
 
 #define INGEST_CLIENT_MAX 64
 
@@ -41,6 +42,10 @@ struct ingest_conn {
 	bool submit_pending; /* on the worker's submit backlog */
 	bool transport_gone; /* the backend closed while storing: free on completion */
 	uint64_t submit_tsc; /* when the spool took the message: commit latency */
+	/* content filters (ingest_milter.c): the message is with them, not the spool yet */
+	bool filtering;
+	struct smtp_message filtered;        /* the message with the filters' edits */
+	struct milter_result *milter_result; /* its memory, handed back once stored */
 	/* STARTTLS (ingest_tls.c): the filter, once the engine said SMTP_STARTTLS */
 	struct tls_conn *tls;
 	size_t clear_out;  /* engine output still due in clear (the 220) before ciphertext */
@@ -144,6 +149,12 @@ void ingest_release(struct ingest_conn *conn);
  * their output); called once on every loop iteration.
  */
 void ingest_poll_spool(struct pa_worker *worker);
+
+/*
+ * The filters accepted the message (ingest_milter.c): it goes to the spool,
+ * now or from the submit backlog.
+ */
+void ingest_store_filtered(struct ingest_conn *conn);
 
 /* Asks the session to end (SIGTERM): 421 now, or after the pending 250. */
 void ingest_shutdown(struct ingest_conn *conn);

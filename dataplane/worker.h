@@ -31,6 +31,7 @@ struct tls_shared;
 struct tls_ctx;
 struct dns_resolver;
 struct screen_cache;
+struct milter_client;
 
 /* The objects every worker and the main lcore share. */
 struct pa_shared {
@@ -51,6 +52,8 @@ struct pa_shared {
 	struct tls_shared *tls;
 	/* The `dns` thread (dns/resolver.h); NULL without dns.servers: no screening. */
 	struct dns_resolver *resolver;
+	/* The `milter` thread (filter/milter_client.h); NULL without milter.servers. */
+	struct milter_client *milter;
 };
 
 /* Per-list screening counters, by position: DNSBLs, then DNSWLs at SCREEN_SITES_MAX. */
@@ -90,6 +93,10 @@ struct pa_worker_counters {
 	uint64_t screen_site_listed[SCREEN_COUNTED_SITES];
 	uint64_t screen_site_clear[SCREEN_COUNTED_SITES];
 	uint64_t screen_site_failed[SCREEN_COUNTED_SITES];
+	/* content filters (dataplane/ingest_milter.c): end-of-data verdicts other than accept */
+	uint64_t milter_rejected;   /* a filter's 5xx */
+	uint64_t milter_tempfailed; /* a filter's 4xx, or a default_action tempfail */
+	uint64_t milter_discarded;  /* 250 and not stored */
 };
 
 typedef void (*worker_resume_fn)(struct ingest_conn *conn);
@@ -119,6 +126,8 @@ struct pa_worker {
 	/* screening: this worker's verdicts, and its queries the resolver has not answered */
 	struct screen_cache *screen_cache;
 	unsigned dns_inflight;
+	/* messages with the filters, or stored from an edited copy not handed back yet */
+	unsigned milter_outstanding;
 } __rte_cache_aligned;
 
 /* Picks up a runtime published since the last call. */

@@ -204,6 +204,8 @@ smtp_refusal_name(enum smtp_refusal refusal)
 	    [SMTP_REFUSAL_PROXY] = "proxy_refused",
 	    [SMTP_REFUSAL_DNSBL] = "dnsbl",
 	    [SMTP_REFUSAL_SCREEN_TEMPFAIL] = "dnsbl_unavailable",
+	    [SMTP_REFUSAL_MILTER_REJECT] = "milter_reject",
+	    [SMTP_REFUSAL_MILTER_TEMPFAIL] = "milter_tempfail",
 	};
 
 	if ((unsigned)refusal >= SMTP_REFUSAL_COUNT || names[refusal] == NULL)

@@ -409,6 +409,18 @@ shutdown_close(struct smtp_session *s)
 	smtp_close(s);
 }
 
+/* The reply to end of data is out: the transaction ends, and a close put off for it happens. */
+static void
+txn_answered(struct smtp_session *s)
+{
+	smtp_txn_end(s);
+	if (s->pending_close == SMTP_PENDING_SHUTDOWN)
+		shutdown_close(s);
+	else if (s->pending_close == SMTP_PENDING_TIMEOUT)
+		timeout_close(s);
+	s->pending_close = SMTP_PENDING_NONE;
+}
+
 /* "250 2.0.0 Ok: queued as ID", put together without printf: it goes out once per message. */
 static void
 queued_reply(struct smtp_session *s)
@@ -434,12 +446,24 @@ smtp_session_message_done(struct smtp_session *s, int status)
 	else
 		smtp_refusal(s, SMTP_REFUSAL_STORE_FAILED, NULL,
 		             "451 4.3.0 Error: queue file write error");
-	smtp_txn_end(s);
-	if (s->pending_close == SMTP_PENDING_SHUTDOWN)
-		shutdown_close(s);
-	else if (s->pending_close == SMTP_PENDING_TIMEOUT)
-		timeout_close(s);
-	s->pending_close = SMTP_PENDING_NONE;
+	txn_answered(s);
+}
+
+void
+smtp_session_message_refused(struct smtp_session *s, enum smtp_refusal why, const char *reply)
+{
+	const char *line = reply, *crlf;
+
+	if (s->state != SMTP_STATE_AWAITING_STORE)
+		return;
+	s->state = (uint8_t)smtp_idle_state(s);
+	/* Every line but the last as it is; the last one is the refusal, counted once. */
+	while ((crlf = strstr(line, "\r\n")) != NULL) {
+		smtp_reply_line(s, line, (size_t)(crlf - line));
+		line = crlf + 2;
+	}
+	smtp_refusal(s, why, NULL, "%s", line);
+	txn_answered(s);
 }
 
 const uint8_t *

@@ -173,6 +173,8 @@ enum smtp_refusal {
 	SMTP_REFUSAL_PROXY,             /* host: a PROXY header untrusted, malformed or late */
 	SMTP_REFUSAL_DNSBL,             /* host: screen.threshold reached (DNS lists) */
 	SMTP_REFUSAL_SCREEN_TEMPFAIL, /* host: a list could not be asked, screen.temporary_action */
+	SMTP_REFUSAL_MILTER_REJECT,   /* host: a content filter rejected the message (5xx) */
+	SMTP_REFUSAL_MILTER_TEMPFAIL, /* host: a filter said 4xx, or failed with default tempfail */
 	SMTP_REFUSAL_COUNT
 };
 
@@ -208,6 +210,13 @@ enum smtp_input_status smtp_session_input(struct smtp_session *session, const ui
 
 const struct smtp_message *smtp_session_message(const struct smtp_session *session);
 
+/*
+ * Instead of smtp_session_message_done(): the message was not stored and
+ * the host answers end of data with its own reply (a content filter's):
+ * one or more lines "NNN text" (RFC 5321 4.2), CRLF between them, 4xx or
+ * 5xx, which the host has checked.  Counted and logged as `why`.
+ */
+void smtp_session_message_refused(struct smtp_session *s, enum smtp_refusal why, const char *reply);
 /* status is PA_OK when the message is synced to disk: 250; anything else: 451 4.3.0. */
 void smtp_session_message_done(struct smtp_session *session, int status);
 

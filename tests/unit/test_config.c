@@ -419,6 +419,53 @@ test_screen_keys(void **state)
 	expect_error(NULL, "screen.temporary_action=reject", "screen.temporary_action");
 }
 
+/* milter.servers: each filter's address and options, the defaults from milter.*. */
+static void
+test_milter_keys(void **state)
+{
+	struct config_override ov[3] = {
+	    {"milter.servers", "inet:127.0.0.1:11332{default_action=accept timeout=500}, "
+	                       "unix:/run/milter.sock, inet:[::1]:8891{connections=4}"},
+	    {"milter.timeout", "3000"},
+	    {"milter.connections", "16"},
+	};
+	struct pa_config c;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(config_load(&c, NULL, ov, 3, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.nmilters, 3);
+	assert_string_equal(c.milters[0].name, "inet:127.0.0.1:11332");
+	assert_int_equal(c.milters[0].family, AF_INET);
+	assert_int_equal(c.milters[0].port, 11332);
+	assert_false(c.milters[0].tempfail);
+	assert_int_equal(c.milters[0].timeout_ms, 500);
+	assert_int_equal(c.milters[0].connections, 16);
+	assert_int_equal(c.milters[1].family, AF_UNIX);
+	assert_string_equal(c.milters[1].path, "/run/milter.sock");
+	assert_true(c.milters[1].tempfail); /* milter.default_action's default */
+	assert_int_equal(c.milters[1].timeout_ms, 3000);
+	assert_int_equal(c.milters[2].family, AF_INET6);
+	assert_int_equal(c.milters[2].port, 8891);
+	assert_int_equal(c.milters[2].connections, 4);
+	config_free(&c);
+	assert_int_equal(config_load(&c, NULL, NULL, 0, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.nmilters, 0);
+	config_free(&c);
+	expect_error(NULL, "milter.servers=inet:milter.example:11332", "milter.servers");
+	expect_error(NULL, "milter.servers=inet:127.0.0.1", "milter.servers");
+	expect_error(NULL, "milter.servers=inet:127.0.0.1:0", "milter.servers");
+	expect_error(NULL, "milter.servers=unix:relative.sock", "milter.servers");
+	expect_error(NULL, "milter.servers=tcp:127.0.0.1:1", "milter.servers");
+	expect_error(NULL, "milter.servers=inet:127.0.0.1:1{default_action=reject}",
+	             "milter.servers");
+	expect_error(NULL, "milter.servers=inet:127.0.0.1:1{timeout=1}", "milter.servers");
+	expect_error(NULL, "milter.servers=inet:127.0.0.1:1{speed=9}", "milter.servers");
+	expect_error(NULL, "milter.servers=inet:127.0.0.1:1{timeout=100", "milter.servers");
+	expect_error(NULL, "milter.default_action=discard", "milter.default_action");
+	expect_error(NULL, "milter.connections=0", "milter.connections");
+}
+
 int
 main(void)
 {
@@ -434,6 +481,7 @@ main(void)
 		cmocka_unit_test(test_cpu_list),
 		cmocka_unit_test(test_address_lists),
 		cmocka_unit_test(test_screen_keys),
+	    cmocka_unit_test(test_milter_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

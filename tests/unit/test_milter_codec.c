@@ -1,7 +1,8 @@
 /*
  * test_milter_codec.c: the milter protocol's packets (filter/milter_codec.h):
  * the commands byte for byte as libmilter reads them, and the reply decoder
- * on complete, partial and hostile packets.
+ * on complete, partial and hostile packets.  And the header section as
+ * milters see it and edit it (filter/milter_edit.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include "core/buf.h"
 #include "core/pa.h"
 #include "filter/milter_codec.h"
+#include "filter/milter_edit.h"
 
 /* A reply packet: length, code, data. */
 static size_t
@@ -265,6 +267,89 @@ test_no_reply(void **state)
 	assert_false(milter_no_reply(MILTER_CMD_CONNECT, 0));
 }
 
+static const char message[] = "Received: from a ([192.0.2.1])\r\n\tby mx.test; x\r\n"
+                              "From: a@example.org\r\n"
+                              "Subject: one\r\n  folded\r\n"
+                              "X-Spam: yes\r\n"
+                              "subject: two\r\n"
+                              "\r\n"
+                              "Body: not a header\r\n";
+
+static void
+test_fields(void **state)
+{
+	const uint8_t *m = (const uint8_t *)message;
+	struct milter_field f;
+	size_t pos = 0, n = 0;
+
+	(void)state;
+	while (milter_next_field(m, sizeof(message) - 1, &pos, &f)) {
+		if (n == 2) {
+			assert_int_equal(f.name_len, 7);
+			assert_memory_equal(message + f.value_off, " one\r\n  folded", f.value_len);
+		}
+		n++;
+	}
+	assert_int_equal(n, 5);
+	assert_memory_equal(message + pos, "\r\nBody:", 7);
+	/* no header section at all */
+	pos = 0;
+	assert_false(milter_next_field((const uint8_t *)"\r\nbody", 6, &pos, &f));
+	assert_int_equal(pos, 0);
+}
+
+static void
+test_edits(void **state)
+{
+	const char *want = "Received: from a ([192.0.2.1])\r\n\tby mx.test; x\r\n"
+	                   "Authentication-Results: mx.test;\r\n\tdkim=pass\r\n"
+	                   "X-Filter: 2\r\n"
+	                   "From: a@example.org\r\n"
+	                   "Subject: one\r\n  folded\r\n"
+	                   "subject: changed\r\n"
+	                   "X-New: added by change\r\n"
+	                   "\r\n"
+	                   "Body: not a header\r\n";
+	struct pa_buf edits, out;
+
+	(void)state;
+	pa_buf_init(&edits, 64, 1 << 16);
+	pa_buf_init(&out, 64, 1 << 16);
+	/* a bare LF fold becomes CRLF; additions follow Received:, in order */
+	assert_int_equal(milter_edit_push(&edits, MILTER_EDIT_ADD, 0, "Authentication-Results", 22,
+	                                  "mx.test;\n\tdkim=pass", 19),
+	                 PA_OK);
+	assert_int_equal(milter_edit_push(&edits, MILTER_EDIT_ADD, 0, "X-Filter", 8, "2", 1),
+	                 PA_OK);
+	/* delete X-Spam, change the second Subject (any case), never touch Received: */
+	assert_int_equal(milter_edit_push(&edits, MILTER_EDIT_CHANGE, 1, "x-spam", 6, "", 0),
+	                 PA_OK);
+	assert_int_equal(milter_edit_push(&edits, MILTER_EDIT_CHANGE, 2, "Subject", 7, "x", 1),
+	                 PA_OK);
+	assert_int_equal(
+	    milter_edit_push(&edits, MILTER_EDIT_CHANGE, 2, "subject", 7, "changed", 7), PA_OK);
+	assert_int_equal(
+	    milter_edit_push(&edits, MILTER_EDIT_CHANGE, 1, "Received", 8, "forged", 6), PA_OK);
+	/* a change of an occurrence that is not there adds the field; a deletion does nothing */
+	assert_int_equal(
+	    milter_edit_push(&edits, MILTER_EDIT_CHANGE, 3, "X-New", 5, "added by change", 15),
+	    PA_OK);
+	assert_int_equal(milter_edit_push(&edits, MILTER_EDIT_CHANGE, 1, "X-Gone", 6, "", 0),
+	                 PA_OK);
+	assert_int_equal(milter_edit_apply((const uint8_t *)message, sizeof(message) - 1,
+	                                   pa_buf_head(&edits), pa_buf_pending(&edits), &out),
+	                 PA_OK);
+	assert_int_equal(out.len, strlen(want));
+	assert_memory_equal(out.data, want, out.len);
+	/* no edits: the message as it was */
+	assert_int_equal(
+	    milter_edit_apply((const uint8_t *)message, sizeof(message) - 1, NULL, 0, &out), PA_OK);
+	assert_int_equal(out.len, sizeof(message) - 1);
+	assert_memory_equal(out.data, message, out.len);
+	pa_buf_free(&edits);
+	pa_buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -277,6 +362,8 @@ main(void)
 	    cmocka_unit_test(test_decode_replycode),
 	    cmocka_unit_test(test_decode_quarantine_and_unoffered),
 	    cmocka_unit_test(test_no_reply),
+	    cmocka_unit_test(test_fields),
+	    cmocka_unit_test(test_edits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,220 @@
+/*
+ * milter_edit.c: header fields of a stored message, and milters' header
+ * edits applied to it (milter_edit.h).
+ *
+ * An edit record in the list: kind (1 octet), index (4, host order), name
+ * length (4), value length (4), then the name and the value.  Lists are
+ * written and read only here, on the filter thread.
+ */
+#include "filter/milter_edit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/buf.h"
+#include "core/pa.h"
+
+#define RECORD_HEAD 13
+
+struct edit {
+	uint8_t kind;
+	uint32_t index;
+	const char *name, *value;
+	uint32_t name_len, value_len;
+	bool done; /* a change that found its field */
+};
+
+/* The end of the line at p (after its LF), or size. */
+static size_t
+line_end(const uint8_t *data, size_t size, size_t p)
+{
+	const uint8_t *lf = memchr(data + p, '\n', size - p);
+
+	return lf != NULL ? (size_t)(lf - data) + 1 : size;
+}
+
+bool
+milter_next_field(const uint8_t *data, size_t size, size_t *pos, struct milter_field *f)
+{
+	size_t p = *pos, name = 0, end;
+
+	while (p + name < size && data[p + name] > 32 && data[p + name] < 127 &&
+	       data[p + name] != ':')
+		name++;
+	if (name == 0 || p + name >= size || data[p + name] != ':')
+		return false; /* the empty line, the body, or no header section at all */
+	end = line_end(data, size, p);
+	while (end < size && (data[end] == ' ' || data[end] == '\t'))
+		end = line_end(data, size, end);
+	f->off = p;
+	f->len = end - p;
+	f->name_len = name;
+	f->value_off = p + name + 1;
+	f->value_len = end - f->value_off;
+	if (f->value_len >= 2 && data[end - 2] == '\r' && data[end - 1] == '\n')
+		f->value_len -= 2;
+	else if (f->value_len >= 1 && data[end - 1] == '\n')
+		f->value_len -= 1;
+	*pos = end;
+	return true;
+}
+
+int
+milter_edit_push(struct pa_buf *edits, enum milter_edit_kind kind, uint32_t index, const char *name,
+                 size_t name_len, const char *value, size_t value_len)
+{
+	uint8_t head[RECORD_HEAD];
+	uint32_t nl = (uint32_t)name_len, vl = (uint32_t)value_len;
+
+	if (name_len > UINT32_MAX || value_len > UINT32_MAX ||
+	    pa_buf_reserve(edits, RECORD_HEAD + name_len + value_len) != PA_OK)
+		return PA_ERROR;
+	head[0] = (uint8_t)kind;
+	memcpy(head + 1, &index, 4);
+	memcpy(head + 5, &nl, 4);
+	memcpy(head + 9, &vl, 4);
+	pa_buf_append(edits, head, RECORD_HEAD);
+	pa_buf_append(edits, name, name_len);
+	pa_buf_append(edits, value, value_len);
+	return PA_OK;
+}
+
+static size_t
+read_edit(const uint8_t *p, struct edit *e)
+{
+	e->kind = p[0];
+	memcpy(&e->index, p + 1, 4);
+	memcpy(&e->name_len, p + 5, 4);
+	memcpy(&e->value_len, p + 9, 4);
+	e->name = (const char *)p + RECORD_HEAD;
+	e->value = e->name + e->name_len;
+	e->done = false;
+	return RECORD_HEAD + e->name_len + e->value_len;
+}
+
+/* "name: value" CRLF, bare LFs of the value's folds made CRLF. */
+static int
+put_field(struct pa_buf *out, const struct edit *e)
+{
+	size_t start = 0;
+
+	if (pa_buf_append(out, e->name, e->name_len) != PA_OK ||
+	    pa_buf_append(
+	        out, ": ",
+	        e->value_len > 0 && (e->value[0] == ' ' || e->value[0] == '\t') ? 1 : 2) != PA_OK)
+		return PA_ERROR;
+	for (size_t i = 0; i < e->value_len; i++) {
+		if (e->value[i] != '\n' || (i > 0 && e->value[i - 1] == '\r'))
+			continue;
+		if (pa_buf_append(out, e->value + start, i - start) != PA_OK ||
+		    pa_buf_append(out, "\r", 1) != PA_OK)
+			return PA_ERROR;
+		start = i;
+	}
+	if (pa_buf_append(out, e->value + start, e->value_len - start) != PA_OK)
+		return PA_ERROR;
+	return pa_buf_append(out, "\r\n", 2);
+}
+
+static bool
+same_name(const uint8_t *data, const struct milter_field *f, const struct edit *e)
+{
+	return f->name_len == e->name_len &&
+	       strncasecmp((const char *)data + f->off, e->name, e->name_len) == 0;
+}
+
+/* How many fields before pos (from the first) have f's name, f included. */
+static uint32_t
+occurrence(const uint8_t *data, size_t size, const struct milter_field *f)
+{
+	struct milter_field g;
+	size_t pos = 0;
+	uint32_t n = 0;
+
+	while (milter_next_field(data, size, &pos, &g) && g.off <= f->off)
+		if (g.name_len == f->name_len &&
+		    strncasecmp((const char *)data + g.off, (const char *)data + f->off,
+		                f->name_len) == 0)
+			n++;
+	return n;
+}
+
+static int
+apply(const uint8_t *data, size_t size, struct edit *ev, size_t nev, struct pa_buf *out)
+{
+	struct milter_field f;
+	size_t pos = 0;
+	bool first = true;
+
+	while (milter_next_field(data, size, &pos, &f)) {
+		const struct edit *change = NULL;
+
+		if (first) {
+			/* Received: is ours and stays first, unchanged; the additions follow it. */
+			first = false;
+			if (pa_buf_append(out, data + f.off, f.len) != PA_OK)
+				return PA_ERROR;
+			for (size_t i = 0; i < nev; i++)
+				if (ev[i].kind == MILTER_EDIT_ADD &&
+				    put_field(out, &ev[i]) != PA_OK)
+					return PA_ERROR;
+			for (size_t i = 0; i < nev; i++)
+				if (ev[i].kind == MILTER_EDIT_CHANGE &&
+				    same_name(data, &f, &ev[i]) && ev[i].index == 1)
+					ev[i].done = true; /* never changed, never duplicated */
+			continue;
+		}
+		for (size_t i = 0; i < nev; i++) {
+			if (ev[i].kind != MILTER_EDIT_CHANGE || !same_name(data, &f, &ev[i]))
+				continue;
+			if (occurrence(data, size, &f) == ev[i].index) {
+				ev[i].done = true;
+				change = &ev[i]; /* the last one for a field wins */
+			}
+		}
+		if (change == NULL) {
+			if (pa_buf_append(out, data + f.off, f.len) != PA_OK)
+				return PA_ERROR;
+		} else if (change->value_len > 0 && put_field(out, change) != PA_OK) {
+			return PA_ERROR;
+		}
+	}
+	for (size_t i = 0; i < nev; i++)
+		if (ev[i].kind == MILTER_EDIT_CHANGE && !ev[i].done && ev[i].value_len > 0 &&
+		    put_field(out, &ev[i]) != PA_OK)
+			return PA_ERROR;
+	return pa_buf_append(out, data + pos, size - pos);
+}
+
+int
+milter_edit_apply(const uint8_t *data, size_t size, const uint8_t *edits, size_t edits_len,
+                  struct pa_buf *out)
+{
+	struct edit stack[32], *ev = stack;
+	size_t nev = 0, cap = pa_array_size(stack);
+	int rc;
+
+	pa_buf_reset(out);
+	for (size_t off = 0; off + RECORD_HEAD <= edits_len; nev++) {
+		if (nev == cap) {
+			struct edit *more =
+			    reallocarray(ev == stack ? NULL : ev, 2 * cap, sizeof(*ev));
+
+			if (more == NULL) {
+				if (ev != stack)
+					free(ev);
+				return PA_ERROR;
+			}
+			if (ev == stack)
+				memcpy(more, stack, sizeof(stack));
+			ev = more;
+			cap *= 2;
+		}
+		off += read_edit(edits + off, &ev[nev]);
+	}
+	rc = apply(data, size, ev, nev, out);
+	if (ev != stack)
+		free(ev);
+	return rc;
+}

@@ -1,0 +1,151 @@
+"""End of data through content filters (milter.servers, docs/milter.md).
+
+A small milter of the tests' own (milter_peer.py) on a loopback port, in
+the test's namespace on the DPDK backend: what pigeond sends it (macros,
+envelope, header fields, body) is checked, and each verdict it can give is
+checked for its reply and for what the spool holds: accept with header
+edits (stored after Received:), reject with its reply, tempfail, discard
+(250, nothing stored), a filter that is down or too slow (default_action,
+bounded in time).  Debian's rspamd is the real filter in test_rspamd.py.
+"""
+
+import json
+import struct
+import time
+
+import pytest
+
+import helpers
+from milter_peer import MilterPeer, header, packet
+
+pytestmark = pytest.mark.both_backends
+
+RCPT = "milter@example.com"
+CONTENT = (b"From: sender@example.org\r\nSubject: hello\r\nX-Remove: me\r\n"
+           b"\r\nbody line\r\n.leading dot\r\n")
+
+
+@pytest.fixture
+def milter(backend):
+    m = MilterPeer()
+    yield m
+    m.close()
+
+
+def filtered(pigeond_factory, servers, **settings):
+    return pigeond_factory(milter__servers=servers, **settings).start()
+
+
+def transaction(p, content=CONTENT, rcpts=(RCPT,)):
+    """One message; its end-of-data reply (code, lines)."""
+    with helpers.RawSMTP(p.host, p.port) as c:
+        c.greet()
+        assert c.cmd("MAIL FROM:<sender@example.org>")[0] == 250
+        for r in rcpts:
+            assert c.cmd(f"RCPT TO:<{r}>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(helpers.dot_stuff(content) + b".\r\n")
+        reply = c.reply()
+        assert c.cmd("QUIT")[0] == 221
+        return reply
+
+
+def stats(p):
+    r = helpers.run_ctl(["stats", "--json", "--socket", p.spool_dir / "pigeond.sock"])
+    return json.loads(r.stdout)["result"]["total"]
+
+
+def test_accept_with_header_edits(pigeond_factory, milter):
+    def eom(msg):
+        return [("h", header("X-Milter", "seen " + msg["macros"]["i"])),
+                ("m", header("X-Remove", "", index=1)),
+                ("c", b"")]
+    milter.on_eom = eom
+    p = filtered(pigeond_factory, f"inet:127.0.0.1:{milter.port}")
+    code, text = transaction(p)
+    assert code == 250, text
+    qid = helpers.queue_id_of(text[-1])
+    # what the filter was shown: the envelope, our Received: first, the body after the empty line
+    m = milter.messages[0]
+    assert m["macros"]["i"] == qid
+    assert m["mail"] == "<sender@example.org>" and m["rcpt"] == [f"<{RCPT}>"]
+    assert m["connect"].startswith(b"unknown\0")
+    assert m["helo"] == "client.example.org"
+    assert [h[0] for h in m["headers"]] == ["Received", "From", "Subject", "X-Remove"]
+    assert m["headers"][2] == ("Subject", "hello")
+    assert m["body"] == b"body line\r\n.leading dot\r\n"
+    assert m["offered"][0] == 6
+    # stored: Received: first, the filter's header after it, X-Remove gone, body unchanged
+    stored = helpers.spool_show(p.spool_dir, qid)
+    assert stored.startswith(b"Received: "), stored[:200]
+    rest = helpers.strip_received(stored[stored.index(b"Received: "):])
+    assert rest == (f"X-Milter: seen {qid}\r\n".encode() +
+                    b"From: sender@example.org\r\nSubject: hello\r\n"
+                    b"\r\nbody line\r\n.leading dot\r\n"), rest
+    # a second message reuses the filter's connection (SMFIC_QUIT_NC between them)
+    assert transaction(p)[0] == 250
+    assert milter.connections == 1
+    assert "K" in milter.messages[1]["commands"] or len(milter.messages) == 2
+
+
+def test_verdicts(pigeond_factory, milter):
+    """reject (the filter's multi-line reply), tempfail, discard: none stored."""
+    def eom(msg):
+        subject = dict(msg["headers"]).get("Subject", "")
+        if subject == "reject":
+            return [("y", b"554-5.7.1 Go away\r\n554 5.7.1 Spam\0")]
+        if subject == "plain-reject":
+            return [("r", b"")]
+        if subject == "tempfail":
+            return [("t", b"")]
+        if subject == "discard":
+            return [("d", b"")]
+        return [("c", b"")]
+    milter.on_eom = eom
+    p = filtered(pigeond_factory, f"inet:127.0.0.1:{milter.port}")
+    msg = lambda s: f"Subject: {s}\r\n\r\nx\r\n".encode()
+    assert transaction(p, msg("reject")) == (554, ["5.7.1 Go away", "5.7.1 Spam"])
+    assert transaction(p, msg("plain-reject")) == (550, ["5.7.1 Command rejected"])
+    code, text = transaction(p, msg("tempfail"))
+    assert code == 451 and text[0].startswith("4.7.1"), text
+    code, text = transaction(p, msg("discard"))
+    assert code == 250, text
+    assert helpers.spool_ls(p.spool_dir) == []
+    total = stats(p)
+    assert total["refused"]["milter_reject"] == 2
+    assert total["refused"]["milter_tempfail"] == 1
+    p.wait_for_log(r"discarded by a content filter")
+    assert transaction(p, msg("ok"))[0] == 250
+    assert len(helpers.spool_ls(p.spool_dir)) == 1
+
+
+def test_filter_down_default_action(pigeond_factory, backend):
+    """No filter listening: tempfail answers 451 and stores nothing; accept stores."""
+    dead = helpers.free_port("127.0.0.1")
+    p = filtered(pigeond_factory, f"inet:127.0.0.1:{dead}")
+    t = time.monotonic()
+    code, text = transaction(p)
+    assert code == 451 and text[0].startswith("4.7.1"), text
+    assert time.monotonic() - t < 10
+    assert helpers.spool_ls(p.spool_dir) == []
+    p.stop()
+    spool = str(p.spool_dir) + "-accept"
+    p2 = filtered(pigeond_factory, f"inet:127.0.0.1:{dead}{{default_action=accept}}",
+                  name="accept", spool__dir=spool)
+    code, text = transaction(p2)
+    assert code == 250, text
+    assert len(helpers.spool_ls(spool)) == 1
+
+
+def test_every_step_answered_and_slow_filter(pigeond_factory, backend):
+    """A filter that answers every step works; one slower than its timeout gets its default."""
+    with MilterPeer(protocol=0) as m:
+        p = filtered(pigeond_factory, f"inet:127.0.0.1:{m.port}{{timeout=500}}")
+        assert transaction(p)[0] == 250
+        assert m.messages[0]["commands"].count("L") == 4
+        m.eom_delay = 1.5
+        t = time.monotonic()
+        code, text = transaction(p)
+        assert code == 451, text
+        assert 0.4 < time.monotonic() - t < 5
+        assert len(helpers.spool_ls(p.spool_dir)) == 1
