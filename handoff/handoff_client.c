@@ -4,10 +4,17 @@
  * Replies are matched to commands by position, which is what PIPELINING
  * guarantees (RFC 2920 3.1): the envelope is MAIL, one RCPT per recipient,
  * then DATA, sent together when the peer pipelines and one at a time when it
- * does not.  The body waits for 354.  What it promises: never more than one
- * transaction in flight, every recipient ends with one result, the message
- * bytes go out dot-stuffed (RFC 5321 4.5.2) and otherwise unchanged, after
- * the id header.
+ * does not.  The body waits for 354.  With PIPELINING the next transaction's
+ * envelope may follow a body at once, in the same write: "the actual
+ * transfer of message content is explicitly allowed to be the first
+ * 'command' in a group" (RFC 2920 3.1), and DATA stays the group's last
+ * command.  Its replies come after the body's final reply (or, with LMTP,
+ * after the final reply of every recipient accepted at RCPT, RFC 2033 4.2),
+ * whatever that reply was: a refused message ends its transaction, not the
+ * session.  What it promises: at most two transactions in flight, the
+ * second only with PIPELINING and only once the first one's body is sent;
+ * every recipient ends with one result; the message bytes go out
+ * dot-stuffed (RFC 5321 4.5.2) and otherwise unchanged, after the id header.
  */
 #include "handoff/handoff_client.h"
 
@@ -37,6 +44,7 @@ enum hc_state {
 	ST_ENVELOPE,  /* MAIL, RCPT..., DATA: replies come back in order */
 	ST_BODY_HELD, /* 354 received, the body waits for hc_release_body() */
 	ST_BODY,      /* body sent, waiting for the final reply (one per recipient with LMTP) */
+	ST_NEXT,      /* done, its results readable; the pipelined next one's replies come next */
 	ST_RSET,      /* RSET sent after a transaction that did not finish */
 	ST_QUIT,
 	ST_CLOSED,
@@ -74,6 +82,12 @@ struct hc {
 	char mail_text[HC_TEXT_MAX + 1];
 	size_t reported; /* results handed out so far, to tell HC_RESULTS apart */
 	size_t nfinal;
+
+	/* The next transaction, its envelope sent right after the current one's body. */
+	bool has_next;
+	struct hc_txn next;
+	struct hc_result *next_results;
+	size_t next_cap;
 };
 
 static bool
@@ -151,6 +165,7 @@ hc_free(struct hc *c)
 	pa_buf_free(&c->in);
 	pa_buf_free(&c->out);
 	free(c->results);
+	free(c->next_results);
 	free(c);
 }
 
@@ -176,83 +191,135 @@ fail_rest(struct hc *c, unsigned code, const char *text)
 		set_result(c, i, code, text);
 }
 
+/* The results of a transaction of n recipients, all without a result yet. */
+static bool
+results_reset(struct hc_result **results, size_t *cap, size_t n)
+{
+	if (n > *cap) {
+		struct hc_result *r = realloc(*results, n * sizeof(*r));
+
+		if (r == NULL)
+			return false;
+		*results = r;
+		*cap = n;
+	}
+	memset(*results, 0, n * sizeof(**results));
+	return true;
+}
+
+static void
+txn_begin(struct hc *c, const struct hc_txn *txn, size_t sent)
+{
+	c->txn = *txn;
+	c->replies = c->accepted = c->body_replies = c->next_final = 0;
+	c->reported = c->nfinal = 0;
+	c->sent = sent;
+	c->mail_ok = false;
+	c->state = ST_ENVELOPE;
+}
+
+/*
+ * The pipelined next transaction becomes the current one, its envelope
+ * already sent: the previous one's results are gone from here on.
+ */
+static void
+promote_next(struct hc *c)
+{
+	struct hc_result *r = c->results;
+	size_t cap = c->results_cap;
+
+	c->results = c->next_results;
+	c->results_cap = c->next_cap;
+	c->next_results = r;
+	c->next_cap = cap;
+	c->has_next = false;
+	txn_begin(c, &c->next, c->next.nrcpt + 2);
+}
+
 void
 hc_abort(struct hc *c, const char *text)
 {
+	if (c->state == ST_NEXT)
+		promote_next(c);
 	fail_rest(c, 0, text);
 	c->state = ST_FAILED;
 }
 
-/* Sends the next envelope command: MAIL, RCPT i, or DATA. */
+/* Envelope command i of txn: MAIL (0), RCPT i (1..n), or DATA (n+1). */
 static bool
-send_envelope_cmd(struct hc *c)
+send_envelope_cmd(struct hc *c, const struct hc_txn *txn, size_t i)
 {
 	char x[3 * 512 + 1];
-	size_t i = c->sent;
 
 	if (i == 0) {
-		bool ok = out_printf(c, "MAIL FROM:<%s>", c->txn.mail_from);
+		bool ok = out_printf(c, "MAIL FROM:<%s>", txn->mail_from);
 
 		if (ok && c->size)
-			ok = out_printf(c, " SIZE=%zu", c->txn.size);
-		if (ok && c->txn.body_8bit && c->eightbit)
+			ok = out_printf(c, " SIZE=%zu", txn->size);
+		if (ok && txn->body_8bit && c->eightbit)
 			ok = out_printf(c, " BODY=8BITMIME");
-		if (ok && c->txn.smtputf8 && c->smtputf8)
+		if (ok && txn->smtputf8 && c->smtputf8)
 			ok = out_printf(c, " SMTPUTF8");
-		if (ok && c->dsn && c->txn.envid != NULL) {
-			xtext(c->txn.envid, x, 101);
+		if (ok && c->dsn && txn->envid != NULL) {
+			xtext(txn->envid, x, 101);
 			ok = out_printf(c, " ENVID=%s", x);
 		}
-		ok = ok && out_add(c, "\r\n", 2);
-		c->sent++;
-		return ok;
+		return ok && out_add(c, "\r\n", 2);
 	}
-	if (i <= c->txn.nrcpt) {
-		const char *r = c->txn.rcpts[i - 1];
+	if (i <= txn->nrcpt) {
+		const char *r = txn->rcpts[i - 1];
 		bool ok = out_printf(c, "RCPT TO:<%s>", r);
 
 		if (ok && c->dsn && ascii(r)) {
 			xtext(r, x, sizeof(x));
 			ok = out_printf(c, " ORCPT=rfc822;%s", x);
 		}
-		ok = ok && out_add(c, "\r\n", 2);
-		c->sent++;
-		return ok;
+		return ok && out_add(c, "\r\n", 2);
 	}
-	c->sent++;
 	return out_add(c, "DATA\r\n", 6);
+}
+
+/* The current transaction's next envelope command. */
+static bool
+send_next_cmd(struct hc *c)
+{
+	return send_envelope_cmd(c, &c->txn, c->sent++);
+}
+
+static bool
+txn_valid(const struct hc_txn *txn)
+{
+	if (txn->nrcpt == 0 || txn->nrcpt > HC_RCPT_MAX || strlen(txn->mail_from) > 512)
+		return false;
+	for (size_t i = 0; i < txn->nrcpt; i++)
+		if (strlen(txn->rcpts[i]) > 512)
+			return false;
+	return true;
 }
 
 int
 hc_start(struct hc *c, const struct hc_txn *txn)
 {
-	size_t total;
-
-	if (c->state != ST_IDLE || txn->nrcpt == 0 || txn->nrcpt > HC_RCPT_MAX ||
-	    strlen(txn->mail_from) > 512)
+	if (!txn_valid(txn))
 		return PA_ERROR;
-	for (size_t i = 0; i < txn->nrcpt; i++)
-		if (strlen(txn->rcpts[i]) > 512)
+	if (c->state == ST_BODY && c->pipelining && !c->has_next) {
+		/* RFC 2920 3.1: after the body, in the same group, DATA last. */
+		if (!results_reset(&c->next_results, &c->next_cap, txn->nrcpt))
 			return PA_ERROR;
-	if (txn->nrcpt > c->results_cap) {
-		struct hc_result *r = realloc(c->results, txn->nrcpt * sizeof(*r));
-
-		if (r == NULL)
-			return PA_ERROR;
-		c->results = r;
-		c->results_cap = txn->nrcpt;
+		for (size_t i = 0; i < txn->nrcpt + 2; i++)
+			if (!send_envelope_cmd(c, txn, i))
+				return PA_ERROR;
+		c->next = *txn;
+		c->has_next = true;
+		return PA_OK;
 	}
-	memset(c->results, 0, txn->nrcpt * sizeof(*c->results));
-	c->txn = *txn;
-	c->replies = c->sent = c->accepted = c->body_replies = c->next_final = 0;
-	c->reported = c->nfinal = 0;
-	c->mail_ok = false;
-	c->state = ST_ENVELOPE;
-	total = txn->nrcpt + 2;
+	if (c->state != ST_IDLE || !results_reset(&c->results, &c->results_cap, txn->nrcpt))
+		return PA_ERROR;
+	txn_begin(c, txn, 0);
 	do {
-		if (!send_envelope_cmd(c))
+		if (!send_next_cmd(c))
 			return PA_ERROR;
-	} while (c->pipelining && c->sent < total);
+	} while (c->pipelining && c->sent < txn->nrcpt + 2);
 	return PA_OK;
 }
 
@@ -340,7 +407,7 @@ envelope_reply(struct hc *c, unsigned code, const char *text)
 			c->state = ST_RSET;
 			return out_add(c, "RSET\r\n", 6) ? HC_TXN_DONE : HC_FAILED;
 		}
-		return send_envelope_cmd(c) ? HC_NEED_MORE : HC_FAILED;
+		return send_next_cmd(c) ? HC_NEED_MORE : HC_FAILED;
 	}
 	return HC_NEED_MORE;
 }
@@ -366,7 +433,8 @@ body_reply(struct hc *c, unsigned code, const char *text)
 	}
 	if (c->body_replies > 0)
 		return HC_RESULTS;
-	c->state = ST_IDLE;
+	/* The next transaction's replies follow; its turn comes at the next hc_input(). */
+	c->state = c->has_next ? ST_NEXT : ST_IDLE;
 	return HC_TXN_DONE;
 }
 
@@ -415,6 +483,7 @@ reply(struct hc *c, unsigned code, const char *text)
 		c->state = ST_CLOSED;
 		return HC_CLOSED;
 	case ST_BODY_HELD: /* the peer waits for the body: nothing is due from it */
+	case ST_NEXT:      /* hc_input() moves on to the next transaction before any reply */
 	case ST_IDLE:
 	case ST_CLOSED:
 	case ST_FAILED:
@@ -492,6 +561,8 @@ hc_input(struct hc *c, const uint8_t *in, size_t len)
 
 	if (c->state == ST_FAILED)
 		return HC_FAILED;
+	if (c->state == ST_NEXT)
+		promote_next(c);
 	if (pa_buf_append(&c->in, in, len) != PA_OK) {
 		hc_abort(c, "out of memory");
 		return HC_FAILED;
@@ -561,7 +632,20 @@ hc_ready(const struct hc *c)
 bool
 hc_busy(const struct hc *c)
 {
-	return c->state == ST_ENVELOPE || c->state == ST_BODY_HELD || c->state == ST_BODY;
+	return c->state == ST_ENVELOPE || c->state == ST_BODY_HELD || c->state == ST_BODY ||
+	       c->state == ST_NEXT;
+}
+
+bool
+hc_can_pipeline(const struct hc *c)
+{
+	return c->state == ST_BODY && c->pipelining && !c->has_next;
+}
+
+bool
+hc_pipelined(const struct hc *c)
+{
+	return c->has_next;
 }
 
 void

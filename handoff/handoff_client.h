@@ -7,7 +7,8 @@
  * falls back to HELO for an SMTP peer that refuses EHLO, pipelines MAIL,
  * RCPT and DATA when the peer offers PIPELINING (RFC 2920), sends SIZE,
  * BODY=8BITMIME, SMTPUTF8, ENVID and ORCPT when offered (RFC 3461), and runs
- * many transactions on one connection.
+ * many transactions on one connection; with PIPELINING the next one's
+ * envelope goes out right behind the current one's body (RFC 2920 3.1).
  *
  * What it promises: each recipient of a transaction ends with exactly one
  * result (the peer's reply code and text), in the order the replies came:
@@ -73,8 +74,18 @@ void hc_free(struct hc *c);
  */
 enum hc_status hc_input(struct hc *c, const uint8_t *in, size_t len);
 
-/* Starts a transaction; PA_ERROR when the client is not ready or the txn is invalid. */
+/*
+ * Starts a transaction when the client is ready (hc_ready()), or, when
+ * hc_can_pipeline(), queues it behind the current one: its MAIL, RCPT and
+ * DATA go out now, after the current one's body, and its replies are read
+ * once the current one is done (HC_TXN_DONE), which makes it the current
+ * one.  PA_ERROR when neither is possible or the txn is invalid.
+ */
 int hc_start(struct hc *c, const struct hc_txn *txn);
+/* The current transaction's body is sent and nothing is queued behind it yet (PIPELINING). */
+bool hc_can_pipeline(const struct hc *c);
+/* A transaction is queued behind the current one. */
+bool hc_pipelined(const struct hc *c);
 
 /*
  * While held, the body of a transaction waits after the peer's 354 until
@@ -87,10 +98,18 @@ void hc_hold_body(struct hc *c, bool hold);
 int hc_release_body(struct hc *c);
 bool hc_body_held(const struct hc *c);
 
-/* The connection broke: every recipient still without a result gets code 0 and text. */
+/*
+ * The connection broke: every recipient of the current transaction still
+ * without a result gets code 0 and text (after HC_TXN_DONE, the current one
+ * is the pipelined one, if any).  A transaction still queued behind the
+ * current one gets no result: it was not attempted (its body never left).
+ */
 void hc_abort(struct hc *c, const char *text);
 
-/* The result of recipient i of the current (or just finished) transaction. */
+/*
+ * The result of recipient i of the current (or just finished) transaction;
+ * after HC_TXN_DONE, valid until the next hc_input() or hc_abort().
+ */
 const struct hc_result *hc_result(const struct hc *c, size_t i);
 
 /* Queues QUIT when idle; PA_ERROR when a transaction is in progress. */

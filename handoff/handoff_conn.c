@@ -3,7 +3,11 @@
  *
  * Per destination a pool of at most relay.concurrency non-blocking kernel
  * sockets, each driving one handoff_client state machine, one transaction
- * at a time, many transactions per connection.  A connection gets a job
+ * at a time, many transactions per connection; where the peer offers
+ * PIPELINING, the next transaction's envelope goes out with the current
+ * one's body, so that its replies come with the body's (one round trip a
+ * message, not two), its own body waiting as always until the previous
+ * outcome is written.  A connection gets a job
  * only once the peer's greeting and EHLO/LHLO succeeded, so a host that is
  * down costs its destination nothing but the failed connect: the next
  * connection tries the next host.  When every host failed in a row, the
@@ -91,6 +95,23 @@ defer_queue(struct handoff *h, struct ho_dest *d, const char *why, bool count, u
 	}
 }
 
+/*
+ * A pipelined job whose body never left goes back to the head of its
+ * destination's queue: it was not attempted, whatever the peer said to its
+ * envelope (without the body's end it can have accepted nothing).
+ */
+static void
+requeue_next(struct ho_conn *c)
+{
+	struct ho_job *job = c->next_job;
+
+	if (job == NULL)
+		return;
+	c->next_job = NULL;
+	TAILQ_INSERT_HEAD(&job->dest->queue, job, link);
+	job->dest->nqueued++;
+}
+
 /* The connection is unusable: its job (if any) gets the outcome, the connection goes. */
 static void
 conn_fail(struct handoff *h, struct ho_conn *c, const char *why, uint64_t now)
@@ -101,6 +122,7 @@ conn_fail(struct handoff *h, struct ho_conn *c, const char *why, uint64_t now)
 	bool had_job;
 
 	snprintf(text, sizeof(text), "%s: %s", d->rd.hosts[c->host].name, why);
+	requeue_next(c);
 	had_job = c->job != NULL;
 	if (c->job != NULL) {
 		struct ho_job *job = c->job;
@@ -205,7 +227,11 @@ conn_open(struct handoff *h, struct ho_dest *d, uint64_t now)
 	return c;
 }
 
-/* Gives an idle, ready connection its next job; false when the connection is gone. */
+/*
+ * Gives a connection its next job: an idle, ready one starts it; one whose
+ * body is sent queues it behind (PIPELINING).  False when the connection is
+ * gone.
+ */
 static bool
 conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 {
@@ -213,17 +239,31 @@ conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 	struct ho_job *job = TAILQ_FIRST(&d->queue);
 	const struct hs_copy *hc;
 	struct hc_txn txn;
+	bool behind;
 
-	if (job == NULL || c->job != NULL || !hc_ready(c->hc))
+	if (job == NULL || c->connecting)
 		return true;
-	/*
-	 * The previous transaction's outcome not written yet: this one starts
-	 * (its envelope overlaps the write) but its body waits, so that a
-	 * crash sends at most that one copy again (ho_release_bodies()).
-	 */
-	if (c->wait_gen != 0 && ho_written(h, c->wait_shard, c->wait_gen))
-		c->wait_gen = 0;
-	hc_hold_body(c->hc, c->wait_gen != 0);
+	if (c->job == NULL && hc_ready(c->hc)) {
+		behind = false;
+		/*
+		 * The previous transaction's outcome not written yet: this one
+		 * starts (its envelope overlaps the write) but its body waits, so
+		 * that a crash sends at most that one copy again
+		 * (ho_release_bodies()).
+		 */
+		if (c->wait_gen != 0 && ho_written(h, c->wait_shard, c->wait_gen))
+			c->wait_gen = 0;
+		hc_hold_body(c->hc, c->wait_gen != 0);
+	} else if (c->job != NULL && c->next_job == NULL && hc_can_pipeline(c->hc)) {
+		/*
+		 * Behind a body whose outcome is not known yet: its body waits
+		 * until that outcome is written (HC_TXN_DONE sets wait_gen).
+		 */
+		behind = true;
+		hc_hold_body(c->hc, true);
+	} else {
+		return true;
+	}
 	TAILQ_REMOVE(&d->queue, job, link);
 	d->nqueued--;
 	/* Half empty again after a scan found it full: the next turn refills it. */
@@ -247,8 +287,13 @@ conn_next(struct handoff *h, struct ho_conn *c, uint64_t now)
 		ho_job_fail(h, job, "hand-off client refused the transaction", true, 0, now);
 		return true;
 	}
-	c->job = job;
-	c->txn_start_us = now;
+	if (behind) {
+		c->next_job = job;
+		c->next_start_us = now;
+	} else {
+		c->job = job;
+		c->txn_start_us = now;
+	}
 	set_deadline(h, c, now);
 	return flush(h, c, now);
 }
@@ -264,7 +309,8 @@ drive(struct handoff *h, struct ho_conn *c, const uint8_t *in, size_t len, uint6
 		len = 0;
 		switch (st) {
 		case HC_NEED_MORE:
-			return true;
+			/* A body just went out: the next envelope follows it (PIPELINING). */
+			return conn_next(h, c, now);
 		case HC_READY:
 			c->dest->failures = 0;
 			c->idle_since_us = now;
@@ -278,10 +324,18 @@ drive(struct handoff *h, struct ho_conn *c, const uint8_t *in, size_t len, uint6
 			break;
 		case HC_TXN_DONE: {
 			struct ho_job *job = c->job;
+			uint64_t started = c->txn_start_us;
 
-			c->job = NULL;
-			c->deadline_us = 0;
-			c->idle_since_us = now;
+			/* The pipelined one, if any, is the current transaction now. */
+			c->job = c->next_job;
+			c->txn_start_us = c->next_start_us;
+			c->next_job = NULL;
+			if (c->job == NULL) {
+				c->deadline_us = 0;
+				c->idle_since_us = now;
+			} else {
+				set_deadline(h, c, now);
+			}
 			if (job != NULL) {
 				c->wait_shard = job->copy->hc->shard;
 				c->wait_gen = ho_outcome_gen(h, c->wait_shard);
@@ -289,16 +343,24 @@ drive(struct handoff *h, struct ho_conn *c, const uint8_t *in, size_t len, uint6
 			/*
 			 * A 4xx: the retry goes over a new connection, to the next host
 			 * first (ho_job_outcomes moved host_next), not to the same process.
+			 * A pipelined job goes back to the queue, its body unsent; the
+			 * peer may be reading data now, so no QUIT: the close ends it.
 			 */
 			if (job != NULL && ho_job_outcomes(h, job, c->hc, now) > 0) {
 				ho_window_failure(h, c->dest, now);
-				if (send(c->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+				if (c->job != NULL) {
+					c->next_job = c->job;
+					c->job = NULL;
+					requeue_next(c);
+				} else if (send(c->fd, "QUIT\r\n", 6,
+				                MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
 					pa_log_debug("hand-off: send(QUIT): %s", strerror(errno));
+				}
 				conn_free(h, c);
 				return false;
 			}
 			if (job != NULL)
-				ho_window_success(h, c->dest, now - c->txn_start_us);
+				ho_window_success(h, c->dest, now - started);
 			if (hc_ready(c->hc) ? !conn_next(h, c, now) : !flush(h, c, now))
 				return false; /* flush: the RSET */
 			break;
@@ -387,6 +449,12 @@ ho_dispatch(struct handoff *h, uint64_t now)
 				opening++;
 			}
 		}
+		/* What idle connections left: behind bodies already sent (PIPELINING). */
+		for (c = LIST_FIRST(&d->conns); c != NULL && d->nqueued > opening; c = tmp) {
+			tmp = LIST_NEXT(c, link);
+			if (c->job != NULL && c->next_job == NULL && hc_can_pipeline(c->hc))
+				(void)conn_next(h, c, now);
+		}
 		/* More connections only while jobs wait beyond those being opened. */
 		while (d->nqueued > opening && d->nconns < ho_window(h, d)) {
 			if (conn_open(h, d, now) == NULL)
@@ -415,7 +483,8 @@ ho_release_bodies(struct handoff *h, uint64_t now)
 				tmp = LIST_FIRST(&d->conns);
 				continue;
 			}
-			if (!flush(h, c, now))
+			/* The next envelope in the same write as the body (PIPELINING). */
+			if (!conn_next(h, c, now) || !flush(h, c, now))
 				tmp = LIST_FIRST(&d->conns);
 		}
 	}
@@ -461,6 +530,8 @@ ho_conn_close_all(struct handoff *h)
 			/* Its outcome is unknown: the copy stays due on disk, sent again later. */
 			if (c->job != NULL)
 				ho_job_free(c->job);
+			if (c->next_job != NULL)
+				ho_job_free(c->next_job);
 			conn_free(h, c);
 		}
 }

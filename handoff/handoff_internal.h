@@ -86,6 +86,12 @@ struct ho_conn {
 	unsigned host;
 	struct hc *hc;
 	struct ho_job *job;
+	/*
+	 * PIPELINING: the job whose envelope went out right behind job's body
+	 * (RFC 2920 3.1); its body waits for job's outcome to be written.
+	 */
+	struct ho_job *next_job;
+	uint64_t next_start_us;
 	bool connecting;
 	bool want_write; /* EPOLLOUT is armed */
 	/*
