@@ -42,10 +42,11 @@ PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 -p no:cac
 echo
 # Every test file marked `pytestmark = pytest.mark.both_backends` (conftest.py)
 # again over the DPDK backend (pigeond on a TAP in a namespace of each test's
-# own).  Needs root.
+# own), and the few also marked dpdk_ipv6 over IPv6 there too (dpdk6: swaks,
+# smtplib, smtp-source -6, STARTTLS; about 15 s).  Needs root.
 if [ "$(id -u)" = 0 ]; then
 	echo "== integration tests over the DPDK backend"
-	PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 \
+	PIGEON_BACKENDS=dpdk,dpdk6 PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 \
 		-p no:cacheprovider --junitxml="$results/integration-dpdk.xml" \
 		-m both_backends tests/integration
 	echo

@@ -23,7 +23,9 @@ its own free port on 127.0.0.1; every pigeond a test starts is stopped in
 teardown (SIGTERM, then SIGKILL), also when the test failed.
 
 Backends: the `backend` fixture is parametrised over $PIGEON_BACKENDS
-(comma-separated, default "kernel").  A backend object says where the server
+(comma-separated, default "kernel"; "dpdk6", the DPDK backend reached over
+IPv6, only for tests marked `pytest.mark.dpdk_ipv6`, which tests/run.sh
+adds to its DPDK run; such a test formats addresses with helpers.hostport()).  A backend object says where the server
 listens (`host`) and how to launch the server (`wrap`) and the command-line
 clients (`wrap_client`).  The DPDK backend will run pigeond inside a network
 namespace: fill in DpdkBackend (set up the namespace and its veth/TAP pair in
@@ -85,7 +87,11 @@ class KernelBackend:
 
 # The DPDK backend: pigeond on a TAP vdev in a network namespace of the test's
 # own, the test's thread (and so its sockets and subprocesses) inside it.
-BACKENDS = {"kernel": KernelBackend, "dpdk": dpdk_env.ConftestBackend}
+# "dpdk6": the same dual-stacked, the clients reaching pigeond over IPv6; only
+# for the tests marked dpdk_ipv6 (a chosen few: mail over IPv6 from each kind
+# of client, not the whole suite a third time).
+BACKENDS = {"kernel": KernelBackend, "dpdk": dpdk_env.ConftestBackend,
+            "dpdk6": dpdk_env.ConftestBackend6}
 
 
 def _selected_backends():
@@ -101,6 +107,32 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "both_backends: tests/run.sh runs it again over the DPDK backend "
         "(PIGEON_BACKENDS=dpdk -m both_backends); see the top of conftest.py")
+    config.addinivalue_line(
+        "markers", "dpdk_ipv6: with dpdk6 in PIGEON_BACKENDS, runs over IPv6 on the DPDK "
+        "backend too (backend.host is then pigeond's IPv6 address)")
+
+
+def pytest_generate_tests(metafunc):
+    """The `backend` parameters: $PIGEON_BACKENDS, dpdk6 only for tests marked dpdk_ipv6."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    v6 = metafunc.definition.get_closest_marker("dpdk_ipv6") is not None
+    names = [n for n in _selected_backends() if n != "dpdk6" or v6]
+    metafunc.parametrize("backend", names, indirect=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """dpdk_ipv6(only={"param": value}): the dpdk6 leg for those parameters alone."""
+    dropped = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        mark = item.get_closest_marker("dpdk_ipv6")
+        if params.get("backend") == "dpdk6" and mark is not None and any(
+                params.get(k) != v for k, v in mark.kwargs.get("only", {}).items()):
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +183,7 @@ def workdir():
         shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(params=_selected_backends())
+@pytest.fixture
 def backend(request, workdir):
     b = BACKENDS[request.param]()
     b.setup(workdir)

@@ -252,15 +252,36 @@ class ConftestBackend:
         finally:
             self.netns.teardown()
 
+    extra_settings = {}
+
     def wrap(self, argv):
         extra = []
-        for k, v in self.netns.settings().items():
+        for k, v in {**self.netns.settings(), **self.extra_settings}.items():
             if k not in ("backend", "listen"):
                 extra += ["-o", f"{k}={v}"]
         return self.netns.wrap([*argv, *extra])
 
     def wrap_client(self, argv):
         return self.netns.wrap_client(argv)
+
+
+class ConftestBackend6(ConftestBackend):
+    """ConftestBackend dual-stacked (dpdk.ip6, the TAP's kernel side at PEER_IP6,
+    nodad) with the clients reaching pigeond over IPv6: host is SERVER_IP6, so
+    listen=[SERVER_IP6]:PORT; no DAD (dpdk.dad_transmits=0)."""
+
+    host = SERVER_IP6
+    client_addr = PEER_IP6
+    # DAD is test_dpdk_ipv6.py's: here it would only add a second to every start.
+    extra_settings = {"dpdk.dad_transmits": "0"}
+
+    def __init__(self):
+        self.netns = DpdkNetns(ip6=True)
+
+    def setup(self, workdir):
+        super().setup(workdir)
+        subprocess.run(["ip", "netns", "exec", self.netns.name, "sysctl", "-q", "-w",
+                        "net.ipv6.ip_nonlocal_bind=1"], check=True, timeout=10)
 
 
 def netem_available():

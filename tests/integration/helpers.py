@@ -41,9 +41,15 @@ def tmp_base():
 
 def free_port(host="127.0.0.1"):
     """A TCP port that was free a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def hostport(host, port):
+    """HOST:PORT as pigeond's listen, swaks and smtp-source take it: [IPv6]:PORT."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --------------------------------------------------------------------------
@@ -302,7 +308,7 @@ class Pigeond:
             # Every test's clients share one address (loopback, or the DPDK
             # namespace's peer in 198.18.0.0/15): keep the per-address limits
             # off it; test_limits.py sets limits.exempt itself.
-            "limits.exempt": "127.0.0.0/8,::1,198.18.0.0/15",
+            "limits.exempt": "127.0.0.0/8,::1,198.18.0.0/15,2001:db8::/32",
         }
         self.overrides = {}
         self.restarts = 0
@@ -339,7 +345,7 @@ class Pigeond:
         for _ in range(attempts):
             self.port = free_port(self.host)
             self.write_config(self.settings)
-            self.overrides["listen"] = f"{self.host}:{self.port}"
+            self.overrides["listen"] = hostport(self.host, self.port)
             self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             logf = open(self.log_path, "ab")
             try:
@@ -362,7 +368,7 @@ class Pigeond:
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
-        want = f"ready listen={self.host}:{self.port}"
+        want = f"ready listen={hostport(self.host, self.port)}"
         while time.monotonic() < deadline:
             log = self.log_since_start()
             if want in log:

@@ -44,6 +44,7 @@ def test_banner_and_ehlo(pigeond):
         assert c.at_eof()
 
 
+@pytest.mark.dpdk_ipv6
 def test_smtplib_many_messages_one_connection(pigeond):
     by_shard = helpers.addresses_in_shards(per_shard=2)
     # every shard gets recipients; two recipients share each shard; mixed case too

@@ -35,12 +35,14 @@ QUEUED = re.compile(r"^<-\s+250 .*queued as (\S+)\s*$", re.M)
 
 def swaks(server, msg_from, rcpts, data_file):
     cmd = server.client_cmd([
-        "swaks", "--server", f"{server.host}:{server.port}", "--ehlo", "swaks.example.org",
+        "swaks", "--server", helpers.hostport(server.host, server.port), "--ehlo",
+        "swaks.example.org",
         "--from", msg_from, "--to", ",".join(rcpts), "--data", f"@{data_file}",
         "--timeout", "10"])
     return helpers.run_bounded(cmd, timeout=30)
 
 
+@pytest.mark.dpdk_ipv6
 def test_swaks_messages_stored_verbatim(pigeond, workdir):
     sent = {}
     for name, msg_from, rcpts, body in MESSAGES:

@@ -173,7 +173,7 @@ def test_s_client(tls_server, version, kind):
 @pytest.mark.parametrize("protocol", ["tlsv1_2", "tlsv1_3"])
 def test_swaks_tls(tls_server, workdir, protocol):
     cmd = tls_server.client_cmd([
-        "swaks", "--server", f"{tls_server.host}:{tls_server.port}", "--tls",
+        "swaks", "--server", helpers.hostport(tls_server.host, tls_server.port), "--tls",
         "--tls-protocol", protocol, "--ehlo", "swaks.example.org",
         "--from", "carol@example.org", "--to", "dave@example.net", "--timeout", "10"])
     p = helpers.run_bounded(cmd, timeout=CLIENT_TIMEOUT)
@@ -189,6 +189,7 @@ def test_swaks_tls(tls_server, workdir, protocol):
                      header), header
 
 
+@pytest.mark.dpdk_ipv6
 def test_smtplib_starttls(tls_server):
     with smtplib.SMTP(tls_server.host, tls_server.port, timeout=helpers.SOCKET_TIMEOUT) as s:
         s.ehlo("smtplib.example.org")
