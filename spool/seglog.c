@@ -311,9 +311,10 @@ remove_segment(struct seglog *log, size_t i, char *err, size_t errlen)
 	return PA_OK;
 }
 
+/* writer false: a read-only scan (seglog_scan()) leaves invalid segments where they are. */
 static int
-recover(struct seglog *log, const struct seglog_pos *from, seglog_recover_fn fn, void *arg,
-        char *err, size_t errlen)
+recover(struct seglog *log, const struct seglog_pos *from, bool writer, seglog_recover_fn fn,
+        void *arg, char *err, size_t errlen)
 {
 	uint64_t seq = from != NULL && from->seq > 0 ? from->seq : 1;
 	bool removed = false;
@@ -334,7 +335,7 @@ recover(struct seglog *log, const struct seglog_pos *from, seglog_recover_fn fn,
 			start = from->offset;
 		if (scan_segment(log, sf, start, &seq, &valid, fn, arg, err, errlen) != PA_OK)
 			return PA_ERROR;
-		if (valid) {
+		if (valid || !writer) {
 			i++;
 			continue;
 		}
@@ -735,24 +736,35 @@ seglog_stats(const struct seglog *log, struct seglog_stats *out)
 
 /* ------------------------------------------------------------------ open, close, read */
 
+/* A log of config's directory, shard count and shard, with no file open yet. */
+static struct seglog *
+log_new(const struct seglog_config *config, char *err, size_t errlen)
+{
+	struct seglog *log = calloc(1, sizeof(*log));
+
+	if (log == NULL || (log->dir = strdup(config->dir)) == NULL) {
+		snprintf(err, errlen, "seglog %s: out of memory", config->dir);
+		free(log);
+		return NULL;
+	}
+	log->fd = -1;
+	log->spare_fd = -1;
+	log->shards = config->shards;
+	log->shard = config->shard;
+	return log;
+}
+
 int
 seglog_open(struct seglog **out, const struct seglog_config *config, const struct seglog_pos *from,
             seglog_recover_fn fn, void *arg, char *err, size_t errlen)
 {
-	struct seglog *log = calloc(1, sizeof(*log));
+	struct seglog *log = log_new(config, err, errlen);
 
 	*out = NULL;
-	if (log == NULL || (log->dir = strdup(config->dir)) == NULL) {
-		snprintf(err, errlen, "seglog %s: out of memory", config->dir);
-		free(log);
+	if (log == NULL)
 		return PA_ERROR;
-	}
-	log->fd = -1;
-	log->spare_fd = -1;
 	log->segment_size =
 	    config->segment_size > 0 ? config->segment_size : SEGLOG_SEGMENT_DEFAULT;
-	log->shards = config->shards;
-	log->shard = config->shard;
 	if (log->segment_size < SEGLOG_SEGMENT_MIN || log->segment_size > SEGLOG_RECORD_MAX) {
 		snprintf(err, errlen, "seglog %s: segment size %" PRIu64 " is not in %u..%u",
 		         config->dir, log->segment_size, SEGLOG_SEGMENT_MIN, SEGLOG_RECORD_MAX);
@@ -762,12 +774,28 @@ seglog_open(struct seglog **out, const struct seglog_config *config, const struc
 	log->segment_size = round_up(log->segment_size);
 	if (pa_mkdir_durable(log->dir, 0700, NULL, err, errlen) != PA_OK ||
 	    list_segments(log, err, errlen) != PA_OK ||
-	    recover(log, from, fn, arg, err, errlen) != PA_OK) {
+	    recover(log, from, true, fn, arg, err, errlen) != PA_OK) {
 		seglog_close(log);
 		return PA_ERROR;
 	}
 	*out = log;
 	return PA_OK;
+}
+
+int
+seglog_scan(const struct seglog_config *config, const struct seglog_pos *from, seglog_recover_fn fn,
+            void *arg, char *err, size_t errlen)
+{
+	struct seglog *log = log_new(config, err, errlen);
+	int rc;
+
+	if (log == NULL)
+		return PA_ERROR;
+	rc = list_segments(log, err, errlen);
+	if (rc == PA_OK)
+		rc = recover(log, from, false, fn, arg, err, errlen);
+	seglog_close(log);
+	return rc;
 }
 
 void

@@ -80,6 +80,14 @@ typedef int (*seglog_recover_fn)(const struct seglog_loc *loc, const uint8_t *pa
 int seglog_open(struct seglog **out, const struct seglog_config *config,
                 const struct seglog_pos *from, seglog_recover_fn fn, void *arg, char *err,
                 size_t errlen);
+/*
+ * Recovery's scan alone, for a reader while no writer runs (pigeonctl spool
+ * ls --dir): fn for each MESSAGE record recovery would find from `from`
+ * (NULL: the first segment); nothing is written, made or removed.
+ */
+int seglog_scan(const struct seglog_config *config, const struct seglog_pos *from,
+                seglog_recover_fn fn, void *arg, char *err, size_t errlen);
+
 /* Closes the files; staged records are dropped (never reported durable). */
 void seglog_close(struct seglog *log);
 

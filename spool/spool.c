@@ -108,8 +108,7 @@ init_meta(struct spool *spool, struct spool_shard *sh, char *err, size_t errlen)
 			              "format 2, stop pigeond and run pigeond -U with this "
 			              "configuration (docs/spool-format.md)",
 			              sh->index);
-		return spool_db_check_meta_any(&meta, sh->path, spool->nshards, sh->index, err,
-		                               errlen);
+		return spool_db_check_meta(&meta, sh->path, spool->nshards, sh->index, err, errlen);
 	}
 
 	ro = rocksdb_readoptions_create();

@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/pa.h"
 
@@ -129,20 +130,6 @@ int
 spool_db_check_meta(const struct spool_meta *meta, const char *path, unsigned shards,
                     unsigned shard, char *err, size_t errlen)
 {
-	if (meta->format == SPOOL_FORMAT_LOG) {
-		snprintf(err, errlen,
-		         "%s: spool format version %u (segment log), which this reader does not "
-		         "read yet; it reads version %u",
-		         path, (unsigned)meta->format, SPOOL_FORMAT_VERSION);
-		return PA_ERROR;
-	}
-	return spool_db_check_meta_any(meta, path, shards, shard, err, errlen);
-}
-
-int
-spool_db_check_meta_any(const struct spool_meta *meta, const char *path, unsigned shards,
-                        unsigned shard, char *err, size_t errlen)
-{
 	if (meta->format != SPOOL_FORMAT_VERSION && meta->format != SPOOL_FORMAT_LOG) {
 		snprintf(err, errlen,
 		         "%s: spool format version %u, this build reads versions %u and %u", path,
@@ -192,5 +179,42 @@ spool_db_read_checkpoint(rocksdb_t *db, const char *path, struct seglog_pos *pos
 	rocksdb_free(v);
 	*pos = (struct seglog_pos){cp.segment, cp.offset, cp.seq};
 	*found = true;
+	return PA_OK;
+}
+
+int
+spool_db_log_read(const char *log_dir, const char *qid, const struct seglog_loc *loc, uint8_t **rec,
+                  struct seglog_message *m, char *err, size_t errlen)
+{
+	*m = (struct seglog_message){.rec = NULL};
+	if (seglog_read(log_dir, loc, rec, err, errlen) != PA_OK)
+		return PA_ERROR;
+	if (seglog_message_decode(*rec + SEGLOG_HEADER, loc->length - SEGLOG_HEADER, m) != PA_OK ||
+	    (qid != NULL && strcmp(m->qid, qid) != 0)) {
+		snprintf(err, errlen,
+		         "%s: the log record at segment %llu offset %llu does not decode or holds "
+		         "another copy than %s",
+		         log_dir, (unsigned long long)loc->segment, (unsigned long long)loc->offset,
+		         qid != NULL ? qid : "indexed");
+		free(m->rec);
+		m->rec = NULL;
+		free(*rec);
+		*rec = NULL;
+		return PA_ERROR;
+	}
+	return PA_OK;
+}
+
+int
+spool_db_location(const char *path, const char *qid, const uint8_t *lval, size_t llen,
+                  struct seglog_loc *loc, char *err, size_t errlen)
+{
+	struct spool_location l;
+
+	if (spool_record_location_decode(lval, llen, &l) != PA_OK) {
+		snprintf(err, errlen, "%s: location of %s does not decode", path, qid);
+		return PA_ERROR;
+	}
+	*loc = (struct seglog_loc){l.segment, l.offset, l.length, l.seq};
 	return PA_OK;
 }

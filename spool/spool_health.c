@@ -316,10 +316,10 @@ reopen(struct spool_shard *sh, char *msg, size_t msglen)
 	rocksdb_options_destroy(options);
 	if (db != NULL &&
 	    (spool_db_read_meta(db, sh->path, &meta, &found, msg, msglen) != PA_OK ||
-	     (found ? spool_db_check_meta_any(&meta, sh->path, sh->spool->nshards, sh->index, msg,
-	                                      msglen)
-	            : (snprintf(msg, msglen, "%s: no meta record after reopen", sh->path),
-	               PA_ERROR)) != PA_OK)) {
+	     (found
+	          ? spool_db_check_meta(&meta, sh->path, sh->spool->nshards, sh->index, msg, msglen)
+	          : (snprintf(msg, msglen, "%s: no meta record after reopen", sh->path),
+	             PA_ERROR)) != PA_OK)) {
 		rocksdb_close(db);
 		db = NULL;
 	}

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/pa.h"
+#include "spool/spool_db.h"
 #include "spool/spool_internal.h"
 #include "spool/spool_record.h"
 
@@ -219,28 +220,18 @@ static int
 body_from_log(const struct spool_shard *sh, const char *qid, const char *lval, size_t llen,
               struct spool_body *body, char *err, size_t errlen)
 {
-	struct spool_location loc;
 	struct seglog_loc where;
 	struct seglog_message m;
 	uint8_t *rec;
 
-	if (sh->log_dir == NULL ||
-	    spool_record_location_decode((const uint8_t *)lval, llen, &loc) != PA_OK) {
-		snprintf(err, errlen, "%s: location of %s does not decode", sh->path, qid);
+	if (sh->log_dir == NULL) {
+		snprintf(err, errlen, "%s: a location for %s but no segment log", sh->path, qid);
 		return PA_ERROR;
 	}
-	where = (struct seglog_loc){loc.segment, loc.offset, loc.length, loc.seq};
-	if (seglog_read(sh->log_dir, &where, &rec, err, errlen) != PA_OK)
+	if (spool_db_location(sh->path, qid, (const uint8_t *)lval, llen, &where, err, errlen) !=
+	        PA_OK ||
+	    spool_db_log_read(sh->log_dir, qid, &where, &rec, &m, err, errlen) != PA_OK)
 		return PA_ERROR;
-	if (seglog_message_decode(rec + SEGLOG_HEADER, loc.length - SEGLOG_HEADER, &m) != PA_OK ||
-	    strcmp(m.qid, qid) != 0) {
-		snprintf(err, errlen, "%s: the log record of %s holds another copy", sh->log_dir,
-		         qid);
-		if (m.rec != NULL)
-			free(m.rec);
-		free(rec);
-		return PA_ERROR;
-	}
 	free(m.rec);
 	*body = (struct spool_body){m.data, m.size, rec};
 	return PA_OK;

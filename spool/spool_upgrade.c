@@ -283,7 +283,7 @@ upgrade_shard(const char *dir, unsigned shards, unsigned shard, uint64_t segment
 		rc = PA_ERROR;
 	}
 	if (rc == PA_OK)
-		rc = spool_db_check_meta_any(&meta, path, shards, shard, err, errlen);
+		rc = spool_db_check_meta(&meta, path, shards, shard, err, errlen);
 	if (rc == PA_OK)
 		rc = spool_db_read_checkpoint(u.db, path, &from, &found, err, errlen);
 	cfg = (struct seglog_config){log_dir, segment_size, shards, shard};

@@ -77,13 +77,16 @@ def key(addr):
     return (domain, local)
 
 
-def test_handoff_postfix_maildir(pigeond_factory, workdir, servers):
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_handoff_postfix_maildir(fmt, pigeond_factory, workdir, servers):
+    """Both spool formats: bodies in RocksDB (1) or in the segment log (2)."""
     rcpts = [a[0] for a in helpers.addresses_in_shards(per_shard=1).values()]
     pf = delivery.Postfix(workdir, rcpts)
     servers.append(pf)
     pf.start()
     p = pigeond_factory(**{k.replace(".", "__"): v
-                           for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}").items()})
+                           for k, v in relay_settings(f"smtp:127.0.0.1:{pf.port}",
+                                                      **{"spool.format": str(fmt)}).items()})
     p.start()
     sent = {}
     for i, r in enumerate(rcpts):

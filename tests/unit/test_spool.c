@@ -1718,6 +1718,47 @@ submit_multi(struct spool *s, struct tmsg *t, unsigned from, unsigned n, const c
 }
 
 /*
+ * pigeonctl's offline reader on a stopped format-2 spool: every copy of
+ * t[0..n) but t[skip] (skip >= n: none) once per shard of its recipients, each
+ * byte as written, in queue-id order within a shard; spool_scan_id() finds
+ * each one too.
+ */
+static void
+check_offline(const char *dir, const struct tmsg *t, unsigned n, unsigned skip, unsigned shards)
+{
+	struct seen seen;
+	size_t want = 0;
+	char err[ERR_MAX] = "";
+
+	scan_all(dir, &seen);
+	for (size_t i = 1; i < seen.n; i++)
+		if (seen.e[i].shard == seen.e[i - 1].shard)
+			assert_true(strcmp(seen.e[i - 1].qid, seen.e[i].qid) < 0);
+	for (unsigned i = 0; i < n; i++) {
+		struct seen one = {0};
+
+		if (i == skip)
+			continue;
+		want += distinct_shards(&t[i], shards);
+		for (size_t j = 0; j < seen.n; j++)
+			if (strcmp(seen.e[j].qid, t[i].qid) == 0) {
+				assert_int_equal(seen.e[j].size, t[i].msg.size);
+				assert_int_equal(seen.e[j].crc,
+				                 ref_crc32c(t[i].data, t[i].msg.size));
+				assert_true(seen.e[j].arrival_us == t[i].sm.arrival_us);
+				assert_string_equal(seen.e[j].from, "sender@example.net");
+			}
+		if (spool_scan_id(dir, t[i].qid, -1, collect, &one, err, sizeof(err)) != PA_OK)
+			fail_msg("spool_scan_id(%s): %s", t[i].qid, err);
+		assert_int_equal(one.n, distinct_shards(&t[i], shards));
+		assert_int_equal(one.e[0].crc, ref_crc32c(t[i].data, t[i].msg.size));
+		free(one.e);
+	}
+	assert_int_equal(seen.n, want);
+	free(seen.e);
+}
+
+/*
  * Format 2: bodies are in the segment log, RocksDB holds no 'B' key and one
  * 'L' per copy; lookups read every byte back, before and after a restart,
  * and a restarted spool goes on writing.
@@ -1754,6 +1795,7 @@ test_log_format(void **state)
 	assert_int_equal(locations, copies);
 	/* A delivery record for every recipient: a missing one would read as pending too. */
 	assert_int_equal(deliveries, 2 * N);
+	check_offline(dir, t, N, N, SHARDS);
 
 	s = open_spool_log(dir, SHARDS, 1, 64);
 	assert_int_equal(spool_attach_worker(s, 0, -1, true), PA_OK);
@@ -1860,6 +1902,9 @@ test_log_reindex(void **state)
 	rocksdb_writeoptions_destroy(wo);
 	rocksdb_close(db);
 	rocksdb_options_destroy(o);
+	/* Offline, before any restart: the unindexed copies are read from the log. */
+	check_offline(dir, t, N, GONE, 1);
+	assert_int_equal(raw_count(dir, 0, SPOOL_KEY_LOCATION), CUT - 1);
 
 	for (unsigned round = 0; round < 2; round++) {
 		s = open_spool_log(dir, 1, 1, 64);
