@@ -518,7 +518,7 @@ step(struct milter_client *c, struct mconn *mc)
 		if (p & MILTER_P_NOCONNECT)
 			break;
 		if (put_macro(mc, MILTER_CMD_CONNECT, "j", c->hostname) != PA_OK ||
-		    put_macro(mc, MILTER_CMD_CONNECT, "{daemon_name}", "pigeond") != PA_OK)
+		    put_macro(mc, MILTER_CMD_CONNECT, "{daemon_name}", c->hostname) != PA_OK)
 			return PA_ERROR;
 		rc = sent(mc, MILTER_CMD_CONNECT,
 		          milter_put_connect(&mc->out, "unknown", family_of(msg->client_addr), 0,

@@ -63,7 +63,8 @@ struct milter_verdict {
 struct milter_client_config {
 	const struct milter_site *sites;
 	unsigned nsites;
-	const char *hostname; /* macro j, and our name in the filters' logs */
+	/* macros j and {daemon_name}: rspamd's authserv-id in Authentication-Results */
+	const char *hostname;
 	unsigned nworkers;
 	unsigned ring_size; /* messages in flight per worker; a power of two */
 };

@@ -26,6 +26,7 @@ PACKAGES="
   python3-scapy tcpdump iputils-ping
   prometheus
   libc-ares-dev unbound
+  rspamd python3-dkim
 "
 
 # Arguments are more packages, for targets that need more than the build,
@@ -79,7 +80,10 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 # libc-ares-dev: dns/ (the resolver thread of the connection screen).  unbound:
 # a test peer only, the DNS server the screening tests start with their own
 # local zones (its Recommends, dns-root-data, is for recursion and not needed).
-# Servers among the packages (postfix, slapd, dovecot, prometheus, unbound) are test
+# rspamd: a test peer only, the content filter (milter) test_rspamd.py runs with its own
+# configuration (no Redis: its Recommends are not needed); python3-dkim signs the
+# test's message (its Recommends, dnspython and nacl, are for verifying: not used).
+# Servers among the packages (postfix, slapd, dovecot, prometheus, unbound, rspamd) are test
 # peers that the tests start with their own configuration: keep the packages'
 # maintainer scripts from starting system-wide instances of them.
 policy=/usr/sbin/policy-rc.d

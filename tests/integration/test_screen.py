@@ -55,9 +55,10 @@ class Unbound:
         self.proc = None
         self.port = None
 
-    def start(self, records, port=None, ttl=300):
+    def start(self, records, port=None, ttl=300, extra=()):
         """records: {zone: {name: "A-address"}}; each zone gets an SOA; every record and
-        negative answer has TTL ttl (0: nothing may be cached)."""
+        negative answer has TTL ttl (0: nothing may be cached).  extra: more server:
+        lines (other records, zones)."""
         self.port = port or helpers.free_port(DNS_ADDR)
         lines = [
             "server:",
@@ -73,6 +74,7 @@ class Unbound:
             lines.append(f'    local-data: "{SOA.format(z=zone, ttl=ttl)}"')
             for name, a in names.items():
                 lines.append(f'    local-data: "{name}. {ttl} IN A {a}"')
+        lines += [f"    {line}" for line in extra]
         lines += ["remote-control:", "    control-enable: no"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", str(self.conf)],
