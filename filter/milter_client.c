@@ -1018,12 +1018,18 @@ client_main(void *arg)
 		}
 		if (atomic_load_explicit(&c->poll_workers, memory_order_acquire)) {
 			timeout = 1;
-		} else if (busy(c)) {
-			timeout = 10; /* deadlines are checked at least this often */
 		} else {
+			/*
+			 * Deadlines are checked at least every 10 ms while anything is
+			 * out.  Whenever poll() may wait, a kernel-backend worker that
+			 * queues a message wakes it: a filter's answer never waits for
+			 * the next one.
+			 */
+			timeout = busy(c) ? 10 : SLEEP_MS;
 			atomic_store_explicit(&c->sleeping, true, memory_order_relaxed);
 			atomic_thread_fence(memory_order_seq_cst);
-			timeout = rings_empty(c) ? SLEEP_MS : 0;
+			if (!rings_empty(c))
+				timeout = 0;
 		}
 		n = poll(c->pfd, npfd, timeout);
 		atomic_store_explicit(&c->sleeping, false, memory_order_relaxed);
