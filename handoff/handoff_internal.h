@@ -126,6 +126,7 @@ struct ho_dest {
 	uint64_t lat_sum_us;   /* their latencies */
 	uint64_t lat_floor_us; /* lowest mean latency of a window (creeping up) */
 	uint64_t win_cut_us;   /* when it was last halved */
+	bool win_linear;       /* slow start is over: it grows by one, no longer doubles */
 	struct ho_dest *next;
 };
 

@@ -1,15 +1,18 @@
 /*
  * handoff_window.c: how many connections each destination may have now,
- * adapted to how it answers (additive increase, multiplicative decrease, as
- * Postfix's qmgr feedback and TCP's congestion control do).
+ * adapted to how it answers (slow start, then additive increase and
+ * multiplicative decrease, as TCP's congestion control does, RFC 5681 3.1,
+ * with Postfix's qmgr feedback's signals).
  *
  * A destination's window starts at relay.concurrency_min.  After a window's
- * worth of successful transactions (as many as the window), it grows by one
- * while jobs still wait for it and their mean latency stays within twice
- * the lowest mean seen (its floor), and shrinks by one when that mean is
- * above twice the floor (the destination is slowing down).  A temporary
- * failure (4xx, or a connection lost or refused) halves it, at most once
- * per HO_WINDOW_CUT_US so that one burst of failures counts once.  It stays
+ * worth of successful transactions (as many as the window), while jobs
+ * still wait for it and their mean latency stays within twice the lowest
+ * mean seen (its floor), it doubles (slow start) until the first sign of
+ * trouble, then grows by one; it shrinks by one when that mean is above
+ * twice the floor (the destination is slowing down), which also ends slow
+ * start.  A temporary failure (4xx, or a connection lost or refused) halves
+ * it and ends slow start, at most once per HO_WINDOW_CUT_US so that one
+ * burst of failures counts once.  It stays
  * between relay.concurrency_min and relay.concurrency (the ceiling; a
  * minimum above it is the ceiling).
  *
@@ -74,12 +77,16 @@ ho_window_success(struct handoff *h, struct ho_dest *d, uint64_t latency_us)
 		d->lat_floor_us = mean != 0 ? mean : 1;
 	else
 		d->lat_floor_us += d->lat_floor_us / 16 + 1;
-	if (mean > 2 * d->lat_floor_us && win > floor_of(h))
+	if (mean > 2 * d->lat_floor_us && win > floor_of(h)) {
+		d->win_linear = true;
 		set_window(h, d, win - 1, "replies slowing down");
-	else if (mean <= 2 * d->lat_floor_us && d->nqueued > 0 && win < h->cfg.concurrency)
-		set_window(h, d, win + 1, "jobs waiting, replies quick");
-	else
+	} else if (mean <= 2 * d->lat_floor_us && d->nqueued > 0 && win < h->cfg.concurrency) {
+		set_window(h, d, d->win_linear ? win + 1 : 2 * win,
+		           d->win_linear ? "jobs waiting, replies quick"
+		                         : "jobs waiting, replies quick, slow start");
+	} else {
 		set_window(h, d, win, "");
+	}
 }
 
 void
@@ -90,5 +97,6 @@ ho_window_failure(struct handoff *h, struct ho_dest *d, uint64_t now)
 	if (now < d->win_cut_us + HO_WINDOW_CUT_US)
 		return;
 	d->win_cut_us = now;
+	d->win_linear = true;
 	set_window(h, d, win / 2, "temporary failure");
 }

@@ -1,7 +1,8 @@
 """Hand-off concurrency adapts per destination (docs/handoff.md, "Concurrency"):
-a destination's window starts at relay.concurrency_min, grows by one per
-window of quick successes while jobs wait for it, never above
-relay.concurrency, and is halved by temporary failures.
+a destination's window starts at relay.concurrency_min, doubles per window
+of quick successes while jobs wait for it (slow start) until the replies
+slow down or fail, then grows by one, never above relay.concurrency, and is
+halved by temporary failures.
 
 The delivery tier is Postfix's smtp-sink: first one that accepts everything
 (a queued backlog drains through it), then one on the same port that answers
@@ -102,6 +103,13 @@ def test_window_grows_with_backlog_and_halves_on_4xx(pigeond_factory, workdir, s
     assert grew and grew[0][0] == 1, grew
     assert max(b for _, b, _ in grew) >= 3, grew
     assert all(b <= 6 for _, b, _ in grew), grew
+    # slow start: doublings first, until the first slowdown or failure
+    start = [(a, b) for a, b, why in grew if why.endswith("slow start")]
+    assert start and start[0] == (1, 2), grew
+    assert all(b == min(2 * a, 6) for a, b in start), grew
+    first_other = next((i for i, (_, _, why) in enumerate(grew)
+                        if not why.endswith("slow start")), len(grew))
+    assert all(not why.endswith("slow start") for _, _, why in grew[first_other:]), grew
     top = grew[-1][1]
 
     # The same destination now answers DATA with 4xx: the window is halved.
