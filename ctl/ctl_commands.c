@@ -28,6 +28,7 @@
 #include "dataplane/dpdk_backend.h"
 #include "dataplane/worker.h"
 #include "dns/resolver.h"
+#include "filter/milter_client.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
 
@@ -162,22 +163,41 @@ screen_json(const struct ctl_env *env, const struct pa_worker_counters *c)
 	return obj;
 }
 
+/* A thread's counters (the resolver's, the milter thread's) by their table. */
+static json_t *
+thread_json(const void *stats, const struct ctl_counter *rows, size_t n)
+{
+	json_t *obj = json_object();
+
+	for (size_t i = 0; obj != NULL && i < n; i++)
+		json_object_set_new(
+		    obj, rows[i].key,
+		    json_integer((json_int_t)ctl_counter_value(stats, rows[i].off)));
+	return obj;
+}
+
 /* The resolver thread's counters; null without dns.servers. */
 static json_t *
 dns_json(const struct ctl_env *env)
 {
 	struct dns_resolver_stats s;
-	json_t *obj;
 
 	if (env->shared->resolver == NULL)
 		return json_null();
 	dns_resolver_stats(env->shared->resolver, &s);
-	obj = json_object();
-	for (size_t i = 0; obj != NULL && i < ctl_dns_counters_n; i++)
-		json_object_set_new(
-		    obj, ctl_dns_counters[i].key,
-		    json_integer((json_int_t)ctl_counter_value(&s, ctl_dns_counters[i].off)));
-	return obj;
+	return thread_json(&s, ctl_dns_counters, ctl_dns_counters_n);
+}
+
+/* The milter thread's counters; null without milter.servers. */
+static json_t *
+milter_json(const struct ctl_env *env)
+{
+	struct milter_client_stats s;
+
+	if (env->shared->milter == NULL)
+		return json_null();
+	milter_client_stats(env->shared->milter, &s);
+	return thread_json(&s, ctl_milter_counters, ctl_milter_counters_n);
 }
 
 static int
@@ -202,8 +222,8 @@ cmd_stats(struct ctl_env *env, const json_t *req, json_t **result, char *err, si
 	total = worker_json(&st.total, -1);
 	if (total != NULL)
 		json_object_set_new(total, "screen", screen_json(env, &st.total.c));
-	*result =
-	    json_pack("{s:o, s:o, s:o}", "workers", workers, "total", total, "dns", dns_json(env));
+	*result = json_pack("{s:o, s:o, s:o, s:o}", "workers", workers, "total", total, "dns",
+	                    dns_json(env), "milter", milter_json(env));
 	ctl_stats_free(&st);
 	return *result != NULL ? PA_OK : PA_ERROR;
 }

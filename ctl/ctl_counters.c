@@ -7,6 +7,7 @@
 #include "core/pa.h"
 #include "dataplane/worker.h"
 #include "dns/resolver.h"
+#include "filter/milter_client.h"
 
 #define TLS(key, field, help)                                                                      \
 	{                                                                                          \
@@ -82,3 +83,29 @@ const struct ctl_counter ctl_dns_counters[] = {
     DNS("cache_expired", cache_expired, "Answers dropped past their TTL."),
 };
 const size_t ctl_dns_counters_n = pa_array_size(ctl_dns_counters);
+
+#define MILTER(key, field, help)                                                                   \
+	{                                                                                          \
+		key, "pigeonair_milter_" key "_total", "counter", help,                            \
+		    offsetof(struct milter_client_stats, field)                                    \
+	}
+
+const struct ctl_counter ctl_milter_counters[] = {
+    MILTER("messages", messages, "Messages the workers handed to the content filters."),
+    MILTER("accepted", accepted, "Messages every filter accepted: stored."),
+    MILTER("rejected", rejected, "Messages a filter rejected (5xx): not stored."),
+    MILTER("tempfailed", tempfailed,
+           "Messages answered 4xx: a filter's tempfail, or default_action tempfail."),
+    MILTER("discarded", discarded, "Messages a filter discarded: answered 250, not stored."),
+    MILTER("quarantined", quarantined, "Messages a filter quarantined: stored, marked."),
+    MILTER("edited", edited, "Messages stored with the filters' header edits."),
+    MILTER("defaulted", defaulted,
+           "A filter's default_action applied (down, too slow, broke the protocol)."),
+    MILTER("connects", connects, "Connections opened to the filters."),
+    MILTER("connect_failures", connect_failures, "Connections to the filters that failed."),
+    MILTER("timeouts", timeouts, "Filters that did not answer within their timeout."),
+    MILTER("protocol_errors", protocol_errors, "Replies the milter protocol does not allow."),
+    MILTER("queue_waits", queue_waits,
+           "Messages that waited for a free connection (milter.connections)."),
+};
+const size_t ctl_milter_counters_n = pa_array_size(ctl_milter_counters);

@@ -26,6 +26,9 @@ struct ctl_counter {
 /* The TLS counters of struct pa_worker_counters, except the handshakes by version. */
 extern const struct ctl_counter ctl_tls_counters[];
 extern const size_t ctl_tls_counters_n;
+/* The milter thread's counters (filter/milter_client.h), from its stats struct. */
+extern const struct ctl_counter ctl_milter_counters[];
+extern const size_t ctl_milter_counters_n;
 
 /* Completed handshakes by protocol version: one label value per row. */
 struct ctl_tls_version {

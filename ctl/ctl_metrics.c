@@ -24,6 +24,7 @@
 #include "ctl/ctl_stats.h"
 #include "dataplane/worker.h"
 #include "dns/resolver.h"
+#include "filter/milter_client.h"
 #include "handoff/handoff.h"
 #include "spool/spool.h"
 #include "spool/spool_iter.h"
@@ -233,6 +234,17 @@ write_tls(FILE *f, const struct ctl_stats *st)
 			                                              ctl_tls_versions[v].off));
 }
 
+/* One thread's counters (no worker label), by their table. */
+static void
+write_thread_rows(FILE *f, const void *stats, const struct ctl_counter *rows, size_t n)
+{
+	for (size_t m = 0; m < n; m++) {
+		family(f, rows[m].metric, rows[m].type, rows[m].help);
+		fprintf(f, "%s %llu\n", rows[m].metric,
+		        (unsigned long long)ctl_counter_value(stats, rows[m].off));
+	}
+}
+
 /* Verdicts per worker; each list's answers by its domain and result; the resolver's counters. */
 static void
 write_screen(FILE *f, const struct ctl_env *env, const struct ctl_stats *st)
@@ -264,13 +276,19 @@ write_screen(FILE *f, const struct ctl_env *env, const struct ctl_stats *st)
 	if (env->shared->resolver == NULL)
 		return;
 	dns_resolver_stats(env->shared->resolver, &ds);
-	for (size_t m = 0; m < ctl_dns_counters_n; m++) {
-		const struct ctl_counter *c = &ctl_dns_counters[m];
+	write_thread_rows(f, &ds, ctl_dns_counters, ctl_dns_counters_n);
+}
 
-		family(f, c->metric, c->type, c->help);
-		fprintf(f, "%s %llu\n", c->metric,
-		        (unsigned long long)ctl_counter_value(&ds, c->off));
-	}
+/* The milter thread's counters (docs/milter.md), without milter.servers none. */
+static void
+write_milter(FILE *f, const struct ctl_env *env)
+{
+	struct milter_client_stats ms;
+
+	if (env->shared->milter == NULL)
+		return;
+	milter_client_stats(env->shared->milter, &ms);
+	write_thread_rows(f, &ms, ctl_milter_counters, ctl_milter_counters_n);
 }
 
 static void
@@ -464,6 +482,7 @@ ctl_metrics_text(const struct ctl_env *env, size_t *len)
 	write_dests(f, env);
 	write_tls(f, &st);
 	write_screen(f, env, &st);
+	write_milter(f, env);
 	write_tcp(f, &st);
 	ctl_stats_free(&st);
 	if (fclose(f) != 0) {

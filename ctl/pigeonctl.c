@@ -864,6 +864,10 @@ print_stats(const struct command *cmd, const json_t *r)
 		printf("\ndns:\n");
 		print_counters("  ", json_object_get(r, "dns"));
 	}
+	if (json_is_object(json_object_get(r, "milter"))) {
+		printf("\nmilter:\n");
+		print_counters("  ", json_object_get(r, "milter"));
+	}
 	print_group("tcp", workers, total);
 	return EXIT_SUCCESS;
 }

@@ -130,12 +130,10 @@ verdict(struct pa_worker *worker, const struct milter_verdict *v)
 		ingest_store_filtered(conn);
 		return;
 	case MILTER_REJECT:
-		worker->counters.milter_rejected++;
 		refuse(conn, SMTP_REFUSAL_MILTER_REJECT, r != NULL ? r->reply : reply_reject);
 		return;
 	case MILTER_DISCARD:
 		/* docs/milter.md: the filter took responsibility; the client is told 250. */
-		worker->counters.milter_discarded++;
 		pa_log_notice("%s: discarded by a content filter client=%s",
 		              conn->spool_msg.msg->queue_id, conn->client);
 		conn->storing = false;
@@ -146,7 +144,6 @@ verdict(struct pa_worker *worker, const struct milter_verdict *v)
 		return;
 	case MILTER_TEMPFAIL:
 	default:
-		worker->counters.milter_tempfailed++;
 		refuse(conn, SMTP_REFUSAL_MILTER_TEMPFAIL, r != NULL ? r->reply : reply_tempfail);
 		return;
 	}

@@ -93,10 +93,6 @@ struct pa_worker_counters {
 	uint64_t screen_site_listed[SCREEN_COUNTED_SITES];
 	uint64_t screen_site_clear[SCREEN_COUNTED_SITES];
 	uint64_t screen_site_failed[SCREEN_COUNTED_SITES];
-	/* content filters (dataplane/ingest_milter.c): end-of-data verdicts other than accept */
-	uint64_t milter_rejected;   /* a filter's 5xx */
-	uint64_t milter_tempfailed; /* a filter's 4xx, or a default_action tempfail */
-	uint64_t milter_discarded;  /* 250 and not stored */
 };
 
 typedef void (*worker_resume_fn)(struct ingest_conn *conn);

@@ -52,7 +52,7 @@ def transaction(p, content=CONTENT, rcpts=(RCPT,)):
 
 def stats(p):
     r = helpers.run_ctl(["stats", "--json", "--socket", p.spool_dir / "pigeond.sock"])
-    return json.loads(r.stdout)["result"]["total"]
+    return json.loads(r.stdout)["result"]
 
 
 def test_accept_with_header_edits(pigeond_factory, milter):
@@ -111,9 +111,13 @@ def test_verdicts(pigeond_factory, milter):
     code, text = transaction(p, msg("discard"))
     assert code == 250, text
     assert helpers.spool_ls(p.spool_dir) == []
-    total = stats(p)
-    assert total["refused"]["milter_reject"] == 2
-    assert total["refused"]["milter_tempfail"] == 1
+    st = stats(p)
+    assert st["total"]["refused"]["milter_reject"] == 2
+    assert st["total"]["refused"]["milter_tempfail"] == 1
+    m = st["milter"]
+    assert (m["messages"], m["rejected"], m["tempfailed"], m["discarded"]) == (4, 2, 1, 1), m
+    metrics = helpers.run_ctl(["metrics", "--socket", p.spool_dir / "pigeond.sock"]).stdout
+    assert b"\npigeonair_milter_discarded_total 1\n" in metrics
     p.wait_for_log(r"discarded by a content filter")
     assert transaction(p, msg("ok"))[0] == 250
     assert len(helpers.spool_ls(p.spool_dir)) == 1

@@ -20,6 +20,8 @@
 #include "ctl/ctl_counters.h"
 #include "dataplane/dp_counters.h"
 #include "dataplane/worker.h"
+#include "core/pa.h"
+#include "filter/milter_client.h"
 
 #define DP_WORDS (sizeof(struct dp_counters) / sizeof(uint64_t))
 
@@ -202,6 +204,22 @@ test_tls_rows(void **state)
 	assert_int_equal(ctl_tls_versions[1].off, offsetof(struct pa_worker_counters, tls_v1_3));
 }
 
+/* Every word of the milter thread's counters is exported exactly once. */
+static void
+test_milter_rows(void **state)
+{
+	unsigned seen[sizeof(struct milter_client_stats) / sizeof(uint64_t)] = {0};
+
+	(void)state;
+	check_rows(ctl_milter_counters, ctl_milter_counters_n, sizeof(struct milter_client_stats));
+	for (size_t i = 0; i < ctl_milter_counters_n; i++)
+		mark(seen, pa_array_size(seen), ctl_milter_counters[i].off, 1);
+	for (size_t w = 0; w < pa_array_size(seen); w++)
+		if (seen[w] != 1)
+			fail_msg("word %zu of struct milter_client_stats is exported %u times", w,
+			         seen[w]);
+}
+
 /* The values are read at the row's offset: a known field gives its value back. */
 static void
 test_value_reads_the_field(void **state)
@@ -232,6 +250,7 @@ main(void)
 	    cmocka_unit_test(test_tcp_names),
 	    cmocka_unit_test(test_tcp_log_names),
 	    cmocka_unit_test(test_tls_rows),
+	    cmocka_unit_test(test_milter_rows),
 	    cmocka_unit_test(test_value_reads_the_field),
 	};
 
