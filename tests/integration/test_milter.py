@@ -10,13 +10,13 @@ bounded in time).  Debian's rspamd is the real filter in test_rspamd.py.
 """
 
 import json
-import struct
+import subprocess
 import time
 
 import pytest
 
 import helpers
-from milter_peer import MilterPeer, header, packet
+from milter_peer import MilterPeer, header
 
 pytestmark = pytest.mark.both_backends
 
@@ -153,3 +153,20 @@ def test_every_step_answered_and_slow_filter(pigeond_factory, backend):
         assert code == 451, text
         assert 0.4 < time.monotonic() - t < 5
         assert len(helpers.spool_ls(p.spool_dir)) == 1
+
+
+def test_config_check(binaries, workdir):
+    """pigeond -t takes a good milter.servers and refuses a bad one, naming the key."""
+    conf = workdir / "milter.ini"
+
+    def check(value):
+        conf.write_text(f"[milter]\nservers = {value}\n")
+        r = subprocess.run([str(helpers.binary("pigeond")), "-t", "-c", str(conf)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        return r.returncode, r.stdout.decode(), r.stderr.decode(errors="replace")
+
+    rc, out, err = check("inet:127.0.0.1:11332{default_action=accept}, unix:/run/m.sock")
+    assert rc == 0 and "configuration ok" in out, err
+    for bad in ("inet:localhost:11332", "inet:127.0.0.1:11332{timeout=fast}"):
+        rc, out, err = check(bad)
+        assert rc == 2 and "milter.servers" in err, (bad, err)

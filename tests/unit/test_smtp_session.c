@@ -1140,6 +1140,44 @@ test_awaiting_store_and_shutdown(void **state)
 	drv_free(&d);
 }
 
+/*
+ * A content filter's reply instead of the store's: every line as given, the
+ * last one counted as the refusal; the session goes on, the 421 of a
+ * shutdown asked meanwhile after it.
+ */
+static void
+test_message_refused(void **state)
+{
+	static const char in[] = ENVELOPE "DATA\r\nx\r\n.\r\n";
+	size_t used;
+	struct drv d;
+
+	(void)state;
+	drv_init(&d, SMTP_BARE_LF_REJECT);
+	drv_start(&d);
+	assert_int_equal(smtp_session_input(d.s, LIT(in), &used), SMTP_MESSAGE_READY);
+	smtp_session_message_refused(d.s, SMTP_REFUSAL_MILTER_REJECT,
+	                             "554-5.7.1 Go away\r\n554 5.7.1 Spam");
+	assert_null(smtp_session_message(d.s));
+	assert_false(smtp_session_awaiting_store(d.s));
+	assert_int_equal(d.refusals[SMTP_REFUSAL_MILTER_REJECT], 1);
+	/* a second call is ignored: no transaction waits */
+	smtp_session_message_refused(d.s, SMTP_REFUSAL_MILTER_REJECT, "550 5.7.1 again");
+	drv_drain(&d);
+	assert_string_equal(d.out, R_ENVELOPE R_354 "554-5.7.1 Go away\r\n554 5.7.1 Spam\r\n");
+	/* a new transaction may follow */
+	assert_int_equal(smtp_session_input(d.s, LIT(in), &used), SMTP_MESSAGE_READY);
+	smtp_session_shutdown(d.s);
+	smtp_session_message_refused(d.s, SMTP_REFUSAL_MILTER_TEMPFAIL,
+	                             "451 4.7.1 Service unavailable - try again later");
+	assert_int_equal(d.refusals[SMTP_REFUSAL_MILTER_TEMPFAIL], 1);
+	drv_drain(&d);
+	assert_non_null(strstr(d.out, "451 4.7.1 Service unavailable - try again later\r\n"
+	                              "421 4.3.2 " DRV_HOSTNAME " Service shutting down\r\n"));
+	assert_true(smtp_session_closing(d.s));
+	drv_free(&d);
+}
+
 static void
 test_timeouts(void **state)
 {
@@ -1301,6 +1339,7 @@ main(void)
 	    cmocka_unit_test(test_timeouts),
 	    cmocka_unit_test(test_refuse_connection),
 	    cmocka_unit_test(test_refusal_names),
+	    cmocka_unit_test(test_message_refused),
 	    cmocka_unit_test(test_ehlo_resets_transaction),
 	    cmocka_unit_test(test_chunking_equivalence),
 	};
