@@ -271,6 +271,7 @@ handoff_free(struct handoff *h)
 	free(h->wbatch);
 	pthread_mutex_destroy(&h->wlock);
 	pthread_cond_destroy(&h->wcond);
+	pthread_cond_destroy(&h->scond);
 	free(h);
 }
 
@@ -340,6 +341,7 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->wlock, NULL);
 	pthread_cond_init(&h->wcond, NULL);
+	pthread_cond_init(&h->scond, NULL);
 	TAILQ_INIT(&h->settling);
 	h->spool = sp;
 	h->cfg = *cfg;

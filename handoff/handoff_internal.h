@@ -167,6 +167,9 @@ struct handoff {
 	 */
 	pthread_t wthread;
 	bool wstarted;
+	pthread_t sthread; /* the syncer: every HO_WAL_SYNC_US; ho_writer_stop() syncs last */
+	bool sstarted;
+	pthread_cond_t scond;
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;
 	bool wstop;

@@ -1,14 +1,18 @@
 /*
  * handoff_writer.c: the hand-off engine's outcome writer, a thread of its
- * own ("handoff-wal") so that the socket loop never waits for the spool.
+ * own ("handoff-wal") so that the socket loop never waits for the spool,
+ * and its syncer ("handoff-sync").
  *
  * The engine gathers a turn's outcomes per shard in a batch and hands it
- * over (ho_flush()); this thread writes it into the shard unsynced (the WAL
- * file: a crash of pigeond keeps it), tells the engine which generation of
- * the shard is written, and syncs every shard it wrote to within
+ * over (ho_flush()); the writer writes it into the shard unsynced (the WAL
+ * file: a crash of pigeond keeps it) and tells the engine which generation
+ * of the shard is written; the syncer syncs every shard written to within
  * HO_WAL_SYNC_US.  Appending to a WAL that a sync (ours or a committer's)
  * is flushing can wait for that sync on some disks: here that stalls no
- * socket.
+ * socket.  The syncs have a thread of their own because a connection's
+ * next body waits for its previous outcome's write (docs/handoff.md):
+ * when the writer also synced, every such body waited for the syncs of
+ * every shard in a row (3.6-6.1 ms each measured, docs/benchmarks.md).
  *
  * What it promises: batches of a shard are written in the order handed
  * over; written_gen[s] = G only once every batch up to generation G is in
@@ -77,35 +81,49 @@ static void *
 writer_main(void *arg)
 {
 	struct handoff *h = arg;
-	uint64_t next_sync = pa_monotonic_ms() * 1000u + HO_WAL_SYNC_US;
 
 	for (;;) {
 		bool stop, any = false;
-		uint64_t now;
 
 		pthread_mutex_lock(&h->wlock);
-		for (unsigned s = 0; s < h->nshards && !any; s++)
-			any = h->wbusy[s];
-		stop = h->wstop;
-		if (!any && !stop) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)(HO_WAL_SYNC_US % 1000000u) * 1000;
-			ts.tv_sec += (time_t)(HO_WAL_SYNC_US / 1000000u) + ts.tv_nsec / 1000000000;
-			ts.tv_nsec %= 1000000000;
-			pthread_cond_timedwait(&h->wcond, &h->wlock, &ts);
+		for (;;) {
+			for (unsigned s = 0; s < h->nshards && !any; s++)
+				any = h->wbusy[s];
+			stop = h->wstop;
+			if (any || stop)
+				break;
+			pthread_cond_wait(&h->wcond, &h->wlock); /* ho_flush() or stop */
 		}
 		pthread_mutex_unlock(&h->wlock);
 		if (write_handed(h))
 			ho_wake(h); /* connections and copies waiting for these */
-		now = pa_monotonic_ms() * 1000u;
-		if (now >= next_sync) {
-			sync_written(h);
-			next_sync = now + HO_WAL_SYNC_US;
-		}
 		if (stop)
 			break;
+	}
+	return NULL;
+}
+
+static void *
+syncer_main(void *arg)
+{
+	struct handoff *h = arg;
+
+	for (;;) {
+		struct timespec ts;
+		bool stop;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(HO_WAL_SYNC_US % 1000000u) * 1000;
+		ts.tv_sec += (time_t)(HO_WAL_SYNC_US / 1000000u) + ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_mutex_lock(&h->wlock);
+		if (!h->wstop)
+			pthread_cond_timedwait(&h->scond, &h->wlock, &ts);
+		stop = h->wstop;
+		pthread_mutex_unlock(&h->wlock);
+		if (stop)
+			break; /* ho_writer_stop() syncs last, after the last write */
+		sync_written(h);
 	}
 	return NULL;
 }
@@ -122,6 +140,14 @@ ho_writer_start(struct handoff *h, char *err, size_t errlen)
 	h->wstarted = true;
 	/* Only a name for top and gdb. */
 	pthread_setname_np(h->wthread, "handoff-wal");
+	rc = pthread_create(&h->sthread, NULL, syncer_main, h);
+	if (rc != 0) {
+		snprintf(err, errlen, "pthread_create(hand-off syncer): %s", strerror(rc));
+		ho_writer_stop(h);
+		return PA_ERROR;
+	}
+	h->sstarted = true;
+	pthread_setname_np(h->sthread, "handoff-sync");
 	return PA_OK;
 }
 
@@ -130,13 +156,18 @@ ho_writer_stop(struct handoff *h)
 {
 	char err[512];
 
+	pthread_mutex_lock(&h->wlock);
+	h->wstop = true;
+	pthread_cond_signal(&h->wcond);
+	pthread_cond_signal(&h->scond);
+	pthread_mutex_unlock(&h->wlock);
 	if (h->wstarted) {
-		pthread_mutex_lock(&h->wlock);
-		h->wstop = true;
-		pthread_cond_signal(&h->wcond);
-		pthread_mutex_unlock(&h->wlock);
 		pthread_join(h->wthread, NULL);
 		h->wstarted = false;
+	}
+	if (h->sstarted) {
+		pthread_join(h->sthread, NULL);
+		h->sstarted = false;
 	}
 	/* The engine has stopped: what it gathered but could not hand over. */
 	write_handed(h);
