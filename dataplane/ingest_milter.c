@@ -21,9 +21,6 @@
 #define RING_SIZE 1024 /* messages out per worker */
 #define VERDICT_BURST 32
 
-static const char reply_reject[] = "550 5.7.1 Command rejected";
-static const char reply_tempfail[] = "451 4.7.1 Service unavailable - try again later";
-
 int
 ingest_milter_create(struct pa_shared *shared, const struct pa_config *config, char *err,
                      size_t errlen)
@@ -116,7 +113,7 @@ verdict(struct pa_worker *worker, const struct milter_verdict *v)
 		worker->milter_outstanding--;
 	if (conn->transport_gone) {
 		/* The client is gone and never saw a 250: nothing to store. */
-		refuse(conn, SMTP_REFUSAL_MILTER_TEMPFAIL, reply_tempfail);
+		refuse(conn, SMTP_REFUSAL_MILTER_TEMPFAIL, MILTER_REPLY_TEMPFAIL);
 		return;
 	}
 	switch (v->action) {
@@ -130,7 +127,8 @@ verdict(struct pa_worker *worker, const struct milter_verdict *v)
 		ingest_store_filtered(conn);
 		return;
 	case MILTER_REJECT:
-		refuse(conn, SMTP_REFUSAL_MILTER_REJECT, r != NULL ? r->reply : reply_reject);
+		refuse(conn, SMTP_REFUSAL_MILTER_REJECT,
+		       r != NULL ? r->reply : MILTER_REPLY_REJECT);
 		return;
 	case MILTER_DISCARD:
 		/* docs/milter.md: the filter took responsibility; the client is told 250. */
@@ -144,7 +142,8 @@ verdict(struct pa_worker *worker, const struct milter_verdict *v)
 		return;
 	case MILTER_TEMPFAIL:
 	default:
-		refuse(conn, SMTP_REFUSAL_MILTER_TEMPFAIL, r != NULL ? r->reply : reply_tempfail);
+		refuse(conn, SMTP_REFUSAL_MILTER_TEMPFAIL,
+		       r != NULL ? r->reply : MILTER_REPLY_TEMPFAIL);
 		return;
 	}
 }

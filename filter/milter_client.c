@@ -1,18 +1,8 @@
 /*
  * milter_client.c: the `milter` thread (milter_client.h).
  *
- * One poll(2) loop over every filter connection.  A connection is a state
- * machine: CONNECTING (a non-blocking connect), NEGOTIATING (SMFIC_OPTNEG
- * sent: version 6, the actions we allow and every step a filter may skip
- * or leave unanswered), IDLE, BUSY (carrying one message).  A message on a
- * connection goes through the protocol's steps (macros, CONNECT, HELO,
- * MAIL, RCPT..., DATA, HEADER..., EOH, BODY..., BODYEOB), sending every
- * step the filter will not answer at once and stopping at each it will;
- * the body goes out in chunks as the socket drains, so a large message
- * holds at most a few chunks of memory here.  After the filter's final
- * word at end of message the connection is told SMFIC_QUIT_NC (a new SMTP
- * connection follows) and serves the next message; after a verdict before
- * the end, an error or a timeout it is closed.
+ * One poll(2) loop over every filter connection (each one's exchange with
+ * its filter is milter_conn.c's), the workers' rings, the pools.
  *
  * A message asks its filters in order.  For each it takes an idle
  * connection, opens a new one while under `connections`, or waits in the
@@ -20,12 +10,13 @@
  * timeout, a reply the protocol does not allow) ends that filter's part
  * with its default_action, and its header edits are dropped.
  *
- * Idle with only kernel-backend workers, the thread sleeps on an eventfd
- * that a worker writes only when it sees the thread asleep (the dns
- * thread's handshake, dns/resolver.c); with a poll-mode worker attached it
- * polls the rings every millisecond.
+ * With only kernel-backend workers, the thread waits in poll(2) on its
+ * sockets and an eventfd that a worker writes only when it sees the thread
+ * waiting (the dns thread's handshake, dns/resolver.c); with a poll-mode
+ * worker attached it polls the rings every millisecond.
  */
 #include "filter/milter_client.h"
+#include "filter/milter_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,128 +46,6 @@
 #include "filter/milter_codec.h"
 #include "filter/milter_edit.h"
 #include "smtp/smtp_session.h"
-
-#define TAKE_BURST 32
-#define SLEEP_MS 1000
-#define OUT_LOW_WATER (4 * MILTER_CHUNK_MAX) /* body chunks queued ahead of the socket */
-#define OUT_MAX (64u << 20)                  /* the rest is headers and envelope */
-#define IN_MAX (MILTER_REPLY_MAX + 5)
-#define EDITS_MAX (1u << 20) /* header edits one message may collect */
-
-static const char reply_reject[] = "550 5.7.1 Command rejected";
-static const char reply_tempfail[] = "451 4.7.1 Service unavailable - try again later";
-
-/* What we allow a filter (SMFIF_*): header edits and quarantine, never the envelope or body. */
-#define OFFERED_ACTIONS (MILTER_ACT_ADDHDRS | MILTER_ACT_CHGHDRS | MILTER_ACT_QUARANTINE)
-/* Every step a filter may ask us to skip or leave unanswered (SMFIP_*). */
-#define OFFERED_PROTOCOL                                                                           \
-	(MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL | MILTER_P_NORCPT |                \
-	 MILTER_P_NOBODY | MILTER_P_NOHDRS | MILTER_P_NOEOH | MILTER_P_NR_HDR |                    \
-	 MILTER_P_NOUNKNOWN | MILTER_P_NODATA | MILTER_P_SKIP | MILTER_P_NR_CONN |                 \
-	 MILTER_P_NR_HELO | MILTER_P_NR_MAIL | MILTER_P_NR_RCPT | MILTER_P_NR_DATA |               \
-	 MILTER_P_NR_UNKN | MILTER_P_NR_EOH | MILTER_P_NR_BODY | MILTER_P_HDR_LEADSPC)
-
-enum conn_state {
-	MC_CONNECTING,
-	MC_NEGOTIATING,
-	MC_IDLE,
-	MC_BUSY,
-};
-
-/* A message's steps on one connection. */
-enum step {
-	ST_CONNECT,
-	ST_HELO,
-	ST_MAIL,
-	ST_RCPT,
-	ST_DATA,
-	ST_HEADERS,
-	ST_EOH,
-	ST_BODY,
-	ST_EOB,
-	ST_WAIT_EOB, /* SMFIC_BODYEOB sent: edits, then the final word */
-};
-
-struct held {
-	struct milter_result r;
-	LIST_ENTRY(held) link;
-};
-
-struct job {
-	TAILQ_ENTRY(job) link; /* a filter's wait queue, or the undelivered verdicts */
-	void *cookie;
-	unsigned worker;
-	const struct smtp_message *msg;
-	unsigned site;
-	uint64_t wait_deadline;
-	struct pa_buf edits;
-	size_t edits_at_site; /* edits.len when the current filter began: dropped if it fails */
-	struct milter_verdict verdict;
-};
-
-struct msite;
-
-struct mconn {
-	LIST_ENTRY(mconn) link;
-	struct msite *site;
-	int fd;
-	uint8_t state;     /* enum conn_state */
-	uint8_t step;      /* enum step */
-	char awaiting;     /* the command whose reply is due; 0: none */
-	bool body_skipped; /* SMFIR_SKIP */
-	bool dead;         /* closed: on the dead list until the iteration ends */
-	uint32_t actions;  /* negotiated, within OFFERED_ACTIONS */
-	uint32_t protocol; /* negotiated, within OFFERED_PROTOCOL */
-	uint64_t deadline; /* connect, reply or write progress; 0: none */
-	struct pa_buf out, in;
-	struct job *job;
-	size_t rcpt, pos; /* the next recipient; the next header field, then body octet */
-};
-
-struct msite {
-	struct milter_site cfg;
-	LIST_HEAD(, mconn) conns;
-	unsigned nopen;
-	TAILQ_HEAD(, job) waiting;
-};
-
-struct cworker {
-	struct rte_ring *req, *ans, *rel;
-	int notify_fd;
-	bool may_syscall;
-	bool notify_due;
-};
-
-struct milter_client {
-	pthread_t thread;
-	bool thread_started;
-	struct msite *sites;
-	unsigned nsites;
-	char hostname[256];
-	unsigned nworkers, ring_size;
-	struct cworker *w;
-	TAILQ_HEAD(, job) undelivered;
-	LIST_HEAD(, held) held;
-	LIST_HEAD(, mconn) dead; /* closed, freed at the end of the loop iteration */
-	struct pollfd *pfd;
-	struct mconn **pconn;
-	unsigned npfd_max;
-	int wake_fd;
-	atomic_bool stop;
-	atomic_bool sleeping;
-	atomic_bool poll_workers;
-	uint64_t now;
-	struct milter_client_stats stats;
-};
-
-static void
-count(uint64_t *counter)
-{
-	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
-}
-
-static void dispatch(struct milter_client *c, struct job *job);
-static void advance(struct milter_client *c, struct mconn *mc);
 
 /* The verdict goes to its worker; a result is kept on the held list until released. */
 static void
@@ -216,9 +85,9 @@ free_result(struct milter_result *r)
 }
 
 /* The end of a message's filtering: its verdict, built and delivered. */
-static void
-finish(struct milter_client *c, struct job *job, enum milter_action action, const char *reply,
-       size_t reply_len)
+void
+milter_finish(struct milter_client *c, struct job *job, enum milter_action action,
+              const char *reply, size_t reply_len)
 {
 	struct milter_result *r = NULL;
 
@@ -284,13 +153,14 @@ site_default(struct milter_client *c, struct job *job)
 	if (cfg->tempfail) {
 		pa_log_warning("milter: %s: %s failed: default_action tempfail", job->msg->queue_id,
 		               cfg->name);
-		finish(c, job, MILTER_TEMPFAIL, reply_tempfail, sizeof(reply_tempfail) - 1);
+		milter_finish(c, job, MILTER_TEMPFAIL, MILTER_REPLY_TEMPFAIL,
+		              sizeof(MILTER_REPLY_TEMPFAIL) - 1);
 		return;
 	}
 	pa_log_warning("milter: %s: %s failed: default_action accept", job->msg->queue_id,
 	               cfg->name);
 	job->site++;
-	dispatch(c, job);
+	milter_dispatch(c, job);
 }
 
 /*
@@ -329,8 +199,8 @@ sweep_dead(struct milter_client *c)
  * When it was the filter's last connection, the messages waiting for one
  * get it too: the filter is down, and waiting would only delay them.
  */
-static void
-conn_fail(struct milter_client *c, struct mconn *mc, const char *why)
+void
+milter_conn_fail(struct milter_client *c, struct mconn *mc, const char *why)
 {
 	struct msite *site = mc->site;
 	struct job *job = mc->job;
@@ -350,8 +220,8 @@ conn_fail(struct milter_client *c, struct mconn *mc, const char *why)
 	}
 }
 
-static void
-conn_idle(struct milter_client *c, struct mconn *mc)
+void
+milter_conn_idle(struct milter_client *c, struct mconn *mc)
 {
 	struct job *job = TAILQ_FIRST(&mc->site->waiting);
 
@@ -368,7 +238,7 @@ conn_idle(struct milter_client *c, struct mconn *mc)
 	mc->rcpt = 0;
 	mc->pos = 0;
 	mc->body_skipped = false;
-	advance(c, mc);
+	milter_conn_advance(c, mc);
 }
 
 /* A non-blocking connect; PA_ERROR when it failed at once. */
@@ -435,8 +305,8 @@ conn_open(struct milter_client *c, struct msite *site)
 }
 
 /* The message asks its next filter, or is done. */
-static void
-dispatch(struct milter_client *c, struct job *job)
+void
+milter_dispatch(struct milter_client *c, struct job *job)
 {
 	while (job->site < c->nsites) {
 		struct msite *site = &c->sites[job->site];
@@ -448,15 +318,15 @@ dispatch(struct milter_client *c, struct job *job)
 			break;
 		if (mc != NULL) {
 			TAILQ_INSERT_HEAD(&site->waiting, job, link);
-			conn_idle(c, mc);
+			milter_conn_idle(c, mc);
 			return;
 		}
 		if (site->nopen < site->cfg.connections && conn_open(c, site) != PA_OK &&
 		    site->nopen == 0) {
 			count(&c->stats.defaulted);
 			if (site->cfg.tempfail) {
-				finish(c, job, MILTER_TEMPFAIL, reply_tempfail,
-				       sizeof(reply_tempfail) - 1);
+				milter_finish(c, job, MILTER_TEMPFAIL, MILTER_REPLY_TEMPFAIL,
+				              sizeof(MILTER_REPLY_TEMPFAIL) - 1);
 				return;
 			}
 			job->site++;
@@ -468,395 +338,7 @@ dispatch(struct milter_client *c, struct job *job)
 		TAILQ_INSERT_TAIL(&site->waiting, job, link);
 		return;
 	}
-	finish(c, job, MILTER_ACCEPT, NULL, 0);
-}
-
-/* Puts one command; it awaits a reply unless the filter negotiated none for it. */
-static int
-sent(struct mconn *mc, char cmd, int rc)
-{
-	if (rc != PA_OK)
-		return PA_ERROR;
-	if (!milter_no_reply(cmd, mc->protocol))
-		mc->awaiting = cmd;
-	return PA_OK;
-}
-
-static int
-put_macro(struct mconn *mc, char stage, const char *name, const char *value)
-{
-	const char *pairs[2] = {name, value};
-
-	return milter_put_macros(&mc->out, stage, pairs, 1);
-}
-
-/* The client's address family for SMFIC_CONNECT: '4', '6', or 'U' when it is no address. */
-static char
-family_of(const char *addr)
-{
-	uint8_t buf[16];
-
-	if (inet_pton(AF_INET, addr, buf) == 1)
-		return '4';
-	if (inet_pton(AF_INET6, addr, buf) == 1)
-		return '6';
-	return 'U';
-}
-
-/* One step of the message; PA_ERROR when the output buffer is full. */
-static int
-step(struct milter_client *c, struct mconn *mc)
-{
-	const struct smtp_message *msg = mc->job->msg;
-	uint32_t p = mc->protocol;
-	struct milter_field f;
-	int rc = PA_OK;
-
-	switch (mc->step) {
-	case ST_CONNECT:
-		mc->step = ST_HELO;
-		if (p & MILTER_P_NOCONNECT)
-			break;
-		if (put_macro(mc, MILTER_CMD_CONNECT, "j", c->hostname) != PA_OK ||
-		    put_macro(mc, MILTER_CMD_CONNECT, "{daemon_name}", c->hostname) != PA_OK)
-			return PA_ERROR;
-		rc = sent(mc, MILTER_CMD_CONNECT,
-		          milter_put_connect(&mc->out, "unknown", family_of(msg->client_addr), 0,
-		                             msg->client_addr));
-		break;
-	case ST_HELO:
-		mc->step = ST_MAIL;
-		if ((p & MILTER_P_NOHELO) || msg->helo == NULL || msg->helo[0] == '\0')
-			break;
-		rc = sent(mc, MILTER_CMD_HELO, milter_put_helo(&mc->out, msg->helo));
-		break;
-	case ST_MAIL:
-		mc->step = ST_RCPT;
-		if (p & MILTER_P_NOMAIL)
-			break;
-		if (put_macro(mc, MILTER_CMD_MAIL, "i", msg->queue_id) != PA_OK ||
-		    put_macro(mc, MILTER_CMD_MAIL, "{mail_addr}", msg->mail_from) != PA_OK)
-			return PA_ERROR;
-		rc = sent(mc, MILTER_CMD_MAIL, milter_put_mail(&mc->out, msg->mail_from));
-		break;
-	case ST_RCPT:
-		if ((p & MILTER_P_NORCPT) || mc->rcpt >= msg->nrcpt) {
-			mc->step = ST_DATA;
-			break;
-		}
-		if (put_macro(mc, MILTER_CMD_RCPT, "{rcpt_addr}", msg->rcpts[mc->rcpt]) != PA_OK)
-			return PA_ERROR;
-		rc = sent(mc, MILTER_CMD_RCPT, milter_put_rcpt(&mc->out, msg->rcpts[mc->rcpt]));
-		mc->rcpt++;
-		break;
-	case ST_DATA:
-		mc->step = ST_HEADERS;
-		mc->pos = 0;
-		if (p & MILTER_P_NODATA)
-			break;
-		rc = sent(mc, MILTER_CMD_DATA, milter_put_bare(&mc->out, MILTER_CMD_DATA));
-		break;
-	case ST_HEADERS:
-		if (!milter_next_field(msg->data, msg->size, &mc->pos, &f)) {
-			/* The empty line ends the section; the body is what follows it. */
-			if (msg->size - mc->pos >= 2 && memcmp(msg->data + mc->pos, "\r\n", 2) == 0)
-				mc->pos += 2;
-			mc->step = ST_EOH;
-			break;
-		}
-		if (p & MILTER_P_NOHDRS)
-			break;
-		{
-			const char *v = (const char *)msg->data + f.value_off;
-			size_t vlen = f.value_len;
-
-			/* Sendmail's way: the value without its leading blanks, unless asked. */
-			while (!(p & MILTER_P_HDR_LEADSPC) && vlen > 0 &&
-			       (*v == ' ' || *v == '\t')) {
-				v++;
-				vlen--;
-			}
-			rc = sent(mc, MILTER_CMD_HEADER,
-			          milter_put_header(&mc->out, (const char *)msg->data + f.off,
-			                            f.name_len, v, vlen));
-		}
-		break;
-	case ST_EOH:
-		mc->step = ST_BODY;
-		if (p & MILTER_P_NOEOH)
-			break;
-		rc = sent(mc, MILTER_CMD_EOH, milter_put_bare(&mc->out, MILTER_CMD_EOH));
-		break;
-	case ST_BODY: {
-		size_t left = msg->size - mc->pos,
-		       n = left < MILTER_CHUNK_MAX ? left : MILTER_CHUNK_MAX;
-
-		if ((p & MILTER_P_NOBODY) || mc->body_skipped || left == 0) {
-			mc->step = ST_EOB;
-			break;
-		}
-		rc = sent(mc, MILTER_CMD_BODY, milter_put_body(&mc->out, msg->data + mc->pos, n));
-		mc->pos += n;
-		break;
-	}
-	case ST_EOB:
-		mc->step = ST_WAIT_EOB;
-		if (put_macro(mc, MILTER_CMD_BODYEOB, "i", msg->queue_id) != PA_OK)
-			return PA_ERROR;
-		rc = sent(mc, MILTER_CMD_BODYEOB, milter_put_bare(&mc->out, MILTER_CMD_BODYEOB));
-		break;
-	default:
-		break;
-	}
-	return rc;
-}
-
-/* Writes what the socket takes; PA_ERROR when the connection is gone. */
-static int
-flush(struct milter_client *c, struct mconn *mc)
-{
-	while (pa_buf_pending(&mc->out) > 0) {
-		ssize_t n = send(mc->fd, pa_buf_head(&mc->out), pa_buf_pending(&mc->out),
-		                 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				return PA_OK;
-			return PA_ERROR;
-		}
-		pa_buf_consume(&mc->out, (size_t)n);
-		mc->deadline = c->now + mc->site->cfg.timeout_ms; /* progress */
-	}
-	return PA_OK;
-}
-
-/* Sends the message's steps up to the next one the filter answers. */
-static void
-advance(struct milter_client *c, struct mconn *mc)
-{
-	while (mc->state == MC_BUSY && mc->awaiting == 0 && mc->step != ST_WAIT_EOB &&
-	       pa_buf_pending(&mc->out) < OUT_LOW_WATER) {
-		if (step(c, mc) != PA_OK) {
-			conn_fail(c, mc, "output buffer full");
-			return;
-		}
-	}
-	mc->deadline = c->now + mc->site->cfg.timeout_ms;
-	if (flush(c, mc) != PA_OK)
-		conn_fail(c, mc, "send() failed");
-}
-
-/* The filter gave its final word at end of message: the connection serves the next one. */
-static void
-conn_reuse(struct milter_client *c, struct mconn *mc)
-{
-	if (milter_put_bare(&mc->out, MILTER_CMD_QUIT_NC) != PA_OK) {
-		mc->job = NULL;
-		conn_fail(c, mc, "output buffer full");
-		return;
-	}
-	conn_idle(c, mc);
-	if (mc->state == MC_IDLE && flush(c, mc) != PA_OK)
-		conn_fail(c, mc, "send() failed");
-}
-
-/*
- * The message is done with this connection's filter: it goes on to the
- * next filter (accept), or is finished (the other verdicts).  The
- * connection is reused after the end of message, closed before it.
- */
-static void
-conn_done(struct milter_client *c, struct mconn *mc, enum milter_action action, const char *reply,
-          size_t reply_len)
-{
-	struct job *job = mc->job;
-	bool at_end = mc->awaiting == MILTER_CMD_BODYEOB;
-
-	mc->job = NULL;
-	mc->awaiting = 0;
-	if (at_end)
-		conn_reuse(c, mc);
-	else
-		conn_fail(c, mc, "verdict before the end of the message");
-	if (action == MILTER_ACCEPT) {
-		job->site++;
-		dispatch(c, job);
-	} else {
-		finish(c, job, action, reply, reply_len);
-	}
-}
-
-static void
-negotiated(struct milter_client *c, struct mconn *mc, const struct milter_reply *r)
-{
-	if (r->code != MILTER_R_OPTNEG || r->version < 2 || r->version > MILTER_VERSION ||
-	    (r->protocol & ~OFFERED_PROTOCOL) != 0) {
-		count(&c->stats.protocol_errors);
-		conn_fail(c, mc, "negotiation refused (version or steps we do not offer)");
-		return;
-	}
-	mc->protocol = r->protocol;
-	mc->actions = r->actions & OFFERED_ACTIONS;
-	conn_idle(c, mc);
-}
-
-/* One reply.  The connection may be closed, idle or busy with another message after it. */
-static void
-handle_reply(struct milter_client *c, struct mconn *mc, const struct milter_reply *r)
-{
-	struct job *job = mc->job;
-	bool at_end = mc->awaiting == MILTER_CMD_BODYEOB;
-	int rc = PA_OK;
-
-	if (mc->state == MC_NEGOTIATING) {
-		negotiated(c, mc, r);
-		return;
-	}
-	if (mc->state != MC_BUSY || mc->awaiting == 0)
-		goto protocol_error;
-	switch (r->code) {
-	case MILTER_R_PROGRESS:
-		mc->deadline = c->now + mc->site->cfg.timeout_ms;
-		return;
-	case MILTER_R_ADDHEADER:
-	case MILTER_R_INSHEADER:
-		if (!at_end || !(mc->actions & MILTER_ACT_ADDHDRS))
-			goto protocol_error;
-		rc = milter_edit_push(&job->edits, MILTER_EDIT_ADD, r->index, r->name, r->name_len,
-		                      r->value, r->value_len);
-		break;
-	case MILTER_R_CHGHEADER:
-		if (!at_end || !(mc->actions & MILTER_ACT_CHGHDRS))
-			goto protocol_error;
-		rc = milter_edit_push(&job->edits, MILTER_EDIT_CHANGE, r->index, r->name,
-		                      r->name_len, r->value, r->value_len);
-		break;
-	case MILTER_R_QUARANTINE: {
-		/* No hold queue here: stored, and marked for the delivery tier (docs/milter.md). */
-		static const char name[] = "X-PigeonAir-Quarantine";
-
-		if (!at_end || !(mc->actions & MILTER_ACT_QUARANTINE))
-			goto protocol_error;
-		count(&c->stats.quarantined);
-		rc = milter_edit_push(&job->edits, MILTER_EDIT_ADD, 0, name, sizeof(name) - 1,
-		                      r->text_len > 0 ? r->text : "quarantined",
-		                      r->text_len > 0 ? r->text_len : 11);
-		break;
-	}
-	case MILTER_R_CONTINUE:
-		if (at_end) {
-			conn_done(c, mc, MILTER_ACCEPT, NULL, 0);
-			return;
-		}
-		mc->awaiting = 0;
-		advance(c, mc);
-		return;
-	case MILTER_R_SKIP:
-		if (mc->awaiting != MILTER_CMD_BODY || !(mc->protocol & MILTER_P_SKIP))
-			goto protocol_error;
-		mc->body_skipped = true;
-		mc->awaiting = 0;
-		advance(c, mc);
-		return;
-	case MILTER_R_ACCEPT:
-		conn_done(c, mc, MILTER_ACCEPT, NULL, 0);
-		return;
-	case MILTER_R_REJECT:
-		conn_done(c, mc, MILTER_REJECT, reply_reject, sizeof(reply_reject) - 1);
-		return;
-	case MILTER_R_TEMPFAIL:
-		conn_done(c, mc, MILTER_TEMPFAIL, reply_tempfail, sizeof(reply_tempfail) - 1);
-		return;
-	case MILTER_R_REPLYCODE:
-		conn_done(c, mc, r->reply_code >= 500 ? MILTER_REJECT : MILTER_TEMPFAIL, r->text,
-		          r->text_len);
-		return;
-	case MILTER_R_DISCARD:
-		conn_done(c, mc, MILTER_DISCARD, NULL, 0);
-		return;
-	default:
-		goto protocol_error;
-	}
-	if (rc != PA_OK) {
-		conn_fail(c, mc, "too many header edits");
-		return;
-	}
-	return;
-
-protocol_error:
-	count(&c->stats.protocol_errors);
-	conn_fail(c, mc, "a reply the protocol does not allow here");
-	return;
-}
-
-static void
-on_readable(struct milter_client *c, struct mconn *mc)
-{
-	ssize_t n;
-
-	if (pa_buf_reserve(&mc->in, 16384) != PA_OK) {
-		conn_fail(c, mc, "input buffer full");
-		return;
-	}
-	n = recv(mc->fd, mc->in.data + mc->in.len, mc->in.cap - mc->in.len, MSG_DONTWAIT);
-	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (n <= 0) {
-		conn_fail(c, mc, n == 0 ? "connection closed by the filter" : "recv() failed");
-		return;
-	}
-	mc->in.len += (size_t)n;
-	while (!mc->dead) {
-		struct milter_reply r;
-		int used = milter_decode(pa_buf_head(&mc->in), pa_buf_pending(&mc->in), &r);
-
-		if (used == PA_AGAIN)
-			return;
-		if (used < 0) {
-			count(&c->stats.protocol_errors);
-			conn_fail(c, mc, "malformed reply");
-			return;
-		}
-		/*
-		 * Consuming moves nothing (core/buf.h), and nothing is read into
-		 * in while the reply is handled: its strings stay valid.
-		 */
-		pa_buf_consume(&mc->in, (size_t)used);
-		handle_reply(c, mc, &r);
-	}
-}
-
-static void
-on_writable(struct milter_client *c, struct mconn *mc)
-{
-	if (mc->state == MC_CONNECTING) {
-		int soerr = 0;
-		socklen_t len = sizeof(soerr);
-
-		if (getsockopt(mc->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == -1 || soerr != 0) {
-			char why[128];
-
-			count(&c->stats.connect_failures);
-			snprintf(why, sizeof(why), "connect() failed: %s",
-			         strerror(soerr != 0 ? soerr : errno));
-			conn_fail(c, mc, why);
-			return;
-		}
-		mc->state = MC_NEGOTIATING;
-		if (milter_put_optneg(&mc->out, MILTER_VERSION, OFFERED_ACTIONS,
-		                      OFFERED_PROTOCOL) != PA_OK) {
-			conn_fail(c, mc, "output buffer full");
-			return;
-		}
-		mc->awaiting = MILTER_CMD_OPTNEG;
-		mc->deadline = c->now + mc->site->cfg.timeout_ms;
-	}
-	if (flush(c, mc) != PA_OK) {
-		conn_fail(c, mc, "send() failed");
-		return;
-	}
-	if (mc->state == MC_BUSY && mc->awaiting == 0 && mc->step != ST_WAIT_EOB)
-		advance(c, mc);
+	milter_finish(c, job, MILTER_ACCEPT, NULL, 0);
 }
 
 /* Connections that missed their deadline, and messages that waited too long for one. */
@@ -873,7 +355,7 @@ expire(struct milter_client *c)
 			if (mc->state == MC_IDLE || mc->deadline == 0 || c->now < mc->deadline)
 				continue;
 			count(&c->stats.timeouts);
-			conn_fail(c, mc, "timed out");
+			milter_conn_fail(c, mc, "timed out");
 			next = LIST_FIRST(&site->conns); /* conn_fail may have changed the list */
 		}
 		for (job = TAILQ_FIRST(&site->waiting); job != NULL; job = jnext) {
@@ -924,7 +406,7 @@ take_requests(struct milter_client *c)
 				job->msg = req[k].msg;
 				job->worker = i;
 				pa_buf_init(&job->edits, 256, EDITS_MAX);
-				dispatch(c, job);
+				milter_dispatch(c, job);
 			}
 		}
 	}
@@ -1053,11 +535,11 @@ client_main(void *arg)
 				continue;
 			if (re & (POLLOUT | POLLERR | POLLHUP)) {
 				if (mc->state == MC_CONNECTING || (re & POLLOUT))
-					on_writable(c, mc);
+					milter_conn_writable(c, mc);
 			}
 			if (!mc->dead && mc->state != MC_CONNECTING &&
 			    (re & (POLLIN | POLLERR | POLLHUP)))
-				on_readable(c, mc);
+				milter_conn_readable(c, mc);
 		}
 		expire(c);
 	}

@@ -36,6 +36,10 @@
 struct milter_client;
 struct smtp_message;
 
+/* Our replies when the filter gave no text of its own. */
+#define MILTER_REPLY_REJECT "550 5.7.1 Command rejected"
+#define MILTER_REPLY_TEMPFAIL "451 4.7.1 Service unavailable - try again later"
+
 enum milter_action {
 	MILTER_ACCEPT,   /* store (result, when set, holds the edited message) */
 	MILTER_REJECT,   /* result->reply, a 5xx */

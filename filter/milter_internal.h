@@ -1,0 +1,162 @@
+/*
+ * milter_internal.h: what the `milter` thread's two halves share: the
+ * thread, its rings, the filters' connection pools and the messages' way
+ * through them (filter/milter_client.c), and one connection's exchange with
+ * its filter (filter/milter_conn.c).  For those two files only.
+ */
+#ifndef PA_MILTER_INTERNAL_H
+#define PA_MILTER_INTERNAL_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <rte_ring.h>
+
+#include "core/buf.h"
+#include "core/milter_site.h"
+#include "filter/milter_client.h"
+#include "filter/milter_codec.h"
+
+#define TAKE_BURST 32
+#define SLEEP_MS 1000
+#define OUT_LOW_WATER (4 * MILTER_CHUNK_MAX) /* body chunks queued ahead of the socket */
+#define OUT_MAX (64u << 20)                  /* the rest is headers and envelope */
+#define IN_MAX (MILTER_REPLY_MAX + 5)
+#define EDITS_MAX (1u << 20) /* header edits one message may collect */
+
+/* What we allow a filter (SMFIF_*): header edits and quarantine, never the envelope or body. */
+#define OFFERED_ACTIONS (MILTER_ACT_ADDHDRS | MILTER_ACT_CHGHDRS | MILTER_ACT_QUARANTINE)
+/* Every step a filter may ask us to skip or leave unanswered (SMFIP_*). */
+#define OFFERED_PROTOCOL                                                                           \
+	(MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL | MILTER_P_NORCPT |                \
+	 MILTER_P_NOBODY | MILTER_P_NOHDRS | MILTER_P_NOEOH | MILTER_P_NR_HDR |                    \
+	 MILTER_P_NOUNKNOWN | MILTER_P_NODATA | MILTER_P_SKIP | MILTER_P_NR_CONN |                 \
+	 MILTER_P_NR_HELO | MILTER_P_NR_MAIL | MILTER_P_NR_RCPT | MILTER_P_NR_DATA |               \
+	 MILTER_P_NR_UNKN | MILTER_P_NR_EOH | MILTER_P_NR_BODY | MILTER_P_HDR_LEADSPC)
+
+enum conn_state {
+	MC_CONNECTING,
+	MC_NEGOTIATING,
+	MC_IDLE,
+	MC_BUSY,
+};
+
+/* A message's steps on one connection. */
+enum step {
+	ST_CONNECT,
+	ST_HELO,
+	ST_MAIL,
+	ST_RCPT,
+	ST_DATA,
+	ST_HEADERS,
+	ST_EOH,
+	ST_BODY,
+	ST_EOB,
+	ST_WAIT_EOB, /* SMFIC_BODYEOB sent: edits, then the final word */
+};
+
+struct held {
+	struct milter_result r;
+	LIST_ENTRY(held) link;
+};
+
+struct job {
+	TAILQ_ENTRY(job) link; /* a filter's wait queue, or the undelivered verdicts */
+	void *cookie;
+	unsigned worker;
+	const struct smtp_message *msg;
+	unsigned site;
+	uint64_t wait_deadline;
+	struct pa_buf edits;
+	size_t edits_at_site; /* edits.len when the current filter began: dropped if it fails */
+	struct milter_verdict verdict;
+};
+
+struct msite;
+
+struct mconn {
+	LIST_ENTRY(mconn) link;
+	struct msite *site;
+	int fd;
+	uint8_t state;     /* enum conn_state */
+	uint8_t step;      /* enum step */
+	char awaiting;     /* the command whose reply is due; 0: none */
+	bool body_skipped; /* SMFIR_SKIP */
+	bool dead;         /* closed: on the dead list until the iteration ends */
+	uint32_t actions;  /* negotiated, within OFFERED_ACTIONS */
+	uint32_t protocol; /* negotiated, within OFFERED_PROTOCOL */
+	uint64_t deadline; /* connect, reply or write progress; 0: none */
+	struct pa_buf out, in;
+	struct job *job;
+	size_t rcpt, pos; /* the next recipient; the next header field, then body octet */
+};
+
+struct msite {
+	struct milter_site cfg;
+	LIST_HEAD(, mconn) conns;
+	unsigned nopen;
+	TAILQ_HEAD(, job) waiting;
+};
+
+struct cworker {
+	struct rte_ring *req, *ans, *rel;
+	int notify_fd;
+	bool may_syscall;
+	bool notify_due;
+};
+
+struct milter_client {
+	pthread_t thread;
+	bool thread_started;
+	struct msite *sites;
+	unsigned nsites;
+	char hostname[256];
+	unsigned nworkers, ring_size;
+	struct cworker *w;
+	TAILQ_HEAD(, job) undelivered;
+	LIST_HEAD(, held) held;
+	LIST_HEAD(, mconn) dead; /* closed, freed at the end of the loop iteration */
+	struct pollfd *pfd;
+	struct mconn **pconn;
+	unsigned npfd_max;
+	int wake_fd;
+	atomic_bool stop;
+	atomic_bool sleeping;
+	atomic_bool poll_workers;
+	uint64_t now;
+	struct milter_client_stats stats;
+};
+
+static inline void
+count(uint64_t *counter)
+{
+	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+}
+
+/* milter_client.c */
+/* The message asks its next filter, or is done. */
+void milter_dispatch(struct milter_client *c, struct job *job);
+/* The end of a message's filtering: its verdict, built and delivered. */
+void milter_finish(struct milter_client *c, struct job *job, enum milter_action action,
+                   const char *reply, size_t reply_len);
+/*
+ * Closes a connection; its message gets the filter's default_action, and
+ * so do the messages waiting for one when it was the filter's last.
+ */
+void milter_conn_fail(struct milter_client *c, struct mconn *mc, const char *why);
+/* The connection is free: it takes the first message waiting for its filter. */
+void milter_conn_idle(struct milter_client *c, struct mconn *mc);
+
+/* milter_conn.c */
+/* Sends the message's steps up to the next one the filter answers. */
+void milter_conn_advance(struct milter_client *c, struct mconn *mc);
+/* poll(2) found input (or an error) on the socket. */
+void milter_conn_readable(struct milter_client *c, struct mconn *mc);
+/* poll(2) found room on the socket, or the connect finished. */
+void milter_conn_writable(struct milter_client *c, struct mconn *mc);
+
+#endif
