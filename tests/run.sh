@@ -63,7 +63,8 @@ fi
 # reference counts), SIGTERM (shutdown paths, then the leak check), hand-off,
 # directory and spool faults, JSON logs (network bytes escaped by the log
 # thread), screening (DNS answers from the network; connections held until
-# their lookups are answered, then freed).  Left out: kill -9 tests (a SIGKILLed process
+# their lookups are answered, then freed), content filters (a filter's bytes;
+# connections held until the verdict).  Left out: kill -9 tests (a SIGKILLed process
 # reports nothing), load tests (smtp_source, loadgen, netem: the same code,
 # slower), the DPDK-only TCP tests (tests/fuzz/fuzz_tcp_input runs that stack
 # under ASan).  EAL with --no-huge, on a TAP or net_ring, works under ASan
@@ -72,7 +73,7 @@ fi
 # memory (mbufs, rings, hashes).
 ASAN_KERNEL="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_ctl.py test_ctl_counters.py test_reload.py test_sigterm.py test_handoff.py test_directory.py test_faults.py
-	test_json_logs.py test_screen.py"
+	test_json_logs.py test_screen.py test_milter.py"
 ASAN_DPDK="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_sigterm.py test_screen.py"
 echo "== integration tests under ASan+UBSan (kernel backend, a subset)"
