@@ -8,7 +8,8 @@ records, everything else NXDOMAIN at once.  Checked: GTUBE is rejected with
 rspamd's own reply and not stored; a message DKIM-signed in the test (dkimpy,
 the key's public half in the zone) is stored with rspamd's
 Authentication-Results (dkim=pass) right after our Received:; a sender whose
-SPF fails is recorded as spf=fail with its DMARC policy; rspamd stopped, the
+SPF fails gets what its domain's DMARC policy says (quarantine: stored with
+spf=fail and rspamd's X-Spam header; reject: refused); rspamd stopped, the
 filter's default_action applies (tempfail: 451 and nothing stored; accept:
 250 after the sync).  Kernel backend only: the filter path over DPDK is
 test_milter.py's (both backends).
@@ -65,6 +66,9 @@ class Rspamd:
         (workdir / "local.d" / "milter_headers.conf").write_text(
             'use = ["authentication-results"];\nskip_local = false;\n'
             "skip_authenticated = false;\n")
+        # DMARC's policy as the action (rspamd only scores it by default)
+        (workdir / "local.d" / "dmarc.conf").write_text(
+            'actions { reject = "reject"; quarantine = "add header"; }\n')
         (workdir / "local.d" / "logging.inc").write_text('type = "console";\nlevel = "info";\n')
         self.log = workdir / "rspamd.log"
         self.proc = None
@@ -116,6 +120,9 @@ def rspamd(keys):
         'local-zone: "spf-fail.test." static',
         'local-data: \'spf-fail.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"\'',
         'local-data: \'_dmarc.spf-fail.test. 300 IN TXT "v=DMARC1; p=quarantine"\'',
+        'local-zone: "spf-reject.test." static',
+        'local-data: \'spf-reject.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"\'',
+        'local-data: \'_dmarc.spf-reject.test. 300 IN TXT "v=DMARC1; p=reject"\'',
     ]
     dns = Unbound(work)
     dns.start({}, extra=zone)
@@ -178,13 +185,19 @@ def test_rspamd(pigeond_factory, backend, rspamd, keys):
     assert b"spf=pass" in ar and b"dmarc=pass" in ar, ar
     assert after.endswith(b"\r\n\r\nhello, signed\r\n"), after[-100:]
 
-    # SPF failing (client 127.0.0.1, the record allows only 192.0.2.1): recorded, with the
-    # domain's DMARC policy; rspamd's scores do not reach reject for it
+    # SPF failing (client 127.0.0.1, the records allow only 192.0.2.1), no DKIM: the domain's
+    # DMARC policy decides.  p=quarantine: stored, with the failure recorded and rspamd's
+    # spam header; p=reject: rspamd's reject, nothing stored.
     code, text = send(p, "bob@spf-fail.test", message("bob@spf-fail.test", "spf", "hi"))
     assert code == 250, text
-    ar = helpers.strip_received(stored(p, helpers.queue_id_of(text[-1])))
-    ar = ar[:ar.index(b"\r\nFrom:")]
+    after = helpers.strip_received(stored(p, helpers.queue_id_of(text[-1])))
+    ar = after[:after.index(b"\r\nFrom:")]
     assert b"spf=fail" in ar and b"dmarc=fail" in ar and b"policy=quarantine" in ar, ar
+    assert b"\r\nX-Spam: Yes\r\n" in after, after[:800]
+    before = len(helpers.spool_ls(p.spool_dir))
+    code, text = send(p, "eve@spf-reject.test", message("eve@spf-reject.test", "spf", "hi"))
+    assert code == 554 and text == ["5.7.1 Spam message rejected"], (code, text)
+    assert len(helpers.spool_ls(p.spool_dir)) == before
 
     # rspamd stopped: default_action tempfail answers 451 and stores nothing...
     before = len(helpers.spool_ls(p.spool_dir))
