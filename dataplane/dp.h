@@ -29,6 +29,7 @@
 #define DP_BURST 32
 #define DP_MAX_WORKERS 64
 #define DP_ARP_PENDING 16
+#define DP_ARP_ENTRIES 4096 /* the ARP table; its entry array has twice as many slots */
 /* Consecutive local addresses (dp_port_conf.ip_count): 64 x 28,232 ports to one server port */
 #define DP_MAX_ADDRS 64
 /* Hardware RSS: NICs' keys are 40 (ixgbe, mlx5) or 52 (i40e, ice) octets; ice has 2048 buckets. */
@@ -54,7 +55,10 @@ struct dp_addr6 {
 	uint64_t dad_ms;  /* worker 0 only: when the last DAD NS went */
 };
 
-/* A neighbour cache entry (RFC 4861 7.3.2), indexed by its rte_hash key position. */
+/*
+ * A neighbour entry (RFC 4861 7.3.2), ARP's or IPv6's, indexed by its
+ * rte_hash key position; its state machine is net_neigh.c's.
+ */
 enum dp_nd_state {
 	DP_ND_NONE, /* unused, or unreachable: resolve again */
 	DP_ND_INCOMPLETE,
@@ -103,7 +107,8 @@ struct dp_shared {
 	char port_desc[128];
 	struct rte_mempool *pool;
 	struct rte_ring *steer[DP_MAX_WORKERS]; /* to worker i, from any worker */
-	struct rte_hash *neigh;                 /* IPv4 -> MAC packed in the data word */
+	struct rte_hash *neigh;                 /* IPv4 address -> its key position in arp_e */
+	struct dp_nd_entry *arp_e;              /* ARP's entries (net_neigh.c's states) */
 	/* IPv6 (net_ipv6.c, net_nd.c): ip6[0] is the link-local address; nip6 0: no IPv6 */
 	struct dp_addr6 ip6[DP_MAX_ADDRS6];
 	unsigned nip6;
@@ -275,6 +280,35 @@ int net_pick_local_port(const struct dp_shared *sh, unsigned worker, uint32_t la
 int net_pick_local_port6(const struct dp_shared *sh, unsigned worker, const uint8_t *laddr,
                          const uint8_t *raddr, uint16_t rport, uint16_t lo, uint16_t hi,
                          uint16_t start);
+
+/* net_neigh.c: a neighbour entry's states, ARP's and ND's (RFC 4861 7.3.2, 7.3.3) */
+#define DP_NEIGH_MAC_MASK ((1ull << 48) - 1)
+
+/* What a packet's use of an entry says. */
+enum dp_neigh_use {
+	DP_NEIGH_OK,      /* the MAC is good */
+	DP_NEIGH_PROBE,   /* the MAC is good; send a unicast probe to it (PROBE) */
+	DP_NEIGH_RESOLVE, /* none (NONE, or unreachable now): resolve it afresh */
+};
+
+static inline enum dp_nd_state
+net_neigh_state(uint64_t w)
+{
+	return (enum dp_nd_state)((w >> 48) & 0xff);
+}
+
+/* An entry's word: MAC | state << 48 | probes << 56. */
+uint64_t net_neigh_word(const struct rte_ether_addr *mac, enum dp_nd_state st, unsigned probes);
+void net_neigh_mac(uint64_t w, struct rte_ether_addr *mac);
+/* Writes the word, stamped with the worker's clock. */
+void net_neigh_set(struct dp_worker *dw, struct dp_nd_entry *e, uint64_t w);
+/* The neighbour told us its MAC: REACHABLE when confirmed (solicited), else STALE if new or
+ * changed. */
+void net_neigh_heard(struct dp_worker *dw, struct dp_nd_entry *e, const struct rte_ether_addr *mac,
+                     bool confirmed);
+/* A packet is about to use the entry: its MAC in *mac, the state advanced (7.3.3). */
+enum dp_neigh_use net_neigh_use(struct dp_worker *dw, struct dp_nd_entry *e,
+                                struct rte_ether_addr *mac);
 
 /* net_arp.c */
 int net_arp_create(struct dp_shared *sh);

@@ -160,6 +160,8 @@ static const char *const drop_names[DP_DROP_COUNT] = {
     [DP_DROP_ND_NOT_US] = "nd_not_us",
     [DP_DROP_ND_UNTRUSTED] = "nd_untrusted",
     [DP_DROP_ND_CACHE_FULL] = "nd_cache_full",
+    [DP_DROP_ARP_CACHE_FULL] = "arp_cache_full",
+    [DP_DROP_ARP_UNSOLICITED] = "arp_unsolicited",
 };
 
 const char *

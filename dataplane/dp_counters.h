@@ -50,22 +50,24 @@ enum dp_drop {
 	DP_DROP_STEER_FULL,
 	DP_DROP_IMPAIR, /* dpdk.impair, tests only */
 	/* IPv6 (RFC 8200), ICMPv6 (RFC 4443), Neighbor Discovery (RFC 4861) */
-	DP_DROP_IP6_BAD_HDR,   /* version, payload length */
-	DP_DROP_IP6_BAD_SRC,   /* multicast, loopback or IPv4-mapped source */
-	DP_DROP_IP6_NOT_US,    /* none of our addresses or groups */
-	DP_DROP_IP6_TENTATIVE, /* to an address still in (or failed) DAD */
-	DP_DROP_IP6_EXT_CHAIN, /* too long, truncated, hop-by-hop not first, bad option */
-	DP_DROP_IP6_OPTION,    /* an option whose type says discard (RFC 8200 4.2) */
-	DP_DROP_IP6_ROUTING0,  /* routing header type 0 (RFC 5095) */
-	DP_DROP_IP6_ROUTING,   /* another routing type with segments left */
-	DP_DROP_IP6_FRAGMENT,  /* not reassembled: MSS follows the MTU */
-	DP_DROP_IP6_PROTO,     /* no upper layer we speak */
-	DP_DROP_ICMP6_BAD,     /* short or bad checksum */
-	DP_DROP_ICMP6_TYPE,    /* a type we do not handle */
-	DP_DROP_ND_BAD,        /* fails RFC 4861 7.1 validation */
-	DP_DROP_ND_NOT_US,     /* an NS for an address not ours */
-	DP_DROP_ND_UNTRUSTED,  /* RS, RA, redirect: never trusted */
-	DP_DROP_ND_CACHE_FULL, /* no neighbour cache entry left */
+	DP_DROP_IP6_BAD_HDR,     /* version, payload length */
+	DP_DROP_IP6_BAD_SRC,     /* multicast, loopback or IPv4-mapped source */
+	DP_DROP_IP6_NOT_US,      /* none of our addresses or groups */
+	DP_DROP_IP6_TENTATIVE,   /* to an address still in (or failed) DAD */
+	DP_DROP_IP6_EXT_CHAIN,   /* too long, truncated, hop-by-hop not first, bad option */
+	DP_DROP_IP6_OPTION,      /* an option whose type says discard (RFC 8200 4.2) */
+	DP_DROP_IP6_ROUTING0,    /* routing header type 0 (RFC 5095) */
+	DP_DROP_IP6_ROUTING,     /* another routing type with segments left */
+	DP_DROP_IP6_FRAGMENT,    /* not reassembled: MSS follows the MTU */
+	DP_DROP_IP6_PROTO,       /* no upper layer we speak */
+	DP_DROP_ICMP6_BAD,       /* short or bad checksum */
+	DP_DROP_ICMP6_TYPE,      /* a type we do not handle */
+	DP_DROP_ND_BAD,          /* fails RFC 4861 7.1 validation */
+	DP_DROP_ND_NOT_US,       /* an NS for an address not ours */
+	DP_DROP_ND_UNTRUSTED,    /* RS, RA, redirect: never trusted */
+	DP_DROP_ND_CACHE_FULL,   /* no neighbour cache entry left */
+	DP_DROP_ARP_CACHE_FULL,  /* no ARP table entry left */
+	DP_DROP_ARP_UNSOLICITED, /* a reply nobody asked for, from a stranger */
 	DP_DROP_COUNT
 };
 

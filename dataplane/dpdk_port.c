@@ -525,6 +525,7 @@ dp_port_close(struct dp_shared *sh)
 	for (unsigned i = 0; i < sh->nworkers; i++)
 		rte_ring_free(sh->steer[i]);
 	rte_hash_free(sh->neigh);
+	rte_free(sh->arp_e);
 	rte_hash_free(sh->neigh6);
 	rte_free(sh->nd);
 	rte_mempool_free(sh->pool);

@@ -1,15 +1,25 @@
 /*
- * net_arp.c: ARP (RFC 826) and the neighbour table every worker sees.
+ * net_arp.c: ARP (RFC 826) and the IPv4 neighbour table every worker sees.
  *
- * The table is one rte_hash keyed by IPv4 address whose data word holds the
- * MAC address itself (48 bits, plus a valid bit), so a lookup is one
- * lock-free read and an update one atomic data replace: readers never wait,
- * entries are never freed.  Requests for any of our addresses (sh->ip and
- * the ip_extra after it) are answered from that address and the
- * sender merged in (RFC 826 "Packet Reception"); replies are merged.  A
- * packet for a neighbour not yet known is dropped (counted) and a request
- * sent, retried once a second up to 3 times: TCP's retransmission carries
- * the data once the reply is in.
+ * The table is one rte_hash keyed by IPv4 address whose key position indexes
+ * an array of entries: a lookup is one lock-free read, an update one atomic
+ * store, entries are never freed.  Requests for any of our addresses
+ * (sh->ip and the ip_extra after it) are answered from that address.  The
+ * entries age as IPv6's neighbour cache does (net_neigh.c, RFC 4861 7.3.2
+ * applied to ARP as RFC 1122 2.3.2.1 asks: no entry kept forever): a reply
+ * confirms the sender (REACHABLE for 30 s), a request for us with a new or
+ * changed MAC makes it STALE; a STALE entry in use goes to DELAY and, 5 s
+ * on, to PROBE: unicast requests to the MAC it has, 1 s apart, 3 at most,
+ * then the entry is dropped (NONE) and the next packet resolves afresh.
+ *
+ * Bounded and not for strangers: an entry is made for a reply only when a
+ * worker asked for that address, and for a request for us (RFC 826's
+ * merge) only while the table is less than half full, so unsolicited ARP
+ * cannot take the rest (arp_cache_full counts what found no room; an
+ * unasked reply is dropped as arp_unsolicited).  A packet for a neighbour
+ * not yet known is dropped (counted) and a broadcast request sent, retried
+ * once a second up to 3 times: TCP's retransmission carries the data once
+ * the reply is in.
  */
 #include <string.h>
 
@@ -19,13 +29,12 @@
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
 
 #include "core/log.h"
 #include "core/pa.h"
 #include "dataplane/dp.h"
 
-#define NEIGH_ENTRIES 4096
-#define NEIGH_VALID (1ull << 63)
 #define ARP_RETRY_MS 1000
 #define ARP_TRIES 3
 
@@ -34,7 +43,7 @@ net_arp_create(struct dp_shared *sh)
 {
 	struct rte_hash_parameters hp = {
 	    .name = "pa_neigh",
-	    .entries = NEIGH_ENTRIES,
+	    .entries = DP_ARP_ENTRIES,
 	    .key_len = sizeof(uint32_t),
 	    .hash_func = rte_hash_crc,
 	    .socket_id = (int)rte_socket_id(),
@@ -43,52 +52,55 @@ net_arp_create(struct dp_shared *sh)
 	};
 
 	sh->neigh = rte_hash_create(&hp);
-	if (sh->neigh == NULL) {
-		pa_log_err("dpdk: rte_hash_create(neighbours) failed");
+	/* Key positions run up to entries + per-lcore caches: room for every one. */
+	sh->arp_e =
+	    rte_zmalloc("pa_arp", sizeof(*sh->arp_e) * 2 * DP_ARP_ENTRIES, RTE_CACHE_LINE_SIZE);
+	if (sh->neigh == NULL || sh->arp_e == NULL) {
+		pa_log_err("dpdk: no memory for the ARP table (rte_hash_create)");
 		return PA_ERROR;
 	}
 	return PA_OK;
 }
 
-static uint64_t
-mac_pack(const struct rte_ether_addr *a)
+static struct dp_nd_entry *
+entry_find(const struct dp_shared *sh, uint32_t ip)
 {
-	uint64_t v = NEIGH_VALID;
+	int32_t pos = rte_hash_lookup(sh->neigh, &ip);
 
-	for (int i = 0; i < RTE_ETHER_ADDR_LEN; i++)
-		v |= (uint64_t)a->addr_bytes[i] << (8 * i);
-	return v;
+	return pos >= 0 && pos < 2 * DP_ARP_ENTRIES ? &sh->arp_e[pos] : NULL;
 }
 
-static void
-neigh_update(struct dp_worker *dw, uint32_t ip, const struct rte_ether_addr *mac)
+static struct dp_nd_entry *
+entry_make(struct dp_worker *dw, uint32_t ip)
 {
-	uint64_t v = mac_pack(mac);
-	void *old;
+	int32_t pos = rte_hash_add_key(dw->sh->neigh, &ip);
 
-	if (rte_hash_lookup_data(dw->sh->neigh, &ip, &old) >= 0 && (uint64_t)(uintptr_t)old == v)
-		return;
-	rte_hash_add_key_data(dw->sh->neigh, &ip, (void *)(uintptr_t)v);
-	for (unsigned i = 0; i < DP_ARP_PENDING; i++)
-		if (dw->arp[i].ip == ip)
-			dw->arp[i].ip = 0;
+	if (pos < 0 || pos >= 2 * DP_ARP_ENTRIES) {
+		dw->c.drops[DP_DROP_ARP_CACHE_FULL]++;
+		return NULL;
+	}
+	return &dw->sh->arp_e[pos];
 }
 
+/* Whether some worker is resolving ip (others' lists read racily: a torn read costs a reply). */
 static bool
-neigh_lookup(const struct dp_shared *sh, uint32_t ip, struct rte_ether_addr *mac)
+pending_anywhere(const struct dp_shared *sh, uint32_t ip)
 {
-	void *data;
-	uint64_t v;
+	for (unsigned w = 0; w < sh->nworkers; w++) {
+		const struct dp_worker *o = sh->workers[w];
 
-	if (rte_hash_lookup_data(sh->neigh, &ip, &data) < 0)
-		return false;
-	v = (uint64_t)(uintptr_t)data;
-	for (int i = 0; i < RTE_ETHER_ADDR_LEN; i++)
-		mac->addr_bytes[i] = (uint8_t)(v >> (8 * i));
-	return true;
+		for (unsigned i = 0; o != NULL && i < DP_ARP_PENDING; i++)
+			if (o->arp[i].ip == ip)
+				return true;
+	}
+	return false;
 }
 
-/* sip: which of our addresses speaks (a reply is from the address asked for). */
+/*
+ * sip: which of our addresses speaks (a reply is from the address asked
+ * for); tha: the reply's destination, or a request's when it is a unicast
+ * probe (RFC 1122 2.3.2.1), NULL for a broadcast request.
+ */
 static void
 send_arp(struct dp_worker *dw, uint16_t op, uint32_t sip, const struct rte_ether_addr *tha,
          uint32_t tip)
@@ -101,7 +113,7 @@ send_arp(struct dp_worker *dw, uint16_t op, uint32_t sip, const struct rte_ether
 		return;
 	eh = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eh) + sizeof(*ah));
 	ah = (struct rte_arp_hdr *)(eh + 1);
-	if (op == RTE_ARP_OP_REQUEST)
+	if (tha == NULL)
 		memset(&eh->dst_addr, 0xff, sizeof(eh->dst_addr));
 	else
 		rte_ether_addr_copy(tha, &eh->dst_addr);
@@ -124,6 +136,31 @@ send_arp(struct dp_worker *dw, uint16_t op, uint32_t sip, const struct rte_ether
 	dw->tx[dw->ntx++] = m;
 }
 
+/*
+ * The sender's entry: a reply confirms it (it answers a request: ours, or
+ * another worker's), a request for us brings it as STALE.  False: a reply
+ * nobody asked for, about a neighbour we do not know.
+ */
+static bool
+merge(struct dp_worker *dw, uint32_t ip, const struct rte_ether_addr *mac, bool reply)
+{
+	struct dp_nd_entry *e = entry_find(dw->sh, ip);
+
+	if (e == NULL) {
+		if (reply ? !pending_anywhere(dw->sh, ip)
+		          : rte_hash_count(dw->sh->neigh) >= DP_ARP_ENTRIES / 2)
+			return !reply;
+		if ((e = entry_make(dw, ip)) == NULL)
+			return true; /* counted: arp_cache_full */
+	}
+	net_neigh_heard(dw, e, mac, reply);
+	/* Resolved: this worker stops asking (others notice on their next retry). */
+	for (unsigned i = 0; i < DP_ARP_PENDING; i++)
+		if (dw->arp[i].ip == ip)
+			dw->arp[i].ip = 0;
+	return true;
+}
+
 void
 net_arp_input(struct dp_worker *dw, struct rte_mbuf *m)
 {
@@ -143,8 +180,11 @@ net_arp_input(struct dp_worker *dw, struct rte_mbuf *m)
 		return;
 	}
 	/* RFC 826: merge the sender when the request or reply is for us. */
-	if (ah->arp_data.arp_sip != 0 && !rte_is_multicast_ether_addr(&ah->arp_data.arp_sha))
-		neigh_update(dw, ah->arp_data.arp_sip, &ah->arp_data.arp_sha);
+	if (ah->arp_data.arp_sip != 0 && !rte_is_multicast_ether_addr(&ah->arp_data.arp_sha) &&
+	    !merge(dw, ah->arp_data.arp_sip, &ah->arp_data.arp_sha, op == RTE_ARP_OP_REPLY)) {
+		dp_drop(dw, m, DP_DROP_ARP_UNSOLICITED);
+		return;
+	}
 	if (op == RTE_ARP_OP_REQUEST) {
 		dw->c.arp_requests_in++;
 		dw->c.arp_replies_out++;
@@ -157,10 +197,20 @@ net_arp_input(struct dp_worker *dw, struct rte_mbuf *m)
 bool
 net_arp_resolve(struct dp_worker *dw, uint32_t ip, struct rte_ether_addr *mac)
 {
+	struct dp_nd_entry *e = entry_find(dw->sh, ip);
 	struct dp_arp_pending *free_slot = NULL;
 
-	if (neigh_lookup(dw->sh, ip, mac))
+	switch (e != NULL ? net_neigh_use(dw, e, mac) : DP_NEIGH_RESOLVE) {
+	case DP_NEIGH_OK:
 		return true;
+	case DP_NEIGH_PROBE:
+		/* RFC 1122 2.3.2.1: revalidate by a request unicast to the MAC we have. */
+		dw->c.arp_requests_out++;
+		send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, mac, ip);
+		return true;
+	default:
+		break;
+	}
 	for (unsigned i = 0; i < DP_ARP_PENDING; i++) {
 		if (dw->arp[i].ip == ip)
 			return false; /* already asking; net_arp_tick() retries */
@@ -183,10 +233,15 @@ net_arp_tick(struct dp_worker *dw)
 	for (unsigned i = 0; i < DP_ARP_PENDING; i++) {
 		struct dp_arp_pending *p = &dw->arp[i];
 
+		const struct dp_nd_entry *e;
+
 		if (p->ip == 0 || dw->now_ms < p->next_ms)
 			continue;
-		if (p->tries >= ARP_TRIES) {
-			p->ip = 0; /* give up until the next packet asks again */
+		e = entry_find(dw->sh, p->ip);
+		if ((e != NULL &&
+		     net_neigh_state(__atomic_load_n(&e->word, __ATOMIC_ACQUIRE)) != DP_ND_NONE) ||
+		    p->tries >= ARP_TRIES) {
+			p->ip = 0; /* resolved, or given up until the next packet asks again */
 			continue;
 		}
 		p->tries++;

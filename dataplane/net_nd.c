@@ -15,10 +15,10 @@
  * indexes an array of entries; an entry is one word (MAC, state, probes) and
  * a time stamp, each written atomically, so lookups are lock-free and a race
  * between two workers' updates costs at most an extra probe.  States follow
- * 7.3.2: REACHABLE for 30 s after a solicited advertisement, then STALE;
- * a STALE entry still in use goes to DELAY, after 5 s to PROBE (unicast
- * solicitations, 1 s apart, 3 at most), and without an answer to NONE: the
- * next packet resolves it afresh.  INCOMPLETE is a per-worker list of
+ * 7.3.2 (net_neigh.c, ARP's too): REACHABLE for 30 s after a solicited
+ * advertisement, then STALE; a STALE entry still in use goes to DELAY, after
+ * 5 s to PROBE (unicast solicitations, 1 s apart, 3 at most), and without an
+ * answer to NONE: the next packet resolves it afresh.  INCOMPLETE is a per-worker list of
  * addresses being resolved (multicast solicitations, 1 s apart, 3 tries):
  * the packet that needed one is dropped (counted: no_neighbour) and TCP's
  * retransmission carries it once the answer is in.
@@ -56,9 +56,6 @@
 #define ND_HOP_LIMIT 255
 #define ND_RETRANS_MS 1000 /* RetransTimer */
 #define ND_MAX_MULTICAST_SOLICIT 3
-#define ND_MAX_UNICAST_SOLICIT 3
-#define ND_REACHABLE_MS 30000 /* REACHABLE_TIME */
-#define ND_DELAY_FIRST_PROBE_MS 5000
 #define ND_NS 135
 #define ND_NA 136
 #define ND_OPT_SLLA 1
@@ -68,8 +65,6 @@
 #define NA_OVERRIDE 0x20
 
 #define DAD_LINK_POLL_MS 50
-
-#define W_MAC_MASK ((1ull << 48) - 1)
 
 static const uint8_t all_nodes[16] = {0xff, 0x02, [15] = 1};
 
@@ -98,29 +93,6 @@ net_nd_create(struct dp_shared *sh)
 
 /* ---- entries ---- */
 
-static uint64_t
-w_make(const struct rte_ether_addr *mac, enum dp_nd_state st, unsigned probes)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < RTE_ETHER_ADDR_LEN; i++)
-		v |= (uint64_t)mac->addr_bytes[i] << (8 * i);
-	return v | (uint64_t)st << 48 | (uint64_t)probes << 56;
-}
-
-static void
-w_mac(uint64_t w, struct rte_ether_addr *mac)
-{
-	for (int i = 0; i < RTE_ETHER_ADDR_LEN; i++)
-		mac->addr_bytes[i] = (uint8_t)(w >> (8 * i));
-}
-
-static enum dp_nd_state
-w_state(uint64_t w)
-{
-	return (enum dp_nd_state)((w >> 48) & 0xff);
-}
-
 static struct dp_nd_entry *
 entry_find(const struct dp_shared *sh, const uint8_t *ip)
 {
@@ -139,13 +111,6 @@ entry_make(struct dp_worker *dw, const uint8_t *ip)
 		return NULL;
 	}
 	return &dw->sh->nd[pos];
-}
-
-static void
-entry_set(struct dp_worker *dw, struct dp_nd_entry *e, uint64_t w)
-{
-	__atomic_store_n(&e->stamp, dw->now_ms, __ATOMIC_RELAXED);
-	__atomic_store_n(&e->word, w, __ATOMIC_RELEASE);
 }
 
 /* ---- sending ---- */
@@ -337,16 +302,11 @@ ns_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip
 	if (has_lla) {
 		/* 7.2.3: the sender's entry, STALE when new or changed. */
 		struct dp_nd_entry *e = entry_find(dw->sh, ip->src_addr);
-		uint64_t w;
 
 		if (e == NULL && rte_hash_count(dw->sh->neigh6) < NEIGH6_ENTRIES / 2)
 			e = entry_make(dw, ip->src_addr);
-		if (e != NULL) {
-			w = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE);
-			if (w_state(w) == DP_ND_NONE ||
-			    (w & W_MAC_MASK) != (w_make(&lla, 0, 0) & W_MAC_MASK))
-				entry_set(dw, e, w_make(&lla, DP_ND_STALE, 0));
-		}
+		if (e != NULL)
+			net_neigh_heard(dw, e, &lla, false);
 	}
 	dmac = has_lla ? lla : eh->src_addr;
 	nd_send(dw, &dmac, target, ip->src_addr, ND_NA, NA_SOLICITED | NA_OVERRIDE, target);
@@ -388,27 +348,28 @@ na_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip
 		}
 	}
 	w = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE);
-	if (w_state(w) == DP_ND_NONE) {
+	if (net_neigh_state(w) == DP_ND_NONE) {
 		/* As INCOMPLETE: the address it brings, REACHABLE if solicited. */
 		if (has_lla)
-			entry_set(
+			net_neigh_set(
 			    dw, e,
-			    w_make(&lla, flags & NA_SOLICITED ? DP_ND_REACHABLE : DP_ND_STALE, 0));
+			    net_neigh_word(
+			        &lla, flags & NA_SOLICITED ? DP_ND_REACHABLE : DP_ND_STALE, 0));
 	} else if (!(flags & NA_OVERRIDE) && has_lla &&
-	           (w & W_MAC_MASK) != (w_make(&lla, 0, 0) & W_MAC_MASK)) {
+	           (w & DP_NEIGH_MAC_MASK) != (net_neigh_word(&lla, 0, 0) & DP_NEIGH_MAC_MASK)) {
 		/* Not overriding a different address: only a REACHABLE entry turns STALE. */
-		if (w_state(w) == DP_ND_REACHABLE)
-			entry_set(dw, e, (w & W_MAC_MASK) | (uint64_t)DP_ND_STALE << 48);
+		if (net_neigh_state(w) == DP_ND_REACHABLE)
+			net_neigh_set(dw, e, (w & DP_NEIGH_MAC_MASK) | (uint64_t)DP_ND_STALE << 48);
 	} else {
-		nw = has_lla ? w_make(&lla, 0, 0) : (w & W_MAC_MASK);
+		nw = has_lla ? net_neigh_word(&lla, 0, 0) : (w & DP_NEIGH_MAC_MASK);
 		if (flags & NA_SOLICITED)
 			nw |= (uint64_t)DP_ND_REACHABLE << 48;
-		else if (has_lla && (nw & W_MAC_MASK) != (w & W_MAC_MASK))
+		else if (has_lla && (nw & DP_NEIGH_MAC_MASK) != (w & DP_NEIGH_MAC_MASK))
 			nw |= (uint64_t)DP_ND_STALE << 48;
 		else
 			nw = w; /* nothing new */
 		if (nw != w)
-			entry_set(dw, e, nw);
+			net_neigh_set(dw, e, nw);
 	}
 	/* Resolved: this worker stops asking (others notice on their next retry). */
 	for (unsigned i = 0; i < DP_ND_PENDING; i++)
@@ -460,61 +421,22 @@ bool
 net_nd_resolve(struct dp_worker *dw, const uint8_t *ip, struct rte_ether_addr *mac)
 {
 	struct dp_nd_entry *e;
-	uint64_t w, age;
-	unsigned probes;
 
 	if (ip[0] == 0xff) {
 		group_mac(ip, mac);
 		return true;
 	}
 	e = entry_find(dw->sh, ip);
-	if (e == NULL) {
-		pending_add(dw, ip);
-		return false;
-	}
-	w = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE);
-	age = dw->now_ms - __atomic_load_n(&e->stamp, __ATOMIC_RELAXED);
-	probes = (unsigned)(w >> 56);
-	switch (w_state(w)) {
-	case DP_ND_NONE:
-		pending_add(dw, ip);
-		return false;
-	case DP_ND_REACHABLE:
-		if (age < ND_REACHABLE_MS)
-			break;
-		/* REACHABLE_TIME passed: the entry is STALE, and now in use */
-		/* fall through */
-	case DP_ND_STALE:
-		entry_set(dw, e, (w & W_MAC_MASK) | (uint64_t)DP_ND_DELAY << 48);
-		break;
-	case DP_ND_DELAY:
-		if (age >= ND_DELAY_FIRST_PROBE_MS) {
-			w_mac(w, mac);
-			entry_set(dw, e,
-			          (w & W_MAC_MASK) | (uint64_t)DP_ND_PROBE << 48 | 1ull << 56);
-			send_ns(dw, ip, mac);
-		}
-		break;
-	case DP_ND_PROBE:
-		if (age < ND_RETRANS_MS)
-			break;
-		if (probes >= ND_MAX_UNICAST_SOLICIT) {
-			/* 7.3.3: unreachable; the slot stays for the address, resolved afresh. */
-			entry_set(dw, e, (uint64_t)DP_ND_NONE << 48);
-			pending_add(dw, ip);
-			return false;
-		}
-		w_mac(w, mac);
-		entry_set(dw, e,
-		          (w & W_MAC_MASK) | (uint64_t)DP_ND_PROBE << 48 |
-		              (uint64_t)(probes + 1) << 56);
-		send_ns(dw, ip, mac);
-		break;
+	switch (e != NULL ? net_neigh_use(dw, e, mac) : DP_NEIGH_RESOLVE) {
+	case DP_NEIGH_OK:
+		return true;
+	case DP_NEIGH_PROBE:
+		send_ns(dw, ip, mac); /* 7.3.3: unicast, to the MAC we have */
+		return true;
 	default:
-		break;
+		pending_add(dw, ip);
+		return false;
 	}
-	w_mac(w, mac);
-	return true;
 }
 
 /* ---- timers ---- */
@@ -605,7 +527,7 @@ net_nd_tick(struct dp_worker *dw)
 			continue;
 		e = entry_find(dw->sh, p->a);
 		if ((e != NULL &&
-		     w_state(__atomic_load_n(&e->word, __ATOMIC_ACQUIRE)) != DP_ND_NONE) ||
+		     net_neigh_state(__atomic_load_n(&e->word, __ATOMIC_ACQUIRE)) != DP_ND_NONE) ||
 		    p->tries >= ND_MAX_MULTICAST_SOLICIT) {
 			p->used = false; /* resolved, or given up until the next packet asks */
 			continue;

@@ -479,6 +479,7 @@ teardown(void **state)
 		rte_ring_free(sh.steer[i]);
 	}
 	rte_hash_free(sh.neigh);
+	rte_free(sh.arp_e);
 	rte_mempool_free(sh.pool);
 	return 0;
 }

@@ -17,6 +17,9 @@
  * Discovery before the SYN, the SYN from our address on the peer's prefix
  * with the IPv6 MSS, the handshake completed; no open from a tentative
  * address, none without a route, a neighbour that never answers fails it.
+ * And ARP entry ageing (net_neigh.c: STALE, DELAY, unicast probes,
+ * unreachable, a reply confirming) and the half of the table unsolicited
+ * ARP may take.  The peer answers the probes of its entries (take_tx()).
  */
 /* rte_ipv4_udptcp_cksum_verify() is still experimental in DPDK 22.11. */
 #define ALLOW_EXPERIMENTAL_API
@@ -145,6 +148,8 @@ static const uint8_t OFFLINK_IP6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 9, [15] = 1};
 /* A frame the worker queued for TX, parsed. */
 struct frame {
 	bool arp, tcp, v6;
+	bool bcast;            /* to ff:ff:ff:ff:ff:ff */
+	uint8_t dmac_last;     /* the destination MAC's last octet */
 	uint8_t icmp6_type;    /* IPv6 only: ICMPv6's type, 0 for TCP */
 	uint8_t nd_target[16]; /* of a solicitation */
 	uint8_t saddr6[16];
@@ -159,15 +164,28 @@ struct frame {
 	struct tcp_opts opts;
 };
 
+static void peer_replies_arp(void);
+static void peer_advertises(void);
+
+/*
+ * The frames the worker queued, parsed, in out (max).  The peer is alive:
+ * a unicast probe of its entry (an ARP request to its MAC, a unicast NS:
+ * the neighbour entry ageing, net_neigh.c) is answered at once, as the peer
+ * would, and not returned.
+ */
 static unsigned
 take_tx(struct frame *out, unsigned max)
 {
 	unsigned n = 0;
+	bool arp_probed = false, nd_probed = false;
 
 	for (unsigned i = 0; i < dw->ntx; i++) {
 		struct rte_mbuf *m = dw->tx[i];
 		const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
-		struct frame f = {0};
+		struct frame f = {.bcast = rte_is_broadcast_ether_addr(&eh->dst_addr),
+		                  .dmac_last = eh->dst_addr.addr_bytes[5]};
+		bool probe = !rte_is_broadcast_ether_addr(&eh->dst_addr) &&
+		             !rte_is_multicast_ether_addr(&eh->dst_addr);
 
 		if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
 			const struct rte_arp_hdr *ah = (const struct rte_arp_hdr *)(eh + 1);
@@ -226,17 +244,29 @@ take_tx(struct frame *out, unsigned max)
 			                                   hlen - sizeof(*th), &f.opts),
 			                 PA_OK);
 		}
+		rte_pktmbuf_free(m);
+		if (probe && f.arp && f.arp_op == RTE_ARP_OP_REQUEST && f.arp_tip == PEER_IP) {
+			arp_probed = true;
+			continue;
+		}
+		if (probe && f.icmp6_type == 135 && memcmp(f.nd_target, PEER_IP6, 16) == 0) {
+			nd_probed = true;
+			continue;
+		}
 		if (n < max)
 			out[n++] = f;
-		rte_pktmbuf_free(m);
 	}
 	dw->ntx = 0;
+	if (arp_probed)
+		peer_replies_arp();
+	if (nd_probed)
+		peer_advertises();
 	return n;
 }
 
-/* An ARP request from the peer for tip (host order), handed to ARP input. */
+/* An ARP request or reply from sip at 02:..:mac_last for tip (host order), to ARP input. */
 static void
-peer_asks_for(uint32_t tip)
+arp_from(uint16_t op, uint32_t sip, uint8_t mac_last, uint32_t tip)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(sh.pool);
 	struct rte_arp_hdr arp = {0}, *ah = &arp;
@@ -246,16 +276,29 @@ peer_asks_for(uint32_t tip)
 	ah->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 	ah->arp_hlen = RTE_ETHER_ADDR_LEN;
 	ah->arp_plen = 4;
-	ah->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+	ah->arp_opcode = rte_cpu_to_be_16(op);
 	ah->arp_data.arp_sha.addr_bytes[0] = 0x02;
-	ah->arp_data.arp_sha.addr_bytes[5] = 0x01;
-	ah->arp_data.arp_sip = rte_cpu_to_be_32(PEER_IP);
+	ah->arp_data.arp_sha.addr_bytes[5] = mac_last;
+	ah->arp_data.arp_sip = rte_cpu_to_be_32(sip);
 	ah->arp_data.arp_tip = rte_cpu_to_be_32(tip);
 	assert_non_null(m);
 	p = rte_pktmbuf_append(m, sizeof(arp));
 	assert_non_null(p);
 	memcpy(p, &arp, sizeof(arp));
 	net_arp_input(dw, m);
+}
+
+static void
+peer_asks_for(uint32_t tip)
+{
+	arp_from(RTE_ARP_OP_REQUEST, PEER_IP, 0x01, tip);
+}
+
+/* The peer answers a request of ours (a resolution, or a probe of its entry). */
+static void
+peer_replies_arp(void)
+{
+	arp_from(RTE_ARP_OP_REPLY, PEER_IP, 0x01, OUR_IP);
 }
 
 /* The peer announces itself (an ARP request for our address): the neighbour table learns it. */
@@ -950,6 +993,105 @@ test_ipv6_neighbour_silent(void **state)
 	free(tcb);
 }
 
+/*
+ * ARP entries age (net_neigh.c's states): a neighbour that asked for us is
+ * STALE, in use it goes to DELAY, 5 s on to PROBE: requests unicast to its
+ * MAC, 1 s apart, 3 in all, the MAC still used meanwhile; unanswered, the
+ * entry is dropped and the next packet resolves by broadcast.  A reply
+ * confirms it (REACHABLE, no probe for 30 s).  A reply nobody asked for,
+ * from a stranger, makes no entry (arp_unsolicited).
+ */
+static void
+test_arp_entry_ages(void **state)
+{
+	const uint32_t ip = IP4(198, 18, 0, 9), stranger = IP4(198, 18, 0, 10);
+	struct rte_ether_addr mac;
+	struct frame f[4];
+	uint64_t unsolicited = dw->c.drops[DP_DROP_ARP_UNSOLICITED];
+
+	(void)state;
+	for (unsigned i = 0; i < 10; i++) { /* earlier tests' resolutions give up first */
+		advance(500);
+		take_tx(f, 4);
+	}
+	arp_from(RTE_ARP_OP_REQUEST, ip, 0x09, OUR_IP);
+	assert_int_equal(take_tx(f, 4), 1); /* our reply */
+	assert_true(net_arp_resolve(dw, rte_cpu_to_be_32(ip), &mac));
+	assert_int_equal(mac.addr_bytes[5], 0x09);
+	assert_int_equal(take_tx(f, 4), 0); /* STALE to DELAY: nothing sent */
+	advance(4999);
+	assert_true(net_arp_resolve(dw, rte_cpu_to_be_32(ip), &mac));
+	assert_int_equal(take_tx(f, 4), 0);
+	/* DELAY_FIRST_PROBE_TIME: unicast probes, the MAC still in use. */
+	for (unsigned i = 0; i < 3; i++) {
+		advance(i == 0 ? 1 : 1000);
+		assert_true(net_arp_resolve(dw, rte_cpu_to_be_32(ip), &mac));
+		assert_int_equal(take_tx(f, 4), 1);
+		assert_true(f[0].arp && !f[0].bcast);
+		assert_int_equal(f[0].arp_op, RTE_ARP_OP_REQUEST);
+		assert_int_equal(f[0].arp_tip, ip);
+		assert_int_equal(f[0].dmac_last, 0x09);
+		/* Not again within RetransTimer. */
+		assert_true(net_arp_resolve(dw, rte_cpu_to_be_32(ip), &mac));
+		assert_int_equal(take_tx(f, 4), 0);
+	}
+	/* Three unanswered: unreachable, resolved afresh by broadcast. */
+	advance(1000);
+	assert_false(net_arp_resolve(dw, rte_cpu_to_be_32(ip), &mac));
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_true(f[0].arp && f[0].bcast);
+	assert_int_equal(f[0].arp_tip, ip);
+	/* Its reply confirms it: REACHABLE, used without a probe for 30 s. */
+	arp_from(RTE_ARP_OP_REPLY, ip, 0x0a, OUR_IP);
+	assert_int_equal(take_tx(f, 4), 0);
+	advance(29000);
+	assert_true(net_arp_resolve(dw, rte_cpu_to_be_32(ip), &mac));
+	assert_int_equal(mac.addr_bytes[5], 0x0a);
+	assert_int_equal(take_tx(f, 4), 0);
+	/* A stranger's reply nobody asked for: dropped and counted, no entry made. */
+	arp_from(RTE_ARP_OP_REPLY, stranger, 0x0b, OUR_IP);
+	assert_int_equal(dw->c.drops[DP_DROP_ARP_UNSOLICITED], unsolicited + 1);
+	assert_false(net_arp_resolve(dw, rte_cpu_to_be_32(stranger), &mac));
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_true(f[0].bcast);
+	for (unsigned i = 0; i < 10; i++) { /* its resolution gives up (3 tries) */
+		advance(500);
+		take_tx(f, 4);
+	}
+}
+
+/*
+ * Unsolicited ARP cannot fill the table: requests for us from strangers
+ * make entries only up to half of it; the rest are still answered.
+ */
+static void
+test_arp_table_half_for_strangers(void **state)
+{
+	struct rte_ether_addr mac;
+	struct frame f[4];
+	unsigned made = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < DP_ARP_ENTRIES; i++) {
+		uint32_t ip = IP4(10, 0, 0, 0) + i;
+
+		arp_from(RTE_ARP_OP_REQUEST, ip, 0x20, OUR_IP);
+		assert_int_equal(take_tx(f, 4), 1); /* answered, entry or not */
+		assert_int_equal(f[0].arp_op, RTE_ARP_OP_REPLY);
+	}
+	for (unsigned i = 0; i < DP_ARP_ENTRIES; i++) {
+		made += net_arp_resolve(dw, rte_cpu_to_be_32(IP4(10, 0, 0, 0) + i), &mac);
+		take_tx(f, 4);
+	}
+	/* The half not yet taken (the peer and earlier tests' neighbours have entries). */
+	assert_in_range(made, DP_ARP_ENTRIES / 2 - 8, DP_ARP_ENTRIES / 2);
+	assert_int_equal(rte_hash_count(sh.neigh), DP_ARP_ENTRIES / 2);
+	for (unsigned i = 0; i < 10; i++) { /* the rest's resolutions give up */
+		advance(500);
+		take_tx(f, 4);
+	}
+}
+
 /* Back to one address for the other tests, whether the test passed or not. */
 static int
 one_address(void **state)
@@ -1021,6 +1163,7 @@ teardown(void **state)
 	dp_worker_destroy(dw);
 	rte_free(dw);
 	rte_hash_free(sh.neigh);
+	rte_free(sh.arp_e);
 	rte_hash_free(sh.neigh6);
 	rte_free(sh.nd);
 	rte_mempool_free(sh.pool);
@@ -1048,6 +1191,8 @@ main(void)
 	    cmocka_unit_test(test_ipv6_open),
 	    cmocka_unit_test(test_ipv6_refused),
 	    cmocka_unit_test(test_ipv6_neighbour_silent),
+	    cmocka_unit_test(test_arp_entry_ages),
+	    cmocka_unit_test(test_arp_table_half_for_strangers),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
