@@ -20,6 +20,7 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_spinlock.h>
 
 #include "dataplane/dp_counters.h"
 #include "dataplane/dp_impair.h"
@@ -38,6 +39,7 @@
 /* IPv6: the link-local address (from the MAC), then dpdk.ip6's (CONFIG_IP6_MAX) */
 #define DP_MAX_ADDRS6 5
 #define DP_ND_PENDING 16
+#define DP_PMTU_ENTRIES 256 /* path MTUs kept per IPv6 destination (net_pmtu.c) */
 
 /* An IPv6 address of ours through duplicate address detection (RFC 4862 5.4). */
 enum dp_addr6_state {
@@ -71,6 +73,14 @@ enum dp_nd_state {
 struct dp_nd_entry {
 	uint64_t word;  /* MAC (48 bits) | state << 48 | probes << 56: one atomic word */
 	uint64_t stamp; /* ms: when the state was entered */
+};
+
+/* A path MTU learned for an IPv6 destination: net_pmtu.c's, every field atomic. */
+struct dp_pmtu {
+	uint32_t seq; /* odd while written; 0: never written */
+	uint32_t mtu;
+	uint32_t a[4]; /* the destination */
+	uint64_t expires_ms;
 };
 
 struct pa_worker;
@@ -118,6 +128,8 @@ struct dp_shared {
 	bool rss6;               /* hardware RSS hashes IPv6 TCP too (else software for it) */
 	struct rte_hash *neigh6; /* IPv6 address -> position in nd[] */
 	struct dp_nd_entry *nd;  /* the neighbour cache entries */
+	struct dp_pmtu pmtu[DP_PMTU_ENTRIES]; /* path MTUs per IPv6 destination */
+	rte_spinlock_t pmtu_lock;             /* their writers' (taken only if free) */
 	struct tcp_secret secret;
 	/* settings from dpdk.* keys */
 	uint32_t msl_ms;
@@ -359,6 +371,12 @@ bool net_nd_resolve(struct dp_worker *dw, const uint8_t *ip, struct rte_ether_ad
 void net_nd_tick(struct dp_worker *dw);
 /* The solicited-node group of address a (RFC 4291 2.7.1) into group. */
 void net_nd_solicited_node(const uint8_t *a, uint8_t *group);
+
+/* net_pmtu.c: the path MTU per IPv6 destination (RFC 8201 5.2) */
+/* A packet too big that lowered a connection's MSS (validated): its MTU for a (16 octets). */
+void net_pmtu6_learn(struct dp_worker *dw, const uint8_t *a, uint32_t mtu);
+/* The MTU learned for a, unexpired; 0: none (the link's). */
+uint32_t net_pmtu6_get(const struct dp_worker *dw, const uint8_t *a);
 
 /* net_mld.c: MLDv2 reports for our solicited-node groups (RFC 3810) */
 /* A report naming every group: a join (start-up), or listening (a query's answer). */

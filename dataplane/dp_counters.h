@@ -108,6 +108,8 @@ struct dp_counters {
 	uint64_t nd_ns_in, nd_na_out, nd_ns_out, nd_na_in;
 	uint64_t icmp6_echo, icmp6_errors_out, icmp6_errors_limited;
 	uint64_t pmtu_lowered; /* packet too big: a connection's MSS lowered */
+	uint64_t pmtu_learned; /* ...and kept for its destination (net_pmtu.c) */
+	uint64_t pmtu_cached;  /* handshakes whose send MSS came from it */
 	uint64_t dad_conflicts;
 	uint64_t mld_reports_out;
 };

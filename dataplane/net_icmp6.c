@@ -101,8 +101,12 @@ packet_too_big(struct dp_worker *dw, struct rte_mbuf *m, uint16_t l4_len)
 		dp_drop(dw, m, DP_DROP_ICMP6_BAD);
 		return;
 	}
-	if (tcp_pmtu_lower(dw, &key, mtu, seq))
+	if (tcp_pmtu_lower(dw, &key, mtu, seq)) {
 		dw->c.pmtu_lowered++;
+		/* Validated (it quoted a segment in flight): the destination's, for what comes
+		 * next. */
+		net_pmtu6_learn(dw, key.raddr.a6, mtu);
+	}
 	rte_pktmbuf_free(m);
 }
 

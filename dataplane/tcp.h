@@ -247,8 +247,7 @@ uint32_t tcp_key_isn(const struct dp_worker *dw, const struct tcp_key *key);
 /* The window of a SYN or SYN-ACK (never scaled, RFC 7323 2.2). */
 uint16_t tcp_syn_window(const struct dp_worker *dw);
 /* The send MSS from a SYN's options: the peer's, 536 without one, at most our MTU's. */
-uint16_t tcp_peer_mss(const struct dp_worker *dw, const struct tcp_key *key,
-                      const struct tcp_opts *o);
+uint16_t tcp_peer_mss(struct dp_worker *dw, const struct tcp_key *key, const struct tcp_opts *o);
 
 /* tcp_connect.c: active open (RFC 9293 3.10.1 OPEN, 3.10.7.3 SYN-SENT) */
 /*

@@ -123,9 +123,17 @@ tcp_our_mss(const struct dp_worker *dw, const struct tcp_key *key)
 }
 
 uint16_t
-tcp_peer_mss(const struct dp_worker *dw, const struct tcp_key *key, const struct tcp_opts *o)
+tcp_peer_mss(struct dp_worker *dw, const struct tcp_key *key, const struct tcp_opts *o)
 {
 	uint16_t ours = tcp_our_mss(dw, key);
+	uint32_t pmtu;
+
+	/* RFC 8201 5.2: a path MTU learned for the destination bounds what we send from the start.
+	 */
+	if (tcp_key_v6(key) && (pmtu = net_pmtu6_get(dw, key->raddr.a6)) != 0 && pmtu - 60 < ours) {
+		ours = (uint16_t)(pmtu - 60);
+		dw->c.pmtu_cached++;
+	}
 
 	if (!o->has_mss || o->mss < 64)
 		return RTE_MIN((uint16_t)TCP_MSS_DEFAULT, ours);

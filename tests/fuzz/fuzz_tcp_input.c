@@ -569,6 +569,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rte_hash_reset(sh->neigh);
 	/* Key positions are reused after a reset: their entries start afresh too. */
 	memset(sh->arp_e, 0, sizeof(*sh->arp_e) * 2 * DP_ARP_ENTRIES);
+	memset(sh->pmtu, 0, sizeof(sh->pmtu)); /* path MTUs an input taught */
 	/* IPv6: a fresh cache, and our addresses usable again (an input may have claimed them). */
 	rte_hash_reset(sh->neigh6);
 	for (unsigned i = 0; i < sh->nip6; i++)

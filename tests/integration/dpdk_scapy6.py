@@ -300,14 +300,8 @@ def tcp(peer):
     return out
 
 
-def ptb(peer):
-    """Replies bigger than one segment, not acknowledged; a packet too big quoting the
-    first lowers the connection's MSS: the resent data comes in 1220-octet segments."""
-    out = {}
-    c = Conn(peer)
-    c.handshake(options=[("MSS", 1440)])
-    c.read_reply()
-    peer.drain(0.1)
+def noop_replies(peer, c):
+    """150 pipelined NOOPs on c; the segments of their replies (not acknowledged), within 3 s."""
     c.send_data(b"NOOP\r\n" * 150)
     segs = []
     deadline = time.monotonic() + 3.0
@@ -316,6 +310,19 @@ def ptb(peer):
         if p is None:
             break
         segs.append(p)
+    return segs
+
+
+def ptb(peer):
+    """Replies bigger than one segment, not acknowledged; a packet too big quoting the
+    first lowers the connection's MSS: the resent data comes in 1220-octet segments,
+    and a new connection from the same address starts with them (the path MTU kept)."""
+    out = {}
+    c = Conn(peer)
+    c.handshake(options=[("MSS", 1440)])
+    c.read_reply()
+    peer.drain(0.1)
+    segs = noop_replies(peer, c)
     out["sizes_before"] = [len(p[TCP].payload) for p in segs]
     if not segs:
         return out
@@ -327,6 +334,14 @@ def ptb(peer):
     out["resent_size"] = len(again[TCP].payload) if again is not None else None
     # A packet too big quoting a sequence number never sent: ignored (RFC 5927).
     c.seg("R", seq=c.seq)
+    # A new connection from the same peer starts with the path MTU its address
+    # taught (RFC 8201 5.2): its first replies come in 1220-octet segments.
+    c2 = Conn(peer)
+    c2.handshake(options=[("MSS", 1440)])
+    c2.read_reply()
+    peer.drain(0.1)
+    out["new_conn_sizes"] = [len(p[TCP].payload) for p in noop_replies(peer, c2)]
+    c2.seg("R", seq=c2.seq)
     return out
 
 

@@ -19,7 +19,8 @@ parameter problem code 1 pointing at the field that named it.  TCP: the
 SYN-ACK's MSS is the MTU's less 60, banner, EHLO, QUIT, our FIN and the
 peer's, a closed port gets a RST, a RST at RCV.NXT ends the connection.  A
 packet too big quoting a segment in flight lowers the live connection's MSS
-to 1220 and the data is resent in that size.  Mail over IPv6 (smtplib, swaks
+to 1220 and the data is resent in that size, and a new connection from the
+peer starts with that MSS (the path MTU kept per destination).  Mail over IPv6 (smtplib, swaks
 -6) is accepted and logged with the client's IPv6 address; a SYN flood from
 off-link IPv6 sources overflows the SYN queue and a client is still served
 through a SYN cookie; every drop counted by reason.  In a second pigeond:
@@ -96,6 +97,7 @@ def test_ipv6_end_to_end(binaries, workdir):
         assert tcp["closed_port"] == "RA" and tcp["after_reset"] == "R", tcp
         assert ptb["sizes_before"][0] == 1440, ptb
         assert ptb["resent_size"] == 1220, ptb
+        assert ptb["new_conn_sizes"] and max(ptb["new_conn_sizes"]) == 1220, ptb
 
         # Mail over IPv6: smtplib in the namespace, and swaks.
         with srv.netns.entered():
@@ -123,6 +125,7 @@ def test_ipv6_end_to_end(binaries, workdir):
         assert c["drop_nd_untrusted"] >= 1, c  # the router advertisement
         assert c["drop_no_route"] >= 300, c  # SYN-ACKs to the off-link flood
         assert c["icmp6_echo"] == 2 and c["pmtu_lowered"] == 1 and c["dad_conflicts"] == 0, c
+        assert c["pmtu_learned"] == 1 and c["pmtu_cached"] >= 1, c
         assert c["cookies_ok"] >= 1 and c["ip6_rx"] > 400, c
         assert c["mld_reports"] >= 2, c  # the join at start-up, the query's answer
 

@@ -146,6 +146,8 @@ test_tcp_log_names(void **state)
 	    "nd_na",
 	    "icmp6_echo",
 	    "pmtu_lowered",
+	    "pmtu_learned",
+	    "pmtu_cached",
 	    "dad_conflicts",
 	    "mld_reports",
 	};

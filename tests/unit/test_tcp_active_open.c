@@ -19,7 +19,8 @@
  * address, none without a route, a neighbour that never answers fails it.
  * And ARP entry ageing (net_neigh.c: STALE, DELAY, unicast probes,
  * unreachable, a reply confirming) and the half of the table unsolicited
- * ARP may take.  The peer answers the probes of its entries (take_tx()).
+ * ARP may take.  And the path MTU kept per IPv6 destination (net_pmtu.c).
+ * The peer answers the probes of its entries (take_tx()).
  */
 /* rte_ipv4_udptcp_cksum_verify() is still experimental in DPDK 22.11. */
 #define ALLOW_EXPERIMENTAL_API
@@ -1092,6 +1093,53 @@ test_arp_table_half_for_strangers(void **state)
 	}
 }
 
+/*
+ * RFC 8201 5.2: the path MTU a destination taught bounds the send MSS of the
+ * connections that follow, never below 1280's, never above the link's, per
+ * destination, for 10 minutes.
+ */
+static void
+test_pmtu_per_destination(void **state)
+{
+	const struct tcp_opts o = {.has_mss = true, .mss = 1440};
+	struct tcp_key k = {.raddr = tcp_addr_v6(PEER_IP6), .laddr = tcp_addr_v6(OUR_IP6)};
+	struct tcp_key other = {.raddr = tcp_addr_v6(SILENT_IP6), .laddr = tcp_addr_v6(OUR_IP6)};
+	struct tcp_key v4 = {.raddr = tcp_addr_v4(rte_cpu_to_be_32(PEER_IP)),
+	                     .laddr = tcp_addr_v4(rte_cpu_to_be_32(OUR_IP))};
+	uint64_t learned = dw->c.pmtu_learned, cached = dw->c.pmtu_cached;
+	struct tcb *tcb = fresh_tcb();
+	struct tcp_seg seg;
+	struct frame f[4];
+
+	(void)state;
+	assert_int_equal(tcp_peer_mss(dw, &k, &o), 1440);
+	net_pmtu6_learn(dw, PEER_IP6, 1400);
+	assert_int_equal(tcp_peer_mss(dw, &k, &o), 1340);
+	assert_int_equal(tcp_peer_mss(dw, &other, &o), 1440);
+	assert_int_equal(tcp_peer_mss(dw, &v4, &o), 1440);
+	net_pmtu6_learn(dw, PEER_IP6, 1000); /* below IPv6's minimum link MTU: 1280 */
+	assert_int_equal(tcp_peer_mss(dw, &k, &o), 1220);
+	net_pmtu6_learn(dw, SILENT_IP6, 1500); /* the link's: nothing to keep */
+	assert_int_equal(tcp_peer_mss(dw, &other, &o), 1440);
+	assert_int_equal(dw->c.pmtu_learned, learned + 2);
+	/* A connection to it: the SYN-ACK offers 1440, the MSS starts at 1220. */
+	assert_int_equal(tcp_connect6(dw, tcb, PEER_IP6, rte_cpu_to_be_16(PEER_PORT)), PA_OK);
+	take_tx(f, 4);
+	seg = from_peer(tcb, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 9000, tcb->iss + 1);
+	seg.opts = o;
+	tcp_synsent_input(dw, tcb, &seg);
+	assert_int_equal(tcb->state, TCP_ESTABLISHED);
+	assert_int_equal(tcb->mss, 1220);
+	assert_true(dw->c.pmtu_cached > cached);
+	done(tcb);
+	/* RFC 8201 4: ten minutes on, the link's MTU again. */
+	advance(10 * 60 * 1000 - 1);
+	assert_int_equal(tcp_peer_mss(dw, &k, &o), 1220);
+	advance(1);
+	assert_int_equal(tcp_peer_mss(dw, &k, &o), 1440);
+	take_tx(f, 4);
+}
+
 /* Back to one address for the other tests, whether the test passed or not. */
 static int
 one_address(void **state)
@@ -1193,6 +1241,7 @@ main(void)
 	    cmocka_unit_test(test_ipv6_neighbour_silent),
 	    cmocka_unit_test(test_arp_entry_ages),
 	    cmocka_unit_test(test_arp_table_half_for_strangers),
+	    cmocka_unit_test(test_pmtu_per_destination),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
