@@ -304,6 +304,30 @@ conn_open(struct milter_client *c, struct msite *site)
 	return PA_OK;
 }
 
+/*
+ * Closes a healthy connection whose exchange the filter ended early (a
+ * verdict before end of message): the messages waiting for the filter get
+ * a new connection rather than its default_action.
+ */
+void
+milter_conn_retire(struct milter_client *c, struct mconn *mc)
+{
+	struct msite *site = mc->site;
+	struct job *job;
+
+	if (mc->dead)
+		return;
+	mc->job = NULL;
+	conn_close(c, mc);
+	if (TAILQ_EMPTY(&site->waiting) || site->nopen >= site->cfg.connections ||
+	    conn_open(c, site) == PA_OK || site->nopen > 0)
+		return;
+	while ((job = TAILQ_FIRST(&site->waiting)) != NULL) {
+		TAILQ_REMOVE(&site->waiting, job, link);
+		site_default(c, job);
+	}
+}
+
 /* The message asks its next filter, or is done. */
 void
 milter_dispatch(struct milter_client *c, struct job *job)

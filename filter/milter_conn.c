@@ -232,7 +232,7 @@ conn_done(struct milter_client *c, struct mconn *mc, enum milter_action action, 
 	if (at_end)
 		conn_reuse(c, mc);
 	else
-		milter_conn_fail(c, mc, "verdict before the end of the message");
+		milter_conn_retire(c, mc); /* its session state is the filter's: not reused */
 	if (action == MILTER_ACCEPT) {
 		job->site++;
 		milter_dispatch(c, job);

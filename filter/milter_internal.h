@@ -148,6 +148,8 @@ void milter_finish(struct milter_client *c, struct job *job, enum milter_action 
  * so do the messages waiting for one when it was the filter's last.
  */
 void milter_conn_fail(struct milter_client *c, struct mconn *mc, const char *why);
+/* Closes a connection the filter ended early, without blaming the filter. */
+void milter_conn_retire(struct milter_client *c, struct mconn *mc);
 /* The connection is free: it takes the first message waiting for its filter. */
 void milter_conn_idle(struct milter_client *c, struct mconn *mc);
 

@@ -46,6 +46,7 @@ class MilterPeer:
         self.connections = 0   # accepted
         self.on_eom = None     # msg -> [(code, data)...]; default: continue
         self.eom_delay = 0.0   # seconds before answering end of message
+        self.on_command = None  # (cmd, msg) -> (delay, [(code, data)...]) or None: continue
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -160,5 +161,9 @@ class MilterPeer:
             actions = self.on_eom(msg) if self.on_eom else [("c", b"")]
             return b"".join(packet(code, d) for code, d in actions)
         if self._needs_reply(cmd):
+            early = self.on_command(cmd, msg) if self.on_command else None
+            if early:
+                time.sleep(early[0])
+                return b"".join(packet(code, d) for code, d in early[1])
             return packet("c")
         return b""

@@ -11,6 +11,7 @@ bounded in time).  Debian's rspamd is the real filter in test_rspamd.py.
 
 import json
 import subprocess
+import threading
 import time
 
 import pytest
@@ -152,6 +153,30 @@ def test_every_step_answered_and_slow_filter(pigeond_factory, backend):
         code, text = transaction(p)
         assert code == 451, text
         assert 0.4 < time.monotonic() - t < 5
+        assert len(helpers.spool_ls(p.spool_dir)) == 1
+
+
+def test_verdict_before_end_of_message(pigeond_factory, backend):
+    """A filter that answers every step rejects at MAIL: 550, and the message waiting for
+    its only connection meanwhile gets a new connection, not the filter's default."""
+    with MilterPeer(protocol=0) as m:
+        m.on_command = lambda cmd, msg: (
+            (0.5, [("r", b"")]) if cmd == "M" and msg["mail"] == "<early@example.org>" else None)
+        p = filtered(pigeond_factory, f"inet:127.0.0.1:{m.port}{{connections=1}}")
+        other = {}
+        with helpers.RawSMTP(p.host, p.port) as c:
+            c.greet()
+            assert c.cmd("MAIL FROM:<early@example.org>")[0] == 250
+            assert c.cmd(f"RCPT TO:<{RCPT}>")[0] == 250
+            assert c.cmd("DATA")[0] == 354
+            c.send(helpers.dot_stuff(CONTENT) + b".\r\n")
+            # the second message waits for the filter's one connection
+            t = threading.Thread(target=lambda: other.update(r=transaction(p)))
+            t.start()
+            assert c.reply() == (550, ["5.7.1 Command rejected"])
+        t.join(timeout=30)
+        assert other["r"][0] == 250, other
+        assert m.connections == 2
         assert len(helpers.spool_ls(p.spool_dir)) == 1
 
 
