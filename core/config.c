@@ -861,7 +861,7 @@ static const struct config_key keys[] = {
     {"log.target", "stderr", parse_log_target, 0, 0, 0, 0, false},
     {"spool.dir", "/var/spool/pigeonair", parse_string, OFF(spool_dir), SZ(spool_dir), 0, 0, false},
     {"spool.shards", "4", parse_unsigned, OFF(spool_shards), 0, 1, 1024, false},
-    {"spool.format", "1", parse_unsigned, OFF(spool_format), 0, 1, 2, false},
+    {"spool.format", "2", parse_unsigned, OFF(spool_format), 0, 1, 2, false},
     {"spool.segment_size", "67108864", parse_u64_field, OFF(spool_segment_size), 0, 65536,
      4294963200ULL, false},
     {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20, false},

@@ -106,9 +106,13 @@ socket_in_spool(const struct pa_config *config)
 	       config->ctl_socket[n] == '/' && strchr(config->ctl_socket + n + 1, '/') == NULL;
 }
 
-/* Gives dir's entries, and the entries of its subdirectories, to uid:gid; never follows links. */
+/*
+ * Gives dir's entries, and those of its subdirectories `depth` levels down,
+ * to uid:gid; never follows links.
+ */
 static int
-chown_tree(int dfd, const char *path, uid_t uid, gid_t gid, bool descend, char *err, size_t errlen)
+chown_tree(int dfd, const char *path, uid_t uid, gid_t gid, unsigned depth, char *err,
+           size_t errlen)
 {
 	DIR *d = fdopendir(dfd);
 	struct dirent *e;
@@ -130,7 +134,7 @@ chown_tree(int dfd, const char *path, uid_t uid, gid_t gid, bool descend, char *
 			rc = PA_ERROR;
 			break;
 		}
-		if (!descend || e->d_type != DT_DIR)
+		if (depth == 0 || e->d_type != DT_DIR)
 			continue;
 		sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub == -1) {
@@ -139,7 +143,7 @@ chown_tree(int dfd, const char *path, uid_t uid, gid_t gid, bool descend, char *
 			rc = PA_ERROR;
 			break;
 		}
-		rc = chown_tree(sub, e->d_name, uid, gid, false, err, errlen);
+		rc = chown_tree(sub, e->d_name, uid, gid, depth - 1, err, errlen);
 	}
 	closedir(d);
 	return rc;
@@ -199,8 +203,11 @@ privileges_prepare_spool(const struct pa_privileges *priv, const struct pa_confi
 		close(fd);
 		return PA_OK;
 	}
-	/* A spool made by root (or an older pigeond) becomes the user's: two levels deep. */
-	return chown_tree(fd, dir, priv->uid, priv->gid, true, err, errlen);
+	/*
+	 * A spool made by root (or an older pigeond) becomes the user's, three
+	 * levels deep: shard-NNN, its files, and a format-2 shard's log/ files.
+	 */
+	return chown_tree(fd, dir, priv->uid, priv->gid, 2, err, errlen);
 }
 
 int
@@ -223,7 +230,7 @@ privileges_prepare_runtime_dir(const struct pa_privileges *priv, const char *dir
 		close(fd);
 		return PA_ERROR;
 	}
-	return chown_tree(fd, dir, priv->uid, priv->gid, false, err, errlen);
+	return chown_tree(fd, dir, priv->uid, priv->gid, 0, err, errlen);
 }
 
 /* One thread's Uid:, Gid:, CapPrm: and CapEff: lines from /proc. */

@@ -154,6 +154,11 @@ def small_fs(workdir):
             subprocess.run(["umount", "-l", str(mnt)], timeout=30)
 
 
+# Format 2 preallocates a segment and a spare per shard: 1 MiB ones leave most of the
+# 32 MiB to fill (the 1.1 MB message below then needs a segment of its own).
+SEGMENT = str(1 << 20)
+
+
 def fill(path, leave=0):
     """Writes path until the file system has at most `leave` bytes free (0: until ENOSPC)."""
     chunk = b"\0" * (1 << 20)
@@ -173,7 +178,7 @@ def fill(path, leave=0):
 
 
 def test_disk_below_min_free_452_421_then_resumes(pigeond_factory, small_fs):
-    p = pigeond_factory(spool__min_free=str(8 << 20))
+    p = pigeond_factory(spool__min_free=str(8 << 20), spool__segment_size=SEGMENT)
     p.spool_dir = small_fs / "spool"
     p.settings["spool.dir"] = str(p.spool_dir)
     p.start()
@@ -208,7 +213,8 @@ def test_disk_below_min_free_452_421_then_resumes(pigeond_factory, small_fs):
 
 def test_disk_full_451_gate_then_resumes(pigeond_factory, small_fs):
     """No floor (spool.min_free=0): the write itself hits ENOSPC."""
-    p = pigeond_factory(spool__min_free="0", spool__retry_interval=300)
+    p = pigeond_factory(spool__min_free="0", spool__retry_interval=300,
+                        spool__segment_size=SEGMENT)
     p.spool_dir = small_fs / "spool"
     p.settings["spool.dir"] = str(p.spool_dir)
     p.start()
