@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include <cmocka.h>
 
@@ -860,6 +861,70 @@ test_starttls_handshake_and_dialogue(void **state)
 	free(bytes);
 }
 
+/* lg_options_parse() over argv (NULL-terminated); its return value, *o filled. */
+static int
+parse(struct lg_options *o, const char *const *args)
+{
+	char *argv[16];
+	int argc = 0;
+
+	argv[argc++] = "pigeon-loadgen";
+	while (*args != NULL && argc < 15)
+		argv[argc++] = (char *)*args++;
+	argv[argc] = NULL;
+	return lg_options_parse(o, argc, argv);
+}
+
+/* --target IPv4:PORT or [IPv6]:PORT, --source of its family, --ip6 for an IPv6 target on DPDK. */
+static void
+test_target_families(void **state)
+{
+	struct lg_options o;
+	unsigned char v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+
+	(void)state;
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--kernel", "--target", "198.18.0.2:2525", NULL}), 0);
+	assert_int_equal(o.target.sa.sa_family, AF_INET);
+	assert_int_equal(ntohs(o.target.sin.sin_port), 2525);
+	assert_int_equal(lg_sockaddr_len(&o.target), sizeof(struct sockaddr_in));
+	lg_options_free(&o);
+	assert_int_equal(parse(&o, (const char *[]){"--kernel", "--target", "[2001:db8::2]:25",
+	                                            "--source", "2001:db8::1,2001:db8::3", NULL}),
+	                 0);
+	assert_int_equal(o.target.sa.sa_family, AF_INET6);
+	assert_int_equal(ntohs(o.target.sin6.sin6_port), 25);
+	assert_memory_equal(o.target.sin6.sin6_addr.s6_addr, v6, 16);
+	assert_int_equal(lg_sockaddr_len(&o.target), sizeof(struct sockaddr_in6));
+	assert_int_equal(o.nsources, 2);
+	assert_int_equal(o.sources[1].sa.sa_family, AF_INET6);
+	lg_options_free(&o);
+	/* The DPDK stack: an IPv6 target with --ip6; --gateway once per family. */
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--eal", "x", "--ip", "198.18.0.1/24", "--ip6",
+	                               "2001:db8::1/64", "--gateway", "fe80::1", "--gateway",
+	                               "198.18.0.254", "--target", "[2001:db8::2]:25", NULL}),
+	    0);
+	assert_string_equal(o.ip6, "2001:db8::1/64");
+	assert_string_equal(o.gateway6, "fe80::1");
+	assert_string_equal(o.gateway, "198.18.0.254");
+	lg_options_free(&o);
+	/* Refused: no brackets, a bracketed IPv4 address, no port, port 0, a family mix,
+	 * an IPv6 target on DPDK without --ip6. */
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--kernel", "--target", "2001:db8::2:25", NULL}), -1);
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--kernel", "--target", "[198.18.0.2]:25", NULL}), -1);
+	assert_int_equal(parse(&o, (const char *[]){"--kernel", "--target", "[::1]", NULL}), -1);
+	assert_int_equal(parse(&o, (const char *[]){"--kernel", "--target", "[::1]:0", NULL}), -1);
+	assert_int_equal(parse(&o, (const char *[]){"--kernel", "--target", "[::1]:25", "--source",
+	                                            "127.0.0.1", NULL}),
+	                 -1);
+	assert_int_equal(parse(&o, (const char *[]){"--eal", "x", "--ip", "198.18.0.1/24",
+	                                            "--target", "[2001:db8::2]:25", NULL}),
+	                 -1);
+}
+
 /* The generator and a thread's source: budget, schedule, sizes, recipients, the template. */
 static void
 test_message_source(void **state)
@@ -974,6 +1039,7 @@ main(void)
 	    cmocka_unit_test(test_negative_greeting_and_missing_starttls),
 	    cmocka_unit_test(test_starttls_handshake_and_dialogue),
 	    cmocka_unit_test(test_message_source),
+	    cmocka_unit_test(test_target_families),
 	    cmocka_unit_test(test_size_parsers),
 	};
 
