@@ -545,6 +545,12 @@ client_main(void *arg)
 			continue;
 		}
 		c->now = pa_monotonic_ms();
+		/*
+		 * Deadlines first: a reply that came after its deadline (the thread
+		 * was late) is late, whatever arrived meanwhile.  What this closes is
+		 * only marked dead, so the events below skip it.
+		 */
+		expire(c);
 		if (n > 0 && (c->pfd[0].revents & POLLIN)) {
 			uint64_t v;
 
@@ -565,7 +571,6 @@ client_main(void *arg)
 			    (re & (POLLIN | POLLERR | POLLHUP)))
 				milter_conn_readable(c, mc);
 		}
-		expire(c);
 	}
 	return NULL;
 }
