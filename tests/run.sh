@@ -73,7 +73,7 @@ fi
 # memory (mbufs, rings, hashes).
 ASAN_KERNEL="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_ctl.py test_ctl_counters.py test_reload.py test_sigterm.py test_handoff.py test_directory.py test_faults.py
-	test_json_logs.py test_screen.py test_milter.py"
+	test_json_logs.py test_screen.py test_milter.py test_milter_failures.py"
 ASAN_DPDK="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_sigterm.py test_screen.py"
 echo "== integration tests under ASan+UBSan (kernel backend, a subset)"

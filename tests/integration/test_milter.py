@@ -5,14 +5,13 @@ the test's namespace on the DPDK backend: what pigeond sends it (macros,
 envelope, header fields, body) is checked, and each verdict it can give is
 checked for its reply and for what the spool holds: accept with header
 edits (stored after Received:), reject with its reply, tempfail, discard
-(250, nothing stored), a filter that is down or too slow (default_action,
-bounded in time).  Debian's rspamd is the real filter in test_rspamd.py.
+(250, nothing stored).  Both backends: the worker's side of the rings.  The
+milter thread's failure handling, the same on either backend, is
+test_milter_failures.py's; Debian's rspamd is the real filter in
+test_rspamd.py.
 """
 
 import json
-import subprocess
-import threading
-import time
 
 import pytest
 
@@ -122,76 +121,3 @@ def test_verdicts(pigeond_factory, milter):
     p.wait_for_log(r"discarded by a content filter")
     assert transaction(p, msg("ok"))[0] == 250
     assert len(helpers.spool_ls(p.spool_dir)) == 1
-
-
-def test_filter_down_default_action(pigeond_factory, backend):
-    """No filter listening: tempfail answers 451 and stores nothing; accept stores."""
-    dead = helpers.free_port("127.0.0.1")
-    p = filtered(pigeond_factory, f"inet:127.0.0.1:{dead}")
-    t = time.monotonic()
-    code, text = transaction(p)
-    assert code == 451 and text[0].startswith("4.7.1"), text
-    assert time.monotonic() - t < 10
-    assert helpers.spool_ls(p.spool_dir) == []
-    p.stop()
-    spool = str(p.spool_dir) + "-accept"
-    p2 = filtered(pigeond_factory, f"inet:127.0.0.1:{dead}{{default_action=accept}}",
-                  name="accept", spool__dir=spool)
-    code, text = transaction(p2)
-    assert code == 250, text
-    assert len(helpers.spool_ls(spool)) == 1
-
-
-def test_every_step_answered_and_slow_filter(pigeond_factory, backend):
-    """A filter that answers every step works; one slower than its timeout gets its default."""
-    with MilterPeer(protocol=0) as m:
-        p = filtered(pigeond_factory, f"inet:127.0.0.1:{m.port}{{timeout=500}}")
-        assert transaction(p)[0] == 250
-        assert m.messages[0]["commands"].count("L") == 4
-        m.eom_delay = 1.5
-        t = time.monotonic()
-        code, text = transaction(p)
-        assert code == 451, text
-        assert 0.4 < time.monotonic() - t < 5
-        assert len(helpers.spool_ls(p.spool_dir)) == 1
-
-
-def test_verdict_before_end_of_message(pigeond_factory, backend):
-    """A filter that answers every step rejects at MAIL: 550, and the message waiting for
-    its only connection meanwhile gets a new connection, not the filter's default."""
-    with MilterPeer(protocol=0) as m:
-        m.on_command = lambda cmd, msg: (
-            (0.5, [("r", b"")]) if cmd == "M" and msg["mail"] == "<early@example.org>" else None)
-        p = filtered(pigeond_factory, f"inet:127.0.0.1:{m.port}{{connections=1}}")
-        other = {}
-        with helpers.RawSMTP(p.host, p.port) as c:
-            c.greet()
-            assert c.cmd("MAIL FROM:<early@example.org>")[0] == 250
-            assert c.cmd(f"RCPT TO:<{RCPT}>")[0] == 250
-            assert c.cmd("DATA")[0] == 354
-            c.send(helpers.dot_stuff(CONTENT) + b".\r\n")
-            # the second message waits for the filter's one connection
-            t = threading.Thread(target=lambda: other.update(r=transaction(p)))
-            t.start()
-            assert c.reply() == (550, ["5.7.1 Command rejected"])
-        t.join(timeout=30)
-        assert other["r"][0] == 250, other
-        assert m.connections == 2
-        assert len(helpers.spool_ls(p.spool_dir)) == 1
-
-
-def test_config_check(binaries, workdir):
-    """pigeond -t takes a good milter.servers and refuses a bad one, naming the key."""
-    conf = workdir / "milter.ini"
-
-    def check(value):
-        conf.write_text(f"[milter]\nservers = {value}\n")
-        r = subprocess.run([str(helpers.binary("pigeond")), "-t", "-c", str(conf)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        return r.returncode, r.stdout.decode(), r.stderr.decode(errors="replace")
-
-    rc, out, err = check("inet:127.0.0.1:11332{default_action=accept}, unix:/run/m.sock")
-    assert rc == 0 and "configuration ok" in out, err
-    for bad in ("inet:localhost:11332", "inet:127.0.0.1:11332{timeout=fast}"):
-        rc, out, err = check(bad)
-        assert rc == 2 and "milter.servers" in err, (bad, err)
