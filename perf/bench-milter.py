@@ -29,6 +29,7 @@ scheduling costs), and the loaded msg/s beside the pool's bound,
 """
 import argparse
 import importlib.util
+import json
 import shutil
 import socket
 import statistics
@@ -75,7 +76,6 @@ def loadgen(build, port, connections, per_conn, size, duration):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=duration + 120)
     if r.returncode != 0:
         sys.exit(f"bench-milter: pigeon-loadgen failed: {r.stderr.decode(errors='replace')}")
-    import json
     out = json.loads(r.stdout)
     if out["failed"] != 0:
         sys.exit(f"bench-milter: {out['failed']} messages failed: {out}")
