@@ -36,24 +36,6 @@ echo "== fuzz harnesses (corpora replayed, ${FUZZ_TEST_SECONDS:-4} s of fuzzing 
 timeout 900 $PY tests/fuzz/run.py "$FUZZ_BUILD" --seconds "${FUZZ_TEST_SECONDS:-4}" \
 	--junit "$results/fuzz.xml" | tail -n 40
 
-echo "== integration tests (kernel backend, and the DPDK-only tests)"
-PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 -p no:cacheprovider \
-	--junitxml="$results/integration.xml" tests/integration
-echo
-# Every test file marked `pytestmark = pytest.mark.both_backends` (conftest.py)
-# again over the DPDK backend (pigeond on a TAP in a namespace of each test's
-# own), and the few also marked dpdk_ipv6 over IPv6 there too (dpdk6: swaks,
-# smtplib, smtp-source -6, STARTTLS; about 15 s).  Needs root.
-if [ "$(id -u)" = 0 ]; then
-	echo "== integration tests over the DPDK backend"
-	PIGEON_BACKENDS=dpdk,dpdk6 PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 \
-		-p no:cacheprovider --junitxml="$results/integration-dpdk.xml" \
-		-m both_backends tests/integration
-	echo
-else
-	echo "== integration tests over the DPDK backend: skipped, they need root"
-fi
-
 # Again with the ASan+UBSan pigeond ($ASAN_BUILD): conftest.py fails any test
 # during which a sanitized process wrote a report (LeakSanitizer's at exit
 # included).  A subset, for time: the whole suite takes about 8 min under ASan
@@ -76,16 +58,61 @@ ASAN_KERNEL="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_pr
 	test_json_logs.py test_screen.py test_milter.py test_milter_failures.py"
 ASAN_DPDK="test_protocol.py test_smtplib.py test_tls.py test_limits.py test_proxy.py
 	test_sigterm.py test_screen.py"
-echo "== integration tests under ASan+UBSan (kernel backend, a subset)"
-PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q --durations=8 -p no:cacheprovider \
-	--junitxml="$results/integration-asan.xml" $(printf 'tests/integration/%s ' $ASAN_KERNEL)
-echo
-if [ "$(id -u)" = 0 ]; then
-	echo "== integration tests under ASan+UBSan over the DPDK backend (a subset)"
-	PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q --durations=8 \
-		-p no:cacheprovider --junitxml="$results/integration-asan-dpdk.xml" \
-		-m both_backends $(printf 'tests/integration/%s ' $ASAN_DPDK)
+
+# The integration runs in two streams at once, for time (DEVELOPERS.md: make
+# test under 20 minutes on 2 cores): most of a test's time is spent waiting
+# on its peers and timers, not on a CPU.  Stream A: every test on the kernel
+# backend and the DPDK-only tests.  Stream B: the both_backends tests over
+# DPDK, then the ASan subsets.  Each test owns its ports (bound to port 0),
+# namespaces and EAL prefixes (named after its pytest's PID), temporary
+# directories and peers' configurations, so the two streams never share one.
+# Stream B's output is printed after stream A's.  PIGEON_TEST_STREAMS=1 runs
+# them one after the other instead.
+stream_a() {
+	echo "== integration tests (kernel backend, and the DPDK-only tests)"
+	PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 -p no:cacheprovider \
+		--junitxml="$results/integration.xml" tests/integration
 	echo
+}
+stream_b() {
+	# Every test file marked `pytestmark = pytest.mark.both_backends`
+	# (conftest.py) again over the DPDK backend (pigeond on a TAP in a
+	# namespace of each test's own), and the few also marked dpdk_ipv6 over
+	# IPv6 there too (dpdk6: swaks, smtplib, smtp-source -6, STARTTLS; about
+	# 15 s).  Needs root.
+	if [ "$(id -u)" = 0 ]; then
+		echo "== integration tests over the DPDK backend"
+		PIGEON_BACKENDS=dpdk,dpdk6 PIGEON_BUILD="$PWD/$BUILD" timeout 1500 $PY -m pytest -q --durations=8 \
+			-p no:cacheprovider --junitxml="$results/integration-dpdk.xml" \
+			-m both_backends tests/integration
+		echo
+	else
+		echo "== integration tests over the DPDK backend: skipped, they need root"
+	fi
+	echo "== integration tests under ASan+UBSan (kernel backend, a subset)"
+	PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q --durations=8 -p no:cacheprovider \
+		--junitxml="$results/integration-asan.xml" $(printf 'tests/integration/%s ' $ASAN_KERNEL)
+	echo
+	if [ "$(id -u)" = 0 ]; then
+		echo "== integration tests under ASan+UBSan over the DPDK backend (a subset)"
+		PIGEON_BACKENDS=dpdk PIGEON_BUILD="$PWD/$ASAN_BUILD" timeout 900 $PY -m pytest -q --durations=8 \
+			-p no:cacheprovider --junitxml="$results/integration-asan-dpdk.xml" \
+			-m both_backends $(printf 'tests/integration/%s ' $ASAN_DPDK)
+		echo
+	fi
+}
+if [ "${PIGEON_TEST_STREAMS:-2}" = 1 ]; then
+	stream_a
+	stream_b
+else
+	start=$SECONDS
+	stream_b >"$results/stream-b.out" 2>&1 &
+	stream_b_pid=$!
+	stream_a
+	echo "== (stream A done after $((SECONDS - start)) s; waiting for stream B)"
+	wait "$stream_b_pid"
+	cat "$results/stream-b.out"
+	echo "== (both streams done after $((SECONDS - start)) s)"
 fi
 
 $PY - "$results" <<'PYEOF'
