@@ -194,10 +194,10 @@ engine_json(const struct handoff_dest_state *st)
 		return json_null();
 	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
 	                 (json_int_t)st->connections, "concurrency", (json_int_t)st->concurrency,
-	                 "jobs", (json_int_t)st->jobs, "failures",
-	                 (json_int_t)st->failures, "breaker_open_s", (json_int_t)st->breaker_open_s,
-	                 "delivered", (json_int_t)st->delivered, "deferred",
-	                 (json_int_t)st->deferred, "failed", (json_int_t)st->failed);
+	                 "jobs", (json_int_t)st->jobs, "failures", (json_int_t)st->failures,
+	                 "breaker_open_s", (json_int_t)st->breaker_open_s, "delivered",
+	                 (json_int_t)st->delivered, "deferred", (json_int_t)st->deferred, "failed",
+	                 (json_int_t)st->failed);
 }
 
 /*
@@ -263,6 +263,35 @@ dests_json(const struct summary *sum, const struct handoff_dest_state *const *en
 	return arr;
 }
 
+static json_t *
+usage_json(const struct spool_log_usage *u)
+{
+	if (!u->log)
+		return json_null();
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "segments", (json_int_t)u->segments,
+	                 "bytes", (json_int_t)u->bytes, "live_bytes", (json_int_t)u->live_bytes,
+	                 "reclaimable_bytes", (json_int_t)u->reclaimable_bytes,
+	                 "reclaimed_segments", (json_int_t)u->reclaimed_segments, "reclaimed_bytes",
+	                 (json_int_t)u->reclaimed_bytes);
+}
+
+/* A shard's segment log (format 2), or JSON null (format 1); adds it to *sum. */
+static json_t *
+log_json(const struct spool *spool, unsigned shard, struct spool_log_usage *sum)
+{
+	struct spool_log_usage u;
+
+	spool_shard_log_usage(spool, shard, &u);
+	sum->log |= u.log;
+	sum->segments += u.segments;
+	sum->bytes += u.bytes;
+	sum->live_bytes += u.live_bytes;
+	sum->reclaimable_bytes += u.reclaimable_bytes;
+	sum->reclaimed_segments += u.reclaimed_segments;
+	sum->reclaimed_bytes += u.reclaimed_bytes;
+	return usage_json(&u);
+}
+
 int
 ctl_spool_summary(struct ctl_env *env, const json_t *req, json_t **result, char *err, size_t errlen)
 {
@@ -270,7 +299,8 @@ ctl_spool_summary(struct ctl_env *env, const json_t *req, json_t **result, char 
 	struct summary sum = {.nshards = spool_shard_count(spool)};
 	struct handoff_dest_state *states = NULL;
 	const struct handoff_dest_state **engine = NULL;
-	json_t *shards, *buckets;
+	json_t *shards, *buckets, *total;
+	struct spool_log_usage logs = {0};
 	int rc;
 
 	*result = NULL;
@@ -286,14 +316,22 @@ ctl_spool_summary(struct ctl_env *env, const json_t *req, json_t **result, char 
 	if (rc == PA_OK) {
 		shards = json_array();
 		buckets = json_array();
-		for (unsigned i = 0; shards != NULL && i < sum.nshards; i++)
-			json_array_append_new(shards, shape_json(&sum.shards[i], sum.filter.now_us,
-			                                         "shard", json_integer(i)));
+		for (unsigned i = 0; shards != NULL && i < sum.nshards; i++) {
+			json_t *row =
+			    shape_json(&sum.shards[i], sum.filter.now_us, "shard", json_integer(i));
+
+			/* The log is the shard's whatever the filter: what it holds on disk. */
+			if (row != NULL)
+				json_object_set_new(row, "log", log_json(spool, i, &logs));
+			json_array_append_new(shards, row);
+		}
 		for (size_t b = 0; buckets != NULL && b < AGE_BUCKETS; b++)
 			json_array_append_new(buckets, json_string(age_names[b]));
+		total = shape_json(&sum.total, sum.filter.now_us, NULL, NULL);
+		if (total != NULL)
+			json_object_set_new(total, "log", usage_json(&logs));
 		*result = json_pack("{s:o, s:o, s:o, s:o}", "buckets", buckets, "shards", shards,
-		                    "destinations", dests_json(&sum, engine), "total",
-		                    shape_json(&sum.total, sum.filter.now_us, NULL, NULL));
+		                    "destinations", dests_json(&sum, engine), "total", total);
 	}
 	if (*result == NULL && err[0] == '\0')
 		snprintf(err, errlen, "spool summary: out of memory");

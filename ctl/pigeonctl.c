@@ -885,14 +885,28 @@ print_summary(const struct command *cmd, const json_t *r)
 	    {"CONNS", 5, "engine.connections"},
 	    {"BREAKER_S", 9, "engine.breaker_open_s"},
 	};
+	/* Format 2: each shard's segment log (docs/spool-format.md, "Reclaiming segments"). */
+	static const struct column log_cols[] = {
+	    {"SEGMENTS", 8, "log.segments"},
+	    {"DISK_BYTES", 12, "log.bytes"},
+	    {"LIVE_BYTES", 12, "log.live_bytes"},
+	    {"RECLAIMABLE", 12, "log.reclaimable_bytes"},
+	    {"RECLAIMED", 9, "log.reclaimed_segments"},
+	};
 	const json_t *buckets = json_object_get(r, "buckets");
 	const struct table shards = {"SHARD", 6, cols, pa_array_size(cols) - 2, buckets};
 	const struct table dests = {"DESTINATION", 11, cols, pa_array_size(cols), buckets};
+	const struct table logs = {"SHARD", 6, log_cols, pa_array_size(log_cols), NULL};
 
 	(void)cmd;
 	table_print(&shards, json_object_get(r, "shards"), "shard", "TOTAL",
 	            json_object_get(r, "total"));
 	putchar('\n');
+	if (json_is_object(json_object_get(json_object_get(r, "total"), "log"))) {
+		table_print(&logs, json_object_get(r, "shards"), "shard", "TOTAL",
+		            json_object_get(r, "total"));
+		putchar('\n');
+	}
 	table_print(&dests, json_object_get(r, "destinations"), "destination", NULL, NULL);
 	return EXIT_SUCCESS;
 }

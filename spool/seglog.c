@@ -47,17 +47,12 @@ struct run {
 	bool close_after; /* an older segment: its fd is closed once the group is done */
 };
 
-struct segfile {
-	uint64_t number;
-	uint64_t size;
-};
-
 struct seglog {
 	char *dir;
 	uint64_t segment_size;
 	uint32_t shards, shard;
 
-	struct segfile *segs; /* every segment file, by number; the spare is the last */
+	struct seglog_segment *segs; /* every segment file, by number; the spare is the last */
 	size_t nsegs, segs_cap;
 
 	/* Writer. */
@@ -140,7 +135,8 @@ parse_name(const char *name, uint64_t *number)
 static int
 cmp_seg(const void *a, const void *b)
 {
-	uint64_t x = ((const struct segfile *)a)->number, y = ((const struct segfile *)b)->number;
+	uint64_t x = ((const struct seglog_segment *)a)->number,
+	         y = ((const struct seglog_segment *)b)->number;
 
 	return x < y ? -1 : x > y;
 }
@@ -166,7 +162,7 @@ list_segments(struct seglog *log, char *err, size_t errlen)
 			snprintf(err, errlen, "seglog %s: out of memory", log->dir);
 			return PA_ERROR;
 		}
-		log->segs[log->nsegs++] = (struct segfile){n, 0};
+		log->segs[log->nsegs++] = (struct seglog_segment){n, 0};
 	}
 	closedir(d);
 	if (log->nsegs > 1)
@@ -222,8 +218,8 @@ scan_record(uint64_t offset, const struct seglog_header *h, const uint8_t *paylo
  * false when it has no valid SEGMENT record (nothing in it counts).
  */
 static int
-scan_segment(struct seglog *log, struct segfile *sf, uint64_t from, uint64_t *seq, bool *valid,
-             seglog_recover_fn fn, void *arg, char *err, size_t errlen)
+scan_segment(struct seglog *log, struct seglog_segment *sf, uint64_t from, uint64_t *seq,
+             bool *valid, seglog_recover_fn fn, void *arg, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -280,7 +276,7 @@ scan_segment(struct seglog *log, struct segfile *sf, uint64_t from, uint64_t *se
 }
 
 static int
-segment_size(struct seglog *log, struct segfile *sf, char *err, size_t errlen)
+segment_size(struct seglog *log, struct seglog_segment *sf, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -320,7 +316,7 @@ recover(struct seglog *log, const struct seglog_pos *from, bool writer, seglog_r
 	bool removed = false;
 
 	for (size_t i = 0; i < log->nsegs;) {
-		struct segfile *sf = &log->segs[i];
+		struct seglog_segment *sf = &log->segs[i];
 		uint64_t start = 0;
 		bool valid;
 
@@ -422,7 +418,7 @@ make_spare(struct seglog *log, uint64_t size, char *err, size_t errlen)
 	log->next_number++;
 	log->spare_fd = fd;
 	log->spare_size = size;
-	log->segs[log->nsegs++] = (struct segfile){number, size};
+	log->segs[log->nsegs++] = (struct seglog_segment){number, size};
 	return PA_OK;
 }
 
@@ -718,6 +714,58 @@ struct seglog_pos
 seglog_tail(const struct seglog *log)
 {
 	return log->tail;
+}
+
+uint64_t
+seglog_open_from(const struct seglog *log)
+{
+	if (log->fd != -1)
+		return log->cur;
+	/* The next record starts the spare (number next_number - 1) or a new one. */
+	return log->spare_fd != -1 ? log->next_number - 1 : log->next_number;
+}
+
+size_t
+seglog_closed(const struct seglog *log, const struct seglog_segment **out)
+{
+	uint64_t open_from = seglog_open_from(log);
+	size_t n = 0;
+
+	while (n < log->nsegs && log->segs[n].number < open_from)
+		n++;
+	*out = log->segs;
+	return n;
+}
+
+int
+seglog_reclaim(struct seglog *log, const uint64_t *numbers, size_t n, char *err, size_t errlen)
+{
+	uint64_t open_from = seglog_open_from(log);
+	size_t removed = 0;
+	int rc = PA_OK;
+
+	if (log->staged > 0) {
+		snprintf(err, errlen, "seglog %s: reclaim with records staged", log->dir);
+		return PA_ERROR;
+	}
+	for (size_t k = 0; k < n && rc == PA_OK; k++) {
+		size_t i = 0;
+
+		while (i < log->nsegs && log->segs[i].number != numbers[k])
+			i++;
+		if (i == log->nsegs || numbers[k] >= open_from) {
+			snprintf(err, errlen, "seglog %s: segment %" PRIu64 " is not a closed one",
+			         log->dir, numbers[k]);
+			rc = PA_ERROR;
+			break;
+		}
+		rc = remove_segment(log, i, err, errlen);
+		removed += rc == PA_OK;
+	}
+	/* Without it a crash may bring a name back: an empty segment, found empty again. */
+	if (removed > 0 && pa_fsync_dir(log->dir, err, errlen) != PA_OK)
+		rc = PA_ERROR;
+	return rc;
 }
 
 void

@@ -127,6 +127,25 @@ struct spool_shard_stats {
 void spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_stats *out);
 
 /*
+ * A format-2 shard's segment log (all zero for format 1), as the committer's
+ * last reclamation pass found it (about once a second): segment files and
+ * their allocated bytes (the spare included), the record bytes of the copies
+ * still queued, and reclaimable bytes: what the closed segments hold beyond
+ * their queued copies.  A closed segment without a queued copy is removed
+ * by that pass; reclaimed counts those since the start.
+ */
+struct spool_log_usage {
+	bool log; /* the shard is of format 2 */
+	uint64_t segments;
+	uint64_t bytes;
+	uint64_t live_bytes;
+	uint64_t reclaimable_bytes;
+	uint64_t reclaimed_segments;
+	uint64_t reclaimed_bytes;
+};
+void spool_shard_log_usage(const struct spool *spool, unsigned shard, struct spool_log_usage *out);
+
+/*
  * Health: a shard is unhealthy from a failed or stalled write until a probe
  * write succeeds again.  Both calls are one atomic load: safe on poll-mode
  * cores, which never block or make system calls.  The gate: new connections

@@ -49,7 +49,8 @@ struct spool_committer {
 	size_t rcpts_cap;
 	uint64_t notify[SPOOL_MAX_WORKERS / 64]; /* workers to wake after this batch */
 	unsigned idle_us;
-	uint64_t next_prepare_us; /* format 2: no spare segment made before (monotonic) */
+	uint64_t next_prepare_us;      /* format 2: no spare segment made before (monotonic) */
+	struct spool_reclaim *reclaim; /* format 2 */
 };
 
 static bool
@@ -381,16 +382,22 @@ idle(struct spool_committer *c)
  * a failure (a full disk) it waits retry_us before trying again, rather than
  * allocating at every idle turn; the next message that needs it tries at once.
  */
+static uint64_t
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void
 prepare_segment(struct spool_committer *c)
 {
 	struct spool_shard *sh = c->shard;
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = monotonic_us();
 	char err[256];
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 	if (now < c->next_prepare_us)
 		return;
 	if (seglog_prepare(sh->log, err, sizeof(err)) != PA_OK)
@@ -407,6 +414,10 @@ committer_main(void *arg)
 		unsigned n;
 
 		/* An unhealthy shard is probed (and reopened) here, never on a worker. */
+		if (c->reclaim != NULL &&
+		    atomic_load_explicit(&sh->health, memory_order_acquire) != SPOOL_SHARD_OK)
+			spool_reclaim_abort(
+			    c->reclaim); /* its iterator is on the db a reopen closes */
 		spool_shard_recover(sh);
 		n = rte_ring_dequeue_burst(sh->ring, c->reqs, sh->capacity, NULL);
 
@@ -415,11 +426,18 @@ committer_main(void *arg)
 			atomic_fetch_sub_explicit(&sh->reserved, n, memory_order_release);
 			process(c, n);
 			c->idle_us = IDLE_POLL_MIN_US;
+			/* Between groups too, a bounded step: a busy shard still reclaims. */
+			if (c->reclaim != NULL &&
+			    atomic_load_explicit(&sh->health, memory_order_acquire) ==
+			        SPOOL_SHARD_OK)
+				spool_reclaim_step(sh, c->reclaim, monotonic_us());
 			continue;
 		}
 		if (sh->log != NULL &&
-		    atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK)
+		    atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK) {
 			prepare_segment(c);
+			spool_reclaim_step(sh, c->reclaim, monotonic_us());
+		}
 		/* stop is read before the ring, so whatever was queued before close is seen. */
 		if (atomic_load_explicit(&sh->stop, memory_order_acquire)) {
 			if (rte_ring_empty(sh->ring))
@@ -442,6 +460,7 @@ committer_free(struct spool_committer *c)
 	free(c->added);
 	free(c->scratch);
 	free(c->rcpts);
+	spool_reclaim_free(c->reclaim);
 	free(c);
 }
 
@@ -459,8 +478,11 @@ spool_committer_start(struct spool_shard *sh, char *err, size_t errlen)
 		c->batch = rocksdb_writebatch_create();
 		c->reqs = calloc(sh->capacity, sizeof(*c->reqs));
 		c->added = calloc(sh->capacity, sizeof(*c->added));
+		if (sh->log != NULL)
+			c->reclaim = spool_reclaim_new();
 	}
-	if (c == NULL || c->reqs == NULL || c->added == NULL) {
+	if (c == NULL || c->reqs == NULL || c->added == NULL ||
+	    (sh->log != NULL && c->reclaim == NULL)) {
 		snprintf(err, errlen, "spool committer %s: out of memory", sh->path);
 		committer_free(c);
 		return PA_ERROR;

@@ -77,6 +77,13 @@ struct spool_shard {
 	atomic_uint_least64_t messages;
 	atomic_uint_least64_t failures;
 	atomic_uint_least64_t bytes;
+	/* Format 2, written by the committer's reclamation passes (spool_reclaim.c). */
+	atomic_uint_least64_t log_segments;
+	atomic_uint_least64_t log_bytes;
+	atomic_uint_least64_t log_live_bytes;
+	atomic_uint_least64_t log_reclaimable_bytes;
+	atomic_uint_least64_t log_reclaimed;
+	atomic_uint_least64_t log_reclaimed_bytes;
 
 	/*
 	 * Health (spool_health.c), written by the committer only.  health is
@@ -145,6 +152,17 @@ int spool_shard_open_log(struct spool_shard *shard, char *err, size_t errlen);
 /* A new copy's delivery records (pending, due at now_us) and its schedule entry, into b. */
 void spool_put_pending(rocksdb_writebatch_t *b, const char *qid, size_t qlen, size_t nrcpt,
                        uint64_t now_us);
+
+/*
+ * Format 2: reclamation of empty segments (spool_reclaim.c), committer-private.
+ * spool_reclaim_step() is called between groups, with the shard healthy;
+ * spool_reclaim_abort() before anything may reopen the shard's db.
+ */
+struct spool_reclaim;
+struct spool_reclaim *spool_reclaim_new(void);
+void spool_reclaim_step(struct spool_shard *shard, struct spool_reclaim *r, uint64_t now_us);
+void spool_reclaim_abort(struct spool_reclaim *r);
+void spool_reclaim_free(struct spool_reclaim *r);
 
 /* Allocates the committer's private state and starts its thread. */
 int spool_committer_start(struct spool_shard *shard, char *err, size_t errlen);

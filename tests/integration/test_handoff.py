@@ -4,7 +4,9 @@ Each test starts its own delivery servers (delivery.py) on loopback ports in
 its work directory, and stops them in teardown, also on failure.
 """
 
+import json
 import re
+import socket
 
 import pytest
 
@@ -158,5 +160,57 @@ def test_handoff_splits_at_max_recipients(pigeond_factory, workdir, servers, nrc
     assert sizes == transactions, maillog[-3000:]
     assert "status=deferred" not in p.log()
     delivery.wait_for(lambda: "handed off completely" in p.log(), 10, "copy deleted")
+    assert p.stop() == 0
+    assert helpers.spool_ls(p.spool_dir) == []
+
+
+def log_usage(p, shard):
+    """`pigeonctl spool summary`: the segment log of one shard (format 2)."""
+    r = helpers.run_ctl(["spool", "summary", "--json", "--socket", p.spool_dir / "pigeond.sock"])
+    reply = json.loads(r.stdout)
+    assert reply["ok"] is True, reply
+    (row,) = [s for s in reply["result"]["shards"] if s["shard"] == shard]
+    return row["log"]
+
+
+def log_disk_bytes(p, shard):
+    """Blocks allocated to the shard's segment files."""
+    d = p.spool_dir / f"shard-{shard:03d}" / "log"
+    return sum(f.stat().st_blocks * 512 for f in d.glob("*.seg"))
+
+
+def test_handoff_drain_reclaims_segments(pigeond_factory, workdir, servers):
+    """Format 2: a drained shard gives its segments back.  Small (64 KiB) segments,
+    twelve 30 KB messages for one shard, taken while the relay is down: segments fill
+    and close; once Postfix has every message, the closed ones are removed and the
+    disk use falls back."""
+    rcpt = helpers.addresses_in_shards(per_shard=1)[0][0]
+    pf = delivery.Postfix(workdir, [rcpt])
+    servers.append(pf)
+    # The relay's port, bound but not listening until Postfix starts: connections are
+    # refused (the copies wait), and no other program on the machine can take it.
+    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hold.bind(("127.0.0.1", 0))
+    port = hold.getsockname()[1]
+    p = pigeond_factory(**{k.replace(".", "__"): v
+                           for k, v in relay_settings(f"smtp:127.0.0.1:{port}",
+                                                      **{"spool.segment_size": "65536",
+                                                         "spool.format": "2"}).items()})
+    p.start()
+    for i in range(12):
+        send_ids(p, "sender@example.org", [rcpt],
+                 content_for(f"seg{i}", extra=(b"z" * 998 + b"\r\n") * 30))
+    delivery.wait_for(lambda: log_usage(p, 0)["live_bytes"] >= 12 * 30000, 10, "usage")
+    full = log_usage(p, 0)
+    assert full["segments"] >= 6 and full["reclaimed_segments"] == 0, full
+    disk_full = log_disk_bytes(p, 0)
+    hold.close()
+    pf.start(port)
+    wait_delivered(pf, {key(rcpt): 12})
+    # Left: the segment being written and the spare; nothing queued.
+    delivery.wait_for(lambda: log_usage(p, 0)["segments"] <= 2, 10, "segments reclaimed")
+    drained = log_usage(p, 0)
+    assert drained["live_bytes"] == 0 and drained["reclaimed_segments"] >= 4, drained
+    assert log_disk_bytes(p, 0) <= disk_full - 4 * 65536, (disk_full, drained)
     assert p.stop() == 0
     assert helpers.spool_ls(p.spool_dir) == []

@@ -4,6 +4,7 @@
  * the schedule entry at the earliest pending attempt, hold and release,
  * a finished copy deleted as a whole, new copies (DSNs) and usage counts.
  */
+#include <dirent.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -397,6 +398,174 @@ test_engine_message_ops(void **state)
 	}
 }
 
+/* Segment files in dir/shard-000/log. */
+static unsigned
+segment_files(const char *dir)
+{
+	char path[600];
+	DIR *d;
+	struct dirent *de;
+	unsigned n = 0;
+
+	snprintf(path, sizeof(path), "%s/shard-000/log", dir);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		n += strlen(de->d_name) == 24 && strcmp(de->d_name + 20, ".seg") == 0;
+	closedir(d);
+	return n;
+}
+
+/* Waits up to 10 s (a pass runs about once a second) for the usage to satisfy ok(). */
+static struct spool_log_usage
+wait_usage(struct spool *s, bool (*ok)(const struct spool_log_usage *, uint64_t), uint64_t arg)
+{
+	struct spool_log_usage u;
+
+	for (int i = 0; i < 1000; i++) {
+		spool_shard_log_usage(s, 0, &u);
+		if (ok(&u, arg))
+			return u;
+		usleep(10000);
+	}
+	fail_msg("segment log usage never as expected: %llu segments, %llu live bytes, %llu "
+	         "reclaimed",
+	         (unsigned long long)u.segments, (unsigned long long)u.live_bytes,
+	         (unsigned long long)u.reclaimed_segments);
+	return u;
+}
+
+static bool
+live_at_least(const struct spool_log_usage *u, uint64_t bytes)
+{
+	return u->live_bytes >= bytes;
+}
+
+static bool
+segments_at_most(const struct spool_log_usage *u, uint64_t n)
+{
+	return u->segments <= n;
+}
+
+/* Nothing queued and one segment file, the spare (0 before the first pass: not yet). */
+static bool
+only_spare(const struct spool_log_usage *u, uint64_t unused)
+{
+	(void)unused;
+	return u->segments == 1 && u->live_bytes == 0;
+}
+
+/* Deletes copy `qid` as the hand-off does when every recipient is done. */
+static void
+deliver(struct spool *s, const char *qid)
+{
+	struct hs_copy *c;
+	char err[512];
+	bool deleted;
+
+	assert_int_equal(hs_load(s, 0, qid, 0, &c, err, sizeof(err)), PA_OK);
+	for (size_t i = 0; i < c->rec->nrcpt; i++)
+		c->d[i].state = SPOOL_DELIVERY_DONE;
+	assert_int_equal(hs_finish(s, c, &deleted, NULL, err, sizeof(err)), PA_OK);
+	assert_true(deleted);
+	hs_copy_free(c);
+}
+
+/*
+ * Format 2, reclamation: copies spread over several 64 KiB segments; once
+ * the hand-off deleted every copy of a closed segment, the committer removes
+ * it (and spool_shard_log_usage() says so), while a segment with one copy
+ * left stays and that copy reads back whole, also after a restart.
+ */
+static void
+test_segments_reclaimed(void **state)
+{
+	enum { N = 40, SIZE = 6000 };
+	char dir[] = "/tmp/pa-hs-XXXXXX", qids[N][16], rcpt[] = "a@example.com";
+	const char *rcpts[] = {rcpt};
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 2, 64u << 10};
+	static uint8_t data[N][SIZE];
+	struct smtp_message msg[N];
+	struct spool_message sm[N];
+	struct spool_completion done[N];
+	struct spool_log_usage u;
+	struct spool *s = NULL;
+	struct hs_copy *c;
+	char err[512];
+	unsigned got = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_open: %s", err);
+	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(qids[i], sizeof(qids[i]), "QIDSEG%04u", i);
+		memset(data[i], 'a' + (int)(i % 26), SIZE);
+		memcpy(data[i], "Received: x\r\n", 13);
+		msg[i] = (struct smtp_message){.queue_id = qids[i],
+		                               .mail_from = "s@example.org",
+		                               .rcpts = rcpts,
+		                               .nrcpt = 1,
+		                               .data = data[i],
+		                               .size = SIZE,
+		                               .helo = "h",
+		                               .client_addr = "192.0.2.1"};
+		sm[i] = (struct spool_message){&msg[i], pa_wall_clock_us(), NULL};
+		assert_int_equal(spool_submit(s, 0, &sm[i]), PA_OK);
+	}
+	for (int waited = 0; got < N && waited < 20000; waited++) {
+		unsigned k = spool_poll(s, 0, done + got, N - got);
+
+		for (unsigned i = got; i < got + k; i++)
+			assert_int_equal(done[i].status, PA_OK);
+		got += k;
+		if (k == 0)
+			usleep(1000);
+	}
+	assert_int_equal(got, N);
+	u = wait_usage(s, live_at_least, (uint64_t)N * SIZE);
+	assert_true(u.log);
+	assert_true(u.segments >= 4); /* 240 KB in 64 KiB segments (and a spare) */
+	assert_int_equal(u.reclaimed_segments, 0);
+
+	/*
+	 * Every copy delivered but the first: the closed segments go but the
+	 * first (that copy's), the one being written and the spare.
+	 */
+	for (unsigned i = 1; i < N; i++)
+		deliver(s, qids[i]);
+	u = wait_usage(s, segments_at_most, 3);
+	assert_int_equal(segment_files(dir), 3);
+	assert_true(u.reclaimed_segments >= 2);
+	assert_true(u.live_bytes >= SIZE && u.live_bytes < 2 * SIZE);
+	assert_int_equal(hs_load(s, 0, qids[0], 0, &c, err, sizeof(err)), PA_OK);
+	assert_memory_equal(c->data, data[0], SIZE);
+	hs_copy_free(c);
+	spool_close(s);
+
+	/* A restart recovers from the checkpoint, past the removed segments. */
+	s = NULL;
+	if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
+		fail_msg("spool_open again: %s", err);
+	assert_int_equal(hs_load(s, 0, qids[0], 0, &c, err, sizeof(err)), PA_OK);
+	assert_memory_equal(c->data, data[0], SIZE);
+	hs_copy_free(c);
+	assert_int_equal(hs_load(s, 0, qids[1], 0, &c, err, sizeof(err)), PA_AGAIN);
+	/* Left: nothing but the spare (the restart writes into a new segment). */
+	deliver(s, qids[0]);
+	u = wait_usage(s, only_spare, 0);
+	assert_int_equal(segment_files(dir), 1);
+	assert_true(u.reclaimed_segments >= 2);
+	spool_close(s);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int
 main(void)
 {
@@ -406,9 +575,8 @@ main(void)
 	                "-l",   "0",           prefix,           NULL};
 	cpu_set_t cpus;
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lifecycle),
-	    cmocka_unit_test(test_lifecycle_log),
-	    cmocka_unit_test(test_due_from_cursor),
+	    cmocka_unit_test(test_lifecycle),          cmocka_unit_test(test_lifecycle_log),
+	    cmocka_unit_test(test_segments_reclaimed), cmocka_unit_test(test_due_from_cursor),
 	    cmocka_unit_test(test_engine_message_ops),
 	};
 
