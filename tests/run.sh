@@ -31,7 +31,7 @@ run_unit "$BUILD" unit
 run_unit "$ASAN_BUILD" unit-asan
 
 # Seeds and regress-* crash reproducers replayed, then FUZZ_TEST_SECONDS of
-# fuzzing per harness (8 harnesses: about a minute); `make fuzz` goes longer.
+# fuzzing per harness (11 harnesses: about 1.5 minutes); `make fuzz` goes longer.
 echo "== fuzz harnesses (corpora replayed, ${FUZZ_TEST_SECONDS:-4} s of fuzzing each)"
 timeout 900 $PY tests/fuzz/run.py "$FUZZ_BUILD" --seconds "${FUZZ_TEST_SECONDS:-4}" \
 	--junit "$results/fuzz.xml" | tail -n 40
