@@ -22,7 +22,8 @@ struct edit {
 	uint32_t index;
 	const char *name, *value;
 	uint32_t name_len, value_len;
-	bool done; /* a change that found its field */
+	bool done;     /* a change that found its field */
+	uint32_t seen; /* fields with its name met so far, the first one included */
 };
 
 /* The end of the line at p (after its LF), or size. */
@@ -90,6 +91,7 @@ read_edit(const uint8_t *p, struct edit *e)
 	e->name = (const char *)p + RECORD_HEAD;
 	e->value = e->name + e->name_len;
 	e->done = false;
+	e->seen = 0;
 	return RECORD_HEAD + e->name_len + e->value_len;
 }
 
@@ -124,22 +126,6 @@ same_name(const uint8_t *data, const struct milter_field *f, const struct edit *
 	       strncasecmp((const char *)data + f->off, e->name, e->name_len) == 0;
 }
 
-/* How many fields before pos (from the first) have f's name, f included. */
-static uint32_t
-occurrence(const uint8_t *data, size_t size, const struct milter_field *f)
-{
-	struct milter_field g;
-	size_t pos = 0;
-	uint32_t n = 0;
-
-	while (milter_next_field(data, size, &pos, &g) && g.off <= f->off)
-		if (g.name_len == f->name_len &&
-		    strncasecmp((const char *)data + g.off, (const char *)data + f->off,
-		                f->name_len) == 0)
-			n++;
-	return n;
-}
-
 static int
 apply(const uint8_t *data, size_t size, struct edit *ev, size_t nev, struct pa_buf *out)
 {
@@ -161,14 +147,15 @@ apply(const uint8_t *data, size_t size, struct edit *ev, size_t nev, struct pa_b
 					return PA_ERROR;
 			for (size_t i = 0; i < nev; i++)
 				if (ev[i].kind == MILTER_EDIT_CHANGE &&
-				    same_name(data, &f, &ev[i]) && ev[i].index == 1)
+				    same_name(data, &f, &ev[i]) && ++ev[i].seen == ev[i].index)
 					ev[i].done = true; /* never changed, never duplicated */
 			continue;
 		}
 		for (size_t i = 0; i < nev; i++) {
+			/* Counted as the fields go by: one pass, however many share a name. */
 			if (ev[i].kind != MILTER_EDIT_CHANGE || !same_name(data, &f, &ev[i]))
 				continue;
-			if (occurrence(data, size, &f) == ev[i].index) {
+			if (++ev[i].seen == ev[i].index) {
 				ev[i].done = true;
 				change = &ev[i]; /* the last one for a field wins */
 			}
