@@ -131,9 +131,8 @@ verdict(struct pa_worker *worker, const struct milter_verdict *v)
 		       r != NULL ? r->reply : MILTER_REPLY_REJECT);
 		return;
 	case MILTER_DISCARD:
-		/* docs/milter.md: the filter took responsibility; the client is told 250. */
-		pa_log_notice("%s: discarded by a content filter client=%s",
-		              conn->spool_msg.msg->queue_id, conn->client);
+		/* docs/milter.md: the filter took responsibility; the client is told 250
+		 * (the milter thread logs it). */
 		conn->storing = false;
 		conn->spool_msg.msg = NULL;
 		smtp_session_message_done(conn->smtp, PA_OK);

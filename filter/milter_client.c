@@ -136,6 +136,9 @@ milter_finish(struct milter_client *c, struct job *job, enum milter_action actio
 		break;
 	case MILTER_DISCARD:
 		count(&c->stats.discarded);
+		/* Logged here, not by the worker, which only answers 250 and counts. */
+		pa_log_notice("%s: discarded by a content filter client=%s", job->msg->queue_id,
+		              job->msg->client_addr);
 		break;
 	}
 	job->verdict.result = r;
