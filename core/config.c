@@ -972,13 +972,13 @@ static const struct config_key keys[] = {
     {"screen.temporary_action", "accept", parse_screen_action, OFF(screen_tempfail_failure), 0, 0,
      0, true},
     {"screen.cache_size", "4096", parse_unsigned, OFF(screen_cache_size), 0, 16, 1 << 22, false},
-    /* The filter thread's connections are made at start: milter.* needs a restart. */
+    /* A reload gives new messages new filters; those out finish with theirs. */
     {"milter.timeout", "20000", parse_unsigned, OFF(milter_defaults.timeout_ms), 0, 10, 600000,
-     false},
-    {"milter.default_action", "tempfail", parse_milter_action, 0, 0, 0, 0, false},
+     true},
+    {"milter.default_action", "tempfail", parse_milter_action, 0, 0, 0, 0, true},
     {"milter.connections", "64", parse_unsigned, OFF(milter_defaults.connections), 0, 1, 4096,
-     false},
-    {"milter.servers", "", parse_milter_servers, 0, 0, 0, 0, false},
+     true},
+    {"milter.servers", "", parse_milter_servers, 0, 0, 0, 0, true},
     {"user", "", parse_string, OFF(user), SZ(user), 0, 0, false},
     {"group", "", parse_string, OFF(group), SZ(group), 0, 0, false},
 };

@@ -47,6 +47,7 @@
 #include "dataplane/ingest_milter.h"
 #include "dataplane/worker.h"
 #include "directory/directory.h"
+#include "filter/milter_client.h"
 #include "smtp/tls.h"
 #include "handoff/handoff.h"
 #include "handoff/route_map.h"
@@ -522,6 +523,7 @@ reload_config(void *arg, char *err, size_t errlen)
 	struct pa_runtime *old = shared->runtime, *next;
 	struct pa_config config;
 	struct tls_ctx **tls_ctxs;
+	struct milter_filters *filters;
 	const char *fixed;
 
 	if (config_load(&config, opt->config_path, opt->overrides, opt->noverrides, err, errlen) !=
@@ -541,6 +543,12 @@ reload_config(void *arg, char *err, size_t errlen)
 		config_free(&config);
 		return PA_ERROR;
 	}
+	if (ingest_milter_prepare(&config, &filters, err, errlen) != PA_OK) {
+		pa_log_err("reload refused, the running filters stay: %s", err);
+		tls_contexts_free(tls_ctxs, config.workers);
+		config_free(&config);
+		return PA_ERROR;
+	}
 	/* The route map is all or nothing too: a bad one refuses the whole reload. */
 	if (shared->handoff != NULL) {
 		struct handoff_config hc;
@@ -548,6 +556,7 @@ reload_config(void *arg, char *err, size_t errlen)
 		handoff_config_of(&config, &hc);
 		if (handoff_reload(shared->handoff, &hc, err, errlen) != PA_OK) {
 			pa_log_err("reload refused, the running route map stays: %s", err);
+			milter_client_filters_free(filters);
 			tls_contexts_free(tls_ctxs, config.workers);
 			config_free(&config);
 			return PA_ERROR;
@@ -557,11 +566,14 @@ reload_config(void *arg, char *err, size_t errlen)
 	if (next == NULL) {
 		snprintf(err, errlen, "out of memory");
 		pa_log_err("reload refused: out of memory");
+		milter_client_filters_free(filters);
 		tls_contexts_free(tls_ctxs, config.workers);
 		config_free(&config);
 		return PA_ERROR;
 	}
 	tls_contexts_publish(workers, tls_ctxs, next->config.workers);
+	/* New messages ask the new filters; those out finish with theirs (docs/milter.md). */
+	ingest_milter_publish(shared, filters);
 	ingest_bind_callbacks(&next->smtp);
 	__atomic_store_n(&shared->runtime, next, __ATOMIC_RELEASE);
 	for (unsigned waited = 0; waited < RELOAD_ACK_WAIT_MS; waited += 10) {

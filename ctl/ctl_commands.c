@@ -188,7 +188,7 @@ dns_json(const struct ctl_env *env)
 	return thread_json(&s, ctl_dns_counters, ctl_dns_counters_n);
 }
 
-/* The milter thread's counters; null without milter.servers. */
+/* The milter thread's counters (it runs without milter.servers too: a reload may bring some). */
 static json_t *
 milter_json(const struct ctl_env *env)
 {

@@ -346,7 +346,7 @@ ingest_engine_status(struct ingest_conn *conn, enum smtp_input_status st)
 		conn->spool_msg.arrival_us = pa_wall_clock_us();
 		conn->spool_msg.cookie = conn;
 		/* With milter.servers, the filters first (ingest_milter.c), then the spool. */
-		conn->filtering = conn->worker->shared->milter != NULL;
+		conn->filtering = ingest_milter_wanted(conn->worker);
 		if (!try_submit(conn)) {
 			conn->submit_pending = true;
 			TAILQ_INSERT_TAIL(&conn->worker->submit_backlog, conn, backlog_link);

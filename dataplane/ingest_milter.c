@@ -34,9 +34,27 @@ ingest_milter_create(struct pa_shared *shared, const struct pa_config *config, c
 	};
 
 	shared->milter = NULL;
-	if (config->nmilters == 0)
-		return PA_OK;
 	return milter_client_start(&shared->milter, &mc, err, errlen);
+}
+
+int
+ingest_milter_prepare(const struct pa_config *config, struct milter_filters **out, char *err,
+                      size_t errlen)
+{
+	return milter_client_filters_new(out, config->milters, config->nmilters, config->hostname,
+	                                 err, errlen);
+}
+
+void
+ingest_milter_publish(struct pa_shared *shared, struct milter_filters *filters)
+{
+	milter_client_reconfigure(shared->milter, filters);
+}
+
+bool
+ingest_milter_wanted(const struct pa_worker *worker)
+{
+	return worker->shared->milter != NULL && milter_client_active(worker->shared->milter);
 }
 
 void

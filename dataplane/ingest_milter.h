@@ -21,13 +21,29 @@
 
 #include "dataplane/ingest.h"
 
+struct milter_filters;
 struct pa_config;
 struct pa_shared;
 
-/* Starts the thread (pa_shared.milter) when milter.servers is set.  Stop after the workers. */
+/*
+ * Starts the thread (pa_shared.milter), with milter.servers empty too: a
+ * reload may bring filters.  Stop after the workers.
+ */
 int ingest_milter_create(struct pa_shared *shared, const struct pa_config *config, char *err,
                          size_t errlen);
 void ingest_milter_destroy(struct pa_shared *shared);
+
+/*
+ * A reload (filter/milter_client.h): the new configuration's filters, made
+ * while the reload may still be refused (milter_client_filters_free()
+ * then), and published once it is not.
+ */
+int ingest_milter_prepare(const struct pa_config *config, struct milter_filters **out, char *err,
+                          size_t errlen);
+void ingest_milter_publish(struct pa_shared *shared, struct milter_filters *filters);
+
+/* Whether this message goes to the filters first (milter.servers is not empty). */
+bool ingest_milter_wanted(const struct pa_worker *worker);
 
 int ingest_milter_attach(struct pa_worker *worker, int notify_fd, bool may_syscall);
 

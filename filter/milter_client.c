@@ -10,6 +10,10 @@
  * timeout, a reply the protocol does not allow) ends that filter's part
  * with its default_action, and its header edits are dropped.
  *
+ * A reload publishes a new generation of filters (struct milter_filters):
+ * the messages taken from then on ask it, those already out finish with the
+ * generation they began with, whose connections close as they come free.
+ *
  * With only kernel-backend workers, the thread waits in poll(2) on its
  * sockets and an eventfd that a worker writes only when it sees the thread
  * waiting (the dns thread's handshake, dns/resolver.c); with a poll-mode
@@ -47,6 +51,14 @@
 #include "filter/milter_edit.h"
 #include "smtp/smtp_session.h"
 
+/* A message's memory, once its verdict is with its worker or nobody will take it. */
+static void
+job_free(struct job *job)
+{
+	pa_buf_free(&job->edits);
+	free(job);
+}
+
 /* The verdict goes to its worker; a result is kept on the held list until released. */
 static void
 deliver(struct milter_client *c, struct job *job)
@@ -55,8 +67,7 @@ deliver(struct milter_client *c, struct job *job)
 
 	w->notify_due = true;
 	if (rte_ring_enqueue_elem(w->ans, &job->verdict, sizeof(job->verdict)) == 0) {
-		pa_buf_free(&job->edits);
-		free(job);
+		job_free(job);
 		return;
 	}
 	/* Not expected within milter_client_capacity(): tried again next loop. */
@@ -149,7 +160,7 @@ milter_finish(struct milter_client *c, struct job *job, enum milter_action actio
 static void
 site_default(struct milter_client *c, struct job *job)
 {
-	const struct milter_site *cfg = &c->sites[job->site].cfg;
+	const struct milter_site *cfg = &job->filters->sites[job->site].cfg;
 
 	count(&c->stats.defaulted);
 	job->edits.len = job->edits.off + job->edits_at_site;
@@ -249,33 +260,9 @@ static int
 conn_open(struct milter_client *c, struct msite *site)
 {
 	const struct milter_site *cfg = &site->cfg;
-	struct sockaddr_storage ss;
-	socklen_t sslen;
 	struct mconn *mc;
 	int fd;
 
-	memset(&ss, 0, sizeof(ss));
-	if (cfg->family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(cfg->port);
-		memcpy(&sin->sin_addr, cfg->addr, 4);
-		sslen = sizeof(*sin);
-	} else if (cfg->family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(cfg->port);
-		memcpy(&sin6->sin6_addr, cfg->addr, 16);
-		sslen = sizeof(*sin6);
-	} else {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-
-		sun->sun_family = AF_UNIX;
-		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", cfg->path);
-		sslen = sizeof(*sun);
-	}
 	count(&c->stats.connects);
 	fd = socket(cfg->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
@@ -285,7 +272,7 @@ conn_open(struct milter_client *c, struct msite *site)
 	}
 	if (cfg->family != AF_UNIX)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-	if (connect(fd, (struct sockaddr *)&ss, sslen) == -1 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&site->sa, site->salen) == -1 && errno != EINPROGRESS) {
 		pa_log_warning("milter: %s: connect() failed: %s", cfg->name, strerror(errno));
 		count(&c->stats.connect_failures);
 		close(fd);
@@ -335,9 +322,10 @@ milter_conn_retire(struct milter_client *c, struct mconn *mc)
 void
 milter_dispatch(struct milter_client *c, struct job *job)
 {
-	while (job->site < c->nsites) {
-		struct msite *site = &c->sites[job->site];
+	while (job->site < job->filters->nsites) {
+		struct msite *site = &job->filters->sites[job->site];
 		struct mconn *mc;
+		bool full;
 
 		job->edits_at_site = pa_buf_pending(&job->edits);
 		LIST_FOREACH(mc, &site->conns, link)
@@ -348,18 +336,12 @@ milter_dispatch(struct milter_client *c, struct job *job)
 			milter_conn_idle(c, mc);
 			return;
 		}
-		if (site->nopen < site->cfg.connections && conn_open(c, site) != PA_OK &&
-		    site->nopen == 0) {
-			count(&c->stats.defaulted);
-			if (site->cfg.tempfail) {
-				milter_finish(c, job, MILTER_TEMPFAIL, MILTER_REPLY_TEMPFAIL,
-				              sizeof(MILTER_REPLY_TEMPFAIL) - 1);
-				return;
-			}
-			job->site++;
-			continue;
+		full = site->nopen >= site->cfg.connections;
+		if (!full && conn_open(c, site) != PA_OK && site->nopen == 0) {
+			site_default(c, job); /* the next filter, or the verdict */
+			return;
 		}
-		if (site->nopen >= site->cfg.connections)
+		if (full)
 			count(&c->stats.queue_waits);
 		job->wait_deadline = c->now + site->cfg.timeout_ms;
 		TAILQ_INSERT_TAIL(&site->waiting, job, link);
@@ -372,8 +354,11 @@ milter_dispatch(struct milter_client *c, struct job *job)
 static void
 expire(struct milter_client *c)
 {
-	for (unsigned i = 0; i < c->nsites; i++) {
-		struct msite *site = &c->sites[i];
+	struct milter_filters *f;
+
+	TAILQ_FOREACH(f, &c->sets, link)
+	for (unsigned i = 0; i < f->nsites; i++) {
+		struct msite *site = &f->sites[i];
 		struct mconn *mc, *next;
 		struct job *job, *jnext;
 
@@ -398,6 +383,99 @@ expire(struct milter_client *c)
 }
 
 static void
+filters_free(struct milter_client *c, struct milter_filters *f)
+{
+	struct job *job;
+
+	if (f == NULL)
+		return;
+	for (unsigned i = 0; i < f->nsites; i++) {
+		struct msite *site = &f->sites[i];
+		struct mconn *mc;
+
+		while ((job = TAILQ_FIRST(&site->waiting)) != NULL) {
+			TAILQ_REMOVE(&site->waiting, job, link);
+			job_free(job);
+		}
+		while ((mc = LIST_FIRST(&site->conns)) != NULL) {
+			job = mc->job;
+			conn_close(c, mc);
+			if (job != NULL)
+				job_free(job);
+		}
+	}
+	free(f);
+}
+
+/*
+ * The filters a reload published become the current ones; the poll set
+ * grows to take every generation's connections.  Without the memory for
+ * it, they stay published and are tried again on the next turn.
+ */
+static void
+take_filters(struct milter_client *c)
+{
+	struct milter_filters *f = atomic_exchange_explicit(&c->next, NULL, memory_order_acq_rel);
+	struct milter_filters *old;
+	unsigned need;
+
+	if (f == NULL)
+		return;
+	need = 1 + f->nconns;
+	TAILQ_FOREACH(old, &c->sets, link)
+	need += old->nconns;
+	if (need > c->npfd_max) {
+		struct pollfd *pfd = realloc(c->pfd, need * sizeof(*pfd));
+		struct mconn **pconn;
+
+		if (pfd != NULL)
+			c->pfd = pfd;
+		pconn = pfd != NULL ? realloc(c->pconn, need * sizeof(*pconn)) : NULL;
+		if (pconn == NULL) {
+			pa_log_err("milter: out of memory for the reloaded filters: tried again");
+			old = NULL;
+			if (!atomic_compare_exchange_strong(&c->next, &old, f))
+				filters_free(c, f); /* a newer reload came meanwhile */
+			return;
+		}
+		c->pconn = pconn;
+		c->npfd_max = need;
+	}
+	TAILQ_INSERT_TAIL(&c->sets, f, link);
+}
+
+/*
+ * An older generation closes its connections as they come free and goes
+ * when the last of its messages is done.
+ */
+static void
+retire_filters(struct milter_client *c)
+{
+	struct milter_filters *f, *next;
+
+	for (f = TAILQ_FIRST(&c->sets); f != TAILQ_LAST(&c->sets, milter_filters_list); f = next) {
+		bool live = false;
+
+		next = TAILQ_NEXT(f, link);
+		for (unsigned i = 0; i < f->nsites; i++) {
+			struct msite *site = &f->sites[i];
+			struct mconn *mc, *mnext;
+
+			for (mc = LIST_FIRST(&site->conns); mc != NULL; mc = mnext) {
+				mnext = LIST_NEXT(mc, link);
+				if (mc->state == MC_IDLE)
+					conn_close(c, mc);
+			}
+			live |= site->nopen > 0 || !TAILQ_EMPTY(&site->waiting);
+		}
+		if (!live) {
+			TAILQ_REMOVE(&c->sets, f, link);
+			free(f);
+		}
+	}
+}
+
+static void
 take_requests(struct milter_client *c)
 {
 	for (unsigned i = 0; i < c->nworkers; i++) {
@@ -412,6 +490,11 @@ take_requests(struct milter_client *c)
 				free_result(rel[k]);
 		while ((n = rte_ring_dequeue_burst_elem(w->req, req, sizeof(req[0]), TAKE_BURST,
 		                                        NULL)) > 0) {
+			/*
+			 * A worker that saw milter_client_active() after a reload
+			 * submitted after the filters were published: taken here.
+			 */
+			take_filters(c);
 			for (unsigned k = 0; k < n; k++) {
 				struct job *job = calloc(1, sizeof(*job));
 
@@ -432,6 +515,7 @@ take_requests(struct milter_client *c)
 				job->cookie = req[k].cookie;
 				job->msg = req[k].msg;
 				job->worker = i;
+				job->filters = TAILQ_LAST(&c->sets, milter_filters_list);
 				pa_buf_init(&job->edits, 256, EDITS_MAX);
 				milter_dispatch(c, job);
 			}
@@ -466,21 +550,36 @@ notify_workers(struct milter_client *c)
 	}
 }
 
-static bool
-busy(const struct milter_client *c)
+/*
+ * Every connection of every generation into the poll set (from 1: 0 is the
+ * wake eventfd).  Busy when a message is anywhere but done.
+ */
+static unsigned
+poll_set(struct milter_client *c, bool *busy)
 {
-	if (!TAILQ_EMPTY(&c->undelivered))
-		return true;
-	for (unsigned i = 0; i < c->nsites; i++) {
-		const struct mconn *mc;
+	struct milter_filters *f;
+	unsigned npfd = 1;
 
-		if (!TAILQ_EMPTY(&c->sites[i].waiting))
-			return true;
-		LIST_FOREACH(mc, &c->sites[i].conns, link)
-		if (mc->state != MC_IDLE)
-			return true;
+	*busy = !TAILQ_EMPTY(&c->undelivered);
+	TAILQ_FOREACH(f, &c->sets, link)
+	for (unsigned i = 0; i < f->nsites; i++) {
+		struct mconn *mc;
+
+		*busy |= !TAILQ_EMPTY(&f->sites[i].waiting);
+		LIST_FOREACH(mc, &f->sites[i].conns, link)
+		{
+			short ev = POLLIN;
+
+			if (mc->state == MC_CONNECTING)
+				ev = POLLOUT;
+			else if (pa_buf_pending(&mc->out) > 0)
+				ev |= POLLOUT;
+			*busy |= mc->state != MC_IDLE;
+			c->pfd[npfd] = (struct pollfd){.fd = mc->fd, .events = ev};
+			c->pconn[npfd++] = mc;
+		}
 	}
-	return false;
+	return npfd;
 }
 
 static void *
@@ -489,11 +588,13 @@ client_main(void *arg)
 	struct milter_client *c = arg;
 
 	while (!atomic_load_explicit(&c->stop, memory_order_acquire)) {
-		unsigned npfd = 1;
+		unsigned npfd;
 		int timeout, n;
 		struct job *job;
+		bool busy;
 
 		c->now = pa_monotonic_ms();
+		take_filters(c);
 		take_requests(c);
 		/* Verdicts a full ring refused before. */
 		while ((job = TAILQ_FIRST(&c->undelivered)) != NULL) {
@@ -503,38 +604,26 @@ client_main(void *arg)
 				break;
 			TAILQ_REMOVE(&c->undelivered, job, link);
 			w->notify_due = true;
-			pa_buf_free(&job->edits);
-			free(job);
+			job_free(job);
 		}
 		notify_workers(c);
+		retire_filters(c);
 		sweep_dead(c);
 
 		c->pfd[0] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
-		for (unsigned i = 0; i < c->nsites; i++) {
-			struct mconn *mc;
-
-			LIST_FOREACH(mc, &c->sites[i].conns, link)
-			{
-				short ev = POLLIN;
-
-				if (mc->state == MC_CONNECTING)
-					ev = POLLOUT;
-				else if (pa_buf_pending(&mc->out) > 0)
-					ev |= POLLOUT;
-				c->pfd[npfd] = (struct pollfd){.fd = mc->fd, .events = ev};
-				c->pconn[npfd++] = mc;
-			}
-		}
-		if (atomic_load_explicit(&c->poll_workers, memory_order_acquire)) {
+		npfd = poll_set(c, &busy);
+		if (atomic_load_explicit(&c->poll_workers, memory_order_acquire) &&
+		    (busy || atomic_load_explicit(&c->active, memory_order_relaxed))) {
 			timeout = 1;
 		} else {
 			/*
 			 * Deadlines are checked at least every 10 ms while anything is
 			 * out.  Whenever poll() may wait, a kernel-backend worker that
 			 * queues a message wakes it: a filter's answer never waits for
-			 * the next one.
+			 * the next one.  Poll-mode workers submit nothing without
+			 * filters, and a reload that brings some writes the eventfd.
 			 */
-			timeout = busy(c) ? 10 : SLEEP_MS;
+			timeout = busy ? 10 : SLEEP_MS;
 			atomic_store_explicit(&c->sleeping, true, memory_order_relaxed);
 			atomic_thread_fence(memory_order_seq_cst);
 			if (!rings_empty(c))
@@ -581,32 +670,19 @@ client_main(void *arg)
 static void
 destroy(struct milter_client *c)
 {
+	struct milter_filters *f;
 	struct held *h;
 	struct job *job;
 
-	for (unsigned i = 0; c->sites != NULL && i < c->nsites; i++) {
-		struct msite *site = &c->sites[i];
-		struct mconn *mc;
-
-		while ((job = TAILQ_FIRST(&site->waiting)) != NULL) {
-			TAILQ_REMOVE(&site->waiting, job, link);
-			pa_buf_free(&job->edits);
-			free(job);
-		}
-		while ((mc = LIST_FIRST(&site->conns)) != NULL) {
-			job = mc->job;
-			conn_close(c, mc);
-			if (job != NULL) {
-				pa_buf_free(&job->edits);
-				free(job);
-			}
-		}
+	while ((f = TAILQ_FIRST(&c->sets)) != NULL) {
+		TAILQ_REMOVE(&c->sets, f, link);
+		filters_free(c, f);
 	}
+	filters_free(c, atomic_exchange(&c->next, NULL));
 	sweep_dead(c);
 	while ((job = TAILQ_FIRST(&c->undelivered)) != NULL) {
 		TAILQ_REMOVE(&c->undelivered, job, link);
-		pa_buf_free(&job->edits);
-		free(job);
+		job_free(job);
 	}
 	while ((h = LIST_FIRST(&c->held)) != NULL)
 		free_result(&h->r);
@@ -616,7 +692,6 @@ destroy(struct milter_client *c)
 		rte_ring_free(c->w[i].rel);
 	}
 	free(c->w);
-	free(c->sites);
 	free(c->pfd);
 	free(c->pconn);
 	if (c->wake_fd != -1)
@@ -624,42 +699,121 @@ destroy(struct milter_client *c)
 	free(c);
 }
 
+/* The site's address as connect(2) takes it, made once. */
+static void
+site_sockaddr(struct msite *site)
+{
+	const struct milter_site *cfg = &site->cfg;
+
+	memset(&site->sa, 0, sizeof(site->sa));
+	if (cfg->family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&site->sa;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(cfg->port);
+		memcpy(&sin->sin_addr, cfg->addr, 4);
+		site->salen = sizeof(*sin);
+	} else if (cfg->family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&site->sa;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(cfg->port);
+		memcpy(&sin6->sin6_addr, cfg->addr, 16);
+		site->salen = sizeof(*sin6);
+	} else {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&site->sa;
+
+		sun->sun_family = AF_UNIX;
+		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", cfg->path);
+		site->salen = sizeof(*sun);
+	}
+}
+
+int
+milter_client_filters_new(struct milter_filters **out, const struct milter_site *sites,
+                          unsigned nsites, const char *hostname, char *err, size_t errlen)
+{
+	struct milter_filters *f;
+
+	*out = NULL;
+	if (nsites > MILTER_SITES_MAX) {
+		snprintf(err, errlen, "milter: more than %d filters", MILTER_SITES_MAX);
+		return PA_ERROR;
+	}
+	f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		snprintf(err, errlen, "milter: out of memory for the filters");
+		return PA_ERROR;
+	}
+	f->nsites = nsites;
+	snprintf(f->hostname, sizeof(f->hostname), "%s", hostname);
+	for (unsigned i = 0; i < nsites; i++) {
+		struct msite *site = &f->sites[i];
+
+		site->cfg = sites[i];
+		site->filters = f;
+		site_sockaddr(site);
+		LIST_INIT(&site->conns);
+		TAILQ_INIT(&site->waiting);
+		f->nconns += sites[i].connections;
+	}
+	*out = f;
+	return PA_OK;
+}
+
+void
+milter_client_filters_free(struct milter_filters *f)
+{
+	free(f); /* never taken by a thread: no connection, no message */
+}
+
+static void
+log_filters(const struct milter_filters *f)
+{
+	if (f->nsites == 0)
+		pa_log_info("milter: no filters");
+	for (unsigned i = 0; i < f->nsites; i++)
+		pa_log_info("milter: filter %u: %s timeout=%ums default_action=%s connections=%u",
+		            i + 1, f->sites[i].cfg.name, f->sites[i].cfg.timeout_ms,
+		            f->sites[i].cfg.tempfail ? "tempfail" : "accept",
+		            f->sites[i].cfg.connections);
+}
+
 int
 milter_client_start(struct milter_client **out, const struct milter_client_config *config,
                     char *err, size_t errlen)
 {
 	static atomic_uint instances;
-	unsigned id = atomic_fetch_add(&instances, 1), nconns = 0;
+	unsigned id = atomic_fetch_add(&instances, 1);
+	struct milter_filters *f;
 	struct milter_client *c;
 	int rc;
 
 	*out = NULL;
+	if (milter_client_filters_new(&f, config->sites, config->nsites, config->hostname, err,
+	                              errlen) != PA_OK)
+		return PA_ERROR;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
+		free(f);
 		snprintf(err, errlen, "milter: out of memory");
 		return PA_ERROR;
 	}
+	TAILQ_INIT(&c->sets);
+	TAILQ_INSERT_TAIL(&c->sets, f, link);
+	atomic_init(&c->next, NULL);
+	atomic_init(&c->active, f->nsites > 0);
 	TAILQ_INIT(&c->undelivered);
 	LIST_INIT(&c->held);
 	LIST_INIT(&c->dead);
 	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	c->nworkers = config->nworkers;
 	c->ring_size = config->ring_size;
-	c->nsites = config->nsites;
-	snprintf(c->hostname, sizeof(c->hostname), "%s", config->hostname);
 	c->w = calloc(config->nworkers, sizeof(*c->w));
-	c->sites = calloc(config->nsites > 0 ? config->nsites : 1, sizeof(*c->sites));
-	for (unsigned i = 0; c->sites != NULL && i < config->nsites; i++) {
-		c->sites[i].cfg = config->sites[i];
-		LIST_INIT(&c->sites[i].conns);
-		TAILQ_INIT(&c->sites[i].waiting);
-		nconns += config->sites[i].connections;
-	}
-	c->npfd_max = nconns + 1;
+	c->npfd_max = f->nconns + 1;
 	c->pfd = calloc(c->npfd_max, sizeof(*c->pfd));
 	c->pconn = calloc(c->npfd_max, sizeof(*c->pconn));
-	if (c->wake_fd == -1 || c->w == NULL || c->sites == NULL || c->pfd == NULL ||
-	    c->pconn == NULL) {
+	if (c->wake_fd == -1 || c->w == NULL || c->pfd == NULL || c->pconn == NULL) {
 		snprintf(err, errlen, "milter: %s failed: %s",
 		         c->wake_fd == -1 ? "eventfd()" : "allocation", strerror(errno));
 		destroy(c);
@@ -701,13 +855,30 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 	}
 	pthread_setname_np(c->thread, "milter");
 	c->thread_started = true;
-	for (unsigned i = 0; i < c->nsites; i++)
-		pa_log_info("milter: filter %u: %s timeout=%ums default_action=%s connections=%u",
-		            i + 1, c->sites[i].cfg.name, c->sites[i].cfg.timeout_ms,
-		            c->sites[i].cfg.tempfail ? "tempfail" : "accept",
-		            c->sites[i].cfg.connections);
+	if (f->nsites > 0)
+		log_filters(f);
 	*out = c;
 	return PA_OK;
+}
+
+void
+milter_client_reconfigure(struct milter_client *c, struct milter_filters *f)
+{
+	static const uint64_t one = 1;
+
+	log_filters(f);
+	/* One the thread has not taken yet was never used: freed here. */
+	milter_client_filters_free(atomic_exchange_explicit(&c->next, f, memory_order_acq_rel));
+	/* After the filters: a worker that sees it submits for them (take_requests()). */
+	atomic_store_explicit(&c->active, f->nsites > 0, memory_order_release);
+	if (write(c->wake_fd, &one, sizeof(one)) == -1)
+		pa_log_warning("milter: write(eventfd) failed: %s", strerror(errno));
+}
+
+bool
+milter_client_active(const struct milter_client *c)
+{
+	return atomic_load_explicit(&c->active, memory_order_acquire);
 }
 
 void
@@ -784,10 +955,12 @@ milter_client_release(struct milter_client *c, unsigned worker, struct milter_re
 {
 	struct cworker *w = &c->w[worker];
 
-	/* Within milter_client_capacity() the ring has room; if not, the memory is kept. */
-	if (res == NULL || rte_ring_enqueue_elem(w->rel, &res, sizeof(res)) != 0)
-		return;
-	wake(c, w);
+	/*
+	 * Within milter_client_capacity() the ring has room; if not, the memory
+	 * is kept.  No wake: the thread frees it on its next turn.
+	 */
+	if (res != NULL)
+		(void)rte_ring_enqueue_elem(w->rel, &res, sizeof(res));
 }
 
 void

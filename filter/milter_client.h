@@ -34,6 +34,7 @@
 #include "core/milter_site.h"
 
 struct milter_client;
+struct milter_filters;
 struct smtp_message;
 
 /* Our replies when the filter gave no text of its own. */
@@ -90,8 +91,24 @@ struct milter_client_stats {
 	uint64_t queue_waits;     /* a message waited for a free connection */
 };
 
+/* Starts the thread, with no filters too (nsites 0): a reload may bring some. */
 int milter_client_start(struct milter_client **out, const struct milter_client_config *config,
                         char *err, size_t errlen);
+
+/*
+ * A reload, in two steps so that nothing changes unless every part of it
+ * can: the filters made (no thread touched; freed if the reload is
+ * refused), then handed to the thread, which asks them for every message it
+ * takes from then on.  Messages already out finish with the filters they
+ * began with; their connections close as they come free.  nsites 0: none.
+ */
+int milter_client_filters_new(struct milter_filters **out, const struct milter_site *sites,
+                              unsigned nsites, const char *hostname, char *err, size_t errlen);
+void milter_client_filters_free(struct milter_filters *f);
+void milter_client_reconfigure(struct milter_client *c, struct milter_filters *f);
+
+/* Worker side: whether a finished message goes to the filters (an atomic load). */
+bool milter_client_active(const struct milter_client *c);
 
 /* Stops the thread, after the workers: what is still out is dropped, nobody waits for it. */
 void milter_client_stop(struct milter_client *c);

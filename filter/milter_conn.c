@@ -60,7 +60,7 @@ family_of(const char *addr)
 
 /* One step of the message; PA_ERROR when the output buffer is full. */
 static int
-step(struct milter_client *c, struct mconn *mc)
+step(struct mconn *mc)
 {
 	const struct smtp_message *msg = mc->job->msg;
 	uint32_t p = mc->protocol;
@@ -72,8 +72,9 @@ step(struct milter_client *c, struct mconn *mc)
 		mc->step = ST_HELO;
 		if (p & MILTER_P_NOCONNECT)
 			break;
-		if (put_macro(mc, MILTER_CMD_CONNECT, "j", c->hostname) != PA_OK ||
-		    put_macro(mc, MILTER_CMD_CONNECT, "{daemon_name}", c->hostname) != PA_OK)
+		if (put_macro(mc, MILTER_CMD_CONNECT, "j", mc->site->filters->hostname) != PA_OK ||
+		    put_macro(mc, MILTER_CMD_CONNECT, "{daemon_name}",
+		              mc->site->filters->hostname) != PA_OK)
 			return PA_ERROR;
 		rc = sent(mc, MILTER_CMD_CONNECT,
 		          milter_put_connect(&mc->out, "unknown", family_of(msg->client_addr), 0,
@@ -191,7 +192,7 @@ milter_conn_advance(struct milter_client *c, struct mconn *mc)
 {
 	while (mc->state == MC_BUSY && mc->awaiting == 0 && mc->step != ST_WAIT_EOB &&
 	       pa_buf_pending(&mc->out) < OUT_LOW_WATER) {
-		if (step(c, mc) != PA_OK) {
+		if (step(mc) != PA_OK) {
 			milter_conn_fail(c, mc, "output buffer full");
 			return;
 		}

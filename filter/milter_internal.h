@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <rte_ring.h>
 
@@ -69,6 +70,7 @@ struct job {
 	void *cookie;
 	unsigned worker;
 	const struct smtp_message *msg;
+	struct milter_filters *filters; /* those current when it came: a reload does not move it */
 	unsigned site;
 	uint64_t wait_deadline;
 	struct pa_buf edits;
@@ -97,10 +99,28 @@ struct mconn {
 
 struct msite {
 	struct milter_site cfg;
+	struct sockaddr_storage sa; /* cfg's address, made once */
+	socklen_t salen;
+	struct milter_filters *filters;
 	LIST_HEAD(, mconn) conns;
 	unsigned nopen;
 	TAILQ_HEAD(, job) waiting;
 };
+
+/*
+ * One generation of milter.servers (milter_client_filters_new()): the
+ * filters with their pools.  The thread asks the newest for the messages it
+ * takes; an older one stays until the messages that began with it are done
+ * and its connections are closed.
+ */
+struct milter_filters {
+	TAILQ_ENTRY(milter_filters) link;
+	unsigned nsites;
+	unsigned nconns; /* the filters' connections summed: their share of the poll set */
+	char hostname[256];
+	struct msite sites[MILTER_SITES_MAX];
+};
+TAILQ_HEAD(milter_filters_list, milter_filters);
 
 struct cworker {
 	struct rte_ring *req, *ans, *rel;
@@ -112,9 +132,9 @@ struct cworker {
 struct milter_client {
 	pthread_t thread;
 	bool thread_started;
-	struct msite *sites;
-	unsigned nsites;
-	char hostname[256];
+	struct milter_filters_list sets;     /* the current one last */
+	struct milter_filters *_Atomic next; /* published by milter_client_reconfigure() */
+	atomic_bool active;                  /* the newest filters are not none: workers submit */
 	unsigned nworkers, ring_size;
 	struct cworker *w;
 	TAILQ_HEAD(, job) undelivered;

@@ -12,6 +12,8 @@ test_rspamd.py.
 """
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -48,6 +50,11 @@ def transaction(p, content=CONTENT, rcpts=(RCPT,)):
         reply = c.reply()
         assert c.cmd("QUIT")[0] == 221
         return reply
+
+
+def reload(p):
+    r = helpers.run_ctl(["reload", "--socket", p.spool_dir / "pigeond.sock"])
+    assert r.returncode == 0, r
 
 
 def stats(p):
@@ -121,3 +128,59 @@ def test_verdicts(pigeond_factory, milter):
     p.wait_for_log(r"discarded by a content filter")
     assert transaction(p, msg("ok"))[0] == 250
     assert len(helpers.spool_ls(p.spool_dir)) == 1
+
+
+def test_reload_gives_new_messages_new_filters(pigeond_factory, milter):
+    """milter.servers reloaded from filter A to filter B, then to none: a message
+    A holds finishes with A while new ones go to B at once; A's connection closes
+    when its message is done; with none, messages are stored unfiltered."""
+    b = MilterPeer()
+    release = threading.Event()  # A answers when the test says so
+    try:
+        milter.on_eom = lambda m: (release.wait(20) and None) or \
+            [("h", header("X-Filter", "A")), ("c", b"")]
+        b.on_eom = lambda m: [("h", header("X-Filter", "B")), ("c", b"")]
+        p = filtered(pigeond_factory, f"inet:127.0.0.1:{milter.port}")
+        held = {}
+        t = threading.Thread(target=lambda: held.update(reply=transaction(p)), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not milter.messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(milter.messages) == 1
+        p.settings["milter.servers"] = f"inet:127.0.0.1:{b.port}{{default_action=accept}}"
+        p.write_config(p.settings)
+        reload(p)
+        code, text = transaction(p)
+        assert code == 250, text
+        assert t.is_alive(), "B's message waited for A's"
+        release.set()
+        t.join(timeout=10)
+        assert held["reply"][0] == 250, held
+        assert len(milter.messages) == 1 and len(b.messages) == 1
+        for reply, name in ((held["reply"], b"A"), ((code, text), b"B")):
+            stored = helpers.spool_show(p.spool_dir, helpers.queue_id_of(reply[1][-1]))
+            assert b"\r\nX-Filter: " + name + b"\r\n" in stored, stored[:300]
+        # A's connection is closed once its message is done (the peer sees the end)
+        deadline = time.monotonic() + 10
+        while any(th.is_alive() for th in milter.threads) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(th.is_alive() for th in milter.threads)
+
+        p.settings["milter.servers"] = ""
+        p.write_config(p.settings)
+        reload(p)
+        code, text = transaction(p)
+        assert code == 250, text
+        stored = helpers.spool_show(p.spool_dir, helpers.queue_id_of(text[-1]))
+        assert b"X-Filter:" not in stored and len(b.messages) == 1
+        assert stats(p)["milter"]["messages"] == 2
+
+        p.settings["milter.servers"] = f"inet:127.0.0.1:{b.port}"
+        p.write_config(p.settings)
+        reload(p)
+        assert transaction(p)[0] == 250
+        assert len(b.messages) == 2
+    finally:
+        release.set()
+        b.close()
