@@ -160,6 +160,8 @@ open_shard(struct spool *spool, struct spool_shard *sh, const rocksdb_options_t 
 	if (sh->ring == NULL)
 		return PA_ERROR;
 	sh->capacity = rte_ring_get_capacity(sh->ring);
+	if (spool_stream_init(sh, err, errlen) != PA_OK)
+		return PA_ERROR;
 	sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (sh->wake_fd == -1) {
 		snprintf(err, errlen, "eventfd(%s): %s", path, strerror(errno));
@@ -198,6 +200,7 @@ destroy(struct spool *spool)
 		seglog_close(sh->log);
 		free(sh->log_dir);
 		rte_ring_free(sh->ring);
+		spool_stream_fini(sh);
 		if (sh->wake_fd != -1)
 			close(sh->wake_fd);
 		free(sh->path);
@@ -297,6 +300,7 @@ spool_open(struct spool **out, const struct spool_config *config, char *err, siz
 	}
 	for (unsigned i = 0; spool->workers != NULL && i < config->workers; i++)
 		spool->workers[i].notify_fd = -1;
+	atomic_init(&spool->stream_fd, -1);
 	if (spool->dir == NULL || spool->shards == NULL || spool->workers == NULL) {
 		snprintf(err, errlen, "spool_open: out of memory");
 		destroy(spool);
@@ -506,5 +510,7 @@ spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_
 	out->write_errors = atomic_load_explicit(&sh->write_errors, memory_order_relaxed);
 	out->reopens = atomic_load_explicit(&sh->reopens, memory_order_relaxed);
 	out->recoveries = atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
+	out->streamed = atomic_load_explicit(&sh->streamed, memory_order_relaxed);
+	out->stream_overflow = atomic_load_explicit(&sh->stream_overflow, memory_order_relaxed);
 	out->healthy = atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK;
 }

@@ -118,10 +118,12 @@ struct spool_shard_stats {
 	uint64_t messages; /* message copies committed */
 	uint64_t failures; /* message copies whose commit failed */
 	uint64_t bytes;
-	uint64_t stalls;       /* writes that stalled past stall_timeout_ms */
-	uint64_t write_errors; /* writes RocksDB failed */
-	uint64_t reopens;      /* times the shard was closed and opened again */
-	uint64_t recoveries;   /* times it became healthy again */
+	uint64_t stalls;          /* writes that stalled past stall_timeout_ms */
+	uint64_t write_errors;    /* writes RocksDB failed */
+	uint64_t reopens;         /* times the shard was closed and opened again */
+	uint64_t recoveries;      /* times it became healthy again */
+	uint64_t streamed;        /* copies pushed on the commit stream (spool_stream_take()) */
+	uint64_t stream_overflow; /* committed copies not streamed: stream full */
 	bool healthy;
 };
 void spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_stats *out);
@@ -165,6 +167,65 @@ bool spool_shard_healthy(const struct spool *spool, unsigned shard);
 bool spool_set_backpressure(struct spool *spool, unsigned shard, bool full);
 bool spool_shard_full(const struct spool *spool, unsigned shard);
 bool spool_full(const struct spool *spool);
+
+/*
+ * The commit stream (spool_stream.c): while a consumer (the hand-off) is
+ * attached, each committer pushes every copy it committed, after the write
+ * that makes it durable and indexed, onto a bounded single-producer,
+ * single-consumer ring per shard: the message record as stored and the
+ * stored bytes, in memory, so the consumer need not read them back.  The
+ * ring holds at most SPOOL_STREAM_RING copies per shard and
+ * SPOOL_STREAM_BYTES bytes over all shards; a copy that does not fit is
+ * not streamed (counted, spool_shard_stats().stream_overflow): it is on
+ * disk like every copy, and the consumer's scan of the schedule finds it.
+ *
+ * What it promises the consumer, so that its scan never loads a copy the
+ * stream hands over as well (docs/handoff.md):
+ *  - a copy is pushed only after its index entries are in the shard, and
+ *    its schedule entry is due at its sched_us;
+ *  - spool_stream_fresh_from(): read it, then take what the ring holds,
+ *    then look at the schedule: every entry found with a time before the
+ *    value read was either taken from the ring just now (or earlier), or
+ *    was never streamed.  Entries at or after it (and not after the
+ *    wall clock when looked at) may belong to copies still on their way.
+ *  - entries pushed for an earlier attachment are never returned by a
+ *    later one: a consumer that stopped leaves them to its successor's scan.
+ * Committers never wait for the consumer.
+ */
+#define SPOOL_STREAM_RING 4096u
+#define SPOOL_STREAM_BYTES (64u << 20)
+
+struct spool_stream_copy {
+	unsigned shard;
+	char queue_id[SMTP_QUEUE_ID_MAX];
+	uint64_t sched_us;     /* its schedule entry: every recipient pending, due then */
+	const uint8_t *record; /* the message record as stored (spool_record_msg_decode()) */
+	size_t record_len;
+	const uint8_t *data; /* the stored bytes: Received: header + content */
+	size_t size;
+	/* The spool's own: */
+	uint64_t gen;   /* the attachment it was pushed for */
+	uint64_t bytes; /* what it counted against SPOOL_STREAM_BYTES */
+};
+
+/*
+ * Starts streaming; notify_fd (an eventfd, or -1) is written to after each
+ * group that pushed something.  One consumer at a time: PA_ERROR when one
+ * is attached.  Detach stops it and frees what the rings still hold; only
+ * the consumer's thread may call take, detach and, between them, attach.
+ */
+int spool_stream_attach(struct spool *spool, int notify_fd);
+void spool_stream_detach(struct spool *spool);
+/*
+ * Takes up to max copies of one shard, oldest first; the caller owns each
+ * and frees it with spool_stream_free() (one allocation: free() frees it
+ * too, so its address may serve as a struct spool_body's owner).
+ */
+unsigned spool_stream_take(struct spool *spool, unsigned shard, struct spool_stream_copy **out,
+                           unsigned max);
+void spool_stream_free(struct spool_stream_copy *copy);
+/* UINT64_MAX when no group is being committed now; see above. One atomic load. */
+uint64_t spool_stream_fresh_from(const struct spool *spool, unsigned shard);
 
 enum spool_shard_state {
 	SPOOL_SHARD_OK,

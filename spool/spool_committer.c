@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/clock.h"
 #include "core/pa.h"
 #include "spool/spool_record.h"
 
@@ -41,9 +40,10 @@
 struct spool_committer {
 	struct spool_shard *shard;
 	rocksdb_writebatch_t *batch;
-	void **reqs;      /* one burst from the ring, shard->capacity entries */
-	bool *added;      /* reqs[i] made it into the current batch */
-	uint8_t *scratch; /* the encoded message record */
+	void **reqs;                       /* one burst from the ring, shard->capacity entries */
+	bool *added;                       /* reqs[i] made it into the current batch */
+	struct spool_stream_copy **stream; /* reqs[i]'s copy for the commit stream, or NULL */
+	uint8_t *scratch;                  /* the encoded message record */
 	size_t scratch_cap;
 	const char **rcpts; /* the recipients of this shard of one message */
 	size_t rcpts_cap;
@@ -119,7 +119,8 @@ spool_put_pending(rocksdb_writebatch_t *b, const char *qid, size_t qlen, size_t 
  * refused request leaves nothing behind in the batch.
  */
 static bool
-add_request(struct spool_committer *c, const struct spool_request *req, uint64_t now_us)
+add_request(struct spool_committer *c, const struct spool_request *req, uint64_t now_us,
+            struct spool_stream_copy **streamed)
 {
 	const struct spool_tracker *t = req->tracker;
 	const struct smtp_message *msg = t->message->msg;
@@ -149,6 +150,8 @@ add_request(struct spool_committer *c, const struct spool_request *req, uint64_t
 	bvlen[1] = msg->size;
 	rocksdb_writebatch_putv(c->batch, 1, bkey, bklen, 2, bval, bvlen);
 	spool_put_pending(c->batch, msg->queue_id, qlen, rec.nrcpt, now_us);
+	*streamed = spool_stream_prepare(c->shard, msg->queue_id, c->scratch, (size_t)len,
+	                                 msg->data, msg->size, now_us);
 	return true;
 }
 
@@ -160,7 +163,8 @@ add_request(struct spool_committer *c, const struct spool_request *req, uint64_t
  * put, so a refused request leaves nothing behind in the batch.
  */
 static bool
-add_request_log(struct spool_committer *c, const struct spool_request *req, uint64_t now_us)
+add_request_log(struct spool_committer *c, const struct spool_request *req, uint64_t now_us,
+                struct spool_stream_copy **streamed)
 {
 	struct spool_shard *sh = c->shard;
 	const struct spool_tracker *t = req->tracker;
@@ -198,6 +202,8 @@ add_request_log(struct spool_committer *c, const struct spool_request *req, uint
 	                       spool_key_location(key, msg->queue_id, qlen), (const char *)lval,
 	                       sizeof(lval));
 	spool_put_pending(c->batch, msg->queue_id, qlen, rec.nrcpt, now_us);
+	*streamed = spool_stream_prepare(sh, msg->queue_id, c->scratch + env_off,
+	                                 (size_t)plen - env_off, msg->data, msg->size, now_us);
 	return true;
 }
 
@@ -309,15 +315,18 @@ process(struct spool_committer *c, unsigned n)
 		unsigned first = i, added = 0;
 		uint64_t ok_msgs = 0, ok_bytes = 0, failed = 0;
 		size_t bytes = 0;
-		uint64_t now = pa_wall_clock_us();
+		/* The group's schedule time; the commit stream's frame (spool_stream.c). */
+		uint64_t now = spool_stream_begin(sh);
 		bool written = true;
 
 		rocksdb_writebatch_clear(c->batch);
 		for (; i < n && (i == first || bytes < BATCH_BYTES_MAX); i++) {
 			struct spool_request *req = c->reqs[i];
 
-			c->added[i] = sh->format == SPOOL_FORMAT_LOG ? add_request_log(c, req, now)
-			                                             : add_request(c, req, now);
+			c->stream[i] = NULL;
+			c->added[i] = sh->format == SPOOL_FORMAT_LOG
+			                  ? add_request_log(c, req, now, &c->stream[i])
+			                  : add_request(c, req, now, &c->stream[i]);
 			if (c->added[i]) {
 				added++;
 				bytes += req->tracker->message->msg->size;
@@ -341,6 +350,9 @@ process(struct spool_committer *c, unsigned n)
 		atomic_fetch_add_explicit(&sh->failures, failed, memory_order_relaxed);
 		atomic_fetch_add_explicit(&sh->bytes, ok_bytes, memory_order_relaxed);
 		notify_workers(c);
+		/* After the 250s: durable and indexed, the copies go to the hand-off. */
+		spool_stream_publish(sh, c->stream + first, i - first, added > 0 && written);
+		spool_stream_end(sh);
 	}
 }
 
@@ -458,6 +470,7 @@ committer_free(struct spool_committer *c)
 		rocksdb_writebatch_destroy(c->batch);
 	free(c->reqs);
 	free(c->added);
+	free(c->stream);
 	free(c->scratch);
 	free(c->rcpts);
 	spool_reclaim_free(c->reclaim);
@@ -478,10 +491,11 @@ spool_committer_start(struct spool_shard *sh, char *err, size_t errlen)
 		c->batch = rocksdb_writebatch_create();
 		c->reqs = calloc(sh->capacity, sizeof(*c->reqs));
 		c->added = calloc(sh->capacity, sizeof(*c->added));
+		c->stream = calloc(sh->capacity, sizeof(*c->stream));
 		if (sh->log != NULL)
 			c->reclaim = spool_reclaim_new();
 	}
-	if (c == NULL || c->reqs == NULL || c->added == NULL ||
+	if (c == NULL || c->reqs == NULL || c->added == NULL || c->stream == NULL ||
 	    (sh->log != NULL && c->reclaim == NULL)) {
 		snprintf(err, errlen, "spool committer %s: out of memory", sh->path);
 		committer_free(c);

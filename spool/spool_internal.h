@@ -64,6 +64,7 @@ struct spool_shard {
 	atomic_bool full;                  /* backpressure, set by spool_set_backpressure() */
 	char *log_dir;                     /* format 2: its segment log */
 	struct seglog *log;                /* format 2: written by the committer only */
+	struct rte_ring *stream;           /* the commit stream: committer in, consumer out */
 
 	/* Written by workers: ring slots promised to submitted requests. */
 	alignas(SPOOL_CACHE_LINE) atomic_uint reserved;
@@ -84,6 +85,11 @@ struct spool_shard {
 	atomic_uint_least64_t log_reclaimable_bytes;
 	atomic_uint_least64_t log_reclaimed;
 	atomic_uint_least64_t log_reclaimed_bytes;
+	/* The commit stream (spool_stream.c): */
+	atomic_uint_least64_t streamed;
+	atomic_uint_least64_t stream_overflow;
+	atomic_uint_least64_t fresh_from; /* spool_stream_fresh_from() */
+	uint64_t last_group_us;           /* committer only: the last group's time */
 
 	/*
 	 * Health (spool_health.c), written by the committer only.  health is
@@ -143,6 +149,11 @@ struct spool {
 	atomic_uint unhealthy;    /* shards not SPOOL_SHARD_OK: what the gate reads */
 	atomic_uint full_shards;  /* shards with their backpressure flag set */
 	atomic_bool poll_workers; /* some attached worker cannot ring an eventfd */
+	/* The commit stream (spool_stream.c): */
+	atomic_bool streaming;
+	atomic_int stream_fd;
+	atomic_uint_least64_t stream_gen;   /* bumped by every attach and detach */
+	atomic_uint_least64_t stream_bytes; /* in the rings now */
 	atomic_bool closing;
 };
 
@@ -163,6 +174,24 @@ struct spool_reclaim *spool_reclaim_new(void);
 void spool_reclaim_step(struct spool_shard *shard, struct spool_reclaim *r, uint64_t now_us);
 void spool_reclaim_abort(struct spool_reclaim *r);
 void spool_reclaim_free(struct spool_reclaim *r);
+
+/*
+ * The commit stream, committer side (spool_stream.c).  A group is framed by
+ * begin, which returns its schedule time (after every earlier group's, and
+ * not before the wall clock when begin was called), and end.  Between them,
+ * prepare copies one committed copy (NULL: not streaming, or no room:
+ * counted) and publish pushes the prepared copies of the group once its
+ * write succeeded (ok), or frees them.
+ */
+int spool_stream_init(struct spool_shard *shard, char *err, size_t errlen);
+void spool_stream_fini(struct spool_shard *shard);
+uint64_t spool_stream_begin(struct spool_shard *shard);
+void spool_stream_end(struct spool_shard *shard);
+struct spool_stream_copy *spool_stream_prepare(struct spool_shard *shard, const char *qid,
+                                               const uint8_t *record, size_t record_len,
+                                               const void *data, size_t size, uint64_t sched_us);
+void spool_stream_publish(struct spool_shard *shard, struct spool_stream_copy **copies, unsigned n,
+                          bool ok);
 
 /* Allocates the committer's private state and starts its thread. */
 int spool_committer_start(struct spool_shard *shard, char *err, size_t errlen);
