@@ -22,6 +22,7 @@
 
 #include "core/config.h"
 #include "core/domain.h"
+#include "core/hostport.h"
 #include "core/log.h"
 #include "core/pa.h"
 
@@ -425,48 +426,18 @@ parse_u64_field(struct pa_config *config, const struct config_key *key, const ch
 	return parse_u64(key, value, (uint64_t *)field(config, key), err, errlen);
 }
 
-/* ADDR:PORT, or [IPv6]:PORT. */
+/* ADDR:PORT, or [IPv6]:PORT (core/hostport.h): an address, never a name. */
 static int
 parse_listen(struct pa_config *config, const struct config_key *key, const char *value, char *err,
              size_t errlen)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon = strrchr(value, ':');
-	size_t hostlen;
-	char *end;
-	unsigned long port;
+	struct pa_hostport hp;
+	char why[CONFIG_ERR_MAX];
 
-	if (colon == NULL || colon == value)
-		return key_error(key, err, errlen, "'%s' is not ADDR:PORT", value);
-	hostlen = (size_t)(colon - value);
-	if (hostlen >= sizeof(host))
-		return key_error(key, err, errlen, "'%s' is not ADDR:PORT", value);
-	memcpy(host, value, hostlen);
-	host[hostlen] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno == ERANGE || port == 0 || port > 65535)
-		return key_error(key, err, errlen, "'%s' has no valid port", value);
-
-	memset(&config->listen_addr, 0, sizeof(config->listen_addr));
-	if (host[0] == '[' && host[hostlen - 1] == ']') {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&config->listen_addr;
-
-		host[hostlen - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
-			return key_error(key, err, errlen, "'%s' is not an IPv6 address", host + 1);
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		config->listen_addrlen = sizeof(*sin6);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&config->listen_addr;
-
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return key_error(key, err, errlen, "'%s' is not an IPv4 address", host);
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		config->listen_addrlen = sizeof(*sin);
-	}
+	if (pa_parse_hostport(value, strlen(value), &hp, why, sizeof(why)) != PA_OK ||
+	    pa_hostport_numeric(&hp, &config->listen_addr, &config->listen_addrlen, why,
+	                        sizeof(why)) != PA_OK)
+		return key_error(key, err, errlen, "%s", why);
 	snprintf(config->listen, sizeof(config->listen), "%s", value);
 	return PA_OK;
 }

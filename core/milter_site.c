@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include "core/hostport.h"
 #include "core/pa.h"
 
 #define TIMEOUT_MIN_MS 10
@@ -75,60 +77,59 @@ parse_options(char *opts, struct milter_site *site, char *err, size_t errlen)
 	return PA_OK;
 }
 
-/* inet:ADDR:PORT, inet:[ADDR6]:PORT, unix:PATH */
+/* unix:PATH: absolute, in a directory that exists, and a socket if it is there yet. */
+static int
+parse_unix(const char *spec, struct milter_site *site, char *err, size_t errlen)
+{
+	const char *path = spec + 5;
+	struct sockaddr_un *sun = (struct sockaddr_un *)&site->sa;
+	char dir[sizeof(site->path)];
+	struct stat st;
+
+	if (path[0] != '/' || strlen(path) >= sizeof(site->path)) {
+		snprintf(err, errlen, "%s: not an absolute path of at most %zu octets", spec,
+		         sizeof(site->path) - 1);
+		return PA_ERROR;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
+	if (stat(dir[0] != '\0' ? dir : "/", &st) == -1 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: directory '%s' does not exist", spec,
+		         dir[0] != '\0' ? dir : "/");
+		return PA_ERROR;
+	}
+	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s: '%s' is not a socket", spec, path);
+		return PA_ERROR;
+	}
+	site->family = AF_UNIX;
+	snprintf(site->path, sizeof(site->path), "%s", path);
+	memset(&site->sa, 0, sizeof(site->sa));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, site->path, sizeof(site->path));
+	site->salen = sizeof(*sun);
+	return PA_OK;
+}
+
+/* inet:HOST:PORT, inet:[IPv6]:PORT, unix:PATH */
 static int
 parse_address(const char *spec, struct milter_site *site, char *err, size_t errlen)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *port;
-	unsigned p;
+	struct pa_hostport hp;
+	char why[256];
 
-	if (strncmp(spec, "unix:", 5) == 0) {
-		if (spec[5] != '/' || strlen(spec + 5) >= sizeof(site->path)) {
-			snprintf(err, errlen, "%s: not an absolute path of at most %zu octets",
-			         spec, sizeof(site->path) - 1);
-			return PA_ERROR;
-		}
-		site->family = AF_UNIX;
-		snprintf(site->path, sizeof(site->path), "%s", spec + 5);
-		return PA_OK;
-	}
+	if (strncmp(spec, "unix:", 5) == 0)
+		return parse_unix(spec, site, err, errlen);
 	if (strncmp(spec, "inet:", 5) != 0) {
-		snprintf(err, errlen, "%s: not inet:ADDR:PORT or unix:PATH", spec);
+		snprintf(err, errlen, "%s: not inet:HOST:PORT or unix:PATH", spec);
 		return PA_ERROR;
 	}
-	spec += 5;
-	if (spec[0] == '[') {
-		const char *close = strchr(spec, ']');
-
-		if (close == NULL || close[1] != ':' || (size_t)(close - spec) > INET6_ADDRSTRLEN) {
-			snprintf(err, errlen, "inet:%s: not inet:[IPv6]:PORT", spec);
-			return PA_ERROR;
-		}
-		snprintf(host, sizeof(host), "%.*s", (int)(close - spec - 1), spec + 1);
-		port = close + 2;
-		site->family = AF_INET6;
-	} else {
-		const char *colon = strrchr(spec, ':');
-
-		if (colon == NULL || (size_t)(colon - spec) > INET_ADDRSTRLEN) {
-			snprintf(err, errlen, "inet:%s: not inet:ADDR:PORT", spec);
-			return PA_ERROR;
-		}
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-		port = colon + 1;
-		site->family = AF_INET;
-	}
-	if (inet_pton(site->family, host, site->addr) != 1) {
-		snprintf(err, errlen, "inet:%s: '%s' is not an IP address (names are not resolved)",
-		         spec, host);
+	if (pa_parse_hostport(spec + 5, strlen(spec + 5), &hp, why, sizeof(why)) != PA_OK ||
+	    pa_hostport_resolve(&hp, &site->sa, &site->salen, why, sizeof(why)) != PA_OK) {
+		snprintf(err, errlen, "%s: %s", spec, why);
 		return PA_ERROR;
 	}
-	if (!parse_number(port, 1, 65535, &p)) {
-		snprintf(err, errlen, "inet:%s: '%s' is not a port", spec, port);
-		return PA_ERROR;
-	}
-	site->port = (uint16_t)p;
+	site->family = site->sa.ss_family;
+	site->port = hp.port;
 	return PA_OK;
 }
 

@@ -22,7 +22,6 @@
 #include "filter/milter_client.h"
 #include "filter/milter_internal.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -36,7 +35,6 @@
 #include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <rte_errno.h>
@@ -272,7 +270,7 @@ conn_open(struct milter_client *c, struct msite *site)
 	}
 	if (cfg->family != AF_UNIX)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-	if (connect(fd, (struct sockaddr *)&site->sa, site->salen) == -1 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&cfg->sa, cfg->salen) == -1 && errno != EINPROGRESS) {
 		pa_log_warning("milter: %s: connect() failed: %s", cfg->name, strerror(errno));
 		count(&c->stats.connect_failures);
 		close(fd);
@@ -699,36 +697,6 @@ destroy(struct milter_client *c)
 	free(c);
 }
 
-/* The site's address as connect(2) takes it, made once. */
-static void
-site_sockaddr(struct msite *site)
-{
-	const struct milter_site *cfg = &site->cfg;
-
-	memset(&site->sa, 0, sizeof(site->sa));
-	if (cfg->family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&site->sa;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(cfg->port);
-		memcpy(&sin->sin_addr, cfg->addr, 4);
-		site->salen = sizeof(*sin);
-	} else if (cfg->family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&site->sa;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(cfg->port);
-		memcpy(&sin6->sin6_addr, cfg->addr, 16);
-		site->salen = sizeof(*sin6);
-	} else {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&site->sa;
-
-		sun->sun_family = AF_UNIX;
-		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", cfg->path);
-		site->salen = sizeof(*sun);
-	}
-}
-
 int
 milter_client_filters_new(struct milter_filters **out, const struct milter_site *sites,
                           unsigned nsites, const char *hostname, char *err, size_t errlen)
@@ -752,7 +720,6 @@ milter_client_filters_new(struct milter_filters **out, const struct milter_site 
 
 		site->cfg = sites[i];
 		site->filters = f;
-		site_sockaddr(site);
 		LIST_INIT(&site->conns);
 		TAILQ_INIT(&site->waiting);
 		f->nconns += sites[i].connections;

@@ -13,7 +13,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 
 #include <rte_ring.h>
 
@@ -99,8 +98,6 @@ struct mconn {
 
 struct msite {
 	struct milter_site cfg;
-	struct sockaddr_storage sa; /* cfg's address, made once */
-	socklen_t salen;
 	struct milter_filters *filters;
 	LIST_HEAD(, mconn) conns;
 	unsigned nopen;

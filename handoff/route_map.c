@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/domain.h"
+#include "core/hostport.h"
 #include "core/pa.h"
 #include "core/read_file.h"
 
@@ -73,66 +74,23 @@ parse_uint(const char *s, size_t len, unsigned long max, unsigned long *out)
 	return true;
 }
 
-/* HOST:PORT[/PRIO] with HOST an IPv4 address or [IPv6]. */
+/* HOST:PORT[/PRIO] with HOST an IPv4 address or [IPv6] (core/hostport.h). */
 static int
 parse_host(const char *s, size_t len, struct route_host *h, char *err, size_t errlen)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *slash = memchr(s, '/', len), *colon;
-	size_t hostlen, portlen, hlen = slash != NULL ? (size_t)(slash - s) : len;
-	unsigned long port, prio = 0;
+	const char *slash = memchr(s, '/', len);
+	size_t hlen = slash != NULL ? (size_t)(slash - s) : len;
+	unsigned long prio = 0;
+	struct pa_hostport hp;
 
 	if (slash != NULL && !parse_uint(slash + 1, len - hlen - 1, 65535, &prio)) {
 		snprintf(err, errlen, "priority of '%.*s' is not 0..65535",
 		         (int)(len > 80 ? 80 : len), s);
 		return PA_ERROR;
 	}
-	colon = NULL;
-	for (size_t i = hlen; i > 0; i--)
-		if (s[i - 1] == ':') {
-			colon = s + i - 1;
-			break;
-		}
-	if (colon == NULL || colon == s) {
-		snprintf(err, errlen, "'%.*s' is not HOST:PORT", (int)(hlen > 80 ? 80 : hlen), s);
+	if (pa_parse_hostport(s, hlen, &hp, err, errlen) != PA_OK ||
+	    pa_hostport_numeric(&hp, &h->addr, &h->addrlen, err, errlen) != PA_OK)
 		return PA_ERROR;
-	}
-	hostlen = (size_t)(colon - s);
-	portlen = hlen - hostlen - 1;
-	if (!parse_uint(colon + 1, portlen, 65535, &port) || port == 0) {
-		snprintf(err, errlen, "'%.*s' has no port 1..65535", (int)(hlen > 80 ? 80 : hlen),
-		         s);
-		return PA_ERROR;
-	}
-	if (hostlen >= sizeof(host)) {
-		snprintf(err, errlen, "host '%.*s' is too long", 60, s);
-		return PA_ERROR;
-	}
-	memcpy(host, s, hostlen);
-	host[hostlen] = '\0';
-	memset(&h->addr, 0, sizeof(h->addr));
-	if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&h->addr;
-
-		host[hostlen - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1) {
-			snprintf(err, errlen, "'%s' is not an IPv6 address", host + 1);
-			return PA_ERROR;
-		}
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		h->addrlen = sizeof(*sin6);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&h->addr;
-
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-			snprintf(err, errlen, "'%s' is not a numeric IPv4 address", host);
-			return PA_ERROR;
-		}
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		h->addrlen = sizeof(*sin);
-	}
 	h->priority = (unsigned)prio;
 	snprintf(h->name, sizeof(h->name), "%.*s", (int)(hlen > 63 ? 63 : hlen), s);
 	return PA_OK;

@@ -48,7 +48,8 @@ class MilterPeer:
         self.eom_delay = 0.0   # seconds before answering end of message
         self.on_command = None  # (cmd, msg) -> (delay, [(code, data)...]) or None: continue
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                  socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, self.port))
         self.sock.listen(128)

@@ -8,6 +8,7 @@ message does not fail the messages waiting for the filter; pigeond -t
 checks milter.servers.
 """
 
+import os
 import subprocess
 import threading
 import time
@@ -79,12 +80,18 @@ def test_config_check(binaries, workdir):
 
     def check(value):
         conf.write_text(f"[milter]\nservers = {value}\n")
+        # a name that does not resolve: one try of a second at most if a server is asked
+        env = dict(os.environ, RES_OPTIONS="timeout:1 attempts:1")
         r = subprocess.run([str(helpers.binary("pigeond")), "-t", "-c", str(conf)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, env=env)
         return r.returncode, r.stdout.decode(), r.stderr.decode(errors="replace")
 
-    rc, out, err = check("inet:127.0.0.1:11332{default_action=accept}, unix:/run/m.sock")
+    rc, out, err = check("inet:127.0.0.1:11332{default_action=accept}, unix:/run/m.sock, "
+                         "inet:localhost:11332")
     assert rc == 0 and "configuration ok" in out, err
-    for bad in ("inet:localhost:11332", "inet:127.0.0.1:11332{timeout=fast}"):
+    for bad, why in (("inet:127.0.0.1:11332{timeout=fast}", "timeout"),
+                     ("inet:no-such-host.invalid:11332", "does not resolve"),
+                     (f"unix:{workdir}/no-such-dir/m.sock", "does not exist"),
+                     (f"unix:{conf}", "is not a socket")):
         rc, out, err = check(bad)
-        assert rc == 2 and "milter.servers" in err, (bad, err)
+        assert rc == 2 and "milter.servers" in err and why in err, (bad, err)

@@ -452,7 +452,20 @@ test_milter_keys(void **state)
 	assert_int_equal(config_load(&c, NULL, NULL, 0, err, sizeof(err)), PA_OK);
 	assert_int_equal(c.nmilters, 0);
 	config_free(&c);
-	expect_error(NULL, "milter.servers=inet:milter.example:11332", "milter.servers");
+	/* A host name is resolved at load (/etc/hosts: no DNS server needed). */
+	ov[0].value = "inet:localhost:11332";
+	assert_int_equal(config_load(&c, NULL, ov, 1, err, sizeof(err)), PA_OK);
+	assert_int_equal(c.nmilters, 1);
+	assert_true(c.milters[0].family == AF_INET || c.milters[0].family == AF_INET6);
+	assert_int_equal(c.milters[0].sa.ss_family, c.milters[0].family);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&c.milters[0].sa)->sin_port), 11332);
+	config_free(&c);
+	/* One that does not is refused; one try of a second at most if a server is asked. */
+	setenv("RES_OPTIONS", "timeout:1 attempts:1", 1);
+	expect_error(NULL, "milter.servers=inet:no-such-host.invalid:11332", "does not resolve");
+	expect_error(NULL, "milter.servers=inet:[milter.example]:11332", "milter.servers");
+	expect_error(NULL, "milter.servers=unix:/no-such-dir.pigeonair/m.sock", "does not exist");
+	expect_error(NULL, "milter.servers=unix:/etc/passwd", "is not a socket");
 	expect_error(NULL, "milter.servers=inet:127.0.0.1", "milter.servers");
 	expect_error(NULL, "milter.servers=inet:127.0.0.1:0", "milter.servers");
 	expect_error(NULL, "milter.servers=unix:relative.sock", "milter.servers");
