@@ -2,7 +2,7 @@
  * bench-stack.c: what one message costs in pigeond's DPDK stack, SMTP engine
  * and ingest host, in one process, with no network and no disk.
  *
- *   bench-stack [-m MESSAGES] [-c CONNECTIONS] [-s SIZE] [-r PER_CONNECTION] [-q]
+ *   bench-stack [-6] [-m MESSAGES] [-c CONNECTIONS] [-s SIZE] [-r PER_CONNECTION] [-q]
  *
  * The server side is pigeond's own code, unchanged: dpdk_global_init() and
  * dpdk_backend_init() on a port made of two rte_rings (the net_ring PMD,
@@ -22,6 +22,14 @@
  * messages (default 1000: under limits.commands), then a new connection from
  * a new port.  Connection i comes from 198.18.0.(10 + i), at most 240 of
  * them, so that per-address limits (limits.conn_per_ip) never refuse it.
+ *
+ * -6: the same over IPv6 (the server is 2001:db8::2/48, connection i comes
+ * from 2001:db8:0:(i + 1)::10, a /64 of its own since the limits count an
+ * IPv6 client per /64).  The client announces itself with a neighbour
+ * solicitation instead of an ARP request and answers the server's with an
+ * advertisement; dpdk.dad_transmits is 0, so the server's addresses are
+ * usable at once.  Same script, same counts: the two runs compare the
+ * families' costs per message.
  *
  * It prints messages/s, ns per message for the whole loop (client included)
  * and for the server's loop alone, and the stack's counters.  Exit status 0
@@ -84,6 +92,11 @@
 /* Host order; not RTE_IPV4(), whose int shift of 198 UBSan rightly refuses. */
 #define SERVER_IP 0xc6120002u  /* 198.18.0.2 */
 #define CLIENT_IP0 0xc612000au /* 198.18.0.10, connection 0's address */
+/* -6: 2001:db8::2 and 2001:db8:0:(i + 1)::10; octet 7 of the address carries i + 1. */
+static const uint8_t server_ip6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+#define CLIENT_IP6_CONN_OCTET 7
+#define ND_NS 135
+#define ND_NA 136
 /*
  * Messages per connection before QUIT and a new connection: 1000 keeps a
  * session (4 commands a message) under limits.commands, 10000 by default.
@@ -162,6 +175,7 @@ struct cconn {
 };
 
 struct bench {
+	bool ip6; /* -6: every frame IPv6 */
 	struct rte_mempool *pool;
 	struct rte_ring *to_server, *from_server;
 	struct rte_ether_addr server_mac, client_mac;
@@ -210,38 +224,58 @@ queue_frame(struct bench *b, struct rte_mbuf *m)
 	b->tx[b->ntx++] = m;
 }
 
-/* One client segment: flags, the MSS option on a SYN, len octets of data. */
+/* Connection i's IPv6 address: 2001:db8:0:(i + 1)::10. */
 static void
-send_segment(struct bench *b, struct cconn *c, uint8_t flags, const uint8_t *data, uint16_t len)
+client_ip6(unsigned i, uint8_t *a)
+{
+	memset(a, 0, 16);
+	a[0] = 0x20, a[1] = 0x01, a[2] = 0x0d, a[3] = 0xb8;
+	a[6] = (uint8_t)((i + 1) >> 8);
+	a[CLIENT_IP6_CONN_OCTET] = (uint8_t)(i + 1);
+	a[15] = 0x10;
+}
+
+/* The connection whose IPv6 address a is, or -1. */
+static int
+client_ip6_index(const struct bench *b, const uint8_t *a)
+{
+	uint8_t want[16];
+	unsigned i = ((unsigned)a[6] << 8 | a[CLIENT_IP6_CONN_OCTET]) - 1;
+
+	if (i >= b->nconns)
+		return -1;
+	client_ip6(i, want);
+	return memcmp(a, want, 16) == 0 ? (int)i : -1;
+}
+
+static struct rte_mbuf *
+client_alloc(struct bench *b)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(b->pool);
-	uint16_t optlen = (flags & RTE_TCP_SYN_FLAG) ? 4 : 0;
-	uint16_t tcplen = (uint16_t)(sizeof(struct rte_tcp_hdr) + optlen);
-	uint16_t total =
-	    (uint16_t)(sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + tcplen + len);
-	struct rte_ether_hdr *eh;
-	struct rte_ipv4_hdr *ip;
-	struct rte_tcp_hdr *th;
 
 	if (m == NULL) {
 		fprintf(stderr, "bench-stack: client: mbuf pool empty\n");
 		exit(1);
 	}
+	return m;
+}
+
+/* One client segment: flags, the MSS option on a SYN, len octets of data. */
+static void
+send_segment(struct bench *b, struct cconn *c, uint8_t flags, const uint8_t *data, uint16_t len)
+{
+	struct rte_mbuf *m = client_alloc(b);
+	uint16_t optlen = (flags & RTE_TCP_SYN_FLAG) ? 4 : 0;
+	uint16_t tcplen = (uint16_t)(sizeof(struct rte_tcp_hdr) + optlen);
+	uint16_t iplen = b->ip6 ? sizeof(struct rte_ipv6_hdr) : sizeof(struct rte_ipv4_hdr);
+	uint16_t total = (uint16_t)(sizeof(struct rte_ether_hdr) + iplen + tcplen + len);
+	struct rte_ether_hdr *eh;
+	struct rte_tcp_hdr *th;
+
 	eh = (struct rte_ether_hdr *)rte_pktmbuf_append(m, total);
-	ip = (struct rte_ipv4_hdr *)(eh + 1);
-	th = (struct rte_tcp_hdr *)(ip + 1);
+	th = (struct rte_tcp_hdr *)((uint8_t *)(eh + 1) + iplen);
 	rte_ether_addr_copy(&b->server_mac, &eh->dst_addr);
 	rte_ether_addr_copy(&b->client_mac, &eh->src_addr);
-	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	memset(ip, 0, sizeof(*ip));
-	ip->version_ihl = RTE_IPV4_VHL_DEF;
-	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + tcplen + len));
-	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
-	ip->time_to_live = 64;
-	ip->next_proto_id = IPPROTO_TCP;
-	ip->src_addr = rte_cpu_to_be_32(CLIENT_IP0 + (unsigned)(c - b->conns));
-	ip->dst_addr = rte_cpu_to_be_32(SERVER_IP);
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	th->src_port = rte_cpu_to_be_16(c->port);
 	th->dst_port = rte_cpu_to_be_16(25);
 	th->sent_seq = rte_cpu_to_be_32(c->snd_nxt);
@@ -261,7 +295,32 @@ send_segment(struct bench *b, struct cconn *c, uint8_t flags, const uint8_t *dat
 	}
 	if (len != 0)
 		memcpy((uint8_t *)th + tcplen, data, len);
-	th->cksum = rte_ipv4_udptcp_cksum(ip, th);
+	if (b->ip6) {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(eh + 1);
+
+		eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+		ip6->vtc_flow = rte_cpu_to_be_32(6u << 28);
+		ip6->payload_len = rte_cpu_to_be_16((uint16_t)(tcplen + len));
+		ip6->proto = IPPROTO_TCP;
+		ip6->hop_limits = 64;
+		client_ip6((unsigned)(c - b->conns), ip6->src_addr);
+		memcpy(ip6->dst_addr, server_ip6, 16);
+		th->cksum = rte_ipv6_udptcp_cksum(ip6, th);
+	} else {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eh + 1);
+
+		eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+		memset(ip, 0, sizeof(*ip));
+		ip->version_ihl = RTE_IPV4_VHL_DEF;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + tcplen + len));
+		ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+		ip->time_to_live = 64;
+		ip->next_proto_id = IPPROTO_TCP;
+		ip->src_addr = rte_cpu_to_be_32(CLIENT_IP0 + (unsigned)(c - b->conns));
+		ip->dst_addr = rte_cpu_to_be_32(SERVER_IP);
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		th->cksum = rte_ipv4_udptcp_cksum(ip, th);
+	}
 	c->snd_nxt += len + ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_FIN_FLAG)) ? 1 : 0);
 	if (flags & RTE_TCP_ACK_FLAG)
 		c->need_ack = false;
@@ -407,14 +466,10 @@ client_arp(struct bench *b, struct rte_mbuf *m)
 static void
 client_announce(struct bench *b, uint32_t ip)
 {
-	struct rte_mbuf *m = rte_pktmbuf_alloc(b->pool);
+	struct rte_mbuf *m = client_alloc(b);
 	struct rte_ether_hdr *eh;
 	struct rte_arp_hdr *ah;
 
-	if (m == NULL) {
-		fprintf(stderr, "bench-stack: client: mbuf pool empty\n");
-		exit(1);
-	}
 	eh = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eh) + sizeof(*ah));
 	ah = (struct rte_arp_hdr *)(eh + 1);
 	memset(&eh->dst_addr, 0xff, sizeof(eh->dst_addr));
@@ -432,27 +487,110 @@ client_announce(struct bench *b, uint32_t ip)
 	queue_frame(b, m);
 }
 
+/*
+ * A neighbour solicitation (type ND_NS) or advertisement (ND_NA) for target,
+ * from src to dst (Ethernet edst), with our link-layer address as its option
+ * (source for a solicitation, target for an advertisement: RFC 4861 4.3, 4.4).
+ */
+static void
+client_nd(struct bench *b, uint8_t type, const uint8_t *src, const uint8_t *dst,
+          const struct rte_ether_addr *edst, const uint8_t *target)
+{
+	struct rte_mbuf *m = client_alloc(b);
+	const uint16_t icmplen = 8 + 16 + 8; /* header, target, one link-layer option */
+	struct rte_ether_hdr *eh =
+	    (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eh) + 40 + icmplen);
+	struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(eh + 1);
+	uint8_t *icmp = (uint8_t *)(ip6 + 1);
+
+	rte_ether_addr_copy(edst, &eh->dst_addr);
+	rte_ether_addr_copy(&b->client_mac, &eh->src_addr);
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	ip6->vtc_flow = rte_cpu_to_be_32(6u << 28);
+	ip6->payload_len = rte_cpu_to_be_16(icmplen);
+	ip6->proto = IPPROTO_ICMPV6;
+	ip6->hop_limits = 255; /* RFC 4861 7.1.1: from the link */
+	memcpy(ip6->src_addr, src, 16);
+	memcpy(ip6->dst_addr, dst, 16);
+	memset(icmp, 0, icmplen);
+	icmp[0] = type;
+	if (type == ND_NA)
+		icmp[4] = 0x60; /* solicited, override */
+	memcpy(icmp + 8, target, 16);
+	icmp[24] = type == ND_NS ? 1 : 2; /* source / target link-layer address */
+	icmp[25] = 1;
+	memcpy(icmp + 26, &b->client_mac, RTE_ETHER_ADDR_LEN);
+	*(uint16_t *)(icmp + 2) = rte_ipv6_udptcp_cksum(ip6, icmp);
+	queue_frame(b, m);
+}
+
+/* A solicitation for the server from connection i's address: the server learns our MAC. */
+static void
+client_announce6(struct bench *b, unsigned i)
+{
+	uint8_t src[16], snm[16] = {0xff, 0x02, [11] = 1, [12] = 0xff};
+	struct rte_ether_addr edst = {{0x33, 0x33, 0xff}};
+
+	client_ip6(i, src);
+	memcpy(snm + 13, server_ip6 + 13, 3); /* solicited-node multicast (RFC 4291 2.7.1) */
+	memcpy(edst.addr_bytes + 3, server_ip6 + 13, 3);
+	client_nd(b, ND_NS, src, snm, &edst, server_ip6);
+}
+
+/* The server's solicitations for a client address are answered; other ICMPv6 is dropped. */
+static void
+client_icmp6(struct bench *b, struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(eh + 1);
+	const uint8_t *icmp = (const uint8_t *)(ip6 + 1);
+
+	if (rte_pktmbuf_data_len(m) >= sizeof(*eh) + sizeof(*ip6) + 24 && icmp[0] == ND_NS &&
+	    client_ip6_index(b, icmp + 8) >= 0) {
+		struct rte_ether_addr to;
+
+		rte_ether_addr_copy(&eh->src_addr, &to);
+		client_nd(b, ND_NA, icmp + 8, ip6->src_addr, &to, icmp + 8);
+	}
+	rte_pktmbuf_free(m);
+}
+
 static void
 client_segment(struct bench *b, struct rte_mbuf *m)
 {
 	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eh + 1);
 	struct rte_tcp_hdr *th;
 	struct cconn *c;
 	unsigned idx;
 	uint32_t seq, ack;
-	uint16_t hlen, dlen;
+	uint16_t hlen, dlen, iplen;
 	const uint8_t *payload;
 
-	if (ip->next_proto_id != IPPROTO_TCP)
-		goto out;
-	th = (struct rte_tcp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
+	if (b->ip6) {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(eh + 1);
+
+		if (ip6->proto == IPPROTO_ICMPV6) {
+			client_icmp6(b, m);
+			return;
+		}
+		if (ip6->proto != IPPROTO_TCP)
+			goto out;
+		th = (struct rte_tcp_hdr *)(ip6 + 1);
+		iplen = rte_be_to_cpu_16(ip6->payload_len);
+	} else {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eh + 1);
+
+		if (ip->next_proto_id != IPPROTO_TCP)
+			goto out;
+		th = (struct rte_tcp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
+		iplen = (uint16_t)(rte_be_to_cpu_16(ip->total_length) - rte_ipv4_hdr_len(ip));
+	}
 	idx = (unsigned)(rte_be_to_cpu_16(th->dst_port) - PORT_BASE) % b->nconns;
 	c = &b->conns[idx];
 	if (c->state == C_IDLE || rte_be_to_cpu_16(th->dst_port) != c->port)
 		goto out; /* a segment for a connection already gone */
 	hlen = (uint16_t)((th->data_off >> 4) * 4);
-	dlen = (uint16_t)(rte_be_to_cpu_16(ip->total_length) - rte_ipv4_hdr_len(ip) - hlen);
+	dlen = (uint16_t)(iplen - hlen);
 	payload = (const uint8_t *)th + hlen;
 	seq = rte_be_to_cpu_32(th->sent_seq);
 	ack = rte_be_to_cpu_32(th->recv_ack);
@@ -515,7 +653,8 @@ client_receive(struct bench *b)
 
 			if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
 				client_arp(b, pkts[i]);
-			else if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
+			else if (eh->ether_type == rte_cpu_to_be_16(b->ip6 ? RTE_ETHER_TYPE_IPV6
+			                                                   : RTE_ETHER_TYPE_IPV4))
 				client_segment(b, pkts[i]);
 			else
 				rte_pktmbuf_free(pkts[i]);
@@ -683,9 +822,12 @@ make_port(struct bench *b)
 static void
 load_config(struct pa_config *config)
 {
+	/* The same configuration for both families: only which one the client uses differs. */
 	static const struct config_override ov[] = {
 	    {"backend", "dpdk"},
 	    {"dpdk.ip", "198.18.0.2/24"},
+	    {"dpdk.ip6", "2001:db8::2/48"},
+	    {"dpdk.dad_transmits", "0"},
 	    {"listen", "198.18.0.2:25"},
 	    {"domains", "example.com"},
 	    {"hostname", "bench.pigeonair.test"},
@@ -719,7 +861,7 @@ make_worker(struct pa_shared *shared, const struct pa_config *config)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: bench-stack [-m MESSAGES] [-c CONNECTIONS] [-s SIZE] "
+	fprintf(stderr, "usage: bench-stack [-6] [-m MESSAGES] [-c CONNECTIONS] [-s SIZE] "
 	                "[-r PER_CONNECTION] [-l off|direct|ring] [-q]\n");
 	exit(2);
 }
@@ -752,8 +894,11 @@ main(int argc, char **argv)
 	b.messages = 100000;
 	b.nconns = 16;
 	b.per_conn = PER_CONN_DEFAULT;
-	while ((opt = getopt(argc, argv, "m:c:s:r:l:qh")) != -1) {
+	while ((opt = getopt(argc, argv, "6m:c:s:r:l:qh")) != -1) {
 		switch (opt) {
+		case '6':
+			b.ip6 = true;
+			break;
 		case 'm':
 			b.messages = arg_unsigned(optarg, 1, 1u << 30);
 			break;
@@ -816,8 +961,12 @@ main(int argc, char **argv)
 	for (unsigned i = 0; i < b.nconns; i++)
 		b.next_iss[i] = 0x10000000u * (i + 1);
 
-	for (unsigned i = 0; i < b.nconns; i++)
-		client_announce(&b, CLIENT_IP0 + i);
+	for (unsigned i = 0; i < b.nconns; i++) {
+		if (b.ip6)
+			client_announce6(&b, i);
+		else
+			client_announce(&b, CLIENT_IP0 + i);
+	}
 	hz = (double)rte_get_tsc_hz();
 	t0 = rte_rdtsc();
 	while (b.ok + b.bad_replies < b.messages || !all_closed(&b)) {
@@ -845,9 +994,10 @@ main(int argc, char **argv)
 
 	if (dpdk_backend_counters(0, &dc) != PA_OK)
 		rte_exit(EXIT_FAILURE, "dpdk_backend_counters() failed\n");
-	printf("bench-stack: %u messages of %zu octets, %u connections at a time, %u messages "
-	       "per connection, null store\n",
-	       b.messages, b.message_len, b.nconns, b.per_conn);
+	printf(
+	    "bench-stack: IPv%d, %u messages of %zu octets, %u connections at a time, %u messages "
+	    "per connection, null store\n",
+	    b.ip6 ? 6 : 4, b.messages, b.message_len, b.nconns, b.per_conn);
 	printf("  250 replies          %u of %u, other replies %u, resets %u\n", b.ok, b.messages,
 	       b.bad_replies, b.resets);
 	if (!quiet) {
