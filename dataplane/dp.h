@@ -393,9 +393,10 @@ void net_ipv4_output_tcp(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src,
 
 /*
  * The rte_hash hash of the stack's tables whose keys are 32-bit words at
- * any alignment (TCB keys, IPv6 addresses out of a packet): CRC32-C a word
- * at a time, loaded with memcpy (rte_hash_crc() loads 8-octet words, which
- * needs 8-octet alignment).  len a multiple of 4.  dp_stack.c.
+ * any alignment (TCB keys, IPv6 addresses out of a packet): CRC32-C eight
+ * octets at a time and a last word of four, loaded with memcpy
+ * (rte_hash_crc() loads through a uint64_t pointer, which needs 8-octet
+ * alignment).  len a multiple of 4.  dp_stack.c.
  */
 uint32_t dp_hash_words(const void *key, uint32_t len, uint32_t init);
 

@@ -71,13 +71,36 @@ dp_worker_destroy(struct dp_worker *dw)
 	dw->imp_rx = dw->imp_tx = NULL;
 }
 
+static inline uint64_t
+load64(const uint8_t *p)
+{
+	uint64_t q;
+
+	memcpy(&q, p, sizeof(q));
+	return q;
+}
+
 uint32_t
 dp_hash_words(const void *key, uint32_t len, uint32_t init)
 {
 	const uint8_t *p = key;
-	uint32_t w;
+	uint32_t i = 0, w;
 
-	for (uint32_t i = 0; i + 4 <= len; i += 4) {
+	/* Written out for the hot keys: an IPv6 address (neighbour cache, per packet sent)... */
+	if (len == 16)
+		return rte_hash_crc_8byte(load64(p + 8), rte_hash_crc_8byte(load64(p), init));
+	/* ...and an IPv6 TCB key (per segment received). */
+	if (len == 36) {
+		memcpy(&w, p + 32, sizeof(w));
+		init = rte_hash_crc_8byte(load64(p), init);
+		init = rte_hash_crc_8byte(load64(p + 8), init);
+		init = rte_hash_crc_8byte(load64(p + 16), init);
+		init = rte_hash_crc_8byte(load64(p + 24), init);
+		return rte_hash_crc_4byte(w, init);
+	}
+	for (; i + 8 <= len; i += 8)
+		init = rte_hash_crc_8byte(load64(p + i), init);
+	if (i + 4 <= len) {
 		memcpy(&w, p + i, sizeof(w));
 		init = rte_hash_crc_4byte(w, init);
 	}

@@ -22,6 +22,7 @@
 
 #include "dataplane/dp.h"
 #include "dataplane/net_cksum.h"
+#include "dataplane/net_ipv6.h"
 #include "dataplane/net_ipv6_ext.h"
 #include "dataplane/tcp.h"
 
@@ -29,15 +30,11 @@
 #define ICMP6_ERRORS_PER_S 100 /* RFC 4443 2.4(f): per worker */
 #define ICMP6_MIN_MTU 1280     /* an error fits the IPv6 minimum MTU (RFC 4443 2.4(c)) */
 
-static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-static const uint8_t loopback[16] = {[15] = 1};
-static const uint8_t unspecified[16];
-
 int
 net_ipv6_addr_index(const struct dp_shared *sh, const uint8_t *a)
 {
 	for (unsigned i = 0; i < sh->nip6; i++)
-		if (memcmp(sh->ip6[i].a, a, 16) == 0)
+		if (net_ipv6_addr_eq(sh->ip6[i].a, a))
 			return (int)i;
 	return -1;
 }
@@ -56,26 +53,23 @@ net_ipv6_is_local(const struct dp_shared *sh, const uint8_t *a)
 	return i >= 0 && usable(&sh->ip6[i]);
 }
 
+/* a and b agree in their first prefix bits (0..128), compared a 64-bit word at a time. */
 static bool
 prefix_match(const uint8_t *a, const uint8_t *b, unsigned prefix)
 {
-	unsigned full = prefix / 8, rest = prefix % 8;
+	uint64_t ah, al, bh, bl, mh, ml;
 
-	if (memcmp(a, b, full) != 0)
-		return false;
-	return rest == 0 || ((a[full] ^ b[full]) & (uint8_t)(0xff00u >> rest)) == 0;
-}
-
-static bool
-is_link_local(const uint8_t *a)
-{
-	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+	net_ipv6_words(a, &ah, &al);
+	net_ipv6_words(b, &bh, &bl);
+	mh = prefix >= 64 ? ~0ull : prefix == 0 ? 0 : ~0ull << (64 - prefix);
+	ml = prefix >= 128 ? ~0ull : prefix <= 64 ? 0 : ~0ull << (128 - prefix);
+	return (((ah ^ bh) & rte_cpu_to_be_64(mh)) | ((al ^ bl) & rte_cpu_to_be_64(ml))) == 0;
 }
 
 bool
 net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a)
 {
-	if (is_link_local(a))
+	if (net_ipv6_is_link_local(a))
 		return true;
 	for (unsigned i = 1; i < sh->nip6; i++)
 		if (prefix_match(a, sh->ip6[i].a, sh->ip6[i].prefix))
@@ -89,7 +83,7 @@ net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst)
 	const uint8_t *any = NULL;
 
 	/* RFC 6724 5, in short: same scope, then the longest matching prefix (ours: on-link). */
-	if (is_link_local(dst))
+	if (net_ipv6_is_link_local(dst))
 		return sh->ip6[0].a;
 	for (unsigned i = 1; i < sh->nip6; i++) {
 		if (!usable(&sh->ip6[i]))
@@ -110,10 +104,10 @@ net_ipv6_peer_ok(const struct dp_shared *sh, const uint8_t *a, bool unspecified_
 	 * (a loop or a spoof); a tentative one may be another node's: DAD
 	 * hears its advertisement from that very address.
 	 */
-	if (a[0] == 0xff || memcmp(a, v4mapped, sizeof(v4mapped)) == 0 ||
-	    memcmp(a, loopback, 16) == 0 || net_ipv6_is_local(sh, a))
+	if (a[0] == 0xff || net_ipv6_is_v4mapped(a) || net_ipv6_is_loopback(a) ||
+	    net_ipv6_is_local(sh, a))
 		return false;
-	return unspecified_ok || memcmp(a, unspecified, 16) != 0;
+	return unspecified_ok || !net_ipv6_is_unspecified(a);
 }
 
 /* ff02::1, or ff02::1:ffXX:XXXX for one of our addresses (tentative ones too: DAD). */
@@ -123,7 +117,7 @@ our_group(const struct dp_shared *sh, const uint8_t *a)
 	static const uint8_t all_nodes[16] = {0xff, 0x02, [15] = 1};
 	static const uint8_t solicited[13] = {0xff, 0x02, [11] = 1, [12] = 0xff};
 
-	if (memcmp(a, all_nodes, 16) == 0)
+	if (net_ipv6_addr_eq(a, all_nodes))
 		return true;
 	if (memcmp(a, solicited, sizeof(solicited)) != 0)
 		return false;
@@ -199,7 +193,7 @@ net_ipv6_input(struct dp_worker *dw, struct rte_mbuf *m)
 		return;
 	}
 	/* The unspecified source is for DAD's solicitations alone (RFC 4861 7.1.1). */
-	if (ch.proto != IPPROTO_ICMPV6 && memcmp(ip->src_addr, unspecified, 16) == 0) {
+	if (ch.proto != IPPROTO_ICMPV6 && net_ipv6_is_unspecified(ip->src_addr)) {
 		dp_drop(dw, m, DP_DROP_IP6_BAD_SRC);
 		return;
 	}
@@ -312,7 +306,7 @@ net_icmp6_error(struct dp_worker *dw, const struct rte_mbuf *m, uint16_t plen, u
 	 * source, or an ICMPv6 error (the caller sends none for those).
 	 */
 	if (bad->dst_addr[0] == 0xff || bad->src_addr[0] == 0xff ||
-	    memcmp(bad->src_addr, unspecified, 16) == 0 || !icmp6_error_allowed(dw))
+	    net_ipv6_is_unspecified(bad->src_addr) || !icmp6_error_allowed(dw))
 		return;
 	e = dp_alloc(dw);
 	if (e == NULL)

@@ -15,7 +15,11 @@
  * for IPv6 with TCP under the standard key, the owner is the table's entry
  * for the hash, and the software owner is the same from either end.  The
  * packet too big parser finds the quoted connection, and refuses what
- * quotes no TCP segment.
+ * quotes no TCP segment.  The address tests of net_ipv6.h (equality, the
+ * link-local, unspecified, loopback and IPv4-mapped types) at their edges,
+ * on-link prefixes of every length class (octet-aligned, not, across the
+ * 64-bit halves, /128), and dp_hash_words() equal to DPDK's CRC32-C hash of
+ * the same octets for the lengths the stack hashes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +31,7 @@
 
 #include <arpa/inet.h>
 #include <rte_byteorder.h>
+#include <rte_hash_crc.h>
 #include <rte_ip.h>
 #include <rte_thash.h>
 
@@ -34,6 +39,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/net_cksum.h"
 #include "dataplane/net_icmp6.h"
+#include "dataplane/net_ipv6.h"
 #include "dataplane/net_ipv6_ext.h"
 #include "dataplane/tcp.h"
 
@@ -405,6 +411,128 @@ test_key_family(void **state)
 	assert_true(tcp_key_v6(&k6));
 }
 
+static void
+a6(const char *text, uint8_t *a)
+{
+	assert_int_equal(inet_pton(AF_INET6, text, a), 1);
+}
+
+static void
+test_address_types(void **state)
+{
+	uint8_t a[17], b[16];
+
+	(void)state;
+	/* At an odd offset, as out of a packet. */
+	a6("2001:db8::2", a + 1);
+	a6("2001:db8::2", b);
+	assert_true(net_ipv6_addr_eq(a + 1, b));
+	b[15] ^= 1;
+	assert_false(net_ipv6_addr_eq(a + 1, b));
+	b[15] ^= 1, b[0] ^= 0x80;
+	assert_false(net_ipv6_addr_eq(a + 1, b));
+
+	a6("fe80::1", b);
+	assert_true(net_ipv6_is_link_local(b));
+	a6("febf:ffff::1", b);
+	assert_true(net_ipv6_is_link_local(b));
+	a6("fec0::1", b); /* site-local, not fe80::/10 */
+	assert_false(net_ipv6_is_link_local(b));
+	a6("fe7f::1", b);
+	assert_false(net_ipv6_is_link_local(b));
+
+	a6("::", b);
+	assert_true(net_ipv6_is_unspecified(b));
+	assert_false(net_ipv6_is_loopback(b));
+	a6("::1", b);
+	assert_true(net_ipv6_is_loopback(b));
+	assert_false(net_ipv6_is_unspecified(b));
+	a6("::100", b);
+	assert_false(net_ipv6_is_loopback(b));
+	a6("1::1", b);
+	assert_false(net_ipv6_is_loopback(b));
+
+	a6("::ffff:198.18.0.1", b);
+	assert_true(net_ipv6_is_v4mapped(b));
+	a6("::ffff:0:0", b);
+	assert_true(net_ipv6_is_v4mapped(b));
+	a6("::fffe:198.18.0.1", b);
+	assert_false(net_ipv6_is_v4mapped(b));
+	a6("::1:ffff:198.18.0.1", b);
+	assert_false(net_ipv6_is_v4mapped(b));
+	a6("::198.18.0.1", b); /* IPv4-compatible (deprecated), not mapped */
+	assert_false(net_ipv6_is_v4mapped(b));
+}
+
+static void
+test_on_link_prefixes(void **state)
+{
+	static struct dp_shared sh;
+	uint8_t a[16];
+
+	(void)state;
+	memset(&sh, 0, sizeof(sh));
+	sh.nip6 = 5;
+	a6("fe80::2", sh.ip6[0].a);
+	sh.ip6[0].prefix = 64;
+	a6("2001:db8:1::2", sh.ip6[1].a);
+	sh.ip6[1].prefix = 48; /* octet-aligned, in the high half */
+	a6("2001:db8:2:40::2", sh.ip6[2].a);
+	sh.ip6[2].prefix = 58; /* not octet-aligned */
+	a6("2001:db8:3::8000:0:0:2", sh.ip6[3].a);
+	sh.ip6[3].prefix = 65; /* one bit into the low half */
+	a6("2001:db8:4::2", sh.ip6[4].a);
+	sh.ip6[4].prefix = 128;
+
+	a6("fe80::99", a);
+	assert_true(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:1:ffff::1", a);
+	assert_true(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:1:0::1", a);
+	assert_true(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:2:7f::1", a);
+	assert_true(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:2:80::1", a);
+	assert_false(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:2:3f::1", a);
+	assert_false(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:3::ffff:1:2:3", a);
+	assert_true(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:3::7fff:1:2:3", a);
+	assert_false(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:4::2", a);
+	assert_true(net_ipv6_on_link(&sh, a));
+	a6("2001:db8:4::3", a);
+	assert_false(net_ipv6_on_link(&sh, a));
+	a6("2001:db9::1", a);
+	assert_false(net_ipv6_on_link(&sh, a));
+}
+
+static void
+test_hash_words(void **state)
+{
+	uint64_t buf[6];
+	uint8_t *p = (uint8_t *)buf;
+	static const uint32_t lens[] = {4, 8, 12, 16, 20, 32, 36, 40};
+
+	(void)state;
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		p[i] = (uint8_t)(i * 37 + 11);
+	for (unsigned i = 0; i < pa_array_size(lens); i++)
+		assert_int_equal(dp_hash_words(buf, lens[i], 0x1234567),
+		                 rte_hash_crc(buf, lens[i], 0x1234567));
+	/* An unaligned key hashes as its octets do. */
+	{
+		uint64_t other[6];
+		uint8_t *q = (uint8_t *)other + 1;
+
+		memcpy(q, buf, 40);
+		for (unsigned i = 0; i < pa_array_size(lens); i++)
+			assert_int_equal(dp_hash_words(q, lens[i], 9),
+			                 rte_hash_crc(buf, lens[i], 9));
+	}
+}
+
 int
 main(void)
 {
@@ -418,6 +546,9 @@ main(void)
 	    cmocka_unit_test(test_software_owner_symmetric_and_spread),
 	    cmocka_unit_test(test_packet_too_big),
 	    cmocka_unit_test(test_key_family),
+	    cmocka_unit_test(test_address_types),
+	    cmocka_unit_test(test_on_link_prefixes),
+	    cmocka_unit_test(test_hash_words),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
