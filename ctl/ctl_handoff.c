@@ -219,10 +219,12 @@ ctl_handoff_json(const struct ctl_env *env)
 	if (env->shared->handoff == NULL)
 		return json_null();
 	handoff_stats(env->shared->handoff, &st);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "delivered", (json_int_t)st.delivered,
-	                 "deferred", (json_int_t)st.deferred, "failed", (json_int_t)st.failed,
-	                 "dsns", (json_int_t)st.dsns, "queued_bytes", (json_int_t)st.queued_bytes,
-	                 "store_refused", (json_int_t)st.store_refused);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "delivered",
+	                 (json_int_t)st.delivered, "deferred", (json_int_t)st.deferred, "failed",
+	                 (json_int_t)st.failed, "dsns", (json_int_t)st.dsns, "queued_bytes",
+	                 (json_int_t)st.queued_bytes, "store_refused", (json_int_t)st.store_refused,
+	                 "streamed", (json_int_t)st.streamed, "stream_overflow",
+	                 (json_int_t)st.stream_overflow, "disk_loads", (json_int_t)st.disk_loads);
 }
 
 static int

@@ -315,6 +315,16 @@ write_handoff(FILE *f, const struct ctl_env *env)
 	       "Directory store values not routed by relay.store_route (no address literal).");
 	fprintf(f, "pigeonair_handoff_store_refused_total %llu\n",
 	        (unsigned long long)st.store_refused);
+	family(f, "pigeonair_handoff_streamed_total", "counter",
+	       "Copies the hand-off took in memory from the spool's commit stream.");
+	fprintf(f, "pigeonair_handoff_streamed_total %llu\n", (unsigned long long)st.streamed);
+	family(f, "pigeonair_handoff_stream_overflow_total", "counter",
+	       "Committed copies the commit stream had no room for (read from disk instead).");
+	fprintf(f, "pigeonair_handoff_stream_overflow_total %llu\n",
+	        (unsigned long long)st.stream_overflow);
+	family(f, "pigeonair_handoff_disk_loads_total", "counter",
+	       "Message bodies the hand-off read back from the spool.");
+	fprintf(f, "pigeonair_handoff_disk_loads_total %llu\n", (unsigned long long)st.disk_loads);
 	family(f, "pigeonair_spool_queued_bytes", "gauge",
 	       "Octets queued for hand-off in a shard (the backpressure figure).");
 	for (unsigned i = 0; i < shards; i++)

@@ -158,8 +158,11 @@ struct handoff_stats {
 	uint64_t deferred;  /* temporary failures */
 	uint64_t failed;    /* permanent failures (DSN queued when there is a sender) */
 	uint64_t dsns;
-	uint64_t queued_bytes;  /* per shard: the backpressure figure */
-	uint64_t store_refused; /* directory stores not routed (not an address literal) */
+	uint64_t queued_bytes;    /* per shard: the backpressure figure */
+	uint64_t store_refused;   /* directory stores not routed (not an address literal) */
+	uint64_t streamed;        /* copies taken in memory from the spool's commit stream */
+	uint64_t stream_overflow; /* committed copies the stream had no room for (read from disk) */
+	uint64_t disk_loads;      /* bodies read back from the spool */
 };
 void handoff_stats(const struct handoff *h, struct handoff_stats *out);
 uint64_t handoff_shard_queued_bytes(const struct handoff *h, unsigned shard);

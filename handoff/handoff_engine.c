@@ -3,8 +3,10 @@
  * backpressure (handoff.h).
  *
  * One thread: an epoll loop over the connections (handoff_conn.c) and an
- * eventfd for reloads and stop; every HO_SCAN_INTERVAL_US, and when a full
- * destination has room again, it looks for due copies (handoff_queue.c).
+ * eventfd for reloads, stop and the spool's commit stream; each turn it
+ * takes the copies the committers streamed (in memory), and every
+ * HO_SCAN_INTERVAL_US, and when a full destination has room again, it
+ * looks for due copies on disk (handoff_queue.c).
  * It hands outcomes to a thread of their own (handoff_writer.c), which
  * writes them and syncs them within HO_WAL_SYNC_US.  What it promises: the
  * route map changes only between two steps of the loop, as a whole; stop
@@ -199,6 +201,9 @@ engine_main(void *arg)
 		if (take_reload(h))
 			atomic_store(&h->rescan_all, true);
 		all = atomic_exchange(&h->rescan_all, false);
+		/* Copies committed since the last turn, in memory: planned at once. */
+		if (route_map_routes_anything(h->map))
+			ho_stream(h, now);
 		if ((all || h->refill || now >= h->next_scan_us) &&
 		    route_map_routes_anything(h->map)) {
 			h->refill = false;
@@ -256,6 +261,7 @@ handoff_free(struct handoff *h)
 	free(h->removed_bytes);
 	free(h->added_bytes);
 	free(h->cursor_us);
+	free(h->back_us);
 	free(h->unsynced);
 	free(h->dirty);
 	free(h->wbusy);
@@ -287,6 +293,7 @@ alloc_shards(struct handoff *h, unsigned n)
 	h->added_bytes = calloc(n, sizeof(*h->added_bytes));
 	h->batch = calloc(n, sizeof(*h->batch));
 	h->cursor_us = calloc(n, sizeof(*h->cursor_us));
+	h->back_us = calloc(n, sizeof(*h->back_us));
 	h->unsynced = calloc(n, sizeof(*h->unsynced));
 	h->dirty = calloc(n, sizeof(*h->dirty));
 	h->wbusy = calloc(n, sizeof(*h->wbusy));
@@ -298,7 +305,8 @@ alloc_shards(struct handoff *h, unsigned n)
 	for (unsigned s = 0; h->batch != NULL && s < n; s++)
 		h->batch[s] = rocksdb_writebatch_create();
 	return h->batch != NULL && h->queued_bytes && h->held && h->base_bytes &&
-	               h->base_committed && h->removed_bytes && h->added_bytes && h->cursor_us
+	               h->base_committed && h->removed_bytes && h->added_bytes && h->cursor_us &&
+	               h->back_us
 	           ? PA_OK
 	           : PA_ERROR;
 }
@@ -381,8 +389,15 @@ handoff_start(struct handoff **out, struct spool *sp, const struct handoff_confi
 		handoff_free(h);
 		return PA_ERROR;
 	}
+	/* Copies committed from now on come in memory (spool.h); the scan reads the rest. */
+	h->stream_attached = spool_stream_attach(sp, h->wake_fd) == PA_OK;
+	if (!h->stream_attached)
+		pa_log_warning("hand-off: the commit stream has another consumer: every copy is "
+		               "read from disk");
 	rc = pthread_create(&h->thread, NULL, engine_main, h);
 	if (rc != 0) {
+		if (h->stream_attached)
+			spool_stream_detach(sp);
 		ho_writer_stop(h);
 		snprintf(err, errlen, "pthread_create(hand-off): %s", strerror(rc));
 		handoff_free(h);
@@ -405,6 +420,9 @@ handoff_stop(struct handoff *h)
 	ho_wake(h);
 	if (h->started)
 		pthread_join(h->thread, NULL);
+	/* What the stream still holds is on disk: the next start reads it. */
+	if (h->stream_attached)
+		spool_stream_detach(h->spool);
 	/* Every outcome written and synced before the spool closes. */
 	ho_writer_stop(h);
 	/* Nothing computes the flags any more: what is queued no longer refuses mail. */
@@ -500,9 +518,17 @@ handoff_stats(const struct handoff *h, struct handoff_stats *out)
 	out->failed = atomic_load(&m->failed);
 	out->dsns = atomic_load(&m->dsns);
 	out->store_refused = atomic_load(&m->store_refused);
+	out->streamed = atomic_load(&m->streamed);
+	out->disk_loads = atomic_load(&m->disk_loads);
 	out->queued_bytes = 0;
-	for (unsigned s = 0; s < h->nshards; s++)
+	out->stream_overflow = 0;
+	for (unsigned s = 0; s < h->nshards; s++) {
+		struct spool_shard_stats st;
+
 		out->queued_bytes += atomic_load(&m->queued_bytes[s]);
+		spool_shard_stats(h->spool, s, &st);
+		out->stream_overflow += st.stream_overflow;
+	}
 }
 
 uint64_t

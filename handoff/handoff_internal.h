@@ -32,11 +32,10 @@
 #define HO_DEST_QUEUE_PER_CONN 16u
 #define HO_BACKPRESSURE_US 200000u /* how often the backpressure flags are recomputed */
 /* The scan of due entries (handoff_queue.c): */
-#define HO_SCAN_MAX_ENTRIES 8192u   /* entries looked at per shard and scan */
-#define HO_SCAN_BUSY_RUN 16u        /* copies in a row finding their destination full end it */
-#define HO_CURSOR_SLACK_US 2000000u /* the cursor stays this far behind the scan's time */
-#define HO_FULL_SCAN_US 60000000u   /* a scan from the head this often */
-#define HO_WAL_SYNC_US 100000u      /* outcomes written unsynced are synced within this */
+#define HO_SCAN_MAX_ENTRIES 8192u /* entries looked at per shard and scan */
+#define HO_SCAN_BUSY_RUN 16u      /* copies in a row finding their destination full end it */
+#define HO_FULL_SCAN_US 60000000u /* a scan from the head this often */
+#define HO_WAL_SYNC_US 100000u    /* outcomes written unsynced are synced within this */
 
 struct ho_dest;
 struct ho_conn;
@@ -58,6 +57,7 @@ struct ho_copy {
 	struct hs_copy *hc;
 	unsigned jobs; /* jobs not finished yet */
 	bool changed;  /* plan() changed a delivery record */
+	bool deleted;  /* its outcome deletes it: no schedule entry left */
 	bool settling;
 	uint64_t settle_gen; /* its shard's batch generation that holds its outcome */
 	struct ho_copy *hnext;
@@ -158,7 +158,10 @@ struct handoff {
 
 	atomic_uint_least64_t delivered, deferred, failed, dsns;
 	atomic_uint_least64_t store_refused; /* directory stores that were no address literal */
-	atomic_bool draining;                /* handoff_drain(): nothing may stay held */
+	atomic_uint_least64_t streamed;      /* copies taken from the commit stream */
+	atomic_uint_least64_t disk_loads;    /* bodies read from the spool */
+	bool stream_attached;
+	atomic_bool draining; /* handoff_drain(): nothing may stay held */
 
 	/*
 	 * The outcome writer (handoff_writer.c): the engine hands a shard's
@@ -190,6 +193,7 @@ struct handoff {
 	uint64_t next_scan_us;
 	bool refill;                /* a destination that was full has room again: scan now */
 	uint64_t *cursor_us;        /* per shard: where the next scan of the schedule starts */
+	uint64_t *back_us;          /* per shard: ho_cursor_back() during its scan */
 	uint64_t next_full_scan_us; /* the next scan from the head */
 	unsigned first_shard;       /* the shard scanned first, in turn */
 	uint64_t next_pressure_us;
@@ -227,6 +231,18 @@ const struct route_dest *ho_route(struct handoff *h, const struct route_map *map
                                   const char *rcpt, struct route_dest *scratch, bool *wait);
 /* False when it stopped at the in-memory limits before looking at everything due. */
 bool ho_scan(struct handoff *h, uint64_t now, bool all);
+/* Takes and plans what the commit stream holds, while the in-memory limits allow. */
+void ho_stream(struct handoff *h, uint64_t now);
+/*
+ * The schedule time from which a shard's entries may belong to copies still
+ * on the commit stream (spool.h): read, then the stream taken.  0 when the
+ * stream could not be taken whole (the limits): any entry may be on it.
+ */
+uint64_t ho_fresh_from(struct handoff *h, unsigned shard, uint64_t now);
+/* Whether an entry at sched_us may be such a copy: not to be loaded from disk now. */
+bool ho_maybe_streaming(uint64_t fresh_from, uint64_t sched_us);
+/* A schedule entry at `us` was made behind the shard's scan cursor: the next scan goes back. */
+void ho_cursor_back(struct handoff *h, unsigned shard, uint64_t us);
 void ho_job_free(struct ho_job *job);
 /* Returns how many recipients got a temporary failure. */
 unsigned ho_job_outcomes(struct handoff *h, struct ho_job *job, struct hc *hc, uint64_t now);

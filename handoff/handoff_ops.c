@@ -82,6 +82,8 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 	char err[512];
 	bool hold;
 	int rc;
+	/* Takes the commit stream first: a copy on it is in flight after this. */
+	uint64_t fresh = ho_fresh_from(h, shard, now);
 
 	if (ho_in_flight(h, shard, o->qid))
 		return PA_AGAIN;
@@ -91,6 +93,10 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 	if (rc != PA_OK) {
 		pa_log_err("hand-off: %s %s: %s", op_names[o->op], o->qid, err);
 		return PA_ERROR;
+	}
+	if (ho_maybe_streaming(fresh, c->sched_us)) {
+		hs_copy_free(c); /* committed a moment ago: on the stream, or found next turn */
+		return PA_AGAIN;
 	}
 	/*
 	 * A hold queued just before a drain but applied after it would keep the
@@ -106,6 +112,8 @@ apply_one(struct handoff *h, const struct ho_op *o, unsigned shard, uint64_t now
 			for (size_t i = 0; i < c->rec->nrcpt; i++)
 				c->d[i].next_attempt_us = 0; /* a held recipient too */
 		rc = hs_reschedule(h->spool, c, hold ? HS_HELD_US : now, err, sizeof(err));
+		if (rc == PA_OK && !hold)
+			ho_cursor_back(h, shard, now);
 	}
 	if (rc != PA_OK)
 		pa_log_err("hand-off: %s %s: %s", op_names[o->op], o->qid, err);

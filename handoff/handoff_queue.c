@@ -1,7 +1,8 @@
 /*
  * handoff_queue.c: the hand-off engine's queue logic: which copies are due,
  * which destination each recipient goes to, and what each outcome does to
- * the spool.
+ * the spool.  Copies come from the spool's commit stream (in memory) or
+ * from a scan of the schedule (disk), never from both (ho_fresh_from()).
  *
  * What it promises: an outcome is written (by the writer thread,
  * handoff_writer.c) before the engine acts on its copy further: a finished
@@ -59,6 +60,9 @@ copy_forget(struct handoff *h, struct ho_copy *c)
 	*pp = c->hnext;
 	if (c->settling)
 		TAILQ_REMOVE(&h->settling, c, slink);
+	/* Still queued (due, or rescheduled by its outcome): the cursor must not be past it. */
+	if (!c->deleted)
+		ho_cursor_back(h, c->hc->shard, c->hc->sched_us);
 	h->ncopies--;
 	h->bytes_in_memory -= c->hc->rec->size;
 	hs_copy_free(c->hc);
@@ -185,6 +189,7 @@ queue_dsn(struct handoff *h, const struct hs_copy *hc, const struct dsn_rcpt *rc
 		return PA_ERROR;
 	}
 	h->added_bytes[shard] += dlen;
+	ho_cursor_back(h, shard, now);
 	atomic_fetch_add(&h->dsns, 1);
 	pa_log_info("%s: DSN %s queued to <%s> for %zu recipient(s)", hc->qid, qid, from, n);
 	return PA_OK;
@@ -205,6 +210,7 @@ copy_finish(struct handoff *h, struct ho_copy *c)
 		copy_forget(h, c);
 		return;
 	}
+	c->deleted = deleted;
 	if (deleted) {
 		h->removed_bytes[shard] += size;
 		pa_log_info("%s: shard %u copy handed off completely, deleted", c->hc->qid, shard);
@@ -480,6 +486,16 @@ ho_route(struct handoff *h, const struct route_map *map, const struct handoff_co
 	return route_map_lookup(map, shard, rcpt);
 }
 
+/* The body of a copy read from disk (a streamed copy has its own); counted. */
+static int
+load_body(struct handoff *h, struct hs_copy *hc, char *err, size_t errlen)
+{
+	if (hc->body.owner != NULL)
+		return PA_OK;
+	atomic_fetch_add_explicit(&h->disk_loads, 1, memory_order_relaxed);
+	return hs_load_body(h->spool, hc, err, errlen);
+}
+
 /*
  * Splits the due recipients of a loaded copy into jobs: one per destination
  * and relay.max_recipients recipients.  Returns the number of jobs queued;
@@ -567,7 +583,7 @@ plan(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
 	for (unsigned j = 0; j < njobs; j++)
 		jobs[j]->dest->filling = NULL;
 	/* Only now, with somewhere to go, does the body take memory. */
-	if (njobs > 0 && hs_load_body(h->spool, hc, err, sizeof(err)) != PA_OK) {
+	if (njobs > 0 && load_body(h, hc, err, sizeof(err)) != PA_OK) {
 		pa_log_err("hand-off: %s", err);
 		for (unsigned j = 0; j < njobs; j++)
 			ho_job_free(jobs[j]);
@@ -602,7 +618,7 @@ expire(struct handoff *h, struct ho_copy *c, uint64_t now)
 	if (now - hc->rec->arrival_us < lifetime)
 		return false;
 	/* The DSN quotes the original header. */
-	if (hs_load_body(h->spool, hc, err, sizeof(err)) != PA_OK) {
+	if (load_body(h, hc, err, sizeof(err)) != PA_OK) {
 		pa_log_err("hand-off: %s", err);
 		return false;
 	}
@@ -639,6 +655,7 @@ struct scan_ctx {
 	unsigned busy_run;   /* copies in a row that found their destination full */
 	uint64_t last_us;    /* the time of the last entry looked at */
 	uint64_t blocked_us; /* the first entry left due (UINT64_MAX: none) */
+	uint64_t fresh_us;   /* ho_fresh_from() when the scan began */
 	bool stopped;        /* cut short: the limits, or a run of full destinations */
 };
 
@@ -655,6 +672,33 @@ leave_due(struct scan_ctx *s, uint64_t sched_us, bool stop)
 	return 0;
 }
 
+/*
+ * A copy just read from disk or taken from the commit stream: in memory
+ * from now on, and planned.  *busy: some recipient stays due for lack of
+ * room.  Returns the number of jobs queued.
+ */
+static unsigned
+admit(struct handoff *h, struct ho_copy *c, uint64_t now, bool all, bool *busy)
+{
+	unsigned b = bucket(c->hc->shard, c->hc->qid), njobs;
+
+	c->hnext = h->copies[b];
+	h->copies[b] = c;
+	h->ncopies++;
+	h->bytes_in_memory += c->hc->rec->size;
+	*busy = false;
+	if (expire(h, c, now))
+		return 0;
+	njobs = plan(h, c, now, all, busy);
+	if (njobs > 0)
+		return njobs;
+	if (*busy && !copy_changed(c))
+		copy_forget(h, c); /* nothing to write: it stays due as it is */
+	else
+		copy_finish(h, c); /* moves the schedule entry to the next due time */
+	return 0;
+}
+
 static int
 scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
 {
@@ -663,11 +707,19 @@ scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
 	struct ho_copy *c;
 	char err[512];
 	bool busy;
-	unsigned njobs;
 	int rc;
 
 	s->seen++;
 	s->last_us = sched_us;
+	if (ho_maybe_streaming(s->fresh_us, sched_us)) {
+		/* Perhaps still on the commit stream: taken from there, or by the next scan. */
+		if (sched_us < s->blocked_us)
+			s->blocked_us = sched_us;
+		if (s->all)
+			return 0; /* later entries may be due in the future: look at them */
+		s->stopped = true;
+		return 1;
+	}
 	if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
 		return leave_due(s, sched_us, true); /* the rest waits for the next scan */
 	if (copy_find(h, shard, qid) != NULL)
@@ -683,44 +735,111 @@ scan_one(unsigned shard, const char *qid, uint64_t sched_us, void *arg)
 		free(c);
 		return 0;
 	}
-	c->hnext = h->copies[bucket(shard, qid)];
-	h->copies[bucket(shard, qid)] = c;
-	h->ncopies++;
-	h->bytes_in_memory += c->hc->rec->size;
-	if (expire(h, c, s->now))
-		return 0;
-	busy = false;
-	njobs = plan(h, c, s->now, s->all, &busy);
+	admit(h, c, s->now, s->all, &busy);
 	if (busy)
 		/*
 		 * Some recipients stay due at this time; the copy's entry keeps it
 		 * (a copy in flight gets it back when its jobs end).
 		 */
-		rc = leave_due(s, sched_us, false);
-	else
-		s->busy_run = 0;
-	if (njobs > 0)
-		return rc;
-	if (busy && !copy_changed(c))
-		copy_forget(h, c); /* nothing to write: it stays due as it is */
-	else
-		copy_finish(h, c); /* moves the schedule entry to the next due time */
-	return rc;
+		return leave_due(s, sched_us, false);
+	s->busy_run = 0;
+	return 0;
+}
+
+void
+ho_cursor_back(struct handoff *h, unsigned shard, uint64_t us)
+{
+	if (us < h->cursor_us[shard])
+		h->cursor_us[shard] = us;
+	if (us < h->back_us[shard])
+		h->back_us[shard] = us; /* a scan of the shard under way keeps it too */
+}
+
+bool
+ho_maybe_streaming(uint64_t fresh_us, uint64_t sched_us)
+{
+	return sched_us >= fresh_us && sched_us <= pa_wall_clock_us();
+}
+
+/* Takes one shard's streamed copies; false when the limits stopped it first. */
+static bool
+stream_take(struct handoff *h, unsigned shard, uint64_t now)
+{
+	struct spool_stream_copy *sc[32];
+	char err[512];
+
+	for (;;) {
+		unsigned n, room;
+
+		if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
+			return false;
+		room = HO_MAX_COPIES - h->ncopies;
+		n = spool_stream_take(h->spool, shard, sc,
+		                      room < pa_array_size(sc) ? room : pa_array_size(sc));
+		if (n == 0)
+			return true;
+		atomic_fetch_add_explicit(&h->streamed, n, memory_order_relaxed);
+		for (unsigned i = 0; i < n; i++) {
+			struct ho_copy *c;
+			struct hs_copy *hc;
+			uint64_t sched = sc[i]->sched_us;
+			bool busy;
+
+			if (copy_find(h, shard, sc[i]->queue_id) != NULL) {
+				/* Cannot be (a new queue id): the copy in memory goes on. */
+				spool_stream_free(sc[i]);
+				continue;
+			}
+			if (hs_from_stream(sc[i], &hc, err, sizeof(err)) != PA_OK) {
+				pa_log_err("hand-off: %s", err);
+				ho_cursor_back(h, shard, sched); /* on disk: the scan reads it */
+				continue;
+			}
+			c = calloc(1, sizeof(*c));
+			if (c == NULL) {
+				hs_copy_free(hc);
+				ho_cursor_back(h, shard, sched);
+				continue;
+			}
+			c->hc = hc;
+			admit(h, c, now, false, &busy);
+		}
+	}
+}
+
+void
+ho_stream(struct handoff *h, uint64_t now)
+{
+	for (unsigned shard = 0; shard < h->nshards; shard++)
+		if (!stream_take(h, shard, now))
+			return;
+}
+
+uint64_t
+ho_fresh_from(struct handoff *h, unsigned shard, uint64_t now)
+{
+	/* Read before the stream is taken (spool.h): the order is what makes it true. */
+	uint64_t fresh = spool_stream_fresh_from(h->spool, shard);
+
+	if (!stream_take(h, shard, now))
+		return 0;
+	return fresh < now ? fresh : now;
 }
 
 /*
  * Where the next scan of a shard starts.  Everything before it is in
  * flight or gone: a copy in flight gets a later entry or none when its jobs
- * end, and one left due stops the cursor.  It stays HO_CURSOR_SLACK_US
- * behind the scan's time, so that a committer's entry stamped before the
- * scan but visible only after it (its fsync) is not passed over; a full
+ * end (ho_cursor_back() when it is forgotten with one), and one left due
+ * stops the cursor.  It never passes the scan's fresh_us: a committer's
+ * entry at or after it may become visible only after the scan (its group
+ * was being written), and goes to the stream or to the next scan; a full
  * scan every HO_FULL_SCAN_US is the net under anything else.
  */
 static uint64_t
 next_cursor(const struct scan_ctx *s, uint64_t until, uint64_t old)
 {
 	uint64_t resume = s->blocked_us;
-	uint64_t floor = s->now > HO_CURSOR_SLACK_US ? s->now - HO_CURSOR_SLACK_US : 0;
+	uint64_t floor = s->fresh_us;
 
 	if (resume == UINT64_MAX)
 		resume = s->stopped || s->seen >= HO_SCAN_MAX_ENTRIES ? s->last_us
@@ -746,7 +865,7 @@ ho_scan(struct handoff *h, uint64_t now, bool all)
 	h->first_shard = (h->first_shard + 1) % (h->nshards != 0 ? h->nshards : 1);
 	for (unsigned i = 0; i < h->nshards; i++) {
 		unsigned shard = (h->first_shard + i) % h->nshards;
-		struct scan_ctx s = {h, now, all, 0, 0, 0, UINT64_MAX, false};
+		struct scan_ctx s = {h, now, all, 0, 0, 0, UINT64_MAX, 0, false};
 
 		if (h->ncopies >= HO_MAX_COPIES || h->bytes_in_memory >= HO_MAX_BYTES)
 			return false;
@@ -755,12 +874,19 @@ ho_scan(struct handoff *h, uint64_t now, bool all)
 			continue;
 		/* Outcomes to the writer early; their copies stay in flight until written. */
 		ho_flush(h);
+		h->back_us[shard] = UINT64_MAX;
+		/* What the commit stream holds is taken first, and never read from disk. */
+		s.fresh_us = ho_fresh_from(h, shard, now);
+		if (s.fresh_us == 0)
+			return false; /* the limits: the stream still holds copies */
 		if (hs_due_from(h->spool, shard, all ? 0 : h->cursor_us[shard], until,
 		                HO_SCAN_MAX_ENTRIES, scan_one, &s, err, sizeof(err)) == PA_ERROR) {
 			pa_log_err("hand-off: %s", err);
 			continue; /* the cursor stays */
 		}
 		h->cursor_us[shard] = next_cursor(&s, until, h->cursor_us[shard]);
+		if (h->back_us[shard] < h->cursor_us[shard])
+			h->cursor_us[shard] = h->back_us[shard];
 	}
 	ho_flush(h);
 	return h->ncopies < HO_MAX_COPIES && h->bytes_in_memory < HO_MAX_BYTES;

@@ -304,6 +304,45 @@ hs_load_meta(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_u
 }
 
 int
+hs_from_stream(struct spool_stream_copy *sc, struct hs_copy **out, char *err, size_t errlen)
+{
+	struct hs_copy *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		snprintf(err, errlen, "hs_from_stream: out of memory");
+		spool_stream_free(sc);
+		return PA_ERROR;
+	}
+	c->shard = sc->shard;
+	c->qlen = strlen(sc->queue_id);
+	memcpy(c->qid, sc->queue_id, c->qlen + 1);
+	c->sched_us = sc->sched_us;
+	/* The stream's allocation is the body's: freed with the copy (spool.h). */
+	c->body = (struct spool_body){sc->data, sc->size, sc};
+	if (spool_record_msg_decode(sc->record, sc->record_len, &c->rec) != PA_OK ||
+	    c->rec->size != sc->size) {
+		snprintf(err, errlen, "shard %u: streamed message record of %s does not decode",
+		         c->shard, c->qid);
+		hs_copy_free(c);
+		return PA_ERROR;
+	}
+	c->d = calloc(c->rec->nrcpt, sizeof(*c->d));
+	if (c->d == NULL) {
+		snprintf(err, errlen, "hs_from_stream: out of memory");
+		hs_copy_free(c);
+		return PA_ERROR;
+	}
+	/* What spool_put_pending() wrote for it. */
+	for (size_t i = 0; i < c->rec->nrcpt; i++)
+		c->d[i] = (struct spool_delivery){.state = SPOOL_DELIVERY_PENDING,
+		                                  .next_attempt_us = sc->sched_us};
+	c->data = c->body.data;
+	c->size = c->body.size;
+	*out = c;
+	return PA_OK;
+}
+
+int
 hs_load_body(struct spool *sp, struct hs_copy *c, char *err, size_t errlen)
 {
 	if (c->body.owner != NULL)

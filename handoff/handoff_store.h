@@ -77,6 +77,13 @@ void hs_copy_free(struct hs_copy *c);
  */
 int hs_load_meta(struct spool *sp, unsigned shard, const char *qid, uint64_t sched_us,
                  struct hs_copy **out, char *err, size_t errlen);
+/*
+ * A copy the commit stream handed over (spool.h), as hs_load() would have
+ * read it: every recipient pending, due at its schedule time, the body the
+ * stream's (no read).  Takes sc in every case (freed on failure).
+ */
+int hs_from_stream(struct spool_stream_copy *sc, struct hs_copy **out, char *err, size_t errlen);
+
 /* Reads the body of a copy loaded by hs_load_meta() (nothing when it has one). */
 int hs_load_body(struct spool *sp, struct hs_copy *c, char *err, size_t errlen);
 
