@@ -26,63 +26,35 @@ scheduling costs), and the loaded msg/s beside the pool's bound,
 
   perf/bench-milter.py --build build
   perf/bench-milter.py --build build --rounds 5 --duration 4 --hol-sessions 500
+  perf/bench-milter.py --build build --json FILE    # the figures, for perf/bench.py
 """
 import argparse
-import importlib.util
-import json
 import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("bench_screen", HERE / "bench-screen.py")
-bs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bs)
+import benchlib as bl
 
 
 def start_sink(build, tmp, delay_ms, add_header=False):
-    port = bs.free_port()
-    log = open(tmp / f"sink-{delay_ms}.log", "wb")
-    proc = subprocess.Popen([str(build / "perf" / "milter-sink"), "--listen",
-                             f"127.0.0.1:{port}", "--delay-ms", str(delay_ms),
-                             "--max-conns", "4096"] + (["--add-header"] if add_header else []),
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    log.close()
-
-    def ready():
-        if proc.poll() is not None:
-            sys.exit("bench-milter: milter-sink exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    bs.wait_for(ready, 10, "milter-sink did not listen")
+    port = bl.free_port()
+    log_path = tmp / f"sink-{delay_ms}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(build / "perf" / "milter-sink"), "--listen",
+                                 f"127.0.0.1:{port}", "--delay-ms", str(delay_ms),
+                                 "--max-conns", "4096"] + (["--add-header"] if add_header else []),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    bl.wait_for(lambda: bl.listening(proc, port, "milter-sink", log_path), 10,
+                "milter-sink did not listen")
     return proc, port
 
 
-def loadgen(build, port, connections, per_conn, size, duration):
-    r = subprocess.run([str(build / "pigeon-loadgen"), "--kernel", "--target",
-                        f"127.0.0.1:{port}", "--connections", str(connections),
-                        "--per-conn", str(per_conn), "--size", str(size), "--duration",
-                        str(duration), "--reply-timeout", "60", "--json", "--quiet"],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=duration + 120)
-    if r.returncode != 0:
-        sys.exit(f"bench-milter: pigeon-loadgen failed: {r.stderr.decode(errors='replace')}")
-    out = json.loads(r.stdout)
-    if out["failed"] != 0:
-        sys.exit(f"bench-milter: {out['failed']} messages failed: {out}")
-    return out
-
-
-def probe(port, stop, samples):
+def probe(port, stop, samples, errors):
     """Fresh sessions one after the other: seconds from connect to the EHLO reply."""
     while not stop.is_set():
         t = time.perf_counter()
@@ -90,17 +62,103 @@ def probe(port, stop, samples):
             s.settimeout(10)
             f = s.makefile("rb")
             if not f.readline().startswith(b"220 "):
-                sys.exit("bench-milter: probe got no banner")
+                errors.append("probe got no banner")
+                return
             s.sendall(b"EHLO probe.example.org\r\n")
             while True:
                 line = f.readline()
                 if not line.startswith(b"250"):
-                    sys.exit(f"bench-milter: probe EHLO got {line!r}")
+                    errors.append(f"probe EHLO got {line!r}")
+                    return
                 if line[3:4] == b" ":
                     break
             samples.append(time.perf_counter() - t)
             s.sendall(b"QUIT\r\n")
         time.sleep(0.01)
+
+
+def ratio(args, build, tmp, procs):
+    sink, sink_port = start_sink(build, tmp, 0, args.add_header)
+    procs.append(sink)
+    off_proc, off_port, _ = bl.start_pigeond(build, tmp, "off", {})
+    procs.append(off_proc)
+    on_proc, on_port, on_sock = bl.start_pigeond(
+        build, tmp, "on", {"milter.servers": f"inet:127.0.0.1:{sink_port}"})
+    procs.append(on_proc)
+    figures, cpu = bl.ab_rounds(build, {"off": (off_proc.pid, off_port),
+                                        "on": (on_proc.pid, on_port)}, args, args.per_conn,
+                                "message")
+    st = bl.stats(build, on_sock)
+    stored, filtered = st["total"]["messages_accepted"], st["milter"]["messages"]
+    if filtered < stored:
+        bl.fail(f"{stored} messages stored but only {filtered} filtered")
+    off, on = statistics.median(figures["off"]), statistics.median(figures["on"])
+    ratios = [b / a for a, b in zip(figures["off"], figures["on"])]
+    print(f"on: {stored} messages stored, every one through the milter "
+          f"(pigeond CPU per message, median: off {statistics.median(cpu['off']):.1f} us, "
+          f"on {statistics.median(cpu['on']):.1f} us, both including the milter thread)")
+    print(f"median off {off:.0f} msg/s, on {on:.0f} msg/s: on/off = {on / off:.3f}x; "
+          f"median of the rounds' ratios {statistics.median(ratios):.3f}x (target >= 0.8x)")
+    for p in (off_proc, on_proc, sink):
+        p.terminate()
+        p.wait(timeout=30)
+    return {"off_msgs_per_sec": off, "on_msgs_per_sec": on, "ratio": on / off,
+            "round_ratios": ratios, "cpu_us_off": statistics.median(cpu["off"]),
+            "cpu_us_on": statistics.median(cpu["on"]), "add_header": args.add_header}
+
+
+def head_of_line(args, build, tmp, procs):
+    slow_sink, slow_port = start_sink(build, tmp, 200)
+    procs.append(slow_sink)
+    slow_proc, port, _ = bl.start_pigeond(
+        build, tmp, "slow",
+        {"milter.servers": f"inet:127.0.0.1:{slow_port}{{timeout=60000 "
+                           f"connections={args.hol_pool}}}"})
+    procs.append(slow_proc)
+    # The same probe with no load first: what this machine's scheduling alone costs.
+    errors = []
+    stop, idle = threading.Event(), []
+    pr = threading.Thread(target=probe, args=(port, stop, idle, errors))
+    pr.start()
+    time.sleep(args.hol_duration / 2)
+    stop.set()
+    pr.join()
+    stop, samples = threading.Event(), []
+    box = {}
+
+    def load():
+        try:
+            box["out"] = bl.loadgen(build, port, args.hol_sessions, 0, args.size,
+                                    args.hol_duration)
+        except SystemExit as e:
+            box["error"] = str(e)
+
+    lg = threading.Thread(target=load)
+    lg.start()
+    time.sleep(1.0)  # every session has a message waiting on the filter
+    load1 = bl.loadavg()
+    pr = threading.Thread(target=probe, args=(port, stop, samples, errors))
+    pr.start()
+    lg.join()
+    stop.set()
+    pr.join()
+    if "error" in box or errors or not samples or not idle:
+        bl.fail(box.get("error") or "; ".join(errors) or "the probe made no session")
+    out = box["out"]
+    bound = min(args.hol_pool, args.hol_sessions) / 0.2  # the filter's concurrency / 200 ms
+    p50, p99 = bl.quantiles(samples)
+    i50, i99 = bl.quantiles(idle)
+    print(f"head of line: {args.hol_sessions} sessions on a 200 ms filter with "
+          f"{args.hol_pool} connections: {out['msgs_per_sec']:.0f} msg/s (bound "
+          f"{bound:.0f}); {len(samples)} fresh sessions on the same "
+          f"worker: connect to EHLO reply p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+          f"(target p99 <= 2 ms); the same probe with no load before: "
+          f"{len(idle)} sessions, p50 {i50:.2f} ms, p99 {i99:.2f} ms; load average {load1}")
+    return {"sessions": args.hol_sessions, "pool": args.hol_pool,
+            "msgs_per_sec": out["msgs_per_sec"], "bound": bound,
+            "probes": len(samples), "p50_ms": p50, "p99_ms": p99,
+            "idle_probes": len(idle), "idle_p50_ms": i50, "idle_p99_ms": i99,
+            "loadavg": load1}
 
 
 def main():
@@ -116,94 +174,22 @@ def main():
     ap.add_argument("--hol-sessions", type=int, default=500)
     ap.add_argument("--hol-pool", type=int, default=64)
     ap.add_argument("--hol-duration", type=float, default=6.0)
+    ap.add_argument("--json", default="", help="also write the figures to this file")
     args = ap.parse_args()
     build = Path(args.build).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="pigeonair-bench-milter-"))
     procs = []
     try:
-        sink, sink_port = start_sink(build, tmp, 0, args.add_header)
-        procs.append(sink)
-        off_proc, off_port, _ = bs.start_pigeond(build, tmp, "off", {})
-        procs.append(off_proc)
-        on_proc, on_port, on_sock = bs.start_pigeond(
-            build, tmp, "on", {"milter.servers": f"inet:127.0.0.1:{sink_port}"})
-        procs.append(on_proc)
-        figures = {"off": [], "on": []}
-        cpu = {"off": [], "on": []}
-        pids = {"off": off_proc.pid, "on": on_proc.pid}
-        ports = {"off": off_port, "on": on_port}
-        for r in range(args.rounds):
-            for name in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                t0 = bs.cpu_seconds(pids[name])
-                out = loadgen(build, ports[name], args.connections, args.per_conn, args.size,
-                              args.duration)
-                us = (bs.cpu_seconds(pids[name]) - t0) * 1e6 / max(out["ok"], 1)
-                figures[name].append(out["msgs_per_sec"])
-                cpu[name].append(us)
-                print(f"round {r + 1} {name:>3}: {out['msgs_per_sec']:9.0f} msg/s, p99 end of "
-                      f"data {out['p99_us'] / 1000:.1f} ms, pigeond CPU {us:6.1f} us per "
-                      f"message", flush=True)
-        filtered = bs.stats(build, on_sock)["total"]
-        off, on = statistics.median(figures["off"]), statistics.median(figures["on"])
-        ratios = [b / a for a, b in zip(figures["off"], figures["on"])]
-        print(f"on: {filtered['messages_accepted']} messages stored, every one through the "
-              f"milter (pigeond CPU per message, median: off "
-              f"{statistics.median(cpu['off']):.1f} us, on {statistics.median(cpu['on']):.1f} us, "
-              f"both including the milter thread)")
-        print(f"median off {off:.0f} msg/s, on {on:.0f} msg/s: on/off = {on / off:.3f}x; "
-              f"median of the rounds' ratios {statistics.median(ratios):.3f}x (target >= 0.8x)")
-        for p in (off_proc, on_proc):
-            p.terminate()
-            p.wait(timeout=30)
-
+        result = {"loadavg_start": bl.loadavg(), "rounds": args.rounds,
+                  "duration": args.duration, "connections": args.connections}
+        if args.rounds > 0:
+            result["ratio"] = ratio(args, build, tmp, procs)
         if args.hol_sessions > 0:
-            slow_sink, slow_port = start_sink(build, tmp, 200)
-            procs.append(slow_sink)
-            slow_proc, slow_pigeond_port, _ = bs.start_pigeond(
-                build, tmp, "slow",
-                {"milter.servers": f"inet:127.0.0.1:{slow_port}{{timeout=60000 "
-                                   f"connections={args.hol_pool}}}"})
-            procs.append(slow_proc)
-            # The same probe with no load first: what this machine's scheduling alone costs.
-            stop, idle = threading.Event(), []
-            pr = threading.Thread(target=probe, args=(slow_pigeond_port, stop, idle))
-            pr.start()
-            time.sleep(args.hol_duration / 2)
-            stop.set()
-            pr.join()
-            stop, samples = threading.Event(), []
-            box = {}
-            lg = threading.Thread(target=lambda: box.update(out=loadgen(
-                build, slow_pigeond_port, args.hol_sessions, 0, args.size,
-                args.hol_duration)))
-            lg.start()
-            time.sleep(1.0)  # every session has a message waiting on the filter
-            pr = threading.Thread(target=probe, args=(slow_pigeond_port, stop, samples))
-            pr.start()
-            lg.join()
-            stop.set()
-            pr.join()
-            out = box["out"]
-            def quantiles(xs):
-                xs = sorted(xs)
-                return (xs[len(xs) // 2] * 1000, xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1000)
-            p50, p99 = quantiles(samples)
-            i50, i99 = quantiles(idle)
-            print(f"head of line: {args.hol_sessions} sessions on a 200 ms filter with "
-                  f"{args.hol_pool} connections: {out['msgs_per_sec']:.0f} msg/s (bound "
-                  f"{args.hol_pool / 0.2:.0f}); {len(samples)} fresh sessions on the same "
-                  f"worker: connect to EHLO reply p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-                  f"(target p99 <= 2 ms); the same probe with no load before: "
-                  f"{len(idle)} sessions, p50 {i50:.2f} ms, p99 {i99:.2f} ms")
+            result["hol"] = head_of_line(args, build, tmp, procs)
+        result["loadavg_end"] = bl.loadavg()
+        bl.write_result(args.json, result)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bl.stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

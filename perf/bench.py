@@ -32,8 +32,10 @@ Scenarios: reuse (4 KiB, 1 recipient, connections kept, swept over
 concurrency for the plot), per-conn (one connection per message), large
 (100 KiB), rcpts (10 recipients over 2 domains and every spool shard), idle
 (idle connections: RSS delta per connection), handoff (client -> pigeond ->
-Dovecot LMTP -> Maildir, beside ingest only).  Targets are checked from the
-same run.
+Dovecot LMTP -> Maildir, beside ingest only), milter and screen (issue 17:
+perf/bench-milter.py and perf/bench-screen.py, each two pigeond-kernel
+instances with and without, in alternating rounds, and the head-of-line
+probe beside a 200 ms filter).  Targets are checked from the same run.
 
     perf/bench.py [--quick] [--build DIR] [--only SCENARIO,..] [--servers S,..]
                   [--duration S] [--sweep N,..] [--conc N] [--idle-conns N]
@@ -856,7 +858,11 @@ SCENARIOS = {
     "rcpts": "4 KiB messages, 10 recipients over 2 domains (every spool shard), connections reused",
     "idle": "idle connections (banner and EHLO, then nothing): memory per connection",
     "handoff": "client -> pigeond -> delivery tier (Dovecot LMTP, or Postfix) -> Maildir file, beside ingest only",
+    "milter": "a content filter that answers at once against none; a 200 ms filter and head-of-line blocking (perf/bench-milter.py)",
+    "screen": "connections/s with DNS-list screening answered from the caches against none (perf/bench-screen.py)",
 }
+# Scenarios run by their own script (perf/benchlib.py), each printing its figures.
+POLICY_SCENARIOS = ("milter", "screen")
 
 
 class Bench:
@@ -1165,6 +1171,41 @@ class Bench:
             if store is not None:
                 store.stop()
 
+    def policy(self, scen):
+        """perf/bench-milter.py or perf/bench-screen.py (issue 17): two pigeond-kernel
+        instances of this build side by side, A/B rounds; their figures as JSON."""
+        p = self.p
+        key = "pigeond-kernel"
+        script = HERE / f"bench-{scen}.py"
+        if key not in [s.key for s in self.servers]:
+            return
+        if key in self.unavailable:
+            self.skip(scen, key, script.name, self.unavailable[key])
+            return
+        if scen == "screen" and not Path("/usr/sbin/unbound").exists():
+            self.skip(scen, key, script.name, "unbound not installed")
+            return
+        out = self.run.tmp / f"{scen}.json"
+        rounds = 1 if p.quick else 3
+        cmd = [sys.executable, script, "--build", self.run.build, "--json", out,
+               "--rounds", rounds, "--duration", p.duration]
+        if scen == "milter":
+            cmd += ["--hol-sessions", 50 if p.quick else 500,
+                    "--hol-duration", 2 if p.quick else 6]
+        try:
+            rc, stdout, stderr, secs = self.run.run(cmd, timeout=600, what=script.name)
+        except Skip as e:
+            self.skip(scen, key, script.name, str(e))
+            return
+        if rc != 0 or not out.exists():
+            self.skip(scen, key, script.name, f"failed: {stderr.strip()[-300:]}")
+            return
+        r = json.loads(out.read_text())
+        r.update({"server": key, "client": script.name, "lines": stdout.splitlines()})
+        self.results.setdefault(scen, []).append(r)
+        for line in r["lines"]:
+            self.run.note(f"{scen:8} {line}")
+
     def rcpt_pool(self):
         """Mailboxes for the LMTP store: pigeon-loadgen's recipients are user<N>@<domain>
         (loadgen/lg_source.c), a pool of at least 256 per run; 1024 per domain covers it."""
@@ -1273,6 +1314,7 @@ def targets(bench):
         ratio = idle6["bytes_per_conn"] / idle4["bytes_per_conn"]
         out.append((t, ratio <= 1.05, f"{ratio:.2f}× ({idle6['bytes_per_conn']:,.0f} / "
                     f"{idle4['bytes_per_conn']:,.0f} bytes)"))
+    out.extend(policy_targets(res))
     for key in ("pigeond-dpdk", "pigeond-kernel"):
         t = f"{key}: p99 end-of-data→250 < 2 ms at half saturation"
         r = find(res.get("half-sat", []), key)
@@ -1283,6 +1325,39 @@ def targets(bench):
         out.append((t, met, f"p99 {lat(r['p99_us'])} at {r['msgs_per_sec']:,.0f} msg/s offered "
                     f"{r['rate']:,.0f}/s (saturation {r['saturation']:,.0f}/s at {r['saturation_conns']} connections)"
                     + ("" if met else f": {r['p99_us'] / 2000:.1f}× the target")))
+    return out
+
+
+def policy_targets(res):
+    """Issue 17's figures, from perf/bench-milter.py and perf/bench-screen.py."""
+    out = []
+    m = next((r for r in res.get("milter", []) if "not_run" not in r), None)
+    s = next((r for r in res.get("screen", []) if "not_run" not in r), None)
+    t = "pigeond-kernel with a milter that answers at once ≥ 0.8× its msg/s without one"
+    if m is None or "ratio" not in m:
+        out.append((t, None, "not measured"))
+    else:
+        r = m["ratio"]
+        out.append((t, r["ratio"] >= 0.8, f"{r['ratio']:.2f}× ({r['on_msgs_per_sec']:,.0f} / "
+                    f"{r['off_msgs_per_sec']:,.0f} msg/s, median of {m['rounds']} rounds)"))
+    t = "pigeond-kernel with screening answered from the caches ≥ 0.9× its connections/s without"
+    if s is None:
+        out.append((t, None, "not measured"))
+    else:
+        out.append((t, s["ratio"] >= 0.9, f"{s['ratio']:.2f}× ({s['on_conns_per_sec']:,.0f} / "
+                    f"{s['off_conns_per_sec']:,.0f} connections/s, median of {s['rounds']} rounds)"))
+    h = m.get("hol") if m is not None else None
+    t = "a new session beside sessions waiting on a 200 ms milter: banner+EHLO p99 ≤ 2 ms"
+    if h is None:
+        out.append((t, None, "not measured"))
+    else:
+        out.append((t, h["p99_ms"] <= 2.0,
+                    f"p99 {h['p99_ms']:.2f} ms, p50 {h['p50_ms']:.2f} ms over {h['probes']} sessions "
+                    f"beside {h['sessions']} waiting (the same probe unloaded: p99 {h['idle_p99_ms']:.2f} ms; "
+                    f"load average {h['loadavg']})"))
+        t = "throughput through a 200 ms milter = its connections / 200 ms (within 10%)"
+        out.append((t, h["msgs_per_sec"] >= 0.9 * h["bound"],
+                    f"{h['msgs_per_sec']:,.0f} msg/s against {h['bound']:,.0f} ({h['pool']} connections)"))
     return out
 
 
@@ -1429,6 +1504,20 @@ def report(bench, run, mach, png_name):
             continue
         L.append(f"### {scen}: {title}")
         L.append("")
+        if scen in POLICY_SCENARIOS:
+            for r in rows:
+                if "not_run" in r:
+                    L.append(f"Not run: {r['not_run']}")
+                    continue
+                L.append("Two pigeond-kernel instances of this build (one worker each, not pinned), "
+                         "with and without, measured in alternating rounds by "
+                         f"`{r['client']}` (every command below); its output:")
+                L.append("")
+                L.append("```")
+                L.extend(r["lines"])
+                L.append("```")
+            L.append("")
+            continue
         if scen == "idle":
             L.append(f"Memory per connection = (server tree's RSS with the connections held − "
                      f"RSS before) / connections held; {p.idle:,} requested from pigeon-loadgen "
@@ -1572,6 +1661,8 @@ def main():
                 bench.idle()
             elif scen == "handoff":
                 bench.handoff()
+            elif scen in POLICY_SCENARIOS:
+                bench.policy(scen)
         bench.affinity_note = "; ".join(f"{k}: CPU {' / '.join(v)}" for k, v in affinities.items())
         mach = machine()
         png = run.out / "throughput.png"

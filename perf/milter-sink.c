@@ -28,9 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filter/milter_codec.h"
+
 #define IN_MAX (1 << 17)
-#define NR_ALL 0xff080u /* SMFIP_NR_CONN..NR_BODY and NR_HDR */
-#define ACT_ADDHDRS 0x01u
+/* No reply to any step but end of message, as rspamd asks. */
+#define NR_ALL                                                                                     \
+	(MILTER_P_NR_CONN | MILTER_P_NR_HELO | MILTER_P_NR_MAIL | MILTER_P_NR_RCPT |               \
+	 MILTER_P_NR_DATA | MILTER_P_NR_UNKN | MILTER_P_NR_EOH | MILTER_P_NR_BODY |                \
+	 MILTER_P_NR_HDR)
 
 struct conn {
 	int fd;
@@ -100,12 +105,12 @@ answer_eom(int fd)
 
 	if (add_header) {
 		put32(out, (uint32_t)sizeof(hdr) + 1);
-		out[4] = 'h';
+		out[4] = MILTER_R_ADDHEADER;
 		memcpy(out + 5, hdr, sizeof(hdr));
 		n = 5 + sizeof(hdr);
 	}
 	put32(out + n, 1);
-	out[n + 4] = 'c';
+	out[n + 4] = MILTER_R_CONTINUE;
 	n += 5;
 	answered++;
 	return send_all(fd, out, n);
@@ -127,19 +132,19 @@ consume(struct conn *c, unsigned delay_ms)
 		if (c->len - off < 4 + (size_t)plen)
 			break;
 		switch (p[4]) {
-		case 'O': {
+		case MILTER_CMD_OPTNEG: {
 			uint8_t out[17];
 
 			put32(out, 13);
-			out[4] = 'O';
-			put32(out + 5, 6);
-			put32(out + 9, ACT_ADDHDRS);
+			out[4] = MILTER_R_OPTNEG;
+			put32(out + 5, MILTER_VERSION);
+			put32(out + 9, MILTER_ACT_ADDHDRS);
 			put32(out + 13, NR_ALL);
 			if (send_all(c->fd, out, sizeof(out)) == -1)
 				return -1;
 			break;
 		}
-		case 'E':
+		case MILTER_CMD_BODYEOB:
 			if (delay_ms == 0) {
 				if (answer_eom(c->fd) == -1)
 					return -1;
@@ -147,7 +152,7 @@ consume(struct conn *c, unsigned delay_ms)
 				c->due_ms = now_ms() + delay_ms;
 			}
 			break;
-		case 'Q':
+		case MILTER_CMD_QUIT:
 			return -1;
 		default: /* everything else: no reply negotiated */
 			break;
