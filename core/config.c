@@ -838,6 +838,8 @@ static const struct config_key keys[] = {
     {"spool.ring_size", "4096", parse_unsigned, OFF(spool_ring_size), 0, 64, 1 << 20, false},
     {"spool.committer_cpus", "", parse_cpu_list, OFF(spool_committer_cpus),
      SZ(spool_committer_cpus), 0, 0, false},
+    {"spool.idle_poll_us", "0", parse_unsigned, OFF(spool_idle_poll_us), 0, 0, 1000000, false},
+    {"spool.linger_us", "100000", parse_unsigned, OFF(spool_linger_us), 0, 0, 1000000, false},
     {"smtp.max_message_size", "10485760", parse_size, OFF(max_message_size), 0, 1024, 1ULL << 31,
      true},
     {"smtp.max_recipients", "100", parse_unsigned, OFF(max_recipients), 0, 1, 100000, true},

@@ -68,6 +68,8 @@ struct pa_config {
 	uint64_t spool_segment_size; /* format 2: bytes per segment file */
 	unsigned spool_ring_size;
 	char spool_committer_cpus[128]; /* a CPU list; empty: automatic (eal_committer_cpus()) */
+	unsigned spool_idle_poll_us; /* 0: poll-mode workers ring idle committers (doorbell) */
+	unsigned spool_linger_us;    /* idle committers on CPUs of their own look this long first */
 	size_t max_message_size;
 	unsigned max_recipients;
 	unsigned max_errors;

@@ -721,18 +721,29 @@ main(int argc, char **argv)
 	    .impair = shared.runtime->config.spool_impair,
 	    .format = config.spool_format,
 	    .segment_size = config.spool_segment_size,
+	    .idle_poll_us = config.spool_idle_poll_us,
 	};
 	switch (eal_committer_cpus(&config, &committer_cpus)) {
 	case PA_OK:
 		spool_config.committer_cpus = &committer_cpus;
+		/* Away from the worker lcores: their looks take no CPU from a worker. */
+		if (config.backend == PA_BACKEND_DPDK)
+			spool_config.linger_us = config.spool_linger_us;
 		break;
 	case PA_AGAIN:
+		if (config.backend == PA_BACKEND_DPDK && eal_spare_cpu_for_committers())
+			spool_config.linger_us = config.spool_linger_us;
 		break;
 	default:
 		rte_exit(EXIT_FAILURE,
 		         "config key 'spool.committer_cpus': '%s' is not a CPU list\n",
 		         config.spool_committer_cpus);
 	}
+	if (config.backend == PA_BACKEND_DPDK && config.spool_idle_poll_us == 0)
+		pa_log_info("spool: idle committers %s",
+		            spool_config.linger_us != 0
+		                ? "look at their rings for spool.linger_us, then wait for a doorbell"
+		                : "wait for a doorbell at once: they share the workers' CPUs");
 	if (backend->global_init != NULL && backend->global_init(&shared.runtime->config) != PA_OK)
 		rte_exit(EXIT_FAILURE, "%s backend start failed (see above)\n", backend->name);
 	/*

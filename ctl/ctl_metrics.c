@@ -138,6 +138,9 @@ write_spool(FILE *f, const struct ctl_env *env)
 	     offsetof(struct spool_shard_stats, reopens)},
 	    {"pigeonair_spool_recoveries_total", "Times an unhealthy shard became healthy again.",
 	     offsetof(struct spool_shard_stats, recoveries)},
+	    {"pigeonair_spool_doorbells_total",
+	     "Eventfd writes by DPDK workers waking the shard's idle committer.",
+	     offsetof(struct spool_shard_stats, doorbells)},
 	};
 
 	if (s == NULL)
@@ -151,6 +154,21 @@ write_spool(FILE *f, const struct ctl_env *env)
 			        (unsigned long long)*(const uint64_t *)((const char *)&s[i] +
 			                                                m[k].off));
 	}
+	family(f, "pigeonair_spool_groups_total", "counter",
+	       "Group commits by the message copies synced at once: size 1, 2-3, 4-7, ...");
+	for (unsigned i = 0; i < shards; i++)
+		for (unsigned b = 0; b < SPOOL_GROUP_BUCKETS; b++) {
+			char size[32];
+
+			if (b == 0)
+				snprintf(size, sizeof(size), "1");
+			else if (b + 1 < SPOOL_GROUP_BUCKETS)
+				snprintf(size, sizeof(size), "%u-%u", 1u << b, (2u << b) - 1);
+			else
+				snprintf(size, sizeof(size), "%u+", 1u << b);
+			fprintf(f, "pigeonair_spool_groups_total{shard=\"%u\",size=\"%s\"} %llu\n",
+			        i, size, (unsigned long long)s[i].groups[b]);
+		}
 	/* 1 while the shard takes writes; 0 while new connections get 421 because of it. */
 	family(f, "pigeonair_spool_shard_healthy", "gauge",
 	       "1 while the shard accepts writes, 0 while it is failed or stalled.");

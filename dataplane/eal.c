@@ -149,6 +149,16 @@ eal_start(const struct pa_config *config, const char *argv0)
 		         rte_lcore_count(), config->workers, config->workers + 1);
 }
 
+bool
+eal_spare_cpu_for_committers(void)
+{
+	cpu_set_t own;
+
+	if (sched_getaffinity(0, sizeof(own), &own) == -1)
+		return false;
+	return (unsigned)CPU_COUNT(&own) > rte_lcore_count() - 1;
+}
+
 /* "0,2-3" for the log line. */
 static void
 format_cpus(const cpu_set_t *set, char *out, size_t len)

@@ -24,6 +24,14 @@ void eal_start(const struct pa_config *config, const char *argv0);
  */
 int eal_committer_cpus(const struct pa_config *config, cpu_set_t *set);
 
+/*
+ * Called on the main lcore when the committers keep its affinity (PA_AGAIN
+ * above): whether those CPUs outnumber the worker lcores, so that a
+ * committer's looks at its ring (spool.linger_us) need not take a CPU from a
+ * busy-polling worker.  False on the bench's one-core layout.
+ */
+bool eal_spare_cpu_for_committers(void);
+
 /* rte_eal_cleanup(), then removes the runtime directory EAL made. */
 void eal_stop(void);
 

@@ -453,10 +453,33 @@ class PigeondKernel(Server):
             "workers": "1",
             "spool.dir": str(self.run.tmp / f"spool-{self.key}-{n}"),
             "spool.shards": "4",
-            "ctl.socket": str(self.run.tmp / f"ctl-{n}.sock"),
+            "ctl.socket": str(self.ctl_path(n)),
             "smtp.command_timeout": "900",
             **self.unlimits(),
+            **dict(o.split("=", 1) for o in self.run.args.pigeond_opt),
         }
+
+    def spool_counters(self):
+        """The spool's counters summed over the shards (pigeonctl metrics): copies
+        committed, group commits, doorbells; None when pigeonctl cannot tell."""
+        ctl = self.run.build / "pigeonctl"
+        sock = getattr(self, "ctl_sock", None)
+        if not ctl.exists() or sock is None:
+            return None
+        try:
+            r = subprocess.run([str(ctl), "--socket", str(sock), "metrics"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, timeout=10, text=True)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        out = {}
+        for name in ("messages_committed", "commits", "doorbells"):
+            out[name] = sum(float(m.group(1)) for m in re.finditer(
+                rf"^pigeonair_spool_{name}_total{{[^}}]*}} (\S+)$", r.stdout, re.M))
+        return out
+
+    def ctl_path(self, n):
+        self.ctl_sock = self.run.tmp / f"ctl-{n}.sock"
+        return self.ctl_sock
 
     def unlimits(self):
         """pigeond's per-client and per-session limits, off: every client here is one
@@ -777,6 +800,7 @@ def measure_loadgen(run, srv, what, **kw):
         raise Skip(f"{run.loadgen} not built")
     bound = (kw.get("duration") or 0) + 60 + (kw.get("messages") or 0) / 200.0
     cmd = loadgen_cmd(run, srv, timeout=bound - 10, **kw)
+    spool0 = srv.spool_counters() if hasattr(srv, "spool_counters") else None
     for attempt in range(6):
         c0 = tree_cpu_s(srv.root)
         rc, out, err, secs = run.run(cmd, bound + 30, what=what if attempt == 0 else None,
@@ -809,6 +833,13 @@ def measure_loadgen(run, srv, what, **kw):
         "replies": j.get("replies"),
         "exit": rc,
     }
+    spool1 = srv.spool_counters() if spool0 is not None else None
+    if spool0 and spool1:
+        copies = spool1["messages_committed"] - spool0["messages_committed"]
+        groups = spool1["commits"] - spool0["commits"]
+        if copies > 0:
+            row["doorbells_per_copy"] = (spool1["doorbells"] - spool0["doorbells"]) / copies
+            row["copies_per_group"] = copies / groups if groups else None
     failed = (j.get("messages") or 0) - ok
     if failed > 0 or rc != 0:
         row["note"] = f"{failed} messages without 2xx, exit {rc}"
@@ -886,6 +917,9 @@ class Bench:
         lat = ""
         if r.get("p99_us") is not None:
             lat = f" p50 {r['p50_us']} us p99 {r['p99_us']} us"
+        if r.get("doorbells_per_copy") is not None:
+            lat += (f" doorbells/copy {r['doorbells_per_copy']:.3f}"
+                    f" copies/group {r.get('copies_per_group') or 0:.1f}")
         cpu = f"{r['cpu_per_1000']:.3f}" if r.get("cpu_per_1000") is not None else "-"
         self.run.note(f"{scen:8} {srv.key:15} {r['client']:26} c={r.get('connections')}"
                       f" {r.get('msgs_per_sec', 0):9.0f} msg/s  CPU {cpu} s/1000{lat}"
@@ -1612,6 +1646,9 @@ def main():
     ap.add_argument("--conc", type=int, default=0, help="concurrency of the tables (default 64; quick 8)")
     ap.add_argument("--idle-conns", type=int, default=0, help="idle connections (default 100000; quick 300)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--pigeond-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="a pigeond -o setting for every pigeond run (repeatable), e.g. "
+                         "spool.idle_poll_us=1000 to measure the committers' timed polling")
     args = ap.parse_args()
     args.invocation = ("BENCH_QUICK=1 " if args.quick else "") + "make bench" \
         if os.environ.get("MAKELEVEL") else shlex.join(["perf/bench.py"] + sys.argv[1:])

@@ -279,6 +279,8 @@ spool_open(struct spool **out, const struct spool_config *config, char *err, siz
 	spool->nworkers = config->workers;
 	spool->format = config->format != 0 ? config->format : SPOOL_FORMAT_VERSION;
 	spool->segment_size = config->segment_size;
+	spool->idle_poll_us = config->idle_poll_us;
+	spool->linger_us = config->idle_poll_us == 0 ? config->linger_us : 0;
 	if (config->committer_cpus != NULL) {
 		spool->pin_committers = true;
 		spool->committer_cpus = *config->committer_cpus;
@@ -339,7 +341,7 @@ spool_attach_worker(struct spool *spool, unsigned worker, int notify_fd, bool ma
 	w->notify_fd = notify_fd;
 	w->may_syscall = may_syscall;
 	w->attached = true;
-	if (!may_syscall) {
+	if (!may_syscall && spool->idle_poll_us > 0) {
 		atomic_store_explicit(&spool->poll_workers, true, memory_order_release);
 		/* Committers in a long idle sleep switch to short ones now, not after it. */
 		for (unsigned i = 0; i < spool->nshards; i++)
@@ -460,8 +462,39 @@ spool_submit(struct spool *spool, unsigned worker, const struct spool_message *m
 			if (atomic_load_explicit(&sh->sleeping, memory_order_relaxed))
 				spool_committer_wake(sh);
 		}
+	} else if (spool->idle_poll_us == 0) {
+		/* The doorbell is rung by the next spool_poll(), once for the whole burst. */
+		for (unsigned i = 0; i < t->nreq; i++)
+			w->ring[t->req[i].shard / 64] |= UINT64_C(1) << (t->req[i].shard % 64);
+		w->ring_pending = true;
 	}
 	return PA_OK;
+}
+
+/*
+ * The doorbell of a poll-mode worker: the committers it submitted to since
+ * its last call, and that announced they sleep, get one eventfd write each.
+ * A busy committer (in its sync, or taking the next group) has not announced
+ * it, so under load this is a fence and a load per shard, no system call.
+ */
+static void
+ring_doorbells(struct spool *spool, struct spool_worker *w)
+{
+	/* Pairs with the committer's fence between setting sleeping and re-checking its ring. */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (unsigned i = 0; i < (spool->nshards + 63) / 64; i++) {
+		while (w->ring[i] != 0) {
+			struct spool_shard *sh =
+			    &spool->shards[i * 64 + (unsigned)__builtin_ctzll(w->ring[i])];
+
+			w->ring[i] &= w->ring[i] - 1;
+			if (atomic_load_explicit(&sh->sleeping, memory_order_relaxed)) {
+				atomic_fetch_add_explicit(&sh->doorbells, 1, memory_order_relaxed);
+				spool_committer_wake(sh);
+			}
+		}
+	}
+	w->ring_pending = false;
 }
 
 unsigned
@@ -475,6 +508,8 @@ spool_poll(struct spool *spool, unsigned worker, struct spool_completion *out, u
 	w = &spool->workers[worker];
 	if (w->done == NULL)
 		return 0;
+	if (w->ring_pending)
+		ring_doorbells(spool, w);
 	while (got < max) {
 		void *objs[POLL_BURST];
 		unsigned want = max - got < POLL_BURST ? max - got : POLL_BURST;
@@ -512,5 +547,8 @@ spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_
 	out->recoveries = atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
 	out->streamed = atomic_load_explicit(&sh->streamed, memory_order_relaxed);
 	out->stream_overflow = atomic_load_explicit(&sh->stream_overflow, memory_order_relaxed);
+	out->doorbells = atomic_load_explicit(&sh->doorbells, memory_order_relaxed);
+	for (unsigned i = 0; i < SPOOL_GROUP_BUCKETS; i++)
+		out->groups[i] = atomic_load_explicit(&sh->groups[i], memory_order_relaxed);
 	out->healthy = atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK;
 }

@@ -30,6 +30,7 @@
 
 #define SPOOL_MAX_SHARDS 1024
 #define SPOOL_MAX_WORKERS 128
+#define SPOOL_GROUP_BUCKETS 10 /* struct spool_shard_stats.groups: 1, 2-3, ..., 512 and more */
 
 struct spool;
 
@@ -57,6 +58,24 @@ struct spool_config {
 	 */
 	unsigned format;
 	uint64_t segment_size;
+	/*
+	 * How an idle committer learns of a poll-mode worker's request
+	 * (docs/design-spool-log.md, "The commit path without sleeping
+	 * threads").  0: it sleeps on its eventfd and the worker rings it from
+	 * spool_poll(), once per loop iteration and only when the committer
+	 * said it sleeps (the doorbell).  Otherwise: the earlier timed polling,
+	 * sleeps of 50 us growing to idle_poll_us, never rung; kept to measure
+	 * the doorbell against.
+	 */
+	unsigned idle_poll_us;
+	/*
+	 * Doorbell only: before it sleeps, an idle committer keeps looking at
+	 * its ring this long (spinning, then yielding the CPU between looks),
+	 * so a steady light load never has to ring it.  0: it sleeps at once;
+	 * what a committer sharing a poll-mode worker's CPU must do, since its
+	 * looks would take the CPU from the worker.
+	 */
+	unsigned linger_us;
 };
 
 /*
@@ -95,9 +114,9 @@ uint32_t spool_crc32c_extend(uint32_t crc, const void *data, size_t len);
 /*
  * A worker that sleeps in the kernel (epoll) gives an eventfd that the
  * committers write to after they queue completions for it; a poll-mode worker
- * gives -1 and polls.  may_syscall tells whether this worker may wake an idle
- * committer with a write to its eventfd; a poll-mode worker may not, and its
- * committers poll their ring with a short sleep instead.
+ * gives -1 and polls.  may_syscall: this worker wakes an idle committer with a
+ * write to its eventfd at each submit; a poll-mode worker (false) rings it
+ * from spool_poll() instead, at most once per call, never in spool_submit().
  */
 int spool_attach_worker(struct spool *spool, unsigned worker, int notify_fd, bool may_syscall);
 
@@ -108,7 +127,13 @@ int spool_attach_worker(struct spool *spool, unsigned worker, int notify_fd, boo
  */
 int spool_submit(struct spool *spool, unsigned worker, const struct spool_message *message);
 
-/* Takes up to max completions for this worker; returns how many. Never blocks. */
+/*
+ * Takes up to max completions for this worker; returns how many.  Never
+ * blocks.  A poll-mode worker calls it once per loop iteration, and it first
+ * rings the doorbell of each committer this worker submitted to since the
+ * last call that announced it sleeps: one write(2) per such shard, none while
+ * the committers are busy, so none per message under load (rule 3).
+ */
 unsigned spool_poll(struct spool *spool, unsigned worker, struct spool_completion *out,
                     unsigned max);
 
@@ -124,6 +149,13 @@ struct spool_shard_stats {
 	uint64_t recoveries;      /* times it became healthy again */
 	uint64_t streamed;        /* copies pushed on the commit stream (spool_stream_take()) */
 	uint64_t stream_overflow; /* committed copies not streamed: stream full */
+	uint64_t doorbells;       /* eventfd writes by poll-mode workers to wake this committer */
+	/*
+	 * Group commits by the number of copies in them: bucket 0 counts groups
+	 * of 1, bucket i (0 < i < last) groups of 2^i to 2^(i+1)-1, the last
+	 * bucket groups of 2^(SPOOL_GROUP_BUCKETS-1) or more.
+	 */
+	uint64_t groups[SPOOL_GROUP_BUCKETS];
 	bool healthy;
 };
 void spool_shard_stats(const struct spool *spool, unsigned shard, struct spool_shard_stats *out);

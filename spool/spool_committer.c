@@ -14,19 +14,30 @@
  * (shard->sleeping) before its last look at the ring, and a worker that may
  * make syscalls looks at the flag after its enqueue, with a full fence on
  * both sides, so either the committer sees the request or the worker sees
- * the flag and rings the eventfd: no lost wakeup.  Poll-mode workers never
- * ring, so while one is attached the sleep is short and grows with idleness.
+ * the flag and rings the eventfd: no lost wakeup.  A poll-mode worker makes
+ * the same check once per loop iteration (spool_poll()), for every shard it
+ * submitted to: the doorbell, one write(2) per burst that finds the
+ * committer asleep, none while it is busy.  With spool.idle_poll_us set,
+ * poll-mode workers never ring and the sleep is short instead, growing with
+ * idleness up to that bound (the earlier design, kept for measurement).
+ *
+ * Group sizes adapt by themselves: an idle committer rung for one message
+ * syncs it alone at once; under load the requests that arrive during a sync
+ * wait on the ring and are the next group.  groups[] counts them by size.
  */
 
 #include "spool/spool_internal.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <rte_pause.h>
 
 #include "core/pa.h"
 #include "spool/spool_record.h"
@@ -34,8 +45,8 @@
 /* Bounds the memory of one WriteBatch; the rest of a burst goes into the next one. */
 #define BATCH_BYTES_MAX (64u << 20)
 #define IDLE_POLL_MIN_US 50u
-#define IDLE_POLL_MAX_US 1000u
 #define IDLE_SLEEP_MS 100u
+#define LINGER_SPIN_US 50u /* of a linger, spent spinning before yielding between looks */
 
 struct spool_committer {
 	struct spool_shard *shard;
@@ -305,6 +316,17 @@ commit(struct spool_committer *c)
 	return true;
 }
 
+/* groups[]: bucket 0 for 1 copy, bucket i for 2^i to 2^(i+1)-1, the last one for the rest. */
+static void
+count_group(struct spool_shard *sh, unsigned copies)
+{
+	unsigned b = 31u - (unsigned)__builtin_clz(copies);
+
+	if (b >= SPOOL_GROUP_BUCKETS)
+		b = SPOOL_GROUP_BUCKETS - 1;
+	atomic_fetch_add_explicit(&sh->groups[b], 1, memory_order_relaxed);
+}
+
 static void
 process(struct spool_committer *c, unsigned n)
 {
@@ -332,8 +354,10 @@ process(struct spool_committer *c, unsigned n)
 				bytes += req->tracker->message->msg->size;
 			}
 		}
-		if (added > 0)
+		if (added > 0) {
 			written = commit(c);
+			count_group(sh, added);
+		}
 		for (unsigned j = first; j < i; j++) {
 			struct spool_request *req = c->reqs[j];
 			bool ok = c->added[j] && written;
@@ -356,6 +380,14 @@ process(struct spool_committer *c, unsigned n)
 	}
 }
 
+static unsigned
+idle_poll_min(const struct spool_shard *sh)
+{
+	unsigned max = sh->spool->idle_poll_us;
+
+	return max != 0 && max < IDLE_POLL_MIN_US ? max : IDLE_POLL_MIN_US;
+}
+
 static void
 idle(struct spool_committer *c)
 {
@@ -372,9 +404,12 @@ idle(struct spool_committer *c)
 		atomic_store_explicit(&sh->sleeping, false, memory_order_relaxed);
 		return;
 	}
+	/* Timed polling only when asked for (spool.idle_poll_us): otherwise the doorbell wakes it.
+	 */
 	poll_mode = atomic_load_explicit(&sh->spool->poll_workers, memory_order_acquire);
 	if (poll_mode)
-		ts = (struct timespec){0, (long)c->idle_us * 1000};
+		ts = (struct timespec){(long)(c->idle_us / 1000000u),
+		                       (long)(c->idle_us % 1000000u) * 1000};
 	else
 		ts = (struct timespec){0, (long)IDLE_SLEEP_MS * 1000000};
 	if (ppoll(&pfd, 1, &ts, NULL) == -1 && errno != EINTR) {
@@ -385,8 +420,9 @@ idle(struct spool_committer *c)
 	if (read(sh->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
 		fprintf(stderr, "spool: read(%s eventfd): %s\n", sh->path, strerror(errno));
 	atomic_store_explicit(&sh->sleeping, false, memory_order_relaxed);
-	if (poll_mode && c->idle_us < IDLE_POLL_MAX_US)
-		c->idle_us = c->idle_us * 2 > IDLE_POLL_MAX_US ? IDLE_POLL_MAX_US : c->idle_us * 2;
+	if (poll_mode && c->idle_us < sh->spool->idle_poll_us)
+		c->idle_us = c->idle_us * 2 > sh->spool->idle_poll_us ? sh->spool->idle_poll_us
+		                                                      : c->idle_us * 2;
 }
 
 /*
@@ -416,6 +452,35 @@ prepare_segment(struct spool_committer *c)
 		c->next_prepare_us = now + sh->spool->retry_us;
 }
 
+/*
+ * spool.linger_us: before it announces sleep, a committer that has CPUs of
+ * its own keeps looking at its ring this long, so that a worker at a steady
+ * light load finds it awake and has nothing to ring.  No timer: it spins a
+ * little, then yields the CPU between looks (committers may share one).
+ * True when a request came.
+ */
+static bool
+linger(struct spool_committer *c)
+{
+	struct spool_shard *sh = c->shard;
+	uint64_t start, now;
+
+	if (sh->spool->linger_us == 0)
+		return false;
+	start = now = monotonic_us();
+	while (rte_ring_empty(sh->ring)) {
+		if (now - start >= sh->spool->linger_us ||
+		    atomic_load_explicit(&sh->stop, memory_order_acquire))
+			return false;
+		if (now - start < LINGER_SPIN_US)
+			rte_pause();
+		else
+			sched_yield();
+		now = monotonic_us();
+	}
+	return true;
+}
+
 static void *
 committer_main(void *arg)
 {
@@ -437,7 +502,7 @@ committer_main(void *arg)
 			/* Free the slots now: the next batch gathers while this one syncs. */
 			atomic_fetch_sub_explicit(&sh->reserved, n, memory_order_release);
 			process(c, n);
-			c->idle_us = IDLE_POLL_MIN_US;
+			c->idle_us = idle_poll_min(sh);
 			/* Between groups too, a bounded step: a busy shard still reclaims. */
 			if (c->reclaim != NULL &&
 			    atomic_load_explicit(&sh->health, memory_order_acquire) ==
@@ -456,6 +521,8 @@ committer_main(void *arg)
 				break;
 			continue;
 		}
+		if (linger(c))
+			continue;
 		idle(c);
 	}
 	return NULL;
@@ -487,7 +554,7 @@ spool_committer_start(struct spool_shard *sh, char *err, size_t errlen)
 
 	if (c != NULL) {
 		c->shard = sh;
-		c->idle_us = IDLE_POLL_MIN_US;
+		c->idle_us = idle_poll_min(sh);
 		c->batch = rocksdb_writebatch_create();
 		c->reqs = calloc(sh->capacity, sizeof(*c->reqs));
 		c->added = calloc(sh->capacity, sizeof(*c->added));

@@ -68,6 +68,7 @@ struct spool_shard {
 
 	/* Written by workers: ring slots promised to submitted requests. */
 	alignas(SPOOL_CACHE_LINE) atomic_uint reserved;
+	atomic_uint_least64_t doorbells; /* eventfd writes from spool_poll() */
 
 	/* Written by the committer, read by workers: "about to sleep, wake me". */
 	alignas(SPOOL_CACHE_LINE) atomic_bool sleeping;
@@ -78,6 +79,7 @@ struct spool_shard {
 	atomic_uint_least64_t messages;
 	atomic_uint_least64_t failures;
 	atomic_uint_least64_t bytes;
+	atomic_uint_least64_t groups[SPOOL_GROUP_BUCKETS]; /* commits by copies in them */
 	/* Format 2, written by the committer's reclamation passes (spool_reclaim.c). */
 	atomic_uint_least64_t log_segments;
 	atomic_uint_least64_t log_bytes;
@@ -123,6 +125,9 @@ struct spool_worker {
 
 	/* Worker thread only: messages submitted and not yet polled. */
 	alignas(SPOOL_CACHE_LINE) unsigned outstanding;
+	/* Poll-mode worker only: shards submitted to since its last spool_poll(). */
+	bool ring_pending;
+	uint64_t ring[SPOOL_MAX_SHARDS / 64];
 };
 
 struct spool {
@@ -148,7 +153,9 @@ struct spool {
 	atomic_uint_least64_t impair_start_us;
 	atomic_uint unhealthy;    /* shards not SPOOL_SHARD_OK: what the gate reads */
 	atomic_uint full_shards;  /* shards with their backpressure flag set */
-	atomic_bool poll_workers; /* some attached worker cannot ring an eventfd */
+	atomic_bool poll_workers; /* idle_poll_us and some worker attached in poll mode */
+	unsigned idle_poll_us;    /* spool_config.idle_poll_us */
+	uint64_t linger_us;       /* spool_config.linger_us, 0 with idle_poll_us */
 	/* The commit stream (spool_stream.c): */
 	atomic_bool streaming;
 	atomic_int stream_fd;

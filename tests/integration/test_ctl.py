@@ -303,13 +303,16 @@ def test_metrics_promtool_and_http(pigeond_factory):
     assert 'pigeonair_refusals_total{worker="0",reason="relay_denied"} 0' in s
     assert 'pigeonair_commit_latency_seconds_count{worker="0"} 1' in s
     assert 'pigeonair_spool_messages_committed_total{shard="' in s
-    # bounded labels: worker, shard, reason, quantile, TLS version, route-map destination
+    # the one message was synced alone: a group of size 1 in one of the shards
+    assert re.search(r'^pigeonair_spool_groups_total\{shard="\d+",size="1"\} 1$', s, re.M), s
+    # bounded labels: worker, shard, reason, quantile, TLS version, route-map destination,
+    # group size (SPOOL_GROUP_BUCKETS of them)
     for line in s.splitlines():
         if "{" in line and not line.startswith("#"):
             labels = line[line.index("{") + 1:line.rindex("}")]
             for name in re.findall(r'(\w+)="(?:[^"\\]|\\.)*"', labels):
                 assert name in ("worker", "shard", "reason", "quantile", "version",
-                                "destination", "result"), line
+                                "destination", "result", "size"), line
 
     assert ctl_json(p, "status")["listeners"]["metrics"] == f"127.0.0.1:{port}"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:

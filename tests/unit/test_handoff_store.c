@@ -60,7 +60,7 @@ spool_with_one_message(char *dir, const char *qid, unsigned format)
 {
 	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
 	static const uint8_t data[] = "Received: x\r\nSubject: t\r\n\r\nbody\r\n";
-	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, format, 1u << 20};
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, format, 1u << 20, 0, 0};
 	struct spool *s = NULL;
 	char err[512];
 	struct smtp_message msg = {.queue_id = qid,
@@ -483,7 +483,7 @@ test_segments_reclaimed(void **state)
 	enum { N = 40, SIZE = 6000 };
 	char dir[] = "/tmp/pa-hs-XXXXXX", qids[N][16], rcpt[] = "a@example.com";
 	const char *rcpts[] = {rcpt};
-	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 2, 64u << 10};
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 2, 64u << 10, 0, 0};
 	static uint8_t data[N][SIZE];
 	struct smtp_message msg[N];
 	struct spool_message sm[N];

@@ -174,7 +174,7 @@ tmsg_free(struct tmsg *t)
 static struct spool *
 open_spool(const char *dir, unsigned shards, unsigned workers, unsigned ring)
 {
-	struct spool_config cfg = {dir, shards, workers, ring, NULL, 0, 0, NULL, 0, 0};
+	struct spool_config cfg = {dir, shards, workers, ring, NULL, 0, 0, NULL, 0, 0, 0, 0};
 	struct spool *s = NULL;
 	char err[ERR_MAX] = "";
 
@@ -850,6 +850,107 @@ test_idle_and_wakeup(void **state)
 	close(efd);
 }
 
+/*
+ * The doorbell (spool.idle_poll_us = 0): a poll-mode worker never makes a
+ * system call in spool_submit(); its next spool_poll() rings the eventfd of
+ * a committer that announced it sleeps, once for everything submitted since.
+ * Light load: each message alone is synced at once (a group of 1, within
+ * 50 ms, where a missed doorbell would wait for the committer's 100 ms
+ * timeout).  A burst: one doorbell at most, and the burst is synced in
+ * groups of more than one.
+ */
+static void
+test_doorbell(void **state)
+{
+	enum { ROUNDS = 20, BURST = 64 };
+	char dir[512], qid[32];
+	const char *rc[1] = {"bell@example.com"};
+	struct spool *s;
+	struct tmsg t[BURST];
+	struct spool_shard_stats st0, st;
+	unsigned fast = 0;
+	uint64_t grouped = 0, groups = 0;
+
+	new_dir(*state, dir, sizeof(dir));
+	s = open_spool(dir, 1, 1, 128);
+	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
+	for (unsigned i = 0; i < ROUNDS; i++) {
+		struct spool_completion c;
+		uint64_t start, deadline;
+		unsigned got = 0;
+
+		snprintf(qid, sizeof(qid), "D%u", i);
+		tmsg_init(&t[0], qid, 1, rc, 100, i);
+		sleep_us(30000); /* the committer is asleep by now */
+		start = now_us();
+		deadline = start + 5000000u;
+		assert_int_equal(spool_submit(s, 0, &t[0].sm), PA_OK);
+		while (got == 0 && now_us() < deadline) {
+			got = spool_poll(s, 0, &c, 1);
+			if (got == 0)
+				sleep_us(100);
+		}
+		assert_int_equal(got, 1);
+		assert_int_equal(c.status, PA_OK);
+		if (now_us() - start < 50000)
+			fast++;
+		tmsg_free(&t[0]);
+	}
+	spool_shard_stats(s, 0, &st0);
+	print_message("    %u of %u rung messages completed within 50 ms, %" PRIu64 " doorbells\n",
+	              fast, ROUNDS, st0.doorbells);
+	assert_true(fast >= ROUNDS - 3); /* slack for a loaded machine, not for lost doorbells */
+	/* Rung at most once per message here (one poll loop each), and not left out. */
+	assert_true(st0.doorbells >= ROUNDS - 3 && st0.doorbells <= ROUNDS);
+	/* One message in flight at a time: every group held exactly one. */
+	assert_int_equal(st0.groups[0], ROUNDS);
+	assert_int_equal(st0.commits, ROUNDS);
+
+	for (unsigned i = 0; i < BURST; i++) {
+		snprintf(qid, sizeof(qid), "B%u", i);
+		tmsg_init(&t[i], qid, 1, rc, 100, i);
+		assert_int_equal(spool_submit(s, 0, &t[i].sm), PA_OK);
+	}
+	wait_ok(s, 0, BURST);
+	spool_shard_stats(s, 0, &st);
+	for (unsigned b = 0; b < SPOOL_GROUP_BUCKETS; b++) {
+		groups += st.groups[b] - st0.groups[b];
+		grouped += (st.groups[b] - st0.groups[b]) << b; /* the bucket's least size */
+	}
+	print_message("    a burst of %u: %" PRIu64 " groups, %" PRIu64 " doorbell(s)\n", BURST,
+	              groups, st.doorbells - st0.doorbells);
+	/* Only the first poll after the burst had something to ring for. */
+	assert_true(st.doorbells - st0.doorbells <= 1);
+	assert_int_equal(st.commits - st0.commits, groups);
+	assert_true(groups < BURST && grouped <= BURST);
+	for (unsigned i = 0; i < BURST; i++)
+		tmsg_free(&t[i]);
+	spool_close(s);
+
+	/* Lingering 10 s (spool.linger_us): messages 30 ms apart find it awake, none is rung. */
+	{
+		struct spool_config cfg = {dir, 1, 1, 128, NULL, 0, 0, NULL, 0, 0, 0, 10000000};
+		char err[ERR_MAX] = "";
+
+		s = NULL;
+		if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
+			fail_msg("spool_open(%s): %s", dir, err);
+	}
+	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(qid, sizeof(qid), "L%u", i);
+		tmsg_init(&t[0], qid, 1, rc, 100, i);
+		sleep_us(30000);
+		assert_int_equal(spool_submit(s, 0, &t[0].sm), PA_OK);
+		wait_ok(s, 0, 1);
+		tmsg_free(&t[0]);
+	}
+	spool_shard_stats(s, 0, &st);
+	assert_int_equal(st.doorbells, 0);
+	assert_int_equal(st.groups[0], 5);
+	spool_close(s); /* and a lingering committer stops at once */
+}
+
 /* ------------------------------------------------------- multi-shard copies */
 
 static void
@@ -1363,8 +1464,8 @@ test_shard_count_mismatch(void **state)
 {
 	char dir[512], err[ERR_MAX] = "";
 	struct spool *s;
-	struct spool_config cfg8 = {NULL, 8, 1, 16, NULL, 0, 0, NULL, 0, 0},
-	                    cfg2 = {NULL, 2, 1, 16, NULL, 0, 0, NULL, 0, 0};
+	struct spool_config cfg8 = {NULL, 8, 1, 16, NULL, 0, 0, NULL, 0, 0, 0, 0},
+	                    cfg2 = {NULL, 2, 1, 16, NULL, 0, 0, NULL, 0, 0, 0, 0};
 
 	new_dir(*state, dir, sizeof(dir));
 	s = open_spool(dir, 4, 1, 16);
@@ -1488,7 +1589,7 @@ test_fault_write_error(void **state)
 	struct spool *s = NULL;
 	struct tmsg t[2];
 	const char *r[1] = {"user1@example.com"};
-	struct spool_config cfg = {NULL, 2, 1, 64, NULL, 50, 20, "fail=2", 0, 0};
+	struct spool_config cfg = {NULL, 2, 1, 64, NULL, 50, 20, "fail=2", 0, 0, 0, 0};
 	unsigned shard = spool_shard_of(2, r[0], strlen(r[0]));
 	struct spool_shard_health h;
 	struct spool_shard_stats st;
@@ -1535,7 +1636,7 @@ test_fault_write_stall(void **state)
 	struct spool *s = NULL;
 	struct tmsg t[2];
 	const char *r[1] = {"user2@example.com"};
-	struct spool_config cfg = {NULL, 1, 1, 64, NULL, 50, 20, "stall=2000", 0, 0};
+	struct spool_config cfg = {NULL, 1, 1, 64, NULL, 50, 20, "stall=2000", 0, 0, 0, 0};
 	struct spool_shard_health h;
 	struct spool_shard_stats st;
 	uint64_t t0;
@@ -1613,8 +1714,8 @@ group_teardown(void **state)
 static struct spool *
 open_spool_log(const char *dir, unsigned shards, unsigned workers, unsigned ring)
 {
-	struct spool_config cfg = {dir, shards, workers,          ring,     NULL, 0,
-	                           0,   NULL,   SPOOL_FORMAT_LOG, 64u << 10};
+	struct spool_config cfg = {dir, shards, workers,          ring,      NULL, 0,
+	                           0,   NULL,   SPOOL_FORMAT_LOG, 64u << 10, 0,    0};
 	struct spool *s = NULL;
 	char err[ERR_MAX] = "";
 
@@ -2072,6 +2173,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_record_hostile),
 	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_idle_and_wakeup),
+	    cmocka_unit_test(test_doorbell),
 	    cmocka_unit_test(test_three_shards),
 	    cmocka_unit_test(test_reopen),
 	    cmocka_unit_test(test_scan_detects_half_written),

@@ -112,8 +112,8 @@ static struct spool *
 open_spool(struct env *env, unsigned format)
 {
 	char dir[512];
-	struct spool_config cfg = {dir, 1, 1,    RING,   NULL,
-	                           0,   0, NULL, format, format == 2 ? 64u << 10 : 0};
+	struct spool_config cfg = {
+	    dir, 1, 1, RING, NULL, 0, 0, NULL, format, format == 2 ? 64u << 10 : 0, 0, 0};
 	struct spool *s = NULL;
 	char err[ERR_MAX] = "";
 
