@@ -341,7 +341,14 @@ bool net_ipv6_is_local(const struct dp_shared *sh, const uint8_t *a);
 bool net_ipv6_peer_ok(const struct dp_shared *sh, const uint8_t *a, bool unspecified_ok);
 /* Whether a is on the link of one of our prefixes (or link-local). */
 bool net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a);
-/* Our source address towards dst: a usable one on its prefix, else the first usable global. */
+/*
+ * The index in sh->ip6[] of our source address towards dst (RFC 6724 5 in
+ * short): for a link-local dst the link-local address, else a usable global
+ * one on dst's prefix, else the first usable global; -1 when that address is
+ * not usable (tentative, duplicate) or there is none.
+ */
+int net_ipv6_src_index(const struct dp_shared *sh, const uint8_t *dst);
+/* The address net_ipv6_src_index() picks, or the link-local one (for on-link answers). */
 const uint8_t *net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst);
 void net_ipv6_input(struct dp_worker *dw, struct rte_mbuf *m);
 /* Fills the IPv6 header in front of l4_len octets of TCP; checksums by the port or here. */

@@ -77,23 +77,35 @@ net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a)
 	return false;
 }
 
-const uint8_t *
-net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst)
+int
+net_ipv6_src_index(const struct dp_shared *sh, const uint8_t *dst)
 {
-	const uint8_t *any = NULL;
+	int any = -1;
 
-	/* RFC 6724 5, in short: same scope, then the longest matching prefix (ours: on-link). */
+	/*
+	 * RFC 6724 5, in short: the same scope (rule 2: the link-local
+	 * address for a link-local peer, a global one for any other), then
+	 * the longest matching prefix (ours: on-link).
+	 */
 	if (net_ipv6_is_link_local(dst))
-		return sh->ip6[0].a;
+		return sh->nip6 > 0 && usable(&sh->ip6[0]) ? 0 : -1;
 	for (unsigned i = 1; i < sh->nip6; i++) {
 		if (!usable(&sh->ip6[i]))
 			continue;
 		if (prefix_match(dst, sh->ip6[i].a, sh->ip6[i].prefix))
-			return sh->ip6[i].a;
-		if (any == NULL)
-			any = sh->ip6[i].a;
+			return (int)i;
+		if (any < 0)
+			any = (int)i;
 	}
-	return any != NULL ? any : sh->ip6[0].a;
+	return any;
+}
+
+const uint8_t *
+net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst)
+{
+	int i = net_ipv6_src_index(sh, dst);
+
+	return sh->ip6[i < 0 ? 0 : i].a;
 }
 
 bool

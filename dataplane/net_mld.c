@@ -21,6 +21,7 @@
 
 #include "dataplane/dp.h"
 #include "dataplane/net_cksum.h"
+#include "dataplane/net_ipv6.h"
 
 #define MLD_QUERY 130
 #define MLD2_REPORT 143
@@ -83,8 +84,7 @@ net_mld_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hd
               uint16_t l4_len)
 {
 	/* RFC 3810 5.1.14: from a link-local address, hop limit 1; 24 octets at least. */
-	if (ip->hop_limits != 1 || ip->src_addr[0] != 0xfe || (ip->src_addr[1] & 0xc0) != 0x80 ||
-	    l4_len < 24) {
+	if (ip->hop_limits != 1 || !net_ipv6_is_link_local(ip->src_addr) || l4_len < 24) {
 		dp_drop(dw, m, DP_DROP_ICMP6_BAD);
 		return;
 	}

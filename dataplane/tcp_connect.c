@@ -196,7 +196,6 @@ tcp_connect6(struct dp_worker *dw, struct tcb *tcb, const uint8_t *raddr, uint16
 {
 	const struct dp_shared *sh = dw->sh;
 	struct tcp_key key = {.raddr = tcp_addr_v6(raddr), .rport = rport};
-	const uint8_t *src;
 	int ai;
 
 	if (sh->nip6 == 0 || net_next_hop6(sh, raddr) == NULL) {
@@ -206,17 +205,11 @@ tcp_connect6(struct dp_worker *dw, struct tcb *tcb, const uint8_t *raddr, uint16
 	/* What IPv6 input would refuse as a source is no TCP peer (and no key of ours). */
 	if (!net_ipv6_peer_ok(sh, raddr, false))
 		return PA_ERROR;
-	/*
-	 * Our usable address for it: none when the global ones are tentative
-	 * still (DAD) or duplicates, the link-local one being of too small a
-	 * scope for a peer off it (RFC 6724 5 rule 2: it could not answer).
-	 */
-	src = net_ipv6_src_for(sh, raddr);
-	ai = net_ipv6_addr_index(sh, src);
-	if (ai < 0 || !net_ipv6_is_local(sh, src) ||
-	    (ai == 0 && !(raddr[0] == 0xfe && (raddr[1] & 0xc0) == 0x80)))
+	/* Our usable address for it: none while DAD runs, or of too small a scope. */
+	ai = net_ipv6_src_index(sh, raddr);
+	if (ai < 0)
 		return PA_ERROR;
-	key.laddr = tcp_addr_v6(src);
+	key.laddr = tcp_addr_v6(sh->ip6[ai].a);
 	if (pick_port(dw, &key, &dw->next_lport6[ai]) < 0)
 		return PA_ERROR;
 	return open_key(dw, tcb, &key);

@@ -58,6 +58,7 @@
 #include "core/pa.h"
 #include "dataplane/dp_stack.h"
 #include "dataplane/eal.h"
+#include "dataplane/net_ipv6.h"
 #include "dataplane/tcp.h"
 #include "loadgen/lg_transport.h"
 
@@ -825,8 +826,7 @@ lg_dpdk_run(struct lg_run *run)
 	pc.ip_count = opt->ip_count;
 	if (opt->ip6 != NULL) {
 		if (parse_prefix(opt->ip6, AF_INET6, pc.ip6[0], &prefix) != 0 || prefix == 0 ||
-		    pc.ip6[0][0] == 0xff ||
-		    (pc.ip6[0][0] == 0xfe && (pc.ip6[0][1] & 0xc0) == 0x80)) {
+		    pc.ip6[0][0] == 0xff || net_ipv6_is_link_local(pc.ip6[0])) {
 			fprintf(stderr,
 			        "pigeon-loadgen: --ip6: want a global or unique local "
 			        "ADDR/PREFIX (e.g. 2001:db8::1/64): %s\n",

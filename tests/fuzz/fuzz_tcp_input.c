@@ -52,6 +52,7 @@
 #include "core/pa.h"
 #include "dataplane/dp_stack.h"
 #include "dataplane/net_cksum.h"
+#include "dataplane/net_ipv6.h"
 #include "dataplane/net_ipv6_ext.h"
 #include "dataplane/tcp.h"
 
@@ -281,8 +282,7 @@ check_tx6(const struct rte_ipv6_hdr *ip, uint16_t len)
 	 * advertisement answers a solicitation from the link at the MAC it came
 	 * from, whatever the soliciting address (RFC 4861 7.2.4).
 	 */
-	CHECK(ip->dst_addr[0] == 0xff ||
-	      (ip->dst_addr[0] == 0xfe && (ip->dst_addr[1] & 0xc0) == 0x80) ||
+	CHECK(ip->dst_addr[0] == 0xff || net_ipv6_is_link_local(ip->dst_addr) ||
 	      memcmp(ip->dst_addr, our_ip6, 8) == 0 ||
 	      (ip->proto == IPPROTO_ICMPV6 && ip->hop_limits == 255 && len >= sizeof(*ip) + 1 &&
 	       ((const uint8_t *)(ip + 1))[0] == 136));

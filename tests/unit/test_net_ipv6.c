@@ -19,7 +19,8 @@
  * link-local, unspecified, loopback and IPv4-mapped types) at their edges,
  * on-link prefixes of every length class (octet-aligned, not, across the
  * 64-bit halves, /128), and dp_hash_words() equal to DPDK's CRC32-C hash of
- * the same octets for the lengths the stack hashes.
+ * the same octets for the lengths the stack hashes.  The source address for
+ * a peer (RFC 6724 5 in short) through DAD's states.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -533,6 +534,42 @@ test_hash_words(void **state)
 	}
 }
 
+static void
+test_source_address(void **state)
+{
+	static struct dp_shared sh;
+	uint8_t a[16];
+
+	(void)state;
+	memset(&sh, 0, sizeof(sh));
+	sh.nip6 = 3;
+	a6("fe80::2", sh.ip6[0].a);
+	a6("2001:db8:1::2", sh.ip6[1].a);
+	sh.ip6[1].prefix = 64;
+	a6("2001:db8:2::2", sh.ip6[2].a);
+	sh.ip6[2].prefix = 64;
+	/* All tentative (DAD): no source for TCP; the link-local one for on-link answers. */
+	a6("fe80::9", a);
+	assert_int_equal(net_ipv6_src_index(&sh, a), -1);
+	assert_ptr_equal(net_ipv6_src_for(&sh, a), sh.ip6[0].a);
+	a6("2001:db8:2::9", a);
+	assert_int_equal(net_ipv6_src_index(&sh, a), -1);
+	sh.ip6[0].state = DP_ADDR6_PREFERRED;
+	/* A global peer never gets the link-local source (RFC 6724 rule 2). */
+	assert_int_equal(net_ipv6_src_index(&sh, a), -1);
+	a6("fe80::9", a);
+	assert_int_equal(net_ipv6_src_index(&sh, a), 0);
+	sh.ip6[1].state = DP_ADDR6_PREFERRED;
+	sh.ip6[2].state = DP_ADDR6_PREFERRED;
+	a6("2001:db8:2::9", a);
+	assert_int_equal(net_ipv6_src_index(&sh, a), 2); /* the one on its prefix */
+	a6("2001:db8:7::9", a);
+	assert_int_equal(net_ipv6_src_index(&sh, a), 1); /* off-link: the first usable */
+	sh.ip6[1].state = DP_ADDR6_DUPLICATE;
+	assert_int_equal(net_ipv6_src_index(&sh, a), 2);
+	assert_ptr_equal(net_ipv6_src_for(&sh, a), sh.ip6[2].a);
+}
+
 int
 main(void)
 {
@@ -549,6 +586,7 @@ main(void)
 	    cmocka_unit_test(test_address_types),
 	    cmocka_unit_test(test_on_link_prefixes),
 	    cmocka_unit_test(test_hash_words),
+	    cmocka_unit_test(test_source_address),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
