@@ -110,6 +110,19 @@ backoff_us(const struct handoff_config *cfg, uint32_t attempts)
 	return d < max ? d : max;
 }
 
+/*
+ * Whether a copy outlived relay.max_queue_lifetime.  Its arrival may be
+ * later than `now` (a streamed copy that arrived during the engine's turn,
+ * or a clock stepped back): that is no age at all, never a wrapped one.
+ */
+static bool
+too_old(const struct handoff *h, const struct hs_copy *hc, uint64_t now)
+{
+	uint64_t lifetime = (uint64_t)h->cfg.max_queue_lifetime_s * 1000000u;
+
+	return now > hc->rec->arrival_us && now - hc->rec->arrival_us >= lifetime;
+}
+
 static void
 set_reply(struct spool_delivery *d, const char *text)
 {
@@ -268,7 +281,6 @@ apply(struct handoff *h, struct ho_job *job, size_t k, unsigned code, const char
 	struct hs_copy *hc = job->copy->hc;
 	struct spool_delivery *d = &hc->d[job->idx[k]];
 	const struct handoff_config *cfg = &h->cfg;
-	uint64_t lifetime = (uint64_t)cfg->max_queue_lifetime_s * 1000000u;
 
 	job->done[k] = true;
 	job->ndone++;
@@ -285,7 +297,7 @@ apply(struct handoff *h, struct ho_job *job, size_t k, unsigned code, const char
 		            job->dest->rd.key, text);
 		return;
 	}
-	if (code / 100 == 5 || now - hc->rec->arrival_us >= lifetime) {
+	if (code / 100 == 5 || too_old(h, hc, now)) {
 		d->state = SPOOL_DELIVERY_FAILED;
 		job->dest->failed++;
 		atomic_fetch_add(&h->failed, 1);
@@ -610,12 +622,11 @@ static bool
 expire(struct handoff *h, struct ho_copy *c, uint64_t now)
 {
 	struct hs_copy *hc = c->hc;
-	uint64_t lifetime = (uint64_t)h->cfg.max_queue_lifetime_s * 1000000u;
 	struct dsn_rcpt *dsn;
 	size_t n = 0;
 	char err[512];
 
-	if (now - hc->rec->arrival_us < lifetime)
+	if (!too_old(h, hc, now))
 		return false;
 	/* The DSN quotes the original header. */
 	if (load_body(h, hc, err, sizeof(err)) != PA_OK) {
