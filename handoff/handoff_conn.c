@@ -483,6 +483,12 @@ ho_release_bodies(struct handoff *h, uint64_t now)
 				tmp = LIST_FIRST(&d->conns);
 				continue;
 			}
+			/*
+			 * The window is fed the peer's time: from the body on, not
+			 * the wait for our own outcome write (handoff_window.c).
+			 */
+			if (c->job != NULL)
+				c->txn_start_us = now;
 			/* The next envelope in the same write as the body (PIPELINING). */
 			if (!conn_next(h, c, now) || !flush(h, c, now))
 				tmp = LIST_FIRST(&d->conns);

@@ -223,6 +223,9 @@ engine_main(void *arg)
 			h->drain_swept = true;
 			atomic_store(&h->rescan_all, true);
 		}
+		/* Outcomes written at once by the flush above: their connections' next bodies go.
+		 */
+		ho_release_bodies(h, now);
 		ho_dispatch(h, now);
 		ho_timeouts(h, now);
 		if (now >= h->next_pressure_us) {

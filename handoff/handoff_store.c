@@ -102,6 +102,34 @@ hs_write_unsynced(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, cha
 }
 
 int
+hs_write_nowait(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err, size_t errlen)
+{
+	struct spool_shard *sh = &sp->shards[shard];
+	rocksdb_t *db;
+	char *rerr = NULL;
+	int rc = PA_OK;
+
+	if (rocksdb_writebatch_count(b) == 0)
+		return PA_OK;
+	if (sh->format != SPOOL_FORMAT_LOG)
+		return PA_AGAIN;
+	db = shard_db(sp, shard, err, errlen);
+	if (db == NULL)
+		return PA_ERROR;
+	/* sync = 0, no_slowdown = 1: a write RocksDB would delay returns Incomplete at once. */
+	rocksdb_write(db, sp->index_options, b, &rerr);
+	release(sp, shard);
+	if (rerr != NULL) {
+		rc = strncmp(rerr, "Result incomplete", 17) == 0 ? PA_AGAIN : PA_ERROR;
+		snprintf(err, errlen, "rocksdb_write(%s, outcomes): %s", sh->path, rerr);
+		rocksdb_free(rerr);
+		return rc;
+	}
+	rocksdb_writebatch_clear(b);
+	return PA_OK;
+}
+
+int
 hs_sync(struct spool *sp, unsigned shard, char *err, size_t errlen)
 {
 	char *rerr = NULL;

@@ -117,6 +117,15 @@ int hs_write(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *er
 int hs_write_unsynced(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err,
                       size_t errlen);
 
+/*
+ * The same, only when it can be done at once: PA_AGAIN (nothing written,
+ * b kept) where RocksDB would stall or delay the write, or where the
+ * shard's committers sync RocksDB's WAL themselves (format 1), a sync it
+ * could wait behind; format 2's committers write RocksDB unsynced.
+ */
+int hs_write_nowait(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char *err,
+                    size_t errlen);
+
 /* Syncs the shard's WAL: every write made before it is on disk.  Thread-safe. */
 int hs_sync(struct spool *sp, unsigned shard, char *err, size_t errlen);
 

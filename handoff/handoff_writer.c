@@ -186,6 +186,7 @@ void
 ho_flush(struct handoff *h)
 {
 	bool handed = false;
+	char err[512];
 
 	pthread_mutex_lock(&h->wlock);
 	for (unsigned s = 0; s < h->nshards; s++) {
@@ -195,6 +196,19 @@ ho_flush(struct handoff *h)
 			continue;
 		if (h->wbusy[s])
 			continue; /* the writer is still at the previous one: next turn */
+		/*
+		 * At once when RocksDB takes it without waiting (a memtable insert
+		 * and a WAL append): no thread hand-over for the bodies waiting for
+		 * it.  Else the writer thread takes it, as below.
+		 */
+		if (hs_write_nowait(h->spool, s, h->batch[s], err, sizeof(err)) == PA_OK) {
+			h->handed_gen[s]++;
+			h->dirty[s] = false;
+			atomic_store_explicit(&h->unsynced[s], true, memory_order_release);
+			atomic_store_explicit(&h->written_gen[s], h->handed_gen[s],
+			                      memory_order_release);
+			continue;
+		}
 		b = h->wbatch[s];
 		h->wbatch[s] = h->batch[s];
 		h->batch[s] = b;
