@@ -19,8 +19,7 @@
  * let c-ares read answers and expire queries, queue each answer on its
  * worker's ring and write that worker's eventfd (kernel backend).  Idle with
  * only kernel-backend workers, the thread sleeps on an eventfd that a
- * worker writes only when it sees the thread asleep (the spool committers'
- * handshake: spool/spool_committer.c).
+ * worker writes only when it sees the thread asleep (core/svc_thread.h).
  */
 #include "dns/resolver.h"
 
@@ -33,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <rte_errno.h>
@@ -43,6 +41,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/pa.h"
+#include "core/svc_thread.h"
 #include "dns/dns_cache.h"
 #include "dns/dns_packet.h"
 
@@ -75,33 +74,21 @@ struct overflow {
 
 struct rworker {
 	struct rte_ring *req, *ans;
-	int notify_fd;
-	bool may_syscall;
-	bool notify_due;
 	struct overflow *over_head, **over_tail;
 };
 
 struct dns_resolver {
 	ares_channel channel;
-	pthread_t thread;
-	bool thread_started;
+	struct pa_svc svc; /* the thread, its wake-ups and the workers' (core/svc_thread.h) */
 	struct dns_cache *cache;
 	unsigned nworkers, ring_size;
 	struct rworker *w;
 	struct inflight *table[INFLIGHT_BUCKETS];
 	unsigned ninflight;
-	int wake_fd;
-	atomic_bool stop;
-	atomic_bool sleeping;
-	atomic_bool poll_workers; /* a worker that may not make system calls is attached */
 	struct dns_resolver_stats stats;
 };
 
-static void
-count(uint64_t *counter, uint64_t n)
-{
-	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
-}
+#define count pa_svc_count
 
 static uint32_t
 bucket_of(const char *name)
@@ -109,15 +96,13 @@ bucket_of(const char *name)
 	return dns_name_hash(name) % INFLIGHT_BUCKETS;
 }
 
-static void notify_workers(struct dns_resolver *r);
-
 static void
 deliver(struct dns_resolver *r, unsigned worker, const struct dns_answer *a)
 {
 	struct rworker *w = &r->w[worker];
 	struct overflow *o;
 
-	w->notify_due = true;
+	pa_svc_notify_due(&r->svc, worker);
 	if (w->over_head == NULL &&
 	    rte_ring_enqueue_elem(w->ans, (void *)(uintptr_t)a, sizeof(*a)) == 0)
 		return;
@@ -131,7 +116,7 @@ deliver(struct dns_resolver *r, unsigned worker, const struct dns_answer *a)
 		 */
 		pa_log_err("dns: out of memory for an answer: waiting for room in worker %u's ring",
 		           worker);
-		notify_workers(r);
+		pa_svc_notify_workers(&r->svc);
 		while (rte_ring_enqueue_elem(w->ans, (void *)(uintptr_t)a, sizeof(*a)) != 0)
 			usleep(100);
 		return;
@@ -157,26 +142,8 @@ flush_overflow(struct dns_resolver *r)
 			if (w->over_head == NULL)
 				w->over_tail = &w->over_head;
 			free(o);
-			w->notify_due = true;
+			pa_svc_notify_due(&r->svc, i);
 		}
-	}
-}
-
-static void
-notify_workers(struct dns_resolver *r)
-{
-	static const uint64_t one = 1;
-
-	for (unsigned i = 0; i < r->nworkers; i++) {
-		struct rworker *w = &r->w[i];
-
-		if (!w->notify_due)
-			continue;
-		w->notify_due = false;
-		if (w->may_syscall && w->notify_fd != -1 &&
-		    write(w->notify_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-			pa_log_warning("dns: write(worker %u eventfd) failed: %s", i,
-			               strerror(errno));
 	}
 }
 
@@ -352,7 +319,7 @@ resolver_main(void *arg)
 	struct dns_resolver *r = arg;
 	unsigned idle = 0;
 
-	while (!atomic_load_explicit(&r->stop, memory_order_acquire)) {
+	while (pa_svc_running(&r->svc)) {
 		struct pollfd pfd[ARES_GETSOCK_MAXNUM + 1];
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		int npfd = 0, timeout = 1, rc;
@@ -372,26 +339,19 @@ resolver_main(void *arg)
 		}
 		if (took > 0) {
 			timeout = 0;
-		} else if (idle > IDLE_LOOPS_BEFORE_SLEEP &&
-		           !atomic_load_explicit(&r->poll_workers, memory_order_acquire)) {
-			/* Pairs with the fence in dns_resolver_submit(). */
-			atomic_store_explicit(&r->sleeping, true, memory_order_relaxed);
-			atomic_thread_fence(memory_order_seq_cst);
+		} else if (idle > IDLE_LOOPS_BEFORE_SLEEP && !pa_svc_poll_workers(&r->svc)) {
+			pa_svc_sleeping(&r->svc);
 			timeout = rings_empty(r) ? SLEEP_MS : 0;
 		}
-		pfd[npfd++] = (struct pollfd){.fd = r->wake_fd, .events = POLLIN};
+		pfd[npfd++] = (struct pollfd){.fd = r->svc.wake_fd, .events = POLLIN};
 		rc = poll(pfd, (nfds_t)npfd, timeout);
-		atomic_store_explicit(&r->sleeping, false, memory_order_relaxed);
+		pa_svc_awake(&r->svc);
 		if (rc == -1 && errno != EINTR)
 			pa_log_err("dns: poll() failed: %s", strerror(errno));
 		for (int i = 0; rc > 0 && i < npfd; i++) {
-			if (pfd[i].fd == r->wake_fd) {
-				uint64_t v;
-
-				if ((pfd[i].revents & POLLIN) &&
-				    read(r->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
-					pa_log_warning("dns: read(eventfd) failed: %s",
-					               strerror(errno));
+			if (pfd[i].fd == r->svc.wake_fd) {
+				if (pfd[i].revents & POLLIN)
+					pa_svc_drain(&r->svc);
 				continue;
 			}
 			if (pfd[i].revents == 0)
@@ -405,7 +365,7 @@ resolver_main(void *arg)
 		/* Expires queries past their timeout. */
 		ares_process_fd(r->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 		flush_overflow(r);
-		notify_workers(r);
+		pa_svc_notify_workers(&r->svc);
 		if (r->cache != NULL) {
 			struct dns_cache_stats cs;
 
@@ -421,6 +381,7 @@ resolver_main(void *arg)
 static void
 destroy(struct dns_resolver *r)
 {
+	pa_svc_stop(&r->svc);
 	if (r->channel != NULL)
 		ares_destroy(r->channel); /* query_done(ARES_EDESTRUCTION) for each in flight */
 	for (unsigned i = 0; r->w != NULL && i < r->nworkers; i++) {
@@ -437,8 +398,7 @@ destroy(struct dns_resolver *r)
 	}
 	free(r->w);
 	dns_cache_free(r->cache);
-	if (r->wake_fd != -1)
-		close(r->wake_fd);
+	pa_svc_fini(&r->svc);
 	free(r);
 }
 
@@ -463,14 +423,16 @@ dns_resolver_start(struct dns_resolver **out, const struct dns_resolver_config *
 		snprintf(err, errlen, "dns: out of memory");
 		return PA_ERROR;
 	}
-	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (pa_svc_init(&r->svc, "dns", config->nworkers, err, errlen) != PA_OK) {
+		free(r);
+		return PA_ERROR;
+	}
 	r->nworkers = config->nworkers;
 	r->ring_size = config->ring_size;
 	r->w = calloc(config->nworkers, sizeof(*r->w));
 	r->cache = dns_cache_new(config->cache_size);
-	if (r->wake_fd == -1 || r->w == NULL || r->cache == NULL) {
-		snprintf(err, errlen, "dns: %s failed: %s",
-		         r->wake_fd == -1 ? "eventfd()" : "allocation", strerror(errno));
+	if (r->w == NULL || r->cache == NULL) {
+		snprintf(err, errlen, "dns: out of memory");
 		destroy(r);
 		return PA_ERROR;
 	}
@@ -480,7 +442,6 @@ dns_resolver_start(struct dns_resolver **out, const struct dns_resolver_config *
 
 		snprintf(qname, sizeof(qname), "dnsq%u_%u", id, i);
 		snprintf(aname, sizeof(aname), "dnsa%u_%u", id, i);
-		w->notify_fd = -1;
 		w->over_tail = &w->over_head;
 		w->req = rte_ring_create_elem(qname, sizeof(struct dns_query), config->ring_size,
 		                              SOCKET_ID_ANY,
@@ -517,14 +478,10 @@ dns_resolver_start(struct dns_resolver **out, const struct dns_resolver_config *
 		destroy(r);
 		return PA_ERROR;
 	}
-	rc = pthread_create(&r->thread, NULL, resolver_main, r);
-	if (rc != 0) {
-		snprintf(err, errlen, "pthread_create(dns) failed: %s", strerror(rc));
+	if (pa_svc_start(&r->svc, resolver_main, r, err, errlen) != PA_OK) {
 		destroy(r);
 		return PA_ERROR;
 	}
-	pthread_setname_np(r->thread, "dns");
-	r->thread_started = true;
 	pa_log_info("dns: resolver started servers=%s timeout=%ums cache=%u", config->servers,
 	            config->timeout_ms, config->cache_size);
 	*out = r;
@@ -534,32 +491,14 @@ dns_resolver_start(struct dns_resolver **out, const struct dns_resolver_config *
 void
 dns_resolver_stop(struct dns_resolver *r)
 {
-	static const uint64_t one = 1;
-
-	if (r == NULL)
-		return;
-	if (r->thread_started) {
-		atomic_store_explicit(&r->stop, true, memory_order_release);
-		if (write(r->wake_fd, &one, sizeof(one)) == -1)
-			pa_log_warning("dns: write(eventfd) failed: %s", strerror(errno));
-		pthread_join(r->thread, NULL);
-	}
-	destroy(r);
+	if (r != NULL)
+		destroy(r);
 }
 
 int
 dns_resolver_attach(struct dns_resolver *r, unsigned worker, int notify_fd, bool may_syscall)
 {
-	if (worker >= r->nworkers)
-		return PA_ERROR;
-	r->w[worker].notify_fd = notify_fd;
-	r->w[worker].may_syscall = may_syscall;
-	if (!may_syscall) {
-		atomic_store_explicit(&r->poll_workers, true, memory_order_release);
-		if (write(r->wake_fd, &(uint64_t){1}, sizeof(uint64_t)) == -1)
-			return PA_ERROR;
-	}
-	return PA_OK;
+	return pa_svc_attach(&r->svc, worker, notify_fd, may_syscall);
 }
 
 unsigned
@@ -571,19 +510,9 @@ dns_resolver_capacity(const struct dns_resolver *r)
 int
 dns_resolver_submit(struct dns_resolver *r, unsigned worker, const struct dns_query *q)
 {
-	struct rworker *w = &r->w[worker];
-	static const uint64_t one = 1;
-
-	if (rte_ring_enqueue_elem(w->req, (void *)(uintptr_t)q, sizeof(*q)) != 0)
+	if (rte_ring_enqueue_elem(r->w[worker].req, (void *)(uintptr_t)q, sizeof(*q)) != 0)
 		return PA_AGAIN;
-	if (w->may_syscall) {
-		/* Pairs with the thread's fence between setting sleeping and re-checking the rings.
-		 */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&r->sleeping, memory_order_relaxed) &&
-		    write(r->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-			return PA_OK; /* the thread wakes within SLEEP_MS anyway */
-	}
+	pa_svc_wake(&r->svc, worker);
 	return PA_OK;
 }
 
@@ -596,9 +525,5 @@ dns_resolver_poll(struct dns_resolver *r, unsigned worker, struct dns_answer *ou
 void
 dns_resolver_stats(const struct dns_resolver *r, struct dns_resolver_stats *out)
 {
-	const uint64_t *s = (const uint64_t *)&r->stats;
-	uint64_t *d = (uint64_t *)out;
-
-	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-		d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+	pa_svc_stats_copy(out, &r->stats, sizeof(*out));
 }

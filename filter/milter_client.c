@@ -16,8 +16,8 @@
  *
  * With only kernel-backend workers, the thread waits in poll(2) on its
  * sockets and an eventfd that a worker writes only when it sees the thread
- * waiting (the dns thread's handshake, dns/resolver.c); with a poll-mode
- * worker attached it polls the rings every millisecond.
+ * waiting (core/svc_thread.h, as the dns thread); with a poll-mode worker
+ * attached it polls the rings every millisecond while it has filters.
  */
 #include "filter/milter_client.h"
 #include "filter/milter_internal.h"
@@ -27,12 +27,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,7 +61,7 @@ deliver(struct milter_client *c, struct job *job)
 {
 	struct cworker *w = &c->w[job->worker];
 
-	w->notify_due = true;
+	pa_svc_notify_due(&c->svc, job->worker);
 	if (rte_ring_enqueue_elem(w->ans, &job->verdict, sizeof(job->verdict)) == 0) {
 		job_free(job);
 		return;
@@ -505,7 +503,7 @@ take_requests(struct milter_client *c)
 					pa_log_err(
 					    "milter: out of memory for a message: answered 451");
 					count(&c->stats.tempfailed);
-					w->notify_due = true;
+					pa_svc_notify_due(&c->svc, i);
 					while (rte_ring_enqueue_elem(w->ans, &v, sizeof(v)) != 0)
 						usleep(100);
 					continue;
@@ -528,24 +526,6 @@ rings_empty(struct milter_client *c)
 		if (!rte_ring_empty(c->w[i].req) || !rte_ring_empty(c->w[i].rel))
 			return false;
 	return true;
-}
-
-static void
-notify_workers(struct milter_client *c)
-{
-	static const uint64_t one = 1;
-
-	for (unsigned i = 0; i < c->nworkers; i++) {
-		struct cworker *w = &c->w[i];
-
-		if (!w->notify_due)
-			continue;
-		w->notify_due = false;
-		if (w->may_syscall && w->notify_fd != -1 &&
-		    write(w->notify_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-			pa_log_warning("milter: write(worker %u eventfd) failed: %s", i,
-			               strerror(errno));
-	}
 }
 
 /*
@@ -585,7 +565,7 @@ client_main(void *arg)
 {
 	struct milter_client *c = arg;
 
-	while (!atomic_load_explicit(&c->stop, memory_order_acquire)) {
+	while (pa_svc_running(&c->svc)) {
 		unsigned npfd;
 		int timeout, n;
 		struct job *job;
@@ -601,16 +581,16 @@ client_main(void *arg)
 			if (rte_ring_enqueue_elem(w->ans, &job->verdict, sizeof(job->verdict)) != 0)
 				break;
 			TAILQ_REMOVE(&c->undelivered, job, link);
-			w->notify_due = true;
+			pa_svc_notify_due(&c->svc, job->worker);
 			job_free(job);
 		}
-		notify_workers(c);
+		pa_svc_notify_workers(&c->svc);
 		retire_filters(c);
 		sweep_dead(c);
 
-		c->pfd[0] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
+		c->pfd[0] = (struct pollfd){.fd = c->svc.wake_fd, .events = POLLIN};
 		npfd = poll_set(c, &busy);
-		if (atomic_load_explicit(&c->poll_workers, memory_order_acquire) &&
+		if (pa_svc_poll_workers(&c->svc) &&
 		    (busy || atomic_load_explicit(&c->active, memory_order_relaxed))) {
 			timeout = 1;
 		} else {
@@ -622,13 +602,12 @@ client_main(void *arg)
 			 * filters, and a reload that brings some writes the eventfd.
 			 */
 			timeout = busy ? 10 : SLEEP_MS;
-			atomic_store_explicit(&c->sleeping, true, memory_order_relaxed);
-			atomic_thread_fence(memory_order_seq_cst);
+			pa_svc_sleeping(&c->svc);
 			if (!rings_empty(c))
 				timeout = 0;
 		}
 		n = poll(c->pfd, npfd, timeout);
-		atomic_store_explicit(&c->sleeping, false, memory_order_relaxed);
+		pa_svc_awake(&c->svc);
 		if (n == -1 && errno != EINTR) {
 			pa_log_err("milter: poll() failed: %s", strerror(errno));
 			usleep(1000);
@@ -641,12 +620,8 @@ client_main(void *arg)
 		 * only marked dead, so the events below skip it.
 		 */
 		expire(c);
-		if (n > 0 && (c->pfd[0].revents & POLLIN)) {
-			uint64_t v;
-
-			if (read(c->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
-				pa_log_warning("milter: read(eventfd) failed: %s", strerror(errno));
-		}
+		if (n > 0 && (c->pfd[0].revents & POLLIN))
+			pa_svc_drain(&c->svc);
 		for (unsigned i = 1; n > 0 && i < npfd; i++) {
 			struct mconn *mc = c->pconn[i];
 			short re = c->pfd[i].revents;
@@ -672,6 +647,7 @@ destroy(struct milter_client *c)
 	struct held *h;
 	struct job *job;
 
+	pa_svc_stop(&c->svc); /* the thread first: what follows is its */
 	while ((f = TAILQ_FIRST(&c->sets)) != NULL) {
 		TAILQ_REMOVE(&c->sets, f, link);
 		filters_free(c, f);
@@ -692,8 +668,7 @@ destroy(struct milter_client *c)
 	free(c->w);
 	free(c->pfd);
 	free(c->pconn);
-	if (c->wake_fd != -1)
-		close(c->wake_fd);
+	pa_svc_fini(&c->svc);
 	free(c);
 }
 
@@ -754,7 +729,6 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 	unsigned id = atomic_fetch_add(&instances, 1);
 	struct milter_filters *f;
 	struct milter_client *c;
-	int rc;
 
 	*out = NULL;
 	if (milter_client_filters_new(&f, config->sites, config->nsites, config->hostname, err,
@@ -766,6 +740,11 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 		snprintf(err, errlen, "milter: out of memory");
 		return PA_ERROR;
 	}
+	if (pa_svc_init(&c->svc, "milter", config->nworkers, err, errlen) != PA_OK) {
+		free(f);
+		free(c);
+		return PA_ERROR;
+	}
 	TAILQ_INIT(&c->sets);
 	TAILQ_INSERT_TAIL(&c->sets, f, link);
 	atomic_init(&c->next, NULL);
@@ -773,16 +752,14 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 	TAILQ_INIT(&c->undelivered);
 	LIST_INIT(&c->held);
 	LIST_INIT(&c->dead);
-	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	c->nworkers = config->nworkers;
 	c->ring_size = config->ring_size;
 	c->w = calloc(config->nworkers, sizeof(*c->w));
 	c->npfd_max = f->nconns + 1;
 	c->pfd = calloc(c->npfd_max, sizeof(*c->pfd));
 	c->pconn = calloc(c->npfd_max, sizeof(*c->pconn));
-	if (c->wake_fd == -1 || c->w == NULL || c->pfd == NULL || c->pconn == NULL) {
-		snprintf(err, errlen, "milter: %s failed: %s",
-		         c->wake_fd == -1 ? "eventfd()" : "allocation", strerror(errno));
+	if (c->w == NULL || c->pfd == NULL || c->pconn == NULL) {
+		snprintf(err, errlen, "milter: out of memory");
 		destroy(c);
 		return PA_ERROR;
 	}
@@ -798,7 +775,6 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 		    {"mltr", &w->rel, sizeof(struct milter_result *)},
 		};
 
-		w->notify_fd = -1;
 		for (size_t k = 0; k < pa_array_size(rings); k++) {
 			char name[RTE_RING_NAMESIZE];
 
@@ -814,14 +790,10 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 			}
 		}
 	}
-	rc = pthread_create(&c->thread, NULL, client_main, c);
-	if (rc != 0) {
-		snprintf(err, errlen, "pthread_create(milter) failed: %s", strerror(rc));
+	if (pa_svc_start(&c->svc, client_main, c, err, errlen) != PA_OK) {
 		destroy(c);
 		return PA_ERROR;
 	}
-	pthread_setname_np(c->thread, "milter");
-	c->thread_started = true;
 	if (f->nsites > 0)
 		log_filters(f);
 	*out = c;
@@ -831,15 +803,12 @@ milter_client_start(struct milter_client **out, const struct milter_client_confi
 void
 milter_client_reconfigure(struct milter_client *c, struct milter_filters *f)
 {
-	static const uint64_t one = 1;
-
 	log_filters(f);
 	/* One the thread has not taken yet was never used: freed here. */
 	milter_client_filters_free(atomic_exchange_explicit(&c->next, f, memory_order_acq_rel));
 	/* After the filters: a worker that sees it submits for them (take_requests()). */
 	atomic_store_explicit(&c->active, f->nsites > 0, memory_order_release);
-	if (write(c->wake_fd, &one, sizeof(one)) == -1)
-		pa_log_warning("milter: write(eventfd) failed: %s", strerror(errno));
+	pa_svc_kick(&c->svc);
 }
 
 bool
@@ -851,32 +820,14 @@ milter_client_active(const struct milter_client *c)
 void
 milter_client_stop(struct milter_client *c)
 {
-	static const uint64_t one = 1;
-
-	if (c == NULL)
-		return;
-	if (c->thread_started) {
-		atomic_store_explicit(&c->stop, true, memory_order_release);
-		if (write(c->wake_fd, &one, sizeof(one)) == -1)
-			pa_log_warning("milter: write(eventfd) failed: %s", strerror(errno));
-		pthread_join(c->thread, NULL);
-	}
-	destroy(c);
+	if (c != NULL)
+		destroy(c);
 }
 
 int
 milter_client_attach(struct milter_client *c, unsigned worker, int notify_fd, bool may_syscall)
 {
-	if (worker >= c->nworkers)
-		return PA_ERROR;
-	c->w[worker].notify_fd = notify_fd;
-	c->w[worker].may_syscall = may_syscall;
-	if (!may_syscall) {
-		atomic_store_explicit(&c->poll_workers, true, memory_order_release);
-		if (write(c->wake_fd, &(uint64_t){1}, sizeof(uint64_t)) == -1)
-			return PA_ERROR;
-	}
-	return PA_OK;
+	return pa_svc_attach(&c->svc, worker, notify_fd, may_syscall);
 }
 
 unsigned
@@ -885,28 +836,12 @@ milter_client_capacity(const struct milter_client *c)
 	return c->ring_size;
 }
 
-static void
-wake(struct milter_client *c, const struct cworker *w)
-{
-	static const uint64_t one = 1;
-
-	if (!w->may_syscall)
-		return;
-	/* Pairs with the thread's fence between setting sleeping and re-checking the rings. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
-	    write(c->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-		return; /* the thread wakes within SLEEP_MS anyway */
-}
-
 int
 milter_client_submit(struct milter_client *c, unsigned worker, const struct milter_request *req)
 {
-	struct cworker *w = &c->w[worker];
-
-	if (rte_ring_enqueue_elem(w->req, (void *)(uintptr_t)req, sizeof(*req)) != 0)
+	if (rte_ring_enqueue_elem(c->w[worker].req, (void *)(uintptr_t)req, sizeof(*req)) != 0)
 		return PA_AGAIN;
-	wake(c, w);
+	pa_svc_wake(&c->svc, worker);
 	return PA_OK;
 }
 
@@ -933,9 +868,5 @@ milter_client_release(struct milter_client *c, unsigned worker, struct milter_re
 void
 milter_client_stats(const struct milter_client *c, struct milter_client_stats *out)
 {
-	const uint64_t *s = (const uint64_t *)&c->stats;
-	uint64_t *d = (uint64_t *)out;
-
-	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-		d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+	pa_svc_stats_copy(out, &c->stats, sizeof(*out));
 }

@@ -18,6 +18,7 @@
 
 #include "core/buf.h"
 #include "core/milter_site.h"
+#include "core/svc_thread.h"
 #include "filter/milter_client.h"
 #include "filter/milter_codec.h"
 
@@ -121,14 +122,10 @@ TAILQ_HEAD(milter_filters_list, milter_filters);
 
 struct cworker {
 	struct rte_ring *req, *ans, *rel;
-	int notify_fd;
-	bool may_syscall;
-	bool notify_due;
 };
 
 struct milter_client {
-	pthread_t thread;
-	bool thread_started;
+	struct pa_svc svc; /* the thread, its wake-ups and the workers' (core/svc_thread.h) */
 	struct milter_filters_list sets;     /* the current one last */
 	struct milter_filters *_Atomic next; /* published by milter_client_reconfigure() */
 	atomic_bool active;                  /* the newest filters are not none: workers submit */
@@ -140,10 +137,6 @@ struct milter_client {
 	struct pollfd *pfd;
 	struct mconn **pconn;
 	unsigned npfd_max;
-	int wake_fd;
-	atomic_bool stop;
-	atomic_bool sleeping;
-	atomic_bool poll_workers;
 	uint64_t now;
 	struct milter_client_stats stats;
 };
@@ -151,7 +144,7 @@ struct milter_client {
 static inline void
 count(uint64_t *counter)
 {
-	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+	pa_svc_count(counter, 1);
 }
 
 /* milter_client.c */
