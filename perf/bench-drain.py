@@ -39,6 +39,7 @@ cut short by --timeout prints what was delivered by then, marked.
   perf/bench-drain.py --build build-base --build build          # N = 20000
   perf/bench-drain.py --build build --messages 4000 --set relay.concurrency=64
   perf/bench-drain.py --build build --figure sustained --figure lmtp --figure relay
+  perf/bench-drain.py ... --json FILE      # the figures for perf/bench.py (make bench)
 
 Needs smtp-sink and smtp-source (postfix), dovecot-lmtpd for lmtp, and
 build/pigeon-loadgen; lmtp and relay run as root (the tiers' users).
@@ -359,6 +360,7 @@ def main():
     ap.add_argument("--tier-sessions", type=int, default=16,
                     help="smtp-source -s, and pigeond's fixed concurrency, for lmtp and relay")
     ap.add_argument("--no-drain", action="store_true", help="only the --figure ones")
+    ap.add_argument("--json", type=Path, help="also write every figure to this file (perf/bench.py)")
     a = ap.parse_args()
     builds = a.build or [REPO / "build"]
     if not Path(SMTP_SINK).exists():
@@ -377,6 +379,12 @@ def main():
     finally:
         run.cleanup()
     settings = " ".join(a.set) or "default relay.* settings"
+    if a.json:
+        a.json.write_text(json.dumps({"messages": a.messages, "size": a.size,
+                                      "duration": a.duration, "settings": settings,
+                                      "tier_messages": a.tier_messages,
+                                      "tier_sessions": a.tier_sessions, "drain": rows,
+                                      "sustained": sus, "tiers": tiers}, indent=1))
     if sus:
         print(f"sustained: pigeon-loadgen --kernel, {a.connections} connections, "
               f"{a.duration} s, {a.size} octets; hand-off into smtp-sink ({settings})")

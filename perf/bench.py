@@ -35,7 +35,11 @@ concurrency for the plot), per-conn (one connection per message), large
 Dovecot LMTP -> Maildir, beside ingest only), milter and screen (issue 17:
 perf/bench-milter.py and perf/bench-screen.py, each two pigeond-kernel
 instances with and without, in alternating rounds, and the head-of-line
-probe beside a 200 ms filter).  Targets are checked from the same run.
+probe beside a 200 ms filter), drain (issue 14: perf/bench-drain.py, the
+hand-off's drain of a queue into smtp-sink against the same run's ingest,
+sustained ingest with hand-off against ingest only, and Dovecot LMTP and
+Postfix as the tier against smtp-source straight into them).  Targets are
+checked from the same run.
 
     perf/bench.py [--quick] [--build DIR] [--only SCENARIO,..] [--servers S,..]
                   [--duration S] [--sweep N,..] [--conc N] [--idle-conns N]
@@ -891,6 +895,7 @@ SCENARIOS = {
     "handoff": "client -> pigeond -> delivery tier (Dovecot LMTP, or Postfix) -> Maildir file, beside ingest only",
     "milter": "a content filter that answers at once against none; a 200 ms filter and head-of-line blocking (perf/bench-milter.py)",
     "screen": "connections/s with DNS-list screening answered from the caches against none (perf/bench-screen.py)",
+    "drain": "the hand-off: a queue drained into smtp-sink, sustained ingest with hand-off, Dovecot LMTP and Postfix as the tier (perf/bench-drain.py, issue 14)",
 }
 # Scenarios run by their own script (perf/benchlib.py), each printing its figures.
 POLICY_SCENARIOS = ("milter", "screen")
@@ -1243,6 +1248,40 @@ class Bench:
         for line in r["lines"]:
             self.run.note(f"{scen:8} {line}")
 
+    def drain(self):
+        """perf/bench-drain.py (issue 14): the hand-off's figures, each beside its
+        reference from the same run; its output and figures as JSON."""
+        p = self.p
+        key = "pigeond-kernel"
+        script = HERE / "bench-drain.py"
+        if key in self.unavailable:
+            self.skip("drain", key, script.name, self.unavailable[key])
+            return
+        out = self.run.tmp / "drain.json"
+        cmd = [sys.executable, script, "--build", self.run.build, "--json", out,
+               "--messages", 500 if p.quick else 20000,
+               "--duration", 3 if p.quick else 60,
+               "--tier-messages", 100 if p.quick else 2000,
+               "--tier-sessions", 4 if p.quick else 16, "--figure", "sustained"]
+        if os.geteuid() == 0 and shutil.which("dovecot"):
+            cmd += ["--figure", "lmtp"]
+        if os.geteuid() == 0:
+            cmd += ["--figure", "relay"]  # the tiers' users: root only
+        try:
+            rc, stdout, stderr, secs = self.run.run(cmd, timeout=300 if p.quick else 1500,
+                                                    what=script.name)
+        except Skip as e:
+            self.skip("drain", key, script.name, str(e))
+            return
+        if rc != 0 or not out.exists():
+            self.skip("drain", key, script.name, f"failed: {stderr.strip()[-300:]}")
+            return
+        r = json.loads(out.read_text())
+        r.update({"server": key, "client": script.name, "lines": stdout.splitlines()})
+        self.results.setdefault("drain", []).append(r)
+        for line in r["lines"]:
+            self.run.note(f"drain    {line}")
+
     def rcpt_pool(self):
         """Mailboxes for the LMTP store: pigeon-loadgen's recipients are user<N>@<domain>
         (loadgen/lg_source.c), a pool of at least 256 per run; 1024 per domain covers it."""
@@ -1352,6 +1391,7 @@ def targets(bench):
         out.append((t, ratio <= 1.05, f"{ratio:.2f}× ({idle6['bytes_per_conn']:,.0f} / "
                     f"{idle4['bytes_per_conn']:,.0f} bytes)"))
     out.extend(policy_targets(res))
+    out.extend(drain_targets(res))
     for key in ("pigeond-dpdk", "pigeond-kernel"):
         t = f"{key}: p99 end-of-data→250 < 2 ms at half saturation"
         r = find(res.get("half-sat", []), key)
@@ -1362,6 +1402,32 @@ def targets(bench):
         out.append((t, met, f"p99 {lat(r['p99_us'])} at {r['msgs_per_sec']:,.0f} msg/s offered "
                     f"{r['rate']:,.0f}/s (saturation {r['saturation']:,.0f}/s at {r['saturation_conns']} connections)"
                     + ("" if met else f": {r['p99_us'] / 2000:.1f}× the target")))
+    return out
+
+
+def drain_targets(res):
+    """Issue 14's figures, from perf/bench-drain.py: each a ratio to its reference."""
+    out = []
+    d = next((r for r in res.get("drain", []) if "not_run" not in r), None) or {}
+
+    def each(t, rows, num, den, want, extra=lambda r: ""):
+        if not rows:
+            out.append((t, None, "not measured"))
+        for r in rows:
+            ratio = r[num] / r[den] if r[den] else 0
+            out.append((t, ratio >= want and r.get("complete", True),
+                        f"{ratio:.2f}× ({r[num]:,.0f} / {r[den]:,.0f} msg/s{extra(r)})"))
+
+    each("hand-off: a queue of 4 KiB messages drains into smtp-sink at least as fast as it "
+         "was ingested", d.get("drain", []), "drain", "ingest", 1.0,
+         lambda r: f", {r['queued']:,} queued")
+    each("hand-off sustained: delivered ≥ 0.8× ingest-only msg/s, queue bounded",
+         d.get("sustained", []), "delivered", "only", 0.8,
+         lambda r: f"; ingest {r['ingest']:,.0f}; queue at most {r['peak_q'] / 1e6:.1f} MB, "
+                   f"{r['end_q'] / 1e6:.1f} MB at the end")
+    for kind, name in (("lmtp", "Dovecot LMTP (smtp-source -L)"), ("relay", "Postfix (smtp-source)")):
+        each(f"hand-off into {name}: ≥ 0.9× the direct client at the same concurrency",
+             [r for r in d.get("tiers", []) if r["kind"] == kind], "drain", "direct", 0.9)
     return out
 
 
@@ -1541,18 +1607,23 @@ def report(bench, run, mach, png_name):
             continue
         L.append(f"### {scen}: {title}")
         L.append("")
-        if scen in POLICY_SCENARIOS:
+        if scen in POLICY_SCENARIOS or scen == "drain":
             for r in rows:
                 if "not_run" in r:
                     L.append(f"Not run: {r['not_run']}")
                     continue
-                L.append("Two pigeond-kernel instances of this build (one worker each, not pinned), "
-                         "with and without, measured in alternating rounds by "
-                         f"`{r['client']}` (every command below)"
-                         + ("; for the head-of-line probe (`--rt`) pigeond, the sink and the "
-                            "probe run at SCHED_RR priority 10, so that other work on the "
-                            "machine does not preempt them" if r.get("hol", {}).get("rt") else "")
-                         + "; its output:")
+                if scen == "drain":
+                    L.append(f"`{r['client']}` (every command below; its docstring says what "
+                             "each figure is), pigeond-kernel with default relay settings, not "
+                             "pinned; its output:")
+                else:
+                    L.append("Two pigeond-kernel instances of this build (one worker each, not "
+                             "pinned), with and without, measured in alternating rounds by "
+                             f"`{r['client']}` (every command below)"
+                             + ("; for the head-of-line probe (`--rt`) pigeond, the sink and the "
+                                "probe run at SCHED_RR priority 10, so that other work on the "
+                                "machine does not preempt them" if r.get("hol", {}).get("rt") else "")
+                             + "; its output:")
                 L.append("")
                 L.append("```")
                 L.extend(r["lines"])
@@ -1707,6 +1778,8 @@ def main():
                 bench.handoff()
             elif scen in POLICY_SCENARIOS:
                 bench.policy(scen)
+            elif scen == "drain":
+                bench.drain()
         bench.affinity_note = "; ".join(f"{k}: CPU {' / '.join(v)}" for k, v in affinities.items())
         mach = machine()
         png = run.out / "throughput.png"
