@@ -92,7 +92,8 @@ struct rte_mempool;
 struct dp_shared {
 	uint16_t port;
 	struct rte_ether_addr mac;
-	uint32_t ip, mask, gateway; /* network order; gateway 0: none */
+	/* Network order; ip 0: no IPv4 (ARP and IPv4 frames dropped), gateway 0: none. */
+	uint32_t ip, mask, gateway;
 	/* ip+1 .. ip+ip_extra (as integers) are ours too: dp_port_conf.ip_count - 1, often 0. */
 	uint32_t ip_extra;
 	uint16_t listen_port; /* network order */
@@ -208,7 +209,7 @@ struct dp_worker {
 	 */
 	uint16_t next_lport[DP_MAX_ADDRS];
 	uint16_t next_lport6[DP_MAX_ADDRS6]; /* the same per IPv6 address (sh->ip6[]) */
-	unsigned next_laddr;
+	unsigned next_laddr, next_laddr6;    /* the address the next active open tries first */
 	struct dp_counters c;
 } __rte_cache_aligned;
 
@@ -342,11 +343,14 @@ bool net_ipv6_peer_ok(const struct dp_shared *sh, const uint8_t *a, bool unspeci
 /* Whether a is on the link of one of our prefixes (or link-local). */
 bool net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a);
 /*
- * The index in sh->ip6[] of our source address towards dst (RFC 6724 5 in
- * short): for a link-local dst the link-local address, else a usable global
- * one on dst's prefix, else the first usable global; -1 when that address is
- * not usable (tentative, duplicate) or there is none.
+ * Our usable addresses equally good as a source towards dst (RFC 6724 5 in
+ * short), as indexes in sh->ip6[] into out (room for DP_MAX_ADDRS6): for a
+ * link-local dst the link-local address, else the usable global ones on
+ * dst's prefix, else every usable global one.  Their count; 0 while DAD
+ * runs, or when no address of the right scope is usable.
  */
+unsigned net_ipv6_src_set(const struct dp_shared *sh, const uint8_t *dst, uint8_t *out);
+/* The first of net_ipv6_src_set(), or -1. */
 int net_ipv6_src_index(const struct dp_shared *sh, const uint8_t *dst);
 /* The address net_ipv6_src_index() picks, or the link-local one (for on-link answers). */
 const uint8_t *net_ipv6_src_for(const struct dp_shared *sh, const uint8_t *dst);

@@ -30,7 +30,7 @@ enum dp_rss_mode {
 
 struct dp_port_conf {
 	unsigned nworkers;
-	uint32_t ip; /* network order */
+	uint32_t ip; /* network order; 0: no IPv4 (pigeon-loadgen over IPv6 only) */
 	/*
 	 * ip and the ip_count - 1 addresses after it are all ours (ARP, IPv4
 	 * input, active opens spread over them: each adds a local port range

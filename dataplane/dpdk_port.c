@@ -465,8 +465,13 @@ dp_port_open(const struct dp_port_conf *pc)
 	/* One address (pigeond): the line it always logged. */
 	if (sh->ip_extra > 0)
 		snprintf(more, sizeof(more), " and the %u after it", sh->ip_extra);
-	pa_log_info("dpdk: engine address %s/%u%s port %u, mac " RTE_ETHER_ADDR_PRT_FMT, ip,
-	            pc->prefix, more, ntohs(sh->listen_port), RTE_ETHER_ADDR_BYTES(&sh->mac));
+	if (sh->ip != 0)
+		pa_log_info("dpdk: engine address %s/%u%s port %u, mac " RTE_ETHER_ADDR_PRT_FMT, ip,
+		            pc->prefix, more, ntohs(sh->listen_port),
+		            RTE_ETHER_ADDR_BYTES(&sh->mac));
+	else
+		pa_log_info("dpdk: no IPv4 address, IPv6 only, mac " RTE_ETHER_ADDR_PRT_FMT,
+		            RTE_ETHER_ADDR_BYTES(&sh->mac));
 	return sh;
 fail:
 	/* Start-up only: the process exits on failure; what was made goes with EAL. */

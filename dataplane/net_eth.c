@@ -1,7 +1,8 @@
 /*
  * net_eth.c: Ethernet in and out, flow steering, the TX burst.
  *
- * Input: frames for our MAC (or broadcast) go to ARP or IPv4, and with
+ * Input: frames for our MAC (or broadcast) go to ARP or IPv4 (unless the
+ * stack has no IPv4 address: pigeon-loadgen over IPv6 only), and with
  * dpdk.ip6 to IPv6 (also to an IPv6 group's 33:33 address: net_ipv6.c keeps
  * the groups we joined); anything else is counted and dropped.  Steering: each TCP segment must
  * reach the worker that owns its flow (net_flow_owner(), net_steer.c); a flow's TCB lives only
@@ -150,7 +151,7 @@ net_eth_input(struct dp_worker *dw, struct rte_mbuf *m, bool steered)
 		dp_drop(dw, m, DP_DROP_ETH_DST);
 		return;
 	}
-	if (type == RTE_ETHER_TYPE_IPV4) {
+	if (type == RTE_ETHER_TYPE_IPV4 && dw->sh->ip != 0) {
 		if (!steered && dw->sh->nworkers > 1) {
 			unsigned owner = frame_owner(dw, m);
 
@@ -170,7 +171,7 @@ net_eth_input(struct dp_worker *dw, struct rte_mbuf *m, bool steered)
 			return;
 		rte_pktmbuf_adj(m, sizeof(*eh));
 		net_ipv6_input(dw, m);
-	} else if (type == RTE_ETHER_TYPE_ARP) {
+	} else if (type == RTE_ETHER_TYPE_ARP && dw->sh->ip != 0) {
 		rte_pktmbuf_adj(m, sizeof(*eh));
 		net_arp_input(dw, m);
 	} else {

@@ -77,27 +77,38 @@ net_ipv6_on_link(const struct dp_shared *sh, const uint8_t *a)
 	return false;
 }
 
-int
-net_ipv6_src_index(const struct dp_shared *sh, const uint8_t *dst)
+unsigned
+net_ipv6_src_set(const struct dp_shared *sh, const uint8_t *dst, uint8_t *out)
 {
-	int any = -1;
+	unsigned n = 0, on_prefix = 0;
 
 	/*
 	 * RFC 6724 5, in short: the same scope (rule 2: the link-local
 	 * address for a link-local peer, a global one for any other), then
 	 * the longest matching prefix (ours: on-link).
 	 */
-	if (net_ipv6_is_link_local(dst))
-		return sh->nip6 > 0 && usable(&sh->ip6[0]) ? 0 : -1;
-	for (unsigned i = 1; i < sh->nip6; i++) {
-		if (!usable(&sh->ip6[i]))
-			continue;
-		if (prefix_match(dst, sh->ip6[i].a, sh->ip6[i].prefix))
-			return (int)i;
-		if (any < 0)
-			any = (int)i;
+	if (net_ipv6_is_link_local(dst)) {
+		if (sh->nip6 > 0 && usable(&sh->ip6[0]))
+			out[n++] = 0;
+		return n;
 	}
-	return any;
+	for (unsigned i = 1; i < sh->nip6; i++)
+		if (usable(&sh->ip6[i]) && prefix_match(dst, sh->ip6[i].a, sh->ip6[i].prefix))
+			out[on_prefix++] = (uint8_t)i;
+	if (on_prefix > 0)
+		return on_prefix;
+	for (unsigned i = 1; i < sh->nip6; i++)
+		if (usable(&sh->ip6[i]))
+			out[n++] = (uint8_t)i;
+	return n;
+}
+
+int
+net_ipv6_src_index(const struct dp_shared *sh, const uint8_t *dst)
+{
+	uint8_t set[DP_MAX_ADDRS6];
+
+	return net_ipv6_src_set(sh, dst, set) > 0 ? set[0] : -1;
 }
 
 const uint8_t *

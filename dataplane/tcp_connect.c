@@ -3,20 +3,17 @@
  *
  * What it promises: with several local IPv4 addresses (dp_port_conf.ip_count)
  * the opens take them in turn, and an address whose ports are all taken
- * passes the open to the next; an IPv6 open goes from our usable address
- * for the peer (RFC 6724 in short: net_ipv6_src_for()); the local port is chosen so that the flow's
- * software steering hash lands on the opening worker (net_pick_local_port), so the SYN-ACK and
- * everything after it reach the worker that holds the TCB; the 4-tuple is free (no connection,
- * SYN-queue or TIME_WAIT entry holds it); the ISN follows RFC 6528 (over the IPv6 tuple for IPv6);
- * the SYN goes out only once ARP, or Neighbor Discovery for an IPv6 peer (RFC 4861 7.2), has
- * resolved the next hop (a SYN dropped for want of a neighbour would cost a
- * whole RTO);
- * the SYN offers MSS, window scaling, SACK-permitted and timestamps
- * (RFC 9293 3.7.1, RFC 7323 2.2 and 3.2, RFC 2018 2) and is retransmitted
- * on the RFC 6298 schedule (1 s, doubling) up to TCP_SYN_RETRIES times;
- * the SYN-ACK is accepted only with an acceptable ACK.  The application
- * learns the outcome through its ops: established() or closed() with
- * tcb->err set.
+ * passes the open to the next; an IPv6 open goes from our usable addresses
+ * for the peer (RFC 6724 in short: net_ipv6_src_set()), likewise in turn; the local port is chosen
+ * so that the flow's software steering hash lands on the opening worker (net_pick_local_port), so
+ * the SYN-ACK and everything after it reach the worker that holds the TCB; the 4-tuple is free (no
+ * connection, SYN-queue or TIME_WAIT entry holds it); the ISN follows RFC 6528 (over the IPv6 tuple
+ * for IPv6); the SYN goes out only once ARP, or Neighbor Discovery for an IPv6 peer (RFC 4861 7.2),
+ * has resolved the next hop (a SYN dropped for want of a neighbour would cost a whole RTO); the SYN
+ * offers MSS, window scaling, SACK-permitted and timestamps (RFC 9293 3.7.1, RFC 7323 2.2 and 3.2,
+ * RFC 2018 2) and is retransmitted on the RFC 6298 schedule (1 s, doubling) up to TCP_SYN_RETRIES
+ * times; the SYN-ACK is accepted only with an acceptable ACK.  The application learns the outcome
+ * through its ops: established() or closed() with tcb->err set.
  *
  * Not implemented: simultaneous open (a SYN without ACK in SYN_SENT is
  * dropped and counted; our SYN's retransmission goes on).
@@ -196,7 +193,8 @@ tcp_connect6(struct dp_worker *dw, struct tcb *tcb, const uint8_t *raddr, uint16
 {
 	const struct dp_shared *sh = dw->sh;
 	struct tcp_key key = {.raddr = tcp_addr_v6(raddr), .rport = rport};
-	int ai;
+	uint8_t set[DP_MAX_ADDRS6];
+	unsigned n, tried, ai;
 
 	if (sh->nip6 == 0 || net_next_hop6(sh, raddr) == NULL) {
 		dw->c.drops[DP_DROP_NO_ROUTE]++;
@@ -205,13 +203,20 @@ tcp_connect6(struct dp_worker *dw, struct tcb *tcb, const uint8_t *raddr, uint16
 	/* What IPv6 input would refuse as a source is no TCP peer (and no key of ours). */
 	if (!net_ipv6_peer_ok(sh, raddr, false))
 		return PA_ERROR;
-	/* Our usable address for it: none while DAD runs, or of too small a scope. */
-	ai = net_ipv6_src_index(sh, raddr);
-	if (ai < 0)
+	/*
+	 * Our usable addresses for it (none while DAD runs, or of too small a
+	 * scope), in turn as IPv4's; one with no free port left hands over.
+	 */
+	n = net_ipv6_src_set(sh, raddr, set);
+	for (tried = 0; tried < n; tried++) {
+		ai = set[(dw->next_laddr6 + tried) % n];
+		key.laddr = tcp_addr_v6(sh->ip6[ai].a);
+		if (pick_port(dw, &key, &dw->next_lport6[ai]) >= 0)
+			break;
+	}
+	if (tried >= n)
 		return PA_ERROR;
-	key.laddr = tcp_addr_v6(sh->ip6[ai].a);
-	if (pick_port(dw, &key, &dw->next_lport6[ai]) < 0)
-		return PA_ERROR;
+	dw->next_laddr6 += tried + 1;
 	return open_key(dw, tcb, &key);
 }
 

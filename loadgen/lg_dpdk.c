@@ -795,6 +795,57 @@ print_counters(const struct lg_dthread *th)
 	        drops[0] ? drops : " none");
 }
 
+/*
+ * --ip6 and the --ip6-count - 1 addresses after it (the last 64 bits
+ * counted up), each a global or unique local address in --ip6's prefix.
+ */
+static int
+ip6_addresses(const struct lg_options *opt, struct dp_port_conf *pc)
+{
+	unsigned prefix;
+	uint64_t low, last;
+
+	if (parse_prefix(opt->ip6, AF_INET6, pc->ip6[0], &prefix) != 0 || prefix == 0 ||
+	    pc->ip6[0][0] == 0xff || net_ipv6_is_link_local(pc->ip6[0]) ||
+	    net_ipv6_is_unspecified(pc->ip6[0]) || net_ipv6_is_loopback(pc->ip6[0]) ||
+	    net_ipv6_is_v4mapped(pc->ip6[0])) {
+		fprintf(stderr,
+		        "pigeon-loadgen: --ip6: want a global or unique local "
+		        "ADDR/PREFIX (e.g. 2001:db8::1/64): %s\n",
+		        opt->ip6);
+		return -1;
+	}
+	memcpy(&low, pc->ip6[0] + 8, 8);
+	low = rte_be_to_cpu_64(low);
+	/* Within the prefix: no wrap, and the bits counted all below it. */
+	last = low + (opt->ip6_count - 1);
+	if (last < low || (prefix > 64 && ((low ^ last) >> (128 - prefix)) != 0)) {
+		fprintf(stderr, "pigeon-loadgen: --ip6-count %u from %s: not all in the prefix\n",
+		        opt->ip6_count, opt->ip6);
+		return -1;
+	}
+	for (unsigned i = 0; i < opt->ip6_count; i++) {
+		uint64_t v = rte_cpu_to_be_64(low + i);
+
+		memcpy(pc->ip6[i], pc->ip6[0], 8);
+		memcpy(pc->ip6[i] + 8, &v, 8);
+		pc->prefix6[i] = (uint8_t)prefix;
+	}
+	pc->nip6 = opt->ip6_count;
+	pc->dad_transmits = 1; /* RFC 4862 5.1's default DupAddrDetectTransmits */
+	return 0;
+}
+
+/* One of our IPv6 addresses (--ip6, --ip6-count)? */
+static bool
+ip6_ours(const struct dp_port_conf *pc, const uint8_t *a)
+{
+	for (unsigned i = 0; i < pc->nip6; i++)
+		if (net_ipv6_addr_eq(pc->ip6[i], a))
+			return true;
+	return false;
+}
+
 int
 lg_dpdk_run(struct lg_run *run)
 {
@@ -815,35 +866,27 @@ lg_dpdk_run(struct lg_run *run)
 	pa_log_init("pigeon-loadgen");
 	if (opt->quiet)
 		pa_log_set_level(PA_LOG_WARNING);
-	if (opt->ip == NULL || parse_prefix(opt->ip, AF_INET, &pc.ip, &prefix) != 0 ||
-	    prefix == 0) {
-		fprintf(stderr, "pigeon-loadgen: --ip ADDR/PREFIX is required with the DPDK "
-		                "transport (e.g. --ip 198.18.0.1/24)\n");
+	/* Without --ip (an IPv6 target) the stack has no IPv4 address: pc.ip 0. */
+	if (opt->ip != NULL &&
+	    (parse_prefix(opt->ip, AF_INET, &pc.ip, &prefix) != 0 || prefix == 0 || pc.ip == 0)) {
+		fprintf(stderr,
+		        "pigeon-loadgen: --ip: want ADDR/PREFIX (e.g. --ip 198.18.0.1/24): "
+		        "%s\n",
+		        opt->ip);
 		return -1;
 	}
-	pc.prefix = prefix;
+	pc.prefix = opt->ip != NULL ? prefix : 0;
 	/* dp_port_open() checks they all fit the prefix; each adds ~28k ports per server port. */
 	pc.ip_count = opt->ip_count;
-	if (opt->ip6 != NULL) {
-		if (parse_prefix(opt->ip6, AF_INET6, pc.ip6[0], &prefix) != 0 || prefix == 0 ||
-		    pc.ip6[0][0] == 0xff || net_ipv6_is_link_local(pc.ip6[0])) {
-			fprintf(stderr,
-			        "pigeon-loadgen: --ip6: want a global or unique local "
-			        "ADDR/PREFIX (e.g. 2001:db8::1/64): %s\n",
-			        opt->ip6);
-			return -1;
-		}
-		pc.nip6 = 1;
-		pc.prefix6[0] = (uint8_t)prefix;
-		pc.dad_transmits = 1; /* RFC 4862 5.1's default DupAddrDetectTransmits */
-	}
+	if (opt->ip6 != NULL && ip6_addresses(opt, &pc) != 0)
+		return -1;
 	/* Our stack would answer ARP (ND) for the target itself and never reach it. */
-	if ((opt->target.sa.sa_family == AF_INET &&
+	if ((opt->target.sa.sa_family == AF_INET && pc.ip != 0 &&
 	     ntohl(opt->target.sin.sin_addr.s_addr) - ntohl(pc.ip) < pc.ip_count) ||
-	    (opt->target.sa.sa_family == AF_INET6 && pc.nip6 > 0 &&
-	     memcmp(opt->target.sin6.sin6_addr.s6_addr, pc.ip6[0], 16) == 0)) {
+	    (opt->target.sa.sa_family == AF_INET6 &&
+	     ip6_ours(&pc, opt->target.sin6.sin6_addr.s6_addr))) {
 		fprintf(stderr, "pigeon-loadgen: --target is one of our own addresses (--ip, "
-		                "--ip-count, --ip6)\n");
+		                "--ip-count, --ip6, --ip6-count)\n");
 		return -1;
 	}
 	if (opt->gateway != NULL &&
@@ -884,8 +927,9 @@ lg_dpdk_run(struct lg_run *run)
 	for (unsigned i = 0; i < opt->threads; i++)
 		if (thread_setup(&ths[i], run, sh, i) != 0)
 			goto out;
-	if (pc.nip6 > 0 && wait_dad(ths[0].dw, pc.ip6[0]) != 0)
-		goto out;
+	for (unsigned i = 0; i < pc.nip6; i++)
+		if (wait_dad(ths[0].dw, pc.ip6[i]) != 0)
+			goto out;
 	/* The run starts with the load: EAL, the link and DAD were set-up, not load. */
 	run->start_us = lg_now_us();
 	RTE_LCORE_FOREACH_WORKER(lcore)

@@ -39,10 +39,11 @@ static const char usage[] =
     "Transport:\n"
     "  --kernel              kernel sockets (any server); otherwise the DPDK stack:\n"
     "  --eal \"ARGS\"          EAL arguments for the DPDK stack\n"
-    "  --ip ADDR/PREFIX      our address on the DPDK port\n"
+    "  --ip ADDR/PREFIX      our address on the DPDK port (for an IPv4 --target)\n"
     "  --ip6 ADDR/PREFIX     our IPv6 address on the DPDK port (for an IPv6 --target)\n"
     "  --ip-count N          N consecutive addresses from --ip's (default 1; more\n"
     "                        local ports: ~28k per address towards one server port)\n"
+    "  --ip6-count N         the same from --ip6's (1..4, default 1)\n"
     "  --gateway ADDR        next hop for a target off the DPDK port's subnet (IPv4\n"
     "                        or IPv6: give it once per family)\n"
     "  --source A[,B..]      local source addresses, used in turn (more ports)\n"
@@ -76,6 +77,7 @@ enum {
 	O_IP6,
 	O_GATEWAY,
 	O_IP_COUNT,
+	O_IP6_COUNT,
 	O_SOURCE,
 	O_THREADS,
 	O_CPU,
@@ -108,6 +110,7 @@ static const struct option longopts[] = {
     {"ip6", required_argument, NULL, O_IP6},
     {"gateway", required_argument, NULL, O_GATEWAY},
     {"ip-count", required_argument, NULL, O_IP_COUNT},
+    {"ip6-count", required_argument, NULL, O_IP6_COUNT},
     {"source", required_argument, NULL, O_SOURCE},
     {"threads", required_argument, NULL, O_THREADS},
     {"cpu", required_argument, NULL, O_CPU},
@@ -363,6 +366,7 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 	o->pipelining = true;
 	o->threads = 1;
 	o->ip_count = 1;
+	o->ip6_count = 1;
 	o->domains[0] = "example.com";
 	o->ndomains = 1;
 
@@ -462,6 +466,10 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 			if (parse_uint(optarg, 1, LG_MAX_IP_COUNT, &o->ip_count) == -1)
 				return bad("ip-count", optarg, "want 1..64");
 			break;
+		case O_IP6_COUNT:
+			if (parse_uint(optarg, 1, LG_MAX_IP6_COUNT, &o->ip6_count) == -1)
+				return bad("ip6-count", optarg, "want 1..4");
+			break;
 		case O_SOURCE:
 			if (parse_sources(optarg, o) == -1)
 				return bad("source", optarg, "want ADDR[,ADDR..] (at most 64)");
@@ -545,9 +553,15 @@ lg_options_parse(struct lg_options *o, int argc, char **argv)
 		    stderr);
 		return -1;
 	}
-	if (!o->kernel && (o->eal == NULL || o->ip == NULL)) {
+	/* IPv6 only needs no IPv4 address: the stack then has none. */
+	if (!o->kernel && (o->eal == NULL || (o->ip == NULL && o->ip6 == NULL))) {
 		fputs("pigeon-loadgen: the DPDK stack needs --eal \"ARGS\" and --ip ADDR/PREFIX "
-		      "(or use --kernel)\n",
+		      "or --ip6 ADDR6/PREFIX (or use --kernel)\n",
+		      stderr);
+		return -1;
+	}
+	if (!o->kernel && o->target.sa.sa_family == AF_INET && o->ip == NULL) {
+		fputs("pigeon-loadgen: an IPv4 --target needs --ip ADDR/PREFIX on the DPDK stack\n",
 		      stderr);
 		return -1;
 	}

@@ -14,6 +14,7 @@
 #define LG_MAX_DOMAINS 64
 #define LG_MAX_THREADS 64
 #define LG_MAX_IP_COUNT 64 /* the stack's DP_MAX_ADDRS (dataplane/dp.h) */
+#define LG_MAX_IP6_COUNT 4 /* the stack's DP_MAX_ADDRS6 - 1 (the link-local one) */
 #define LG_MAX_SIZE_CLASSES 32
 #define LG_MAX_RCPTS 1000
 
@@ -67,6 +68,7 @@ struct lg_options {
 	const char *gateway;  /* --gateway ADDR (DPDK): next hop for IPv4 targets off-link */
 	const char *gateway6; /* --gateway ADDR6 (DPDK): the same for IPv6 targets */
 	unsigned ip_count;    /* --ip-count N (DPDK): --ip and the N-1 addresses after it */
+	unsigned ip6_count;   /* --ip6-count N (DPDK): --ip6 and the N-1 addresses after it */
 
 	union lg_sockaddr sources[LG_MAX_SOURCES]; /* --source ADDR[,ADDR..]: the target's family */
 	unsigned nsources;

@@ -16,7 +16,9 @@ transport (loadgen/lg_dpdk.c over dataplane/tcp_connect.c).
   pigeond, where the loadgen's stack recovers by fast retransmit of the
   holes its SACK scoreboard leaves (RFC 2018, RFC 6675); and with the
   loadgen on three consecutive addresses (--ip-count 3), its stack answering
-  pigeond's ARP for each and its active opens taking them in turn.
+  pigeond's ARP for each and its active opens taking them in turn; and the
+  same over IPv6 alone (--ip6-count 3, no --ip: the loadgen's stack has no
+  IPv4 address), each address through DAD and Neighbor Discovery.
 
 Addresses are in 198.18.0.0/15; processes run inside a namespace the test
 makes and removes (also on failure: DpdkNetns.teardown kills whatever still
@@ -94,7 +96,8 @@ def run_loadgen(ns, args, timeout=90, eal=None, ip=f"{SERVER_IP}/{PREFIX}", peer
     """pigeon-loadgen --json in the namespace; (json object, stderr).  With
     peer_setup the TAP's kernel side gets PEER_IP once the TAP appears.
     status: the exit status expected (1 when not one connection succeeds)."""
-    argv = [loadgen(), "--eal", eal or ns.eal_args(), "--ip", ip, "--json", *map(str, args)]
+    argv = [loadgen(), "--eal", eal or ns.eal_args(), *(["--ip", ip] if ip else []), "--json",
+            *map(str, args)]
     cmd = ns.wrap(argv) if peer_setup else ns.wrap_client(argv)
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=timeout)
@@ -188,7 +191,7 @@ def test_syn_retransmitted_until_connect_timeout(netns):
 def memif_run(netns, workdir, lg_args, pd_settings=None, threads=1, lg_ip=PEER_IP,
               target=f"{SERVER_IP}:25"):
     """pigeond (DPDK backend, net_memif role=server) and pigeon-loadgen (role=client,
-    --ip lg_ip) over a memif socket in the test's temp dir; pigeond stopped with
+    --ip lg_ip, none when lg_ip is None) over a memif socket in the test's temp dir; pigeond stopped with
     SIGTERM at the end.  Returns (loadgen JSON, loadgen stderr, pigeond log, stored
     queue ids)."""
     sock = workdir / "memif.sock"
@@ -217,7 +220,7 @@ def memif_run(netns, workdir, lg_args, pd_settings=None, threads=1, lg_ip=PEER_I
                   f"--vdev=net_memif0,role=client,socket={sock}")
         out, err = run_loadgen(netns, ["--target", target, "--domains", DOMAIN,
                                        "--threads", threads, "--timeout", 90, *lg_args],
-                               eal=lg_eal, ip=f"{lg_ip}/{PREFIX}", peer_setup=False,
+                               eal=lg_eal, ip=lg_ip and f"{lg_ip}/{PREFIX}", peer_setup=False,
                                timeout=120)
         pd.send_signal(signal.SIGTERM)
         assert pd.wait(timeout=30) == 0
@@ -358,6 +361,35 @@ def test_loadgen_memif_ipv6_impaired(binaries, netns, workdir):
         header = header or m.end() - len(e["rcpt"][0])
     for e in entries:
         assert e["size"] == header + len(e["rcpt"][0]) + len(want), e
+
+
+def test_loadgen_memif_ipv6_only_three_addresses(binaries, netns, workdir):
+    # No --ip: the loadgen's stack is IPv6 only.  --ip6-count 3 gives it
+    # ::10, ::11 and ::12, each through DAD, each resolved by pigeond with
+    # Neighbor Discovery, and the active opens take them in turn (all three
+    # in the /64 pigeond counts one client by: exempted, as in the others).
+    ours = {"2001:db8::10", "2001:db8::11", "2001:db8::12"}
+    out, err, log, ids = memif_run(
+        netns, workdir, ["--connections", 6, "--messages", 60, "--per-conn", 5,
+                         "--size", "2k", "--ip6", f"2001:db8::10/{PREFIX6}", "--ip6-count", 3],
+        pd_settings={"dpdk.ip6": f"{SERVER_IP6}/{PREFIX6}", "listen": f"[{SERVER_IP6}]:25",
+                     "limits.exempt": f"127.0.0.0/8,::1,2001:db8::/{PREFIX6}"},
+        lg_ip=None, target=f"[{SERVER_IP6}]:25")
+    assert_all_ok(out, 60)
+    assert len(ids) == 60, (len(ids), log[-3000:])
+    assert "no IPv4 address, IPv6 only" in err, err[-2000:]
+    seen = {}
+    for e in helpers.spool_ls(workdir / "spool"):
+        head = helpers.spool_show(workdir / "spool", e["id"], e["shard"])
+        m = re.search(rb"Received: from [^\r\n]*\(\[([0-9a-f:]+)\]\)", head)
+        assert m, head[:500]
+        addr = m.group(1).decode()
+        seen[addr] = seen.get(addr, 0) + 1
+    assert set(seen) == ours, seen
+    # 12 connections over 3 addresses in turn: 4 each, 5 messages each.
+    assert all(n >= 60 // 3 // 2 for n in seen.values()), seen
+    c = stack_counters(err)
+    assert c["connects_failed"] == 0, c
 
 
 def test_loadgen_ip_count_must_fit_prefix(netns):

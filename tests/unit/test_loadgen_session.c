@@ -908,7 +908,30 @@ test_target_families(void **state)
 	assert_string_equal(o.ip6, "2001:db8::1/64");
 	assert_string_equal(o.gateway6, "fe80::1");
 	assert_string_equal(o.gateway, "198.18.0.254");
+	assert_int_equal(o.ip6_count, 1);
 	lg_options_free(&o);
+	/* IPv6 only: no --ip needed; --ip6-count 1..4. */
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--eal", "x", "--ip6", "2001:db8::10/64", "--ip6-count", "4",
+	                               "--target", "[2001:db8::2]:25", NULL}),
+	    0);
+	assert_null(o.ip);
+	assert_int_equal(o.ip6_count, 4);
+	lg_options_free(&o);
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--eal", "x", "--ip6", "2001:db8::10/64", "--ip6-count", "5",
+	                               "--target", "[2001:db8::2]:25", NULL}),
+	    -1);
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--eal", "x", "--ip6", "2001:db8::10/64", "--ip6-count", "0",
+	                               "--target", "[2001:db8::2]:25", NULL}),
+	    -1);
+	/* ...but an IPv4 target needs --ip, and the stack some address. */
+	assert_int_equal(parse(&o, (const char *[]){"--eal", "x", "--ip6", "2001:db8::10/64",
+	                                            "--target", "198.18.0.2:25", NULL}),
+	                 -1);
+	assert_int_equal(
+	    parse(&o, (const char *[]){"--eal", "x", "--target", "198.18.0.2:25", NULL}), -1);
 	/* Refused: no brackets, a bracketed IPv4 address, no port, port 0, a family mix,
 	 * an IPv6 target on DPDK without --ip6. */
 	assert_int_equal(

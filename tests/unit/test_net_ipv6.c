@@ -20,7 +20,8 @@
  * on-link prefixes of every length class (octet-aligned, not, across the
  * 64-bit halves, /128), and dp_hash_words() equal to DPDK's CRC32-C hash of
  * the same octets for the lengths the stack hashes.  The source address for
- * a peer (RFC 6724 5 in short) through DAD's states.
+ * a peer (RFC 6724 5 in short) through DAD's states, and the set of equal
+ * choices active opens take in turn.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -568,6 +569,30 @@ test_source_address(void **state)
 	sh.ip6[1].state = DP_ADDR6_DUPLICATE;
 	assert_int_equal(net_ipv6_src_index(&sh, a), 2);
 	assert_ptr_equal(net_ipv6_src_for(&sh, a), sh.ip6[2].a);
+
+	/* The set active opens take in turn: every equal choice, the prefix first. */
+	{
+		uint8_t set[DP_MAX_ADDRS6];
+
+		sh.nip6 = 5;
+		a6("2001:db8:2::3", sh.ip6[3].a);
+		sh.ip6[3].prefix = 64;
+		sh.ip6[3].state = DP_ADDR6_PREFERRED;
+		a6("2001:db8:2::4", sh.ip6[4].a); /* tentative still */
+		sh.ip6[4].prefix = 64;
+		sh.ip6[1].state = DP_ADDR6_PREFERRED;
+		a6("2001:db8:2::9", a);
+		assert_int_equal(net_ipv6_src_set(&sh, a, set), 2);
+		assert_int_equal(set[0], 2);
+		assert_int_equal(set[1], 3);
+		a6("2001:db8:7::9", a);
+		assert_int_equal(net_ipv6_src_set(&sh, a, set), 3);
+		assert_int_equal(set[0], 1);
+		assert_int_equal(set[2], 3);
+		a6("fe80::9", a);
+		assert_int_equal(net_ipv6_src_set(&sh, a, set), 1);
+		assert_int_equal(set[0], 0);
+	}
 }
 
 int
