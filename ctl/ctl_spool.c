@@ -268,11 +268,11 @@ usage_json(const struct spool_log_usage *u)
 {
 	if (!u->log)
 		return json_null();
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "segments", (json_int_t)u->segments,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "segments", (json_int_t)u->segments,
 	                 "bytes", (json_int_t)u->bytes, "live_bytes", (json_int_t)u->live_bytes,
 	                 "reclaimable_bytes", (json_int_t)u->reclaimable_bytes,
 	                 "reclaimed_segments", (json_int_t)u->reclaimed_segments, "reclaimed_bytes",
-	                 (json_int_t)u->reclaimed_bytes);
+	                 (json_int_t)u->reclaimed_bytes, "wal_syncs", (json_int_t)u->wal_syncs);
 }
 
 /* A shard's segment log (format 2), or JSON null (format 1); adds it to *sum. */
@@ -289,6 +289,7 @@ log_json(const struct spool *spool, unsigned shard, struct spool_log_usage *sum)
 	sum->reclaimable_bytes += u.reclaimable_bytes;
 	sum->reclaimed_segments += u.reclaimed_segments;
 	sum->reclaimed_bytes += u.reclaimed_bytes;
+	sum->wal_syncs += u.wal_syncs;
 	return usage_json(&u);
 }
 

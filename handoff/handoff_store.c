@@ -132,20 +132,8 @@ hs_write_nowait(struct spool *sp, unsigned shard, rocksdb_writebatch_t *b, char 
 int
 hs_sync(struct spool *sp, unsigned shard, char *err, size_t errlen)
 {
-	char *rerr = NULL;
-	rocksdb_t *db = shard_db(sp, shard, err, errlen);
-
-	if (db == NULL)
-		return PA_ERROR;
-	rocksdb_flush_wal(db, 1, &rerr);
-	release(sp, shard);
-	if (rerr != NULL) {
-		snprintf(err, errlen, "rocksdb_flush_wal(%s, sync): %s", sp->shards[shard].path,
-		         rerr);
-		rocksdb_free(rerr);
-		return PA_ERROR;
-	}
-	return PA_OK;
+	/* The spool's service: a format-2 shard's reclamation waits for these syncs. */
+	return spool_shard_sync_wal(sp, shard, err, errlen);
 }
 
 /* 'S', the version, then the time big-endian: where the entries at or after `us` begin. */

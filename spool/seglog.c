@@ -738,34 +738,40 @@ seglog_closed(const struct seglog *log, const struct seglog_segment **out)
 }
 
 int
-seglog_reclaim(struct seglog *log, const uint64_t *numbers, size_t n, char *err, size_t errlen)
+seglog_unlink_segments(const char *dir, const uint64_t *numbers, size_t n, char *err, size_t errlen)
 {
-	uint64_t open_from = seglog_open_from(log);
-	size_t removed = 0;
-	int rc = PA_OK;
+	char path[PATH_MAX];
 
-	if (log->staged > 0) {
-		snprintf(err, errlen, "seglog %s: reclaim with records staged", log->dir);
-		return PA_ERROR;
-	}
-	for (size_t k = 0; k < n && rc == PA_OK; k++) {
-		size_t i = 0;
-
-		while (i < log->nsegs && log->segs[i].number != numbers[k])
-			i++;
-		if (i == log->nsegs || numbers[k] >= open_from) {
-			snprintf(err, errlen, "seglog %s: segment %" PRIu64 " is not a closed one",
-			         log->dir, numbers[k]);
-			rc = PA_ERROR;
-			break;
+	for (size_t k = 0; k < n; k++) {
+		if (seglog_path(path, sizeof(path), dir, numbers[k]) != PA_OK) {
+			snprintf(err, errlen, "seglog: path too long in %s", dir);
+			return PA_ERROR;
 		}
-		rc = remove_segment(log, i, err, errlen);
-		removed += rc == PA_OK;
+		/* ENOENT: removed by an earlier call whose directory sync failed. */
+		if (unlink(path) == -1 && errno != ENOENT) {
+			snprintf(err, errlen, "unlink(%s) failed: %s", path, strerror(errno));
+			return PA_ERROR;
+		}
 	}
 	/* Without it a crash may bring a name back: an empty segment, found empty again. */
-	if (removed > 0 && pa_fsync_dir(log->dir, err, errlen) != PA_OK)
-		rc = PA_ERROR;
-	return rc;
+	return n > 0 ? pa_fsync_dir(dir, err, errlen) : PA_OK;
+}
+
+void
+seglog_forget(struct seglog *log, const uint64_t *numbers, size_t n)
+{
+	uint64_t open_from = seglog_open_from(log);
+	size_t keep = 0;
+
+	for (size_t i = 0; i < log->nsegs; i++) {
+		bool gone = false;
+
+		for (size_t k = 0; k < n && !gone && log->segs[i].number < open_from; k++)
+			gone = log->segs[i].number == numbers[k];
+		if (!gone)
+			log->segs[keep++] = log->segs[i];
+	}
+	log->nsegs = keep;
 }
 
 void

@@ -130,12 +130,14 @@ struct seglog_stats {
 void seglog_stats(const struct seglog *log, struct seglog_stats *out);
 
 /*
- * Reclamation (the writer's thread, nothing staged).  A segment below
- * seglog_open_from() is closed: no record is ever written to it again.
- * seglog_closed() points at the closed segments, by number (valid until the
- * next call on the log that writes); seglog_reclaim() removes closed segments
- * (unlink, then one fsync of the directory).  The caller must know that no
- * index entry it keeps points into them any longer.
+ * Reclamation.  A segment below seglog_open_from() is closed: no record is
+ * ever written to it again.  seglog_closed() points at the closed segments,
+ * by number (valid until the next call on the log that writes); both are
+ * the writer's.  seglog_unlink_segments() removes segment files from any
+ * thread (unlink, then one fsync of the directory; a file already gone is
+ * no error); the caller must know that no index entry it keeps, nor a
+ * checkpoint, points into them any longer, even after a crash.  Then the
+ * writer drops them from its list with seglog_forget().
  */
 struct seglog_segment {
 	uint64_t number;
@@ -143,7 +145,9 @@ struct seglog_segment {
 };
 uint64_t seglog_open_from(const struct seglog *log);
 size_t seglog_closed(const struct seglog *log, const struct seglog_segment **out);
-int seglog_reclaim(struct seglog *log, const uint64_t *numbers, size_t n, char *err, size_t errlen);
+int seglog_unlink_segments(const char *dir, const uint64_t *numbers, size_t n, char *err,
+                           size_t errlen);
+void seglog_forget(struct seglog *log, const uint64_t *numbers, size_t n);
 
 /* DIR/NNN.seg of a segment; PA_ERROR when it does not fit. */
 int seglog_path(char *out, size_t outlen, const char *dir, uint64_t segment);

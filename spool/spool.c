@@ -199,6 +199,7 @@ destroy(struct spool *spool)
 			rocksdb_close(sh->db);
 		seglog_close(sh->log);
 		free(sh->log_dir);
+		free(sh->reclaim_box.numbers);
 		rte_ring_free(sh->ring);
 		spool_stream_fini(sh);
 		if (sh->wake_fd != -1)

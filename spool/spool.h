@@ -176,8 +176,21 @@ struct spool_log_usage {
 	uint64_t reclaimable_bytes;
 	uint64_t reclaimed_segments;
 	uint64_t reclaimed_bytes;
+	/* WAL syncs the committer made itself for reclamation (no hand-off sync came in time) */
+	uint64_t wal_syncs;
 };
 void spool_shard_log_usage(const struct spool *spool, unsigned shard, struct spool_log_usage *out);
+
+/*
+ * The shard's WAL-sync service: syncs its RocksDB WAL (rocksdb_flush_wal),
+ * so what was written to it unsynced (the hand-off's outcomes and deletes,
+ * a format-2 committer's index) is durable when it returns PA_OK, and
+ * publishes how far that sync reached.  The hand-off's syncer calls it;
+ * a format-2 shard's segment reclamation waits for such a sync to cover
+ * the deletes it saw instead of syncing on its committer's commit path.
+ * Any thread but a poll-mode worker's (it blocks for the fsync).
+ */
+int spool_shard_sync_wal(struct spool *spool, unsigned shard, char *err, size_t errlen);
 
 /*
  * Health: a shard is unhealthy from a failed or stalled write until a probe

@@ -494,7 +494,7 @@ committer_main(void *arg)
 		if (c->reclaim != NULL &&
 		    atomic_load_explicit(&sh->health, memory_order_acquire) != SPOOL_SHARD_OK)
 			spool_reclaim_abort(
-			    c->reclaim); /* its iterator is on the db a reopen closes */
+			    sh, c->reclaim); /* its iterator is on the db a reopen closes */
 		spool_shard_recover(sh);
 		n = rte_ring_dequeue_burst(sh->ring, c->reqs, sh->capacity, NULL);
 
@@ -507,13 +507,13 @@ committer_main(void *arg)
 			if (c->reclaim != NULL &&
 			    atomic_load_explicit(&sh->health, memory_order_acquire) ==
 			        SPOOL_SHARD_OK)
-				spool_reclaim_step(sh, c->reclaim, monotonic_us());
+				spool_reclaim_step(sh, c->reclaim, monotonic_us(), false);
 			continue;
 		}
 		if (sh->log != NULL &&
 		    atomic_load_explicit(&sh->health, memory_order_acquire) == SPOOL_SHARD_OK) {
 			prepare_segment(c);
-			spool_reclaim_step(sh, c->reclaim, monotonic_us());
+			spool_reclaim_step(sh, c->reclaim, monotonic_us(), true);
 		}
 		/* stop is read before the ring, so whatever was queued before close is seen. */
 		if (atomic_load_explicit(&sh->stop, memory_order_acquire)) {

@@ -324,6 +324,8 @@ reopen(struct spool_shard *sh, char *msg, size_t msglen)
 		db = NULL;
 	}
 	sh->db = db;
+	/* Nothing of the new db is known synced yet (spool_shard_sync_wal() publishes it). */
+	atomic_store_explicit(&sh->wal_synced_seq, 0, memory_order_relaxed);
 	pthread_rwlock_unlock(&sh->db_lock);
 	if (db == NULL)
 		return false;

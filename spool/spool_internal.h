@@ -48,6 +48,24 @@ struct spool_tracker {
 
 struct spool_committer;
 
+/*
+ * Format 2: the closed segments a reclamation pass found empty, handed from
+ * the committer to whoever removes them (spool_reclaim.c): the committer
+ * fills it while EMPTY and posts it; the WAL-sync service
+ * (spool_shard_sync_wal(), the hand-off's syncer) or the committer takes
+ * it once the WAL is synced through need_seq, unlinks the files and marks
+ * it DONE; the committer then drops them from its log and empties it.
+ */
+enum spool_box_state { SPOOL_BOX_EMPTY, SPOOL_BOX_POSTED, SPOOL_BOX_TAKEN, SPOOL_BOX_DONE };
+struct spool_reclaim_box {
+	atomic_int state;
+	uint64_t need_seq;
+	uint64_t *numbers; /* the committer's; freed by spool_close() */
+	size_t n, cap;
+	int rc; /* of the unlinks, written before DONE */
+	char err[256];
+};
+
 struct spool_shard {
 	/* Set at open, read-only afterwards. */
 	struct spool *spool;
@@ -92,6 +110,14 @@ struct spool_shard {
 	atomic_uint_least64_t stream_overflow;
 	atomic_uint_least64_t fresh_from; /* spool_stream_fresh_from() */
 	uint64_t last_group_us;           /* committer only: the last group's time */
+	atomic_uint_least64_t log_wal_syncs;
+	/*
+	 * RocksDB's WAL is synced through this sequence number
+	 * (spool_shard_sync_wal(), any thread, under db_lock shared; reset to 0
+	 * by a reopen, under db_lock exclusive).
+	 */
+	atomic_uint_least64_t wal_synced_seq;
+	struct spool_reclaim_box reclaim_box;
 
 	/*
 	 * Health (spool_health.c), written by the committer only.  health is
@@ -173,13 +199,15 @@ void spool_put_pending(rocksdb_writebatch_t *b, const char *qid, size_t qlen, si
 
 /*
  * Format 2: reclamation of empty segments (spool_reclaim.c), committer-private.
- * spool_reclaim_step() is called between groups, with the shard healthy;
- * spool_reclaim_abort() before anything may reopen the shard's db.
+ * spool_reclaim_step() is called between groups (idle false) and when the
+ * ring is empty (idle true), with the shard healthy; spool_reclaim_abort()
+ * before anything may reopen the shard's db.
  */
 struct spool_reclaim;
 struct spool_reclaim *spool_reclaim_new(void);
-void spool_reclaim_step(struct spool_shard *shard, struct spool_reclaim *r, uint64_t now_us);
-void spool_reclaim_abort(struct spool_reclaim *r);
+void spool_reclaim_step(struct spool_shard *shard, struct spool_reclaim *r, uint64_t now_us,
+                        bool idle);
+void spool_reclaim_abort(struct spool_shard *shard, struct spool_reclaim *r);
 void spool_reclaim_free(struct spool_reclaim *r);
 
 /*

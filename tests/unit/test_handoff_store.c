@@ -447,6 +447,12 @@ segments_at_most(const struct spool_log_usage *u, uint64_t n)
 	return u->segments <= n;
 }
 
+static bool
+reclaimed_at_least(const struct spool_log_usage *u, uint64_t n)
+{
+	return u->reclaimed_segments >= n;
+}
+
 /* Nothing queued and one segment file, the spare (0 before the first pass: not yet). */
 static bool
 only_spare(const struct spool_log_usage *u, uint64_t unused)
@@ -471,51 +477,41 @@ deliver(struct spool *s, const char *qid)
 	hs_copy_free(c);
 }
 
-/*
- * Format 2, reclamation: copies spread over several 64 KiB segments; once
- * the hand-off deleted every copy of a closed segment, the committer removes
- * it (and spool_shard_log_usage() says so), while a segment with one copy
- * left stays and that copy reads back whole, also after a restart.
- */
-static void
-test_segments_reclaimed(void **state)
+enum { SEG_N = 40, SEG_SIZE = 6000 };
+
+/* SEG_N copies in dir's one shard, over several 64 KiB segments; every completion checked. */
+static struct spool *
+fill_segments(char *dir, char qids[SEG_N][16], uint8_t data[SEG_N][SEG_SIZE])
 {
-	enum { N = 40, SIZE = 6000 };
-	char dir[] = "/tmp/pa-hs-XXXXXX", qids[N][16], rcpt[] = "a@example.com";
-	const char *rcpts[] = {rcpt};
+	static const char *rcpts[] = {"a@example.com"};
 	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 2, 64u << 10, 0, 0};
-	static uint8_t data[N][SIZE];
-	struct smtp_message msg[N];
-	struct spool_message sm[N];
-	struct spool_completion done[N];
-	struct spool_log_usage u;
+	static struct smtp_message msg[SEG_N];
+	static struct spool_message sm[SEG_N];
+	struct spool_completion done[SEG_N];
 	struct spool *s = NULL;
-	struct hs_copy *c;
 	char err[512];
 	unsigned got = 0;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
 	if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
 		fail_msg("spool_open: %s", err);
 	assert_int_equal(spool_attach_worker(s, 0, -1, false), PA_OK);
-	for (unsigned i = 0; i < N; i++) {
-		snprintf(qids[i], sizeof(qids[i]), "QIDSEG%04u", i);
-		memset(data[i], 'a' + (int)(i % 26), SIZE);
+	for (unsigned i = 0; i < SEG_N; i++) {
+		snprintf(qids[i], 16, "QIDSEG%04u", i);
+		memset(data[i], 'a' + (int)(i % 26), SEG_SIZE);
 		memcpy(data[i], "Received: x\r\n", 13);
 		msg[i] = (struct smtp_message){.queue_id = qids[i],
 		                               .mail_from = "s@example.org",
 		                               .rcpts = rcpts,
 		                               .nrcpt = 1,
 		                               .data = data[i],
-		                               .size = SIZE,
+		                               .size = SEG_SIZE,
 		                               .helo = "h",
 		                               .client_addr = "192.0.2.1"};
 		sm[i] = (struct spool_message){&msg[i], pa_wall_clock_us(), NULL};
 		assert_int_equal(spool_submit(s, 0, &sm[i]), PA_OK);
 	}
-	for (int waited = 0; got < N && waited < 20000; waited++) {
-		unsigned k = spool_poll(s, 0, done + got, N - got);
+	for (int waited = 0; got < SEG_N && waited < 20000; waited++) {
+		unsigned k = spool_poll(s, 0, done + got, SEG_N - got);
 
 		for (unsigned i = got; i < got + k; i++)
 			assert_int_equal(done[i].status, PA_OK);
@@ -523,8 +519,42 @@ test_segments_reclaimed(void **state)
 		if (k == 0)
 			usleep(1000);
 	}
-	assert_int_equal(got, N);
-	u = wait_usage(s, live_at_least, (uint64_t)N * SIZE);
+	assert_int_equal(got, SEG_N);
+	return s;
+}
+
+static void
+remove_dir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * Format 2, reclamation: copies spread over several 64 KiB segments; once
+ * the hand-off deleted every copy of a closed segment, the committer removes
+ * it (and spool_shard_log_usage() says so), while a segment with one copy
+ * left stays and that copy reads back whole, also after a restart.  The
+ * deletes here are synced writes, which publish no synced WAL sequence: the
+ * committer syncs the WAL itself (wal_syncs) before it removes anything.
+ */
+static void
+test_segments_reclaimed(void **state)
+{
+	char dir[] = "/tmp/pa-hs-XXXXXX", qids[SEG_N][16];
+	struct spool_config cfg = {dir, 1, 1, 64, NULL, 0, 0, NULL, 2, 64u << 10, 0, 0};
+	static uint8_t data[SEG_N][SEG_SIZE];
+	struct spool_log_usage u;
+	struct spool *s;
+	struct hs_copy *c;
+	char err[512];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	s = fill_segments(dir, qids, data);
+	u = wait_usage(s, live_at_least, (uint64_t)SEG_N * SEG_SIZE);
 	assert_true(u.log);
 	assert_true(u.segments >= 4); /* 240 KB in 64 KiB segments (and a spare) */
 	assert_int_equal(u.reclaimed_segments, 0);
@@ -533,14 +563,15 @@ test_segments_reclaimed(void **state)
 	 * Every copy delivered but the first: the closed segments go but the
 	 * first (that copy's), the one being written and the spare.
 	 */
-	for (unsigned i = 1; i < N; i++)
+	for (unsigned i = 1; i < SEG_N; i++)
 		deliver(s, qids[i]);
 	u = wait_usage(s, segments_at_most, 3);
 	assert_int_equal(segment_files(dir), 3);
 	assert_true(u.reclaimed_segments >= 2);
-	assert_true(u.live_bytes >= SIZE && u.live_bytes < 2 * SIZE);
+	assert_true(u.wal_syncs >= 1);
+	assert_true(u.live_bytes >= SEG_SIZE && u.live_bytes < 2 * SEG_SIZE);
 	assert_int_equal(hs_load(s, 0, qids[0], 0, &c, err, sizeof(err)), PA_OK);
-	assert_memory_equal(c->data, data[0], SIZE);
+	assert_memory_equal(c->data, data[0], SEG_SIZE);
 	hs_copy_free(c);
 	spool_close(s);
 
@@ -549,7 +580,7 @@ test_segments_reclaimed(void **state)
 	if (spool_open(&s, &cfg, err, sizeof(err)) != PA_OK)
 		fail_msg("spool_open again: %s", err);
 	assert_int_equal(hs_load(s, 0, qids[0], 0, &c, err, sizeof(err)), PA_OK);
-	assert_memory_equal(c->data, data[0], SIZE);
+	assert_memory_equal(c->data, data[0], SEG_SIZE);
 	hs_copy_free(c);
 	assert_int_equal(hs_load(s, 0, qids[1], 0, &c, err, sizeof(err)), PA_AGAIN);
 	/* Left: nothing but the spare (the restart writes into a new segment). */
@@ -558,12 +589,51 @@ test_segments_reclaimed(void **state)
 	assert_int_equal(segment_files(dir), 1);
 	assert_true(u.reclaimed_segments >= 2);
 	spool_close(s);
-	{
-		char cmd[600];
+	remove_dir(dir);
+}
 
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		assert_int_equal(system(cmd), 0);
+/*
+ * The same deletes as the hand-off writes them (unsynced, in one batch),
+ * then its syncer's hs_sync(): that sync, published by the spool's WAL-sync
+ * service, is what the committer's reclamation waits for, so it removes the
+ * emptied segments without a WAL sync of its own (wal_syncs stays 0; its
+ * own sync would come only after a second of idle time without one).
+ */
+static void
+test_segments_reclaimed_after_handoff_sync(void **state)
+{
+	char dir[] = "/tmp/pa-hs-XXXXXX", qids[SEG_N][16];
+	static uint8_t data[SEG_N][SEG_SIZE];
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	struct spool_log_usage u;
+	struct spool *s;
+	char err[512];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	s = fill_segments(dir, qids, data);
+	for (unsigned i = 0; i < SEG_N; i++) {
+		struct hs_copy *c;
+		bool deleted;
+
+		assert_int_equal(hs_load(s, 0, qids[i], 0, &c, err, sizeof(err)), PA_OK);
+		c->d[0].state = SPOOL_DELIVERY_DONE;
+		assert_int_equal(hs_finish(s, c, &deleted, b, err, sizeof(err)), PA_OK);
+		assert_true(deleted);
+		hs_copy_free(c);
 	}
+	assert_int_equal(hs_write_unsynced(s, 0, b, err, sizeof(err)), PA_OK);
+	assert_int_equal(hs_sync(s, 0, err, sizeof(err)), PA_OK);
+	/* 40 records of 6 KB fill three 64 KiB segments and start a fourth. */
+	u = wait_usage(s, reclaimed_at_least, 3);
+	assert_int_equal(u.wal_syncs, 0);
+	assert_int_equal(u.live_bytes, 0);
+	/* Left: the segment being written and the spare. */
+	assert_int_equal(u.segments, 2);
+	assert_int_equal(segment_files(dir), 2);
+	rocksdb_writebatch_destroy(b);
+	spool_close(s);
+	remove_dir(dir);
 }
 
 int
@@ -575,8 +645,11 @@ main(void)
 	                "-l",   "0",           prefix,           NULL};
 	cpu_set_t cpus;
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lifecycle),          cmocka_unit_test(test_lifecycle_log),
-	    cmocka_unit_test(test_segments_reclaimed), cmocka_unit_test(test_due_from_cursor),
+	    cmocka_unit_test(test_lifecycle),
+	    cmocka_unit_test(test_lifecycle_log),
+	    cmocka_unit_test(test_segments_reclaimed),
+	    cmocka_unit_test(test_segments_reclaimed_after_handoff_sync),
+	    cmocka_unit_test(test_due_from_cursor),
 	    cmocka_unit_test(test_engine_message_ops),
 	};
 
