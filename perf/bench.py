@@ -926,6 +926,10 @@ class Bench:
     def row(self, scen, srv, r):
         r.update({"server": srv.key, "label": srv.label, "syncs": srv.syncs})
         self.results.setdefault(scen, []).append(r)
+        self.note_row(scen, srv, r)
+
+    def note_row(self, scen, srv, r):
+        """One result on the console (sweep points too, which the tables do not keep)."""
         lat = ""
         if r.get("p99_us") is not None:
             lat = f" p50 {r['p50_us']} us p99 {r['p99_us']} us"
@@ -985,6 +989,8 @@ class Bench:
                     continue
                 if sweep:
                     self.sweep.setdefault(srv.key, []).append((c, r["msgs_per_sec"]))
+                    if c != p.conc:
+                        self.note_row(f"sweep {scen}", srv, r)
                 if c == p.conc:
                     self.row(scen, srv, r)
                     lg = r

@@ -30,14 +30,12 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <rte_pause.h>
 
 #include "core/pa.h"
 #include "spool/spool_record.h"
@@ -46,7 +44,7 @@
 #define BATCH_BYTES_MAX (64u << 20)
 #define IDLE_POLL_MIN_US 50u
 #define IDLE_SLEEP_MS 100u
-#define LINGER_SPIN_US 50u /* of a linger, spent spinning before yielding between looks */
+#define LINGER_POLL_US 100 /* between a lingering committer's looks at its ring */
 
 struct spool_committer {
 	struct spool_shard *shard;
@@ -453,30 +451,31 @@ prepare_segment(struct spool_committer *c)
 }
 
 /*
- * spool.linger_us: before it announces sleep, a committer that has CPUs of
- * its own keeps looking at its ring this long, so that a worker at a steady
- * light load finds it awake and has nothing to ring.  No timer: it spins a
- * little, then yields the CPU between looks (committers may share one).
- * True when a request came.
+ * spool.linger_us: before it announces sleep, a committer with a CPU the
+ * workers do not need keeps looking at its ring, every LINGER_POLL_US, for
+ * this long after its last group, so that a worker at a steady light load
+ * finds it awake and makes no system call to ring it.  The looks are short
+ * sleeps, not spinning: a spinning thread takes its share of a CPU from
+ * whatever runs there, and lingering committers that spun (sched_yield
+ * between looks) starved a busy-polling neighbour to 4 msg/s
+ * (docs/benchmarks.md).  A message that comes while it lingers waits at most
+ * one look; one that comes later rings it.  True when a request came.
  */
 static bool
 linger(struct spool_committer *c)
 {
 	struct spool_shard *sh = c->shard;
-	uint64_t start, now;
+	struct timespec ts = {0, LINGER_POLL_US * 1000};
+	uint64_t start;
 
 	if (sh->spool->linger_us == 0)
 		return false;
-	start = now = monotonic_us();
+	start = monotonic_us();
 	while (rte_ring_empty(sh->ring)) {
-		if (now - start >= sh->spool->linger_us ||
+		if (monotonic_us() - start >= sh->spool->linger_us ||
 		    atomic_load_explicit(&sh->stop, memory_order_acquire))
 			return false;
-		if (now - start < LINGER_SPIN_US)
-			rte_pause();
-		else
-			sched_yield();
-		now = monotonic_us();
+		nanosleep(&ts, NULL);
 	}
 	return true;
 }
@@ -487,6 +486,10 @@ committer_main(void *arg)
 	struct spool_committer *c = arg;
 	struct spool_shard *sh = c->shard;
 
+	/* Its lingering looks (linger()) come at LINGER_POLL_US, not 50 us later. */
+	if (sh->spool->linger_us != 0 && prctl(PR_SET_TIMERSLACK, 1000ul) == -1)
+		fprintf(stderr, "spool: prctl(PR_SET_TIMERSLACK) in committer %s: %s\n", sh->path,
+		        strerror(errno));
 	for (;;) {
 		unsigned n;
 
