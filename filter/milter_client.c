@@ -55,19 +55,24 @@ job_free(struct job *job)
 	free(job);
 }
 
+/* The verdict onto its worker's ring (the job freed); false when the ring is full. */
+static bool
+hand_over(struct milter_client *c, struct job *job)
+{
+	if (rte_ring_enqueue_elem(c->w[job->worker].ans, &job->verdict, sizeof(job->verdict)) != 0)
+		return false;
+	pa_svc_notify_due(&c->svc, job->worker);
+	job_free(job);
+	return true;
+}
+
 /* The verdict goes to its worker; a result is kept on the held list until released. */
 static void
 deliver(struct milter_client *c, struct job *job)
 {
-	struct cworker *w = &c->w[job->worker];
-
-	pa_svc_notify_due(&c->svc, job->worker);
-	if (rte_ring_enqueue_elem(w->ans, &job->verdict, sizeof(job->verdict)) == 0) {
-		job_free(job);
-		return;
-	}
-	/* Not expected within milter_client_capacity(): tried again next loop. */
-	TAILQ_INSERT_TAIL(&c->undelivered, job, link);
+	/* A full ring is not expected within milter_client_capacity(): tried again next loop. */
+	if (!hand_over(c, job))
+		TAILQ_INSERT_TAIL(&c->undelivered, job, link);
 }
 
 static struct milter_result *
@@ -576,13 +581,11 @@ client_main(void *arg)
 		take_requests(c);
 		/* Verdicts a full ring refused before. */
 		while ((job = TAILQ_FIRST(&c->undelivered)) != NULL) {
-			struct cworker *w = &c->w[job->worker];
-
-			if (rte_ring_enqueue_elem(w->ans, &job->verdict, sizeof(job->verdict)) != 0)
-				break;
 			TAILQ_REMOVE(&c->undelivered, job, link);
-			pa_svc_notify_due(&c->svc, job->worker);
-			job_free(job);
+			if (!hand_over(c, job)) {
+				TAILQ_INSERT_HEAD(&c->undelivered, job, link);
+				break;
+			}
 		}
 		pa_svc_notify_workers(&c->svc);
 		retire_filters(c);

@@ -178,30 +178,22 @@ int
 milter_edit_apply(const uint8_t *data, size_t size, const uint8_t *edits, size_t edits_len,
                   struct pa_buf *out)
 {
-	struct edit stack[32], *ev = stack;
-	size_t nev = 0, cap = pa_array_size(stack);
-	int rc;
+	struct pa_buf ev; /* struct edit[], one per record */
+	int rc = PA_OK;
 
 	pa_buf_reset(out);
-	for (size_t off = 0; off + RECORD_HEAD <= edits_len; nev++) {
-		if (nev == cap) {
-			struct edit *more =
-			    reallocarray(ev == stack ? NULL : ev, 2 * cap, sizeof(*ev));
+	/* A record is at least RECORD_HEAD octets: that bounds the array. */
+	pa_buf_init(&ev, 32 * sizeof(struct edit),
+	            (edits_len / RECORD_HEAD + 1) * sizeof(struct edit));
+	for (size_t off = 0; rc == PA_OK && off + RECORD_HEAD <= edits_len;) {
+		struct edit e;
 
-			if (more == NULL) {
-				if (ev != stack)
-					free(ev);
-				return PA_ERROR;
-			}
-			if (ev == stack)
-				memcpy(more, stack, sizeof(stack));
-			ev = more;
-			cap *= 2;
-		}
-		off += read_edit(edits + off, &ev[nev]);
+		off += read_edit(edits + off, &e);
+		rc = pa_buf_append(&ev, &e, sizeof(e));
 	}
-	rc = apply(data, size, ev, nev, out);
-	if (ev != stack)
-		free(ev);
+	if (rc == PA_OK)
+		rc = apply(data, size, (struct edit *)pa_buf_head(&ev),
+		           pa_buf_pending(&ev) / sizeof(struct edit), out);
+	pa_buf_free(&ev);
 	return rc;
 }
