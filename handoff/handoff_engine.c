@@ -204,6 +204,8 @@ engine_main(void *arg)
 		/* Copies committed since the last turn, in memory: planned at once. */
 		if (route_map_routes_anything(h->map))
 			ho_stream(h, now);
+		else
+			ho_stream_drop(h);
 		if ((all || h->refill || now >= h->next_scan_us) &&
 		    route_map_routes_anything(h->map)) {
 			h->refill = false;

@@ -233,6 +233,8 @@ const struct route_dest *ho_route(struct handoff *h, const struct route_map *map
 bool ho_scan(struct handoff *h, uint64_t now, bool all);
 /* Takes and plans what the commit stream holds, while the in-memory limits allow. */
 void ho_stream(struct handoff *h, uint64_t now);
+/* Frees what the commit stream holds (nothing routes mail now): the rings hold no memory. */
+void ho_stream_drop(struct handoff *h);
 /*
  * The schedule time from which a shard's entries may belong to copies still
  * on the commit stream (spool.h): read, then the stream taken.  0 when the

@@ -826,6 +826,23 @@ ho_stream(struct handoff *h, uint64_t now)
 			return;
 }
 
+void
+ho_stream_drop(struct handoff *h)
+{
+	struct spool_stream_copy *sc[32];
+
+	for (unsigned shard = 0; shard < h->nshards; shard++) {
+		unsigned n;
+
+		while ((n = spool_stream_take(h->spool, shard, sc, pa_array_size(sc))) > 0)
+			for (unsigned i = 0; i < n; i++) {
+				/* On disk, due: a scan finds it once something routes it. */
+				ho_cursor_back(h, shard, sc[i]->sched_us);
+				spool_stream_free(sc[i]);
+			}
+	}
+}
+
 uint64_t
 ho_fresh_from(struct handoff *h, unsigned shard, uint64_t now)
 {
