@@ -13,13 +13,28 @@
  *   2: the rest describes records (sizes and bytes) and a damage (a cut or a
  *      flipped byte at a position): the records are encoded into a valid
  *      image, damaged, scanned; what is accepted must be exactly the records
- *      that end before the damage, byte for byte.
+ *      that end before the damage, byte for byte;
+ *   3: the rest is up to three segment files and a checkpoint: they are
+ *      written into a log directory, read by seglog_scan() (pigeonctl's
+ *      offline scan) and recovered by seglog_open() (the writer's): both
+ *      must hand out the same records, in (segment, offset) order with
+ *      growing seqs, each inside its file and from the checkpoint on, and
+ *      each must read back with seglog_read(); then a record added and
+ *      committed after recovery must be the only one a scan from the
+ *      recovered tail finds (nothing is written behind a torn tail).
  */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/pa.h"
+#include "spool/seglog.h"
 #include "spool/seglog_record.h"
 
 #define CHECK(cond)                                                                                \
@@ -164,6 +179,175 @@ torn(const uint8_t *in, size_t len)
 	free(orig);
 }
 
+#define LOG_FILES 3
+#define LOG_RECORDS 256
+
+struct found {
+	struct seglog_loc loc[LOG_RECORDS];
+	unsigned n;
+	const struct seglog_pos *from;
+	const uint64_t *sizes; /* of files 1..LOG_FILES, by segment number */
+};
+
+static int
+found_fn(const struct seglog_loc *loc, const uint8_t *payload, size_t len, void *arg)
+{
+	struct found *f = arg;
+	const struct seglog_loc *prev = f->n > 0 ? &f->loc[f->n - 1] : NULL;
+
+	CHECK(loc->segment >= 1 && loc->segment <= LOG_FILES);
+	CHECK(loc->offset + loc->length <= f->sizes[loc->segment]);
+	CHECK(len == loc->length - SEGLOG_HEADER && payload != NULL);
+	if (f->from != NULL) {
+		CHECK(loc->segment >= f->from->segment);
+		CHECK(loc->segment > f->from->segment || loc->offset >= f->from->offset);
+		CHECK(loc->seq >= f->from->seq);
+	}
+	if (prev != NULL) {
+		CHECK(loc->seq > prev->seq);
+		CHECK(loc->segment > prev->segment || (loc->segment == prev->segment &&
+		                                       loc->offset >= prev->offset + prev->length));
+	}
+	if (f->n == LOG_RECORDS)
+		return 1;
+	f->loc[f->n++] = *loc;
+	return 0;
+}
+
+static bool
+same_loc(const struct seglog_loc *a, const struct seglog_loc *b)
+{
+	return a->segment == b->segment && a->offset == b->offset && a->length == b->length &&
+	       a->seq == b->seq;
+}
+
+static int
+found_after(const struct seglog_loc *loc, const uint8_t *payload, size_t len, void *arg)
+{
+	struct found *f = arg;
+
+	CHECK(len == 10 && memcmp(payload, "prefixdata", 10) == 0);
+	if (f->n == LOG_RECORDS)
+		return 1;
+	f->loc[f->n++] = *loc;
+	return 0;
+}
+
+static char log_path[PATH_MAX];
+
+static void
+empty_log_dir(void)
+{
+	DIR *d = opendir(log_path);
+	struct dirent *de;
+
+	CHECK(d != NULL);
+	while ((de = readdir(d)) != NULL) {
+		char path[PATH_MAX + 300];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", log_path, de->d_name);
+		CHECK(unlink(path) == 0);
+	}
+	closedir(d);
+}
+
+/* At exit: the directory goes with the process. */
+static void
+remove_log_dir(void)
+{
+	empty_log_dir();
+	rmdir(log_path);
+}
+
+/* A fresh, empty log directory of this process, made once. */
+static const char *
+log_dir(void)
+{
+	if (log_path[0] == '\0') {
+		const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+
+		snprintf(log_path, sizeof(log_path), "%s/fuzz-seglog-XXXXXX", base);
+		CHECK(mkdtemp(log_path) != NULL);
+		atexit(remove_log_dir);
+	}
+	empty_log_dir();
+	return log_path;
+}
+
+/*
+ * in: u8 files (1..3) and flags (bit 2: a checkpoint), u8 checkpoint segment,
+ * u16 checkpoint offset, u8 checkpoint seq, then per file u16 length and its
+ * bytes (shorter when the input ends).
+ */
+static void
+log_files(const uint8_t *in, size_t len)
+{
+	const char *dir;
+	struct seglog_config cfg = {NULL, SEGLOG_SEGMENT_MIN, 4, 1};
+	struct seglog_pos from, tail;
+	struct found scanned = {0}, recovered = {0}, after = {0};
+	uint64_t sizes[LOG_FILES + 1] = {0};
+	struct seglog *log;
+	struct seglog_loc added;
+	char err[512];
+	size_t at = 5, nfiles;
+	int rc_scan, rc_open;
+
+	if (len < 5)
+		return;
+	dir = log_dir();
+	cfg.dir = dir;
+	nfiles = 1 + (in[0] & 3) % LOG_FILES;
+	from = (struct seglog_pos){1 + in[1] % LOG_FILES, (uint64_t)in[2] << 8 | in[3], in[4]};
+	for (size_t i = 0; i < nfiles && at + 2 <= len; i++) {
+		size_t flen = (size_t)in[at] << 8 | in[at + 1];
+		char path[PATH_MAX];
+		int fd;
+
+		at += 2;
+		if (flen > len - at)
+			flen = len - at;
+		CHECK(seglog_path(path, sizeof(path), dir, i + 1) == PA_OK);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		CHECK(fd != -1);
+		CHECK(flen == 0 || write(fd, in + at, flen) == (ssize_t)flen);
+		close(fd);
+		sizes[i + 1] = flen;
+		at += flen;
+	}
+	scanned.from = recovered.from = (in[0] & 4) ? &from : NULL;
+	scanned.sizes = recovered.sizes = sizes;
+	rc_scan = seglog_scan(&cfg, scanned.from, found_fn, &scanned, err, sizeof(err));
+	rc_open = seglog_open(&log, &cfg, recovered.from, found_fn, &recovered, err, sizeof(err));
+	/* The offline scan and recovery read the same files the same way. */
+	CHECK(rc_scan == rc_open);
+	if (rc_open != PA_OK)
+		return;
+	CHECK(scanned.n == recovered.n);
+	for (unsigned i = 0; i < scanned.n; i++)
+		CHECK(same_loc(&scanned.loc[i], &recovered.loc[i]));
+	for (unsigned i = 0; i < recovered.n; i++) {
+		uint8_t *rec;
+
+		CHECK(seglog_read(dir, &recovered.loc[i], &rec, err, sizeof(err)) == PA_OK);
+		free(rec);
+	}
+	/* A record written after recovery is all a scan from the recovered tail finds. */
+	tail = seglog_tail(log);
+	CHECK(seglog_add(log, "prefix", 6, "data", 4, &added, err, sizeof(err)) == PA_OK);
+	CHECK(seglog_commit(log, err, sizeof(err)) == PA_OK);
+	seglog_close(log);
+	/* Recovery put the writer on a new segment past every file it found. */
+	CHECK(added.segment == tail.segment && added.seq >= tail.seq);
+	CHECK(recovered.n == 0 || added.segment > recovered.loc[recovered.n - 1].segment);
+	CHECK(recovered.from == NULL || added.segment > from.segment);
+	after.from = &tail;
+	CHECK(seglog_scan(&cfg, &tail, found_after, &after, err, sizeof(err)) == PA_OK);
+	CHECK(after.n == 1 && same_loc(&after.loc[0], &added));
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -177,7 +361,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in = malloc(len > 0 ? len : 1);
 	CHECK(in != NULL);
 	memcpy(in, data + 1, len);
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		decoders(in, len);
 		break;
@@ -186,6 +370,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 2:
 		torn(in, len);
+		break;
+	case 3:
+		log_files(in, len);
 		break;
 	}
 	free(in);

@@ -422,6 +422,23 @@ def seglog_seeds():
     w("torn-cut", 2, bytes([5, 0x01, 0x20, 1]) + bytes(range(40, 120)))
     w("torn-flip", 2, bytes([9, 0x00, 0x90, 0x22]) + bytes(range(1, 60)))
 
+    # Mode 3: segment files 1..3 of shard 1 of 4 in a log directory, and a checkpoint.
+    def seg_file(number, seq, records):
+        out = seglog_record(1, seq, struct.pack(">IIIQQ", 2, 4, 1, number, 1700000000000000))
+        for i, r in enumerate(records):
+            out += seglog_record(2, seq + 1 + i, r)
+        return out
+
+    def files(flags, cp, *images):
+        return (bytes([len(images) - 1 | flags, cp[0]]) + struct.pack(">HB", cp[1], cp[2])
+                + b"".join(struct.pack(">H", len(i)) + i for i in images))
+    one, two = seg_file(1, 1, [message, message]), seg_file(2, 10, [message])
+    w("log-two", 3, files(0, (1, 0, 0), one, two))
+    w("log-torn", 3, files(0, (1, 0, 0), one[:-9], two))
+    w("log-checkpoint", 3, files(4, (1, len(one) - len(seglog_record(2, 3, message)), 3), one, two))
+    w("log-foreign", 3, files(0, (1, 0, 0), seg_file(5, 1, [message])))
+    w("log-spare", 3, files(0, (1, 0, 0), one, bytes(100)))
+
 
 def dns_seeds():
     """DNS answers as a server sends them: NXDOMAIN with an SOA (compressed names), NOERROR
