@@ -191,11 +191,15 @@ struct dp_worker {
 	TAILQ_HEAD(, dp_conn) live;        /* every connection with an SMTP session */
 	struct dp_arp_pending arp[DP_ARP_PENDING];
 	struct dp_nd_pending nd[DP_ND_PENDING];
-	uint64_t icmp6_second;  /* RFC 4443 2.4(f): the second the error budget is for */
-	uint32_t icmp6_budget;  /* ICMPv6 errors left in it */
-	bool dad_link_up;       /* worker 0: DAD saw the link up */
-	bool mld_joined;        /* worker 0: the start-up report went */
+	uint64_t icmp6_second; /* RFC 4443 2.4(f): the second the error budget is for */
+	uint32_t icmp6_budget; /* ICMPv6 errors left in it */
+	bool dad_link_up;      /* worker 0: DAD saw the link up */
+	bool mld_joined;       /* worker 0: the start-up report went */
+	bool dad_delay_set;    /* worker 0: dad_start_ms is chosen */
+	bool mld_due;          /* a query's report is due at mld_due_ms */
+	uint64_t mld_due_ms;
 	uint64_t mld_last_ms;   /* the last report in answer to a query */
+	uint64_t dad_start_ms;  /* worker 0: the join and DAD's first NS, after a random delay */
 	uint64_t dad_link_ms;   /* worker 0: when to look at the link again */
 	uint64_t last_cookie_s; /* when the last cookie was sent: accept cookie ACKs */
 	uint64_t cack_second;   /* RFC 5961 7: the second the challenge-ACK budget is for */
@@ -392,9 +396,17 @@ uint32_t net_pmtu6_get(const struct dp_worker *dw, const uint8_t *a);
 /* net_mld.c: MLDv2 reports for our solicited-node groups (RFC 3810) */
 /* A report naming every group: a join (start-up), or listening (a query's answer). */
 void net_mld_report(struct dp_worker *dw, bool join);
-/* A query: answered with a report, at most one a second per worker; m is consumed. */
+/*
+ * A query: a report is due at a random time within its Maximum Response
+ * Delay (net_mld_tick() sends it), at most one a second per worker; m is
+ * consumed.
+ */
 void net_mld_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip,
                    uint16_t l4_len);
+/* The report due, if its time has come: every loop iteration, one compare otherwise. */
+void net_mld_tick(struct dp_worker *dw);
+/* A query's Maximum Response Delay in ms (RFC 2710 3.4; RFC 3810 5.1.3 for MLDv2's code). */
+uint32_t net_mld_max_delay_ms(const uint8_t *query, uint16_t len);
 
 /* net_ipv4.c */
 void net_ipv4_input(struct dp_worker *dw, struct rte_mbuf *m);
@@ -410,6 +422,14 @@ void net_ipv4_output_tcp(struct dp_worker *dw, struct rte_mbuf *m, uint32_t src,
  * alignment).  len a multiple of 4.  dp_stack.c.
  */
 uint32_t dp_hash_words(const void *key, uint32_t len, uint32_t init);
+/*
+ * The worker's own randomness (xorshift64 over dw->rng, seeded from the TSC
+ * by dp_worker_create(); a test seeds dw->rng to make it deterministic):
+ * not for secrets (ISNs and SYN cookies have tcp_isn.c's keyed hash).
+ * dp_worker_random_ms(): uniform enough in 0..max_ms.  dp_stack.c.
+ */
+uint64_t dp_worker_random(struct dp_worker *dw);
+uint32_t dp_worker_random_ms(struct dp_worker *dw, uint32_t max_ms);
 
 static inline struct rte_mbuf *
 dp_alloc(struct dp_worker *dw)

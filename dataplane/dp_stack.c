@@ -107,10 +107,30 @@ dp_hash_words(const void *key, uint32_t len, uint32_t init)
 	return init;
 }
 
+uint64_t
+dp_worker_random(struct dp_worker *dw)
+{
+	uint64_t x = dw->rng ? dw->rng : 0x9e3779b97f4a7c15ull;
+
+	/* xorshift64 (Marsaglia 2003): cheap, per worker, no lock. */
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	dw->rng = x;
+	return x;
+}
+
+uint32_t
+dp_worker_random_ms(struct dp_worker *dw, uint32_t max_ms)
+{
+	return (uint32_t)(dp_worker_random(dw) % ((uint64_t)max_ms + 1));
+}
+
 void
 dp_worker_timers(struct dp_worker *dw)
 {
 	tcp_wheel_advance(dw->wheel, dw->now_ms, dw);
 	net_arp_tick(dw);
 	net_nd_tick(dw);
+	net_mld_tick(dw);
 }

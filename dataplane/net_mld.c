@@ -6,8 +6,13 @@
  * The groups are the solicited-node groups of our addresses (all-nodes is
  * never reported: RFC 3810 6).  One report names them all: at start-up,
  * before DAD's first solicitation (RFC 4862 5.4.2: join, then probe), and
- * in answer to a query (5.1) from a link-local router, at most one a second
- * per worker whatever the queries (a query flood costs a report a second).
+ * in answer to a query (5.1) from a link-local router: not at once but at a
+ * random time within the query's Maximum Response Delay (RFC 3810 6.2,
+ * RFC 2710 4: so that the listeners of a link do not all answer together),
+ * a pending report kept if it is due sooner than the new choice and
+ * replaced otherwise; at most one a second per worker whatever the queries
+ * (a query flood costs a report a second).  The due time is a field of the
+ * worker looked at by net_mld_tick() in the loop's timers: no blocking.
  * A report goes from our link-local address, or from the unspecified one
  * while it is tentative (RFC 3590 4), to all MLDv2-capable routers
  * (ff02::16), hop limit 1, with a Router Alert (RFC 2711) in a hop-by-hop
@@ -28,6 +33,7 @@
 #define MLD2_CHANGE_TO_EXCLUDE 4 /* a join (RFC 3810 5.2.12) */
 #define MLD2_MODE_IS_EXCLUDE 2   /* listening, in answer to a query */
 #define MLD_REPORT_MIN_MS 1000
+#define MLD2_QUERY_MIN 28 /* an MLDv1 query has 24 octets (RFC 3810 8.1) */
 
 static const uint8_t all_mld2_routers[16] = {0xff, 0x02, [15] = 0x16};
 
@@ -79,18 +85,54 @@ net_mld_report(struct dp_worker *dw, bool join)
 	net_eth_output_ipv6(dw, m, all_mld2_routers);
 }
 
+uint32_t
+net_mld_max_delay_ms(const uint8_t *query, uint16_t len)
+{
+	uint16_t code = (uint16_t)(query[4] << 8 | query[5]);
+
+	/*
+	 * RFC 2710 3.4: MLDv1's Maximum Response Delay, in ms.  RFC 3810
+	 * 5.1.3: MLDv2's (a query of 28 octets or more) is a code, the delay
+	 * itself below 32768, a floating point value from there:
+	 * (mant | 0x1000) << (exp + 3).
+	 */
+	if (len < MLD2_QUERY_MIN || code < 32768)
+		return code;
+	return (uint32_t)((code & 0x0fff) | 0x1000) << (((code >> 12) & 7) + 3);
+}
+
 void
 net_mld_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip,
               uint16_t l4_len)
 {
+	const uint8_t *q = rte_pktmbuf_mtod(m, const uint8_t *);
+	uint64_t due;
+
 	/* RFC 3810 5.1.14: from a link-local address, hop limit 1; 24 octets at least. */
 	if (ip->hop_limits != 1 || !net_ipv6_is_link_local(ip->src_addr) || l4_len < 24) {
 		dp_drop(dw, m, DP_DROP_ICMP6_BAD);
 		return;
 	}
+	due = dw->now_ms + dp_worker_random_ms(dw, net_mld_max_delay_ms(q, l4_len));
 	rte_pktmbuf_free(m);
-	if (dw->mld_last_ms != 0 && dw->now_ms - dw->mld_last_ms < MLD_REPORT_MIN_MS)
+	/* RFC 3810 6.2: a report due sooner stands; a later one gives way to the new time. */
+	if (!dw->mld_due || due < dw->mld_due_ms) {
+		dw->mld_due = true;
+		dw->mld_due_ms = due;
+	}
+}
+
+void
+net_mld_tick(struct dp_worker *dw)
+{
+	if (!dw->mld_due || dw->now_ms < dw->mld_due_ms)
 		return;
+	/* A second at least between two answers, whatever the queries asked. */
+	if (dw->mld_last_ms != 0 && dw->now_ms - dw->mld_last_ms < MLD_REPORT_MIN_MS) {
+		dw->mld_due_ms = dw->mld_last_ms + MLD_REPORT_MIN_MS;
+		return;
+	}
+	dw->mld_due = false;
 	dw->mld_last_ms = dw->now_ms;
 	net_mld_report(dw, false);
 }

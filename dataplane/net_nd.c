@@ -29,12 +29,14 @@
  * unsolicited traffic cannot take the rest); an unreachable one keeps its
  * slot for its address.  A full cache is counted (nd_cache_full).
  *
- * DAD: once the port's link is up, worker 0 sends dpdk.dad_transmits
- * solicitations (DupAddrDetectTransmits), RetransTimer (1 s) apart, from the
- * unspecified address for each tentative address and, when no node objects
- * within RetransTimer of the last, makes it preferred; an advertisement for it, or
- * another node's DAD solicitation for it, makes it a duplicate, never used
- * (logged, counted).
+ * DAD: once the port's link is up and after a random delay of up to 1 s
+ * (RFC 4862 5.4.2), worker 0 joins the groups (MLD) and sends
+ * dpdk.dad_transmits solicitations (DupAddrDetectTransmits), RetransTimer
+ * (1 s) apart, from the unspecified address for each tentative address and,
+ * when no node objects within RetransTimer of the last, makes it preferred;
+ * an advertisement for it, or another node's DAD solicitation for it, makes
+ * it a duplicate, never used (logged, counted).  The delay is a time stamp
+ * the loop's timers compare with the clock: nothing waits.
  */
 #include <arpa/inet.h>
 #include <string.h>
@@ -56,6 +58,7 @@
 #define ND_HOP_LIMIT 255
 #define ND_RETRANS_MS 1000 /* RetransTimer */
 #define ND_MAX_MULTICAST_SOLICIT 3
+#define ND_MAX_RTR_SOL_DELAY_MS 1000 /* MAX_RTR_SOLICITATION_DELAY (RFC 4861 10) */
 #define ND_NS 135
 #define ND_NA 136
 #define ND_OPT_SLLA 1
@@ -469,9 +472,23 @@ dad_tick(struct dp_worker *dw)
 	struct dp_shared *sh = dw->sh;
 	char text[64];
 
-	/* RFC 4862 5.4.2: join the solicited-node groups (MLD), then probe. */
+	/*
+	 * RFC 4862 5.4.2: join the solicited-node groups (MLD), then probe;
+	 * the first message after the link comes up waits a random 0 to
+	 * MAX_RTR_SOLICITATION_DELAY (RFC 4861 10: 1 s), so that nodes that
+	 * start together do not all send at once.  No DAD: no wait.
+	 */
 	if (!dw->mld_joined) {
 		if (!link_up(dw))
+			return;
+		if (!dw->dad_delay_set) {
+			dw->dad_delay_set = true;
+			dw->dad_start_ms =
+			    dw->now_ms + (sh->dad_transmits > 0
+			                      ? dp_worker_random_ms(dw, ND_MAX_RTR_SOL_DELAY_MS)
+			                      : 0);
+		}
+		if (dw->now_ms < dw->dad_start_ms)
 			return;
 		dw->mld_joined = true;
 		net_mld_report(dw, true);

@@ -77,19 +77,6 @@ tcp_parse_options(const uint8_t *p, unsigned len, struct tcp_opts *o)
 	return PA_OK;
 }
 
-/* xorshift64: the worker's own cheap randomness (dp_worker_create() seeds it). */
-static uint64_t
-worker_random(struct dp_worker *dw)
-{
-	uint64_t x = dw->rng ? dw->rng : 0x9e3779b97f4a7c15ull;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	dw->rng = x;
-	return x;
-}
-
 /*
  * RFC 5961 section 7: challenge ACKs are throttled, at most about
  * dpdk.challenge_ack_limit per second per worker, so that a flood of forged
@@ -108,7 +95,7 @@ tcp_challenge_ack_allowed(struct dp_worker *dw)
 		return true;
 	if (sec != dw->cack_second) {
 		dw->cack_second = sec;
-		dw->cack_budget = limit / 2 + (uint32_t)(worker_random(dw) % (limit + 1u));
+		dw->cack_budget = limit / 2 + (uint32_t)(dp_worker_random(dw) % (limit + 1u));
 	}
 	if (dw->cack_budget == 0) {
 		dw->c.challenge_acks_limited++;

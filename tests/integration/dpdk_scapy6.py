@@ -201,7 +201,7 @@ def mld(peer):
     """A general MLDv2 query from a router: our report names our solicited-node groups."""
     peer.drain(0.1)
     peer.send_ip(IPv6(src="fe80::1", dst="ff02::1", hlim=1) /
-                 IPv6ExtHdrHopByHop(options=[RouterAlert()]) / ICMPv6MLQuery2(),
+                 IPv6ExtHdrHopByHop(options=[RouterAlert()]) / ICMPv6MLQuery2(mrd=500),
                  dst_mac="33:33:00:00:00:01")
     r = peer.expect(lambda p: ICMPv6MLReport2 in p, 2.0)
     if r is None:

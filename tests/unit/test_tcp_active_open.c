@@ -20,6 +20,12 @@
  * And ARP entry ageing (net_neigh.c: STALE, DELAY, unicast probes,
  * unreachable, a reply confirming) and the half of the table unsolicited
  * ARP may take.  And the path MTU kept per IPv6 destination (net_pmtu.c).
+ * And the random delays (the worker's random source seeded by the test, so
+ * each delay is known): DAD's join and first NS wait 0..1 s after the link
+ * comes up (RFC 4862 5.4.2), none without DAD; an MLD query is answered at
+ * a random time within its Maximum Response Delay (RFC 3810 6.2, RFC 2710
+ * 4), a sooner pending report standing, a second at least between two, and
+ * MLDv2's exponential Maximum Response Code decoded (RFC 3810 5.1.3).
  * The peer answers the probes of its entries (take_tx()).
  */
 /* rte_ipv4_udptcp_cksum_verify() is still experimental in DPDK 22.11. */
@@ -202,7 +208,11 @@ take_tx(struct frame *out, unsigned max)
 
 			f.v6 = true;
 			memcpy(f.saddr6, ip6->src_addr, 16);
-			if (ip6->proto == IPPROTO_ICMPV6) {
+			if (ip6->proto == 0 && l4[0] == IPPROTO_ICMPV6) {
+				/* An MLD report: ICMPv6 behind a hop-by-hop header (Router Alert).
+				 */
+				f.icmp6_type = l4[8 * (l4[1] + 1)];
+			} else if (ip6->proto == IPPROTO_ICMPV6) {
 				f.icmp6_type = l4[0];
 				if (l4[0] == 135)
 					memcpy(f.nd_target, l4 + 8, 16);
@@ -1218,6 +1228,154 @@ teardown(void **state)
 	return 0;
 }
 
+/* The delay dp_worker_random_ms(max) gives a worker whose random source is seeded with seed. */
+static uint32_t
+delay_for(uint64_t seed, uint32_t max)
+{
+	static struct dp_worker scratch;
+
+	scratch.rng = seed;
+	return dp_worker_random_ms(&scratch, max);
+}
+
+/* DAD on worker 0: the join (MLD report) and the first NS after 0..1 s, then the address. */
+static void
+test_dad_random_delay(void **state)
+{
+	struct dp_worker *keep = dw, *w0;
+	struct frame f[4];
+	const uint64_t seed = 0x5eed1234abcdull, t0 = 50000;
+	const uint32_t d = delay_for(seed, 1000);
+
+	(void)state;
+	assert_in_range(d, 1, 1000);
+	assert_true(delay_for(seed + 1, 1000) != d); /* the delay is the random source's */
+	sh.dad_transmits = 1;
+	sh.ip6[1].state = DP_ADDR6_TENTATIVE;
+	w0 = dp_worker_create(&sh, 0, &ops, NULL);
+	assert_non_null(w0);
+	dw = w0; /* take_tx() reads dw */
+	w0->dad_link_up = true;
+	w0->rng = seed;
+	w0->now_ms = t0;
+	net_nd_tick(w0);
+	assert_int_equal(take_tx(f, 4), 0);
+	w0->now_ms = t0 + d - 1;
+	net_nd_tick(w0);
+	assert_int_equal(take_tx(f, 4), 0);
+	w0->now_ms = t0 + d;
+	net_nd_tick(w0);
+	assert_int_equal(take_tx(f, 4), 2);
+	assert_int_equal(f[0].icmp6_type, 143); /* the join first (RFC 4862 5.4.2) */
+	assert_int_equal(f[1].icmp6_type, 135);
+	assert_memory_equal(f[1].nd_target, OUR_IP6, 16);
+	assert_memory_equal(f[1].saddr6, (uint8_t[16]){0}, 16); /* DAD's NS: from :: */
+	w0->now_ms = t0 + d + 1000;
+	net_nd_tick(w0);
+	assert_int_equal(sh.ip6[1].state, DP_ADDR6_PREFERRED);
+	take_tx(f, 4);
+	dp_worker_destroy(w0);
+	rte_free(w0);
+
+	/* Without DAD there is nothing to wait for: the join goes at once. */
+	sh.dad_transmits = 0;
+	w0 = dp_worker_create(&sh, 0, &ops, NULL);
+	assert_non_null(w0);
+	dw = w0;
+	w0->dad_link_up = true;
+	w0->rng = seed;
+	w0->now_ms = t0;
+	net_nd_tick(w0);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_int_equal(f[0].icmp6_type, 143);
+	dp_worker_destroy(w0);
+	rte_free(w0);
+	dw = keep;
+}
+
+/* An MLD query of len octets (24: MLDv1, 28: MLDv2) with Maximum Response Code code. */
+static void
+mld_query(uint16_t code, uint16_t len)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(sh.pool);
+	struct rte_ipv6_hdr *ip;
+	uint8_t *q;
+
+	assert_non_null(m);
+	ip = (struct rte_ipv6_hdr *)rte_pktmbuf_append(m, (uint16_t)(sizeof(*ip) + len));
+	memset(ip, 0, sizeof(*ip) + len);
+	ip->vtc_flow = rte_cpu_to_be_32(0x60000000);
+	ip->payload_len = rte_cpu_to_be_16(len);
+	ip->proto = IPPROTO_ICMPV6;
+	ip->hop_limits = 1;
+	ip->src_addr[0] = 0xfe;
+	ip->src_addr[1] = 0x80;
+	ip->src_addr[15] = 1;
+	ip->dst_addr[0] = 0xff;
+	ip->dst_addr[1] = 0x02;
+	ip->dst_addr[15] = 1;
+	q = (uint8_t *)(ip + 1);
+	q[0] = 130;
+	q[4] = (uint8_t)(code >> 8);
+	q[5] = (uint8_t)code;
+	rte_pktmbuf_adj(m, sizeof(*ip)); /* as net_ipv6_input() hands it over */
+	net_mld_input(dw, m, ip, len);
+}
+
+static void
+test_mld_query_random_delay(void **state)
+{
+	struct frame f[4];
+	const uint64_t seed = 0xfeedbeef42ull, t0 = dw->now_ms + 100000;
+	const uint32_t d = delay_for(seed, 2000);
+	uint8_t q[28] = {130};
+
+	(void)state;
+	/* RFC 3810 5.1.3: below 32768 the code is the delay; then (mant | 0x1000) << (exp + 3). */
+	q[4] = 0x03, q[5] = 0xe8;
+	assert_int_equal(net_mld_max_delay_ms(q, 28), 1000);
+	q[4] = 0x80, q[5] = 0x00;
+	assert_int_equal(net_mld_max_delay_ms(q, 28), 0x1000u << 3);
+	q[4] = 0xa1, q[5] = 0x23;
+	assert_int_equal(net_mld_max_delay_ms(q, 28), 0x1123u << 5);
+	q[4] = 0xff, q[5] = 0xff;
+	assert_int_equal(net_mld_max_delay_ms(q, 28), 0x1fffu << 10);
+	assert_int_equal(net_mld_max_delay_ms(q, 24), 0xffff); /* MLDv1: linear, in ms */
+
+	take_tx(f, 4);
+	assert_in_range(d, 1, 2000);
+	dw->now_ms = t0;
+	dw->rng = seed;
+	mld_query(2000, 28);
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 0);
+	dw->now_ms = t0 + d - 1;
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 0);
+	/* A later query whose choice falls after the pending report leaves it be. */
+	assert_true(delay_for(seed, 60000) >= 1);
+	dw->rng = seed;
+	mld_query(60000, 28);
+	dw->now_ms = t0 + d;
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_int_equal(f[0].icmp6_type, 143);
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 0); /* one report for both */
+
+	/* An MLDv1 query with no delay: due at once, but a second after the last report. */
+	mld_query(0, 24);
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 0);
+	dw->now_ms = t0 + d + 999;
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 0);
+	dw->now_ms = t0 + d + 1000;
+	net_mld_tick(dw);
+	assert_int_equal(take_tx(f, 4), 1);
+	assert_int_equal(f[0].icmp6_type, 143);
+}
+
 int
 main(void)
 {
@@ -1242,6 +1400,8 @@ main(void)
 	    cmocka_unit_test(test_arp_entry_ages),
 	    cmocka_unit_test(test_arp_table_half_for_strangers),
 	    cmocka_unit_test(test_pmtu_per_destination),
+	    cmocka_unit_test(test_dad_random_delay),
+	    cmocka_unit_test(test_mld_query_random_delay),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
