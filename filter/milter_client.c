@@ -52,6 +52,8 @@ static void
 job_free(struct job *job)
 {
 	pa_buf_free(&job->edits);
+	pa_buf_free(&job->body);
+	pa_buf_free(&job->body_next);
 	free(job);
 }
 
@@ -106,7 +108,7 @@ milter_finish(struct milter_client *c, struct job *job, enum milter_action actio
 	job->verdict = (struct milter_verdict){.cookie = job->cookie, .action = action};
 	switch (action) {
 	case MILTER_ACCEPT:
-		if (pa_buf_pending(&job->edits) == 0) {
+		if (pa_buf_pending(&job->edits) == 0 && !job->body_set) {
 			count(&c->stats.accepted);
 			break;
 		}
@@ -114,11 +116,14 @@ milter_finish(struct milter_client *c, struct job *job, enum milter_action actio
 		if (r != NULL) {
 			struct pa_buf out;
 
-			pa_buf_init(&out, job->msg->size + pa_buf_pending(&job->edits) + 64,
-			            job->msg->size + 2 * (size_t)EDITS_MAX);
+			pa_buf_init(&out,
+			            job->msg->size + pa_buf_pending(&job->edits) +
+			                pa_buf_pending(&job->body) + 64,
+			            job->msg->size + 2 * (size_t)EDITS_MAX + BODY_MAX);
 			if (milter_edit_apply(job->msg->data, job->msg->size,
 			                      pa_buf_head(&job->edits), pa_buf_pending(&job->edits),
-			                      &out) == PA_OK) {
+			                      job->body_set ? pa_buf_head(&job->body) : NULL,
+			                      pa_buf_pending(&job->body), &out) == PA_OK) {
 				r->data = out.data; /* off is 0 after a reset */
 				r->size = out.len;
 				count(&c->stats.accepted);
@@ -165,6 +170,8 @@ site_default(struct milter_client *c, struct job *job)
 
 	count(&c->stats.defaulted);
 	job->edits.len = job->edits.off + job->edits_at_site;
+	pa_buf_reset(&job->body_next);
+	job->body_next_set = false;
 	if (cfg->tempfail) {
 		pa_log_warning("milter: %s: %s failed: default_action tempfail", job->msg->queue_id,
 		               cfg->name);
@@ -518,6 +525,8 @@ take_requests(struct milter_client *c)
 				job->worker = i;
 				job->filters = TAILQ_LAST(&c->sets, milter_filters_list);
 				pa_buf_init(&job->edits, 256, EDITS_MAX);
+				pa_buf_init(&job->body, 4096, BODY_MAX);
+				pa_buf_init(&job->body_next, 4096, BODY_MAX);
 				milter_dispatch(c, job);
 			}
 		}

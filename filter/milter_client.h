@@ -8,8 +8,9 @@
  * ring: DPDK rings, single producer and single consumer, by value; no lock,
  * no allocation and no system call on a poll-mode worker.  A verdict that
  * changes the message carries a struct milter_result (the message with the
- * filters' header edits, or the filter's reply text) which the worker hands
- * back with milter_client_release() once the spool is done with it.
+ * filters' header edits and new body, or the filter's reply text) which the
+ * worker hands back with milter_client_release() once the spool is done
+ * with it.
  *
  * The thread keeps up to `connections` connections per filter, each
  * carrying one message at a time (the protocol's rule), and runs every
@@ -82,7 +83,7 @@ struct milter_client_stats {
 	uint64_t tempfailed;  /* a filter answered 4xx, or a default_action tempfail */
 	uint64_t discarded;   /* a filter discarded: 250, not stored */
 	uint64_t quarantined; /* a filter asked for quarantine (stored, marked: docs/milter.md) */
-	uint64_t edited;      /* stored with the filters' header edits */
+	uint64_t edited;      /* stored with the filters' header edits or new body */
 	uint64_t defaulted;   /* a filter's default_action applied (one per filter and message) */
 	uint64_t connects;    /* connections opened */
 	uint64_t connect_failures;

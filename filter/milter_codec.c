@@ -388,11 +388,14 @@ milter_decode(const uint8_t *in, size_t len, struct milter_reply *out)
 		out->text_len = dlen - 1;
 		break;
 	}
+	case MILTER_R_REPLBODY:
+		out->body = data;
+		out->body_len = dlen;
+		break;
 	case MILTER_R_ADDRCPT:
 	case MILTER_R_DELRCPT:
 	case MILTER_R_ADDRCPT_PAR:
 	case MILTER_R_SHUTDOWN:
-	case MILTER_R_REPLBODY:
 	case MILTER_R_CHGFROM:
 	case MILTER_R_CONN_FAIL:
 	case MILTER_R_SETSYMLIST:

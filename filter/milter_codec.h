@@ -121,13 +121,16 @@ struct milter_reply {
 	const char *text;
 	size_t text_len;
 	unsigned reply_code; /* SMFIR_REPLYCODE: 400..599 */
+	/* SMFIR_REPLBODY: a chunk of the new body (any octets; checked whole by the caller) */
+	const uint8_t *body;
+	size_t body_len;
 };
 
 /*
  * Decodes the first reply in in[0..len): the number of octets it took
  * (> 0), PA_AGAIN when the packet is not complete yet, PA_ERROR when it is
  * malformed (as the header describes).  Replies for steps we do not
- * offer (ADDRCPT, CHGFROM, REPLBODY...) decode with their code and no
+ * offer (ADDRCPT, CHGFROM...) decode with their code and no
  * fields: the caller decides.
  */
 int milter_decode(const uint8_t *in, size_t len, struct milter_reply *out);

@@ -228,6 +228,20 @@ conn_done(struct milter_client *c, struct mconn *mc, enum milter_action action, 
 	struct job *job = mc->job;
 	bool at_end = mc->awaiting == MILTER_CMD_BODYEOB;
 
+	if (action == MILTER_ACCEPT && job->body_next_set) {
+		/* SMFIR_REPLBODY: lines end in CRLF, or it would smuggle (docs/milter.md). */
+		if (!milter_crlf_only(pa_buf_head(&job->body_next),
+		                      pa_buf_pending(&job->body_next))) {
+			count(&c->stats.protocol_errors);
+			milter_conn_fail(c, mc, "a new body with a bare CR or LF");
+			return;
+		}
+		pa_buf_free(&job->body);
+		job->body = job->body_next;
+		job->body_set = true;
+		job->body_next_set = false;
+		pa_buf_init(&job->body_next, 4096, BODY_MAX);
+	}
 	mc->job = NULL;
 	mc->awaiting = 0;
 	if (at_end)
@@ -287,6 +301,12 @@ handle_reply(struct milter_client *c, struct mconn *mc, const struct milter_repl
 		rc = milter_edit_push(&job->edits, MILTER_EDIT_CHANGE, r->index, r->name,
 		                      r->name_len, r->value, r->value_len);
 		break;
+	case MILTER_R_REPLBODY:
+		if (!at_end || !(mc->actions & MILTER_ACT_CHGBODY))
+			goto protocol_error;
+		job->body_next_set = true;
+		rc = pa_buf_append(&job->body_next, r->body, r->body_len);
+		break;
 	case MILTER_R_QUARANTINE: {
 		/* No hold queue here: stored, and marked for the delivery tier (docs/milter.md). */
 		static const char name[] = "X-PigeonAir-Quarantine";
@@ -336,7 +356,7 @@ handle_reply(struct milter_client *c, struct mconn *mc, const struct milter_repl
 		goto protocol_error;
 	}
 	if (rc != PA_OK) {
-		milter_conn_fail(c, mc, "too many header edits");
+		milter_conn_fail(c, mc, "too many edits");
 		return;
 	}
 	return;

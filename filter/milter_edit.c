@@ -127,7 +127,8 @@ same_name(const uint8_t *data, const struct milter_field *f, const struct edit *
 }
 
 static int
-apply(const uint8_t *data, size_t size, struct edit *ev, size_t nev, struct pa_buf *out)
+apply(const uint8_t *data, size_t size, struct edit *ev, size_t nev, const uint8_t *body,
+      size_t body_len, struct pa_buf *out)
 {
 	struct milter_field f;
 	size_t pos = 0;
@@ -171,12 +172,31 @@ apply(const uint8_t *data, size_t size, struct edit *ev, size_t nev, struct pa_b
 		if (ev[i].kind == MILTER_EDIT_CHANGE && !ev[i].done && ev[i].value_len > 0 &&
 		    put_field(out, &ev[i]) != PA_OK)
 			return PA_ERROR;
-	return pa_buf_append(out, data + pos, size - pos);
+	if (body == NULL)
+		return pa_buf_append(out, data + pos, size - pos);
+	/* The empty line, then the filter's body, ending with CRLF like any other. */
+	if (pa_buf_append(out, "\r\n", 2) != PA_OK || pa_buf_append(out, body, body_len) != PA_OK)
+		return PA_ERROR;
+	if (body_len > 0 && (body_len < 2 || memcmp(body + body_len - 2, "\r\n", 2) != 0))
+		return pa_buf_append(out, "\r\n", 2);
+	return PA_OK;
+}
+
+bool
+milter_crlf_only(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\r' && (i + 1 == len || p[i + 1] != '\n'))
+			return false;
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			return false;
+	}
+	return true;
 }
 
 int
 milter_edit_apply(const uint8_t *data, size_t size, const uint8_t *edits, size_t edits_len,
-                  struct pa_buf *out)
+                  const uint8_t *body, size_t body_len, struct pa_buf *out)
 {
 	struct pa_buf ev; /* struct edit[], one per record */
 	int rc = PA_OK;
@@ -193,7 +213,7 @@ milter_edit_apply(const uint8_t *data, size_t size, const uint8_t *edits, size_t
 	}
 	if (rc == PA_OK)
 		rc = apply(data, size, (struct edit *)pa_buf_head(&ev),
-		           pa_buf_pending(&ev) / sizeof(struct edit), out);
+		           pa_buf_pending(&ev) / sizeof(struct edit), body, body_len, out);
 	pa_buf_free(&ev);
 	return rc;
 }

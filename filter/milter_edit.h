@@ -1,6 +1,6 @@
 /*
  * milter_edit.h: a stored message's header section as a milter sees it, and
- * the header edits milters ask for, applied.
+ * the header edits (and new body) milters ask for, applied.
  *
  * The message is what the SMTP engine hands over (smtp_session.h): our
  * Received: header first, then the client's header fields, an empty line
@@ -53,9 +53,15 @@ int milter_edit_push(struct pa_buf *edits, enum milter_edit_kind kind, uint32_t 
 
 /*
  * Writes the message data[0..size) with the edits applied into out (reset
- * first).  PA_ERROR when out's max is reached or memory is short.
+ * first), and with body[0..body_len) after the header section's empty line
+ * instead of the message's own body when body is not NULL (SMFIR_REPLBODY;
+ * the caller checked its line ends: a final CRLF is added when it has
+ * none).  PA_ERROR when out's max is reached or memory is short.
  */
 int milter_edit_apply(const uint8_t *data, size_t size, const uint8_t *edits, size_t edits_len,
-                      struct pa_buf *out);
+                      const uint8_t *body, size_t body_len, struct pa_buf *out);
+
+/* Whether every CR of p[0..len) is followed by LF and every LF preceded by CR. */
+bool milter_crlf_only(const uint8_t *p, size_t len);
 
 #endif

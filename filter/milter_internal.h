@@ -29,8 +29,10 @@
 #define IN_MAX (MILTER_REPLY_MAX + 5)
 #define EDITS_MAX (1u << 20) /* header edits one message may collect */
 
-/* What we allow a filter (SMFIF_*): header edits and quarantine, never the envelope or body. */
-#define OFFERED_ACTIONS (MILTER_ACT_ADDHDRS | MILTER_ACT_CHGHDRS | MILTER_ACT_QUARANTINE)
+/* What we allow a filter (SMFIF_*): header and body edits and quarantine, never the envelope. */
+#define OFFERED_ACTIONS                                                                            \
+	(MILTER_ACT_ADDHDRS | MILTER_ACT_CHGHDRS | MILTER_ACT_CHGBODY | MILTER_ACT_QUARANTINE)
+#define BODY_MAX OUT_MAX /* a filter's new body */
 /* Every step a filter may ask us to skip or leave unanswered (SMFIP_*). */
 #define OFFERED_PROTOCOL                                                                           \
 	(MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL | MILTER_P_NORCPT |                \
@@ -74,7 +76,10 @@ struct job {
 	unsigned site;
 	uint64_t wait_deadline;
 	struct pa_buf edits;
-	size_t edits_at_site; /* edits.len when the current filter began: dropped if it fails */
+	size_t edits_at_site;    /* edits.len when the current filter began: dropped if it fails */
+	struct pa_buf body;      /* the new body of the last filter that replaced it (body_set) */
+	struct pa_buf body_next; /* the current filter's SMFIR_REPLBODY chunks, until it accepts */
+	bool body_set, body_next_set;
 	struct milter_verdict verdict;
 };
 

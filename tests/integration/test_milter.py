@@ -19,7 +19,7 @@ import time
 import pytest
 
 import helpers
-from milter_peer import MilterPeer, header
+from milter_peer import ACTIONS, MilterPeer, header
 
 pytestmark = pytest.mark.both_backends
 
@@ -186,3 +186,31 @@ def test_reload_gives_new_messages_new_filters(pigeond_factory, milter):
     finally:
         release.set()
         b.close()
+
+
+def test_body_replaced(pigeond_factory):
+    """SMFIR_REPLBODY: the stored body is the filter's (header section and its
+    edits kept, Received: first); a new body with a bare LF breaks the
+    protocol: the filter's default_action (tempfail), nothing stored."""
+    m = MilterPeer(actions=ACTIONS | 0x02)  # SMFIF_CHGBODY
+    try:
+        def eom(msg):
+            if dict(msg["headers"]).get("Subject") == "bare":
+                return [("b", b"smuggled\n.\r\n"), ("c", b"")]
+            return [("h", header("X-Milter", "body")),
+                    ("b", b"new body\r\n"), ("b", b"second chunk"), ("c", b"")]
+        m.on_eom = eom
+        p = filtered(pigeond_factory, f"inet:127.0.0.1:{m.port}")
+        code, text = transaction(p)
+        assert code == 250, text
+        assert m.messages[0]["offered"][1] & 0x02
+        stored = helpers.spool_show(p.spool_dir, helpers.queue_id_of(text[-1]))
+        rest = helpers.strip_received(stored[stored.index(b"Received: "):])
+        assert rest == (b"X-Milter: body\r\nFrom: sender@example.org\r\nSubject: hello\r\n"
+                        b"X-Remove: me\r\n\r\nnew body\r\nsecond chunk\r\n"), rest
+        code, text = transaction(p, b"Subject: bare\r\n\r\nx\r\n")
+        assert code == 451, text
+        assert len(helpers.spool_ls(p.spool_dir)) == 1
+        assert stats(p)["milter"]["protocol_errors"] == 1
+    finally:
+        m.close()

@@ -337,16 +337,59 @@ test_edits(void **state)
 	assert_int_equal(milter_edit_push(&edits, MILTER_EDIT_CHANGE, 1, "X-Gone", 6, "", 0),
 	                 PA_OK);
 	assert_int_equal(milter_edit_apply((const uint8_t *)message, sizeof(message) - 1,
-	                                   pa_buf_head(&edits), pa_buf_pending(&edits), &out),
+	                                   pa_buf_head(&edits), pa_buf_pending(&edits), NULL, 0,
+	                                   &out),
 	                 PA_OK);
 	assert_int_equal(out.len, strlen(want));
 	assert_memory_equal(out.data, want, out.len);
 	/* no edits: the message as it was */
-	assert_int_equal(
-	    milter_edit_apply((const uint8_t *)message, sizeof(message) - 1, NULL, 0, &out), PA_OK);
+	assert_int_equal(milter_edit_apply((const uint8_t *)message, sizeof(message) - 1, NULL, 0,
+	                                   NULL, 0, &out),
+	                 PA_OK);
 	assert_int_equal(out.len, sizeof(message) - 1);
 	assert_memory_equal(out.data, message, out.len);
 	pa_buf_free(&edits);
+	pa_buf_free(&out);
+}
+
+/* SMFIR_REPLBODY: the header section kept, the body replaced, a final CRLF added. */
+static void
+test_edit_body(void **state)
+{
+	static const char message[] = "Received: from a\r\nSubject: s\r\n\r\nold body\r\n";
+	static const char nobody[] = "Received: from a\r\nSubject: s\r\n";
+	struct pa_buf out;
+	struct milter_reply r;
+	uint8_t pkt[] = {0, 0, 0, 5, 'b', 'n', 'e', 'w', '\r'};
+
+	(void)state;
+	pa_buf_init(&out, 64, 1 << 16);
+	assert_int_equal(milter_edit_apply((const uint8_t *)message, sizeof(message) - 1, NULL, 0,
+	                                   (const uint8_t *)"new\r\nbody", 9, &out),
+	                 PA_OK);
+	assert_int_equal(out.len, strlen("Received: from a\r\nSubject: s\r\n\r\nnew\r\nbody\r\n"));
+	assert_memory_equal(out.data, "Received: from a\r\nSubject: s\r\n\r\nnew\r\nbody\r\n",
+	                    out.len);
+	/* an empty new body; a message that had none gets its empty line */
+	assert_int_equal(milter_edit_apply((const uint8_t *)message, sizeof(message) - 1, NULL, 0,
+	                                   (const uint8_t *)"", 0, &out),
+	                 PA_OK);
+	assert_memory_equal(out.data, "Received: from a\r\nSubject: s\r\n\r\n", out.len);
+	assert_int_equal(milter_edit_apply((const uint8_t *)nobody, sizeof(nobody) - 1, NULL, 0,
+	                                   (const uint8_t *)"x\r\n", 3, &out),
+	                 PA_OK);
+	assert_memory_equal(out.data, "Received: from a\r\nSubject: s\r\n\r\nx\r\n", out.len);
+	assert_true(milter_crlf_only((const uint8_t *)"a\r\nb\r\n", 6));
+	assert_true(milter_crlf_only((const uint8_t *)"", 0));
+	assert_false(milter_crlf_only((const uint8_t *)"a\nb", 3));
+	assert_false(milter_crlf_only((const uint8_t *)"a\rb", 3));
+	assert_false(milter_crlf_only((const uint8_t *)"a\r", 2));
+	assert_false(milter_crlf_only((const uint8_t *)"\n", 1));
+	/* the chunk decodes as it is, whatever its octets */
+	assert_int_equal(milter_decode(pkt, sizeof(pkt), &r), (int)sizeof(pkt));
+	assert_int_equal(r.code, MILTER_R_REPLBODY);
+	assert_int_equal(r.body_len, 4);
+	assert_memory_equal(r.body, "new\r", 4);
 	pa_buf_free(&out);
 }
 
@@ -355,6 +398,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_encode_commands),
+	    cmocka_unit_test(test_edit_body),
 	    cmocka_unit_test(test_encode_limits),
 	    cmocka_unit_test(test_decode_simple),
 	    cmocka_unit_test(test_decode_optneg),
