@@ -268,11 +268,12 @@ usage_json(const struct spool_log_usage *u)
 {
 	if (!u->log)
 		return json_null();
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "segments", (json_int_t)u->segments,
-	                 "bytes", (json_int_t)u->bytes, "live_bytes", (json_int_t)u->live_bytes,
-	                 "reclaimable_bytes", (json_int_t)u->reclaimable_bytes,
-	                 "reclaimed_segments", (json_int_t)u->reclaimed_segments, "reclaimed_bytes",
-	                 (json_int_t)u->reclaimed_bytes, "wal_syncs", (json_int_t)u->wal_syncs);
+	return json_pack(
+	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "segments", (json_int_t)u->segments,
+	    "bytes", (json_int_t)u->bytes, "live_bytes", (json_int_t)u->live_bytes,
+	    "reclaimable_bytes", (json_int_t)u->reclaimable_bytes, "reclaimed_segments",
+	    (json_int_t)u->reclaimed_segments, "reclaimed_bytes", (json_int_t)u->reclaimed_bytes,
+	    "wal_syncs", (json_int_t)u->wal_syncs, "closed_bytes", (json_int_t)u->closed_bytes);
 }
 
 /* A shard's segment log (format 2), or JSON null (format 1); adds it to *sum. */
@@ -290,6 +291,7 @@ log_json(const struct spool *spool, unsigned shard, struct spool_log_usage *sum)
 	sum->reclaimed_segments += u.reclaimed_segments;
 	sum->reclaimed_bytes += u.reclaimed_bytes;
 	sum->wal_syncs += u.wal_syncs;
+	sum->closed_bytes += u.closed_bytes;
 	return usage_json(&u);
 }
 

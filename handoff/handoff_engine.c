@@ -53,7 +53,7 @@ static void
 update_pressure(struct handoff *h)
 {
 	/* spool_open() refuses more shards than SPOOL_MAX_SHARDS */
-	uint64_t queued[SPOOL_MAX_SHARDS];
+	uint64_t queued[SPOOL_MAX_SHARDS], pinned[SPOOL_MAX_SHARDS];
 	bool was[SPOOL_MAX_SHARDS];
 	struct statvfs vfs;
 	bool disk_full = false;
@@ -73,7 +73,14 @@ update_pressure(struct handoff *h)
 		uint64_t in =
 		    h->base_bytes[s] + (committed - h->base_committed[s]) + h->added_bytes[s];
 		uint64_t q = in > h->removed_bytes[s] ? in - h->removed_bytes[s] : 0;
-		bool full = disk_full || (h->cfg.high_water > 0 && q >= h->cfg.high_water);
+		struct spool_log_usage u;
+		bool full;
+
+		/* Format 2: a closed segment's disk stays while one copy in it is queued. */
+		spool_shard_log_usage(h->spool, s, &u);
+		pinned[s] = u.log ? u.closed_bytes : 0;
+		full = disk_full || (h->cfg.high_water > 0 &&
+		                     (q >= h->cfg.high_water || pinned[s] >= h->cfg.high_water));
 
 		was[s] = spool_set_backpressure(h->spool, s, full);
 		queued[s] = q;
@@ -84,9 +91,10 @@ update_pressure(struct handoff *h)
 
 		atomic_store_explicit(&h->queued_bytes[s], queued[s], memory_order_release);
 		if (full != was[s])
-			pa_log_notice("hand-off: shard %u %s (queued %llu bytes%s)", s,
-			              full ? "full: new mail gets 452 4.3.1" : "accepting again",
-			              (unsigned long long)queued[s],
+			pa_log_notice("hand-off: shard %u %s (queued %llu bytes, %llu in closed "
+			              "segments%s)",
+			              s, full ? "full: new mail gets 452 4.3.1" : "accepting again",
+			              (unsigned long long)queued[s], (unsigned long long)pinned[s],
 			              disk_full ? ", disk below spool.min_free" : "");
 	}
 }

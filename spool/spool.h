@@ -176,6 +176,8 @@ struct spool_log_usage {
 	uint64_t reclaimable_bytes;
 	uint64_t reclaimed_segments;
 	uint64_t reclaimed_bytes;
+	/* the closed segments' files: disk a queued copy keeps until its segment goes */
+	uint64_t closed_bytes;
 	/* WAL syncs the committer made itself for reclamation (no hand-off sync came in time) */
 	uint64_t wal_syncs;
 };

@@ -111,6 +111,7 @@ struct spool_shard {
 	atomic_uint_least64_t fresh_from; /* spool_stream_fresh_from() */
 	uint64_t last_group_us;           /* committer only: the last group's time */
 	atomic_uint_least64_t log_wal_syncs;
+	atomic_uint_least64_t log_closed_bytes;
 	/*
 	 * RocksDB's WAL is synced through this sequence number
 	 * (spool_shard_sync_wal(), any thread, under db_lock shared; reset to 0

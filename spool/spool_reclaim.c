@@ -209,11 +209,17 @@ count(struct spool_shard *sh, struct spool_reclaim *r)
 static void
 publish_files(struct spool_shard *sh)
 {
+	const struct seglog_segment *segs;
+	size_t nclosed = seglog_closed(sh->log, &segs);
+	uint64_t closed = 0;
 	struct seglog_stats st;
 
+	for (size_t i = 0; i < nclosed; i++)
+		closed += segs[i].size;
 	seglog_stats(sh->log, &st);
 	atomic_store_explicit(&sh->log_segments, st.segments, memory_order_relaxed);
 	atomic_store_explicit(&sh->log_bytes, st.bytes, memory_order_relaxed);
+	atomic_store_explicit(&sh->log_closed_bytes, closed, memory_order_relaxed);
 }
 
 /*
@@ -452,5 +458,6 @@ spool_shard_log_usage(const struct spool *spool, unsigned shard, struct spool_lo
 	    .reclaimed_segments = atomic_load_explicit(&sh->log_reclaimed, memory_order_relaxed),
 	    .reclaimed_bytes = atomic_load_explicit(&sh->log_reclaimed_bytes, memory_order_relaxed),
 	    .wal_syncs = atomic_load_explicit(&sh->log_wal_syncs, memory_order_relaxed),
+	    .closed_bytes = atomic_load_explicit(&sh->log_closed_bytes, memory_order_relaxed),
 	};
 }

@@ -20,7 +20,8 @@ import pytest
 
 import delivery
 import helpers
-from test_handoff import content_for, key, relay_settings, send_ids, servers  # noqa: F401
+from test_handoff import (content_for, key, log_usage, relay_settings, send_ids,  # noqa: F401
+                          servers)
 
 TIMEOUT = 25.0
 
@@ -318,7 +319,7 @@ def test_backpressure_high_water(pigeond_factory, workdir, servers, tmp_path):  
     # nothing is deleted); the flag was stored before that figure.
     delivery.wait_for(lambda: ctl_result(p, "status")["handoff"]["queued_bytes"] == two,
                       5, "the engine to count both copies")
-    assert p.wait_for_log(rf"shard 0 full: new mail gets 452 4\.3\.1 \(queued {two} bytes\)", 1), (
+    assert p.wait_for_log(rf"shard 0 full: new mail gets 452 4\.3\.1 \(queued {two} bytes, 0 in closed segments\)", 1), (
         p.log()[-2000:])
     with p.raw() as c:
         c.greet()
@@ -334,7 +335,7 @@ def test_backpressure_high_water(pigeond_factory, workdir, servers, tmp_path):  
                       "the other shard's mail delivered")
     # Drained (here by deleting its copies): the shard accepts again.
     assert ctl_result(p, "spool", "delete", "--shard", "0", "--all")["messages"] == 2
-    assert p.wait_for_log(r"shard 0 accepting again \(queued 0 bytes\)", 5), p.log()[-2000:]
+    assert p.wait_for_log(r"shard 0 accepting again \(queued 0 bytes, 0 in closed segments\)", 5), p.log()[-2000:]
     with p.raw() as c:
         c.greet()
         assert c.cmd("MAIL FROM:<sender@example.org>")[0] == 250
@@ -379,3 +380,54 @@ def test_circuit_breaker_spares_other_destinations(pigeond_factory, workdir, ser
     assert qid in p.log()
     assert p.stop() == 0
     assert len(helpers.spool_ls(p.spool_dir)) == 3
+
+
+def test_backpressure_counts_pinned_segments(pigeond_factory, workdir, servers, tmp_path):  # noqa: F811
+    """spool.high_water counts a format-2 shard's closed segments too: copies
+    delivered around deferred ones leave their segments on disk, so the
+    shard is full once those segments' bytes reach the mark, although its
+    queued bytes are far below it.
+
+    Deterministic: the mark is set by a reload only once the spool is in
+    that state (every big copy delivered, the closed segments counted)."""
+    def in_shard0(domain):
+        return helpers.addresses_in_shards(domain=domain)[0][0]
+    dead_rcpt, live_rcpt = in_shard0("dead.example"), in_shard0("live.example")
+    pf = delivery.Postfix(workdir, [live_rcpt], domains=("live.example",))
+    servers.append(pf)
+    pf.start()
+    routes = tmp_path / "routes"
+    routes.write_text(f"domain dead.example smtp:127.0.0.1:{helpers.free_port()}\n"
+                      f"domain live.example smtp:127.0.0.1:{pf.port}\n")
+    p = start_pigeond(pigeond_factory, **relay_settings(None, routes, **{
+        "spool.segment_size": "65536",
+        "domains": ",".join(list(helpers.DOMAINS) + ["dead.example", "live.example"])}))
+    # About 58 KB: one per 64 KiB segment, each segment also holding a small
+    # deferred copy that pins it.
+    big = content_for("big", extra=(b"y" * 70 + b"\r\n") * 800)
+    for i in range(5):
+        send_ids(p, "sender@example.org", [dead_rcpt], content_for(f"small{i}"))
+        send_ids(p, "sender@example.org", [live_rcpt], big)
+    delivery.wait_for(lambda: len(pf.messages().get(key(live_rcpt), [])) == 5, TIMEOUT,
+                      "the big copies delivered")
+    delivery.wait_for(lambda: ctl_result(p, "status")["handoff"]["queued_bytes"] < 5000, 10,
+                      "only the small copies queued")
+    delivery.wait_for(lambda: log_usage(p, 0)["closed_bytes"] >= 4 * 65536, 10,
+                      "four closed segments pinned")
+    closed = log_usage(p, 0)["closed_bytes"]
+    queued = ctl_result(p, "status")["handoff"]["queued_bytes"]
+    with p.raw() as c:  # below every mark so far
+        c.greet()
+        assert c.cmd("MAIL FROM:<sender@example.org>")[0] == 250
+        assert c.cmd(f"RCPT TO:<{dead_rcpt}>")[0] == 250
+    p.settings["spool.high_water"] = "200000"
+    p.write_config(p.settings)
+    p.signal(signal.SIGHUP)
+    assert p.wait_for_log(rf"shard 0 full: new mail gets 452 4\.3\.1 \(queued {queued} bytes, "
+                          rf"{closed} in closed segments\)", 10), p.log()[-2000:]
+    with p.raw() as c:
+        c.greet()
+        assert c.cmd("MAIL FROM:<sender@example.org>")[0] == 250
+        code, text = c.cmd(f"RCPT TO:<{dead_rcpt}>")
+        assert code == 452 and text[0].startswith("4.3.1"), (code, text)
+    assert p.stop() == 0
