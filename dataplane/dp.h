@@ -29,7 +29,6 @@
 
 #define DP_BURST 32
 #define DP_MAX_WORKERS 64
-#define DP_ARP_PENDING 16
 #define DP_ARP_ENTRIES 4096 /* the ARP table; its entry array has twice as many slots */
 /* Consecutive local addresses (dp_port_conf.ip_count): 64 x 28,232 ports to one server port */
 #define DP_MAX_ADDRS 64
@@ -38,7 +37,8 @@
 #define DP_RETA_MAX 2048
 /* IPv6: the link-local address (from the MAC), then dpdk.ip6's (CONFIG_IP6_MAX) */
 #define DP_MAX_ADDRS6 5
-#define DP_ND_PENDING 16
+/* Neighbours one worker resolves at a time, per protocol (net_neigh.c's pending list) */
+#define DP_NEIGH_PENDING 16
 #define DP_PMTU_ENTRIES 256 /* path MTUs kept per IPv6 destination (net_pmtu.c) */
 
 /* An IPv6 address of ours through duplicate address detection (RFC 4862 5.4). */
@@ -141,17 +141,18 @@ struct dp_shared {
 	uint64_t tsc_per_ms;
 };
 
-struct dp_arp_pending {
-	uint32_t ip;
-	uint8_t tries;
-	uint64_t next_ms;
+/* The protocols resolving neighbours, each with its pending list (net_neigh.c). */
+enum dp_neigh_proto {
+	DP_NEIGH_ARP, /* addresses IPv4-mapped (::ffff:a.b.c.d) */
+	DP_NEIGH_ND,
+	DP_NEIGH_PROTOS,
 };
 
-/* A neighbour being resolved by this worker (IPv6: net_nd.c). */
-struct dp_nd_pending {
+/* A neighbour being resolved by this worker: INCOMPLETE (RFC 4861 7.3.2). */
+struct dp_neigh_pending {
 	uint8_t a[16];
 	bool used;
-	uint8_t tries;
+	uint8_t tries; /* requests sent */
 	uint64_t next_ms;
 };
 
@@ -189,8 +190,7 @@ struct dp_worker {
 	unsigned ntws, max_tws, tws_used;
 	TAILQ_HEAD(, dp_conn) out_pending; /* to run tcp_output() on before the TX flush */
 	TAILQ_HEAD(, dp_conn) live;        /* every connection with an SMTP session */
-	struct dp_arp_pending arp[DP_ARP_PENDING];
-	struct dp_nd_pending nd[DP_ND_PENDING];
+	struct dp_neigh_pending pending[DP_NEIGH_PROTOS][DP_NEIGH_PENDING];
 	uint64_t icmp6_second; /* RFC 4443 2.4(f): the second the error budget is for */
 	uint32_t icmp6_budget; /* ICMPv6 errors left in it */
 	bool dad_link_up;      /* worker 0: DAD saw the link up */
@@ -326,6 +326,29 @@ void net_neigh_heard(struct dp_worker *dw, struct dp_nd_entry *e, const struct r
 /* A packet is about to use the entry: its MAC in *mac, the state advanced (7.3.3). */
 enum dp_neigh_use net_neigh_use(struct dp_worker *dw, struct dp_nd_entry *e,
                                 struct rte_ether_addr *mac);
+/*
+ * The pending lists: the addresses each worker is resolving (INCOMPLETE),
+ * at most DP_NEIGH_PENDING per protocol, so an unresolved flood sends no
+ * more requests than that.  add(): true when a is new on the list (the
+ * caller sends the first request), false when it is there already or the
+ * list is full.  anywhere(): on some worker's list (others' read racily: a
+ * torn read costs one ignored answer).  done(): this worker stops asking.
+ */
+bool net_neigh_pending_add(struct dp_worker *dw, enum dp_neigh_proto p, const uint8_t *a,
+                           uint32_t retrans_ms);
+bool net_neigh_pending_anywhere(const struct dp_shared *sh, enum dp_neigh_proto p,
+                                const uint8_t *a);
+void net_neigh_pending_done(struct dp_worker *dw, enum dp_neigh_proto p, const uint8_t *a);
+/* How a protocol finds an entry and asks again (a broadcast request, a multicast NS). */
+struct dp_neigh_ops {
+	const struct dp_nd_entry *(*find)(const struct dp_shared *sh, const uint8_t *a);
+	void (*ask)(struct dp_worker *dw, const uint8_t *a);
+	unsigned max_tries;
+	uint32_t retrans_ms;
+};
+/* The retries due on this worker's list: resolved or out of tries leave it. */
+void net_neigh_pending_tick(struct dp_worker *dw, enum dp_neigh_proto p,
+                            const struct dp_neigh_ops *ops);
 
 /* net_arp.c */
 int net_arp_create(struct dp_shared *sh);

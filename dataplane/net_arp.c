@@ -82,18 +82,22 @@ entry_make(struct dp_worker *dw, uint32_t ip)
 	return &dw->sh->arp_e[pos];
 }
 
-/* Whether some worker is resolving ip (others' lists read racily: a torn read costs a reply). */
-static bool
-pending_anywhere(const struct dp_shared *sh, uint32_t ip)
+/* ip as the pending list keeps it: IPv4-mapped (net_neigh.c's lists are for both). */
+static void
+mapped(uint32_t ip, uint8_t *a)
 {
-	for (unsigned w = 0; w < sh->nworkers; w++) {
-		const struct dp_worker *o = sh->workers[w];
+	memset(a, 0, 10);
+	a[10] = a[11] = 0xff;
+	memcpy(a + 12, &ip, 4);
+}
 
-		for (unsigned i = 0; o != NULL && i < DP_ARP_PENDING; i++)
-			if (o->arp[i].ip == ip)
-				return true;
-	}
-	return false;
+static uint32_t
+unmapped(const uint8_t *a)
+{
+	uint32_t ip;
+
+	memcpy(&ip, a + 12, 4);
+	return ip;
 }
 
 /*
@@ -145,9 +149,11 @@ static bool
 merge(struct dp_worker *dw, uint32_t ip, const struct rte_ether_addr *mac, bool reply)
 {
 	struct dp_nd_entry *e = entry_find(dw->sh, ip);
+	uint8_t a[16];
 
+	mapped(ip, a);
 	if (e == NULL) {
-		if (reply ? !pending_anywhere(dw->sh, ip)
+		if (reply ? !net_neigh_pending_anywhere(dw->sh, DP_NEIGH_ARP, a)
 		          : rte_hash_count(dw->sh->neigh) >= DP_ARP_ENTRIES / 2)
 			return !reply;
 		if ((e = entry_make(dw, ip)) == NULL)
@@ -155,9 +161,7 @@ merge(struct dp_worker *dw, uint32_t ip, const struct rte_ether_addr *mac, bool 
 	}
 	net_neigh_heard(dw, e, mac, reply);
 	/* Resolved: this worker stops asking (others notice on their next retry). */
-	for (unsigned i = 0; i < DP_ARP_PENDING; i++)
-		if (dw->arp[i].ip == ip)
-			dw->arp[i].ip = 0;
+	net_neigh_pending_done(dw, DP_NEIGH_ARP, a);
 	return true;
 }
 
@@ -198,7 +202,7 @@ bool
 net_arp_resolve(struct dp_worker *dw, uint32_t ip, struct rte_ether_addr *mac)
 {
 	struct dp_nd_entry *e = entry_find(dw->sh, ip);
-	struct dp_arp_pending *free_slot = NULL;
+	uint8_t a[16];
 
 	switch (e != NULL ? net_neigh_use(dw, e, mac) : DP_NEIGH_RESOLVE) {
 	case DP_NEIGH_OK:
@@ -211,42 +215,37 @@ net_arp_resolve(struct dp_worker *dw, uint32_t ip, struct rte_ether_addr *mac)
 	default:
 		break;
 	}
-	for (unsigned i = 0; i < DP_ARP_PENDING; i++) {
-		if (dw->arp[i].ip == ip)
-			return false; /* already asking; net_arp_tick() retries */
-		if (dw->arp[i].ip == 0 && free_slot == NULL)
-			free_slot = &dw->arp[i];
+	mapped(ip, a);
+	if (net_neigh_pending_add(dw, DP_NEIGH_ARP, a, ARP_RETRY_MS)) {
+		dw->c.arp_requests_out++;
+		send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, NULL, ip);
 	}
-	if (free_slot == NULL)
-		return false; /* as many resolutions in flight as we track: don't flood */
-	free_slot->ip = ip;
-	free_slot->tries = 1;
-	free_slot->next_ms = dw->now_ms + ARP_RETRY_MS;
+	return false; /* net_arp_tick() retries */
+}
+
+static const struct dp_nd_entry *
+find_mapped(const struct dp_shared *sh, const uint8_t *a)
+{
+	return entry_find(sh, unmapped(a));
+}
+
+/* A retry: the broadcast request again. */
+static void
+ask(struct dp_worker *dw, const uint8_t *a)
+{
 	dw->c.arp_requests_out++;
-	send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, NULL, ip);
-	return false;
+	send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, NULL, unmapped(a));
 }
 
 void
 net_arp_tick(struct dp_worker *dw)
 {
-	for (unsigned i = 0; i < DP_ARP_PENDING; i++) {
-		struct dp_arp_pending *p = &dw->arp[i];
+	static const struct dp_neigh_ops ops = {
+	    .find = find_mapped,
+	    .ask = ask,
+	    .max_tries = ARP_TRIES,
+	    .retrans_ms = ARP_RETRY_MS,
+	};
 
-		const struct dp_nd_entry *e;
-
-		if (p->ip == 0 || dw->now_ms < p->next_ms)
-			continue;
-		e = entry_find(dw->sh, p->ip);
-		if ((e != NULL &&
-		     net_neigh_state(__atomic_load_n(&e->word, __ATOMIC_ACQUIRE)) != DP_ND_NONE) ||
-		    p->tries >= ARP_TRIES) {
-			p->ip = 0; /* resolved, or given up until the next packet asks again */
-			continue;
-		}
-		p->tries++;
-		p->next_ms = dw->now_ms + ARP_RETRY_MS;
-		dw->c.arp_requests_out++;
-		send_arp(dw, RTE_ARP_OP_REQUEST, dw->sh->ip, NULL, p->ip);
-	}
+	net_neigh_pending_tick(dw, DP_NEIGH_ARP, &ops);
 }

@@ -242,20 +242,6 @@ unspecified(const uint8_t *a)
 	return memcmp(a, zero, 16) == 0;
 }
 
-static bool
-pending_anywhere(const struct dp_shared *sh, const uint8_t *a)
-{
-	/* Other workers' lists are read racily: a torn read costs one ignored answer. */
-	for (unsigned w = 0; w < sh->nworkers; w++) {
-		const struct dp_worker *o = sh->workers[w];
-
-		for (unsigned i = 0; o != NULL && i < DP_ND_PENDING; i++)
-			if (o->nd[i].used && memcmp(o->nd[i].a, a, 16) == 0)
-				return true;
-	}
-	return false;
-}
-
 static void
 dad_conflict(struct dp_worker *dw, int ai)
 {
@@ -344,7 +330,7 @@ na_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip
 	e = entry_find(dw->sh, target);
 	if (e == NULL) {
 		/* 7.2.5: no entry, nothing to update; unless we asked. */
-		if (!has_lla || !pending_anywhere(dw->sh, target) ||
+		if (!has_lla || !net_neigh_pending_anywhere(dw->sh, DP_NEIGH_ND, target) ||
 		    (e = entry_make(dw, target)) == NULL) {
 			rte_pktmbuf_free(m);
 			return;
@@ -375,9 +361,7 @@ na_input(struct dp_worker *dw, struct rte_mbuf *m, const struct rte_ipv6_hdr *ip
 			net_neigh_set(dw, e, nw);
 	}
 	/* Resolved: this worker stops asking (others notice on their next retry). */
-	for (unsigned i = 0; i < DP_ND_PENDING; i++)
-		if (dw->nd[i].used && memcmp(dw->nd[i].a, target, 16) == 0)
-			dw->nd[i].used = false;
+	net_neigh_pending_done(dw, DP_NEIGH_ND, target);
 	rte_pktmbuf_free(m);
 }
 
@@ -400,26 +384,6 @@ net_nd_input(struct dp_worker *dw, struct rte_mbuf *m, struct rte_ipv6_hdr *ip, 
 
 /* ---- resolution ---- */
 
-static void
-pending_add(struct dp_worker *dw, const uint8_t *ip)
-{
-	struct dp_nd_pending *free_slot = NULL;
-
-	for (unsigned i = 0; i < DP_ND_PENDING; i++) {
-		if (dw->nd[i].used && memcmp(dw->nd[i].a, ip, 16) == 0)
-			return; /* already asking; net_nd_tick() retries */
-		if (!dw->nd[i].used && free_slot == NULL)
-			free_slot = &dw->nd[i];
-	}
-	if (free_slot == NULL)
-		return; /* as many resolutions in flight as we track: don't flood */
-	memcpy(free_slot->a, ip, 16);
-	free_slot->tries = 1;
-	free_slot->next_ms = dw->now_ms + ND_RETRANS_MS;
-	free_slot->used = true;
-	send_ns(dw, ip, NULL);
-}
-
 bool
 net_nd_resolve(struct dp_worker *dw, const uint8_t *ip, struct rte_ether_addr *mac)
 {
@@ -437,7 +401,8 @@ net_nd_resolve(struct dp_worker *dw, const uint8_t *ip, struct rte_ether_addr *m
 		send_ns(dw, ip, mac); /* 7.3.3: unicast, to the MAC we have */
 		return true;
 	default:
-		pending_add(dw, ip);
+		if (net_neigh_pending_add(dw, DP_NEIGH_ND, ip, ND_RETRANS_MS))
+			send_ns(dw, ip, NULL); /* 7.2.2; net_nd_tick() retries */
 		return false;
 	}
 }
@@ -529,28 +494,32 @@ dad_tick(struct dp_worker *dw)
 	}
 }
 
+static const struct dp_nd_entry *
+find_const(const struct dp_shared *sh, const uint8_t *a)
+{
+	return entry_find(sh, a);
+}
+
+/* A retry: the multicast solicitation again (7.2.2). */
+static void
+ask(struct dp_worker *dw, const uint8_t *a)
+{
+	send_ns(dw, a, NULL);
+}
+
 void
 net_nd_tick(struct dp_worker *dw)
 {
+	static const struct dp_neigh_ops ops = {
+	    .find = find_const,
+	    .ask = ask,
+	    .max_tries = ND_MAX_MULTICAST_SOLICIT,
+	    .retrans_ms = ND_RETRANS_MS,
+	};
+
 	if (dw->sh->nip6 == 0)
 		return;
 	if (dw->id == 0)
 		dad_tick(dw);
-	for (unsigned i = 0; i < DP_ND_PENDING; i++) {
-		struct dp_nd_pending *p = &dw->nd[i];
-		struct dp_nd_entry *e;
-
-		if (!p->used || dw->now_ms < p->next_ms)
-			continue;
-		e = entry_find(dw->sh, p->a);
-		if ((e != NULL &&
-		     net_neigh_state(__atomic_load_n(&e->word, __ATOMIC_ACQUIRE)) != DP_ND_NONE) ||
-		    p->tries >= ND_MAX_MULTICAST_SOLICIT) {
-			p->used = false; /* resolved, or given up until the next packet asks */
-			continue;
-		}
-		p->tries++;
-		p->next_ms = dw->now_ms + ND_RETRANS_MS;
-		send_ns(dw, p->a, NULL);
-	}
+	net_neigh_pending_tick(dw, DP_NEIGH_ND, &ops);
 }

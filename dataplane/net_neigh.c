@@ -12,9 +12,13 @@
  * DELAY and, still unconfirmed NEIGH_DELAY_MS later, to PROBE: the caller
  * sends unicast probes NEIGH_RETRANS_MS apart, NEIGH_MAX_PROBES at most;
  * without an answer the entry goes to NONE and the next packet resolves the
- * address afresh (multicast NS, broadcast ARP request).  What owns the entry
- * (its table, its resolution list) stays with the protocol.
+ * address afresh (multicast NS, broadcast ARP request).  An address being
+ * resolved (INCOMPLETE) is on the resolving worker's pending list, one list
+ * per protocol, bounded, retried by net_neigh_pending_tick() with the
+ * protocol's request.  The table of entries stays with the protocol.
  */
+#include <string.h>
+
 #include <rte_ether.h>
 
 #include "core/pa.h"
@@ -103,5 +107,80 @@ net_neigh_use(struct dp_worker *dw, struct dp_nd_entry *e, struct rte_ether_addr
 		return DP_NEIGH_PROBE;
 	default:
 		return DP_NEIGH_RESOLVE;
+	}
+}
+
+/* ---- the pending lists ---- */
+
+static struct dp_neigh_pending *
+pending_find(struct dp_neigh_pending *list, const uint8_t *a)
+{
+	for (unsigned i = 0; i < DP_NEIGH_PENDING; i++)
+		if (list[i].used && memcmp(list[i].a, a, 16) == 0)
+			return &list[i];
+	return NULL;
+}
+
+bool
+net_neigh_pending_add(struct dp_worker *dw, enum dp_neigh_proto p, const uint8_t *a,
+                      uint32_t retrans_ms)
+{
+	struct dp_neigh_pending *list = dw->pending[p], *free_slot = NULL;
+
+	if (pending_find(list, a) != NULL)
+		return false; /* already asking: the tick retries */
+	for (unsigned i = 0; i < DP_NEIGH_PENDING && free_slot == NULL; i++)
+		if (!list[i].used)
+			free_slot = &list[i];
+	if (free_slot == NULL)
+		return false; /* as many resolutions in flight as we track: don't flood */
+	memcpy(free_slot->a, a, 16);
+	free_slot->tries = 1;
+	free_slot->next_ms = dw->now_ms + retrans_ms;
+	free_slot->used = true;
+	return true;
+}
+
+bool
+net_neigh_pending_anywhere(const struct dp_shared *sh, enum dp_neigh_proto p, const uint8_t *a)
+{
+	for (unsigned w = 0; w < sh->nworkers; w++) {
+		struct dp_worker *o = sh->workers[w];
+
+		if (o != NULL && pending_find(o->pending[p], a) != NULL)
+			return true;
+	}
+	return false;
+}
+
+void
+net_neigh_pending_done(struct dp_worker *dw, enum dp_neigh_proto p, const uint8_t *a)
+{
+	struct dp_neigh_pending *e = pending_find(dw->pending[p], a);
+
+	if (e != NULL)
+		e->used = false;
+}
+
+void
+net_neigh_pending_tick(struct dp_worker *dw, enum dp_neigh_proto p, const struct dp_neigh_ops *ops)
+{
+	for (unsigned i = 0; i < DP_NEIGH_PENDING; i++) {
+		struct dp_neigh_pending *q = &dw->pending[p][i];
+		const struct dp_nd_entry *e;
+
+		if (!q->used || dw->now_ms < q->next_ms)
+			continue;
+		e = ops->find(dw->sh, q->a);
+		if ((e != NULL &&
+		     net_neigh_state(__atomic_load_n(&e->word, __ATOMIC_ACQUIRE)) != DP_ND_NONE) ||
+		    q->tries >= ops->max_tries) {
+			q->used =
+			    false; /* resolved, or given up until the next packet asks again */
+			continue;
+		}
+		q->tries++;
+		q->next_ms = dw->now_ms + ops->retrans_ms;
+		ops->ask(dw, q->a);
 	}
 }
