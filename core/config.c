@@ -689,41 +689,28 @@ parse_dns_servers(struct pa_config *config, const struct config_key *key, const 
 	out[0] = '\0';
 	snprintf(copy, sizeof(copy), "%s", value);
 	for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		char host[INET6_ADDRSTRLEN], *colon = NULL, *end;
-		unsigned long port = 53;
+		size_t len = strlen(tok);
+		char *colon = strrchr(tok, ':'), why[CONFIG_ERR_MAX];
+		struct pa_hostport hp = {.port = 53};
 		uint8_t addr[16];
 		bool v6;
 		int n;
 
-		if (tok[0] == '[') {
-			char *close = strchr(tok, ']');
-
-			if (close == NULL || (close[1] != '\0' && close[1] != ':'))
-				return key_error(key, err, errlen, "'%s' is not [IPv6]:PORT", tok);
-			*close = '\0';
-			colon = close[1] == ':' ? close + 1 : NULL;
-			snprintf(host, sizeof(host), "%s", tok + 1);
+		if (tok[0] == '[' ? tok[len - 1] != ']' : colon != NULL && strchr(tok, ':') == colon) {
+			/* [IPv6]:PORT or ADDR:PORT (core/hostport.h) */
+			if (pa_parse_hostport(tok, len, &hp, why, sizeof(why)) != PA_OK)
+				return key_error(key, err, errlen, "%s", why);
+		} else if (tok[0] == '[') {
+			snprintf(hp.host, sizeof(hp.host), "%.*s", (int)(len - 2), tok + 1);
 		} else {
-			colon = strchr(tok, ':');
-			if (colon != NULL && strchr(colon + 1, ':') != NULL)
-				colon = NULL; /* a bare IPv6 address */
-			if (colon != NULL)
-				*colon = '\0';
-			snprintf(host, sizeof(host), "%s", tok);
+			snprintf(hp.host, sizeof(hp.host), "%s", tok); /* an address alone: port 53 */
 		}
-		v6 = inet_pton(AF_INET6, host, addr) == 1;
-		if (!v6 && inet_pton(AF_INET, host, addr) != 1)
+		v6 = inet_pton(AF_INET6, hp.host, addr) == 1;
+		if (!v6 && inet_pton(AF_INET, hp.host, addr) != 1)
 			return key_error(key, err, errlen, "'%s' is not an IPv4 or IPv6 address",
-			                 host);
-		if (colon != NULL) {
-			errno = 0;
-			port = strtoul(colon + 1, &end, 10);
-			if (!isdigit((unsigned char)colon[1]) || *end != '\0' || errno == ERANGE ||
-			    port == 0 || port > 65535)
-				return key_error(key, err, errlen, "'%s' is not a port", colon + 1);
-		}
-		n = snprintf(out + used, CONFIG_VALUE_MAX - used, "%s%s%s%s:%lu",
-		             used > 0 ? "," : "", v6 ? "[" : "", host, v6 ? "]" : "", port);
+			                 hp.host);
+		n = snprintf(out + used, CONFIG_VALUE_MAX - used, "%s%s%s%s:%u",
+		             used > 0 ? "," : "", v6 ? "[" : "", hp.host, v6 ? "]" : "", hp.port);
 		if (n < 0 || (size_t)n >= CONFIG_VALUE_MAX - used)
 			return key_error(key, err, errlen, "too long");
 		used += (size_t)n;
