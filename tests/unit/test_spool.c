@@ -1459,6 +1459,38 @@ test_kill9(void **state)
 
 /* ------------------------------------------------------ refusals, back-pressure */
 
+/*
+ * Format 2: a shard whose first segment cannot be allocated (here: the file
+ * size limit, as a full disk would) fails the open with the failing call,
+ * the segment's path and the error, rather than opening an unhealthy shard.
+ */
+static void
+test_log_first_segment_refused(void **state)
+{
+	char dir[512], err[ERR_MAX] = "";
+	struct spool *s = NULL;
+	struct spool_config cfg = {NULL, 1, 1, 16, NULL, 0, 0, NULL, 2, 8u << 20, 0, 0};
+	struct rlimit old, lim;
+
+	new_dir(*state, dir, sizeof(dir));
+	cfg.dir = dir;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = (struct rlimit){4u << 20, old.rlim_max};
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(spool_open(&s, &cfg, err, sizeof(err)), PA_ERROR);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_null(s);
+	print_message("    %s\n", err);
+	assert_non_null(strstr(err, "fallocate("));
+	assert_non_null(strstr(err, "/shard-000/log/00000000000000000001.seg"));
+	assert_non_null(strstr(err, strerror(EFBIG)));
+	/* Nothing was left half made: with room again it opens. */
+	assert_int_equal(spool_open(&s, &cfg, err, sizeof(err)), PA_OK);
+	spool_close(s);
+}
+
 static void
 test_shard_count_mismatch(void **state)
 {
@@ -2188,6 +2220,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_log_reindex),
 	    cmocka_unit_test(test_log_existing_format1),
 	    cmocka_unit_test(test_upgrade_format1),
+	    cmocka_unit_test(test_log_first_segment_refused),
 	};
 	int rc;
 
